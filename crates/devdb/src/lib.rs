@@ -1,0 +1,1 @@
+//! Placeholder: the local libSQL server lands here.

@@ -1,0 +1,137 @@
+//! Content-Security-Policy violation reports, the target of the CSP's `report-uri`.
+//!
+//! Browsers send either the legacy `application/csp-report` object or a Reporting API array;
+//! both become the same short summary for the log. Nothing is stored.
+
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::json_body::parse_json;
+
+/// Where browsers post violations; named in the CSP header.
+pub const REPORT_PATH: &str = "/api/csp-reports";
+/// Content type of the legacy report format, which is JSON without a `+json` suffix.
+pub const LEGACY_CONTENT_TYPE: &str = "application/csp-report";
+
+const MAX_REPORTS: usize = 20;
+const MAX_FIELD_CHARS: usize = 256;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CspViolation {
+    pub document: String,
+    pub directive: String,
+    pub blocked: String,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ReportBody {
+    Legacy {
+        #[serde(rename = "csp-report")]
+        report: LegacyReport,
+    },
+    Reporting(Vec<ReportingEntry>),
+}
+
+#[derive(Deserialize)]
+struct LegacyReport {
+    #[serde(rename = "document-uri", default)]
+    document_uri: String,
+    #[serde(rename = "effective-directive", default)]
+    effective_directive: Option<String>,
+    #[serde(rename = "violated-directive", default)]
+    violated_directive: String,
+    #[serde(rename = "blocked-uri", default)]
+    blocked_uri: String,
+}
+
+#[derive(Deserialize)]
+struct ReportingEntry {
+    #[serde(rename = "type")]
+    kind: String,
+    body: ReportingBody,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReportingBody {
+    #[serde(rename = "documentURL", default)]
+    document_url: String,
+    #[serde(default)]
+    effective_directive: String,
+    #[serde(rename = "blockedURL", default)]
+    blocked_url: String,
+}
+
+pub fn parse_reports(body: &[u8]) -> Result<Vec<CspViolation>, ApiError> {
+    let parsed: ReportBody = parse_json(body).map_err(|error| {
+        if error.code == "invalid_body" {
+            ApiError::new(400, "invalid_body", "expected a {\"csp-report\": {...}} object or a Reporting API array")
+        } else {
+            error
+        }
+    })?;
+    let violations: Vec<CspViolation> = match parsed {
+        ReportBody::Legacy { report } => vec![CspViolation {
+            document: clip(&report.document_uri),
+            directive: clip(report.effective_directive.as_deref().unwrap_or(&report.violated_directive)),
+            blocked: clip(&report.blocked_uri),
+        }],
+        ReportBody::Reporting(entries) => entries
+            .iter()
+            .filter(|entry| entry.kind == "csp-violation")
+            .take(MAX_REPORTS)
+            .map(|entry| CspViolation {
+                document: clip(&entry.body.document_url),
+                directive: clip(&entry.body.effective_directive),
+                blocked: clip(&entry.body.blocked_url),
+            })
+            .collect(),
+    };
+    Ok(violations)
+}
+
+/// Reports are attacker-controlled text headed for the log: keep them short.
+fn clip(value: &str) -> String {
+    value.chars().take(MAX_FIELD_CHARS).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_report() {
+        let body = br#"{"csp-report":{"document-uri":"https://app/","violated-directive":"script-src","blocked-uri":"https://evil/x.js"}}"#;
+        assert_eq!(
+            parse_reports(body).unwrap(),
+            vec![CspViolation {
+                document: "https://app/".into(),
+                directive: "script-src".into(),
+                blocked: "https://evil/x.js".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn reporting_api_array_keeps_only_csp_entries() {
+        let body = br#"[{"type":"csp-violation","url":"u","body":{"documentURL":"https://app/","effectiveDirective":"img-src","blockedURL":"data"}},
+                       {"type":"deprecation","url":"u","body":{}}]"#;
+        let reports = parse_reports(body).unwrap();
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].directive, "img-src");
+    }
+
+    #[test]
+    fn malformed_reports_are_400() {
+        for body in [&b"{"[..], b"{}", b"\"text\"", b"[1,2]", b""] {
+            assert_eq!(parse_reports(body).unwrap_err().status, 400, "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn long_fields_are_clipped() {
+        let body = format!(r#"{{"csp-report":{{"blocked-uri":"{}"}}}}"#, "x".repeat(10_000));
+        assert_eq!(parse_reports(body.as_bytes()).unwrap()[0].blocked.len(), MAX_FIELD_CHARS);
+    }
+}

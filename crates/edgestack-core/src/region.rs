@@ -1,0 +1,127 @@
+//! Which region a request is served in: from Cloudflare's `request.cf`, or a dev-only override.
+//!
+//! Regions are the keys replica URLs are configured under (e.g. `na`, `eu`, `ap`), so they are
+//! coarse on purpose: a continent picks the region, the colo is reported for humans.
+
+use serde::Serialize;
+
+/// Header that sets the region under `wrangler dev`, where `request.cf` is a placeholder.
+/// Honoured only when the configuration says development.
+pub const DEV_REGION_HEADER: &str = "x-edgestack-region";
+
+/// A validated region name: lowercase ASCII letters, digits and `-`, 1 to 16 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct RegionName(String);
+
+impl RegionName {
+    pub fn parse(value: &str) -> Option<Self> {
+        let value = value.trim().to_ascii_lowercase();
+        let valid = (1..=16).contains(&value.len())
+            && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        valid.then_some(Self(value))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Cloudflare continent codes folded into three regions; unknown codes go to `na`, the
+    /// region that hosts the primary in the default setup.
+    pub fn from_continent(continent: &str) -> Self {
+        let region = match continent.trim().to_ascii_uppercase().as_str() {
+            "EU" | "AF" => "eu",
+            "AS" | "OC" => "ap",
+            _ => "na",
+        };
+        Self(region.to_string())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegionSource {
+    Cloudflare,
+    DevOverride,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequestRegion {
+    pub name: RegionName,
+    /// The Cloudflare data centre (e.g. `LHR`), when known.
+    pub colo: Option<String>,
+    pub source: RegionSource,
+}
+
+/// What the runtime tells about where a request arrived.
+#[derive(Debug, Default, Clone)]
+pub struct RegionHints {
+    pub continent: Option<String>,
+    pub colo: Option<String>,
+    pub override_header: Option<String>,
+}
+
+impl RequestRegion {
+    /// The override header wins only when `allow_override` (development); in production it is
+    /// ignored, so a client can never pick its own replica or canary region.
+    pub fn detect(hints: &RegionHints, allow_override: bool) -> Self {
+        let colo = hints.colo.clone().filter(|c| !c.is_empty());
+        if allow_override && let Some(name) = hints.override_header.as_deref().and_then(RegionName::parse) {
+            return Self { name, colo, source: RegionSource::DevOverride };
+        }
+        let name = RegionName::from_continent(hints.continent.as_deref().unwrap_or(""));
+        Self { name, colo, source: RegionSource::Cloudflare }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hints(continent: Option<&str>, header: Option<&str>) -> RegionHints {
+        RegionHints {
+            continent: continent.map(String::from),
+            colo: Some("LHR".into()),
+            override_header: header.map(String::from),
+        }
+    }
+
+    #[test]
+    fn continent_maps_to_region() {
+        for (continent, region) in [
+            ("EU", "eu"),
+            ("AF", "eu"),
+            ("AS", "ap"),
+            ("OC", "ap"),
+            ("NA", "na"),
+            ("SA", "na"),
+            ("", "na"),
+            ("??", "na"),
+        ] {
+            assert_eq!(RegionName::from_continent(continent).as_str(), region, "{continent}");
+        }
+    }
+
+    #[test]
+    fn override_only_in_development() {
+        let dev = RequestRegion::detect(&hints(Some("NA"), Some("ap")), true);
+        assert_eq!((dev.name.as_str(), dev.source), ("ap", RegionSource::DevOverride));
+        let prod = RequestRegion::detect(&hints(Some("NA"), Some("ap")), false);
+        assert_eq!((prod.name.as_str(), prod.source), ("na", RegionSource::Cloudflare));
+        assert_eq!(prod.colo.as_deref(), Some("LHR"));
+    }
+
+    #[test]
+    fn invalid_override_falls_back_to_cf() {
+        for bad in ["", "EU!", "a-very-long-region-name", "eu west"] {
+            let region = RequestRegion::detect(&hints(Some("EU"), Some(bad)), true);
+            assert_eq!((region.name.as_str(), region.source), ("eu", RegionSource::Cloudflare), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn region_names_are_normalized() {
+        assert_eq!(RegionName::parse(" EU ").map(|r| r.0), Some("eu".to_string()));
+        assert_eq!(RegionName::parse("us-east-1").map(|r| r.0), Some("us-east-1".to_string()));
+    }
+}

@@ -1,0 +1,23 @@
+//! Starts and stops the pieces of edgestack's local stack, shared by xtask, tests and benchmarks.
+//!
+//! Every process is started in its own process group and killed with it on drop, so a test
+//! that panics never leaves `workerd` or a database server behind.
+
+pub mod node;
+pub mod process;
+pub mod wrangler;
+
+use std::path::PathBuf;
+
+/// The workspace root (where `wrangler.toml` and `package.json` live).
+pub fn workspace_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().and_then(|crates| crates.parent()).map(PathBuf::from).unwrap_or(manifest_dir)
+}
+
+/// A TCP port that was free a moment ago. Another process may take it before it is used;
+/// callers that start servers retry on a bind failure.
+pub fn free_port() -> std::io::Result<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(listener.local_addr()?.port())
+}

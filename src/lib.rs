@@ -1,0 +1,30 @@
+//! The edgestack worker: the thin wasm layer between Cloudflare's runtime and edgestack-core.
+//!
+//! `/api/*` reaches this code (`run_worker_first` in wrangler.toml); every other path is
+//! answered by Workers Static Assets before the worker runs.
+
+mod api;
+mod bindings;
+mod http;
+
+use worker::{Context, Env, Request, Response, Result, Router, event};
+
+#[event(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    let version = bindings::version_info(&env);
+    let response = Router::new()
+        .or_else_any_method_async("/api/*path", |req, ctx| async move { api::handle(req, &ctx.env).await })
+        // Only reached if the assets configuration sends a non-API path here.
+        .or_else_any_method_async(
+            "/*path",
+            |req, ctx| async move { bindings::assets(&ctx.env)?.fetch_request(req).await },
+        )
+        .run(req, env)
+        .await?;
+    Ok(http::with_standard_headers(response, &version))
+}

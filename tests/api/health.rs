@@ -1,0 +1,49 @@
+use crate::helpers::{spawn_app, spawn_app_with};
+
+#[test]
+fn health_reports_version_region_and_no_secrets() {
+    let app = spawn_app_with(&[
+        ("EDGESTACK_ENV", "development"),
+        ("LIBSQL_PRIMARY_URL", "http://127.0.0.1:9/private-db"),
+        ("LIBSQL_AUTH_TOKEN", "token-that-must-not-leak"),
+    ]);
+
+    let response = app.get("/api/health");
+
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    assert_eq!(response.header("cache-control"), Some("private, no-store"));
+    let health = response.json();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["environment"], "development");
+    assert_eq!(health["database"], "configured");
+    let version_id = health["version"]["id"].as_str().unwrap();
+    assert!(!version_id.is_empty(), "{health}");
+    assert_eq!(response.header("x-edgestack-version-id"), Some(version_id));
+    assert!(["na", "eu", "ap"].contains(&health["region"]["name"].as_str().unwrap()), "{health}");
+    let text = response.text();
+    assert!(!text.contains("private-db") && !text.contains("token-that-must-not-leak"), "{text}");
+}
+
+#[test]
+fn region_override_header_works_only_in_development() {
+    let dev = spawn_app();
+    let health = dev.request("GET", "/api/health", &[("x-edgestack-region", "ap")], None).json();
+    assert_eq!(
+        (health["region"]["name"].as_str(), health["region"]["source"].as_str()),
+        (Some("ap"), Some("dev_override"))
+    );
+
+    let production = spawn_app_with(&[("EDGESTACK_ENV", "production")]);
+    let health = production.request("GET", "/api/health", &[("x-edgestack-region", "ap")], None).json();
+    assert_eq!(health["environment"], "production");
+    assert_eq!(health["region"]["source"], "cloudflare");
+}
+
+#[test]
+fn head_is_answered_like_get_without_a_body() {
+    let app = spawn_app();
+    let response = app.request("HEAD", "/api/health", &[], None);
+    assert_eq!(response.status, 200);
+    assert!(response.body.is_empty());
+}

@@ -1,0 +1,62 @@
+//! Builds the worker (`worker-build --release`) unless none of its inputs changed.
+//!
+//! wrangler runs `cargo xtask build` on every `wrangler dev` start and file change; the input
+//! digest makes a start with nothing to do cost well under a second, and keeps tests that start
+//! many `wrangler dev` sessions from rebuilding (or racing on `build/`).
+
+use std::path::Path;
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use crate::tools::{Toolchain, hex, run};
+use crate::{Result, assets};
+
+/// Everything the wasm worker is built from, relative to the workspace root.
+const WORKER_INPUTS: &[&str] =
+    &["src", "crates/edgestack-core/src", "crates/edgestack-core/Cargo.toml", "Cargo.toml", "Cargo.lock"];
+const STAMP: &str = "build/.inputs.sha256";
+
+pub fn build_worker(toolchain: &Toolchain) -> Result {
+    let root = &toolchain.root;
+    assets::build_public(root)?;
+    let digest = inputs_digest(root)?;
+    let stamp = root.join(STAMP);
+    let built = root.join("build/index.js").is_file() && root.join("build/index_bg.wasm").is_file();
+    if built && std::fs::read_to_string(&stamp).is_ok_and(|recorded| recorded.trim() == digest) {
+        return Ok(());
+    }
+    let mut command = Command::new(&toolchain.worker_build);
+    command.current_dir(root).arg("--release");
+    toolchain.apply_env(&mut command);
+    run(&mut command)?;
+    std::fs::write(&stamp, digest).map_err(|e| format!("{}: {e}", stamp.display()))
+}
+
+fn inputs_digest(root: &Path) -> Result<String> {
+    let mut hasher = Sha256::new();
+    for input in WORKER_INPUTS {
+        let mut files = Vec::new();
+        collect_files(&root.join(input), &mut files)?;
+        files.sort();
+        for file in files {
+            let content = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            hasher.update(file.strip_prefix(root).unwrap_or(&file).to_string_lossy().as_bytes());
+            hasher.update([0]);
+            hasher.update(Sha256::digest(&content));
+        }
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+fn collect_files(path: &Path, files: &mut Vec<std::path::PathBuf>) -> Result {
+    if path.is_file() {
+        files.push(path.to_path_buf());
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    for entry in entries {
+        collect_files(&entry.map_err(|e| e.to_string())?.path(), files)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! `cargo xtask <command>`: edgestack's developer commands, in Rust instead of shell scripts.
+
+mod assets;
+mod bench;
+mod build;
+mod dev;
+mod tools;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  setup          install what building and testing need (idempotent, fast when done)
+  assets         fingerprint web/ into public/ (run by `build`)
+  build          assets + the wasm worker (skipped when no input changed)
+  dev            start the whole stack locally and run `wrangler dev` in the foreground
+  test           set up, build, and run every test
+  bench startup  print the worker's wasm size and `wrangler dev` start → first 200";
+
+pub type Result<T = ()> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let outcome = match args.as_slice() {
+        ["setup"] => tools::Toolchain::ensure().map(|_| ()),
+        ["assets"] => assets::build_public(&local_stack::workspace_root()).map(|_| ()),
+        ["build"] => tools::Toolchain::ensure().and_then(|toolchain| build::build_worker(&toolchain)),
+        ["dev"] => dev::run_dev_stack(),
+        ["test", rest @ ..] => run_tests(rest),
+        ["bench", "startup"] => bench::startup(),
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The README's test command: everything a fresh clone needs, then every test in the workspace.
+fn run_tests(extra_args: &[&str]) -> Result {
+    let toolchain = tools::Toolchain::ensure()?;
+    build::build_worker(&toolchain)?;
+    tools::run(
+        std::process::Command::new(tools::cargo())
+            .current_dir(&toolchain.root)
+            .args(["test", "--workspace", "--locked"])
+            .args(extra_args),
+    )
+}
