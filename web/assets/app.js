@@ -1,16 +1,381 @@
-// Shows which backend version and region answered, straight from /api/health.
-const show = (id, text) => { document.getElementById(id).textContent = text; };
+// The start page: sign up / sign in, my notes (create, edit, delete, publish) and the public feed.
+// User content is only ever set with textContent: notes are attacker-controlled text.
+//
+// Imports must name modules that sort before "app.js" (see the note in api.js).
+import { ApiError, api, el, idPath, publicNoteUrl, showHealth, timeElement } from "/assets/api.js";
 
-async function checkHealth() {
-  try {
-    const response = await fetch("/api/health", { headers: { accept: "application/json" } });
-    const health = await response.json();
-    show("health-status", response.ok ? health.status : `error ${response.status}`);
-    show("health-version", health.version?.tag || health.version?.id || "unknown");
-    show("health-region", `${health.region?.name ?? "?"} (${health.region?.colo || "colo unknown"})`);
-  } catch (error) {
-    show("health-status", `unreachable: ${error}`);
+const PAGE_SIZE = 20;
+const EXCERPT_CHARS = 280;
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  user: null,
+  editingId: null,
+  my: { notes: new Map(), cursor: null, generation: 0 },
+  feed: { notes: new Map(), cursor: null, generation: 0 },
+};
+
+// ---------------------------------------------------------------------------------------------
+// Status line (the page's one aria-live region)
+
+let statusTimer = 0;
+
+function say(message, kind = "info") {
+  const status = $("status");
+  clearTimeout(statusTimer);
+  status.dataset.kind = kind;
+  status.textContent = message;
+  if (kind === "info") {
+    statusTimer = setTimeout(() => {
+      if (status.textContent === message) status.textContent = "";
+    }, 8000);
   }
 }
 
-checkHealth();
+const sayError = (error) => say(error instanceof ApiError ? error.message : `Something went wrong: ${error}`, "error");
+
+/** Runs `action` with `button` (and the form's fields, if any) disabled; reports errors. */
+async function busy(control, action) {
+  const controls = control instanceof HTMLFormElement ? [...control.elements] : [control];
+  const previous = controls.map((c) => c.disabled);
+  controls.forEach((c) => { c.disabled = true; });
+  try {
+    return await action();
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401 && error.code === "unauthenticated" && state.user) {
+      setUser(null);
+      say("Your session has ended. Please sign in again.", "error");
+    } else {
+      sayError(error);
+    }
+    return undefined;
+  } finally {
+    controls.forEach((c, i) => { c.disabled = previous[i]; });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tabs: #notes (default) and #feed
+
+function route() {
+  const tab = location.hash === "#feed" ? "feed" : "notes";
+  for (const link of document.querySelectorAll("[data-tab]")) {
+    if (link.dataset.tab === tab) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  $("view-notes").hidden = tab !== "notes";
+  $("view-feed").hidden = tab !== "feed";
+  if (tab === "feed") loadFeed(true);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session
+
+function setUser(user) {
+  state.user = user;
+  $("loading").hidden = true;
+  $("account").hidden = !user;
+  $("signed-in-as").textContent = user ? user.email : "";
+  $("auth").hidden = Boolean(user);
+  $("notes-panel").hidden = !user;
+  for (const id of ["signin-password", "signup-password"]) $(id).value = "";
+  stopEditing();
+  resetList(state.my, $("my-notes-list"), $("my-notes-more"), $("my-notes-empty"));
+  if (user) loadMyNotes(true);
+}
+
+async function checkSession() {
+  try {
+    const data = await api("GET", "/api/me");
+    setUser(data.user);
+  } catch (error) {
+    setUser(null);
+    if (!(error instanceof ApiError && error.status === 401)) sayError(error);
+  }
+}
+
+function credentials(form) {
+  return { email: form.elements.email.value.trim(), password: form.elements.password.value };
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const data = await busy(form, () => api("POST", "/api/sessions", credentials(form)));
+  if (data?.user) {
+    setUser(data.user);
+    say(`Signed in as ${data.user.email}.`);
+    $("note-title").focus();
+  } else {
+    form.elements.password.focus();
+  }
+}
+
+async function signUp(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const data = await busy(form, () => api("POST", "/api/accounts", credentials(form)));
+  if (data?.user) {
+    setUser(data.user);
+    say(`Welcome! Your account ${data.user.email} is ready.`);
+    $("note-title").focus();
+  }
+}
+
+async function signOut(event) {
+  await busy(event.currentTarget, async () => {
+    try {
+      await api("DELETE", "/api/sessions/current");
+    } catch (error) {
+      // Already signed out on the server: the page just catches up.
+      if (!(error instanceof ApiError && error.status === 401)) throw error;
+    }
+    setUser(null);
+    say("Signed out.");
+    $("signin-email").focus();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lists (my notes and the feed share the paging logic)
+
+function resetList(list, ul, more, empty) {
+  list.generation += 1;
+  list.notes.clear();
+  list.cursor = null;
+  ul.replaceChildren();
+  more.hidden = true;
+  empty.hidden = true;
+}
+
+async function loadPage(list, path, ul, more, empty, render, reset) {
+  if (reset) resetList(list, ul, more, empty);
+  const generation = list.generation;
+  const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  if (list.cursor) query.set("cursor", list.cursor);
+  ul.setAttribute("aria-busy", "true");
+  try {
+    const data = await busy(more, () => api("GET", `${path}?${query}`));
+    if (!data || generation !== list.generation) return;
+    for (const note of data.notes ?? []) {
+      if (list.notes.has(note.id)) continue;
+      list.notes.set(note.id, note);
+      ul.append(render(note));
+    }
+    list.cursor = data.next_cursor ?? null;
+    more.hidden = !list.cursor;
+    empty.hidden = list.notes.size > 0;
+  } finally {
+    if (generation === list.generation) ul.removeAttribute("aria-busy");
+  }
+}
+
+const loadMyNotes = (reset) =>
+  loadPage(state.my, "/api/notes", $("my-notes-list"), $("my-notes-more"), $("my-notes-empty"), renderMyNote, reset);
+
+const loadFeed = (reset) =>
+  loadPage(state.feed, "/api/public/notes", $("feed-list"), $("feed-more"), $("feed-empty"), renderFeedNote, reset);
+
+function excerpt(body) {
+  const text = String(body ?? "");
+  return text.length > EXCERPT_CHARS ? `${text.slice(0, EXCERPT_CHARS).trimEnd()}…` : text;
+}
+
+function renderMyNote(note) {
+  const titleId = `my-note-${note.id}-title`;
+  const li = el("li", "note");
+  li.dataset.testid = "my-note";
+  li.dataset.noteId = note.id;
+
+  const head = el("div", "note-head");
+  const title = el("h3", "note-title", note.title);
+  title.id = titleId;
+  title.dataset.testid = "note-title";
+  const badge = el("span", "badge", note.published ? "Published" : "Private");
+  badge.dataset.testid = "note-state";
+  badge.dataset.state = note.published ? "published" : "private";
+  head.append(title, badge);
+
+  const meta = el("p", "meta");
+  if (note.published && note.published_at != null) {
+    const link = el("a", "", "Public page");
+    link.href = publicNoteUrl(note.id);
+    link.dataset.testid = "note-public-link";
+    meta.append("Published ", timeElement(note.published_at), " · ", link);
+  } else {
+    meta.append("Updated ", timeElement(note.updated_at ?? note.created_at));
+  }
+
+  const actions = el("div", "actions");
+  const button = (action, label, className = "secondary") => {
+    const b = el("button", className, label);
+    b.type = "button";
+    b.dataset.action = action;
+    b.setAttribute("aria-describedby", titleId);
+    return b;
+  };
+  actions.append(
+    button("edit", "Edit"),
+    note.published ? button("unpublish", "Unpublish") : button("publish", "Publish"),
+    button("delete", "Delete", "danger"),
+  );
+
+  li.append(head, meta);
+  if (note.body) li.append(el("p", "excerpt", excerpt(note.body)));
+  li.append(actions);
+  return li;
+}
+
+function renderFeedNote(note) {
+  const li = el("li", "note");
+  li.dataset.testid = "feed-note";
+  li.dataset.noteId = note.id;
+  const title = el("h3", "note-title");
+  const link = el("a", "", note.title);
+  link.href = publicNoteUrl(note.id);
+  link.dataset.testid = "feed-note-link";
+  title.append(link);
+  const meta = el("p", "meta");
+  meta.append("Published ", timeElement(note.published_at));
+  li.append(title, meta);
+  if (note.body) li.append(el("p", "excerpt", excerpt(note.body)));
+  return li;
+}
+
+/** Replaces (or, with `prepend`, adds) a note in my list after the server answered it. */
+function showMyNote(note, { prepend = false } = {}) {
+  const ul = $("my-notes-list");
+  const existing = ul.querySelector(`[data-note-id="${CSS.escape(note.id)}"]`);
+  state.my.notes.set(note.id, note);
+  const item = renderMyNote(note);
+  if (existing) existing.replaceWith(item);
+  else if (prepend) ul.prepend(item);
+  else ul.append(item);
+  $("my-notes-empty").hidden = true;
+  return item;
+}
+
+function forgetMyNote(id) {
+  state.my.notes.delete(id);
+  $("my-notes-list").querySelector(`[data-note-id="${CSS.escape(id)}"]`)?.remove();
+  $("my-notes-empty").hidden = state.my.notes.size > 0;
+  if (state.editingId === id) stopEditing();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Editor
+
+function startEditing(note) {
+  state.editingId = note.id;
+  $("note-form-heading").textContent = "Edit note";
+  $("note-title").value = note.title;
+  $("note-body").value = note.body ?? "";
+  $("note-publish-row").hidden = true;
+  $("note-cancel").hidden = false;
+  $("note-save").textContent = "Save changes";
+  $("note-form").scrollIntoView({ block: "start", behavior: "smooth" });
+  $("note-title").focus({ preventScroll: true });
+}
+
+function stopEditing() {
+  state.editingId = null;
+  $("note-form").reset();
+  $("note-form-heading").textContent = "New note";
+  $("note-publish-row").hidden = false;
+  $("note-cancel").hidden = true;
+  $("note-save").textContent = "Save note";
+}
+
+async function saveNote(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const title = $("note-title").value.trim();
+  const body = $("note-body").value;
+  if (!title) {
+    say("A note needs a title.", "error");
+    $("note-title").focus();
+    return;
+  }
+  const editingId = state.editingId;
+  const data = await busy(form, () =>
+    editingId
+      ? api("PATCH", `/api/notes/${idPath(editingId)}`, { title, body })
+      : api("POST", "/api/notes", { title, body, published: $("note-publish").checked }),
+  );
+  if (!data?.note) return;
+  const item = showMyNote(data.note, { prepend: !editingId });
+  stopEditing();
+  say(editingId ? "Changes saved." : data.note.published ? "Note saved and published." : "Note saved.");
+  item.querySelector("button")?.focus({ preventScroll: true });
+  if (!editingId) $("note-title").focus();
+}
+
+async function onMyNoteAction(event) {
+  const button = event.target.closest("button[data-action]");
+  if (!button) return;
+  const item = button.closest("[data-note-id]");
+  const id = item.dataset.noteId;
+  const note = state.my.notes.get(id);
+  const action = button.dataset.action;
+  if (action === "edit") {
+    if (note) startEditing(note);
+    return;
+  }
+  if (action === "delete" && !window.confirm(`Delete “${note?.title ?? "this note"}”? This cannot be undone.`)) return;
+
+  const path = `/api/notes/${idPath(id)}`;
+  const requests = {
+    publish: () => api("PUT", `${path}/publication`),
+    unpublish: () => api("DELETE", `${path}/publication`),
+    delete: () => api("DELETE", path),
+  };
+  let missing = false;
+  const data = await busy(button, async () => {
+    try {
+      return await requests[action]();
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) {
+        missing = true;
+        return null;
+      }
+      throw error;
+    }
+  });
+  if (missing) {
+    forgetMyNote(id);
+    say("That note no longer exists.", "error");
+  } else if (action === "delete" && data === null) {
+    forgetMyNote(id);
+    say("Note deleted.");
+  } else if (data?.note) {
+    const updated = showMyNote(data.note);
+    say(data.note.published ? "Published. Anyone with the link can read it." : "Unpublished. Only you can see it now.");
+    updated.querySelector(`button[data-action="${data.note.published ? "unpublish" : "publish"}"]`)?.focus();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function start() {
+  $("signin-form").addEventListener("submit", signIn);
+  $("signup-form").addEventListener("submit", signUp);
+  $("note-form").addEventListener("submit", saveNote);
+  $("note-cancel").addEventListener("click", () => {
+    stopEditing();
+    say("Editing cancelled.");
+  });
+  $("signout").addEventListener("click", signOut);
+  $("my-notes-list").addEventListener("click", onMyNoteAction);
+  $("my-notes-more").addEventListener("click", () => loadMyNotes(false));
+  $("feed-more").addEventListener("click", () => loadFeed(false));
+  $("feed-refresh").addEventListener("click", () => loadFeed(true));
+  window.addEventListener("hashchange", route);
+  // Forms stay inert until this module runs, so nothing is ever submitted the browser's way.
+  for (const id of ["signin-submit", "signup-submit", "note-save"]) $(id).disabled = false;
+  route();
+  checkSession();
+  showHealth();
+}
+
+start();

@@ -23,7 +23,12 @@ pub fn build_public(root: &Path) -> Result<Manifest> {
     let web = root.join("web");
     let public = root.join("public");
     let files = read_tree(&web)?;
-    let (outputs, manifest) = fingerprint(&files);
+    let (mut outputs, manifest) = fingerprint(&files);
+    outputs.insert("_headers".to_string(), edgestack_core::assets::headers_file().into_bytes());
+    // Untouched when nothing changed: wrangler watches public/ and reloads on any write.
+    if public.is_dir() && read_tree(&public)? == outputs {
+        return Ok(manifest);
+    }
     // Replace public/ whole so a renamed asset's old hash does not linger.
     if public.exists() {
         std::fs::remove_dir_all(&public).map_err(|e| format!("{}: {e}", public.display()))?;
@@ -35,8 +40,6 @@ pub fn build_public(root: &Path) -> Result<Manifest> {
         }
         std::fs::write(&path, content).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    std::fs::write(public.join("_headers"), edgestack_core::assets::headers_file())
-        .map_err(|e| format!("_headers: {e}"))?;
     Ok(manifest)
 }
 

@@ -19,6 +19,9 @@ const STAMP: &str = "build/.inputs.sha256";
 
 pub fn build_worker(toolchain: &Toolchain) -> Result {
     let root = &toolchain.root;
+    // Several `wrangler dev` sessions starting together each run this; one builds, the others
+    // wait and then find the stamp fresh.
+    let _lock = BuildLock::acquire(&root.join("target/xtask-build.lock"))?;
     assets::build_public(root)?;
     let digest = inputs_digest(root)?;
     let stamp = root.join(STAMP);
@@ -59,4 +62,22 @@ fn collect_files(path: &Path, files: &mut Vec<std::path::PathBuf>) -> Result {
         collect_files(&entry.map_err(|e| e.to_string())?.path(), files)?;
     }
     Ok(())
+}
+
+/// An exclusive `flock` on a file, released when dropped (or when the process dies).
+struct BuildLock {
+    _file: std::fs::File,
+}
+
+impl BuildLock {
+    fn acquire(path: &Path) -> Result<Self> {
+        use std::os::fd::AsRawFd;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        // SAFETY: flock(2) on a descriptor we own; it does not touch our memory.
+        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        if locked == 0 { Ok(Self { _file: file }) } else { Err(format!("cannot lock {}", path.display())) }
+    }
 }

@@ -3,9 +3,12 @@
 //! This crate never depends on `worker` or wasm. The worker crate turns bindings into plain
 //! values, calls into here, and turns the answers back into responses.
 
+pub mod accounts;
 pub mod assets;
 pub mod config;
 pub mod csp_report;
+pub mod csrf;
+pub mod db;
 pub mod error;
 pub mod health;
 pub mod json_body;

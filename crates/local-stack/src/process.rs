@@ -34,12 +34,17 @@ impl GroupChild {
         }
     }
 
-    /// The last `max_bytes` of what the process printed, for error messages.
+    /// The start and the last `max_bytes` of what the process printed, for error messages:
+    /// the first error is usually at the start, the latest state at the end.
     pub fn log_tail(&self, max_bytes: usize) -> String {
         let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-        let start = text.len().saturating_sub(max_bytes);
-        let start = (start..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
-        text[start..].to_string()
+        if text.len() <= 2 * max_bytes {
+            return text;
+        }
+        let boundary = |at: usize| (at..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
+        let head_end = boundary(max_bytes);
+        let tail_start = boundary(text.len() - max_bytes);
+        format!("{}\n[…]\n{}", &text[..head_end], &text[tail_start..])
     }
 
     pub fn log_path(&self) -> &Path {

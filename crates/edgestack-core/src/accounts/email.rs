@@ -1,0 +1,68 @@
+//! An email address, parsed once: trimmed, lower-cased, shape-checked. Not proof of ownership.
+
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+const MAX_LENGTH: usize = 254;
+
+impl Email {
+    pub fn parse(input: &str) -> Result<Self, ApiError> {
+        let email = input.trim().to_lowercase();
+        let invalid = || ApiError::new(400, "invalid_email", "enter a valid email address");
+        if email.is_empty() || email.len() > MAX_LENGTH || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid());
+        }
+        let (local, domain) = email.rsplit_once('@').ok_or_else(invalid)?;
+        let domain_ok = domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !domain.contains("..")
+            && !domain.contains('@');
+        if local.is_empty() || local.len() > 64 || local.contains('@') || !domain_ok {
+            return Err(invalid());
+        }
+        Ok(Self(email))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(input: &str, expected: Option<&str>) {
+        assert_eq!(Email::parse(input).ok().map(|e| e.0), expected.map(String::from), "{input:?}");
+    }
+
+    #[test]
+    fn accepts_and_normalizes() {
+        check("Ada@Example.COM", Some("ada@example.com"));
+        check("  a.b+tag@sub.example.org ", Some("a.b+tag@sub.example.org"));
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        for bad in [
+            "",
+            "ada",
+            "@example.com",
+            "ada@",
+            "ada@example",
+            "ada@@example.com",
+            "a da@example.com",
+            "ada@.example.com",
+            "ada@example..com",
+            "ada@example.com.",
+            "a\u{0}@example.com",
+        ] {
+            check(bad, None);
+        }
+        check(&format!("{}@example.com", "a".repeat(65)), None);
+        check(&format!("a@{}.com", "b".repeat(260)), None);
+    }
+}

@@ -1,0 +1,316 @@
+//! Builds one Hrana `POST /v3/pipeline` body per logical operation and reads its answer.
+//!
+//! A read is one batch without conditions; a write is one batch wrapped in
+//! `BEGIN IMMEDIATE … COMMIT` whose steps each run only if the previous one succeeded, with a
+//! `ROLLBACK` when anything failed — atomic in one round trip.
+
+use libsql_hrana::proto::{
+    Batch, BatchCond, BatchResult, BatchStep, BatchStreamReq, CloseStreamReq, PipelineReqBody, PipelineRespBody, Stmt,
+    StmtResult, StreamRequest, StreamResponse, StreamResult,
+};
+
+use super::{Rows, Statement};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PipelineKind {
+    /// Independent reads; may go to a replica.
+    Read,
+    /// All-or-nothing writes; only ever sent to the primary.
+    Write,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub kind: PipelineKind,
+    pub statements: Vec<Statement>,
+}
+
+/// A statement that SQLite refused (constraint, syntax…), as the server reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementError {
+    pub message: String,
+    pub code: String,
+}
+
+impl StatementError {
+    pub fn is_unique_violation(&self) -> bool {
+        self.message.contains("UNIQUE constraint failed")
+    }
+}
+
+/// Why a pipeline produced no usable answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbError {
+    /// The server could not be reached, timed out, or answered 5xx: try elsewhere or later.
+    Unavailable(String),
+    /// The server answered something that is not a Hrana pipeline response: a bug or a
+    /// misconfiguration (wrong URL, wrong token).
+    Protocol(String),
+    /// A write's statement failed; the transaction was rolled back.
+    Statement { index: usize, error: StatementError },
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unavailable(why) => write!(f, "database unavailable: {why}"),
+            Self::Protocol(why) => write!(f, "database protocol error: {why}"),
+            Self::Statement { index, error } => {
+                write!(f, "statement {index} failed: {} ({})", error.message, error.code)
+            }
+        }
+    }
+}
+
+/// The answer to a pipeline: one result per statement, and the server's replication index.
+#[derive(Debug, Clone)]
+pub struct PipelineOutcome {
+    pub results: Vec<Result<Rows, StatementError>>,
+    pub replication_index: Option<u64>,
+}
+
+impl PipelineOutcome {
+    /// The rows of statement `index`, or the error it failed with.
+    pub fn rows(&self, index: usize) -> Result<&Rows, DbError> {
+        match self.results.get(index) {
+            Some(Ok(rows)) => Ok(rows),
+            Some(Err(error)) => Err(DbError::Statement { index, error: error.clone() }),
+            None => Err(DbError::Protocol(format!("no result for statement {index}"))),
+        }
+    }
+}
+
+impl Pipeline {
+    pub fn read(statements: Vec<Statement>) -> Self {
+        Self { kind: PipelineKind::Read, statements }
+    }
+
+    pub fn write(statements: Vec<Statement>) -> Self {
+        Self { kind: PipelineKind::Write, statements }
+    }
+
+    /// The JSON body for `POST /v3/pipeline`.
+    pub fn request_body(&self) -> Result<Vec<u8>, DbError> {
+        let steps = match self.kind {
+            PipelineKind::Read => self.statements.iter().map(|s| step(stmt(s), None)).collect(),
+            PipelineKind::Write => transaction_steps(&self.statements),
+        };
+        let body = PipelineReqBody {
+            baton: None,
+            requests: vec![
+                StreamRequest::Batch(BatchStreamReq { batch: Batch { steps, replication_index: None } }),
+                StreamRequest::Close(CloseStreamReq {}),
+            ],
+        };
+        serde_json::to_vec(&body).map_err(|e| DbError::Protocol(format!("cannot encode pipeline: {e}")))
+    }
+
+    /// Reads the server's answer to [`Self::request_body`].
+    pub fn parse_response(&self, body: &[u8]) -> Result<PipelineOutcome, DbError> {
+        let response: PipelineRespBody =
+            serde_json::from_slice(body).map_err(|e| DbError::Protocol(format!("not a pipeline response: {e}")))?;
+        let batch = match response.results.into_iter().next() {
+            Some(StreamResult::Ok { response: StreamResponse::Batch(batch) }) => batch.result,
+            Some(StreamResult::Error { error }) => {
+                return Err(DbError::Protocol(format!("pipeline refused: {} ({})", error.message, error.code)));
+            }
+            _ => return Err(DbError::Protocol("pipeline response without a batch result".into())),
+        };
+        let replication_index = batch.replication_index;
+        let results = match self.kind {
+            PipelineKind::Read => (0..self.statements.len()).map(|step| step_outcome(&batch, step)).collect(),
+            PipelineKind::Write => {
+                // Steps: BEGIN, the statements, COMMIT, ROLLBACK.
+                let results: Vec<_> =
+                    (1..=self.statements.len()).map(|step| step_outcome(&batch, step)).collect::<Vec<_>>();
+                if let Some(index) = results.iter().position(Result::is_err) {
+                    let error = results[index]
+                        .clone()
+                        .err()
+                        .unwrap_or_else(|| StatementError { message: "failed".into(), code: String::new() });
+                    return Err(DbError::Statement { index, error });
+                }
+                if let Err(error) = step_outcome(&batch, 0) {
+                    return Err(DbError::Unavailable(format!("BEGIN failed: {}", error.message)));
+                }
+                if let Err(error) = step_outcome(&batch, self.statements.len() + 1) {
+                    return Err(DbError::Unavailable(format!("COMMIT failed: {}", error.message)));
+                }
+                results
+            }
+        };
+        Ok(PipelineOutcome { results, replication_index })
+    }
+}
+
+fn stmt(statement: &Statement) -> Stmt {
+    Stmt {
+        sql: Some(statement.sql.to_string()),
+        sql_id: None,
+        args: statement.args.clone(),
+        named_args: Vec::new(),
+        want_rows: Some(true),
+        replication_index: None,
+    }
+}
+
+fn raw(sql: &str) -> Stmt {
+    Stmt {
+        sql: Some(sql.to_string()),
+        sql_id: None,
+        args: Vec::new(),
+        named_args: Vec::new(),
+        want_rows: Some(false),
+        replication_index: None,
+    }
+}
+
+fn step(stmt: Stmt, condition: Option<BatchCond>) -> BatchStep {
+    BatchStep { condition, stmt }
+}
+
+fn ok(step: usize) -> BatchCond {
+    BatchCond::Ok { step: u32::try_from(step).unwrap_or(u32::MAX) }
+}
+
+fn transaction_steps(statements: &[Statement]) -> Vec<BatchStep> {
+    let mut steps = vec![step(raw("BEGIN IMMEDIATE"), None)];
+    for (index, statement) in statements.iter().enumerate() {
+        steps.push(step(stmt(statement), Some(ok(index))));
+    }
+    let commit = steps.len();
+    steps.push(step(raw("COMMIT"), Some(ok(commit - 1))));
+    steps.push(step(raw("ROLLBACK"), Some(BatchCond::Not { cond: Box::new(ok(commit)) })));
+    steps
+}
+
+fn step_outcome(batch: &BatchResult, step: usize) -> Result<Rows, StatementError> {
+    if let Some(Some(error)) = batch.step_errors.get(step) {
+        return Err(StatementError { message: error.message.clone(), code: error.code.clone() });
+    }
+    match batch.step_results.get(step) {
+        Some(Some(result)) => Ok(Rows::from_result(result)),
+        _ => Err(StatementError { message: "step did not run".into(), code: "NOT_RUN".into() }),
+    }
+}
+
+/// Keeps `StmtResult` out of the public API.
+impl Rows {
+    fn from_result(result: &StmtResult) -> Self {
+        let columns = result.cols.iter().map(|col| col.name.clone().unwrap_or_default()).collect();
+        let rows = result.rows.iter().map(|row| row.values.clone()).collect();
+        Rows::new(columns, rows, result.affected_row_count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{integer, text};
+    use serde_json::{Value as Json, json};
+
+    fn statements() -> Vec<Statement> {
+        vec![
+            Statement::new("INSERT INTO t (a) VALUES (?)", vec![text("x")]),
+            Statement::new("SELECT a FROM t WHERE id = ?", vec![integer(7)]),
+        ]
+    }
+
+    #[test]
+    fn read_pipeline_is_one_batch_then_close() {
+        let body: Json = serde_json::from_slice(&Pipeline::read(statements()).request_body().unwrap()).unwrap();
+        assert_eq!(body["requests"][0]["type"], "batch");
+        assert_eq!(body["requests"][1]["type"], "close");
+        let steps = body["requests"][0]["batch"]["steps"].as_array().unwrap();
+        assert_eq!(steps.len(), 2);
+        assert_eq!(steps[0]["stmt"]["sql"], "INSERT INTO t (a) VALUES (?)");
+        assert_eq!(steps[0]["stmt"]["args"][0], json!({"type": "text", "value": "x"}));
+        assert_eq!(steps[1]["stmt"]["args"][0], json!({"type": "integer", "value": "7"}));
+        assert!(steps[1].get("condition").is_none() || steps[1]["condition"].is_null());
+    }
+
+    #[test]
+    fn write_pipeline_is_a_conditional_transaction() {
+        let body: Json = serde_json::from_slice(&Pipeline::write(statements()).request_body().unwrap()).unwrap();
+        let steps = body["requests"][0]["batch"]["steps"].as_array().unwrap();
+        let sql: Vec<&str> = steps.iter().map(|s| s["stmt"]["sql"].as_str().unwrap()).collect();
+        assert_eq!(
+            sql,
+            ["BEGIN IMMEDIATE", "INSERT INTO t (a) VALUES (?)", "SELECT a FROM t WHERE id = ?", "COMMIT", "ROLLBACK"]
+        );
+        assert_eq!(steps[1]["condition"], json!({"type": "ok", "step": 0}));
+        assert_eq!(steps[3]["condition"], json!({"type": "ok", "step": 2}));
+        assert_eq!(steps[4]["condition"], json!({"type": "not", "cond": {"type": "ok", "step": 3}}));
+    }
+
+    fn ok_result(rows: Json) -> Json {
+        json!({"cols": [{"name": "a", "decltype": null}], "rows": rows, "affected_row_count": 0, "last_insert_rowid": null, "replication_index": "5"})
+    }
+
+    fn response(step_results: Json, step_errors: Json) -> Vec<u8> {
+        serde_json::to_vec(&json!({"baton": null, "base_url": null, "results": [
+            {"type": "ok", "response": {"type": "batch", "result": {"step_results": step_results, "step_errors": step_errors, "replication_index": "42"}}},
+            {"type": "ok", "response": {"type": "close"}}
+        ]}))
+        .unwrap()
+    }
+
+    #[test]
+    fn parses_read_results_and_errors_per_statement() {
+        let pipeline = Pipeline::read(statements());
+        let body = response(
+            json!([null, ok_result(json!([[{"type": "text", "value": "x"}]]))]),
+            json!([{"message": "UNIQUE constraint failed: t.a", "code": "SQLITE_CONSTRAINT"}, null]),
+        );
+        let outcome = pipeline.parse_response(&body).unwrap();
+        assert_eq!(outcome.replication_index, Some(42));
+        assert!(matches!(outcome.rows(0), Err(DbError::Statement { index: 0, error }) if error.is_unique_violation()));
+        let rows = outcome.rows(1).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows.first().unwrap().text("a"), Some("x"));
+    }
+
+    #[test]
+    fn failed_write_step_is_a_statement_error() {
+        let pipeline = Pipeline::write(statements());
+        let body = response(
+            json!([ok_result(json!([])), null, null, null, ok_result(json!([]))]),
+            json!([null, {"message": "UNIQUE constraint failed: t.a", "code": "SQLITE_CONSTRAINT"}, null, null, null]),
+        );
+        match pipeline.parse_response(&body) {
+            Err(DbError::Statement { index: 0, error }) => assert!(error.is_unique_violation()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn successful_write_returns_statement_rows() {
+        let pipeline = Pipeline::write(statements());
+        let body = response(
+            json!([
+                ok_result(json!([])),
+                ok_result(json!([])),
+                ok_result(json!([[{"type": "integer", "value": "3"}]])),
+                ok_result(json!([])),
+                null
+            ]),
+            json!([null, null, null, null, null]),
+        );
+        let outcome = pipeline.parse_response(&body).unwrap();
+        assert_eq!(outcome.rows(1).unwrap().first().unwrap().integer("a"), Some(3));
+    }
+
+    #[test]
+    fn garbage_is_a_protocol_error() {
+        let pipeline = Pipeline::read(statements());
+        for body in
+            [&b"<html>"[..], b"{}", br#"{"results": [{"type": "error", "error": {"message": "m", "code": "c"}}]}"#]
+        {
+            assert!(
+                matches!(pipeline.parse_response(body), Err(DbError::Protocol(_))),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+}

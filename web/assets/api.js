@@ -1,0 +1,110 @@
+// The edgestack API client (docs/api.md) and the few helpers both pages share.
+//
+// Module names matter: `cargo xtask assets` rewrites `/assets/<name>` references file by file
+// in (kind, name) order, so a module may import only modules whose names sort before its own.
+// This file imports nothing; `app.js` and `note.js` import it by its absolute asset path.
+
+/** An API error: `status` is the HTTP status (0 when the server was not reached). */
+export class ApiError extends Error {
+  constructor(status, code, message, retryAfter = null) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+    this.retryAfter = retryAfter;
+  }
+}
+
+const STATE_CHANGING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+
+/**
+ * Calls the API and answers the parsed JSON body (null for 204), or throws an ApiError whose
+ * message is the server's `error.message` — fit to show to the user as it is.
+ */
+export async function api(method, path, body) {
+  const headers = { accept: "application/json" };
+  // The browser's Origin header already proves same-origin; this header is a second proof
+  // that also satisfies the CSRF check when a proxy strips Origin.
+  if (STATE_CHANGING.has(method)) headers["x-edgestack-client"] = "1";
+  const init = { method, headers, credentials: "same-origin" };
+  if (body !== undefined) {
+    headers["content-type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch {
+    throw new ApiError(0, "network", "Could not reach the server. Check your connection and try again.");
+  }
+  if (response.status === 204) return null;
+  const text = await response.text();
+  let data = null;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = null;
+    }
+  }
+  if (!response.ok) {
+    const error = data && typeof data.error === "object" && data.error ? data.error : {};
+    const retryAfter = response.headers.get("retry-after");
+    let message = typeof error.message === "string" && error.message ? error.message : fallbackMessage(response);
+    if (response.status === 429 && retryAfter && /^\d+$/.test(retryAfter)) {
+      message += ` Try again in ${retryAfter} s.`;
+    }
+    throw new ApiError(response.status, String(error.code || `http_${response.status}`), message, retryAfter);
+  }
+  return data;
+}
+
+function fallbackMessage(response) {
+  if (response.status === 413) return "That is too long to save (the limit is 64 KiB).";
+  if (response.status >= 500) return `The server had a problem (${response.status}). Please try again.`;
+  return `The request failed (${response.status} ${response.statusText}).`.replace(" )", ")");
+}
+
+/** Path segment for an opaque id. */
+export const idPath = (id) => encodeURIComponent(String(id));
+
+/** The public page of a published note. */
+export const publicNoteUrl = (id) => `/note?id=${encodeURIComponent(String(id))}`;
+
+/** `<time>` for a millisecond timestamp, in the reader's locale. */
+export function timeElement(ms) {
+  const time = document.createElement("time");
+  const date = new Date(Number(ms));
+  if (Number.isFinite(date.getTime())) {
+    time.dateTime = date.toISOString();
+    time.textContent = date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+  } else {
+    time.textContent = "unknown date";
+  }
+  return time;
+}
+
+/** Element with optional class and text; text always goes through textContent. */
+export function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  return node;
+}
+
+/** Fills the footer with the backend version and region from /api/health. */
+export async function showHealth() {
+  const target = document.getElementById("health");
+  if (!target) return;
+  try {
+    const health = await api("GET", "/api/health");
+    const version = health?.version?.tag || health?.version?.id || "unknown version";
+    const region = health?.region?.name ?? "?";
+    const colo = health?.region?.colo ? ` · ${health.region.colo}` : "";
+    target.textContent = `Backend ${health?.status ?? "?"} · ${version} · ${region}${colo}`;
+    target.dataset.state = health?.status === "ok" ? "ok" : "degraded";
+  } catch (error) {
+    target.textContent = `Backend unreachable: ${error.message}`;
+    target.dataset.state = "down";
+  }
+}

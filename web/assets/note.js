@@ -1,0 +1,42 @@
+// A note's public page: /note?id=<id> (also reachable as /note.html?id=<id>).
+// The note is attacker-controlled text, so it is only ever set with textContent.
+//
+// Imports must name modules that sort before "note.js" (see the note in api.js).
+import { ApiError, api, idPath, showHealth, timeElement } from "/assets/api.js";
+
+const $ = (id) => document.getElementById(id);
+
+function showMissing() {
+  $("note-loading").hidden = true;
+  $("note-missing").hidden = false;
+  document.title = "Note not found · edgestack";
+}
+
+async function showNote() {
+  const id = new URLSearchParams(location.search).get("id");
+  if (!id) {
+    showMissing();
+    return;
+  }
+  try {
+    const { note } = await api("GET", `/api/public/notes/${idPath(id)}`);
+    $("note-title").textContent = note.title;
+    $("note-date").replaceChildren(timeElement(note.published_at));
+    $("note-body").textContent = note.body ?? "";
+    document.title = `${note.title} · edgestack`;
+    $("note-loading").hidden = true;
+    $("note").hidden = false;
+  } catch (error) {
+    if (error instanceof ApiError && (error.status === 404 || error.status === 400)) {
+      showMissing();
+    } else {
+      $("note-loading").hidden = true;
+      const status = $("status");
+      status.dataset.kind = "error";
+      status.textContent = error instanceof ApiError ? error.message : `Something went wrong: ${error}`;
+    }
+  }
+}
+
+showNote();
+showHealth();
