@@ -1,47 +1,74 @@
-//! The HTTP edge: errors and JSON into responses, bounded body reading, standard headers.
+//! The HTTP edge: a workers-rs request into an `ApiRequest`, the core's answer back into a
+//! response, bounded body reading, and the headers every API response carries.
 
+use edgestack_core::app::{self, ApiRequest, ApiResponse};
 use edgestack_core::assets::{PRIVATE_NO_STORE, SECURITY_HEADERS};
 use edgestack_core::error::ApiError;
 use edgestack_core::health::VersionInfo;
 use edgestack_core::json_body::{MAX_BODY_BYTES, check_declared_length, too_large};
+use edgestack_core::region::{DEV_REGION_HEADER, RegionHints, RequestRegion};
+use edgestack_core::routes::Method;
 use futures::StreamExt;
-use serde::Serialize;
-use worker::{Headers, Request, Response};
+use worker::{Date, Headers, Request, Response};
+
+use crate::bindings;
+use crate::platform::WorkerPlatform;
 
 pub const VERSION_ID_HEADER: &str = "x-edgestack-version-id";
 pub const VERSION_TAG_HEADER: &str = "x-edgestack-version-tag";
 
-pub fn error_response(error: &ApiError) -> worker::Result<Response> {
+pub async fn handle_api(mut req: Request, platform: &WorkerPlatform<'_>) -> worker::Result<Response> {
+    let config = bindings::config(platform.env);
+    let method = Method::parse(req.method().as_ref());
+    let body = match method {
+        Method::Get | Method::Head | Method::Options => Vec::new(),
+        _ => match read_body(&mut req).await {
+            Ok(body) => body,
+            Err(error) => return into_response(ApiResponse::error(&error)),
+        },
+    };
+    let url = req.url()?;
+    let headers: Vec<(String, String)> =
+        req.headers().entries().map(|(name, value)| (name.to_ascii_lowercase(), value)).collect();
+    let header = |name: &str| headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone());
+    let allow_region_override = config.as_ref().is_ok_and(|config| config.is_development());
+    let cf = req.cf();
+    let region = RequestRegion::detect(
+        &RegionHints {
+            continent: cf.and_then(|cf| cf.continent()),
+            colo: cf.map(|cf| cf.colo()),
+            override_header: header(DEV_REGION_HEADER),
+        },
+        allow_region_override,
+    );
+    let request = ApiRequest {
+        method,
+        path: url.path().to_string(),
+        query: url.query().unwrap_or_default().to_string(),
+        client_ip: header("cf-connecting-ip"),
+        headers,
+        body,
+        origin: url.origin().ascii_serialization(),
+        now_ms: i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX),
+        region,
+        version: bindings::version_info(platform.env),
+    };
+    into_response(app::handle(platform, config, &request).await)
+}
+
+fn into_response(response: ApiResponse) -> worker::Result<Response> {
     let headers = Headers::new();
-    headers.set("Content-Type", "application/json")?;
-    for (name, value) in &error.headers {
-        headers.set(name, value)?;
+    for (name, value) in &response.headers {
+        // `append`, so several Set-Cookie headers survive.
+        headers.append(name, value)?;
     }
-    Ok(Response::from_bytes(error.body_json().into_bytes())?.with_status(error.status).with_headers(headers))
-}
-
-pub fn json_response<T: Serialize>(status: u16, body: &T) -> Result<Response, ApiError> {
-    Response::from_json(body).map(|response| response.with_status(status)).map_err(internal)
-}
-
-pub fn empty_response(status: u16) -> Result<Response, ApiError> {
-    Response::empty().map(|response| response.with_status(status)).map_err(internal)
-}
-
-/// Logs the cause and hides it from the client.
-pub fn internal(error: impl std::fmt::Display) -> ApiError {
-    worker::console_error!("internal error: {error}");
-    ApiError::internal()
-}
-
-pub fn header(req: &Request, name: &str) -> Option<String> {
-    req.headers().get(name).ok().flatten()
+    Ok(Response::from_bytes(response.body)?.with_status(response.status).with_headers(headers))
 }
 
 /// Reads the body chunk by chunk and stops at the limit, so an oversized body is never
 /// buffered whole, whatever its declared length.
-pub async fn read_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
-    check_declared_length(header(req, "content-length").as_deref())?;
+async fn read_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
+    check_declared_length(req.headers().get("content-length").ok().flatten().as_deref())?;
     let Ok(mut stream) = req.stream() else {
         return Ok(Vec::new());
     };

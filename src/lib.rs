@@ -3,11 +3,13 @@
 //! `/api/*` reaches this code (`run_worker_first` in wrangler.toml); every other path is
 //! answered by Workers Static Assets before the worker runs.
 
-mod api;
 mod bindings;
 mod http;
+mod platform;
 
 use worker::{Context, Env, Request, Response, Result, Router, event};
+
+use crate::platform::WorkerPlatform;
 
 #[event(start)]
 fn start() {
@@ -15,15 +17,17 @@ fn start() {
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let version = bindings::version_info(&env);
-    let response = Router::new()
-        .or_else_any_method_async("/api/*path", |req, ctx| async move { api::handle(req, &ctx.env).await })
+    let response = Router::with_data(ctx)
+        .or_else_any_method_async("/api/*path", |req, route| async move {
+            let platform = WorkerPlatform { env: &route.env, context: &route.data };
+            http::handle_api(req, &platform).await
+        })
         // Only reached if the assets configuration sends a non-API path here.
-        .or_else_any_method_async(
-            "/*path",
-            |req, ctx| async move { bindings::assets(&ctx.env)?.fetch_request(req).await },
-        )
+        .or_else_any_method_async("/*path", |req, route| async move {
+            bindings::assets(&route.env)?.fetch_request(req).await
+        })
         .run(req, env)
         .await?;
     Ok(http::with_standard_headers(response, &version))

@@ -1,12 +1,17 @@
-//! `spawn_app()`: a fresh `wrangler dev` on free ports with its own state, killed on drop.
+//! `spawn_app()`: a fresh local libSQL primary (migrated) and a fresh `wrangler dev` on free
+//! ports, both killed on drop; `TestClient`: one user's cookie jar.
 
+use std::cell::RefCell;
 use std::time::Duration;
 
+use local_stack::devdb::DevDb;
 use local_stack::wrangler::{WranglerDev, WranglerDevOptions};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub struct TestApp {
+    // Declared first so wrangler stops before its database.
     pub dev: WranglerDev,
+    pub db: DevDb,
     agent: ureq::Agent,
 }
 
@@ -19,6 +24,10 @@ pub struct TestResponse {
 impl TestResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
+    }
+
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str()).collect()
     }
 
     pub fn text(&self) -> String {
@@ -39,16 +48,25 @@ impl TestResponse {
     }
 }
 
-/// Development configuration, as `.dev.vars` gives it locally.
+/// Development configuration with a migrated database, as `cargo xtask dev` runs it.
 pub fn spawn_app() -> TestApp {
     spawn_app_with(&[("EDGESTACK_ENV", "development")])
 }
 
+pub fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    getrandom3::fill(&mut buffer).unwrap();
+    buffer.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `vars` are added to the database's URL and token.
 pub fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
-    let options = WranglerDevOptions {
-        vars: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        ..WranglerDevOptions::default()
-    };
+    let db = DevDb::start_primary(&random_hex(16), 0).unwrap_or_else(|e| panic!("{e}"));
+    db.migrate().unwrap_or_else(|e| panic!("{e}"));
+    let mut all_vars: Vec<(String, String)> =
+        vec![("LIBSQL_PRIMARY_URL".into(), db.url.clone()), ("LIBSQL_AUTH_TOKEN".into(), db.token.clone())];
+    all_vars.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let options = WranglerDevOptions { vars: all_vars, ..WranglerDevOptions::default() };
     let dev = WranglerDev::start(options).unwrap_or_else(|e| panic!("{e}"));
     let agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(30)))
@@ -56,7 +74,7 @@ pub fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
         .max_redirects(0)
         .build()
         .into();
-    TestApp { dev, agent }
+    TestApp { dev, db, agent }
 }
 
 impl TestApp {
@@ -91,5 +109,90 @@ impl TestApp {
 
     pub fn post_json(&self, path: &str, body: &str) -> TestResponse {
         self.request("POST", path, &[("content-type", "application/json")], Some(body.as_bytes()))
+    }
+
+    pub fn client(&self) -> TestClient<'_> {
+        TestClient { app: self, cookie: RefCell::new(None) }
+    }
+
+    /// A signed-up and signed-in user with a fresh email.
+    pub fn signed_up_client(&self) -> (TestClient<'_>, String) {
+        let client = self.client();
+        let email = format!("user-{}@example.com", random_hex(6));
+        let response = client.sign_up(&email, PASSWORD);
+        assert_eq!(response.status, 201, "{}", response.text());
+        (client, email)
+    }
+
+    /// The database schema, to prove hostile input changed nothing.
+    pub fn schema(&self) -> Vec<String> {
+        self.query_text("SELECT type || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_schema ORDER BY name")
+    }
+
+    /// First column of every row, read straight from the primary (not through the worker).
+    pub fn query_text(&self, sql: &str) -> Vec<String> {
+        let body = json!({"requests": [{"type": "execute", "stmt": {"sql": sql}}, {"type": "close"}]});
+        let mut response = self
+            .agent
+            .post(&format!("{}/v3/pipeline", self.db.url))
+            .header("Authorization", &format!("Bearer {}", self.db.token))
+            .send_json(&body)
+            .unwrap();
+        let answer: Value = serde_json::from_slice(&response.body_mut().read_to_vec().unwrap()).unwrap();
+        let rows = answer["results"][0]["response"]["result"]["rows"].as_array().cloned().unwrap_or_default();
+        rows.iter().map(|row| row[0]["value"].as_str().unwrap_or_default().to_string()).collect()
+    }
+}
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// One user agent: keeps the session cookie the API sets and sends it back, and proves it is
+/// not cross-site with `X-Edgestack-Client` (as a script would).
+pub struct TestClient<'a> {
+    pub app: &'a TestApp,
+    cookie: RefCell<Option<String>>,
+}
+
+impl TestClient<'_> {
+    pub fn send(&self, method: &str, path: &str, body: Option<&Value>) -> TestResponse {
+        let cookie = self.cookie.borrow().clone();
+        let mut headers = vec![("x-edgestack-client", "1"), ("content-type", "application/json")];
+        let cookie_header = cookie.map(|value| format!("__Host-edgestack_session={value}"));
+        if let Some(cookie) = &cookie_header {
+            headers.push(("cookie", cookie));
+        }
+        let body = body.map(|value| value.to_string().into_bytes());
+        let response = self.app.request(method, path, &headers, body.as_deref());
+        for set_cookie in response.headers_named("set-cookie") {
+            if let Some(value) =
+                set_cookie.split(';').next().and_then(|pair| pair.strip_prefix("__Host-edgestack_session="))
+            {
+                *self.cookie.borrow_mut() = (!value.is_empty()).then(|| value.to_string());
+            }
+        }
+        response
+    }
+
+    pub fn cookie(&self) -> Option<String> {
+        self.cookie.borrow().clone()
+    }
+
+    pub fn set_cookie(&self, value: Option<&str>) {
+        *self.cookie.borrow_mut() = value.map(String::from);
+    }
+
+    pub fn sign_up(&self, email: &str, password: &str) -> TestResponse {
+        self.send("POST", "/api/accounts", Some(&json!({"email": email, "password": password})))
+    }
+
+    pub fn sign_in(&self, email: &str, password: &str) -> TestResponse {
+        self.send("POST", "/api/sessions", Some(&json!({"email": email, "password": password})))
+    }
+
+    /// Creates a note and returns its id.
+    pub fn create_note(&self, title: &str, body: &str) -> String {
+        let response = self.send("POST", "/api/notes", Some(&json!({"title": title, "body": body})));
+        assert_eq!(response.status, 201, "{}", response.text());
+        response.json()["note"]["id"].as_str().unwrap().to_string()
     }
 }

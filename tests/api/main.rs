@@ -1,7 +1,11 @@
 //! Integration tests: the real worker under `wrangler dev`, driven over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod accounts;
+mod browser;
 mod errors;
 mod health;
 mod helpers;
+mod hostile;
+mod notes;
 mod static_assets;

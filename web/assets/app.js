@@ -198,11 +198,12 @@ function renderMyNote(note) {
   head.append(title, badge);
 
   const meta = el("p", "meta");
-  if (note.published && note.published_at != null) {
+  if (note.published) {
     const link = el("a", "", "Public page");
     link.href = publicNoteUrl(note.id);
     link.dataset.testid = "note-public-link";
-    meta.append("Published ", timeElement(note.published_at), " · ", link);
+    if (note.published_at != null) meta.append("Published ", timeElement(note.published_at), " · ");
+    meta.append(link);
   } else {
     meta.append("Updated ", timeElement(note.updated_at ?? note.created_at));
   }

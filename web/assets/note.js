@@ -7,7 +7,7 @@ import { ApiError, api, idPath, showHealth, timeElement } from "/assets/api.js";
 const $ = (id) => document.getElementById(id);
 
 function showMissing() {
-  $("note-loading").hidden = true;
+  $("public-note-loading").hidden = true;
   $("note-missing").hidden = false;
   document.title = "Note not found · edgestack";
 }
@@ -20,17 +20,17 @@ async function showNote() {
   }
   try {
     const { note } = await api("GET", `/api/public/notes/${idPath(id)}`);
-    $("note-title").textContent = note.title;
-    $("note-date").replaceChildren(timeElement(note.published_at));
-    $("note-body").textContent = note.body ?? "";
+    $("public-note-title").textContent = note.title;
+    $("public-note-date").replaceChildren(timeElement(note.published_at));
+    $("public-note-body").textContent = note.body ?? "";
     document.title = `${note.title} · edgestack`;
-    $("note-loading").hidden = true;
-    $("note").hidden = false;
+    $("public-note-loading").hidden = true;
+    $("public-note").hidden = false;
   } catch (error) {
     if (error instanceof ApiError && (error.status === 404 || error.status === 400)) {
       showMissing();
     } else {
-      $("note-loading").hidden = true;
+      $("public-note-loading").hidden = true;
       const status = $("status");
       status.dataset.kind = "error";
       status.textContent = error instanceof ApiError ? error.message : `Something went wrong: ${error}`;

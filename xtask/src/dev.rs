@@ -1,26 +1,53 @@
-//! `cargo xtask dev`: the whole stack on this machine, `wrangler dev` in the foreground.
+//! `cargo xtask dev`: the whole stack on this machine — a local libSQL primary (kept in
+//! `.devdb/`), migrations applied, and `wrangler dev` in the foreground on port 8787.
 
+use std::path::Path;
 use std::process::Command;
 
-use crate::tools::{Toolchain, run};
+use local_stack::devdb::DevDb;
+
+use crate::tools::{Toolchain, hex, run};
 use crate::{Result, build};
 
 pub fn run_dev_stack() -> Result {
     let toolchain = Toolchain::ensure()?;
     build::build_worker(&toolchain)?;
     ensure_dev_vars(&toolchain.root)?;
+    let data = toolchain.root.join(".devdb");
+    let token = local_token(&data)?;
+    let primary = DevDb::start_persistent(&token, &data.join("primary.db"), vec!["--role".into(), "primary".into()])?;
+    primary.migrate()?;
+    eprintln!("xtask: libSQL primary on {} (data in .devdb/)", primary.url);
     let mut command = Command::new(&toolchain.node);
-    command.current_dir(&toolchain.root).arg(toolchain.root.join("node_modules/wrangler/bin/wrangler.js")).args([
-        "dev",
-        "--ip",
-        "127.0.0.1",
-    ]);
+    command
+        .current_dir(&toolchain.root)
+        .arg(toolchain.root.join("node_modules/wrangler/bin/wrangler.js"))
+        .args(["dev", "--ip", "127.0.0.1", "--port", "8787"])
+        .args(["--var", &format!("LIBSQL_PRIMARY_URL:{}", primary.url)])
+        .args(["--var", &format!("LIBSQL_AUTH_TOKEN:{token}")]);
     toolchain.apply_env(&mut command);
+    // The database stops with this process (its guard drops) once wrangler exits.
     run(&mut command)
 }
 
-/// Local secrets live in `.dev.vars` (git-ignored); a fresh clone gets development defaults.
-fn ensure_dev_vars(root: &std::path::Path) -> Result {
+/// The local database's token: random once, then reused so `.devdb/` stays usable.
+fn local_token(data: &Path) -> Result<String> {
+    let path = data.join("token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        return Ok(token.trim().to_string());
+    }
+    std::fs::create_dir_all(data).map_err(|e| format!("{}: {e}", data.display()))?;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| std::io::Read::read_exact(&mut random, &mut bytes))
+        .map_err(|e| format!("/dev/urandom: {e}"))?;
+    let token = hex(&bytes);
+    std::fs::write(&path, &token).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(token)
+}
+
+/// Local vars live in `.dev.vars` (git-ignored); a fresh clone gets development defaults.
+fn ensure_dev_vars(root: &Path) -> Result {
     let path = root.join(".dev.vars");
     if path.exists() {
         return Ok(());

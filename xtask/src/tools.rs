@@ -32,6 +32,7 @@ impl Toolchain {
         // worker-build 0.8.x must match the worker crate it packages.
         let worker_build = ensure_cargo_tool("worker-build", "worker-build", &worker_version)?;
         ensure_npm_packages(&root)?;
+        ensure_chromium()?;
         let node = local_stack::node::find_node(&root).map_err(|e| e.to_string())?;
         let wasm_opt = root.join("node_modules/binaryen/bin/wasm-opt");
         if !wasm_opt.is_file() {
@@ -125,6 +126,28 @@ fn ensure_npm_packages(root: &Path) -> Result {
     eprintln!("xtask: npm ci");
     run(Command::new("npm").current_dir(root).args(["ci", "--no-audit", "--no-fund"]))?;
     std::fs::write(&stamp, digest).map_err(|e| format!("{}: {e}", stamp.display()))
+}
+
+/// Headless Chromium for the browser test, from Debian's packages (Playwright's own browser
+/// download cannot work offline). Elsewhere, set `CHROMIUM_PATH`.
+fn ensure_chromium() -> Result {
+    let configured = std::env::var_os("CHROMIUM_PATH").map(PathBuf::from);
+    let path = configured.unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    if path.exists() {
+        return Ok(());
+    }
+    let has_apt = Path::new("/usr/bin/apt-get").exists();
+    // SAFETY: geteuid(2) has no preconditions and touches no memory.
+    let is_root = unsafe { libc::geteuid() } == 0;
+    if !(has_apt && is_root) {
+        eprintln!("xtask: no Chromium at {}; the browser test will fail until CHROMIUM_PATH names one", path.display());
+        return Ok(());
+    }
+    eprintln!("xtask: installing Debian's chromium (once)");
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends", "chromium"])
+        .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
 fn esbuild_platform_dir() -> Option<&'static str> {

@@ -1,1 +1,18 @@
-//! Placeholder: the local libSQL server lands here.
+//! devdb: a local libSQL server (Hrana over HTTP) for development, tests and benchmarks.
+//!
+//! Real libSQL clients talk to it exactly as they talk to Turso. It adds a primary/replica
+//! topology with row-level replication, fault injection and request accounting. Production
+//! uses Turso; see the crate README for the design.
+
+pub mod bench;
+pub mod capture;
+pub mod cli;
+pub mod db;
+pub mod exec;
+pub mod migrate;
+pub mod proto;
+pub mod replication;
+pub mod serve;
+pub mod server;
+pub mod state;
+pub mod streams;

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::accounts::SessionPolicy;
+
 /// Where the worker runs. Production is the default so that a missing variable never
 /// switches on a development-only behaviour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,10 +38,22 @@ impl fmt::Debug for DatabaseConfig {
     }
 }
 
+/// A fault a test build injects into its own API, to prove the release gate rolls it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InjectedFault {
+    /// Every API route but `/api/health` answers 500.
+    Errors,
+    /// Every API route but `/api/health` answers this many milliseconds late.
+    Slow { delay_ms: u32 },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub environment: Environment,
     pub database: Option<DatabaseConfig>,
+    pub session: SessionPolicy,
+    /// Only ever set in development (refused in production).
+    pub injected_fault: Option<InjectedFault>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +64,12 @@ pub enum ConfigError {
         missing: &'static str,
     },
     BadDatabaseUrl(String),
+    BadNumber {
+        name: &'static str,
+        value: String,
+    },
+    BadFault(String),
+    FaultInProduction,
 }
 
 impl fmt::Display for ConfigError {
@@ -59,6 +79,9 @@ impl fmt::Display for ConfigError {
                 write!(f, "EDGESTACK_ENV must be `production` or `development`, not `{value}`")
             }
             Self::IncompleteDatabase { missing } => write!(f, "{missing} is not set"),
+            Self::BadFault(value) => write!(f, "EDGESTACK_INJECT_FAULT must be `errors` or `slow:<ms>`, not `{value}`"),
+            Self::FaultInProduction => f.write_str("EDGESTACK_INJECT_FAULT is refused in production"),
+            Self::BadNumber { name, value } => write!(f, "{name} must be a positive whole number, not `{value}`"),
             Self::BadDatabaseUrl(url) => {
                 write!(f, "LIBSQL_PRIMARY_URL must start with https://, http:// or libsql://, not `{url}`")
             }
@@ -69,6 +92,9 @@ impl fmt::Display for ConfigError {
 pub const ENVIRONMENT_VAR: &str = "EDGESTACK_ENV";
 pub const PRIMARY_URL_SECRET: &str = "LIBSQL_PRIMARY_URL";
 pub const AUTH_TOKEN_SECRET: &str = "LIBSQL_AUTH_TOKEN";
+pub const INJECT_FAULT_VAR: &str = "EDGESTACK_INJECT_FAULT";
+pub const SESSION_IDLE_VAR: &str = "SESSION_IDLE_SECONDS";
+pub const SESSION_ABSOLUTE_VAR: &str = "SESSION_ABSOLUTE_SECONDS";
 
 impl Config {
     /// `lookup` returns a var or secret by name, `None` when unset or empty.
@@ -87,12 +113,42 @@ impl Config {
                 Some(DatabaseConfig { primary_url: normalize_database_url(&url)?, auth_token: token })
             }
         };
-        Ok(Self { environment, database })
+        let defaults = SessionPolicy::default();
+        let seconds = |name: &'static str, default_ms: i64| -> Result<i64, ConfigError> {
+            match lookup(name) {
+                None => Ok(default_ms),
+                Some(value) => value
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|s| (1..=366 * 24 * 3600).contains(s))
+                    .map(|s| s * 1000)
+                    .ok_or(ConfigError::BadNumber { name, value }),
+            }
+        };
+        let session = SessionPolicy {
+            idle_ms: seconds(SESSION_IDLE_VAR, defaults.idle_ms)?,
+            absolute_ms: seconds(SESSION_ABSOLUTE_VAR, defaults.absolute_ms)?,
+        };
+        let injected_fault = match lookup(INJECT_FAULT_VAR) {
+            None => None,
+            Some(_) if environment == Environment::Production => return Err(ConfigError::FaultInProduction),
+            Some(value) => Some(parse_fault(value.trim()).ok_or(ConfigError::BadFault(value))?),
+        };
+        Ok(Self { environment, database, session, injected_fault })
     }
 
     /// Development-only behaviour (the region override header) is allowed only here.
     pub fn is_development(&self) -> bool {
         self.environment == Environment::Development
+    }
+}
+
+fn parse_fault(value: &str) -> Option<InjectedFault> {
+    match value.split_once(':') {
+        None if value == "errors" => Some(InjectedFault::Errors),
+        Some(("slow", delay)) => delay.parse().ok().map(|delay_ms| InjectedFault::Slow { delay_ms }),
+        _ => None,
     }
 }
 
@@ -153,6 +209,27 @@ mod tests {
     fn token_is_redacted_in_debug() {
         let config = parse(&[("LIBSQL_PRIMARY_URL", "http://x"), ("LIBSQL_AUTH_TOKEN", "s3cret")]).unwrap();
         assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn session_lifetimes_are_configurable() {
+        let config = parse(&[("SESSION_IDLE_SECONDS", "2"), ("SESSION_ABSOLUTE_SECONDS", "5")]).unwrap();
+        assert_eq!(config.session, SessionPolicy { idle_ms: 2_000, absolute_ms: 5_000 });
+        assert_eq!(parse(&[]).unwrap().session, SessionPolicy::default());
+        for bad in ["0", "-1", "abc", "1.5"] {
+            assert!(matches!(parse(&[("SESSION_IDLE_SECONDS", bad)]), Err(ConfigError::BadNumber { .. })), "{bad}");
+        }
+    }
+
+    #[test]
+    fn faults_only_in_development() {
+        let dev = |fault: &str| parse(&[("EDGESTACK_ENV", "development"), ("EDGESTACK_INJECT_FAULT", fault)]);
+        assert_eq!(dev("errors").unwrap().injected_fault, Some(InjectedFault::Errors));
+        assert_eq!(dev("slow:250").unwrap().injected_fault, Some(InjectedFault::Slow { delay_ms: 250 }));
+        assert!(matches!(dev("slow"), Err(ConfigError::BadFault(_))));
+        assert!(matches!(dev("crash"), Err(ConfigError::BadFault(_))));
+        assert_eq!(parse(&[("EDGESTACK_INJECT_FAULT", "errors")]), Err(ConfigError::FaultInProduction));
+        assert_eq!(parse(&[]).unwrap().injected_fault, None);
     }
 
     #[test]

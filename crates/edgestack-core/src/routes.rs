@@ -45,33 +45,97 @@ impl Method {
     }
 }
 
-/// Every endpoint the worker answers.
+/// Every endpoint the worker answers; ids are checked for shape before a handler sees them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Health,
     CspReport,
+    SignUp,
+    SignIn,
+    SignOut,
+    Me,
+    ChangePassword,
+    CreateNote,
+    ListMyNotes,
+    GetMyNote(String),
+    UpdateNote(String),
+    DeleteNote(String),
+    PublishNote(String),
+    UnpublishNote(String),
+    ListPublicNotes,
+    GetPublicNote(String),
 }
 
-/// One path of the API and the methods it accepts.
+/// Builds a route from the path's `{id}`, if the pattern has one.
+type RouteFor = fn(Option<String>) -> Route;
+
+/// A path pattern: literal segments and `{id}`, and the route each method reaches.
 struct Endpoint {
-    path: &'static str,
-    methods: &'static [(Method, Route)],
+    pattern: &'static str,
+    methods: &'static [(Method, RouteFor)],
 }
 
 const ENDPOINTS: &[Endpoint] = &[
-    Endpoint { path: "/api/health", methods: &[(Method::Get, Route::Health)] },
-    Endpoint { path: "/api/csp-reports", methods: &[(Method::Post, Route::CspReport)] },
+    Endpoint { pattern: "/api/health", methods: &[(Method::Get, |_| Route::Health)] },
+    Endpoint { pattern: "/api/csp-reports", methods: &[(Method::Post, |_| Route::CspReport)] },
+    Endpoint { pattern: "/api/accounts", methods: &[(Method::Post, |_| Route::SignUp)] },
+    Endpoint { pattern: "/api/sessions", methods: &[(Method::Post, |_| Route::SignIn)] },
+    Endpoint { pattern: "/api/sessions/current", methods: &[(Method::Delete, |_| Route::SignOut)] },
+    Endpoint { pattern: "/api/me", methods: &[(Method::Get, |_| Route::Me)] },
+    Endpoint { pattern: "/api/me/password", methods: &[(Method::Put, |_| Route::ChangePassword)] },
+    Endpoint {
+        pattern: "/api/notes",
+        methods: &[(Method::Get, |_| Route::ListMyNotes), (Method::Post, |_| Route::CreateNote)],
+    },
+    Endpoint {
+        pattern: "/api/notes/{id}",
+        methods: &[
+            (Method::Get, |id| Route::GetMyNote(id.unwrap_or_default())),
+            (Method::Patch, |id| Route::UpdateNote(id.unwrap_or_default())),
+            (Method::Delete, |id| Route::DeleteNote(id.unwrap_or_default())),
+        ],
+    },
+    Endpoint {
+        pattern: "/api/notes/{id}/publication",
+        methods: &[
+            (Method::Put, |id| Route::PublishNote(id.unwrap_or_default())),
+            (Method::Delete, |id| Route::UnpublishNote(id.unwrap_or_default())),
+        ],
+    },
+    Endpoint { pattern: "/api/public/notes", methods: &[(Method::Get, |_| Route::ListPublicNotes)] },
+    Endpoint {
+        pattern: "/api/public/notes/{id}",
+        methods: &[(Method::Get, |id| Route::GetPublicNote(id.unwrap_or_default()))],
+    },
 ];
 
-/// Resolves a request to a route. `HEAD` is served wherever `GET` is.
+/// `Some(Some(id))` when `path` matches a pattern with `{id}`, `Some(None)` for a literal match.
+fn match_pattern(pattern: &str, path: &str) -> Option<Option<String>> {
+    let mut pattern_segments = pattern.split('/');
+    let mut path_segments = path.split('/');
+    let mut id = None;
+    loop {
+        match (pattern_segments.next(), path_segments.next()) {
+            (None, None) => return Some(id),
+            (Some("{id}"), Some(segment)) => id = Some(crate::ids::parse_id(segment)?.to_string()),
+            (Some(expected), Some(segment)) if expected == segment => {}
+            _ => return None,
+        }
+    }
+}
+
+/// Resolves a request to a route. `HEAD` is served wherever `GET` is. A malformed id is a 404:
+/// no note can have it.
 pub fn resolve(method: Method, path: &str) -> Result<Route, ApiError> {
     let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
-    let Some(endpoint) = ENDPOINTS.iter().find(|endpoint| endpoint.path == path) else {
+    let Some((endpoint, id)) =
+        ENDPOINTS.iter().find_map(|endpoint| match_pattern(endpoint.pattern, path).map(|id| (endpoint, id)))
+    else {
         return Err(ApiError::new(404, "not_found", format!("no API route at {path}")));
     };
     let wanted = if method == Method::Head { Method::Get } else { method };
     if let Some((_, route)) = endpoint.methods.iter().find(|(m, _)| *m == wanted) {
-        return Ok(route.clone());
+        return Ok(route(id));
     }
     let mut allowed: Vec<&str> = endpoint.methods.iter().map(|(m, _)| m.as_str()).collect();
     if allowed.contains(&"GET") {
@@ -97,6 +161,20 @@ mod tests {
         check("get", "/api/health/", Ok(Route::Health));
         check("HEAD", "/api/health", Ok(Route::Health));
         check("POST", "/api/csp-reports", Ok(Route::CspReport));
+        let id = crate::ids::new_id([5; 16]);
+        check("GET", &format!("/api/notes/{id}"), Ok(Route::GetMyNote(id.clone())));
+        check("DELETE", &format!("/api/notes/{id}/publication"), Ok(Route::UnpublishNote(id.clone())));
+        check("GET", &format!("/api/public/notes/{id}"), Ok(Route::GetPublicNote(id)));
+        check("GET", "/api/notes", Ok(Route::ListMyNotes));
+        check("POST", "/api/notes", Ok(Route::CreateNote));
+        check("DELETE", "/api/sessions/current", Ok(Route::SignOut));
+    }
+
+    #[test]
+    fn malformed_ids_are_404() {
+        check("GET", "/api/notes/not-an-id", Err(404));
+        check("GET", "/api/notes/%27%20OR%201%3D1", Err(404));
+        check("GET", "/api/public/notes/", Ok(Route::ListPublicNotes));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Every process is started in its own process group and killed with it on drop, so a test
 //! that panics never leaves `workerd` or a database server behind.
 
+pub mod devdb;
 pub mod node;
 pub mod process;
 pub mod wrangler;

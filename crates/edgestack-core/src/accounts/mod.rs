@@ -3,6 +3,7 @@
 pub mod email;
 pub mod password;
 pub mod session;
+pub mod sql;
 
 pub use email::Email;
 pub use password::{Password, PasswordHasher};

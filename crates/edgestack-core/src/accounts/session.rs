@@ -51,6 +51,25 @@ pub fn clear_cookie() -> String {
     format!("{COOKIE_NAME}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0")
 }
 
+/// The three values every signed-in statement starts with: `?1` the token's hash, `?2` now,
+/// `?3` the oldest `last_seen_at` that is still active (now − idle timeout).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionAuth {
+    pub token_hash: String,
+    pub now: i64,
+    pub active_since: i64,
+}
+
+impl SessionAuth {
+    pub fn new(token: &SessionToken, policy: &SessionPolicy, now: i64) -> Self {
+        Self { token_hash: token.hash(), now, active_since: now - policy.idle_ms }
+    }
+
+    pub fn args(&self) -> Vec<crate::db::Value> {
+        vec![crate::db::text(&self.token_hash), crate::db::integer(self.now), crate::db::integer(self.active_since)]
+    }
+}
+
 /// How long sessions live. Both limits are checked in the same SQL that uses the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionPolicy {

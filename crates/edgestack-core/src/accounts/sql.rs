@@ -1,0 +1,65 @@
+//! The statements behind sign-up, sign-in, sessions and password changes.
+
+use crate::accounts::session::SessionAuth;
+use crate::db::{Statement, integer, text};
+
+pub fn insert_user(id: &str, email: &str, password_hash: &str, now: i64) -> Statement {
+    Statement::new(
+        "INSERT INTO users (id, email, password_hash, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+        vec![text(id), text(email), text(password_hash), integer(now)],
+    )
+}
+
+pub fn insert_session(token_hash: &str, user_id: &str, now: i64, expires_at: i64) -> Statement {
+    Statement::new(
+        "INSERT INTO sessions (token_hash, user_id, created_at, last_seen_at, expires_at) VALUES (?1, ?2, ?3, ?3, ?4)",
+        vec![text(token_hash), text(user_id), integer(now), integer(expires_at)],
+    )
+}
+
+/// Sign-in reads the stored hash to verify the password before anything is written.
+pub fn user_credentials(email: &str) -> Statement {
+    Statement::new("SELECT id, email, password_hash, created_at FROM users WHERE email = ?1", vec![text(email)])
+}
+
+pub fn update_password_hash(user_id: &str, password_hash: &str, now: i64) -> Statement {
+    Statement::new(
+        "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
+        vec![text(user_id), text(password_hash), integer(now)],
+    )
+}
+
+/// The signed-in user, if the session is valid; the first statement of every signed-in read.
+pub fn session_user(auth: &SessionAuth) -> Statement {
+    Statement::new(
+        concat!(
+            "SELECT u.id, u.email, u.created_at, s.last_seen_at FROM sessions s JOIN users u ON u.id = s.user_id ",
+            "WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND s.last_seen_at > ?3"
+        ),
+        auth.args(),
+    )
+}
+
+/// Records activity; part of every signed-in write, and sent alone now and then for reads.
+pub fn touch_session(auth: &SessionAuth) -> Statement {
+    Statement::new(
+        "UPDATE sessions SET last_seen_at = ?2 WHERE token_hash = ?1 AND expires_at > ?2 AND last_seen_at > ?3",
+        auth.args(),
+    )
+}
+
+pub fn delete_session(token_hash: &str) -> Statement {
+    Statement::new("DELETE FROM sessions WHERE token_hash = ?1 RETURNING user_id", vec![text(token_hash)])
+}
+
+pub fn delete_user_sessions(user_id: &str) -> Statement {
+    Statement::new("DELETE FROM sessions WHERE user_id = ?1", vec![text(user_id)])
+}
+
+/// The signed-in user's stored credentials, for a password change.
+pub fn session_credentials(auth: &SessionAuth) -> Statement {
+    Statement::new(
+        concat!("SELECT id, email, password_hash, created_at FROM users WHERE id = ", session_user_id!()),
+        auth.args(),
+    )
+}

@@ -1,0 +1,220 @@
+//! Sign-up, sign-in, sign-out, the current user, and password changes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::accounts::password::{UNKNOWN_ACCOUNT_HASH, Verification};
+use crate::accounts::session::{SessionAuth, clear_cookie};
+use crate::accounts::{Email, Password, SessionToken, sql};
+use crate::db::{DbError, Pipeline, Row};
+use crate::error::ApiError;
+use crate::ids::new_id;
+use crate::json_body::{check_json_content_type, parse_json};
+
+use super::{ApiResponse, Context, Database, Limiter, Platform, RATE_LIMIT_WINDOW_SECONDS, unauthenticated};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Credentials {
+    email: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+#[derive(Serialize)]
+struct User<'a> {
+    id: &'a str,
+    email: &'a str,
+    created_at: i64,
+}
+
+#[derive(Serialize)]
+struct UserBody<'a> {
+    user: User<'a>,
+}
+
+pub(super) fn json_body<T: serde::de::DeserializeOwned, P: Platform>(context: &Context<'_, P>) -> Result<T, ApiError> {
+    check_json_content_type(context.request.header("content-type"), &[])?;
+    parse_json(&context.request.body)
+}
+
+fn user_response(status: u16, row: Row<'_>) -> Result<ApiResponse, ApiError> {
+    let user = User {
+        id: row.text("id").ok_or_else(missing_column)?,
+        email: row.text("email").ok_or_else(missing_column)?,
+        created_at: row.integer("created_at").ok_or_else(missing_column)?,
+    };
+    ApiResponse::json(status, &UserBody { user })
+}
+
+pub(super) fn missing_column() -> ApiError {
+    ApiError::new(502, "database_error", "the database gave an unexpected answer")
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::new(401, "invalid_credentials", "the email or the password is wrong")
+}
+
+fn hash_failure<P: Platform>(context: &Context<'_, P>, error: String) -> ApiError {
+    context.platform.log(&format!("password hashing failed: {error}"));
+    ApiError::internal()
+}
+
+/// A new session for `user_id`: the token for the cookie and the statement that stores its hash.
+fn new_session<P: Platform>(
+    context: &Context<'_, P>,
+    user_id: &str,
+) -> Result<(SessionToken, crate::db::Statement), ApiError> {
+    let token = SessionToken::from_random(context.random()?);
+    let now = context.request.now_ms;
+    let statement = sql::insert_session(&token.hash(), user_id, now, now + context.config.session.absolute_ms);
+    Ok((token, statement))
+}
+
+fn with_session_cookie<P: Platform>(
+    context: &Context<'_, P>,
+    response: ApiResponse,
+    token: &SessionToken,
+) -> ApiResponse {
+    response.with_header("Set-Cookie", token.set_cookie(context.config.session.cookie_max_age_seconds()))
+}
+
+pub async fn sign_up<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
+    let input: Credentials = json_body(context)?;
+    let email = Email::parse(&input.email)?;
+    let password = Password::parse(&input.password)?;
+    let database = context.database()?;
+    let password_hash = context.hasher().hash(&password, &context.random()?).map_err(|e| hash_failure(context, e))?;
+    let user_id = new_id(context.random()?);
+    let now = context.request.now_ms;
+    let (token, session) = new_session(context, &user_id)?;
+    let pipeline = Pipeline::write(vec![sql::insert_user(&user_id, email.as_str(), &password_hash, now), session]);
+    match database.run(&pipeline).await {
+        Ok(_) => {}
+        Err(DbError::Statement { index: 0, error }) if error.is_unique_violation() => {
+            return Err(ApiError::new(409, "email_taken", "an account with this email already exists"));
+        }
+        Err(error) => return Err(database.failure(error)),
+    }
+    let user = UserBody { user: User { id: &user_id, email: email.as_str(), created_at: now } };
+    Ok(with_session_cookie(context, ApiResponse::json(201, &user)?, &token))
+}
+
+/// Every attempt counts against both the account's and the client's budget, so guessing is
+/// slow whichever of the two an attacker varies.
+async fn check_sign_in_budget<P: Platform>(context: &Context<'_, P>, email: &str) -> Result<(), ApiError> {
+    let client = context.request.client_ip.as_deref().unwrap_or("unknown");
+    let account_ok = context.platform.within_rate_limit(Limiter::SignInPerAccount, &format!("account:{email}")).await;
+    let client_ok = context.platform.within_rate_limit(Limiter::SignInPerClient, &format!("client:{client}")).await;
+    if account_ok && client_ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(429, "rate_limited", "too many sign-in attempts; wait a minute")
+            .with_header("Retry-After", RATE_LIMIT_WINDOW_SECONDS.to_string()))
+    }
+}
+
+pub async fn sign_in<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
+    let input: Credentials = json_body(context)?;
+    let email_key = input.email.trim().to_lowercase();
+    check_sign_in_budget(context, &email_key).await?;
+    let database = context.database()?;
+    // A malformed email cannot belong to an account; it still costs a verification, so the
+    // answer's timing says nothing about which field was wrong.
+    let outcome = match Email::parse(&input.email) {
+        Ok(email) => Some(database.query(&Pipeline::read(vec![sql::user_credentials(email.as_str())])).await?),
+        Err(_) => None,
+    };
+    let user = match &outcome {
+        Some(outcome) => outcome.rows(0).map_err(|e| database.failure(e))?.first(),
+        None => None,
+    };
+    let stored_hash = user.and_then(|row| row.text("password_hash")).unwrap_or(UNKNOWN_ACCOUNT_HASH);
+    let hasher = context.hasher();
+    let verification = hasher.verify(&input.password, stored_hash);
+    let (Some(user), Verification::Match | Verification::MatchNeedsRehash) = (user, &verification) else {
+        return Err(invalid_credentials());
+    };
+    let user_id = user.text("id").ok_or_else(missing_column)?;
+    let (token, session) = new_session(context, user_id)?;
+    let mut statements = vec![session];
+    if verification == Verification::MatchNeedsRehash
+        && let Ok(password) = Password::parse(&input.password)
+    {
+        let rehashed = hasher.hash(&password, &context.random()?).map_err(|e| hash_failure(context, e))?;
+        statements.push(sql::update_password_hash(user_id, &rehashed, context.request.now_ms));
+    }
+    // A session the client already had is replaced, not kept beside the new one.
+    if let Some(previous) = context.request.session_token() {
+        statements.push(sql::delete_session(&previous.hash()));
+    }
+    database.run(&Pipeline::write(statements)).await.map_err(|e| database.failure(e))?;
+    Ok(with_session_cookie(context, user_response(200, user)?, &token))
+}
+
+pub async fn sign_out<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
+    let (token, _) = context.session()?;
+    let database = context.database()?;
+    let outcome = database.query(&Pipeline::write(vec![sql::delete_session(&token.hash())])).await?;
+    if outcome.rows(0).map_err(|e| database.failure(e))?.is_empty() {
+        return Err(unauthenticated().with_header("Set-Cookie", clear_cookie()));
+    }
+    Ok(ApiResponse::empty(204).with_header("Set-Cookie", clear_cookie()))
+}
+
+/// Records activity after a read when the last record is older than the touch interval, off
+/// the response's critical path.
+pub(super) fn touch_if_stale<P: Platform>(
+    context: &Context<'_, P>,
+    database: &Database<'_, P>,
+    auth: &SessionAuth,
+    session_row: Row<'_>,
+) {
+    let last_seen = session_row.integer("last_seen_at").unwrap_or(0);
+    if context.request.now_ms - last_seen > context.config.session.touch_interval_ms() {
+        database.run_in_background(&Pipeline::write(vec![sql::touch_session(auth)]));
+    }
+}
+
+pub async fn me<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
+    let (_, auth) = context.session()?;
+    let database = context.database()?;
+    let outcome = database.query(&Pipeline::read(vec![sql::session_user(&auth)])).await?;
+    let rows = outcome.rows(0).map_err(|e| database.failure(e))?;
+    let user = rows.first().ok_or_else(unauthenticated)?;
+    touch_if_stale(context, &database, &auth, user);
+    user_response(200, user)
+}
+
+pub async fn change_password<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
+    let input: PasswordChange = json_body(context)?;
+    let (_, auth) = context.session()?;
+    let new_password = Password::parse(&input.new_password)?;
+    let database = context.database()?;
+    let outcome = database.query(&Pipeline::read(vec![sql::session_credentials(&auth)])).await?;
+    let rows = outcome.rows(0).map_err(|e| database.failure(e))?;
+    let user = rows.first().ok_or_else(unauthenticated)?;
+    let email = user.text("email").ok_or_else(missing_column)?;
+    check_sign_in_budget(context, email).await?;
+    let hasher = context.hasher();
+    let stored_hash = user.text("password_hash").ok_or_else(missing_column)?;
+    if hasher.verify(&input.current_password, stored_hash) == Verification::Mismatch {
+        return Err(invalid_credentials());
+    }
+    let user_id = user.text("id").ok_or_else(missing_column)?;
+    let new_hash = hasher.hash(&new_password, &context.random()?).map_err(|e| hash_failure(context, e))?;
+    let (token, session) = new_session(context, user_id)?;
+    // Every session of the account ends, this one included; the caller gets a fresh one.
+    let statements = vec![
+        sql::update_password_hash(user_id, &new_hash, context.request.now_ms),
+        sql::delete_user_sessions(user_id),
+        session,
+    ];
+    database.run(&Pipeline::write(statements)).await.map_err(|e| database.failure(e))?;
+    Ok(with_session_cookie(context, ApiResponse::empty(204), &token))
+}

@@ -1,0 +1,216 @@
+//! The whole API as a function: an `ApiRequest` in, an `ApiResponse` out, with the runtime's
+//! I/O behind the small [`Platform`] trait. The worker implements `Platform` on workers-rs;
+//! nothing here knows about wasm.
+
+mod accounts;
+mod database;
+mod notes;
+mod system;
+
+use serde::Serialize;
+
+use crate::accounts::password::{CURRENT_COST, PasswordHasher};
+use crate::accounts::session::{SessionAuth, SessionToken};
+use crate::config::{Config, ConfigError, InjectedFault};
+use crate::csrf::{self, CLIENT_HEADER, CsrfEvidence};
+use crate::error::ApiError;
+use crate::health::VersionInfo;
+use crate::region::RequestRegion;
+use crate::routes::{Method, Route, resolve};
+
+pub use database::Database;
+
+/// A request as the core needs it; the worker fills it from the runtime.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    /// Lower-case names.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// `scheme://host[:port]` of the request URL, for the CSRF check.
+    pub origin: String,
+    pub client_ip: Option<String>,
+    pub now_ms: i64,
+    pub region: RequestRegion,
+    pub version: VersionInfo,
+}
+
+impl ApiRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
+    }
+
+    fn session_token(&self) -> Option<SessionToken> {
+        self.header("cookie").and_then(SessionToken::from_cookie_header)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl ApiResponse {
+    pub fn json<T: Serialize>(status: u16, body: &T) -> Result<Self, ApiError> {
+        let body = serde_json::to_vec(body).map_err(|_| ApiError::internal())?;
+        Ok(Self { status, headers: vec![("Content-Type".into(), "application/json".into())], body })
+    }
+
+    pub fn empty(status: u16) -> Self {
+        Self { status, headers: Vec::new(), body: Vec::new() }
+    }
+
+    pub fn error(error: &ApiError) -> Self {
+        let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
+        headers.extend(error.headers.iter().map(|(name, value)| (name.to_string(), value.clone())));
+        Self { status: error.status, headers, body: error.body_json().into_bytes() }
+    }
+
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
+    }
+}
+
+/// The rate limits the API applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limiter {
+    SignInPerAccount,
+    SignInPerClient,
+}
+
+/// Seconds a refused client should wait: the limiters' window.
+pub const RATE_LIMIT_WINDOW_SECONDS: u32 = 60;
+
+/// What the runtime provides. Futures need not be `Send`: a Worker isolate is single-threaded.
+#[allow(async_fn_in_trait)]
+pub trait Platform {
+    /// Cryptographically secure random bytes.
+    fn fill_random(&self, buffer: &mut [u8]) -> Result<(), String>;
+    /// `POST {url}/v3/pipeline` with the bearer token; the response body on 2xx.
+    async fn send_pipeline(&self, url: &str, token: &str, body: Vec<u8>) -> Result<Vec<u8>, crate::db::DbError>;
+    /// `true` when `key` is still within `limiter`'s budget. Counts this call.
+    async fn within_rate_limit(&self, limiter: Limiter, key: &str) -> bool;
+    /// Waits; used only by the injected `slow` fault.
+    async fn sleep(&self, milliseconds: u32);
+    /// Sends a pipeline after the response, without delaying it.
+    fn send_pipeline_in_background(&self, url: &str, token: &str, body: Vec<u8>);
+    fn log(&self, message: &str);
+}
+
+/// Everything a handler needs for one request.
+pub struct Context<'a, P: Platform> {
+    pub platform: &'a P,
+    pub config: &'a Config,
+    pub request: &'a ApiRequest,
+}
+
+impl<P: Platform> Context<'_, P> {
+    pub fn random<const N: usize>(&self) -> Result<[u8; N], ApiError> {
+        let mut bytes = [0; N];
+        self.platform.fill_random(&mut bytes).map_err(|error| {
+            self.platform.log(&format!("no randomness: {error}"));
+            ApiError::internal()
+        })?;
+        Ok(bytes)
+    }
+
+    pub fn database(&self) -> Result<Database<'_, P>, ApiError> {
+        let config = self.config.database.as_ref().ok_or_else(|| {
+            ApiError::new(503, "database_not_configured", "no database is configured for this deployment")
+                .with_header("Retry-After", "60")
+        })?;
+        Ok(Database::new(self.platform, config))
+    }
+
+    pub fn hasher(&self) -> PasswordHasher {
+        PasswordHasher::new(CURRENT_COST)
+    }
+
+    /// The request's session, or 401 when it carries none.
+    pub fn session(&self) -> Result<(SessionToken, SessionAuth), ApiError> {
+        let token = self.request.session_token().ok_or_else(unauthenticated)?;
+        let auth = SessionAuth::new(&token, &self.config.session, self.request.now_ms);
+        Ok((token, auth))
+    }
+}
+
+pub fn unauthenticated() -> ApiError {
+    ApiError::new(401, "unauthenticated", "sign in first")
+}
+
+/// The API. Never fails: every error is a JSON response.
+pub async fn handle<P: Platform>(
+    platform: &P,
+    config: Result<Config, ConfigError>,
+    request: &ApiRequest,
+) -> ApiResponse {
+    match dispatch(platform, config, request).await {
+        Ok(response) => response,
+        Err(error) => ApiResponse::error(&error),
+    }
+}
+
+async fn dispatch<P: Platform>(
+    platform: &P,
+    config: Result<Config, ConfigError>,
+    request: &ApiRequest,
+) -> Result<ApiResponse, ApiError> {
+    let route = resolve(request.method, &request.path)?;
+    let config = config.map_err(|error| {
+        platform.log(&format!("configuration error: {error}"));
+        ApiError::new(500, "misconfigured", "the service is misconfigured")
+    })?;
+    // Violation reports come from the browser itself, without same-origin proof, and change
+    // no state: they are only logged.
+    let needs_csrf_proof = route != Route::CspReport;
+    if needs_csrf_proof {
+        csrf::check(
+            request.method,
+            &CsrfEvidence {
+                request_origin: &request.origin,
+                origin: request.header("origin"),
+                sec_fetch_site: request.header("sec-fetch-site"),
+                client_header: request.header(CLIENT_HEADER),
+            },
+        )?;
+    }
+    match (config.injected_fault, &route) {
+        (_, Route::Health) | (None, _) => {}
+        (Some(InjectedFault::Errors), _) => {
+            return Err(ApiError::new(500, "injected_fault", "this build injects errors (EDGESTACK_INJECT_FAULT)"));
+        }
+        (Some(InjectedFault::Slow { delay_ms }), _) => platform.sleep(delay_ms).await,
+    }
+    let context = Context { platform, config: &config, request };
+    let mut response = match route {
+        Route::Health => system::health(&context),
+        Route::CspReport => system::csp_report(&context),
+        Route::SignUp => accounts::sign_up(&context).await,
+        Route::SignIn => accounts::sign_in(&context).await,
+        Route::SignOut => accounts::sign_out(&context).await,
+        Route::Me => accounts::me(&context).await,
+        Route::ChangePassword => accounts::change_password(&context).await,
+        Route::CreateNote => notes::create(&context).await,
+        Route::ListMyNotes => notes::list_mine(&context).await,
+        Route::GetMyNote(id) => notes::get_mine(&context, &id).await,
+        Route::UpdateNote(id) => notes::update(&context, &id).await,
+        Route::DeleteNote(id) => notes::delete(&context, &id).await,
+        Route::PublishNote(id) => notes::set_published(&context, &id, true).await,
+        Route::UnpublishNote(id) => notes::set_published(&context, &id, false).await,
+        Route::ListPublicNotes => notes::list_public(&context).await,
+        Route::GetPublicNote(id) => notes::get_public(&context, &id).await,
+    }?;
+    if request.method == Method::Head {
+        response.body.clear();
+    }
+    Ok(response)
+}

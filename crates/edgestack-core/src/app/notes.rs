@@ -1,0 +1,141 @@
+//! Notes endpoints: the owner's notes and the public feed. Each is one database round trip.
+
+use serde::Serialize;
+
+use crate::accounts::sql::{session_user, touch_session};
+use crate::db::{DbError, Pipeline, PipelineOutcome, Rows};
+use crate::error::ApiError;
+use crate::ids::new_id;
+use crate::notes::{Cursor, NewNote, Note, NoteChanges, PageRequest, PublicNote, sql};
+
+use super::accounts::{missing_column, touch_if_stale};
+use super::{ApiResponse, Context, Database, Platform, unauthenticated};
+
+#[derive(Serialize)]
+struct NoteBody<T> {
+    note: T,
+}
+
+#[derive(Serialize)]
+struct NotePage<T> {
+    notes: Vec<T>,
+    next_cursor: Option<String>,
+}
+
+fn require_json<P: Platform>(context: &Context<'_, P>) -> Result<(), ApiError> {
+    crate::json_body::check_json_content_type(context.request.header("content-type"), &[])
+}
+
+fn decode<T>(rows: &Rows, from_row: impl Fn(crate::db::Row<'_>) -> Option<T>) -> Result<Vec<T>, ApiError> {
+    rows.iter().map(from_row).collect::<Option<Vec<T>>>().ok_or_else(missing_column)
+}
+
+fn rows<'o, P: Platform>(
+    database: &Database<'_, P>,
+    outcome: &'o PipelineOutcome,
+    index: usize,
+) -> Result<&'o Rows, ApiError> {
+    outcome.rows(index).map_err(|error: DbError| database.failure(error))
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(404, "not_found", "no such note")
+}
+
+pub async fn create<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
+    require_json(context)?;
+    let note = NewNote::parse(&context.request.body)?;
+    let (_, auth) = context.session()?;
+    let database = context.database()?;
+    let id = new_id(context.random()?);
+    let outcome = database.query(&Pipeline::write(vec![sql::create(&auth, &id, &note), touch_session(&auth)])).await?;
+    // The insert selects the owner from the session: no row means no valid session.
+    let created =
+        decode(rows(&database, &outcome, 0)?, Note::from_row)?.into_iter().next().ok_or_else(unauthenticated)?;
+    ApiResponse::json(201, &NoteBody { note: created })
+}
+
+pub async fn list_mine<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
+    let page = PageRequest::from_query(&context.request.query)?;
+    let (_, auth) = context.session()?;
+    let database = context.database()?;
+    let pipeline = Pipeline::read(vec![session_user(&auth), sql::list_mine(&auth, &page.start(), page.fetch_limit())]);
+    let outcome = database.query(&pipeline).await?;
+    let session = rows(&database, &outcome, 0)?;
+    let session_row = session.first().ok_or_else(unauthenticated)?;
+    let notes = decode(rows(&database, &outcome, 1)?, Note::from_row)?;
+    let (notes, next_cursor) = page.finish(notes, |note| Cursor { timestamp: note.created_at, id: note.id.clone() });
+    touch_if_stale(context, &database, &auth, session_row);
+    ApiResponse::json(200, &NotePage { notes, next_cursor })
+}
+
+pub async fn get_mine<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
+    let (_, auth) = context.session()?;
+    let database = context.database()?;
+    let outcome = database.query(&Pipeline::read(vec![session_user(&auth), sql::get_mine(&auth, id)])).await?;
+    let session_row = rows(&database, &outcome, 0)?.first().ok_or_else(unauthenticated)?;
+    let note = decode(rows(&database, &outcome, 1)?, Note::from_row)?.into_iter().next().ok_or_else(not_found)?;
+    touch_if_stale(context, &database, &auth, session_row);
+    ApiResponse::json(200, &NoteBody { note })
+}
+
+/// Runs one owner-checked write on a note and answers with the note it returned.
+async fn write_note<P: Platform>(
+    context: &Context<'_, P>,
+    statement: impl FnOnce(&crate::accounts::session::SessionAuth) -> crate::db::Statement,
+) -> Result<Option<Note>, ApiError> {
+    let (_, auth) = context.session()?;
+    let database = context.database()?;
+    let pipeline = Pipeline::write(vec![session_user(&auth), statement(&auth), touch_session(&auth)]);
+    let outcome = database.query(&pipeline).await?;
+    if rows(&database, &outcome, 0)?.is_empty() {
+        return Err(unauthenticated());
+    }
+    Ok(decode(rows(&database, &outcome, 1)?, Note::from_row)?.into_iter().next())
+}
+
+pub async fn update<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
+    require_json(context)?;
+    let changes = NoteChanges::parse(&context.request.body)?;
+    let note = write_note(context, |auth| sql::update_mine(auth, id, &changes)).await?.ok_or_else(not_found)?;
+    ApiResponse::json(200, &NoteBody { note })
+}
+
+pub async fn set_published<P: Platform>(
+    context: &Context<'_, P>,
+    id: &str,
+    published: bool,
+) -> Result<ApiResponse, ApiError> {
+    let note = write_note(context, |auth| sql::set_published(auth, id, published)).await?.ok_or_else(not_found)?;
+    ApiResponse::json(200, &NoteBody { note })
+}
+
+pub async fn delete<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
+    let (_, auth) = context.session()?;
+    let database = context.database()?;
+    let pipeline = Pipeline::write(vec![session_user(&auth), sql::delete_mine(&auth, id), touch_session(&auth)]);
+    let outcome = database.query(&pipeline).await?;
+    if rows(&database, &outcome, 0)?.is_empty() {
+        return Err(unauthenticated());
+    }
+    if rows(&database, &outcome, 1)?.is_empty() {
+        return Err(not_found());
+    }
+    Ok(ApiResponse::empty(204))
+}
+
+pub async fn list_public<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
+    let page = PageRequest::from_query(&context.request.query)?;
+    let database = context.database()?;
+    let outcome = database.query(&Pipeline::read(vec![sql::list_public(&page.start(), page.fetch_limit())])).await?;
+    let notes = decode(rows(&database, &outcome, 0)?, PublicNote::from_row)?;
+    let (notes, next_cursor) = page.finish(notes, |note| Cursor { timestamp: note.published_at, id: note.id.clone() });
+    ApiResponse::json(200, &NotePage { notes, next_cursor })
+}
+
+pub async fn get_public<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
+    let database = context.database()?;
+    let outcome = database.query(&Pipeline::read(vec![sql::get_public(id)])).await?;
+    let note = decode(rows(&database, &outcome, 0)?, PublicNote::from_row)?.into_iter().next().ok_or_else(not_found)?;
+    ApiResponse::json(200, &NoteBody { note })
+}

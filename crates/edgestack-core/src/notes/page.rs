@@ -1,0 +1,120 @@
+//! Keyset pagination: a page ends at (timestamp, id), the cursor names that point, and the next
+//! page starts strictly after it — stable while notes are added, and an index range scan.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::error::ApiError;
+use crate::ids::parse_id;
+
+pub const DEFAULT_LIMIT: i64 = 20;
+pub const MAX_LIMIT: i64 = 100;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub timestamp: i64,
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    pub limit: i64,
+    pub after: Option<Cursor>,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{}.{}", self.timestamp, self.id))
+    }
+
+    pub fn decode(value: &str) -> Option<Self> {
+        let bytes = URL_SAFE_NO_PAD.decode(value).ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (timestamp, id) = text.split_once('.')?;
+        Some(Self { timestamp: timestamp.parse().ok()?, id: parse_id(id)?.to_string() })
+    }
+
+    /// Where a first page starts: after every real (timestamp, id).
+    pub fn start() -> Self {
+        Self { timestamp: i64::MAX, id: String::new() }
+    }
+}
+
+impl PageRequest {
+    /// Reads `limit` and `cursor` from a query string; other parameters are ignored.
+    pub fn from_query(query: &str) -> Result<Self, ApiError> {
+        let mut page = Self { limit: DEFAULT_LIMIT, after: None };
+        for (name, value) in query.split('&').filter_map(|pair| pair.split_once('=')) {
+            match name {
+                "limit" => {
+                    page.limit =
+                        value.parse().ok().filter(|limit| (1..=MAX_LIMIT).contains(limit)).ok_or_else(|| {
+                            ApiError::new(400, "invalid_limit", format!("limit is a number from 1 to {MAX_LIMIT}"))
+                        })?;
+                }
+                "cursor" if !value.is_empty() => {
+                    page.after =
+                        Some(Cursor::decode(value).ok_or_else(|| {
+                            ApiError::new(400, "invalid_cursor", "cursor is not one this API gave out")
+                        })?);
+                }
+                _ => {}
+            }
+        }
+        Ok(page)
+    }
+
+    /// Rows to ask for: one more than the page, to know whether another page follows.
+    pub fn fetch_limit(&self) -> i64 {
+        self.limit + 1
+    }
+
+    pub fn start(&self) -> Cursor {
+        self.after.clone().unwrap_or_else(Cursor::start)
+    }
+
+    /// Trims the extra row and names the cursor of the next page, if there is one.
+    pub fn finish<T>(&self, mut items: Vec<T>, cursor_of: impl Fn(&T) -> Cursor) -> (Vec<T>, Option<String>) {
+        let limit = usize::try_from(self.limit).unwrap_or(usize::MAX);
+        if items.len() <= limit {
+            return (items, None);
+        }
+        items.truncate(limit);
+        let next = items.last().map(|item| cursor_of(item).encode());
+        (items, next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::new_id;
+
+    #[test]
+    fn cursor_round_trips() {
+        let cursor = Cursor { timestamp: 1_700_000_000_123, id: new_id([3; 16]) };
+        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
+        for bad in ["", "!!", "bm90LWEtY3Vyc29y", &URL_SAFE_NO_PAD.encode("12.' OR 1=1")] {
+            assert_eq!(Cursor::decode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn query_parsing() {
+        assert_eq!(PageRequest::from_query("").unwrap(), PageRequest { limit: 20, after: None });
+        assert_eq!(PageRequest::from_query("limit=5&x=y").unwrap().limit, 5);
+        for bad in ["limit=0", "limit=101", "limit=abc", "limit=-1", "cursor=zzz"] {
+            assert_eq!(PageRequest::from_query(bad).unwrap_err().status, 400, "{bad}");
+        }
+    }
+
+    #[test]
+    fn finish_trims_and_points_at_the_last_item() {
+        let page = PageRequest { limit: 2, after: None };
+        let cursor_of = |n: &i64| Cursor { timestamp: *n, id: new_id([0; 16]) };
+        let (items, next) = page.finish(vec![30, 20, 10], cursor_of);
+        assert_eq!(items, vec![30, 20]);
+        assert_eq!(Cursor::decode(&next.unwrap()).unwrap().timestamp, 20);
+        assert_eq!(page.finish(vec![30, 20], cursor_of).1, None);
+    }
+}

@@ -1,0 +1,1 @@
+//! Placeholder: the release command lands here.

@@ -1,0 +1,1 @@
+//! Placeholder: the local canary gateway lands here.

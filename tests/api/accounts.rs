@@ -1,0 +1,174 @@
+use std::thread::sleep;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{PASSWORD, spawn_app, spawn_app_with};
+
+#[test]
+fn sign_up_sets_a_host_only_secure_cookie_and_signs_in() {
+    let app = spawn_app();
+    let client = app.client();
+
+    let response = client.sign_up("Ada@Example.com", PASSWORD);
+
+    assert_eq!(response.status, 201, "{}", response.text());
+    assert_eq!(response.json()["user"]["email"], "ada@example.com");
+    let cookie = response.header("set-cookie").unwrap();
+    for attribute in ["__Host-edgestack_session=", "; Path=/", "; Secure", "; HttpOnly", "; SameSite=Lax"] {
+        assert!(cookie.contains(attribute), "{attribute} missing in {cookie}");
+    }
+    let token = client.cookie().unwrap();
+    assert_eq!(token.len(), 43, "256-bit token, base64url");
+    let me = client.send("GET", "/api/me", None);
+    assert_eq!(me.status, 200);
+    assert_eq!(me.json()["user"]["email"], "ada@example.com");
+    assert_eq!(me.header("cache-control"), Some("private, no-store"));
+}
+
+#[test]
+fn sign_up_validates_input_and_refuses_duplicates() {
+    let app = spawn_app();
+    let client = app.client();
+    for (body, status, code) in [
+        (json!({"email": "not-an-email", "password": PASSWORD}), 400, "invalid_email"),
+        (json!({"email": "a@example.com", "password": "short"}), 400, "weak_password"),
+        (json!({"email": "a@example.com", "password": "x".repeat(129)}), 400, "weak_password"),
+        (json!({"email": "a@example.com"}), 400, "invalid_body"),
+        (json!({"email": "a@example.com", "password": PASSWORD, "admin": true}), 400, "invalid_body"),
+    ] {
+        let response = client.send("POST", "/api/accounts", Some(&body));
+        assert_eq!((response.status, response.error_code().as_str()), (status, code), "{body}");
+    }
+    assert_eq!(client.sign_up("dup@example.com", PASSWORD).status, 201);
+    let again = app.client().sign_up("DUP@example.com", PASSWORD);
+    assert_eq!((again.status, again.error_code().as_str()), (409, "email_taken"));
+}
+
+#[test]
+fn sign_in_failures_do_not_say_which_field_was_wrong() {
+    let app = spawn_app();
+    let (_, email) = app.signed_up_client();
+    let wrong_password = app.client().sign_in(&email, "wrong password");
+    let unknown_email = app.client().sign_in("nobody@example.com", PASSWORD);
+    let malformed_email = app.client().sign_in("nobody", PASSWORD);
+    for response in [&wrong_password, &unknown_email, &malformed_email] {
+        assert_eq!(response.status, 401);
+        assert_eq!(response.text(), wrong_password.text());
+        assert!(response.header("set-cookie").is_none());
+    }
+    assert_eq!(wrong_password.error_code(), "invalid_credentials");
+}
+
+#[test]
+fn every_sign_in_issues_a_new_token_and_ignores_planted_ones() {
+    let app = spawn_app();
+    let (first, email) = app.signed_up_client();
+    let signup_token = first.cookie().unwrap();
+
+    // Session fixation: a token the client made up is never adopted.
+    let victim = app.client();
+    let planted = "A".repeat(43);
+    victim.set_cookie(Some(&planted));
+    assert_eq!(victim.send("GET", "/api/me", None).status, 401);
+    assert_eq!(victim.sign_in(&email, PASSWORD).status, 200);
+    let issued = victim.cookie().unwrap();
+    assert_ne!(issued, planted);
+    assert_ne!(issued, signup_token);
+
+    // Signing in again from a signed-in client replaces its session.
+    assert_eq!(first.sign_in(&email, PASSWORD).status, 200);
+    let replacement = first.cookie().unwrap();
+    assert_ne!(replacement, signup_token);
+    first.set_cookie(Some(&signup_token));
+    assert_eq!(first.send("GET", "/api/me", None).status, 401, "the replaced session must be gone");
+    first.set_cookie(Some(&replacement));
+    assert_eq!(first.send("GET", "/api/me", None).status, 200);
+}
+
+#[test]
+fn sign_out_revokes_the_session_at_once() {
+    let app = spawn_app();
+    let (client, _) = app.signed_up_client();
+    let token = client.cookie().unwrap();
+
+    let response = client.send("DELETE", "/api/sessions/current", None);
+
+    assert_eq!(response.status, 204);
+    assert!(response.header("set-cookie").unwrap().contains("Max-Age=0"));
+    client.set_cookie(Some(&token));
+    let me = client.send("GET", "/api/me", None);
+    assert_eq!((me.status, me.error_code().as_str()), (401, "unauthenticated"));
+    assert_eq!(client.send("DELETE", "/api/sessions/current", None).status, 401);
+}
+
+#[test]
+fn sessions_expire_when_idle_and_at_their_absolute_limit() {
+    let app = spawn_app_with(&[
+        ("EDGESTACK_ENV", "development"),
+        ("SESSION_IDLE_SECONDS", "3"),
+        ("SESSION_ABSOLUTE_SECONDS", "6"),
+    ]);
+    let (idle, _) = app.signed_up_client();
+    let (active, _) = app.signed_up_client();
+
+    // Activity (a write) every second keeps `active` alive past the idle limit.
+    for second in 0..4 {
+        let note = active.send("POST", "/api/notes", Some(&json!({"title": format!("tick {second}")})));
+        assert_eq!(note.status, 201, "active session at {second}s: {}", note.text());
+        sleep(Duration::from_secs(1));
+    }
+    assert_eq!(idle.send("GET", "/api/me", None).status, 401, "idle for over 3 s");
+    assert_eq!(active.send("GET", "/api/me", None).status, 200);
+
+    // Past the absolute limit even an active session ends.
+    for _ in 0..3 {
+        active.send("POST", "/api/notes", Some(&json!({"title": "tick"})));
+        sleep(Duration::from_secs(1));
+    }
+    assert_eq!(active.send("GET", "/api/me", None).status, 401, "older than 6 s");
+}
+
+#[test]
+fn password_change_ends_every_other_session() {
+    let app = spawn_app();
+    let (laptop, email) = app.signed_up_client();
+    let phone = app.client();
+    assert_eq!(phone.sign_in(&email, PASSWORD).status, 200);
+    let new_password = "a brand new passphrase";
+
+    let wrong = laptop.send(
+        "PUT",
+        "/api/me/password",
+        Some(&json!({"current_password": "nope nope", "new_password": new_password})),
+    );
+    assert_eq!((wrong.status, wrong.error_code().as_str()), (401, "invalid_credentials"));
+    let weak =
+        laptop.send("PUT", "/api/me/password", Some(&json!({"current_password": PASSWORD, "new_password": "short"})));
+    assert_eq!(weak.status, 400);
+
+    let changed = laptop.send(
+        "PUT",
+        "/api/me/password",
+        Some(&json!({"current_password": PASSWORD, "new_password": new_password})),
+    );
+
+    assert_eq!(changed.status, 204, "{}", changed.text());
+    assert_eq!(laptop.send("GET", "/api/me", None).status, 200, "the changer gets a fresh session");
+    assert_eq!(phone.send("GET", "/api/me", None).status, 401, "other sessions end");
+    assert_eq!(app.client().sign_in(&email, PASSWORD).status, 401);
+    assert_eq!(app.client().sign_in(&email, new_password).status, 200);
+}
+
+#[test]
+fn repeated_sign_ins_are_rate_limited() {
+    let app = spawn_app();
+    let (_, email) = app.signed_up_client();
+    let attacker = app.client();
+    let statuses: Vec<u16> = (0..8).map(|_| attacker.sign_in(&email, "guess guess guess").status).collect();
+    assert!(statuses[..5].iter().all(|s| *s == 401), "{statuses:?}");
+    let limited = attacker.sign_in(&email, PASSWORD);
+    assert_eq!((limited.status, limited.error_code().as_str()), (429, "rate_limited"), "even the right password waits");
+    assert_eq!(limited.header("retry-after"), Some("60"));
+    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+}

@@ -1,0 +1,274 @@
+// Browser test of the web UI against a running edgestack (see README.md in this folder).
+//
+//   BASE_URL=http://127.0.0.1:8787 ARTIFACTS_DIR=target/browser node tests/browser/notes.spec.mjs
+//
+// One scenario, two users: A signs up, writes and publishes a note; B (signed out, fresh
+// context) finds it in the public feed and reads its public page; A sees it in "my notes",
+// deletes it (so runs leave no public notes behind; B then gets the not-found page) and signs out. Also fails on any page error, CSP violation or asset that does not load.
+// Plain Node (no test framework): exit code 0 on success, 1 on failure.
+import { mkdir, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const BASE_URL = (process.env.BASE_URL || "http://127.0.0.1:8787").replace(/\/+$/, "");
+const ARTIFACTS_DIR = path.resolve(process.env.ARTIFACTS_DIR || "target/browser-artifacts");
+const CHROMIUM_PATH = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
+const STEP_TIMEOUT_MS = Number(process.env.STEP_TIMEOUT_MS || 15_000);
+const PASSWORD = "correct horse battery staple";
+
+const run = randomBytes(6).toString("hex");
+const email = `user-${run}@example.com`;
+const title = `Browser note ${run}`;
+const body = `Written by the browser test (${run}).\nSecond line with <b>markup</b> that must stay text.`;
+
+class StepFailure extends Error {}
+
+const log = (line) => process.stdout.write(`${line}\n`);
+const contexts = []; // { name, context, page, problems }
+
+/** Runs one step with its own deadline; a failure names the step and what was expected. */
+async function step(name, expectation, action) {
+  const started = Date.now();
+  let timer;
+  const deadline = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${STEP_TIMEOUT_MS} ms`)), STEP_TIMEOUT_MS);
+  });
+  try {
+    await Promise.race([action(), deadline]);
+  } catch (error) {
+    const reason = String(error?.message ?? error).split("\n")[0];
+    throw new StepFailure(`step "${name}" failed: expected ${expectation}; ${reason}`);
+  } finally {
+    clearTimeout(timer);
+  }
+  log(`  ok   ${name} (${Date.now() - started} ms)`);
+}
+
+/** A fresh browser context (own cookies) with one page whose problems are collected. */
+async function newUser(browser, name) {
+  const context = await browser.newContext({ viewport: { width: 1000, height: 800 } });
+  context.setDefaultTimeout(STEP_TIMEOUT_MS);
+  const page = await context.newPage();
+  const problems = [];
+  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+  page.on("console", (message) => {
+    if (message.type() !== "error") return;
+    const text = message.text();
+    // Chromium logs every non-2xx fetch ("Failed to load resource: … 401"); API errors are
+    // expected (GET /api/me while signed out) and shown in the page, so only assets count.
+    const source = message.location()?.url ?? "";
+    if (text.startsWith("Failed to load resource") && source.includes("/api/")) return;
+    problems.push(`console error: ${text}${source ? ` (${source})` : ""}`);
+  });
+  page.on("response", (response) => {
+    const url = new URL(response.url());
+    if (url.pathname.startsWith("/assets/") && response.status() >= 400) {
+      problems.push(`asset ${url.pathname} answered ${response.status()}`);
+    }
+  });
+  page.on("requestfailed", (request) => {
+    const url = new URL(request.url());
+    if (url.origin === new URL(BASE_URL).origin && url.pathname.startsWith("/assets/")) {
+      problems.push(`asset ${url.pathname} failed: ${request.failure()?.errorText}`);
+    }
+  });
+  const user = { name, context, page, problems };
+  contexts.push(user);
+  return user;
+}
+
+async function screenshot(page, name) {
+  const file = path.join(ARTIFACTS_DIR, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  return file;
+}
+
+async function statusText(page) {
+  try {
+    return ((await page.locator("#status").textContent({ timeout: 1000 })) ?? "").trim();
+  } catch {
+    return "";
+  }
+}
+
+/** Waits until `locator` is visible; on timeout says what the page's status line showed. */
+async function visible(page, locator, what) {
+  try {
+    await locator.first().waitFor({ state: "visible", timeout: STEP_TIMEOUT_MS - 1000 });
+  } catch {
+    const status = await statusText(page);
+    throw new Error(`${what} did not appear${status ? `; the page says: "${status}"` : ""} (url ${page.url()})`);
+  }
+}
+
+async function expectText(locator, expected, what) {
+  const actual = await locator.textContent();
+  if (actual !== expected) {
+    throw new Error(`${what} is ${JSON.stringify(actual)}, wanted ${JSON.stringify(expected)}`);
+  }
+}
+
+function myNote(page) {
+  return page.locator('#my-notes-list [data-testid="my-note"]').filter({
+    has: page.locator('[data-testid="note-title"]', { hasText: title }),
+  });
+}
+
+async function checkReachable() {
+  try {
+    const response = await fetch(`${BASE_URL}/api/health`, { signal: AbortSignal.timeout(5000) });
+    await response.arrayBuffer();
+  } catch (error) {
+    throw new StepFailure(`cannot reach ${BASE_URL} (${error.cause?.code ?? error.message}); is the stack running (cargo xtask dev)?`);
+  }
+}
+
+async function scenario(browser) {
+  const a = await newUser(browser, "A");
+
+  await step("A opens the start page signed out", "the sign-up form", async () => {
+    await a.page.goto(`${BASE_URL}/`);
+    await visible(a.page, a.page.locator("#signup-form"), "the sign-up form (#signup-form)");
+    await a.page.locator("#signup-submit:enabled").waitFor();
+  });
+
+  await step(`A signs up as ${email}`, "to be signed in", async () => {
+    await a.page.fill("#signup-email", email);
+    await a.page.fill("#signup-password", PASSWORD);
+    await a.page.click("#signup-submit");
+    await visible(a.page, a.page.locator("#signed-in-as", { hasText: email }), `"${email}" in #signed-in-as`);
+    await visible(a.page, a.page.locator("#note-form"), "the note editor (#note-form)");
+  });
+
+  await step("A writes a note", "the note in my notes, private", async () => {
+    await a.page.fill("#note-title", title);
+    await a.page.fill("#note-body", body);
+    await a.page.click("#note-save");
+    const note = myNote(a.page);
+    await visible(a.page, note, `a note titled "${title}" in #my-notes-list`);
+    await expectText(note.locator('[data-testid="note-state"]'), "Private", "its state");
+  });
+
+  await step("A publishes the note", "its state to become Published", async () => {
+    const note = myNote(a.page);
+    await note.locator('button[data-action="publish"]').click();
+    await visible(a.page, note.locator('[data-testid="note-state"]', { hasText: "Published" }), "the Published badge");
+    await visible(a.page, note.locator('[data-testid="note-public-link"]'), "a link to the public page");
+    await screenshot(a.page, "1-a-published");
+  });
+
+  const b = await newUser(browser, "B");
+  let publicUrl = "";
+
+  await step("B (signed out) finds the note in the public feed", "a feed entry with the title", async () => {
+    await b.page.goto(`${BASE_URL}/#feed`);
+    await visible(b.page, b.page.locator("#view-feed"), "the public feed (#view-feed)");
+    const entry = b.page.locator('#feed-list [data-testid="feed-note"]', { hasText: title });
+    // Other runs may publish at the same time; page on until the note shows up.
+    for (let pages = 1; ; pages += 1) {
+      await b.page.locator('#feed-list:not([aria-busy="true"])').waitFor();
+      if ((await entry.count()) > 0 || pages >= 5 || !(await b.page.locator("#feed-more").isVisible())) break;
+      await b.page.click("#feed-more");
+    }
+    await visible(b.page, entry, `a feed entry titled "${title}" in #feed-list`);
+  });
+
+  await step("B opens the note's public page", "the title and body on note?id=…", async () => {
+    const link = b.page.locator('#feed-list [data-testid="feed-note"]', { hasText: title }).locator('[data-testid="feed-note-link"]');
+    await link.click();
+    await b.page.waitForURL(/\/note(\.html)?\?id=[^&]+/);
+    publicUrl = b.page.url();
+    await visible(b.page, b.page.locator("#public-note"), "the note (#public-note)");
+    await expectText(b.page.locator("#public-note-title"), title, "#public-note-title");
+    await expectText(b.page.locator("#public-note-body"), body, "#public-note-body");
+    const markup = await b.page.locator("#public-note-body b").count();
+    if (markup !== 0) throw new Error("the note's body was rendered as HTML");
+    await visible(b.page, b.page.locator("#public-note-date time"), "the publication date (#public-note-date time)");
+    await screenshot(b.page, "2-b-public-note");
+  });
+
+  await step("A sees the published note in my notes after a reload", "the note, Published", async () => {
+    await a.page.reload();
+    const note = myNote(a.page);
+    await visible(a.page, note, `a note titled "${title}" in #my-notes-list`);
+    await expectText(note.locator('[data-testid="note-state"]'), "Published", "its state");
+    const href = await note.locator('[data-testid="note-public-link"]').getAttribute("href");
+    if (!publicUrl.endsWith(href)) throw new Error(`public link ${href} differs from the page B opened (${publicUrl})`);
+  });
+
+  await step("A deletes the note", "it to leave my notes", async () => {
+    a.page.once("dialog", (dialog) => dialog.accept());
+    await myNote(a.page).locator('button[data-action="delete"]').click();
+    await myNote(a.page).waitFor({ state: "detached" }).catch(async () => {
+      const status = await statusText(a.page);
+      throw new Error(`the note is still listed${status ? `; the page says: "${status}"` : ""}`);
+    });
+  });
+
+  await step("B sees a friendly message for the deleted note", "#note-missing on its public page", async () => {
+    // Allow a short-lived read cache a few seconds, but a deleted note must stop being public.
+    const until = Date.now() + STEP_TIMEOUT_MS - 3000;
+    for (;;) {
+      await b.page.goto(publicUrl);
+      await b.page.locator("#public-note:visible, #note-missing:visible, #status:not(:empty)").first().waitFor();
+      if (await b.page.locator("#note-missing").isVisible()) break;
+      if (Date.now() > until) {
+        const status = await statusText(b.page);
+        throw new Error(status ? `the page says: "${status}"` : `the deleted note is still served at ${publicUrl}`);
+      }
+      await b.page.waitForTimeout(1000);
+    }
+  });
+
+  await step("A signs out", "the sign-in form and no notes", async () => {
+    await a.page.click("#signout");
+    await visible(a.page, a.page.locator("#signin-form"), "the sign-in form (#signin-form)");
+    const left = await a.page.locator('#my-notes-list [data-testid="my-note"]').count();
+    if (left !== 0) throw new Error(`${left} notes are still on the page`);
+    await a.page.reload();
+    await visible(a.page, a.page.locator("#signin-form"), "the sign-in form after a reload (session gone)");
+    await screenshot(a.page, "3-a-signed-out");
+  });
+
+  await step("no page errors, CSP violations or missing assets", "none", async () => {
+    const problems = contexts.flatMap((user) => user.problems.map((problem) => `${user.name}: ${problem}`));
+    if (problems.length > 0) throw new Error(problems.join("; "));
+  });
+}
+
+async function main() {
+  await mkdir(ARTIFACTS_DIR, { recursive: true });
+  log(`browser: ${BASE_URL} as ${email}, screenshots in ${ARTIFACTS_DIR}`);
+  let failure = null;
+  let browser = null;
+  try {
+    await checkReachable();
+    browser = await chromium.launch({
+      executablePath: CHROMIUM_PATH,
+      args: [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      ],
+    });
+    await scenario(browser);
+  } catch (error) {
+    failure = error;
+    log(`  FAIL ${error instanceof StepFailure ? error.message : error?.stack ?? error}`);
+    for (const user of contexts) {
+      try {
+        log(`       ${user.name} failure screenshot: ${await screenshot(user.page, `failure-${user.name}`)}`);
+        await writeFile(path.join(ARTIFACTS_DIR, `failure-${user.name}.html`), await user.page.content());
+      } catch {
+        // The page may be gone; the message above is what matters.
+      }
+      for (const problem of user.problems) log(`       ${user.name}: ${problem}`);
+    }
+  } finally {
+    await browser?.close().catch(() => {});
+  }
+  log(`browser: ${failure ? 0 : 1} passed, ${failure ? 1 : 0} failed`);
+  process.exitCode = failure ? 1 : 0;
+}
+
+await main();
