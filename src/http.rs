@@ -32,12 +32,13 @@ pub async fn handle_api(mut req: Request, platform: &WorkerPlatform<'_>) -> work
         req.headers().entries().map(|(name, value)| (name.to_ascii_lowercase(), value)).collect();
     let header = |name: &str| headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone());
     let allow_region_override = config.as_ref().is_ok_and(|config| config.is_development());
+    let dev_region = config.as_ref().ok().and_then(|config| config.dev_region.as_ref()).map(|r| r.as_str().to_string());
     let cf = req.cf();
     let region = RequestRegion::detect(
         &RegionHints {
             continent: cf.and_then(|cf| cf.continent()),
             colo: cf.map(|cf| cf.colo()),
-            override_header: header(DEV_REGION_HEADER),
+            override_header: header(DEV_REGION_HEADER).or(dev_region),
         },
         allow_region_override,
     );

@@ -21,7 +21,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let version = bindings::version_info(&env);
     let response = Router::with_data(ctx)
         .or_else_any_method_async("/api/*path", |req, route| async move {
-            let platform = WorkerPlatform { env: &route.env, context: &route.data };
+            let platform = WorkerPlatform::new(&route.env, &route.data);
             http::handle_api(req, &platform).await
         })
         // Only reached if the assets configuration sends a non-API path here.

@@ -1,18 +1,33 @@
-//! `Platform` on workers-rs: randomness, Hrana over `fetch`, rate-limit bindings, `wait_until`.
+//! `Platform` on workers-rs: randomness, Hrana over `fetch` with deadlines, Workers KV,
+//! rate-limit bindings, `wait_until`, and the isolate's memory.
 
 use std::time::Duration;
 
-use edgestack_core::app::{Limiter, Platform};
+use edgestack_core::app::{IsolateState, Limiter, Platform};
 use edgestack_core::db::DbError;
 use futures::future::{Either, select};
-use worker::{AbortController, Context, Delay, Env, Fetch, Headers, Method, Request, RequestInit, console_log};
+use worker::{AbortController, Context, Date, Delay, Env, Fetch, Headers, Method, Request, RequestInit, console_log};
 
-/// A database answer slower than this is treated as unavailable.
-const DATABASE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Name of the KV namespace binding in wrangler.toml.
+const CACHE_BINDING: &str = "CACHE";
+/// A KV read slower than this is abandoned for the database.
+const KV_DEADLINE: Duration = Duration::from_millis(200);
+
+thread_local! {
+    // One isolate runs one thread; module state lives as long as the isolate.
+    static ISOLATE: &'static IsolateState = Box::leak(Box::default());
+}
 
 pub struct WorkerPlatform<'a> {
     pub env: &'a Env,
     pub context: &'a Context,
+    isolate: &'static IsolateState,
+}
+
+impl<'a> WorkerPlatform<'a> {
+    pub fn new(env: &'a Env, context: &'a Context) -> Self {
+        Self { env, context, isolate: ISOLATE.with(|isolate| *isolate) }
+    }
 }
 
 fn limiter_binding(limiter: Limiter) -> &'static str {
@@ -22,13 +37,63 @@ fn limiter_binding(limiter: Limiter) -> &'static str {
     }
 }
 
+/// Runs `future` unless `deadline` passes first.
+async fn within<T>(deadline: Duration, future: impl std::future::Future<Output = T>) -> Option<T> {
+    match select(Box::pin(future), Box::pin(Delay::from(deadline))).await {
+        Either::Left((value, _)) => Some(value),
+        Either::Right(_) => None,
+    }
+}
+
 impl Platform for WorkerPlatform<'_> {
     fn fill_random(&self, buffer: &mut [u8]) -> Result<(), String> {
         getrandom::getrandom(buffer).map_err(|error| error.to_string())
     }
 
-    async fn send_pipeline(&self, url: &str, token: &str, body: Vec<u8>) -> Result<Vec<u8>, DbError> {
-        post_pipeline(url.to_string(), token.to_string(), body).await
+    fn now_ms(&self) -> f64 {
+        Date::now().as_millis() as f64
+    }
+
+    fn isolate(&self) -> &IsolateState {
+        self.isolate
+    }
+
+    async fn send_pipeline(&self, url: &str, token: &str, body: Vec<u8>, deadline_ms: u32) -> Result<Vec<u8>, DbError> {
+        post_pipeline(url.to_string(), token.to_string(), body, Duration::from_millis(u64::from(deadline_ms))).await
+    }
+
+    async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        let kv = self.env.kv(CACHE_BINDING).map_err(|e| e.to_string())?;
+        match within(KV_DEADLINE, kv.get(key).bytes()).await {
+            Some(result) => result.map_err(|e| e.to_string()),
+            None => Err(format!("no answer within {KV_DEADLINE:?}")),
+        }
+    }
+
+    fn kv_put_in_background(&self, key: &str, value: Vec<u8>, ttl_seconds: u32) {
+        let Ok(kv) = self.env.kv(CACHE_BINDING) else { return };
+        let key = key.to_string();
+        self.context.wait_until(async move {
+            let put = kv.put_bytes(&key, &value).map(|put| put.expiration_ttl(u64::from(ttl_seconds)));
+            let outcome = match put {
+                Ok(put) => put.execute().await,
+                Err(error) => Err(error),
+            };
+            // KV refuses more than one write per second per key; a lost fill only costs a miss.
+            if let Err(error) = outcome {
+                console_log!("KV put of {key} failed: {error}");
+            }
+        });
+    }
+
+    fn kv_delete_in_background(&self, key: &str) {
+        let Ok(kv) = self.env.kv(CACHE_BINDING) else { return };
+        let key = key.to_string();
+        self.context.wait_until(async move {
+            if let Err(error) = kv.delete(&key).await {
+                console_log!("KV delete of {key} failed: {error}");
+            }
+        });
     }
 
     async fn within_rate_limit(&self, limiter: Limiter, key: &str) -> bool {
@@ -51,7 +116,7 @@ impl Platform for WorkerPlatform<'_> {
     fn send_pipeline_in_background(&self, url: &str, token: &str, body: Vec<u8>) {
         let (url, token) = (url.to_string(), token.to_string());
         self.context.wait_until(async move {
-            if let Err(error) = post_pipeline(url, token, body).await {
+            if let Err(error) = post_pipeline(url, token, body, Duration::from_secs(5)).await {
                 console_log!("background pipeline failed: {error}");
             }
         });
@@ -62,7 +127,7 @@ impl Platform for WorkerPlatform<'_> {
     }
 }
 
-async fn post_pipeline(url: String, token: String, body: Vec<u8>) -> Result<Vec<u8>, DbError> {
+async fn post_pipeline(url: String, token: String, body: Vec<u8>, deadline: Duration) -> Result<Vec<u8>, DbError> {
     let unavailable = |why: String| DbError::Unavailable(why);
     let headers = Headers::new();
     headers.set("Authorization", &format!("Bearer {token}")).map_err(|e| unavailable(e.to_string()))?;
@@ -76,17 +141,19 @@ async fn post_pipeline(url: String, token: String, body: Vec<u8>) -> Result<Vec<
     let controller = AbortController::default();
     let signal = controller.signal();
     let fetch = Fetch::Request(request);
-    let sent = Box::pin(fetch.send_with_signal(&signal));
-    let deadline = Box::pin(Delay::from(DATABASE_TIMEOUT));
-    let mut response = match select(sent, deadline).await {
-        Either::Left((response, _)) => response.map_err(|e| unavailable(e.to_string()))?,
-        Either::Right(_) => {
-            controller.abort();
-            return Err(unavailable(format!("no answer within {DATABASE_TIMEOUT:?}")));
-        }
+    // The deadline covers the body too: a server that stalls mid-answer is as slow as one that
+    // never answers.
+    let exchange = async {
+        let mut response = fetch.send_with_signal(&signal).await.map_err(|e| unavailable(e.to_string()))?;
+        let status = response.status_code();
+        let bytes = response.bytes().await.map_err(|e| unavailable(e.to_string()))?;
+        Ok::<_, DbError>((status, bytes))
     };
-    let status = response.status_code();
-    let bytes = response.bytes().await.map_err(|e| unavailable(e.to_string()))?;
+    let Some(answer) = within(deadline, exchange).await else {
+        controller.abort();
+        return Err(unavailable(format!("no answer within {deadline:?}")));
+    };
+    let (status, bytes) = answer?;
     match status {
         200..=299 => Ok(bytes),
         500..=599 => Err(unavailable(format!("HTTP {status}"))),

@@ -1,7 +1,7 @@
 //! `spawn_app()`: a fresh local libSQL primary (migrated) and a fresh `wrangler dev` on free
 //! ports, both killed on drop; `TestClient`: one user's cookie jar.
 
-use std::cell::RefCell;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use local_stack::devdb::DevDb;
@@ -9,8 +9,10 @@ use local_stack::wrangler::{WranglerDev, WranglerDevOptions};
 use serde_json::{Value, json};
 
 pub struct TestApp {
-    // Declared first so wrangler stops before its database.
+    // Declared first so wrangler stops before its databases.
     pub dev: WranglerDev,
+    /// Replicas by region, in the order given to `spawn_app_with_replicas`.
+    pub replicas: Vec<(String, DevDb)>,
     pub db: DevDb,
     agent: ureq::Agent,
 }
@@ -39,6 +41,28 @@ impl TestResponse {
     }
 
     /// Asserts the `{"error": {"code", "message"}}` shape and returns the code.
+    /// The `db;desc=<target>` entries of `Server-Timing`, in order.
+    pub fn db_targets(&self) -> Vec<String> {
+        self.server_timing_entries("db")
+    }
+
+    /// `cache;desc=<status>` from `Server-Timing`.
+    pub fn cache_status(&self) -> String {
+        self.server_timing_entries("cache").into_iter().next().unwrap_or_default()
+    }
+
+    fn server_timing_entries(&self, metric: &str) -> Vec<String> {
+        let timing = self.header("server-timing").unwrap_or_else(|| panic!("no Server-Timing: {}", self.text()));
+        timing
+            .split(',')
+            .filter_map(|entry| {
+                let mut parts = entry.trim().split(';');
+                (parts.next() == Some(metric))
+                    .then(|| parts.find_map(|p| p.trim().strip_prefix("desc=")).unwrap_or_default().to_string())
+            })
+            .collect()
+    }
+
     pub fn error_code(&self) -> String {
         assert_eq!(self.header("content-type"), Some("application/json"), "{}", self.text());
         let body = self.json();
@@ -61,10 +85,27 @@ pub fn random_hex(bytes: usize) -> String {
 
 /// `vars` are added to the database's URL and token.
 pub fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
+    spawn_app_with_replicas(&[], vars)
+}
+
+/// A primary (in `na`), replicas in the given regions with their replication lag in ms, and
+/// `wrangler dev` configured for all of them.
+pub fn spawn_app_with_replicas(replica_regions: &[(&str, u64)], vars: &[(&str, &str)]) -> TestApp {
     let db = DevDb::start_primary(&random_hex(16), 0).unwrap_or_else(|e| panic!("{e}"));
     db.migrate().unwrap_or_else(|e| panic!("{e}"));
-    let mut all_vars: Vec<(String, String)> =
-        vec![("LIBSQL_PRIMARY_URL".into(), db.url.clone()), ("LIBSQL_AUTH_TOKEN".into(), db.token.clone())];
+    let replicas: Vec<(String, DevDb)> = replica_regions
+        .iter()
+        .map(|(region, lag_ms)| {
+            (region.to_string(), DevDb::start_replica(&db, *lag_ms, 0).unwrap_or_else(|e| panic!("{e}")))
+        })
+        .collect();
+    let replica_list: Vec<String> =
+        replicas.iter().map(|(region, replica)| format!("{region}={}", replica.url)).collect();
+    let mut all_vars: Vec<(String, String)> = vec![
+        ("LIBSQL_PRIMARY_URL".into(), db.url.clone()),
+        ("LIBSQL_AUTH_TOKEN".into(), db.token.clone()),
+        ("LIBSQL_REPLICAS".into(), replica_list.join(",")),
+    ];
     all_vars.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let options = WranglerDevOptions { vars: all_vars, ..WranglerDevOptions::default() };
     let dev = WranglerDev::start(options).unwrap_or_else(|e| panic!("{e}"));
@@ -74,7 +115,7 @@ pub fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
         .max_redirects(0)
         .build()
         .into();
-    TestApp { dev, db, agent }
+    TestApp { dev, replicas, db, agent }
 }
 
 impl TestApp {
@@ -112,7 +153,7 @@ impl TestApp {
     }
 
     pub fn client(&self) -> TestClient<'_> {
-        TestClient { app: self, cookie: RefCell::new(None) }
+        TestClient { app: self, cookie: Mutex::new(None), consistency: Mutex::new(None), extra_headers: Vec::new() }
     }
 
     /// A signed-up and signed-in user with a fresh email.
@@ -150,35 +191,56 @@ pub const PASSWORD: &str = "correct horse battery staple";
 /// not cross-site with `X-Edgestack-Client` (as a script would).
 pub struct TestClient<'a> {
     pub app: &'a TestApp,
-    cookie: RefCell<Option<String>>,
+    cookie: Mutex<Option<String>>,
+    consistency: Mutex<Option<String>>,
+    /// Extra headers on every request (e.g. the dev region).
+    pub extra_headers: Vec<(String, String)>,
 }
+
+const SESSION_COOKIE: &str = "__Host-edgestack_session";
+const CONSISTENCY_COOKIE: &str = "__Host-edgestack_consistency";
 
 impl TestClient<'_> {
     pub fn send(&self, method: &str, path: &str, body: Option<&Value>) -> TestResponse {
-        let cookie = self.cookie.borrow().clone();
-        let mut headers = vec![("x-edgestack-client", "1"), ("content-type", "application/json")];
-        let cookie_header = cookie.map(|value| format!("__Host-edgestack_session={value}"));
-        if let Some(cookie) = &cookie_header {
-            headers.push(("cookie", cookie));
+        let mut cookies = Vec::new();
+        if let Some(value) = self.cookie.lock().unwrap().as_ref() {
+            cookies.push(format!("{SESSION_COOKIE}={value}"));
         }
+        if let Some(value) = self.consistency.lock().unwrap().as_ref() {
+            cookies.push(format!("{CONSISTENCY_COOKIE}={value}"));
+        }
+        let cookie_header = cookies.join("; ");
+        let mut headers = vec![("x-edgestack-client", "1"), ("content-type", "application/json")];
+        if !cookie_header.is_empty() {
+            headers.push(("cookie", &cookie_header));
+        }
+        headers.extend(self.extra_headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let body = body.map(|value| value.to_string().into_bytes());
         let response = self.app.request(method, path, &headers, body.as_deref());
         for set_cookie in response.headers_named("set-cookie") {
-            if let Some(value) =
-                set_cookie.split(';').next().and_then(|pair| pair.strip_prefix("__Host-edgestack_session="))
-            {
-                *self.cookie.borrow_mut() = (!value.is_empty()).then(|| value.to_string());
+            let Some((name, value)) = set_cookie.split(';').next().and_then(|pair| pair.split_once('=')) else {
+                continue;
+            };
+            let value = (!value.is_empty()).then(|| value.to_string());
+            match name {
+                SESSION_COOKIE => *self.cookie.lock().unwrap() = value,
+                CONSISTENCY_COOKIE => *self.consistency.lock().unwrap() = value,
+                _ => {}
             }
         }
         response
     }
 
     pub fn cookie(&self) -> Option<String> {
-        self.cookie.borrow().clone()
+        self.cookie.lock().unwrap().clone()
     }
 
     pub fn set_cookie(&self, value: Option<&str>) {
-        *self.cookie.borrow_mut() = value.map(String::from);
+        *self.cookie.lock().unwrap() = value.map(String::from);
+    }
+
+    pub fn has_consistency_cookie(&self) -> bool {
+        self.consistency.lock().unwrap().is_some()
     }
 
     pub fn sign_up(&self, email: &str, password: &str) -> TestResponse {

@@ -4,6 +4,7 @@ mod assets;
 mod bench;
 mod build;
 mod dev;
+mod region_lab;
 mod tools;
 
 use std::process::ExitCode;
@@ -16,7 +17,9 @@ commands:
   build          assets + the wasm worker (skipped when no input changed)
   dev            start the whole stack locally and run `wrangler dev` in the foreground
   test           set up, build, and run every test
-  bench startup  print the worker's wasm size and `wrangler dev` start → first 200";
+  bench startup  print the worker's wasm size and `wrangler dev` start → first 200
+  bench app      p50/p95 of note reads and writes and the password-hash cost through wrangler dev
+  bench regions  region lab: p50/p95/p99, db requests per request and cache hits per simulated region and level";
 
 pub type Result<T = ()> = std::result::Result<T, String>;
 
@@ -30,6 +33,8 @@ fn main() -> ExitCode {
         ["dev"] => dev::run_dev_stack(),
         ["test", rest @ ..] => run_tests(rest),
         ["bench", "startup"] => bench::startup(),
+        ["bench", "app"] => bench::app(),
+        ["bench", "regions"] => region_lab::run(),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);

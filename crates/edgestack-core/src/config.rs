@@ -2,7 +2,13 @@
 
 use std::fmt;
 
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
 use crate::accounts::SessionPolicy;
+use crate::datapath::{Endpoint, Role, Topology};
+use crate::region::RegionName;
 
 /// Where the worker runs. Production is the default so that a missing variable never
 /// switches on a development-only behaviour.
@@ -47,10 +53,49 @@ pub enum InjectedFault {
     Slow { delay_ms: u32 },
 }
 
+/// Where reads and writes go, and how they are cached (Levels 3 and 4).
+#[derive(Clone, PartialEq, Eq)]
+pub struct DataPathConfig {
+    pub primary_region: RegionName,
+    /// Replica URLs by region; empty means every read goes to the primary.
+    pub replicas: BTreeMap<RegionName, String>,
+    /// Signs read-your-writes tokens: `CONSISTENCY_KEY`, or derived from the database token.
+    pub consistency_key: Vec<u8>,
+    pub read_cache: bool,
+    pub replica_deadline_ms: u32,
+    pub primary_deadline_ms: u32,
+}
+
+impl fmt::Debug for DataPathConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DataPathConfig")
+            .field("primary_region", &self.primary_region)
+            .field("replicas", &self.replicas)
+            .field("consistency_key", &"<redacted>")
+            .field("read_cache", &self.read_cache)
+            .finish()
+    }
+}
+
+impl DataPathConfig {
+    pub fn topology(&self, database: &DatabaseConfig) -> Topology {
+        let mut topology = Topology::primary_only(&database.primary_url, self.primary_region.clone());
+        for (region, url) in &self.replicas {
+            topology
+                .replicas
+                .insert(region.clone(), Endpoint { url: url.clone(), region: region.clone(), role: Role::Replica });
+        }
+        topology
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub environment: Environment,
     pub database: Option<DatabaseConfig>,
+    pub data_path: DataPathConfig,
+    /// Development only: the region of requests that carry no override header.
+    pub dev_region: Option<RegionName>,
     pub session: SessionPolicy,
     /// Only ever set in development (refused in production).
     pub injected_fault: Option<InjectedFault>,
@@ -70,6 +115,16 @@ pub enum ConfigError {
     },
     BadFault(String),
     FaultInProduction,
+    BadRegion {
+        name: &'static str,
+        value: String,
+    },
+    BadReplicas(String),
+    DevOnly(&'static str),
+    BadSwitch {
+        name: &'static str,
+        value: String,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -79,6 +134,10 @@ impl fmt::Display for ConfigError {
                 write!(f, "EDGESTACK_ENV must be `production` or `development`, not `{value}`")
             }
             Self::IncompleteDatabase { missing } => write!(f, "{missing} is not set"),
+            Self::BadRegion { name, value } => write!(f, "{name} must be a region name like `eu`, not `{value}`"),
+            Self::BadReplicas(why) => write!(f, "LIBSQL_REPLICAS must look like `eu=https://…,ap=https://…`: {why}"),
+            Self::DevOnly(name) => write!(f, "{name} is refused in production"),
+            Self::BadSwitch { name, value } => write!(f, "{name} must be `on` or `off`, not `{value}`"),
             Self::BadFault(value) => write!(f, "EDGESTACK_INJECT_FAULT must be `errors` or `slow:<ms>`, not `{value}`"),
             Self::FaultInProduction => f.write_str("EDGESTACK_INJECT_FAULT is refused in production"),
             Self::BadNumber { name, value } => write!(f, "{name} must be a positive whole number, not `{value}`"),
@@ -92,6 +151,12 @@ impl fmt::Display for ConfigError {
 pub const ENVIRONMENT_VAR: &str = "EDGESTACK_ENV";
 pub const PRIMARY_URL_SECRET: &str = "LIBSQL_PRIMARY_URL";
 pub const AUTH_TOKEN_SECRET: &str = "LIBSQL_AUTH_TOKEN";
+pub const PRIMARY_REGION_VAR: &str = "LIBSQL_PRIMARY_REGION";
+pub const REPLICAS_VAR: &str = "LIBSQL_REPLICAS";
+pub const CONSISTENCY_KEY_SECRET: &str = "CONSISTENCY_KEY";
+pub const READ_CACHE_VAR: &str = "READ_CACHE";
+pub const DEV_REGION_VAR: &str = "EDGESTACK_DEV_REGION";
+pub const REPLICA_DEADLINE_VAR: &str = "REPLICA_DEADLINE_MS";
 pub const INJECT_FAULT_VAR: &str = "EDGESTACK_INJECT_FAULT";
 pub const SESSION_IDLE_VAR: &str = "SESSION_IDLE_SECONDS";
 pub const SESSION_ABSOLUTE_VAR: &str = "SESSION_ABSOLUTE_SECONDS";
@@ -135,13 +200,65 @@ impl Config {
             Some(_) if environment == Environment::Production => return Err(ConfigError::FaultInProduction),
             Some(value) => Some(parse_fault(value.trim()).ok_or(ConfigError::BadFault(value))?),
         };
-        Ok(Self { environment, database, session, injected_fault })
+        let data_path = DataPathConfig {
+            primary_region: region_var(&lookup, PRIMARY_REGION_VAR)?
+                .unwrap_or_else(|| RegionName::from_continent("NA")),
+            replicas: parse_replicas(lookup(REPLICAS_VAR).as_deref().unwrap_or(""))?,
+            consistency_key: match (lookup(CONSISTENCY_KEY_SECRET), &database) {
+                (Some(key), _) => key.into_bytes(),
+                // Only the worker knows the database token, so a key derived from it is as secret.
+                (None, Some(database)) => {
+                    Sha256::digest(format!("edgestack-consistency:{}", database.auth_token)).to_vec()
+                }
+                (None, None) => Vec::new(),
+            },
+            read_cache: match lookup(READ_CACHE_VAR).as_deref().map(str::trim) {
+                None | Some("on") => true,
+                Some("off") => false,
+                Some(other) => return Err(ConfigError::BadSwitch { name: READ_CACHE_VAR, value: other.to_string() }),
+            },
+            replica_deadline_ms: match lookup(REPLICA_DEADLINE_VAR) {
+                None => 300,
+                Some(value) => value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|ms| (1..=60_000).contains(ms))
+                    .ok_or(ConfigError::BadNumber { name: REPLICA_DEADLINE_VAR, value })?,
+            },
+            primary_deadline_ms: 5_000,
+        };
+        let dev_region = region_var(&lookup, DEV_REGION_VAR)?;
+        if dev_region.is_some() && environment == Environment::Production {
+            return Err(ConfigError::DevOnly(DEV_REGION_VAR));
+        }
+        Ok(Self { environment, database, data_path, dev_region, session, injected_fault })
     }
 
     /// Development-only behaviour (the region override header) is allowed only here.
     pub fn is_development(&self) -> bool {
         self.environment == Environment::Development
     }
+}
+
+fn region_var(lookup: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<Option<RegionName>, ConfigError> {
+    lookup(name).map(|value| RegionName::parse(&value).ok_or(ConfigError::BadRegion { name, value })).transpose()
+}
+
+/// `eu=https://a,ap=https://b` → `{eu: https://a, ap: https://b}`.
+fn parse_replicas(value: &str) -> Result<BTreeMap<RegionName, String>, ConfigError> {
+    let mut replicas = BTreeMap::new();
+    for entry in value.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
+        let (region, url) =
+            entry.split_once('=').ok_or_else(|| ConfigError::BadReplicas(format!("`{entry}` has no `=`")))?;
+        let region =
+            RegionName::parse(region).ok_or_else(|| ConfigError::BadReplicas(format!("bad region `{region}`")))?;
+        let url = normalize_database_url(url).map_err(|_| ConfigError::BadReplicas(format!("bad URL `{url}`")))?;
+        if replicas.insert(region.clone(), url).is_some() {
+            return Err(ConfigError::BadReplicas(format!("region `{}` twice", region.as_str())));
+        }
+    }
+    Ok(replicas)
 }
 
 fn parse_fault(value: &str) -> Option<InjectedFault> {
@@ -230,6 +347,41 @@ mod tests {
         assert!(matches!(dev("crash"), Err(ConfigError::BadFault(_))));
         assert_eq!(parse(&[("EDGESTACK_INJECT_FAULT", "errors")]), Err(ConfigError::FaultInProduction));
         assert_eq!(parse(&[]).unwrap().injected_fault, None);
+    }
+
+    #[test]
+    fn replicas_and_data_path() {
+        let config = parse(&[
+            ("LIBSQL_PRIMARY_URL", "http://p"),
+            ("LIBSQL_AUTH_TOKEN", "t"),
+            ("LIBSQL_REPLICAS", " eu=http://e , ap=libsql://a.turso.io"),
+            ("LIBSQL_PRIMARY_REGION", "na"),
+            ("READ_CACHE", "off"),
+        ])
+        .unwrap();
+        let replicas: Vec<(&str, &str)> =
+            config.data_path.replicas.iter().map(|(r, u)| (r.as_str(), u.as_str())).collect();
+        assert_eq!(replicas, [("ap", "https://a.turso.io"), ("eu", "http://e")]);
+        assert!(!config.data_path.read_cache);
+        assert!(!config.data_path.consistency_key.is_empty(), "derived from the token");
+        assert!(!format!("{:?}", config.data_path).contains(&hex_of(&config.data_path.consistency_key)));
+        let topology = config.data_path.topology(config.database.as_ref().unwrap());
+        assert_eq!(topology.replicas.len(), 2);
+        for bad in ["eu", "eu=ftp://x", "EU!=http://x", "eu=http://a,eu=http://b"] {
+            assert!(matches!(parse(&[("LIBSQL_REPLICAS", bad)]), Err(ConfigError::BadReplicas(_))), "{bad}");
+        }
+        assert!(matches!(parse(&[("READ_CACHE", "maybe")]), Err(ConfigError::BadSwitch { .. })));
+    }
+
+    fn hex_of(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn dev_region_only_in_development() {
+        let dev = parse(&[("EDGESTACK_ENV", "development"), ("EDGESTACK_DEV_REGION", "eu")]).unwrap();
+        assert_eq!(dev.dev_region.map(|r| r.as_str().to_string()), Some("eu".to_string()));
+        assert_eq!(parse(&[("EDGESTACK_DEV_REGION", "eu")]), Err(ConfigError::DevOnly("EDGESTACK_DEV_REGION")));
     }
 
     #[test]

@@ -15,9 +15,11 @@ macro_rules! session_user_id {
 pub mod accounts;
 pub mod app;
 pub mod assets;
+pub mod cache;
 pub mod config;
 pub mod csp_report;
 pub mod csrf;
+pub mod datapath;
 pub mod db;
 pub mod error;
 pub mod health;

@@ -10,7 +10,7 @@ use serde::Serialize;
 pub const DEV_REGION_HEADER: &str = "x-edgestack-region";
 
 /// A validated region name: lowercase ASCII letters, digits and `-`, 1 to 16 characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct RegionName(String);
 

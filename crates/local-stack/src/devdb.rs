@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::process::GroupChild;
@@ -12,7 +12,8 @@ use crate::workspace_root;
 pub struct DevDb {
     pub url: String,
     pub token: String,
-    process: GroupChild,
+    // Behind a lock so a test can crash and restart the server while other threads use it.
+    process: Mutex<GroupChild>,
     db_path: PathBuf,
     args: Vec<String>,
     // Dropped after `process`.
@@ -87,13 +88,13 @@ impl DevDb {
         let mut process =
             GroupChild::spawn("devdb", command, &log_path).map_err(|e| format!("cannot start devdb: {e}"))?;
         let url = wait_for_listening(&mut process, Duration::from_secs(30))?;
-        Ok(Self { url, token: token.to_string(), process, db_path, args, _dir: dir })
+        Ok(Self { url, token: token.to_string(), process: Mutex::new(process), db_path, args, _dir: dir })
     }
 
-    /// Kills the server at once (as a crash would) and starts it again on the same file and
-    /// port, so clients keep their URL.
-    pub fn restart_after_kill(&mut self) -> Result<(), String> {
-        self.process.kill();
+    /// Starts the server again on the same file and port (killing it first if it still runs),
+    /// so clients keep their URL.
+    pub fn restart(&self) -> Result<(), String> {
+        self.kill();
         let listen = self.url.trim_start_matches("http://").to_string();
         let log_path = self.db_path.with_extension("restarted.log");
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -102,7 +103,9 @@ impl DevDb {
             let mut process = GroupChild::spawn("devdb", command, &log_path).map_err(|e| e.to_string())?;
             match wait_for_listening(&mut process, Duration::from_secs(30)) {
                 Ok(_) => {
-                    self.process = process;
+                    if let Ok(mut current) = self.process.lock() {
+                        *current = process;
+                    }
                     return Ok(());
                 }
                 // The old socket may linger a moment.
@@ -112,8 +115,11 @@ impl DevDb {
         }
     }
 
-    pub fn stop(&mut self) {
-        self.process.kill();
+    /// Kills the server at once, as a crash would.
+    pub fn kill(&self) {
+        if let Ok(mut process) = self.process.lock() {
+            process.kill();
+        }
     }
 
     /// Applies `migrations/` through the real libSQL client (`devdb migrate`).

@@ -4,6 +4,7 @@
 //! that panics never leaves `workerd` or a database server behind.
 
 pub mod devdb;
+pub mod latency_proxy;
 pub mod node;
 pub mod process;
 pub mod wrangler;

@@ -1,31 +1,51 @@
-//! How handlers reach the database: one pipeline per call, and failures turned into API errors
-//! (503 with `Retry-After` when the database cannot answer, never a hang or a bare 500).
+//! How handlers reach the database: one pipeline per call. Writes go to the primary; reads go
+//! through the read plan (nearest replica first), falling back on a failed, slow or lagging
+//! replica; every round trip is recorded for `Server-Timing`, and failures become API errors
+//! (503 with `Retry-After` when no database can answer — never a hang or a bare 500).
 
-use crate::config::DatabaseConfig;
-use crate::db::{DbError, Pipeline, PipelineOutcome};
+use std::cell::RefCell;
+
+use crate::config::{DataPathConfig, DatabaseConfig};
+use crate::datapath::{ConsistencyToken, Endpoint, Role, Topology};
+use crate::db::{DbError, Pipeline, PipelineKind, PipelineOutcome};
 use crate::error::ApiError;
+use crate::region::RegionName;
 
-use super::Platform;
+use super::{Platform, RequestReport};
 
 pub struct Database<'a, P: Platform> {
     platform: &'a P,
     config: &'a DatabaseConfig,
+    data_path: &'a DataPathConfig,
+    topology: Topology,
+    region: &'a RegionName,
+    consistency: Option<ConsistencyToken>,
+    report: &'a RefCell<RequestReport>,
 }
 
 /// Seconds a client should wait before retrying when the database is unavailable.
 const RETRY_AFTER_SECONDS: &str = "5";
 
 impl<'a, P: Platform> Database<'a, P> {
-    pub fn new(platform: &'a P, config: &'a DatabaseConfig) -> Self {
-        Self { platform, config }
+    pub fn new(
+        platform: &'a P,
+        config: &'a DatabaseConfig,
+        data_path: &'a DataPathConfig,
+        region: &'a RegionName,
+        consistency: Option<ConsistencyToken>,
+        report: &'a RefCell<RequestReport>,
+    ) -> Self {
+        Self { platform, config, data_path, topology: data_path.topology(config), region, consistency, report }
     }
 
-    /// One round trip. Statement failures of a read come back per statement in the outcome;
-    /// a failed write statement is `DbError::Statement` (the transaction was rolled back).
+    /// One round trip (two when a replica turns out to be behind the client's own writes).
+    /// Statement failures of a read come back per statement in the outcome; a failed write
+    /// statement is `DbError::Statement` (the transaction was rolled back).
     pub async fn run(&self, pipeline: &Pipeline) -> Result<PipelineOutcome, DbError> {
-        let body = pipeline.request_body()?;
-        let response = self.platform.send_pipeline(&self.config.primary_url, &self.config.auth_token, body).await?;
-        pipeline.parse_response(&response)
+        match pipeline.kind {
+            PipelineKind::Write => self.write(pipeline).await,
+            PipelineKind::Read => self.read(pipeline).await,
+        }
     }
 
     /// Like [`Self::run`], for callers with no statement errors of their own to handle.
@@ -33,7 +53,68 @@ impl<'a, P: Platform> Database<'a, P> {
         self.run(pipeline).await.map_err(|error| self.failure(error))
     }
 
-    /// Fire and forget, for bookkeeping the response does not depend on.
+    /// The smallest replication index a read must reflect for this client.
+    pub fn required_index(&self) -> Option<u64> {
+        self.consistency.map(|token| token.replication_index)
+    }
+
+    async fn write(&self, pipeline: &Pipeline) -> Result<PipelineOutcome, DbError> {
+        let body = pipeline.request_body()?;
+        let outcome = self.send(&self.topology.primary, body, self.data_path.primary_deadline_ms).await;
+        let outcome = outcome.and_then(|response| pipeline.parse_response(&response))?;
+        if let Some(index) = outcome.replication_index {
+            let mut report = self.report.borrow_mut();
+            report.written_index = report.written_index.max(Some(index));
+        }
+        Ok(outcome)
+    }
+
+    async fn read(&self, pipeline: &Pipeline) -> Result<PipelineOutcome, DbError> {
+        let body = pipeline.request_body()?;
+        let plan: Vec<Endpoint> = {
+            let breakers = self.platform.isolate().breakers.borrow();
+            self.topology.read_plan(self.region, &breakers, self.platform.now_ms()).into_iter().cloned().collect()
+        };
+        let mut last_error = DbError::Unavailable("no endpoint to read from".into());
+        for endpoint in &plan {
+            let is_replica = endpoint.role == Role::Replica;
+            let deadline =
+                if is_replica { self.data_path.replica_deadline_ms } else { self.data_path.primary_deadline_ms };
+            let answer = self.send(endpoint, body.clone(), deadline).await;
+            let outcome = match answer.and_then(|response| pipeline.parse_response(&response)) {
+                Ok(outcome) => outcome,
+                Err(error) if !is_replica => return Err(error),
+                Err(error) => {
+                    self.platform.isolate().breakers.borrow_mut().record_failure(&endpoint.url, self.platform.now_ms());
+                    self.platform.log(&format!("read from {} failed, falling back: {error}", endpoint.label()));
+                    last_error = error;
+                    continue;
+                }
+            };
+            self.platform.isolate().breakers.borrow_mut().record_success(&endpoint.url);
+            if is_replica {
+                // A replica that misses the schema or a row's write is not an answer either.
+                let behind =
+                    self.required_index().is_some_and(|required| outcome.replication_index.unwrap_or(0) < required);
+                if behind || outcome.results.iter().any(Result::is_err) {
+                    self.report.borrow_mut().fallbacks += 1;
+                    continue;
+                }
+            }
+            return Ok(outcome);
+        }
+        Err(last_error)
+    }
+
+    async fn send(&self, endpoint: &Endpoint, body: Vec<u8>, deadline_ms: u32) -> Result<Vec<u8>, DbError> {
+        let started = self.platform.now_ms();
+        let answer = self.platform.send_pipeline(&endpoint.url, &self.config.auth_token, body, deadline_ms).await;
+        let elapsed = self.platform.now_ms() - started;
+        self.report.borrow_mut().round_trips.push((endpoint.label(), elapsed));
+        answer
+    }
+
+    /// Fire and forget to the primary, for bookkeeping the response does not depend on.
     pub fn run_in_background(&self, pipeline: &Pipeline) {
         match pipeline.request_body() {
             Ok(body) => {

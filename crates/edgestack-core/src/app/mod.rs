@@ -3,22 +3,30 @@
 //! nothing here knows about wasm.
 
 mod accounts;
+mod cache;
 mod database;
 mod notes;
 mod system;
+
+use std::cell::RefCell;
 
 use serde::Serialize;
 
 use crate::accounts::password::{CURRENT_COST, PasswordHasher};
 use crate::accounts::session::{SessionAuth, SessionToken};
+use crate::cache::MemoryCache;
 use crate::config::{Config, ConfigError, InjectedFault};
 use crate::csrf::{self, CLIENT_HEADER, CsrfEvidence};
+use crate::datapath::{CONSISTENCY_COOKIE, CircuitBreakers, ConsistencyToken};
 use crate::error::ApiError;
 use crate::health::VersionInfo;
 use crate::region::RequestRegion;
 use crate::routes::{Method, Route, resolve};
 
 pub use database::Database;
+
+/// The name under which the read-your-writes cookie travels.
+pub const CONSISTENCY_COOKIE_NAME: &str = CONSISTENCY_COOKIE;
 
 /// A request as the core needs it; the worker fills it from the runtime.
 #[derive(Debug, Clone)]
@@ -90,13 +98,72 @@ pub enum Limiter {
 /// Seconds a refused client should wait: the limiters' window.
 pub const RATE_LIMIT_WINDOW_SECONDS: u32 = 60;
 
+/// State an isolate keeps between requests (Workers reuse module state within one isolate):
+/// circuit breakers and the memory cache tier. Losing it only costs a few slower requests.
+#[derive(Debug, Default)]
+pub struct IsolateState {
+    pub breakers: RefCell<CircuitBreakers>,
+    pub memory: RefCell<MemoryCache>,
+}
+
+/// Where a cacheable read was answered from, for `Server-Timing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheStatus {
+    /// The route is not cacheable.
+    #[default]
+    None,
+    /// Caching is switched off (`READ_CACHE=off`).
+    Bypass,
+    HitMemory,
+    HitKv,
+    Miss,
+}
+
+impl CacheStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Bypass => "bypass",
+            Self::HitMemory => "hit-memory",
+            Self::HitKv => "hit-kv",
+            Self::Miss => "miss",
+        }
+    }
+}
+
+/// What one request did on its way through the data path.
+#[derive(Debug, Default)]
+pub struct RequestReport {
+    /// `(target, milliseconds)` per database round trip, in order.
+    pub round_trips: Vec<(String, f64)>,
+    /// Replica answers discarded because they were behind the client's writes or incomplete.
+    pub fallbacks: u32,
+    /// The primary's replication index after this request's writes.
+    pub written_index: Option<u64>,
+    pub cache: CacheStatus,
+}
+
 /// What the runtime provides. Futures need not be `Send`: a Worker isolate is single-threaded.
 #[allow(async_fn_in_trait)]
 pub trait Platform {
     /// Cryptographically secure random bytes.
     fn fill_random(&self, buffer: &mut [u8]) -> Result<(), String>;
-    /// `POST {url}/v3/pipeline` with the bearer token; the response body on 2xx.
-    async fn send_pipeline(&self, url: &str, token: &str, body: Vec<u8>) -> Result<Vec<u8>, crate::db::DbError>;
+    /// Milliseconds, for measuring I/O (Workers advance the clock only across I/O).
+    fn now_ms(&self) -> f64;
+    fn isolate(&self) -> &IsolateState;
+    /// `POST {url}/v3/pipeline` with the bearer token; the response body on 2xx. Gives up after
+    /// `deadline_ms` with `DbError::Unavailable`.
+    async fn send_pipeline(
+        &self,
+        url: &str,
+        token: &str,
+        body: Vec<u8>,
+        deadline_ms: u32,
+    ) -> Result<Vec<u8>, crate::db::DbError>;
+    /// A KV value; errors and timeouts are `Err` and callers fall through to the database.
+    async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, String>;
+    fn kv_put_in_background(&self, key: &str, value: Vec<u8>, ttl_seconds: u32);
+    fn kv_delete_in_background(&self, key: &str);
     /// `true` when `key` is still within `limiter`'s budget. Counts this call.
     async fn within_rate_limit(&self, limiter: Limiter, key: &str) -> bool;
     /// Waits; used only by the injected `slow` fault.
@@ -111,6 +178,9 @@ pub struct Context<'a, P: Platform> {
     pub platform: &'a P,
     pub config: &'a Config,
     pub request: &'a ApiRequest,
+    pub report: RefCell<RequestReport>,
+    /// The client's last write, if it carries a valid token.
+    pub consistency: Option<ConsistencyToken>,
 }
 
 impl<P: Platform> Context<'_, P> {
@@ -128,7 +198,14 @@ impl<P: Platform> Context<'_, P> {
             ApiError::new(503, "database_not_configured", "no database is configured for this deployment")
                 .with_header("Retry-After", "60")
         })?;
-        Ok(Database::new(self.platform, config))
+        Ok(Database::new(
+            self.platform,
+            config,
+            &self.config.data_path,
+            &self.request.region.name,
+            self.consistency,
+            &self.report,
+        ))
     }
 
     pub fn hasher(&self) -> PasswordHasher {
@@ -155,7 +232,10 @@ pub async fn handle<P: Platform>(
 ) -> ApiResponse {
     match dispatch(platform, config, request).await {
         Ok(response) => response,
-        Err(error) => ApiResponse::error(&error),
+        // Refused before reaching the data path: no cache, no database.
+        Err(error) => ApiResponse::error(&error)
+            .with_header("Server-Timing", "cache;desc=none, total;dur=0.0")
+            .with_header("x-edgestack-db-requests", "0"),
     }
 }
 
@@ -190,27 +270,65 @@ async fn dispatch<P: Platform>(
         }
         (Some(InjectedFault::Slow { delay_ms }), _) => platform.sleep(delay_ms).await,
     }
-    let context = Context { platform, config: &config, request };
-    let mut response = match route {
-        Route::Health => system::health(&context),
-        Route::CspReport => system::csp_report(&context),
-        Route::SignUp => accounts::sign_up(&context).await,
-        Route::SignIn => accounts::sign_in(&context).await,
-        Route::SignOut => accounts::sign_out(&context).await,
-        Route::Me => accounts::me(&context).await,
-        Route::ChangePassword => accounts::change_password(&context).await,
-        Route::CreateNote => notes::create(&context).await,
-        Route::ListMyNotes => notes::list_mine(&context).await,
-        Route::GetMyNote(id) => notes::get_mine(&context, &id).await,
-        Route::UpdateNote(id) => notes::update(&context, &id).await,
-        Route::DeleteNote(id) => notes::delete(&context, &id).await,
-        Route::PublishNote(id) => notes::set_published(&context, &id, true).await,
-        Route::UnpublishNote(id) => notes::set_published(&context, &id, false).await,
-        Route::ListPublicNotes => notes::list_public(&context).await,
-        Route::GetPublicNote(id) => notes::get_public(&context, &id).await,
-    }?;
+    let consistency = request
+        .header("cookie")
+        .and_then(|cookie| ConsistencyToken::from_cookie_header(cookie, &config.data_path.consistency_key));
+    let context = Context { platform, config: &config, request, report: RefCell::default(), consistency };
+    let started = platform.now_ms();
+    let response = route_to_handler(&context, &route).await;
+    let mut response = finish(&context, &route, response, platform.now_ms() - started);
     if request.method == Method::Head {
         response.body.clear();
     }
     Ok(response)
+}
+
+async fn route_to_handler<P: Platform>(context: &Context<'_, P>, route: &Route) -> Result<ApiResponse, ApiError> {
+    match route.clone() {
+        Route::Health => system::health(context),
+        Route::CspReport => system::csp_report(context),
+        Route::SignUp => accounts::sign_up(context).await,
+        Route::SignIn => accounts::sign_in(context).await,
+        Route::SignOut => accounts::sign_out(context).await,
+        Route::Me => accounts::me(context).await,
+        Route::ChangePassword => accounts::change_password(context).await,
+        Route::CreateNote => notes::create(context).await,
+        Route::ListMyNotes => notes::list_mine(context).await,
+        Route::GetMyNote(id) => notes::get_mine(context, &id).await,
+        Route::UpdateNote(id) => notes::update(context, &id).await,
+        Route::DeleteNote(id) => notes::delete(context, &id).await,
+        Route::PublishNote(id) => notes::set_published(context, &id, true).await,
+        Route::UnpublishNote(id) => notes::set_published(context, &id, false).await,
+        Route::ListPublicNotes => notes::list_public(context).await,
+        Route::GetPublicNote(id) => notes::get_public(context, &id).await,
+    }
+}
+
+/// What every answer carries from the data path: `Server-Timing`, the round-trip count, the
+/// renewed read-your-writes cookie, and conditional-request handling for public reads.
+fn finish<P: Platform>(
+    context: &Context<'_, P>,
+    route: &Route,
+    response: Result<ApiResponse, ApiError>,
+    total_ms: f64,
+) -> ApiResponse {
+    let mut response = response.unwrap_or_else(|error| ApiResponse::error(&error));
+    let report = context.report.borrow();
+    let mut timing = vec![format!("cache;desc={}", report.cache.as_str())];
+    timing.extend(report.round_trips.iter().map(|(target, ms)| format!("db;desc={target};dur={ms:.1}")));
+    timing.push(format!("total;dur={total_ms:.1}"));
+    response = response
+        .with_header("Server-Timing", timing.join(", "))
+        .with_header("x-edgestack-db-requests", report.round_trips.len().to_string());
+    let previous = context.consistency.map(|token| token.replication_index);
+    if let Some(written) = report.written_index.filter(|written| Some(*written) > previous)
+        && let Some(cookie) =
+            (ConsistencyToken { replication_index: written }).set_cookie(&context.config.data_path.consistency_key)
+    {
+        response = response.with_header("Set-Cookie", cookie);
+    }
+    if matches!(route, Route::ListPublicNotes | Route::GetPublicNote(_)) && response.status == 200 {
+        response = cache::conditional(context.request, response);
+    }
+    response
 }

@@ -9,7 +9,9 @@ use crate::ids::new_id;
 use crate::notes::{Cursor, NewNote, Note, NoteChanges, PageRequest, PublicNote, sql};
 
 use super::accounts::{missing_column, touch_if_stale};
+use super::cache::{invalidate_note, read_through};
 use super::{ApiResponse, Context, Database, Platform, unauthenticated};
+use crate::cache::{public_feed_key, public_note_key};
 
 #[derive(Serialize)]
 struct NoteBody<T> {
@@ -98,6 +100,9 @@ pub async fn update<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<A
     require_json(context)?;
     let changes = NoteChanges::parse(&context.request.body)?;
     let note = write_note(context, |auth| sql::update_mine(auth, id, &changes)).await?.ok_or_else(not_found)?;
+    if note.published {
+        invalidate_note(context, id);
+    }
     ApiResponse::json(200, &NoteBody { note })
 }
 
@@ -107,6 +112,7 @@ pub async fn set_published<P: Platform>(
     published: bool,
 ) -> Result<ApiResponse, ApiError> {
     let note = write_note(context, |auth| sql::set_published(auth, id, published)).await?.ok_or_else(not_found)?;
+    invalidate_note(context, id);
     ApiResponse::json(200, &NoteBody { note })
 }
 
@@ -118,8 +124,10 @@ pub async fn delete<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<A
     if rows(&database, &outcome, 0)?.is_empty() {
         return Err(unauthenticated());
     }
-    if rows(&database, &outcome, 1)?.is_empty() {
-        return Err(not_found());
+    let deleted = rows(&database, &outcome, 1)?;
+    let was_public = deleted.first().ok_or_else(not_found)?.integer("published_at").is_some();
+    if was_public {
+        invalidate_note(context, id);
     }
     Ok(ApiResponse::empty(204))
 }
@@ -127,15 +135,26 @@ pub async fn delete<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<A
 pub async fn list_public<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let page = PageRequest::from_query(&context.request.query)?;
     let database = context.database()?;
-    let outcome = database.query(&Pipeline::read(vec![sql::list_public(&page.start(), page.fetch_limit())])).await?;
-    let notes = decode(rows(&database, &outcome, 0)?, PublicNote::from_row)?;
-    let (notes, next_cursor) = page.finish(notes, |note| Cursor { timestamp: note.published_at, id: note.id.clone() });
-    ApiResponse::json(200, &NotePage { notes, next_cursor })
+    read_through(context, &public_feed_key(&page), async {
+        let outcome =
+            database.query(&Pipeline::read(vec![sql::list_public(&page.start(), page.fetch_limit())])).await?;
+        let notes = decode(rows(&database, &outcome, 0)?, PublicNote::from_row)?;
+        let (notes, next_cursor) =
+            page.finish(notes, |note| Cursor { timestamp: note.published_at, id: note.id.clone() });
+        let body = serde_json::to_vec(&NotePage { notes, next_cursor }).map_err(|_| ApiError::internal())?;
+        Ok((body, outcome.replication_index))
+    })
+    .await
 }
 
 pub async fn get_public<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
     let database = context.database()?;
-    let outcome = database.query(&Pipeline::read(vec![sql::get_public(id)])).await?;
-    let note = decode(rows(&database, &outcome, 0)?, PublicNote::from_row)?.into_iter().next().ok_or_else(not_found)?;
-    ApiResponse::json(200, &NoteBody { note })
+    read_through(context, &public_note_key(id), async {
+        let outcome = database.query(&Pipeline::read(vec![sql::get_public(id)])).await?;
+        let note =
+            decode(rows(&database, &outcome, 0)?, PublicNote::from_row)?.into_iter().next().ok_or_else(not_found)?;
+        let body = serde_json::to_vec(&NoteBody { note }).map_err(|_| ApiError::internal())?;
+        Ok((body, outcome.replication_index))
+    })
+    .await
 }

@@ -1,7 +1,7 @@
 //! Notes: input rules, pagination cursors, the SQL each operation runs, and the JSON shapes.
 
 mod input;
-mod page;
+pub mod page;
 pub mod sql;
 
 pub use input::{NewNote, NoteChanges};

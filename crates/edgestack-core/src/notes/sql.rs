@@ -92,7 +92,7 @@ pub fn delete_mine(auth: &SessionAuth, id: &str) -> Statement {
     let mut args = auth.args();
     args.push(text(id));
     Statement::new(
-        concat!("DELETE FROM notes WHERE id = ?4 AND owner_id = ", session_user_id!(), " RETURNING id"),
+        concat!("DELETE FROM notes WHERE id = ?4 AND owner_id = ", session_user_id!(), " RETURNING id, published_at"),
         args,
     )
 }
