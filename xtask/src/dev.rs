@@ -1,5 +1,6 @@
-//! `cargo xtask dev`: the whole stack on this machine — a local libSQL primary (kept in
-//! `.devdb/`), migrations applied, and `wrangler dev` in the foreground on port 8787.
+//! `cargo xtask dev`: the whole stack on this machine — a local libSQL primary and read
+//! replicas for `eu` and `ap` (kept in `.devdb/`), migrations applied, and `wrangler dev` in
+//! the foreground on port 8787. Send `x-edgestack-region: eu` to read through a replica.
 
 use std::path::Path;
 use std::process::Command;
@@ -9,6 +10,9 @@ use local_stack::devdb::DevDb;
 use crate::tools::{Toolchain, hex, run};
 use crate::{Result, build};
 
+/// Regions that get a local read replica; the primary stands in `na`.
+const LOCAL_REPLICA_REGIONS: [&str; 2] = ["eu", "ap"];
+
 pub fn run_dev_stack() -> Result {
     let toolchain = Toolchain::ensure()?;
     build::build_worker(&toolchain)?;
@@ -17,16 +21,25 @@ pub fn run_dev_stack() -> Result {
     let token = local_token(&data)?;
     let primary = DevDb::start_persistent(&token, &data.join("primary.db"), vec!["--role".into(), "primary".into()])?;
     primary.migrate()?;
-    eprintln!("xtask: libSQL primary on {} (data in .devdb/)", primary.url);
+    eprintln!("xtask: libSQL primary (na) on {} (data in .devdb/)", primary.url);
+    let mut replicas = Vec::new();
+    for region in LOCAL_REPLICA_REGIONS {
+        let role = vec!["--role".into(), "replica".into(), "--primary".into(), primary.url.clone()];
+        let replica = DevDb::start_persistent(&token, &data.join(format!("replica-{region}.db")), role)?;
+        eprintln!("xtask: libSQL replica ({region}) on {}", replica.url);
+        replicas.push((region, replica));
+    }
+    let replica_list: Vec<String> = replicas.iter().map(|(region, replica)| format!("{region}={}", replica.url)).collect();
     let mut command = Command::new(&toolchain.node);
     command
         .current_dir(&toolchain.root)
         .arg(toolchain.root.join("node_modules/wrangler/bin/wrangler.js"))
         .args(["dev", "--ip", "127.0.0.1", "--port", "8787"])
         .args(["--var", &format!("LIBSQL_PRIMARY_URL:{}", primary.url)])
-        .args(["--var", &format!("LIBSQL_AUTH_TOKEN:{token}")]);
+        .args(["--var", &format!("LIBSQL_AUTH_TOKEN:{token}")])
+        .args(["--var", &format!("LIBSQL_REPLICAS:{}", replica_list.join(","))]);
     toolchain.apply_env(&mut command);
-    // The database stops with this process (its guard drops) once wrangler exits.
+    // The databases stop with this process (their guards drop) once wrangler exits.
     run(&mut command)
 }
 

@@ -63,10 +63,15 @@ impl DataPathReport {
             for metric in header.split(',') {
                 let mut parts = metric.split(';').map(str::trim);
                 let name = parts.next().unwrap_or_default();
-                let parameters: Vec<(&str, &str)> =
-                    parts.filter_map(|parameter| parameter.split_once('=')).map(|(k, v)| (k.trim(), v.trim())).collect();
+                let parameters: Vec<(&str, &str)> = parts
+                    .filter_map(|parameter| parameter.split_once('='))
+                    .map(|(k, v)| (k.trim(), v.trim()))
+                    .collect();
                 let parameter = |wanted: &str| {
-                    parameters.iter().find(|(key, _)| key.eq_ignore_ascii_case(wanted)).map(|(_, v)| v.trim_matches('"'))
+                    parameters
+                        .iter()
+                        .find(|(key, _)| key.eq_ignore_ascii_case(wanted))
+                        .map(|(_, v)| v.trim_matches('"'))
                 };
                 let duration = parameter("dur").and_then(|ms| ms.parse::<f64>().ok());
                 match (name, parameter("desc")) {

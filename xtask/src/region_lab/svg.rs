@@ -14,9 +14,10 @@ const CONFIG_GAP: f64 = 12.0;
 const GROUP_GAP: f64 = 48.0;
 const LEFT: f64 = 70.0;
 const RIGHT: f64 = 24.0;
-const TOP: f64 = 78.0;
+const TOP: f64 = 90.0;
 const PLOT_HEIGHT: f64 = 340.0;
-const BOTTOM: f64 = 96.0;
+const BOTTOM: f64 = 56.0;
+const LEGEND_LINE: f64 = 18.0;
 
 pub fn render(report: &Report) -> String {
     let configurations = &report.configurations;
@@ -24,9 +25,9 @@ pub fn render(report: &Report) -> String {
     let per_config = 2.0 * BAR + PAIR_GAP;
     let group_width =
         configurations.len() as f64 * per_config + configurations.len().saturating_sub(1) as f64 * CONFIG_GAP;
-    let plot_width = (regions.len() as f64 * group_width + (regions.len() as f64 + 1.0) * GROUP_GAP).max(420.0);
+    let plot_width = (regions.len() as f64 * group_width + (regions.len() as f64 + 1.0) * GROUP_GAP).max(720.0);
     let width = LEFT + plot_width + RIGHT;
-    let height = TOP + PLOT_HEIGHT + BOTTOM;
+    let height = TOP + PLOT_HEIGHT + BOTTOM + (configurations.len() as f64 + 1.0) * LEGEND_LINE;
     let largest = configurations
         .iter()
         .flat_map(|configuration| configuration.regions.iter())
@@ -45,8 +46,14 @@ pub fn render(report: &Report) -> String {
         svg,
         r#"<text x="{LEFT}" y="28" font-size="18" font-weight="bold">edgestack region lab: request latency per region (client side)</text>"#
     );
-    let _ =
-        writeln!(svg, r##"<text x="{LEFT}" y="50" font-size="12" fill="#444">{}</text>"##, escape(&subtitle(report)));
+    for (line, text) in subtitle(report).iter().enumerate() {
+        let _ = writeln!(
+            svg,
+            r##"<text x="{LEFT}" y="{}" font-size="12" fill="#444">{}</text>"##,
+            50 + 16 * line,
+            escape(text)
+        );
+    }
 
     // Grid and y axis.
     let mut tick = 0.0;
@@ -132,23 +139,23 @@ fn bar(svg: &mut String, x: f64, value: Option<f64>, colour: &str, opacity: f64,
 }
 
 fn legend(svg: &mut String, configurations: &[ConfigurationResult], top: f64) {
-    let mut x = LEFT;
+    // One line per configuration: descriptions are long, and Level 5 and later add lines.
     for (index, configuration) in configurations.iter().enumerate() {
         let colour = PALETTE.get(index % PALETTE.len()).copied().unwrap_or("#888");
+        let line_y = top + index as f64 * LEGEND_LINE;
         let label = format!("{}: {}", configuration.label, configuration.description);
-        let _ = writeln!(svg, r#"<rect x="{x:.1}" y="{:.1}" width="12" height="12" fill="{colour}"/>"#, top - 10.0);
-        let _ = writeln!(svg, r#"<text x="{:.1}" y="{top:.1}" font-size="12">{}</text>"#, x + 16.0, escape(&label));
-        // Rough text width: wide enough for Helvetica at 12 px.
-        x += 16.0 + label.chars().count() as f64 * 6.4 + 18.0;
+        let _ = writeln!(svg, r#"<rect x="{LEFT}" y="{:.1}" width="12" height="12" fill="{colour}"/>"#, line_y - 10.0);
+        let _ =
+            writeln!(svg, r#"<text x="{:.1}" y="{line_y:.1}" font-size="12">{}</text>"#, LEFT + 18.0, escape(&label));
     }
     let _ = writeln!(
         svg,
-        r##"<text x="{LEFT}" y="{:.1}" font-size="12" fill="#444">solid bar: p50 · light bar: p95 · value labels in ms · "–": no successful request</text>"##,
-        top + 22.0
+        r##"<text x="{LEFT}" y="{:.1}" font-size="12" fill="#444">solid bar: p50 · light bar: p95 · values in ms · "–": no successful request</text>"##,
+        top + configurations.len() as f64 * LEGEND_LINE + 4.0
     );
 }
 
-fn subtitle(report: &Report) -> String {
+fn subtitle(report: &Report) -> [String; 2] {
     let trips = &report.round_trip_ms;
     let mut pairs = Vec::new();
     for (i, from) in trips.regions.iter().enumerate() {
@@ -159,13 +166,17 @@ fn subtitle(report: &Report) -> String {
         }
     }
     let same = trips.matrix.first().and_then(|row| row.first()).copied().unwrap_or(0);
-    format!(
-        "added round trips (ms): {}, same region {same}; primary in {}; {} users/region, {} requests/user, ~90 % reads",
-        pairs.join(", "),
-        trips.primary_region,
-        report.settings.users_per_region,
-        report.settings.measured_requests_per_user
-    )
+    [
+        format!(
+            "added round trips (ms): {}, same region {same}; primary in {}",
+            pairs.join(", "),
+            trips.primary_region
+        ),
+        format!(
+            "{} users per region, {} measured requests each, ~90 % reads; one wrangler dev per region",
+            report.settings.users_per_region, report.settings.measured_requests_per_user
+        ),
+    ]
 }
 
 fn region_caption(region: &str, report: &Report) -> String {

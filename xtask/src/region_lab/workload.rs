@@ -37,11 +37,11 @@ impl Settings {
         }
         let count = |name: &str, default: u64| number(name, default).map(|n| usize::try_from(n).unwrap_or(usize::MAX));
         Ok(Self {
-            users_per_region: count("REGION_LAB_USERS", 6)?.max(1),
+            users_per_region: count("REGION_LAB_USERS", 4)?.max(1),
             warmup_requests_per_user: count("REGION_LAB_WARMUP", 5)?,
-            measured_requests_per_user: count("REGION_LAB_REQUESTS", 40)?.max(1),
+            measured_requests_per_user: count("REGION_LAB_REQUESTS", 60)?.max(1),
             max_measured_seconds: number("REGION_LAB_SECONDS", 90)?.max(1),
-            max_think_ms: number("REGION_LAB_THINK_MS", 40)?,
+            max_think_ms: number("REGION_LAB_THINK_MS", 150)?,
             seeded_public_notes: count("REGION_LAB_SEED_NOTES", 24)?.max(1),
             levels: std::env::var("REGION_LAB_LEVELS").ok(),
         })
