@@ -2,10 +2,12 @@
 
 use edgestack_core::config::{Config, ConfigError};
 use edgestack_core::health::VersionInfo;
-use worker::{Env, Fetcher, WorkerVersionMetadata};
+use worker::{AnalyticsEngineDataPointBuilder, Env, Fetcher, WorkerVersionMetadata};
 
 /// Name of the `[version_metadata]` binding in wrangler.toml.
 const VERSION_METADATA: &str = "CF_VERSION_METADATA";
+/// Name of the `[[analytics_engine_datasets]]` binding in wrangler.toml.
+const REQUEST_METRICS: &str = "REQUEST_METRICS";
 /// Name of the `[assets]` binding in wrangler.toml.
 const ASSETS: &str = "ASSETS";
 
@@ -24,4 +26,22 @@ pub fn version_info(env: &Env) -> VersionInfo {
 
 pub fn assets(env: &Env) -> worker::Result<Fetcher> {
     env.assets(ASSETS)
+}
+
+/// One Analytics Engine data point per API response, for the release gate (docs/releases.md):
+/// index and blob1 the version id, blob2 the route (`/api/<first segment>`, so ids never reach
+/// analytics), blob3 the status class, double1 the latency in ms. Without the binding (or if
+/// the write fails) the response is unaffected.
+pub fn record_request(env: &Env, version: &VersionInfo, path: &str, status: u16, latency_ms: f64) {
+    let Ok(dataset) = env.analytics_engine(REQUEST_METRICS) else {
+        return;
+    };
+    let route = path.split('/').filter(|segment| !segment.is_empty()).take(2).collect::<Vec<_>>().join("/");
+    let _ = AnalyticsEngineDataPointBuilder::new()
+        .indexes([version.id.as_str()])
+        .add_blob(version.id.as_str())
+        .add_blob(format!("/{route}"))
+        .add_blob(format!("{}xx", status / 100))
+        .add_double(latency_ms)
+        .write_to(&dataset);
 }

@@ -7,7 +7,7 @@ mod bindings;
 mod http;
 mod platform;
 
-use worker::{Context, Env, Request, Response, Result, Router, event};
+use worker::{Context, Date, Env, Request, Response, Result, Router, event};
 
 use crate::platform::WorkerPlatform;
 
@@ -19,6 +19,7 @@ fn start() {
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let version = bindings::version_info(&env);
+    let (started, path, metrics_env) = (Date::now().as_millis(), req.path(), env.clone());
     let response = Router::with_data(ctx)
         .or_else_any_method_async("/api/*path", |req, route| async move {
             let platform = WorkerPlatform::new(&route.env, &route.data);
@@ -30,5 +31,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         })
         .run(req, env)
         .await?;
+    let latency_ms = Date::now().as_millis().saturating_sub(started) as f64;
+    bindings::record_request(&metrics_env, &version, &path, response.status_code(), latency_ms);
     Ok(http::with_standard_headers(response, &version))
 }

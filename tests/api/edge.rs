@@ -67,6 +67,7 @@ fn a_lagging_replica_sends_the_writer_to_the_primary() {
     assert_eq!(read.status, 200, "{}", read.text());
     assert_eq!(read.json()["note"]["body"], "just written");
     assert_eq!(read.db_targets(), ["replica-eu", "primary"], "the replica was behind the token");
+    assert!(read.header("server-timing").unwrap().contains("fallback;desc=\"replica-eu behind\""));
     assert_eq!(read.header("x-edgestack-db-requests"), Some("2"));
     assert_eq!(pipelines(replica(&app, "eu")) - replica_before, 1);
     assert_eq!(pipelines(&app.db) - primary_before, 1);
@@ -149,6 +150,11 @@ fn a_failing_replica_falls_back_and_its_breaker_opens() {
         .collect();
 
     assert_eq!(targets[0], ["replica-eu", "primary"]);
+    let timing = user.send("GET", "/api/me", None);
+    assert!(
+        !timing.header("server-timing").unwrap().contains("fallback;"),
+        "breaker open: nothing tried, nothing skipped"
+    );
     assert_eq!(targets[1], ["replica-eu", "primary"]);
     assert_eq!(targets[2], ["primary"], "two failures open the breaker: the replica is not tried");
 }
@@ -318,4 +324,70 @@ fn every_api_response_carries_server_timing() {
         assert!(timing.contains("cache;desc=") && timing.contains("total;dur="), "{timing}");
         assert!(response.header("x-edgestack-db-requests").is_some());
     }
+}
+
+#[test]
+fn without_kv_public_reads_fall_through_to_the_database() {
+    // The same worker with its KV binding gone: every KV call fails.
+    let config = crate::helpers::edited_config(|toml| toml.replace("[[kv_namespaces]]\nbinding = \"CACHE\"\n", ""));
+    assert!(!std::fs::read_to_string(&config).unwrap().contains("kv_namespaces"));
+    let app = crate::helpers::spawn_app_from_config(config, &[], &[("EDGESTACK_ENV", "development")]);
+    let (author, _) = app.signed_up_client();
+    let id = author.create_note("no kv", "still served");
+    author.send("PUT", &format!("/api/notes/{id}/publication"), None);
+    let reader = app.client();
+    let path = format!("/api/public/notes/{id}");
+
+    let first = reader.send("GET", &path, None);
+    let second = reader.send("GET", &path, None);
+    sleep(Duration::from_millis(5_500));
+    let after_memory_expired = reader.send("GET", &path, None);
+
+    assert_eq!((first.status, first.cache_status().as_str()), (200, "miss"));
+    assert_eq!(second.cache_status(), "hit-memory", "the isolate's tier works without KV");
+    assert_eq!((after_memory_expired.status, after_memory_expired.cache_status().as_str()), (200, "miss"));
+    assert_eq!(after_memory_expired.db_targets(), ["primary"], "KV failed, the database answered");
+    assert_eq!(after_memory_expired.json()["note"]["body"], "still served");
+}
+
+/// The revocation bound: a session ended on one device stops working on another device (which
+/// has no read-your-writes token) once its nearest replica has applied the change — the
+/// replication lag — and at once for the device that signed out.
+#[test]
+fn a_revoked_session_is_refused_everywhere_within_the_replica_lag() {
+    const LAG_MS: u64 = 1_500;
+    let app = spawn_app_with_replicas(&[("eu", LAG_MS)], DEV_IN_EU);
+    let (phone, email) = app.signed_up_client();
+    let laptop = app.client();
+    assert_eq!(laptop.sign_in(&email, crate::helpers::PASSWORD).status, 200, "credentials come from the primary");
+    wait_for_replica(&app, "eu");
+    // A device holding the laptop's session but no read-your-writes token reads the replica.
+    let laptop_session = laptop.cookie().unwrap();
+    let another_device = app.client();
+    another_device.set_cookie(Some(&laptop_session));
+    let before = another_device.send("GET", "/api/me", None);
+    assert_eq!((before.status, before.db_targets()), (200, vec!["replica-eu".to_string()]));
+
+    let revoked_at = Instant::now();
+    assert_eq!(laptop.send("DELETE", "/api/sessions/current", None).status, 204);
+    laptop.set_cookie(Some(&laptop_session));
+    assert_eq!(laptop.send("GET", "/api/me", None).status, 401, "the signing-out device: at once");
+    let refused_after = loop {
+        if another_device.send("GET", "/api/me", None).status == 401 {
+            break revoked_at.elapsed();
+        }
+        // devdb waits out the lag after each pull, so a change can take up to twice the lag.
+        assert!(revoked_at.elapsed() < Duration::from_millis(2 * LAG_MS + 1_000), "still accepted after the lag");
+        sleep(Duration::from_millis(50));
+    };
+    println!("revoked session refused by the replica after {refused_after:?} (lag {LAG_MS} ms)");
+    assert!(refused_after >= Duration::from_millis(LAG_MS / 2), "the replica really lagged: {refused_after:?}");
+    let phone_me = phone.send("GET", "/api/me", None);
+    assert_eq!(
+        phone_me.status,
+        200,
+        "other sessions of the user live on: {} {:?}",
+        phone_me.text(),
+        phone_me.header("server-timing")
+    );
 }

@@ -91,6 +91,32 @@ pub fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
 /// A primary (in `na`), replicas in the given regions with their replication lag in ms, and
 /// `wrangler dev` configured for all of them.
 pub fn spawn_app_with_replicas(replica_regions: &[(&str, u64)], vars: &[(&str, &str)]) -> TestApp {
+    spawn_app_from_config(local_stack::workspace_root().join("wrangler.toml"), replica_regions, vars)
+}
+
+/// The project's wrangler.toml with every path made absolute and `edit` applied to its text,
+/// written to a temporary file that lives as long as the test process.
+pub fn edited_config(edit: impl Fn(String) -> String) -> std::path::PathBuf {
+    let root = local_stack::workspace_root();
+    let original = std::fs::read_to_string(root.join("wrangler.toml")).unwrap();
+    let absolute = original
+        .replace("main = \"build/index.js\"", &format!("main = \"{}\"", root.join("build/index.js").display()))
+        .replace("directory = \"public\"", &format!("directory = \"{}\"", root.join("public").display()))
+        .replace("[build]\n", &format!("[build]\ncwd = \"{}\"\n", root.display()))
+        .replace(
+            "watch_dir = [\"src\", \"crates/edgestack-core/src\", \"web\"]",
+            &format!("watch_dir = [\"{}\"]", root.join("src").display()),
+        );
+    let path = std::env::temp_dir().join(format!("edgestack-wrangler-{}.toml", random_hex(8)));
+    std::fs::write(&path, edit(absolute)).unwrap();
+    path
+}
+
+pub fn spawn_app_from_config(
+    config: std::path::PathBuf,
+    replica_regions: &[(&str, u64)],
+    vars: &[(&str, &str)],
+) -> TestApp {
     let db = DevDb::start_primary(&random_hex(16), 0).unwrap_or_else(|e| panic!("{e}"));
     db.migrate().unwrap_or_else(|e| panic!("{e}"));
     let replicas: Vec<(String, DevDb)> = replica_regions
@@ -107,7 +133,7 @@ pub fn spawn_app_with_replicas(replica_regions: &[(&str, u64)], vars: &[(&str, &
         ("LIBSQL_REPLICAS".into(), replica_list.join(",")),
     ];
     all_vars.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let options = WranglerDevOptions { vars: all_vars, ..WranglerDevOptions::default() };
+    let options = WranglerDevOptions { configs: vec![config], vars: all_vars, ..WranglerDevOptions::default() };
     let dev = WranglerDev::start(options).unwrap_or_else(|e| panic!("{e}"));
     let agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(30)))

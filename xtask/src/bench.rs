@@ -52,14 +52,31 @@ pub fn app() -> Result {
     };
     let dev = WranglerDev::start(options).map_err(|e| e.to_string())?;
     let client = BenchClient::new(&dev.base_url);
-    let sign_ups = client.time(40, |n| client.post("/api/accounts", &format!(r#"{{"email":"bench-{n}@example.com","password":"correct horse battery"}}"#), 201))?;
-    let writes = client.time(200, |n| client.post("/api/notes", &format!(r#"{{"title":"note {n}","body":"benchmark"}}"#), 201))?;
+    let sign_ups = client.time(40, |n| {
+        client.post(
+            "/api/accounts",
+            &format!(r#"{{"email":"bench-{n}@example.com","password":"correct horse battery"}}"#),
+            201,
+        )
+    })?;
+    let writes = client
+        .time(200, |n| client.post("/api/notes", &format!(r#"{{"title":"note {n}","body":"benchmark"}}"#), 201))?;
     let note_id = client.last_note_id()?;
     let reads = client.time(200, |_| client.get(&format!("/api/notes/{note_id}"), 200))?;
     let public_reads = client.time(200, |_| client.get("/api/public/notes?limit=20", 200))?;
     println!("through wrangler dev (workerd) + devdb primary on loopback, sequential requests:");
-    for (name, samples) in [("note write (POST /api/notes)", &writes), ("note read (GET /api/notes/{id})", &reads), ("public feed (GET /api/public/notes)", &public_reads), ("sign-up (Argon2id + write)", &sign_ups)] {
-        println!("  {name:<38} p50 {:>6.1} ms   p95 {:>6.1} ms   n={}", percentile(samples, 50), percentile(samples, 95), samples.len());
+    for (name, samples) in [
+        ("note write (POST /api/notes)", &writes),
+        ("note read (GET /api/notes/{id})", &reads),
+        ("public feed (GET /api/public/notes)", &public_reads),
+        ("sign-up (Argon2id + write)", &sign_ups),
+    ] {
+        println!(
+            "  {name:<38} p50 {:>6.1} ms   p95 {:>6.1} ms   n={}",
+            percentile(samples, 50),
+            percentile(samples, 95),
+            samples.len()
+        );
     }
     println!(
         "  password hash (sign-up p50 − note write p50): ≈ {:.1} ms (Argon2id m=19 MiB, t=2, p=1, in wasm)",
@@ -98,7 +115,11 @@ impl BenchClient {
         Ok(samples)
     }
 
-    fn finish(&self, response: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>, expected: u16) -> Result {
+    fn finish(
+        &self,
+        response: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+        expected: u16,
+    ) -> Result {
         let mut response = response.map_err(|e| e.to_string())?;
         if let Some(cookie) = response.headers().get("set-cookie").and_then(|v| v.to_str().ok()) {
             *self.cookie.borrow_mut() = cookie.split(';').next().unwrap_or_default().to_string();
@@ -124,7 +145,8 @@ impl BenchClient {
     }
 
     fn get(&self, path: &str, expected: u16) -> Result {
-        let response = self.agent.get(&format!("{}{path}", self.base)).header("cookie", self.cookie.borrow().as_str()).call();
+        let response =
+            self.agent.get(&format!("{}{path}", self.base)).header("cookie", self.cookie.borrow().as_str()).call();
         self.finish(response, expected)
     }
 

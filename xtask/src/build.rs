@@ -16,6 +16,18 @@ use crate::{Result, assets};
 const WORKER_INPUTS: &[&str] =
     &["src", "crates/edgestack-core/src", "crates/edgestack-core/Cargo.toml", "Cargo.toml", "Cargo.lock"];
 const STAMP: &str = "build/.inputs.sha256";
+/// Everything the canary gateway worker (`gateway/`, docs/releases.md) is built from.
+const GATEWAY_INPUTS: &[&str] = &[
+    "gateway/src",
+    "gateway/Cargo.toml",
+    "crates/release/src",
+    "crates/release/Cargo.toml",
+    "crates/edgestack-core/src",
+    "crates/edgestack-core/Cargo.toml",
+    "Cargo.toml",
+    "Cargo.lock",
+];
+const GATEWAY_STAMP: &str = "gateway/build/.inputs.sha256";
 
 pub fn build_worker(toolchain: &Toolchain) -> Result {
     let root = &toolchain.root;
@@ -23,7 +35,7 @@ pub fn build_worker(toolchain: &Toolchain) -> Result {
     // wait and then find the stamp fresh.
     let _lock = BuildLock::acquire(&root.join("target/xtask-build.lock"))?;
     assets::build_public(root)?;
-    let digest = inputs_digest(root)?;
+    let digest = inputs_digest(root, WORKER_INPUTS)?;
     let stamp = root.join(STAMP);
     let built = root.join("build/index.js").is_file() && root.join("build/index_bg.wasm").is_file();
     if built && std::fs::read_to_string(&stamp).is_ok_and(|recorded| recorded.trim() == digest) {
@@ -36,9 +48,28 @@ pub fn build_worker(toolchain: &Toolchain) -> Result {
     std::fs::write(&stamp, digest).map_err(|e| format!("{}: {e}", stamp.display()))
 }
 
-fn inputs_digest(root: &Path) -> Result<String> {
+/// Builds the local canary gateway (`gateway/`, a second Worker) the same way, unless none of
+/// its inputs changed; `gateway/wrangler.toml` and the rollout tests use its `gateway/build/`.
+pub fn build_gateway(toolchain: &Toolchain) -> Result {
+    let root = &toolchain.root;
+    let _lock = BuildLock::acquire(&root.join("target/xtask-build-gateway.lock"))?;
+    let digest = inputs_digest(root, GATEWAY_INPUTS)?;
+    let stamp = root.join(GATEWAY_STAMP);
+    let built = root.join("gateway/build/index.js").is_file() && root.join("gateway/build/index_bg.wasm").is_file();
+    if built && std::fs::read_to_string(&stamp).is_ok_and(|recorded| recorded.trim() == digest) {
+        return Ok(());
+    }
+    // worker-build builds the package in its working directory.
+    let mut command = Command::new(&toolchain.worker_build);
+    command.current_dir(root.join("gateway")).arg("--release");
+    toolchain.apply_env(&mut command);
+    run(&mut command)?;
+    std::fs::write(&stamp, digest).map_err(|e| format!("{}: {e}", stamp.display()))
+}
+
+fn inputs_digest(root: &Path, inputs: &[&str]) -> Result<String> {
     let mut hasher = Sha256::new();
-    for input in WORKER_INPUTS {
+    for input in inputs {
         let mut files = Vec::new();
         collect_files(&root.join(input), &mut files)?;
         files.sort();

@@ -29,7 +29,8 @@ pub fn run_dev_stack() -> Result {
         eprintln!("xtask: libSQL replica ({region}) on {}", replica.url);
         replicas.push((region, replica));
     }
-    let replica_list: Vec<String> = replicas.iter().map(|(region, replica)| format!("{region}={}", replica.url)).collect();
+    let replica_list: Vec<String> =
+        replicas.iter().map(|(region, replica)| format!("{region}={}", replica.url)).collect();
     let mut command = Command::new(&toolchain.node);
     command
         .current_dir(&toolchain.root)

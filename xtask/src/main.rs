@@ -15,8 +15,10 @@ commands:
   setup          install what building and testing need (idempotent, fast when done)
   assets         fingerprint web/ into public/ (run by `build`)
   build          assets + the wasm worker (skipped when no input changed)
+  build-gateway  the local canary gateway worker in gateway/ (skipped when no input changed)
   dev            start the whole stack locally and run `wrangler dev` in the foreground
   test           set up, build, and run every test
+  release ...    the release command: deploy (staged, gated), migrations check, compat (docs/releases.md)
   bench startup  print the worker's wasm size and `wrangler dev` start → first 200
   bench app      p50/p95 of note reads and writes and the password-hash cost through wrangler dev
   bench regions  region lab: p50/p95/p99, db requests per request and cache hits per simulated region and level";
@@ -30,6 +32,8 @@ fn main() -> ExitCode {
         ["setup"] => tools::Toolchain::ensure().map(|_| ()),
         ["assets"] => assets::build_public(&local_stack::workspace_root()).map(|_| ()),
         ["build"] => tools::Toolchain::ensure().and_then(|toolchain| build::build_worker(&toolchain)),
+        ["build-gateway"] => tools::Toolchain::ensure().and_then(|toolchain| build::build_gateway(&toolchain)),
+        ["release", rest @ ..] => run_release(rest),
         ["dev"] => dev::run_dev_stack(),
         ["test", rest @ ..] => run_tests(rest),
         ["bench", "startup"] => bench::startup(),
@@ -53,10 +57,22 @@ fn main() -> ExitCode {
 fn run_tests(extra_args: &[&str]) -> Result {
     let toolchain = tools::Toolchain::ensure()?;
     build::build_worker(&toolchain)?;
+    // The rollout tests (crates/release/tests) run the gateway in front of two builds.
+    build::build_gateway(&toolchain)?;
     tools::run(
         std::process::Command::new(tools::cargo())
             .current_dir(&toolchain.root)
             .args(["test", "--workspace", "--locked"])
             .args(extra_args),
+    )
+}
+
+/// `cargo xtask release …`: the release command of docs/releases.md.
+fn run_release(args: &[&str]) -> Result {
+    tools::run(
+        std::process::Command::new(tools::cargo())
+            .current_dir(local_stack::workspace_root())
+            .args(["run", "--quiet", "--package", "release", "--"])
+            .args(args),
     )
 }

@@ -6,6 +6,20 @@
 //! Per configuration: a fresh primary (and replicas), latency proxies standing for the distance
 //! between regions, one `wrangler dev` per region; sign-ups and seeding first (not measured),
 //! a short warm-up, then the measured window with every user of every region at once.
+//!
+//! Added round trips (ms), primary in `na` (the table lives in `topology.rs`):
+//!
+//! | from \ to | na  | eu  | ap  |
+//! |-----------|-----|-----|-----|
+//! | na        | 5   | 80  | 180 |
+//! | eu        | 80  | 5   | 160 |
+//! | ap        | 180 | 160 | 5   |
+//!
+//! Knobs (environment): `REGION_LAB_LEVELS` (`1,4`; all when unset), `REGION_LAB_AUTHORS` and
+//! `REGION_LAB_READERS` (per region, 3 each), `REGION_LAB_REQUESTS` (measured per user, 60),
+//! `REGION_LAB_WARMUP` (5), `REGION_LAB_THINK_MS` (max pause between a user's requests, 150),
+//! `REGION_LAB_SECONDS` (cap on the measured window, 90), `REGION_LAB_SEED_NOTES` (24).
+//! See docs/region-lab.md.
 
 mod client;
 mod report;
@@ -61,7 +75,12 @@ pub fn run() -> Result {
     for note in &report.notes {
         println!("note: {note}");
     }
-    println!("wrote {} and {}", json_path.display(), svg_path.display());
+    println!(
+        "wrote {}, {} and worker logs in {}",
+        json_path.display(),
+        svg_path.display(),
+        out_dir.join("logs").display()
+    );
     println!("region lab took {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -95,6 +114,7 @@ fn run_configuration(configuration: &Configuration, settings: &Settings, index: 
     let measured = measured_started.elapsed();
     let after = stack.pipelines()?;
     let connections = stack.database_connections_opened() - connections_before;
+    keep_worker_logs(&stack, configuration)?;
     let cross_check = CrossCheck::new(&samples, &before, &after, connections);
     Ok(ConfigurationResult::new(
         configuration,
@@ -103,6 +123,18 @@ fn run_configuration(configuration: &Configuration, settings: &Settings, index: 
         measured.as_secs_f64(),
         cross_check,
     ))
+}
+
+/// Copies each region's `wrangler dev` log to `target/region-lab/logs/` before the stack's
+/// temporary folders go, so surprising figures can be traced to what the worker logged.
+fn keep_worker_logs(stack: &Stack, configuration: &Configuration) -> Result {
+    let logs = local_stack::workspace_root().join("target/region-lab/logs");
+    std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
+    for worker in &stack.workers {
+        let copy = logs.join(format!("{}-{}.log", configuration.key, worker.region));
+        std::fs::copy(worker.dev.log_path(), &copy).map_err(|e| format!("{}: {e}", copy.display()))?;
+    }
+    Ok(())
 }
 
 /// Random tokens for the database and the consistency key, from the OS.

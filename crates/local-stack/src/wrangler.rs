@@ -71,6 +71,9 @@ impl WranglerDev {
             .env("PATH", path_with_node_first(&node))
             .env("WRANGLER_SEND_METRICS", "false")
             .env("WRANGLER_LOG_PATH", state.path().join("wrangler-logs"))
+            // A registry of its own: sessions sharing wrangler's default dev registry reload each
+            // other whenever one starts or stops, which drops isolate state mid-test.
+            .env("WRANGLER_REGISTRY_PATH", state.path().join("registry"))
             .env("NO_COLOR", "1");
         for config in &options.configs {
             command.arg("--config").arg(config);

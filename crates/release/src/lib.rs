@@ -1,1 +1,15 @@
-//! Placeholder: the release command lands here.
+//! Releases without downtime: rollout plans, sticky canary routing, the health gate, the
+//! migration compatibility check, and (feature `cli`) the `release` command that drives them.
+//!
+//! Everything outside `cli` is pure (no I/O, no `worker`), so the gateway worker (wasm) and the
+//! host CLI share one implementation and the host tests cover both.
+
+pub mod analytics;
+pub mod gate;
+pub mod migrations;
+pub mod plan;
+pub mod routing;
+pub mod stats;
+
+#[cfg(feature = "cli")]
+pub mod cli;

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::client::CacheOutcome;
 use super::topology::{Configuration, REGIONS, round_trip_table};
-use super::workload::{Operation, Sample, Settings};
+use super::workload::{Operation, Role, Sample, Settings};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -55,6 +55,11 @@ pub struct RegionResult {
     /// How many answers carried `x-edgestack-db-requests`.
     pub db_requests_reported: usize,
     pub cache: CacheFigures,
+    /// The same per role: an author's recent write makes older cache entries unusable for
+    /// them (read-your-writes); readers only ever wrote their sign-up.
+    pub cache_by_role: BTreeMap<Role, CacheFigures>,
+    /// Latency per role.
+    pub latency_by_role: BTreeMap<Role, Latency>,
     /// `total;dur` from `Server-Timing`: time inside the worker (the rest of the client's
     /// latency is workerd's ingress and queueing on the shared CPU).
     pub worker_time: Latency,
@@ -240,6 +245,14 @@ impl RegionResult {
             db_requests_per_request,
             db_requests_reported,
             cache: CacheFigures::of(mine()),
+            cache_by_role: Role::ALL
+                .iter()
+                .map(|&role| (role, CacheFigures::of(mine().filter(move |sample| sample.role == role))))
+                .collect(),
+            latency_by_role: Role::ALL
+                .iter()
+                .map(|&role| (role, Latency::of(mine().filter(move |sample| sample.role == role))))
+                .collect(),
             worker_time: Latency::of_values(
                 mine().filter(|sample| sample.ok).filter_map(|sample| sample.report.worker_ms).collect(),
             ),
@@ -372,6 +385,22 @@ pub fn render_configuration(result: &ConfigurationResult) -> String {
             round_trips(&region.db_round_trips_by_target, &region.db_round_trip_ms_by_target),
         );
     }
+    // Readers and authors side by side: what read-your-writes costs those who write.
+    let _ =
+        writeln!(text, "  {:<7} {:>12} {:>9} {:>12} {:>9}", "by role", "readers p50", "cache", "authors p50", "cache");
+    for region in &result.regions {
+        let latency = |role| ms(region.latency_by_role.get(&role).and_then(|latency| latency.p50_ms));
+        let cache = |role| region.cache_by_role.get(&role).map_or_else(|| "–".to_string(), cache_hit);
+        let _ = writeln!(
+            text,
+            "  {:<7} {:>12} {:>9} {:>12} {:>9}",
+            region.region,
+            latency(Role::Reader),
+            cache(Role::Reader),
+            latency(Role::Author),
+            cache(Role::Author)
+        );
+    }
     let check = &result.cross_check;
     let _ = writeln!(
         text,
@@ -405,7 +434,7 @@ mod tests {
     use super::*;
 
     fn sample(region: &'static str, operation: Operation, latency_ms: f64, report: DataPathReport) -> Sample {
-        Sample { region, operation, latency_ms, status: Some(200), ok: true, report }
+        Sample { region, role: Role::Reader, operation, latency_ms, status: Some(200), ok: true, report }
     }
 
     fn reported(db_requests: u32, cache: CacheOutcome, targets: &[&str]) -> DataPathReport {

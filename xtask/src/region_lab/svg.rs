@@ -173,8 +173,10 @@ fn subtitle(report: &Report) -> [String; 2] {
             trips.primary_region
         ),
         format!(
-            "{} users per region, {} measured requests each, ~90 % reads; one wrangler dev per region",
-            report.settings.users_per_region, report.settings.measured_requests_per_user
+            "{} readers + {} authors per region, {} measured requests each, ~90 % reads; one wrangler dev per region",
+            report.settings.readers_per_region,
+            report.settings.authors_per_region,
+            report.settings.measured_requests_per_user
         ),
     ]
 }
@@ -212,6 +214,37 @@ mod tests {
         let (max, step) = nice_axis(437.0);
         assert!(max >= 437.0 && max / step <= 10.0, "{max} {step}");
         assert_eq!(nice_axis(100.0), (100.0, 20.0));
+    }
+
+    #[test]
+    fn a_configuration_without_answers_shows_dashes_not_bars() {
+        use super::super::report::{ConfigurationResult, CrossCheck, RoundTrips};
+        use super::super::topology::configurations;
+        use super::super::workload::Settings;
+        let settings = Settings {
+            authors_per_region: 1,
+            readers_per_region: 1,
+            warmup_requests_per_user: 0,
+            measured_requests_per_user: 1,
+            max_measured_seconds: 1,
+            max_think_ms: 0,
+            seeded_public_notes: 1,
+            levels: None,
+        };
+        let configuration = ConfigurationResult::new(&configurations()[0], &[], 1.0, 1.0, CrossCheck::default());
+        let report = Report {
+            generated_at_unix_s: 0,
+            round_trip_ms: RoundTrips::current(),
+            settings,
+            notes: Vec::new(),
+            configurations: vec![configuration],
+        };
+        let svg = render(&report);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains("na↔eu 80, na↔ap 180, eu↔ap 160, same region 5"), "{svg}");
+        assert!(svg.contains("Level 1: primary only, no cache"));
+        assert_eq!(svg.matches(">–</text>").count(), 6, "p50 and p95 for three regions");
+        assert!(!svg.contains("<title>"), "no bars without data");
     }
 
     #[test]

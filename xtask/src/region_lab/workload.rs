@@ -13,7 +13,11 @@ use super::topology::{PRIMARY_REGION, REGIONS};
 /// run (`REGION_LAB_REQUESTS=10 REGION_LAB_LEVELS=1`) needs no code change.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Settings {
-    pub users_per_region: usize,
+    /// Signed-in users per region who write as well as read (80 % reads, 20 % writes).
+    pub authors_per_region: usize,
+    /// Signed-in users per region who only read. With as many readers as authors the whole
+    /// mix is 90 % reads, 10 % writes; the split shows what read-your-writes costs writers.
+    pub readers_per_region: usize,
     pub warmup_requests_per_user: usize,
     pub measured_requests_per_user: usize,
     /// Upper bound of the measured window per configuration, whatever the request count.
@@ -37,7 +41,8 @@ impl Settings {
         }
         let count = |name: &str, default: u64| number(name, default).map(|n| usize::try_from(n).unwrap_or(usize::MAX));
         Ok(Self {
-            users_per_region: count("REGION_LAB_USERS", 4)?.max(1),
+            authors_per_region: count("REGION_LAB_AUTHORS", 3)?,
+            readers_per_region: count("REGION_LAB_READERS", 3)?,
             warmup_requests_per_user: count("REGION_LAB_WARMUP", 5)?,
             measured_requests_per_user: count("REGION_LAB_REQUESTS", 60)?.max(1),
             max_measured_seconds: number("REGION_LAB_SECONDS", 90)?.max(1),
@@ -45,7 +50,30 @@ impl Settings {
             seeded_public_notes: count("REGION_LAB_SEED_NOTES", 24)?.max(1),
             levels: std::env::var("REGION_LAB_LEVELS").ok(),
         })
+        .and_then(|settings| {
+            if settings.authors_per_region + settings.readers_per_region == 0 {
+                Err("REGION_LAB_AUTHORS and REGION_LAB_READERS are both 0: nobody to simulate".to_string())
+            } else {
+                Ok(settings)
+            }
+        })
     }
+
+    pub fn users_per_region(&self) -> usize {
+        self.authors_per_region + self.readers_per_region
+    }
+}
+
+/// The two kinds of simulated users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Author,
+    Reader,
+}
+
+impl Role {
+    pub const ALL: [Role; 2] = [Role::Author, Role::Reader];
 }
 
 /// What a simulated user does in one step.
@@ -70,15 +98,16 @@ impl Operation {
         Operation::PublishNote,
     ];
 
-    /// Share of requests in percent: 90 % reads, 10 % writes.
-    fn weight(self) -> u64 {
-        match self {
-            Operation::PublicFeed => 30,
-            Operation::PublicNote => 30,
-            Operation::MyNotes => 15,
-            Operation::Me => 15,
-            Operation::CreateNote => 5,
-            Operation::PublishNote => 5,
+    /// Share of a role's requests in percent: authors 80 % reads and 20 % writes, readers only
+    /// read, so equal numbers of each make the 90 / 10 mix.
+    fn weight(self, role: Role) -> u64 {
+        match (role, self) {
+            (Role::Author, Operation::PublicFeed | Operation::PublicNote) => 25,
+            (Role::Author, Operation::MyNotes | Operation::Me) => 15,
+            (Role::Author, Operation::CreateNote | Operation::PublishNote) => 10,
+            (Role::Reader, Operation::PublicFeed | Operation::PublicNote) => 35,
+            (Role::Reader, Operation::MyNotes | Operation::Me) => 15,
+            (Role::Reader, Operation::CreateNote | Operation::PublishNote) => 0,
         }
     }
 
@@ -97,14 +126,14 @@ impl Operation {
         }
     }
 
-    fn pick(rng: &mut Rng) -> Operation {
-        let total: u64 = Self::ALL.iter().map(|operation| operation.weight()).sum();
+    fn pick(rng: &mut Rng, role: Role) -> Operation {
+        let total: u64 = Self::ALL.iter().map(|operation| operation.weight(role)).sum();
         let mut roll = rng.below(total);
         for operation in Self::ALL {
-            if roll < operation.weight() {
+            if roll < operation.weight(role) {
                 return operation;
             }
-            roll -= operation.weight();
+            roll -= operation.weight(role);
         }
         Operation::PublicFeed
     }
@@ -114,6 +143,7 @@ impl Operation {
 #[derive(Debug, Clone)]
 pub struct Sample {
     pub region: &'static str,
+    pub role: Role,
     pub operation: Operation,
     pub latency_ms: f64,
     /// `None`: the request failed before any answer (connection error, timeout).
@@ -147,6 +177,7 @@ impl Rng {
 
 pub struct User {
     pub region: &'static str,
+    role: Role,
     client: UserClient,
     rng: Rng,
     /// Notes this user created and has not published yet (what `PublishNote` publishes).
@@ -156,7 +187,7 @@ pub struct User {
 
 const PASSWORD: &str = "region lab password";
 
-/// Signs up `settings.users_per_region` users in every region through that region's worker,
+/// Signs up the authors and readers of every region through that region's worker,
 /// regions in parallel (sign-up hashes a password: CPU the measured window must not include).
 pub fn sign_up_users(stack: &Stack, settings: &Settings, run_tag: &str) -> Result<Vec<User>, String> {
     std::thread::scope(|scope| {
@@ -166,8 +197,10 @@ pub fn sign_up_users(stack: &Stack, settings: &Settings, run_tag: &str) -> Resul
             .map(|(region_index, region)| {
                 scope.spawn(move || -> Result<Vec<User>, String> {
                     let base_url = stack.worker(region)?.base_url.clone();
-                    (0..settings.users_per_region)
+                    (0..settings.users_per_region())
                         .map(|user_index| {
+                            let role =
+                                if user_index < settings.authors_per_region { Role::Author } else { Role::Reader };
                             let mut client = UserClient::new(&base_url);
                             let email = format!("{run_tag}-{region}-{user_index}@region-lab.example");
                             let answer = client.write(
@@ -177,7 +210,7 @@ pub fn sign_up_users(stack: &Stack, settings: &Settings, run_tag: &str) -> Resul
                             )?;
                             expect_status(&answer, 201, "sign-up")?;
                             let seed = (region_index as u64) << 32 | user_index as u64;
-                            Ok(User { region, client, rng: Rng::new(seed), unpublished: Vec::new(), written: 0 })
+                            Ok(User { region, role, client, rng: Rng::new(seed), unpublished: Vec::new(), written: 0 })
                         })
                         .collect()
                 })
@@ -252,7 +285,7 @@ pub fn run_phase(
 impl User {
     /// One request of the mix, timed. A failure is a sample too (counted, never hidden).
     fn step(&mut self, public_notes: &[String]) -> Sample {
-        let mut operation = Operation::pick(&mut self.rng);
+        let mut operation = Operation::pick(&mut self.rng, self.role);
         if operation == Operation::PublishNote && self.unpublished.is_empty() {
             // Nothing to publish yet: writing a note is the other half of the same story.
             operation = Operation::CreateNote;
@@ -268,7 +301,8 @@ impl User {
             Operation::Me => self.client.get("/api/me").map(|a| (a, 200)),
             Operation::CreateNote => {
                 self.written += 1;
-                let note = json!({"title": format!("{} note {}", self.region, self.written), "body": "written in the region lab"});
+                let title = format!("{} note {}", self.region, self.written);
+                let note = json!({"title": title, "body": "written in the region lab"});
                 self.client.write("POST", "/api/notes", Some(&note)).map(|a| (a, 201))
             }
             Operation::PublishNote => {
@@ -286,6 +320,7 @@ impl User {
                 }
                 Sample {
                     region: self.region,
+                    role: self.role,
                     operation,
                     latency_ms: answer.latency.as_secs_f64() * 1000.0,
                     status: Some(answer.status),
@@ -295,6 +330,7 @@ impl User {
             }
             Err(_) => Sample {
                 region: self.region,
+                role: self.role,
                 operation,
                 latency_ms: f64::NAN,
                 status: None,
@@ -325,20 +361,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_mix_is_ninety_percent_reads() {
+    fn equal_authors_and_readers_make_ninety_percent_reads() {
         let mut rng = Rng::new(7);
-        let picks: Vec<Operation> = (0..20_000).map(|_| Operation::pick(&mut rng)).collect();
+        let picks: Vec<Operation> =
+            (0..20_000).flat_map(|_| Role::ALL.map(|role| Operation::pick(&mut rng, role))).collect();
         let writes = picks.iter().filter(|operation| operation.is_write()).count();
         let share = writes as f64 / picks.len() as f64;
-        assert!((0.08..0.12).contains(&share), "{share}");
+        assert!((0.09..0.11).contains(&share), "{share}");
         assert!(Operation::ALL.iter().all(|operation| picks.contains(operation)));
+        assert!((0..1000).all(|_| !Operation::pick(&mut rng, Role::Reader).is_write()));
     }
 
     #[test]
     fn the_same_seed_replays_the_same_operations() {
         let sequence = |seed| {
             let mut rng = Rng::new(seed);
-            (0..50).map(|_| Operation::pick(&mut rng)).collect::<Vec<_>>()
+            (0..50).map(|_| Operation::pick(&mut rng, Role::Author)).collect::<Vec<_>>()
         };
         assert_eq!(sequence(3), sequence(3));
         assert_ne!(sequence(3), sequence(4));

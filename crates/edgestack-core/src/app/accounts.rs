@@ -127,7 +127,10 @@ pub async fn sign_in<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespons
     // A malformed email cannot belong to an account; it still costs a verification, so the
     // answer's timing says nothing about which field was wrong.
     let outcome = match Email::parse(&input.email) {
-        Ok(email) => Some(database.query(&Pipeline::read(vec![sql::user_credentials(email.as_str())])).await?),
+        // From the primary: a replica could still hold a password that was just changed.
+        Ok(email) => {
+            Some(database.query(&Pipeline::authoritative_read(vec![sql::user_credentials(email.as_str())])).await?)
+        }
         Err(_) => None,
     };
     let user = match &outcome {
@@ -196,7 +199,7 @@ pub async fn change_password<P: Platform>(context: &Context<'_, P>) -> Result<Ap
     let (_, auth) = context.session()?;
     let new_password = Password::parse(&input.new_password)?;
     let database = context.database()?;
-    let outcome = database.query(&Pipeline::read(vec![sql::session_credentials(&auth)])).await?;
+    let outcome = database.query(&Pipeline::authoritative_read(vec![sql::session_credentials(&auth)])).await?;
     let rows = outcome.rows(0).map_err(|e| database.failure(e))?;
     let user = rows.first().ok_or_else(unauthenticated)?;
     let email = user.text("email").ok_or_else(missing_column)?;

@@ -1,5 +1,5 @@
-//! How handlers reach the database: one pipeline per call. Writes go to the primary; reads go
-//! through the read plan (nearest replica first), falling back on a failed, slow or lagging
+//! How handlers reach the database: one pipeline per call. Writes and authoritative reads go
+//! to the primary; other reads go through the read plan (nearest replica first), falling back on a failed, slow or lagging
 //! replica; every round trip is recorded for `Server-Timing`, and failures become API errors
 //! (503 with `Retry-After` when no database can answer — never a hang or a bare 500).
 
@@ -44,6 +44,11 @@ impl<'a, P: Platform> Database<'a, P> {
     pub async fn run(&self, pipeline: &Pipeline) -> Result<PipelineOutcome, DbError> {
         match pipeline.kind {
             PipelineKind::Write => self.write(pipeline).await,
+            PipelineKind::AuthoritativeRead => {
+                let body = pipeline.request_body()?;
+                let answer = self.send(&self.topology.primary, body, self.data_path.primary_deadline_ms).await;
+                answer.and_then(|response| pipeline.parse_response(&response))
+            }
             PipelineKind::Read => self.read(pipeline).await,
         }
     }
@@ -87,6 +92,7 @@ impl<'a, P: Platform> Database<'a, P> {
                 Err(error) => {
                     self.platform.isolate().breakers.borrow_mut().record_failure(&endpoint.url, self.platform.now_ms());
                     self.platform.log(&format!("read from {} failed, falling back: {error}", endpoint.label()));
+                    self.report.borrow_mut().fallbacks.push((endpoint.label(), "failed"));
                     last_error = error;
                     continue;
                 }
@@ -97,7 +103,7 @@ impl<'a, P: Platform> Database<'a, P> {
                 let behind =
                     self.required_index().is_some_and(|required| outcome.replication_index.unwrap_or(0) < required);
                 if behind || outcome.results.iter().any(Result::is_err) {
-                    self.report.borrow_mut().fallbacks += 1;
+                    self.report.borrow_mut().fallbacks.push((endpoint.label(), "behind"));
                     continue;
                 }
             }

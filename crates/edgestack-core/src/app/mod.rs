@@ -136,8 +136,9 @@ impl CacheStatus {
 pub struct RequestReport {
     /// `(target, milliseconds)` per database round trip, in order.
     pub round_trips: Vec<(String, f64)>,
-    /// Replica answers discarded because they were behind the client's writes or incomplete.
-    pub fallbacks: u32,
+    /// `(target, reason)` for each endpoint that was tried and passed over: `failed` (error or
+    /// deadline) or `behind` (below the client's replication index, or missing data).
+    pub fallbacks: Vec<(String, &'static str)>,
     /// The primary's replication index after this request's writes.
     pub written_index: Option<u64>,
     pub cache: CacheStatus,
@@ -316,6 +317,7 @@ fn finish<P: Platform>(
     let report = context.report.borrow();
     let mut timing = vec![format!("cache;desc={}", report.cache.as_str())];
     timing.extend(report.round_trips.iter().map(|(target, ms)| format!("db;desc={target};dur={ms:.1}")));
+    timing.extend(report.fallbacks.iter().map(|(target, reason)| format!("fallback;desc=\"{target} {reason}\"")));
     timing.push(format!("total;dur={total_ms:.1}"));
     response = response
         .with_header("Server-Timing", timing.join(", "))

@@ -15,6 +15,8 @@ use super::{Rows, Statement};
 pub enum PipelineKind {
     /// Independent reads; may go to a replica.
     Read,
+    /// Reads that must see every committed write (credentials): primary only.
+    AuthoritativeRead,
     /// All-or-nothing writes; only ever sent to the primary.
     Write,
 }
@@ -85,6 +87,12 @@ impl Pipeline {
         Self { kind: PipelineKind::Read, statements }
     }
 
+    /// Reads for decisions a stale copy must not make, such as checking a password that may
+    /// just have changed.
+    pub fn authoritative_read(statements: Vec<Statement>) -> Self {
+        Self { kind: PipelineKind::AuthoritativeRead, statements }
+    }
+
     pub fn write(statements: Vec<Statement>) -> Self {
         Self { kind: PipelineKind::Write, statements }
     }
@@ -92,7 +100,9 @@ impl Pipeline {
     /// The JSON body for `POST /v3/pipeline`.
     pub fn request_body(&self) -> Result<Vec<u8>, DbError> {
         let steps = match self.kind {
-            PipelineKind::Read => self.statements.iter().map(|s| step(stmt(s), None)).collect(),
+            PipelineKind::Read | PipelineKind::AuthoritativeRead => {
+                self.statements.iter().map(|s| step(stmt(s), None)).collect()
+            }
             PipelineKind::Write => transaction_steps(&self.statements),
         };
         let body = PipelineReqBody {
@@ -118,7 +128,9 @@ impl Pipeline {
         };
         let replication_index = batch.replication_index;
         let results = match self.kind {
-            PipelineKind::Read => (0..self.statements.len()).map(|step| step_outcome(&batch, step)).collect(),
+            PipelineKind::Read | PipelineKind::AuthoritativeRead => {
+                (0..self.statements.len()).map(|step| step_outcome(&batch, step)).collect()
+            }
             PipelineKind::Write => {
                 // Steps: BEGIN, the statements, COMMIT, ROLLBACK.
                 let results: Vec<_> =

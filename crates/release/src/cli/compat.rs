@@ -1,0 +1,181 @@
+//! `release compat --previous REV`: the previous release's API tests against the new schema.
+//!
+//! Blue (the previous release) keeps running on the database green migrates, so the previous
+//! release's own tests must still pass once the current migrations are applied. The previous
+//! tree is exported with `git archive` (read-only, no worktree), its `migrations/` replaced by
+//! the current ones, then it is built and its `tests/api` run as they are — its test harness
+//! applies `migrations/` to a fresh devdb, which is now the new schema. Cost is bounded by one
+//! build of the previous tree in its own cached target folder (`target/compat/target`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::Args;
+use super::rollout::ReleaseError;
+
+pub fn run(args: &mut Args) -> Result<u8, ReleaseError> {
+    let previous = args.value("--previous")?.ok_or_else(|| ReleaseError("compat needs --previous REV".into()))?;
+    let dry_run = args.flag("--dry-run");
+    // Another migrations folder than `migrations/` (to rehearse a migration before adding it).
+    let migrations = args.value("--migrations")?.map(PathBuf::from);
+    args.finish()?;
+    if previous.is_empty() || !previous.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./~^".contains(&b)) {
+        return Err(ReleaseError(format!("`{previous}` is not a git revision")));
+    }
+    let root = local_stack::workspace_root();
+    let compat = root.join("target/compat");
+    let tree = compat.join(previous.replace(['/', '~', '^'], "_"));
+    // A shared target folder reuses compiled dependencies between the two trees.
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| compat.join("target"));
+    let migrations = migrations.unwrap_or_else(|| root.join("migrations"));
+    let steps = plan(&root, &migrations, &tree, &target_dir, &previous);
+    for step in &steps {
+        println!("{}", step.describe());
+        if !dry_run {
+            step.run()?;
+        }
+    }
+    if !dry_run {
+        eprintln!("release: the tests of {previous} pass against the current migrations");
+    }
+    Ok(0)
+}
+
+enum Step {
+    Clean(PathBuf),
+    Export { root: PathBuf, revision: String, into: PathBuf },
+    ReplaceMigrations { from: PathBuf, into: PathBuf },
+    Link { target: PathBuf, link: PathBuf },
+    Cargo { dir: PathBuf, target_dir: PathBuf, args: Vec<&'static str> },
+}
+
+fn plan(root: &Path, migrations: &Path, tree: &Path, target_dir: &Path, revision: &str) -> Vec<Step> {
+    vec![
+        Step::Clean(tree.to_path_buf()),
+        Step::Export { root: root.to_path_buf(), revision: revision.to_string(), into: tree.to_path_buf() },
+        Step::ReplaceMigrations { from: migrations.to_path_buf(), into: tree.join("migrations") },
+        // npm packages are not in git; the current ones serve the previous tree when its lock
+        // file is the same (otherwise its xtask runs `npm ci` in its own folder).
+        Step::Link { target: root.join("node_modules"), link: tree.join("node_modules") },
+        Step::Cargo { dir: tree.to_path_buf(), target_dir: target_dir.to_path_buf(), args: vec!["xtask", "build"] },
+        Step::Cargo {
+            dir: tree.to_path_buf(),
+            target_dir: target_dir.to_path_buf(),
+            args: vec!["test", "--locked", "--package", "edgestack", "--test", "api"],
+        },
+    ]
+}
+
+impl Step {
+    fn describe(&self) -> String {
+        match self {
+            Self::Clean(dir) => format!("rm -rf {}", dir.display()),
+            Self::Export { root, revision, into } => {
+                format!("mkdir -p {1} && git -C {0} archive {revision} | tar -x -C {1}", root.display(), into.display())
+            }
+            Self::ReplaceMigrations { from, into } => {
+                format!("rm -rf {1} && cp -r {0} {1}", from.display(), into.display())
+            }
+            Self::Link { target, link } => format!(
+                "cmp -s {0}/../package-lock.json {1}/../package-lock.json && ln -s {0} {1}",
+                target.display(),
+                link.display()
+            ),
+            Self::Cargo { dir, target_dir, args } => {
+                format!("(cd {} && CARGO_TARGET_DIR={} cargo {})", dir.display(), target_dir.display(), args.join(" "))
+            }
+        }
+    }
+
+    fn run(&self) -> Result<(), ReleaseError> {
+        let io = |what: &str, e: std::io::Error| ReleaseError(format!("{what}: {e}"));
+        match self {
+            Self::Clean(dir) => {
+                if dir.exists() {
+                    std::fs::remove_dir_all(dir).map_err(|e| io(&dir.display().to_string(), e))?;
+                }
+                Ok(())
+            }
+            Self::Export { root, revision, into } => {
+                std::fs::create_dir_all(into).map_err(|e| io("mkdir", e))?;
+                let mut archive = Command::new("git")
+                    .arg("-C")
+                    .arg(root)
+                    .args(["archive", revision])
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .map_err(|e| io("git archive", e))?;
+                let stdout = archive.stdout.take().ok_or_else(|| ReleaseError("git archive: no output".into()))?;
+                let untar = Command::new("tar").arg("-x").arg("-C").arg(into).stdin(stdout).status();
+                let archived = archive.wait().map_err(|e| io("git archive", e))?;
+                let untarred = untar.map_err(|e| io("tar", e))?;
+                if archived.success() && untarred.success() {
+                    Ok(())
+                } else {
+                    Err(ReleaseError(format!("exporting {revision} failed (git: {archived}, tar: {untarred})")))
+                }
+            }
+            Self::ReplaceMigrations { from, into } => {
+                if into.exists() {
+                    std::fs::remove_dir_all(into).map_err(|e| io("migrations", e))?;
+                }
+                std::fs::create_dir_all(into).map_err(|e| io("migrations", e))?;
+                for entry in std::fs::read_dir(from).map_err(|e| io("migrations", e))? {
+                    let path = entry.map_err(|e| io("migrations", e))?.path();
+                    if let Some(name) = path.file_name() {
+                        std::fs::copy(&path, into.join(name)).map_err(|e| io("migrations", e))?;
+                    }
+                }
+                Ok(())
+            }
+            Self::Link { target, link } => {
+                let lock = |folder: &Path| folder.parent().map(|dir| std::fs::read(dir.join("package-lock.json")).ok());
+                if lock(target).flatten().is_some() && lock(target) == lock(link) {
+                    std::os::unix::fs::symlink(target, link).map_err(|e| io("ln -s", e))
+                } else {
+                    Ok(())
+                }
+            }
+            Self::Cargo { dir, target_dir, args } => {
+                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+                let status = Command::new(cargo)
+                    .current_dir(dir)
+                    .args(args)
+                    .env("CARGO_TARGET_DIR", target_dir)
+                    .status()
+                    .map_err(|e| io("cargo", e))?;
+                if status.success() {
+                    Ok(())
+                } else {
+                    Err(ReleaseError(format!("`cargo {}` in {} failed: {status}", args.join(" "), dir.display())))
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_exports_swaps_migrations_builds_and_tests() {
+        let steps = plan(
+            Path::new("/repo"),
+            Path::new("/repo/migrations"),
+            Path::new("/repo/target/compat/abc"),
+            Path::new("/repo/target/compat/target"),
+            "abc",
+        );
+        let described: Vec<String> = steps.iter().map(Step::describe).collect();
+        assert_eq!(
+            described[1],
+            "mkdir -p /repo/target/compat/abc && git -C /repo archive abc | tar -x -C /repo/target/compat/abc"
+        );
+        assert_eq!(
+            described[2],
+            "rm -rf /repo/target/compat/abc/migrations && cp -r /repo/migrations /repo/target/compat/abc/migrations"
+        );
+        assert!(described[5].ends_with("cargo test --locked --package edgestack --test api)"), "{}", described[5]);
+    }
+}

@@ -1,0 +1,152 @@
+//! The health gate between stages: does the new version do as well as the old one over the
+//! same window?
+//!
+//! It fails as soon as the new version has enough requests and is clearly worse, so a bad build
+//! is rolled back after a few dozen requests rather than at the end of the stage; it passes only
+//! once both versions have enough requests (and the caller has waited the stage's minimum time).
+
+use crate::stats::VersionCounts;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateThresholds {
+    /// New error rate may exceed the old one by at most this (0.01 = one percentage point).
+    pub max_error_rate_increase: f64,
+    /// New p95 ≤ old p95 × this + `latency_slack_ms`.
+    pub max_latency_ratio: f64,
+    pub latency_slack_ms: f64,
+    /// Requests the new version needs before any verdict.
+    pub min_requests: u64,
+    /// Requests the old version needs before a pass (its numbers are the yardstick).
+    pub min_baseline_requests: u64,
+    /// Latency samples each version needs before p95s are compared: a p95 over a few dozen
+    /// requests is one cold start or one busy moment away from noise.
+    pub min_latency_samples: u64,
+}
+
+impl Default for GateThresholds {
+    fn default() -> Self {
+        Self {
+            max_error_rate_increase: 0.01,
+            max_latency_ratio: 1.5,
+            latency_slack_ms: 50.0,
+            min_requests: 100,
+            min_baseline_requests: 100,
+            min_latency_samples: 200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Pass,
+    /// Not enough traffic yet.
+    Wait(String),
+    Fail(String),
+}
+
+/// Compares the new version (`canary`) with the old one (`baseline`) over one window.
+pub fn evaluate(baseline: &VersionCounts, canary: &VersionCounts, thresholds: &GateThresholds) -> Verdict {
+    if canary.requests < thresholds.min_requests {
+        return Verdict::Wait(format!("new version has {} of {} requests", canary.requests, thresholds.min_requests));
+    }
+    // Without old-version traffic (e.g. a region at 100 %) the yardstick is a clean record.
+    let baseline_usable = baseline.requests >= thresholds.min_baseline_requests;
+    let baseline_rate = if baseline_usable { baseline.error_rate() } else { 0.0 };
+    let allowed_rate = baseline_rate + thresholds.max_error_rate_increase;
+    if canary.error_rate() > allowed_rate {
+        return Verdict::Fail(format!(
+            "error rate {:.2} % > {:.2} % (old {:.2} % + {:.2} points; {} of {} requests failed)",
+            canary.error_rate() * 100.0,
+            allowed_rate * 100.0,
+            baseline_rate * 100.0,
+            thresholds.max_error_rate_increase * 100.0,
+            canary.errors,
+            canary.requests
+        ));
+    }
+    let enough_latency = |counts: &VersionCounts| counts.latency_samples >= thresholds.min_latency_samples;
+    let old_p95 = baseline.p95_ms.filter(|_| baseline_usable && enough_latency(baseline));
+    if let (Some(old_p95), Some(new_p95)) = (old_p95, canary.p95_ms.filter(|_| enough_latency(canary))) {
+        let allowed = old_p95 * thresholds.max_latency_ratio + thresholds.latency_slack_ms;
+        if new_p95 > allowed {
+            return Verdict::Fail(format!(
+                "p95 latency {new_p95:.0} ms > {allowed:.0} ms (old {old_p95:.0} ms × {} + {} ms)",
+                thresholds.max_latency_ratio, thresholds.latency_slack_ms
+            ));
+        }
+    }
+    if !enough_latency(canary) {
+        return Verdict::Wait(format!(
+            "new version has {} of {} latency samples",
+            canary.latency_samples, thresholds.min_latency_samples
+        ));
+    }
+    if !baseline_usable && baseline.requests > 0 {
+        return Verdict::Wait(format!(
+            "old version has {} of {} requests",
+            baseline.requests, thresholds.min_baseline_requests
+        ));
+    }
+    Verdict::Pass
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(requests: u64, errors: u64, p95_ms: f64) -> VersionCounts {
+        VersionCounts { requests, errors, p95_ms: Some(p95_ms), latency_samples: requests }
+    }
+
+    fn check(baseline: VersionCounts, canary: VersionCounts, expected: &str) {
+        let thresholds = GateThresholds {
+            min_requests: 20,
+            min_baseline_requests: 20,
+            min_latency_samples: 40,
+            ..GateThresholds::default()
+        };
+        let verdict = evaluate(&baseline, &canary, &thresholds);
+        let kind = match &verdict {
+            Verdict::Pass => "pass",
+            Verdict::Wait(_) => "wait",
+            Verdict::Fail(_) => "fail",
+        };
+        assert_eq!(kind, expected, "{verdict:?}");
+    }
+
+    #[test]
+    fn healthy_canary_passes() {
+        check(counts(1000, 0, 10.0), counts(50, 0, 12.0), "pass");
+        // Within one point of the old error rate.
+        check(counts(1000, 20, 10.0), counts(100, 2, 12.0), "pass");
+        // Within 1.5 × + 50 ms.
+        check(counts(1000, 0, 100.0), counts(100, 0, 199.0), "pass");
+    }
+
+    #[test]
+    fn errors_fail_the_gate() {
+        check(counts(1000, 0, 10.0), counts(20, 20, 10.0), "fail");
+        check(counts(1000, 10, 10.0), counts(100, 3, 10.0), "fail");
+    }
+
+    #[test]
+    fn slow_canary_fails_the_gate() {
+        check(counts(1000, 0, 10.0), counts(50, 0, 400.0), "fail");
+        check(counts(1000, 0, 100.0), counts(100, 0, 201.0), "fail");
+    }
+
+    #[test]
+    fn too_little_traffic_waits() {
+        check(counts(1000, 0, 10.0), counts(19, 19, 10.0), "wait");
+        check(counts(5, 0, 10.0), counts(50, 0, 10.0), "wait");
+        // Enough requests to judge errors, too few to judge a p95: no latency verdict yet.
+        check(counts(1000, 0, 10.0), counts(30, 0, 400.0), "wait");
+        check(counts(1000, 0, 10.0), counts(30, 30, 10.0), "fail");
+    }
+
+    #[test]
+    fn without_old_traffic_the_canary_must_be_clean() {
+        check(VersionCounts::default(), counts(100, 0, 10.0), "pass");
+        check(VersionCounts::default(), counts(100, 5, 10.0), "fail");
+    }
+}
