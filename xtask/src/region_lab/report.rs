@@ -60,6 +60,9 @@ pub struct RegionResult {
     pub cache_by_role: BTreeMap<Role, CacheFigures>,
     /// Latency per role.
     pub latency_by_role: BTreeMap<Role, Latency>,
+    /// Latency of cacheable answers by where they came from (`memory`, `kv`, `database`): what
+    /// each cache tier saves.
+    pub latency_by_cache_tier: BTreeMap<&'static str, Latency>,
     /// `total;dur` from `Server-Timing`: time inside the worker (the rest of the client's
     /// latency is workerd's ingress and queueing on the shared CPU).
     pub worker_time: Latency,
@@ -235,7 +238,16 @@ impl RegionResult {
                 }
             })
             .collect();
+        let tier = |outcome: CacheOutcome| {
+            Latency::of(mine().filter(move |sample| sample.report.cache == Some(outcome)))
+        };
+        let latency_by_cache_tier = BTreeMap::from([
+            ("memory", tier(CacheOutcome::HitMemory)),
+            ("kv", tier(CacheOutcome::HitKv)),
+            ("database", tier(CacheOutcome::Miss)),
+        ]);
         Self {
+            latency_by_cache_tier,
             region: region.to_string(),
             requests: mine().count(),
             errors: mine().filter(|sample| !sample.ok).count(),
@@ -400,6 +412,26 @@ pub fn render_configuration(result: &ConfigurationResult) -> String {
             latency(Role::Author),
             cache(Role::Author)
         );
+    }
+    // Cacheable answers by tier: memory vs KV vs a database round trip.
+    if result.regions.iter().any(|region| region.cache.hit_memory + region.cache.hit_kv + region.cache.miss > 0) {
+        let _ = writeln!(text, "  {:<7} {:>18} {:>18} {:>18}", "by tier", "memory p50 (n)", "KV p50 (n)", "database p50 (n)");
+        for region in &result.regions {
+            let tier = |name| {
+                region.latency_by_cache_tier.get(name).map_or_else(
+                    || "–".to_string(),
+                    |latency: &Latency| format!("{} ({})", ms(latency.p50_ms), latency.count),
+                )
+            };
+            let _ = writeln!(
+                text,
+                "  {:<7} {:>18} {:>18} {:>18}",
+                region.region,
+                tier("memory"),
+                tier("kv"),
+                tier("database")
+            );
+        }
     }
     let check = &result.cross_check;
     let _ = writeln!(
