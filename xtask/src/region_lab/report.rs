@@ -238,9 +238,8 @@ impl RegionResult {
                 }
             })
             .collect();
-        let tier = |outcome: CacheOutcome| {
-            Latency::of(mine().filter(move |sample| sample.report.cache == Some(outcome)))
-        };
+        let tier =
+            |outcome: CacheOutcome| Latency::of(mine().filter(move |sample| sample.report.cache == Some(outcome)));
         let latency_by_cache_tier = BTreeMap::from([
             ("memory", tier(CacheOutcome::HitMemory)),
             ("kv", tier(CacheOutcome::HitKv)),
@@ -415,7 +414,11 @@ pub fn render_configuration(result: &ConfigurationResult) -> String {
     }
     // Cacheable answers by tier: memory vs KV vs a database round trip.
     if result.regions.iter().any(|region| region.cache.hit_memory + region.cache.hit_kv + region.cache.miss > 0) {
-        let _ = writeln!(text, "  {:<7} {:>18} {:>18} {:>18}", "by tier", "memory p50 (n)", "KV p50 (n)", "database p50 (n)");
+        let _ = writeln!(
+            text,
+            "  {:<7} {:>18} {:>18} {:>18}",
+            "by tier", "memory p50 (n)", "KV p50 (n)", "database p50 (n)"
+        );
         for region in &result.regions {
             let tier = |name| {
                 region.latency_by_cache_tier.get(name).map_or_else(
