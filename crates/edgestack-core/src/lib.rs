@@ -28,3 +28,4 @@ pub mod json_body;
 pub mod notes;
 pub mod region;
 pub mod routes;
+pub mod services;
