@@ -37,9 +37,13 @@ fn region_override_header_works_only_in_development() {
 }
 
 #[test]
-fn head_is_answered_like_get_without_a_body() {
+fn head_is_answered_like_get() {
     let app = spawn_app();
-    let response = app.request("HEAD", "/api/health", &[], None);
-    assert_eq!(response.status, 200);
-    assert!(response.body.is_empty());
+    let get = app.get("/api/health");
+    let head = app.request("HEAD", "/api/health", &[], None);
+    assert_eq!(head.status, 200, "HEAD is routed wherever GET is, not refused with 405");
+    for header in ["content-type", "cache-control", "x-edgestack-version-id", "content-security-policy"] {
+        assert_eq!(head.header(header), get.header(header), "{header}");
+    }
+    assert!(head.header("server-timing").is_some());
 }

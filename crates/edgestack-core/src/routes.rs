@@ -131,7 +131,9 @@ pub fn resolve(method: Method, path: &str) -> Result<Route, ApiError> {
     let Some((endpoint, id)) =
         ENDPOINTS.iter().find_map(|endpoint| match_pattern(endpoint.pattern, path).map(|id| (endpoint, id)))
     else {
-        return Err(ApiError::new(404, "not_found", format!("no API route at {path}")));
+        // The path is the client's own text: echo only enough of it to recognise.
+        let shown: String = path.chars().take(100).collect();
+        return Err(ApiError::new(404, "not_found", format!("no API route at {shown}")));
     };
     let wanted = if method == Method::Head { Method::Get } else { method };
     if let Some((_, route)) = endpoint.methods.iter().find(|(m, _)| *m == wanted) {
@@ -183,6 +185,8 @@ mod tests {
         check("GET", "/api", Err(404));
         check("GET", "/api/health/extra", Err(404));
         check("GET", "/", Err(404));
+        let long = format!("/api/{}", "a".repeat(5_000));
+        assert!(resolve(Method::Get, &long).unwrap_err().message.len() < 150, "a hostile path is not echoed whole");
     }
 
     #[test]
