@@ -17,7 +17,11 @@ use crate::platform::WorkerPlatform;
 pub const VERSION_ID_HEADER: &str = "x-edgestack-version-id";
 pub const VERSION_TAG_HEADER: &str = "x-edgestack-version-tag";
 
-pub async fn handle_api(mut req: Request, platform: &WorkerPlatform<'_>) -> worker::Result<Response> {
+pub async fn handle_api(
+    mut req: Request,
+    platform: &WorkerPlatform<'_>,
+    version: VersionInfo,
+) -> worker::Result<Response> {
     let config = bindings::config(platform.env);
     let method = Method::parse(req.method().as_ref());
     let body = match method {
@@ -52,7 +56,7 @@ pub async fn handle_api(mut req: Request, platform: &WorkerPlatform<'_>) -> work
         origin: url.origin().ascii_serialization(),
         now_ms: i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX),
         region,
-        version: bindings::version_info(platform.env),
+        version,
     };
     into_response(app::handle(platform, config, &request).await)
 }

@@ -20,10 +20,11 @@ fn start() {
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let version = bindings::version_info(&env);
     let (started, path, metrics_env) = (Date::now().as_millis(), req.path(), env.clone());
-    let response = Router::with_data(ctx)
+    let response = Router::with_data((ctx, version.clone()))
         .or_else_any_method_async("/api/*path", |req, route| async move {
-            let platform = WorkerPlatform::new(&route.env, &route.data);
-            http::handle_api(req, &platform).await
+            let (ctx, version) = route.data;
+            let platform = WorkerPlatform::new(&route.env, &ctx);
+            http::handle_api(req, &platform, version).await
         })
         // Only reached if the assets configuration sends a non-API path here.
         .or_else_any_method_async("/*path", |req, route| async move {

@@ -79,7 +79,7 @@ pub fn spawn_app() -> TestApp {
 
 pub fn random_hex(bytes: usize) -> String {
     let mut buffer = vec![0u8; bytes];
-    getrandom3::fill(&mut buffer).unwrap();
+    getrandom::getrandom(&mut buffer).unwrap();
     buffer.iter().map(|b| format!("{b:02x}")).collect()
 }
 

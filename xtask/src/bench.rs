@@ -7,6 +7,9 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use local_stack::wrangler::{WranglerDev, WranglerDevOptions};
 
+use serde_json::json;
+
+use crate::region_lab::client::{Answer, UserClient};
 use crate::tools::Toolchain;
 use crate::{Result, build};
 
@@ -51,19 +54,22 @@ pub fn app() -> Result {
         ..WranglerDevOptions::default()
     };
     let dev = WranglerDev::start(options).map_err(|e| e.to_string())?;
-    let client = BenchClient::new(&dev.base_url);
-    let sign_ups = client.time(40, |n| {
-        client.post(
-            "/api/accounts",
-            &format!(r#"{{"email":"bench-{n}@example.com","password":"correct horse battery"}}"#),
-            201,
-        )
+    let mut client = UserClient::new(&dev.base_url);
+    let sign_ups = time(40, |n| {
+        let body = json!({"email": format!("bench-{n}@example.com"), "password": "correct horse battery"});
+        expect(client.write("POST", "/api/accounts", Some(&body)), 201)
     })?;
-    let writes = client
-        .time(200, |n| client.post("/api/notes", &format!(r#"{{"title":"note {n}","body":"benchmark"}}"#), 201))?;
-    let note_id = client.last_note_id()?;
-    let reads = client.time(200, |_| client.get(&format!("/api/notes/{note_id}"), 200))?;
-    let public_reads = client.time(200, |_| client.get("/api/public/notes?limit=20", 200))?;
+    let mut note_id = String::new();
+    let writes = time(200, |n| {
+        let created = expect(
+            client.write("POST", "/api/notes", Some(&json!({"title": format!("note {n}"), "body": "benchmark"}))),
+            201,
+        )?;
+        note_id = created.json().and_then(|body| body["note"]["id"].as_str().map(String::from)).unwrap_or_default();
+        Ok(created)
+    })?;
+    let reads = time(200, |_| expect(client.get(&format!("/api/notes/{note_id}")), 200))?;
+    let public_reads = time(200, |_| expect(client.get("/api/public/notes?limit=20"), 200))?;
     println!("through wrangler dev (workerd) + devdb primary on loopback, sequential requests:");
     for (name, samples) in [
         ("note write (POST /api/notes)", &writes),
@@ -91,67 +97,16 @@ fn percentile(samples: &[f64], p: usize) -> f64 {
     sorted.get((sorted.len().saturating_sub(1)) * p / 100).copied().unwrap_or(f64::NAN)
 }
 
-/// A signed-in HTTP client for benchmarks: keeps the latest session cookie.
-struct BenchClient {
-    base: String,
-    agent: ureq::Agent,
-    cookie: std::cell::RefCell<String>,
-    last_body: std::cell::RefCell<Vec<u8>>,
+/// Client-side latency in milliseconds of `count` requests, body included.
+fn time(count: usize, mut request: impl FnMut(usize) -> Result<Answer>) -> Result<Vec<f64>> {
+    (0..count).map(|n| request(n).map(|answer| answer.latency.as_secs_f64() * 1000.0)).collect()
 }
 
-impl BenchClient {
-    fn new(base: &str) -> Self {
-        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        Self { base: base.to_string(), agent, cookie: Default::default(), last_body: Default::default() }
-    }
-
-    fn time(&self, count: usize, request: impl Fn(usize) -> Result) -> Result<Vec<f64>> {
-        let mut samples = Vec::with_capacity(count);
-        for n in 0..count {
-            let started = Instant::now();
-            request(n)?;
-            samples.push(started.elapsed().as_secs_f64() * 1000.0);
-        }
-        Ok(samples)
-    }
-
-    fn finish(
-        &self,
-        response: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-        expected: u16,
-    ) -> Result {
-        let mut response = response.map_err(|e| e.to_string())?;
-        if let Some(cookie) = response.headers().get("set-cookie").and_then(|v| v.to_str().ok()) {
-            *self.cookie.borrow_mut() = cookie.split(';').next().unwrap_or_default().to_string();
-        }
-        let status = response.status().as_u16();
-        let body = response.body_mut().read_to_vec().map_err(|e| e.to_string())?;
-        if status != expected {
-            return Err(format!("expected {expected}, got {status}: {}", String::from_utf8_lossy(&body)));
-        }
-        *self.last_body.borrow_mut() = body;
-        Ok(())
-    }
-
-    fn post(&self, path: &str, body: &str, expected: u16) -> Result {
-        let response = self
-            .agent
-            .post(&format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .header("x-edgestack-client", "1")
-            .header("cookie", self.cookie.borrow().as_str())
-            .send(body);
-        self.finish(response, expected)
-    }
-
-    fn get(&self, path: &str, expected: u16) -> Result {
-        let response =
-            self.agent.get(&format!("{}{path}", self.base)).header("cookie", self.cookie.borrow().as_str()).call();
-        self.finish(response, expected)
-    }
-
-    fn last_note_id(&self) -> Result<String> {
-        let body: serde_json::Value = serde_json::from_slice(&self.last_body.borrow()).map_err(|e| e.to_string())?;
-        body["note"]["id"].as_str().map(String::from).ok_or_else(|| "no note id in the last answer".to_string())
+fn expect(answer: std::result::Result<Answer, String>, status: u16) -> Result<Answer> {
+    let answer = answer?;
+    if answer.status == status {
+        Ok(answer)
+    } else {
+        Err(format!("expected {status}, got {}: {}", answer.status, String::from_utf8_lossy(&answer.body)))
     }
 }

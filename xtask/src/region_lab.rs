@@ -21,7 +21,7 @@
 //! `REGION_LAB_SECONDS` (cap on the measured window, 90), `REGION_LAB_SEED_NOTES` (24).
 //! See docs/region-lab.md.
 
-mod client;
+pub mod client;
 mod report;
 mod stack;
 mod svg;

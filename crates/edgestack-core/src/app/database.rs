@@ -43,12 +43,7 @@ impl<'a, P: Platform> Database<'a, P> {
     /// statement is `DbError::Statement` (the transaction was rolled back).
     pub async fn run(&self, pipeline: &Pipeline) -> Result<PipelineOutcome, DbError> {
         match pipeline.kind {
-            PipelineKind::Write => self.write(pipeline).await,
-            PipelineKind::AuthoritativeRead => {
-                let body = pipeline.request_body()?;
-                let answer = self.send(&self.topology.primary, body, self.data_path.primary_deadline_ms).await;
-                answer.and_then(|response| pipeline.parse_response(&response))
-            }
+            PipelineKind::Write | PipelineKind::AuthoritativeRead => self.on_primary(pipeline).await,
             PipelineKind::Read => self.read(pipeline).await,
         }
     }
@@ -63,11 +58,13 @@ impl<'a, P: Platform> Database<'a, P> {
         self.consistency.map(|token| token.replication_index)
     }
 
-    async fn write(&self, pipeline: &Pipeline) -> Result<PipelineOutcome, DbError> {
+    async fn on_primary(&self, pipeline: &Pipeline) -> Result<PipelineOutcome, DbError> {
         let body = pipeline.request_body()?;
         let outcome = self.send(&self.topology.primary, body, self.data_path.primary_deadline_ms).await;
         let outcome = outcome.and_then(|response| pipeline.parse_response(&response))?;
-        if let Some(index) = outcome.replication_index {
+        if pipeline.kind == PipelineKind::Write
+            && let Some(index) = outcome.replication_index
+        {
             let mut report = self.report.borrow_mut();
             report.written_index = report.written_index.max(Some(index));
         }

@@ -81,11 +81,13 @@ pub async fn get_mine<P: Platform>(context: &Context<'_, P>, id: &str) -> Result
     ApiResponse::json(200, &NoteBody { note })
 }
 
-/// Runs one owner-checked write on a note and answers with the note it returned.
-async fn write_note<P: Platform>(
+/// Runs one owner-checked write on a note, in the same transaction as the session check and
+/// the activity touch, and decodes the row it returned (`None`: no such note of this owner).
+async fn owner_write<P: Platform, T>(
     context: &Context<'_, P>,
     statement: impl FnOnce(&crate::accounts::session::SessionAuth) -> crate::db::Statement,
-) -> Result<Option<Note>, ApiError> {
+    from_row: impl Fn(crate::db::Row<'_>) -> Option<T>,
+) -> Result<Option<T>, ApiError> {
     let (_, auth) = context.session()?;
     let database = context.database()?;
     let pipeline = Pipeline::write(vec![session_user(&auth), statement(&auth), touch_session(&auth)]);
@@ -93,13 +95,15 @@ async fn write_note<P: Platform>(
     if rows(&database, &outcome, 0)?.is_empty() {
         return Err(unauthenticated());
     }
-    Ok(decode(rows(&database, &outcome, 1)?, Note::from_row)?.into_iter().next())
+    Ok(decode(rows(&database, &outcome, 1)?, from_row)?.into_iter().next())
 }
 
 pub async fn update<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
     require_json(context)?;
     let changes = NoteChanges::parse(&context.request.body)?;
-    let note = write_note(context, |auth| sql::update_mine(auth, id, &changes)).await?.ok_or_else(not_found)?;
+    let note = owner_write(context, |auth| sql::update_mine(auth, id, &changes), Note::from_row)
+        .await?
+        .ok_or_else(not_found)?;
     if note.published {
         invalidate_note(context, id);
     }
@@ -111,21 +115,17 @@ pub async fn set_published<P: Platform>(
     id: &str,
     published: bool,
 ) -> Result<ApiResponse, ApiError> {
-    let note = write_note(context, |auth| sql::set_published(auth, id, published)).await?.ok_or_else(not_found)?;
+    let note = owner_write(context, |auth| sql::set_published(auth, id, published), Note::from_row)
+        .await?
+        .ok_or_else(not_found)?;
     invalidate_note(context, id);
     ApiResponse::json(200, &NoteBody { note })
 }
 
 pub async fn delete<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
-    let (_, auth) = context.session()?;
-    let database = context.database()?;
-    let pipeline = Pipeline::write(vec![session_user(&auth), sql::delete_mine(&auth, id), touch_session(&auth)]);
-    let outcome = database.query(&pipeline).await?;
-    if rows(&database, &outcome, 0)?.is_empty() {
-        return Err(unauthenticated());
-    }
-    let deleted = rows(&database, &outcome, 1)?;
-    let was_public = deleted.first().ok_or_else(not_found)?.integer("published_at").is_some();
+    let was_public = |row: crate::db::Row<'_>| row.text("id").map(|_| row.integer("published_at").is_some());
+    let was_public =
+        owner_write(context, |auth| sql::delete_mine(auth, id), was_public).await?.ok_or_else(not_found)?;
     if was_public {
         invalidate_note(context, id);
     }

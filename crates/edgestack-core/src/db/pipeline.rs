@@ -133,14 +133,9 @@ impl Pipeline {
             }
             PipelineKind::Write => {
                 // Steps: BEGIN, the statements, COMMIT, ROLLBACK.
-                let results: Vec<_> =
-                    (1..=self.statements.len()).map(|step| step_outcome(&batch, step)).collect::<Vec<_>>();
-                if let Some(index) = results.iter().position(Result::is_err) {
-                    let error = results[index]
-                        .clone()
-                        .err()
-                        .unwrap_or_else(|| StatementError { message: "failed".into(), code: String::new() });
-                    return Err(DbError::Statement { index, error });
+                let results: Vec<_> = (1..=self.statements.len()).map(|step| step_outcome(&batch, step)).collect();
+                if let Some((index, Err(error))) = results.iter().enumerate().find(|(_, result)| result.is_err()) {
+                    return Err(DbError::Statement { index, error: error.clone() });
                 }
                 if let Err(error) = step_outcome(&batch, 0) {
                     return Err(DbError::Unavailable(format!("BEGIN failed: {}", error.message)));
