@@ -2,7 +2,11 @@
 
 use edgestack_core::config::{Config, ConfigError};
 use edgestack_core::health::VersionInfo;
-use worker::{AnalyticsEngineDataPointBuilder, Env, Fetcher, WorkerVersionMetadata};
+use edgestack_core::services::Service;
+use wasm_bindgen::prelude::wasm_bindgen;
+use worker::js_sys::{self, Object, Promise, Reflect};
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::{AnalyticsEngineDataPointBuilder, Env, Fetcher, ScheduledEvent, WorkerVersionMetadata};
 
 /// Name of the `[version_metadata]` binding in wrangler.toml.
 const VERSION_METADATA: &str = "CF_VERSION_METADATA";
@@ -44,4 +48,27 @@ pub fn record_request(env: &Env, version: &VersionInfo, path: &str, status: u16,
         .add_blob(format!("{}xx", status / 100))
         .add_double(latency_ms)
         .write_to(&dataset);
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// A service binding seen as what it also is in JavaScript: a way to fire the bound
+    /// Worker's `scheduled` handler.
+    #[wasm_bindgen(extends = Object)]
+    type ScheduledTarget;
+
+    #[wasm_bindgen(method, catch)]
+    fn scheduled(this: &ScheduledTarget, options: &JsValue) -> Result<Promise, JsValue>;
+}
+
+/// Fires `service`'s `scheduled` handler with `event`'s cron and time.
+pub async fn relay_scheduled(env: &Env, service: Service, event: &ScheduledEvent) -> Result<(), String> {
+    let target: ScheduledTarget = env.service(service.binding()).map_err(|e| e.to_string())?.into_rpc();
+    let options = Object::new();
+    let set = |name: &str, value: JsValue| Reflect::set(&options, &JsValue::from_str(name), &value).map(|_| ());
+    set("cron", JsValue::from_str(&event.cron())).map_err(|e| format!("{e:?}"))?;
+    let time = js_sys::Date::new(&JsValue::from_f64(event.schedule()));
+    set("scheduledTime", time.unchecked_into()).map_err(|e| format!("{e:?}"))?;
+    let promise = target.scheduled(&options).map_err(|e| format!("{e:?}"))?;
+    worker::wasm_bindgen_futures::JsFuture::from(promise).await.map(|_| ()).map_err(|e| format!("{e:?}"))
 }

@@ -8,6 +8,7 @@ use edgestack_core::health::VersionInfo;
 use edgestack_core::json_body::{MAX_BODY_BYTES, check_declared_length, too_large};
 use edgestack_core::region::{DEV_REGION_HEADER, RegionHints, RequestRegion};
 use edgestack_core::routes::Method;
+use edgestack_core::services::Service;
 use futures::StreamExt;
 use worker::{Date, Headers, Request, Response};
 
@@ -35,7 +36,11 @@ pub async fn handle_api(
     let headers: Vec<(String, String)> =
         req.headers().entries().map(|(name, value)| (name.to_ascii_lowercase(), value)).collect();
     let header = |name: &str| headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone());
-    let allow_region_override = config.as_ref().is_ok_and(|config| config.is_development());
+    // Services are reachable only through the entry's bindings, and the entry always names the
+    // region it detected; the public entry honours the header only in development.
+    let allow_region_override = config
+        .as_ref()
+        .is_ok_and(|config| config.is_development() || matches!(config.service, Service::Accounts | Service::Notes));
     let dev_region = config.as_ref().ok().and_then(|config| config.dev_region.as_ref()).map(|r| r.as_str().to_string());
     let cf = req.cf();
     let region = RequestRegion::detect(
@@ -59,6 +64,11 @@ pub async fn handle_api(
         version,
     };
     into_response(app::handle(platform, config, &request).await)
+}
+
+/// A path outside `/api` reaching a Worker without static assets (a service).
+pub fn not_found() -> worker::Result<Response> {
+    into_response(ApiResponse::error(&ApiError::new(404, "not_found", "no such path")))
 }
 
 fn into_response(response: ApiResponse) -> worker::Result<Response> {

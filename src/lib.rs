@@ -1,13 +1,17 @@
 //! The edgestack worker: the thin wasm layer between Cloudflare's runtime and edgestack-core.
 //!
-//! `/api/*` reaches this code (`run_worker_first` in wrangler.toml); every other path is
-//! answered by Workers Static Assets before the worker runs.
+//! One build serves every shape (`EDGESTACK_SERVICE`): the single Worker and the entry reach
+//! this code for `/api/*` only (`run_worker_first`; Workers Static Assets answers the rest);
+//! the `accounts` and `notes` services have no assets and no public route, only their service
+//! bindings, and also answer `/internal/*`.
 
 mod bindings;
 mod http;
 mod platform;
 
-use worker::{Context, Date, Env, Request, Response, Result, Router, event};
+use worker::{Context, Date, Env, Request, Response, Result, ScheduleContext, ScheduledEvent, event};
+
+use edgestack_core::services::Service;
 
 use crate::platform::WorkerPlatform;
 
@@ -19,20 +23,49 @@ fn start() {
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let version = bindings::version_info(&env);
-    let (started, path, metrics_env) = (Date::now().as_millis(), req.path(), env.clone());
-    let response = Router::with_data((ctx, version.clone()))
-        .or_else_any_method_async("/api/*path", |req, route| async move {
-            let (ctx, version) = route.data;
-            let platform = WorkerPlatform::new(&route.env, &ctx);
-            http::handle_api(req, &platform, version).await
-        })
+    let (started, path) = (Date::now().as_millis(), req.path());
+    let response = if path.starts_with("/api/") || path.starts_with("/internal/") {
+        let platform = WorkerPlatform::new(&env, &ctx);
+        http::handle_api(req, &platform, version.clone()).await?
+    } else {
         // Only reached if the assets configuration sends a non-API path here.
-        .or_else_any_method_async("/*path", |req, route| async move {
-            bindings::assets(&route.env)?.fetch_request(req).await
-        })
-        .run(req, env)
-        .await?;
+        match bindings::assets(&env) {
+            Ok(assets) => assets.fetch_request(req).await?,
+            Err(_) => http::not_found()?,
+        }
+    };
     let latency_ms = Date::now().as_millis().saturating_sub(started) as f64;
-    bindings::record_request(&metrics_env, &version, &path, response.status_code(), latency_ms);
+    bindings::record_request(&env, &version, &path, response.status_code(), latency_ms);
     Ok(http::with_standard_headers(response, &version))
+}
+
+/// The `accounts` service's cron trigger: retries account deletions `notes` has not yet
+/// acknowledged (docs/services.md).
+///
+/// Locally, `wrangler dev` fires only its first Worker's cron (`/__scheduled`), so the entry
+/// relays a cron event to `accounts`; deployed, the entry has no trigger and accounts its own.
+#[event(scheduled)]
+async fn scheduled(event: ScheduledEvent, env: Env, ctx: ScheduleContext) {
+    let config = match bindings::config(&env) {
+        Ok(config) => config,
+        Err(error) => return worker::console_error!("scheduled run skipped, configuration error: {error}"),
+    };
+    match config.service {
+        Service::Accounts => {}
+        Service::Entry => {
+            if let Err(error) = bindings::relay_scheduled(&env, Service::Accounts, &event).await {
+                worker::console_error!("cron relay to accounts failed: {error}");
+            }
+            return;
+        }
+        Service::Monolith | Service::Notes => return,
+    }
+    let platform = WorkerPlatform::new(&env, &ctx);
+    let now_ms = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX);
+    match edgestack_core::app::deliver_pending_deletions(&platform, &config, now_ms).await {
+        Ok(report) => {
+            worker::console_log!("deletion outbox: {} delivered, {} pending", report.delivered, report.failed)
+        }
+        Err(error) => worker::console_error!("deletion outbox not read: {error}"),
+    }
 }

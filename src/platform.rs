@@ -3,10 +3,17 @@
 
 use std::time::Duration;
 
-use edgestack_core::app::{IsolateState, Limiter, Platform};
+use std::future::Future;
+use std::pin::Pin;
+
+use edgestack_core::app::{ApiResponse, IsolateState, Limiter, Platform, ServiceRequest};
 use edgestack_core::db::DbError;
+use edgestack_core::services::Service;
 use futures::future::{Either, select};
-use worker::{AbortController, Context, Date, Delay, Env, Fetch, Headers, Method, Request, RequestInit, console_log};
+use worker::{
+    AbortController, Context, Date, Delay, Env, Fetch, Headers, Method, Request, RequestInit, ScheduleContext,
+    console_log,
+};
 
 /// Name of the KV namespace binding in wrangler.toml.
 const CACHE_BINDING: &str = "CACHE";
@@ -18,15 +25,32 @@ thread_local! {
     static ISOLATE: &'static IsolateState = Box::leak(Box::default());
 }
 
+/// Work that may finish after the response: a fetch event's and a cron event's `wait_until`.
+pub trait Background {
+    fn wait_until(&self, work: Pin<Box<dyn Future<Output = ()>>>);
+}
+
+impl Background for Context {
+    fn wait_until(&self, work: Pin<Box<dyn Future<Output = ()>>>) {
+        Context::wait_until(self, work);
+    }
+}
+
+impl Background for ScheduleContext {
+    fn wait_until(&self, work: Pin<Box<dyn Future<Output = ()>>>) {
+        ScheduleContext::wait_until(self, work);
+    }
+}
+
 pub struct WorkerPlatform<'a> {
     pub env: &'a Env,
-    pub context: &'a Context,
+    background: &'a dyn Background,
     isolate: &'static IsolateState,
 }
 
 impl<'a> WorkerPlatform<'a> {
-    pub fn new(env: &'a Env, context: &'a Context) -> Self {
-        Self { env, context, isolate: ISOLATE.with(|isolate| *isolate) }
+    pub fn new(env: &'a Env, background: &'a dyn Background) -> Self {
+        Self { env, background, isolate: ISOLATE.with(|isolate| *isolate) }
     }
 }
 
@@ -73,7 +97,7 @@ impl Platform for WorkerPlatform<'_> {
     fn kv_put_in_background(&self, key: &str, value: Vec<u8>, ttl_seconds: u32) {
         let Ok(kv) = self.env.kv(CACHE_BINDING) else { return };
         let key = key.to_string();
-        self.context.wait_until(async move {
+        self.background.wait_until(Box::pin(async move {
             let put = kv.put_bytes(&key, &value).map(|put| put.expiration_ttl(u64::from(ttl_seconds)));
             let outcome = match put {
                 Ok(put) => put.execute().await,
@@ -83,17 +107,17 @@ impl Platform for WorkerPlatform<'_> {
             if let Err(error) = outcome {
                 console_log!("KV put of {key} failed: {error}");
             }
-        });
+        }));
     }
 
     fn kv_delete_in_background(&self, key: &str) {
         let Ok(kv) = self.env.kv(CACHE_BINDING) else { return };
         let key = key.to_string();
-        self.context.wait_until(async move {
+        self.background.wait_until(Box::pin(async move {
             if let Err(error) = kv.delete(&key).await {
                 console_log!("KV delete of {key} failed: {error}");
             }
-        });
+        }));
     }
 
     async fn within_rate_limit(&self, limiter: Limiter, key: &str) -> bool {
@@ -115,15 +139,39 @@ impl Platform for WorkerPlatform<'_> {
 
     fn send_pipeline_in_background(&self, url: &str, token: &str, body: Vec<u8>) {
         let (url, token) = (url.to_string(), token.to_string());
-        self.context.wait_until(async move {
+        self.background.wait_until(Box::pin(async move {
             if let Err(error) = post_pipeline(url, token, body, Duration::from_secs(5)).await {
                 console_log!("background pipeline failed: {error}");
             }
-        });
+        }));
     }
 
     fn log(&self, message: &str) {
         console_log!("{message}");
+    }
+
+    async fn call_service(&self, service: Service, request: ServiceRequest) -> Result<ApiResponse, String> {
+        let fetcher =
+            self.env.service(service.binding()).map_err(|e| format!("no {} binding: {e}", service.binding()))?;
+        let headers = Headers::new();
+        for (name, value) in &request.headers {
+            headers.append(name, value).map_err(|e| e.to_string())?;
+        }
+        let mut init = RequestInit::new();
+        init.with_method(Method::from(request.method.as_str().to_string())).with_headers(headers);
+        if !request.body.is_empty() {
+            init.with_body(Some(worker::js_sys::Uint8Array::from(request.body.as_slice()).into()));
+        }
+        let outgoing = Request::new_with_init(&request.url, &init).map_err(|e| e.to_string())?;
+        let mut response = fetcher.fetch_request(outgoing).await.map_err(|e| e.to_string())?;
+        let headers = response
+            .headers()
+            .entries()
+            .filter(|(name, _)| !matches!(name.as_str(), "content-length" | "transfer-encoding" | "connection"))
+            .collect();
+        let status = response.status_code();
+        let body = response.bytes().await.map_err(|e| e.to_string())?;
+        Ok(ApiResponse { status, headers, body })
     }
 }
 

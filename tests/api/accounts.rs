@@ -175,3 +175,37 @@ fn repeated_sign_ins_are_rate_limited() {
     assert_eq!(limited.header("retry-after"), Some("60"));
     assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
 }
+
+#[test]
+fn deleting_an_account_needs_its_password_and_removes_its_sessions_and_notes() {
+    let app = spawn_app();
+    let (client, email) = app.signed_up_client();
+    let other_device = app.client();
+    assert_eq!(other_device.sign_in(&email, PASSWORD).status, 200);
+    let private = client.create_note("private", "mine only");
+    let public = client.create_note("public", "for everyone");
+    assert_eq!(client.send("PUT", &format!("/api/notes/{public}/publication"), None).status, 200);
+    assert_eq!(app.get(&format!("/api/public/notes/{public}")).status, 200);
+    let user_id = client.send("GET", "/api/me", None).json()["user"]["id"].as_str().unwrap().to_string();
+
+    let wrong = client.send("DELETE", "/api/me", Some(&json!({"password": "not my password at all"})));
+    assert_eq!((wrong.status, wrong.error_code().as_str()), (401, "invalid_credentials"));
+    let unconfirmed = client.send("DELETE", "/api/me", None);
+    assert_eq!(unconfirmed.status, 400, "{}", unconfirmed.text());
+    let stranger = app.client().send("DELETE", "/api/me", Some(&json!({"password": PASSWORD})));
+    assert_eq!(stranger.status, 401);
+    assert_eq!(app.query_text(&format!("SELECT id FROM notes WHERE owner_id = '{user_id}'")).len(), 2);
+
+    let deleted = client.send("DELETE", "/api/me", Some(&json!({"password": PASSWORD})));
+
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    assert!(deleted.headers_named("set-cookie").iter().any(|c| c.starts_with("__Host-edgestack_session=;")));
+    assert_eq!(client.cookie(), None, "the session cookie is cleared");
+    assert_eq!(other_device.send("GET", "/api/me", None).status, 401, "every session ends");
+    assert_eq!(client.sign_in(&email, PASSWORD).status, 401, "the account is gone");
+    assert_eq!(app.query_text(&format!("SELECT id FROM users WHERE id = '{user_id}'")), Vec::<String>::new());
+    assert_eq!(app.query_text(&format!("SELECT id FROM notes WHERE owner_id = '{user_id}'")), Vec::<String>::new());
+    assert_eq!(app.get(&format!("/api/public/notes/{public}")).status, 404, "the public copy is gone too");
+    assert_eq!(other_device.send("GET", &format!("/api/notes/{private}"), None).status, 401);
+    assert_eq!(client.sign_up(&email, PASSWORD).status, 201, "the email is free again");
+}

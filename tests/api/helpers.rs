@@ -1,10 +1,14 @@
-//! `spawn_app()`: a fresh local libSQL primary (migrated) and a fresh `wrangler dev` on free
-//! ports, both killed on drop; `TestClient`: one user's cookie jar.
+//! `spawn_app()`: fresh local libSQL databases (migrated) and a fresh `wrangler dev` on free
+//! ports, all killed on drop, in the shape `EDGESTACK_SHAPE` names: `monolith` (one Worker,
+//! one database; the default) or `services` (entry, accounts and notes Workers, a database
+//! each). `TestClient`: one user's cookie jar.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use local_stack::devdb::DevDb;
+use local_stack::services::ServiceVars;
 use local_stack::wrangler::{WranglerDev, WranglerDevOptions};
 use serde_json::{Value, json};
 
@@ -13,8 +17,21 @@ pub struct TestApp {
     pub dev: WranglerDev,
     /// Replicas by region, in the order given to `spawn_app_with_replicas`.
     pub replicas: Vec<(String, DevDb)>,
+    /// The single Worker's database; in the services shape, the accounts database.
     pub db: DevDb,
+    /// The services shape: the notes database.
+    pub notes_db: Option<DevDb>,
     agent: ureq::Agent,
+    _configs: Option<tempfile::TempDir>,
+}
+
+/// Which shape `spawn_app` starts.
+pub fn services_shape() -> bool {
+    match std::env::var("EDGESTACK_SHAPE").as_deref() {
+        Ok("services") => true,
+        Ok("monolith") | Err(_) => false,
+        Ok(other) => panic!("EDGESTACK_SHAPE must be `monolith` or `services`, not `{other}`"),
+    }
 }
 
 pub struct TestResponse {
@@ -83,9 +100,53 @@ pub fn random_hex(bytes: usize) -> String {
     buffer.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// `vars` are added to the database's URL and token.
+/// `vars` are added to the database's URL and token (in the services shape, for every Worker).
 pub fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
-    spawn_app_with_replicas(&[], vars)
+    if services_shape() { spawn_services_with(vars, |_, config| config) } else { spawn_app_with_replicas(&[], vars) }
+}
+
+fn migrated_primary(migrations: &str) -> DevDb {
+    let db = DevDb::start_primary(&random_hex(16), 0).unwrap_or_else(|e| panic!("{e}"));
+    db.migrate_dir(&local_stack::workspace_root().join(migrations)).unwrap_or_else(|e| panic!("{e}"));
+    db
+}
+
+fn database_vars(db: &DevDb) -> Vec<(String, String)> {
+    vec![("LIBSQL_PRIMARY_URL".into(), db.url.clone()), ("LIBSQL_AUTH_TOKEN".into(), db.token.clone())]
+}
+
+/// The services shape: an accounts and a notes database (each migrated from its own folder)
+/// and the three Workers in one `wrangler dev`. `edit(worker, config)` may change a config.
+pub fn spawn_services_with(vars: &[(&str, &str)], edit: impl Fn(&str, String) -> String) -> TestApp {
+    let accounts = migrated_primary("migrations/accounts");
+    let notes = migrated_primary("migrations/notes");
+    let configs_dir = tempfile::Builder::new().prefix("edgestack-services-").tempdir().unwrap();
+    let service_vars = ServiceVars {
+        shared: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        accounts_database: database_vars(&accounts),
+        notes_database: database_vars(&notes),
+    };
+    let configs =
+        local_stack::services::write_configs(configs_dir.path(), &service_vars, edit).unwrap_or_else(|e| panic!("{e}"));
+    let dev = WranglerDev::start(WranglerDevOptions { configs, ..WranglerDevOptions::default() })
+        .unwrap_or_else(|e| panic!("{e}"));
+    TestApp {
+        dev,
+        replicas: Vec::new(),
+        db: accounts,
+        notes_db: Some(notes),
+        agent: agent(),
+        _configs: Some(configs_dir),
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into()
 }
 
 /// A primary (in `na`), replicas in the given regions with their replication lag in ms, and
@@ -117,8 +178,7 @@ pub fn spawn_app_from_config(
     replica_regions: &[(&str, u64)],
     vars: &[(&str, &str)],
 ) -> TestApp {
-    let db = DevDb::start_primary(&random_hex(16), 0).unwrap_or_else(|e| panic!("{e}"));
-    db.migrate().unwrap_or_else(|e| panic!("{e}"));
+    let db = migrated_primary("migrations");
     let replicas: Vec<(String, DevDb)> = replica_regions
         .iter()
         .map(|(region, lag_ms)| {
@@ -135,13 +195,7 @@ pub fn spawn_app_from_config(
     all_vars.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let options = WranglerDevOptions { configs: vec![config], vars: all_vars, ..WranglerDevOptions::default() };
     let dev = WranglerDev::start(options).unwrap_or_else(|e| panic!("{e}"));
-    let agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(30)))
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .into();
-    TestApp { dev, replicas, db, agent }
+    TestApp { dev, replicas, db, notes_db: None, agent: agent(), _configs: None }
 }
 
 impl TestApp {
@@ -179,7 +233,7 @@ impl TestApp {
     }
 
     pub fn client(&self) -> TestClient<'_> {
-        TestClient { app: self, cookie: Mutex::new(None), consistency: Mutex::new(None), extra_headers: Vec::new() }
+        TestClient { app: self, cookies: Mutex::default(), extra_headers: Vec::new() }
     }
 
     /// A signed-up and signed-in user with a fresh email.
@@ -191,23 +245,45 @@ impl TestApp {
         (client, email)
     }
 
-    /// The database schema, to prove hostile input changed nothing.
+    /// The schema of every database, to prove hostile input changed nothing.
     pub fn schema(&self) -> Vec<String> {
         self.query_text("SELECT type || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_schema ORDER BY name")
     }
 
-    /// First column of every row, read straight from the primary (not through the worker).
+    /// The deployment's databases: one, or the accounts and the notes database.
+    pub fn databases(&self) -> Vec<&DevDb> {
+        std::iter::once(&self.db).chain(self.notes_db.as_ref()).collect()
+    }
+
+    /// First column of every row, read straight from each primary (not through the worker),
+    /// from every database where the statement runs (the services' tables are disjoint).
     pub fn query_text(&self, sql: &str) -> Vec<String> {
+        let answers: Vec<Result<Vec<String>, String>> = self.databases().iter().map(|db| self.query(db, sql)).collect();
+        assert!(answers.iter().any(Result::is_ok), "{sql} failed everywhere: {answers:?}");
+        answers.into_iter().flatten().flatten().collect()
+    }
+
+    /// Like [`Self::query_text`], on one database only.
+    pub fn query_text_in(&self, db: &DevDb, sql: &str) -> Vec<String> {
+        self.query(db, sql).unwrap_or_else(|error| panic!("{sql}: {error}"))
+    }
+
+    fn query(&self, db: &DevDb, sql: &str) -> Result<Vec<String>, String> {
         let body = json!({"requests": [{"type": "execute", "stmt": {"sql": sql}}, {"type": "close"}]});
         let mut response = self
             .agent
-            .post(&format!("{}/v3/pipeline", self.db.url))
-            .header("Authorization", &format!("Bearer {}", self.db.token))
+            .post(&format!("{}/v3/pipeline", db.url))
+            .header("Authorization", &format!("Bearer {}", db.token))
             .send_json(&body)
-            .unwrap();
-        let answer: Value = serde_json::from_slice(&response.body_mut().read_to_vec().unwrap()).unwrap();
-        let rows = answer["results"][0]["response"]["result"]["rows"].as_array().cloned().unwrap_or_default();
-        rows.iter().map(|row| row[0]["value"].as_str().unwrap_or_default().to_string()).collect()
+            .map_err(|e| e.to_string())?;
+        let answer: Value = serde_json::from_slice(&response.body_mut().read_to_vec().map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+        let result = &answer["results"][0];
+        if result["type"] != "ok" {
+            return Err(result.to_string());
+        }
+        let rows = result["response"]["result"]["rows"].as_array().cloned().unwrap_or_default();
+        Ok(rows.iter().map(|row| row[0]["value"].as_str().unwrap_or_default().to_string()).collect())
     }
 }
 
@@ -217,25 +293,26 @@ pub const PASSWORD: &str = "correct horse battery staple";
 /// not cross-site with `X-Edgestack-Client` (as a script would).
 pub struct TestClient<'a> {
     pub app: &'a TestApp,
-    cookie: Mutex<Option<String>>,
-    consistency: Mutex<Option<String>>,
+    /// Every cookie the API set and did not clear, by name.
+    cookies: Mutex<BTreeMap<String, String>>,
     /// Extra headers on every request (e.g. the dev region).
     pub extra_headers: Vec<(String, String)>,
 }
 
 const SESSION_COOKIE: &str = "__Host-edgestack_session";
-const CONSISTENCY_COOKIE: &str = "__Host-edgestack_consistency";
+/// Read-your-writes cookies: one per database (`…_consistency`, `…_consistency_notes`, …).
+const CONSISTENCY_COOKIE_PREFIX: &str = "__Host-edgestack_consistency";
 
 impl TestClient<'_> {
     pub fn send(&self, method: &str, path: &str, body: Option<&Value>) -> TestResponse {
-        let mut cookies = Vec::new();
-        if let Some(value) = self.cookie.lock().unwrap().as_ref() {
-            cookies.push(format!("{SESSION_COOKIE}={value}"));
-        }
-        if let Some(value) = self.consistency.lock().unwrap().as_ref() {
-            cookies.push(format!("{CONSISTENCY_COOKIE}={value}"));
-        }
-        let cookie_header = cookies.join("; ");
+        let cookie_header = self
+            .cookies
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join("; ");
         let mut headers = vec![("x-edgestack-client", "1"), ("content-type", "application/json")];
         if !cookie_header.is_empty() {
             headers.push(("cookie", &cookie_header));
@@ -247,26 +324,37 @@ impl TestClient<'_> {
             let Some((name, value)) = set_cookie.split(';').next().and_then(|pair| pair.split_once('=')) else {
                 continue;
             };
-            let value = (!value.is_empty()).then(|| value.to_string());
-            match name {
-                SESSION_COOKIE => *self.cookie.lock().unwrap() = value,
-                CONSISTENCY_COOKIE => *self.consistency.lock().unwrap() = value,
-                _ => {}
+            let mut cookies = self.cookies.lock().unwrap();
+            if value.is_empty() || set_cookie.contains("Max-Age=0") {
+                cookies.remove(name);
+            } else {
+                cookies.insert(name.to_string(), value.to_string());
             }
         }
         response
     }
 
+    /// The session cookie's value.
     pub fn cookie(&self) -> Option<String> {
-        self.cookie.lock().unwrap().clone()
+        self.cookies.lock().unwrap().get(SESSION_COOKIE).cloned()
     }
 
+    /// Replaces the session cookie.
     pub fn set_cookie(&self, value: Option<&str>) {
-        *self.cookie.lock().unwrap() = value.map(String::from);
+        let mut cookies = self.cookies.lock().unwrap();
+        match value {
+            Some(value) => cookies.insert(SESSION_COOKIE.to_string(), value.to_string()),
+            None => cookies.remove(SESSION_COOKIE),
+        };
+    }
+
+    /// A cookie by name, e.g. the services shape's `__Host-edgestack_identity`.
+    pub fn cookie_named(&self, name: &str) -> Option<String> {
+        self.cookies.lock().unwrap().get(name).cloned()
     }
 
     pub fn has_consistency_cookie(&self) -> bool {
-        self.consistency.lock().unwrap().is_some()
+        self.cookies.lock().unwrap().keys().any(|name| name.starts_with(CONSISTENCY_COOKIE_PREFIX))
     }
 
     pub fn sign_up(&self, email: &str, password: &str) -> TestResponse {

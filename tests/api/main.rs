@@ -9,4 +9,5 @@ mod health;
 mod helpers;
 mod hostile;
 mod notes;
+mod services;
 mod static_assets;

@@ -9,6 +9,8 @@ use sha2::{Digest, Sha256};
 use crate::accounts::SessionPolicy;
 use crate::datapath::{Endpoint, Role, Topology};
 use crate::region::RegionName;
+use crate::services::Service;
+use crate::services::identity::{IdentitySigner, IdentityVerifier, decode_key};
 
 /// Where the worker runs. Production is the default so that a missing variable never
 /// switches on a development-only behaviour.
@@ -99,6 +101,11 @@ pub struct Config {
     pub session: SessionPolicy,
     /// Only ever set in development (refused in production).
     pub injected_fault: Option<InjectedFault>,
+    pub service: Service,
+    /// `accounts` only: signs identities for the other services.
+    pub identity_signer: Option<IdentitySigner>,
+    /// `entry` and `notes`: checks identities `accounts` signed.
+    pub identity_verifier: Option<IdentityVerifier>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +132,14 @@ pub enum ConfigError {
         name: &'static str,
         value: String,
     },
+    UnknownService(String),
+    /// A key that is not 32 bytes of unpadded base64url.
+    BadKey(&'static str),
+    /// A setting this service cannot run without.
+    MissingSetting {
+        service: &'static str,
+        name: &'static str,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -138,6 +153,11 @@ impl fmt::Display for ConfigError {
             Self::BadReplicas(why) => write!(f, "LIBSQL_REPLICAS must look like `eu=https://…,ap=https://…`: {why}"),
             Self::DevOnly(name) => write!(f, "{name} is refused in production"),
             Self::BadSwitch { name, value } => write!(f, "{name} must be `on` or `off`, not `{value}`"),
+            Self::UnknownService(value) => {
+                write!(f, "EDGESTACK_SERVICE must be `monolith`, `entry`, `accounts` or `notes`, not `{value}`")
+            }
+            Self::BadKey(name) => write!(f, "{name} must be 32 bytes of unpadded base64url"),
+            Self::MissingSetting { service, name } => write!(f, "the {service} service needs {name}"),
             Self::BadFault(value) => write!(f, "EDGESTACK_INJECT_FAULT must be `errors` or `slow:<ms>`, not `{value}`"),
             Self::FaultInProduction => f.write_str("EDGESTACK_INJECT_FAULT is refused in production"),
             Self::BadNumber { name, value } => write!(f, "{name} must be a positive whole number, not `{value}`"),
@@ -160,6 +180,9 @@ pub const REPLICA_DEADLINE_VAR: &str = "REPLICA_DEADLINE_MS";
 pub const INJECT_FAULT_VAR: &str = "EDGESTACK_INJECT_FAULT";
 pub const SESSION_IDLE_VAR: &str = "SESSION_IDLE_SECONDS";
 pub const SESSION_ABSOLUTE_VAR: &str = "SESSION_ABSOLUTE_SECONDS";
+pub const SERVICE_VAR: &str = "EDGESTACK_SERVICE";
+pub const IDENTITY_SIGNING_KEY_SECRET: &str = "IDENTITY_SIGNING_KEY";
+pub const IDENTITY_PUBLIC_KEY_VAR: &str = "IDENTITY_PUBLIC_KEY";
 
 impl Config {
     /// `lookup` returns a var or secret by name, `None` when unset or empty.
@@ -232,7 +255,39 @@ impl Config {
         if dev_region.is_some() && environment == Environment::Production {
             return Err(ConfigError::DevOnly(DEV_REGION_VAR));
         }
-        Ok(Self { environment, database, data_path, dev_region, session, injected_fault })
+        let service = match lookup(SERVICE_VAR) {
+            None => Service::Monolith,
+            Some(value) => Service::parse(&value).ok_or(ConfigError::UnknownService(value))?,
+        };
+        let key = |name: &'static str| -> Result<Option<[u8; 32]>, ConfigError> {
+            lookup(name).map(|value| decode_key(&value).ok_or(ConfigError::BadKey(name))).transpose()
+        };
+        let identity_signer = key(IDENTITY_SIGNING_KEY_SECRET)?.map(|seed| IdentitySigner::from_seed(&seed));
+        let identity_verifier = match key(IDENTITY_PUBLIC_KEY_VAR)? {
+            Some(public) => {
+                Some(IdentityVerifier::from_public_key(&public).ok_or(ConfigError::BadKey(IDENTITY_PUBLIC_KEY_VAR))?)
+            }
+            None => None,
+        };
+        let missing = |name| ConfigError::MissingSetting { service: service.as_str(), name };
+        match service {
+            Service::Accounts if identity_signer.is_none() => return Err(missing(IDENTITY_SIGNING_KEY_SECRET)),
+            Service::Entry | Service::Notes if identity_verifier.is_none() => {
+                return Err(missing(IDENTITY_PUBLIC_KEY_VAR));
+            }
+            _ => {}
+        }
+        Ok(Self {
+            environment,
+            database,
+            data_path,
+            dev_region,
+            session,
+            injected_fault,
+            service,
+            identity_signer,
+            identity_verifier,
+        })
     }
 
     /// Development-only behaviour (the region override header) is allowed only here.
@@ -382,6 +437,23 @@ mod tests {
         let dev = parse(&[("EDGESTACK_ENV", "development"), ("EDGESTACK_DEV_REGION", "eu")]).unwrap();
         assert_eq!(dev.dev_region.map(|r| r.as_str().to_string()), Some("eu".to_string()));
         assert_eq!(parse(&[("EDGESTACK_DEV_REGION", "eu")]), Err(ConfigError::DevOnly("EDGESTACK_DEV_REGION")));
+    }
+
+    #[test]
+    fn services_need_their_identity_keys() {
+        let signer = IdentitySigner::from_seed(&[4; 32]);
+        let public = crate::services::identity::encode_key(&signer.verifying_key());
+        let seed = crate::services::identity::encode_key(&[4; 32]);
+        assert_eq!(parse(&[]).unwrap().service, Service::Monolith);
+        assert!(matches!(parse(&[(SERVICE_VAR, "accounts")]), Err(ConfigError::MissingSetting { .. })));
+        assert!(matches!(parse(&[(SERVICE_VAR, "notes")]), Err(ConfigError::MissingSetting { .. })));
+        assert!(matches!(parse(&[(SERVICE_VAR, "gateway")]), Err(ConfigError::UnknownService(_))));
+        assert_eq!(parse(&[(IDENTITY_PUBLIC_KEY_VAR, "short")]), Err(ConfigError::BadKey(IDENTITY_PUBLIC_KEY_VAR)));
+        let accounts = parse(&[(SERVICE_VAR, "accounts"), (IDENTITY_SIGNING_KEY_SECRET, &seed)]).unwrap();
+        assert_eq!(accounts.identity_signer, Some(signer));
+        assert!(!format!("{accounts:?}").contains(&seed), "the signing key is redacted");
+        let notes = parse(&[(SERVICE_VAR, "notes"), (IDENTITY_PUBLIC_KEY_VAR, &public)]).unwrap();
+        assert!(notes.identity_verifier.is_some());
     }
 
     #[test]

@@ -12,10 +12,37 @@ macro_rules! session_user_id {
     };
 }
 
+/// The verified caller's id as a SQL subquery: `?1` user id, `?2` now, `?3` the identity's
+/// expiry. An expired identity or a deleted account matches no row.
+macro_rules! verified_user_id {
+    () => {
+        concat!("(SELECT ?1 WHERE ", verified_user_may_act!(), ")")
+    };
+}
+
+/// The condition of [`verified_user_id!`]: unexpired, and not a deleted account.
+macro_rules! verified_user_may_act {
+    () => {
+        "?3 > ?2 AND NOT EXISTS (SELECT 1 FROM deleted_owners WHERE user_id = ?1)"
+    };
+}
+
+/// A statement's text for a [`caller::Caller`]: the literal parts before and after the owner's
+/// id, joined around the session subquery or the verified id. Both texts are `&'static str`.
+macro_rules! caller_sql {
+    ($caller:expr; $($before:expr),+ ; $($after:expr),*) => {
+        match $caller {
+            $crate::caller::Caller::Session(_) => concat!($($before,)+ session_user_id!(), $($after),*),
+            $crate::caller::Caller::Verified { .. } => concat!($($before,)+ verified_user_id!(), $($after),*),
+        }
+    };
+}
+
 pub mod accounts;
 pub mod app;
 pub mod assets;
 pub mod cache;
+pub mod caller;
 pub mod config;
 pub mod csp_report;
 pub mod csrf;

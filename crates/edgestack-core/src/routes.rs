@@ -31,7 +31,7 @@ impl Method {
         }
     }
 
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Get => "GET",
             Self::Head => "HEAD",
@@ -64,6 +64,21 @@ pub enum Route {
     UnpublishNote(String),
     ListPublicNotes,
     GetPublicNote(String),
+    DeleteAccount,
+    /// Internal (service bindings only): the signed identity for the request's session.
+    IssueIdentity,
+    /// Internal: a service's own health, for the entry's `/api/health`.
+    InternalHealth,
+    /// Internal: removes a deleted account's notes (idempotent).
+    DeleteUserNotes(String),
+}
+
+impl Route {
+    /// Internal routes are reachable only through service bindings: the entry never forwards
+    /// them and the single-Worker shape does not serve them.
+    pub fn is_internal(&self) -> bool {
+        matches!(self, Self::IssueIdentity | Self::InternalHealth | Self::DeleteUserNotes(_))
+    }
 }
 
 /// Builds a route from the path's `{id}`, if the pattern has one.
@@ -81,7 +96,10 @@ const ENDPOINTS: &[Endpoint] = &[
     Endpoint { pattern: "/api/accounts", methods: &[(Method::Post, |_| Route::SignUp)] },
     Endpoint { pattern: "/api/sessions", methods: &[(Method::Post, |_| Route::SignIn)] },
     Endpoint { pattern: "/api/sessions/current", methods: &[(Method::Delete, |_| Route::SignOut)] },
-    Endpoint { pattern: "/api/me", methods: &[(Method::Get, |_| Route::Me)] },
+    Endpoint {
+        pattern: "/api/me",
+        methods: &[(Method::Get, |_| Route::Me), (Method::Delete, |_| Route::DeleteAccount)],
+    },
     Endpoint { pattern: "/api/me/password", methods: &[(Method::Put, |_| Route::ChangePassword)] },
     Endpoint {
         pattern: "/api/notes",
@@ -106,6 +124,12 @@ const ENDPOINTS: &[Endpoint] = &[
     Endpoint {
         pattern: "/api/public/notes/{id}",
         methods: &[(Method::Get, |id| Route::GetPublicNote(id.unwrap_or_default()))],
+    },
+    Endpoint { pattern: "/internal/identity", methods: &[(Method::Post, |_| Route::IssueIdentity)] },
+    Endpoint { pattern: "/internal/health", methods: &[(Method::Get, |_| Route::InternalHealth)] },
+    Endpoint {
+        pattern: "/internal/users/{id}/notes",
+        methods: &[(Method::Delete, |id| Route::DeleteUserNotes(id.unwrap_or_default()))],
     },
 ];
 
@@ -170,6 +194,10 @@ mod tests {
         check("GET", "/api/notes", Ok(Route::ListMyNotes));
         check("POST", "/api/notes", Ok(Route::CreateNote));
         check("DELETE", "/api/sessions/current", Ok(Route::SignOut));
+        check("DELETE", "/api/me", Ok(Route::DeleteAccount));
+        let user = crate::ids::new_id([6; 16]);
+        check("DELETE", &format!("/internal/users/{user}/notes"), Ok(Route::DeleteUserNotes(user)));
+        check("POST", "/internal/identity", Ok(Route::IssueIdentity));
     }
 
     #[test]

@@ -122,11 +122,16 @@ impl DevDb {
         }
     }
 
-    /// Applies `migrations/` through the real libSQL client (`devdb migrate`).
+    /// Applies the single Worker's `migrations/` through the real libSQL client.
     pub fn migrate(&self) -> Result<(), String> {
+        self.migrate_dir(&workspace_root().join("migrations"))
+    }
+
+    /// Applies the `*.sql` files of `dir` (`devdb migrate`), e.g. `migrations/notes`.
+    pub fn migrate_dir(&self, dir: &Path) -> Result<(), String> {
         let output = Command::new(devdb_binary()?)
             .args(["migrate", "--url", &self.url, "--token", &self.token, "--dir"])
-            .arg(workspace_root().join("migrations"))
+            .arg(dir)
             .output()
             .map_err(|e| format!("cannot run devdb migrate: {e}"))?;
         if output.status.success() {

@@ -7,6 +7,7 @@ pub mod devdb;
 pub mod latency_proxy;
 pub mod node;
 pub mod process;
+pub mod services;
 pub mod wrangler;
 
 use std::path::PathBuf;

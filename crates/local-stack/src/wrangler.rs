@@ -12,7 +12,7 @@ use crate::{free_port, workspace_root};
 pub struct WranglerDevOptions {
     /// wrangler config files; more than one runs several Workers in one session.
     pub configs: Vec<PathBuf>,
-    /// Vars and secrets, passed with `--var` so they override `.dev.vars`.
+    /// Vars and secrets, passed with `--var` so they override `.dev.vars` (first Worker only).
     pub vars: Vec<(String, String)>,
     /// How long to wait for the first healthy answer (the first start may build the worker).
     pub ready_timeout: Duration,
@@ -68,6 +68,8 @@ impl WranglerDev {
             .arg("--persist-to")
             .arg(state.path().join("persist"))
             .args(["--show-interactive-dev-session=false", "--log-level", "info"])
+            // `/__scheduled` fires the first Worker's cron (the entry relays it to accounts).
+            .arg("--test-scheduled")
             .env("PATH", path_with_node_first(&node))
             .env("WRANGLER_SEND_METRICS", "false")
             .env("WRANGLER_LOG_PATH", state.path().join("wrangler-logs"))

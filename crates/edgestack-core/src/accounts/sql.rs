@@ -63,3 +63,31 @@ pub fn session_credentials(auth: &SessionAuth) -> Statement {
         auth.args(),
     )
 }
+
+pub fn delete_user(user_id: &str) -> Statement {
+    Statement::new("DELETE FROM users WHERE id = ?1", vec![text(user_id)])
+}
+
+/// The services shape: written in the same transaction as the user's deletion, so the notes
+/// service hears of every deletion even if the first delivery fails (docs/services.md).
+pub fn enqueue_user_deletion(id: &str, user_id: &str, now: i64) -> Statement {
+    Statement::new(
+        "INSERT INTO deletion_outbox (id, user_id, created_at, attempts) VALUES (?1, ?2, ?3, 0)",
+        vec![text(id), text(user_id), integer(now)],
+    )
+}
+
+pub fn pending_user_deletions(limit: i64) -> Statement {
+    Statement::new("SELECT id, user_id FROM deletion_outbox ORDER BY created_at LIMIT ?1", vec![integer(limit)])
+}
+
+pub fn user_deletion_delivered(id: &str) -> Statement {
+    Statement::new("DELETE FROM deletion_outbox WHERE id = ?1", vec![text(id)])
+}
+
+pub fn user_deletion_failed(id: &str, now: i64, error: &str) -> Statement {
+    Statement::new(
+        "UPDATE deletion_outbox SET attempts = attempts + 1, last_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+        vec![text(id), integer(now), text(error)],
+    )
+}

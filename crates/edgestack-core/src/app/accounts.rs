@@ -9,7 +9,12 @@ use crate::db::{DbError, Pipeline, Row};
 use crate::error::ApiError;
 use crate::ids::new_id;
 use crate::json_body::{check_json_content_type, parse_json};
+use crate::notes::sql as notes_sql;
+use crate::services::Service;
+use crate::services::identity::{IDENTITY_TTL_MS, clear_identity_cookie, set_identity_cookie};
 
+use super::notes::invalidate_deleted;
+use super::outbox::{self, PendingDeletion};
 use super::{ApiResponse, Context, Database, Limiter, Platform, RATE_LIMIT_WINDOW_SECONDS, unauthenticated};
 
 #[derive(Deserialize)]
@@ -24,6 +29,12 @@ struct Credentials {
 struct PasswordChange {
     current_password: String,
     new_password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeletionConfirmation {
+    password: String,
 }
 
 #[derive(Serialize)]
@@ -76,12 +87,38 @@ fn new_session<P: Platform>(
     Ok((token, statement))
 }
 
+/// Sets the session cookie and, in the services shape, the identity the entry forwards to
+/// `notes`, so the first notes request after signing in needs no hop back here.
 fn with_session_cookie<P: Platform>(
     context: &Context<'_, P>,
     response: ApiResponse,
     token: &SessionToken,
+    user_id: &str,
 ) -> ApiResponse {
-    response.with_header("Set-Cookie", token.set_cookie(context.config.session.cookie_max_age_seconds()))
+    let response =
+        response.with_header("Set-Cookie", token.set_cookie(context.config.session.cookie_max_age_seconds()));
+    match &context.config.identity_signer {
+        Some(signer) => {
+            let lifetime = identity_lifetime_ms(context);
+            let identity = signer.sign(user_id, &token.hash(), context.request.now_ms, lifetime);
+            response.with_header("Set-Cookie", set_identity_cookie(&identity, lifetime))
+        }
+        None => response,
+    }
+}
+
+/// An identity lives no longer than the interval at which session activity is recorded, so
+/// notes activity (which refreshes the identity here) keeps a session alive as in one Worker.
+fn identity_lifetime_ms<P: Platform>(context: &Context<'_, P>) -> i64 {
+    context.config.session.touch_interval_ms().min(IDENTITY_TTL_MS)
+}
+
+fn with_cookies_cleared<P: Platform>(context: &Context<'_, P>, response: ApiResponse) -> ApiResponse {
+    let response = response.with_header("Set-Cookie", clear_cookie());
+    match context.config.identity_signer {
+        Some(_) => response.with_header("Set-Cookie", clear_identity_cookie()),
+        None => response,
+    }
 }
 
 pub async fn sign_up<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
@@ -102,7 +139,7 @@ pub async fn sign_up<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespons
         Err(error) => return Err(database.failure(error)),
     }
     let user = UserBody { user: User { id: &user_id, email: email.as_str(), created_at: now } };
-    Ok(with_session_cookie(context, ApiResponse::json(201, &user)?, &token))
+    Ok(with_session_cookie(context, ApiResponse::json(201, &user)?, &token, &user_id))
 }
 
 /// Every attempt counts against both the account's and the client's budget, so guessing is
@@ -157,7 +194,7 @@ pub async fn sign_in<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespons
         statements.push(sql::delete_session(&previous.hash()));
     }
     database.run(&Pipeline::write(statements)).await.map_err(|e| database.failure(e))?;
-    Ok(with_session_cookie(context, user_response(200, user)?, &token))
+    Ok(with_session_cookie(context, user_response(200, user)?, &token, user_id))
 }
 
 pub async fn sign_out<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
@@ -165,9 +202,9 @@ pub async fn sign_out<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespon
     let database = context.database()?;
     let outcome = database.query(&Pipeline::write(vec![sql::delete_session(&token.hash())])).await?;
     if outcome.rows(0).map_err(|e| database.failure(e))?.is_empty() {
-        return Err(unauthenticated().with_header("Set-Cookie", clear_cookie()));
+        return Ok(with_cookies_cleared(context, ApiResponse::error(&unauthenticated())));
     }
-    Ok(ApiResponse::empty(204).with_header("Set-Cookie", clear_cookie()))
+    Ok(with_cookies_cleared(context, ApiResponse::empty(204)))
 }
 
 /// Records activity after a read when the last record is older than the touch interval, off
@@ -194,30 +231,80 @@ pub async fn me<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, Ap
     user_response(200, user)
 }
 
+/// The signed-in user's id once `password` is proven to be theirs: read from the primary (a
+/// replica could hold a password that was just changed) and rate-limited like sign-in.
+async fn confirm_password<P: Platform>(
+    context: &Context<'_, P>,
+    database: &Database<'_, P>,
+    auth: &SessionAuth,
+    password: &str,
+) -> Result<String, ApiError> {
+    let outcome = database.query(&Pipeline::authoritative_read(vec![sql::session_credentials(auth)])).await?;
+    let rows = outcome.rows(0).map_err(|e| database.failure(e))?;
+    let user = rows.first().ok_or_else(unauthenticated)?;
+    let email = user.text("email").ok_or_else(missing_column)?;
+    check_sign_in_budget(context, email).await?;
+    let stored_hash = user.text("password_hash").ok_or_else(missing_column)?;
+    if context.hasher().verify(password, stored_hash) == Verification::Mismatch {
+        return Err(invalid_credentials());
+    }
+    Ok(user.text("id").ok_or_else(missing_column)?.to_string())
+}
+
 pub async fn change_password<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let input: PasswordChange = json_body(context)?;
     let (_, auth) = context.session()?;
     let new_password = Password::parse(&input.new_password)?;
     let database = context.database()?;
-    let outcome = database.query(&Pipeline::authoritative_read(vec![sql::session_credentials(&auth)])).await?;
-    let rows = outcome.rows(0).map_err(|e| database.failure(e))?;
-    let user = rows.first().ok_or_else(unauthenticated)?;
-    let email = user.text("email").ok_or_else(missing_column)?;
-    check_sign_in_budget(context, email).await?;
-    let hasher = context.hasher();
-    let stored_hash = user.text("password_hash").ok_or_else(missing_column)?;
-    if hasher.verify(&input.current_password, stored_hash) == Verification::Mismatch {
-        return Err(invalid_credentials());
-    }
-    let user_id = user.text("id").ok_or_else(missing_column)?;
-    let new_hash = hasher.hash(&new_password, &context.random()?).map_err(|e| hash_failure(context, e))?;
-    let (token, session) = new_session(context, user_id)?;
+    let user_id = confirm_password(context, &database, &auth, &input.current_password).await?;
+    let new_hash = context.hasher().hash(&new_password, &context.random()?).map_err(|e| hash_failure(context, e))?;
+    let (token, session) = new_session(context, &user_id)?;
     // Every session of the account ends, this one included; the caller gets a fresh one.
     let statements = vec![
-        sql::update_password_hash(user_id, &new_hash, context.request.now_ms),
-        sql::delete_user_sessions(user_id),
+        sql::update_password_hash(&user_id, &new_hash, context.request.now_ms),
+        sql::delete_user_sessions(&user_id),
         session,
     ];
     database.run(&Pipeline::write(statements)).await.map_err(|e| database.failure(e))?;
-    Ok(with_session_cookie(context, ApiResponse::empty(204), &token))
+    Ok(with_session_cookie(context, ApiResponse::empty(204), &token, &user_id))
+}
+
+/// Deletes the account, its sessions and its notes. One Worker: one transaction. Services: the
+/// user and an outbox row in one `accounts` transaction, then the notes through the outbox
+/// (delivered now if `notes` answers, else by the cron retry).
+pub async fn delete_account<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
+    let input: DeletionConfirmation = json_body(context)?;
+    let (_, auth) = context.session()?;
+    let database = context.database()?;
+    let user_id = confirm_password(context, &database, &auth, &input.password).await?;
+    let mut statements = vec![sql::delete_user_sessions(&user_id), sql::delete_user(&user_id)];
+    if context.config.service == Service::Accounts {
+        let deletion = PendingDeletion { id: new_id(context.random()?), user_id: user_id.clone() };
+        statements.push(sql::enqueue_user_deletion(&deletion.id, &user_id, context.request.now_ms));
+        database.run(&Pipeline::write(statements)).await.map_err(|e| database.failure(e))?;
+        if let Err(error) = outbox::deliver(context.platform, &database, &deletion, context.request.now_ms).await {
+            context.platform.log(&format!("notes of deleted user {user_id} are left for the retry: {error}"));
+        }
+    } else {
+        statements.insert(0, notes_sql::delete_all_of_owner(&user_id));
+        let outcome = database.query(&Pipeline::write(statements)).await?;
+        invalidate_deleted(context, outcome.rows(0).map_err(|e| database.failure(e))?);
+    }
+    Ok(with_cookies_cleared(context, ApiResponse::empty(204)))
+}
+
+/// Internal (entry → accounts): a signed identity for the request's session, which `notes`
+/// trusts for a minute. Checked on the nearest replica like any signed-in read.
+pub async fn issue_identity<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
+    let signer = context.config.identity_signer.as_ref().ok_or_else(ApiError::internal)?;
+    let (token, auth) = context.session()?;
+    let database = context.database()?;
+    let outcome = database.query(&Pipeline::read(vec![sql::session_user(&auth)])).await?;
+    let rows = outcome.rows(0).map_err(|e| database.failure(e))?;
+    let user = rows.first().ok_or_else(unauthenticated)?;
+    touch_if_stale(context, &database, &auth, user);
+    let user_id = user.text("id").ok_or_else(missing_column)?;
+    let lifetime_ms = identity_lifetime_ms(context);
+    let identity = signer.sign(user_id, &token.hash(), context.request.now_ms, lifetime_ms);
+    ApiResponse::json(200, &serde_json::json!({ "identity": identity, "lifetime_ms": lifetime_ms }))
 }

@@ -5,7 +5,9 @@
 mod accounts;
 mod cache;
 mod database;
+mod entry;
 mod notes;
+mod outbox;
 mod system;
 
 use std::cell::RefCell;
@@ -15,18 +17,20 @@ use serde::Serialize;
 use crate::accounts::password::{CURRENT_COST, PasswordHasher};
 use crate::accounts::session::{SessionAuth, SessionToken};
 use crate::cache::MemoryCache;
+use crate::caller::Caller;
 use crate::config::{Config, ConfigError, InjectedFault};
 use crate::csrf::{self, CLIENT_HEADER, CsrfEvidence};
-use crate::datapath::{CONSISTENCY_COOKIE, CircuitBreakers, ConsistencyToken};
+use crate::datapath::{CircuitBreakers, ConsistencyToken};
 use crate::error::ApiError;
 use crate::health::VersionInfo;
 use crate::region::RequestRegion;
 use crate::routes::{Method, Route, resolve};
+use crate::services::Service;
+use crate::services::identity::IDENTITY_HEADER;
+use crate::services::internal_api;
 
 pub use database::Database;
-
-/// The name under which the read-your-writes cookie travels.
-pub const CONSISTENCY_COOKIE_NAME: &str = CONSISTENCY_COOKIE;
+pub use outbox::deliver_pending_deletions;
 
 /// A request as the core needs it; the worker fills it from the runtime.
 #[derive(Debug, Clone)]
@@ -50,7 +54,7 @@ impl ApiRequest {
         self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
     }
 
-    fn session_token(&self) -> Option<SessionToken> {
+    pub fn session_token(&self) -> Option<SessionToken> {
         self.header("cookie").and_then(SessionToken::from_cookie_header)
     }
 }
@@ -85,6 +89,34 @@ impl ApiResponse {
 
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
+    }
+}
+
+/// A request from one service to another over a service binding. The URL's host is ignored by
+/// the binding; the path and query are what the other service routes on.
+#[derive(Debug, Clone)]
+pub struct ServiceRequest {
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl ServiceRequest {
+    /// An internal API call: it names the internal API version this build speaks.
+    pub fn internal(method: Method, path: &str) -> Self {
+        Self {
+            method,
+            url: format!("https://internal{path}"),
+            headers: vec![(internal_api::VERSION_HEADER.to_string(), internal_api::CURRENT.to_string())],
+            body: Vec::new(),
+        }
+    }
+
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.retain(|(key, _)| !key.eq_ignore_ascii_case(name));
+        self.headers.push((name.to_ascii_lowercase(), value.into()));
+        self
     }
 }
 
@@ -172,6 +204,9 @@ pub trait Platform {
     /// Sends a pipeline after the response, without delaying it.
     fn send_pipeline_in_background(&self, url: &str, token: &str, body: Vec<u8>);
     fn log(&self, message: &str);
+    /// Calls `service` over its service binding. `Err` only when the call itself failed (no
+    /// binding, the other Worker threw); HTTP errors come back as responses.
+    async fn call_service(&self, service: Service, request: ServiceRequest) -> Result<ApiResponse, String>;
 }
 
 /// Everything a handler needs for one request.
@@ -213,6 +248,24 @@ impl<P: Platform> Context<'_, P> {
         PasswordHasher::new(CURRENT_COST)
     }
 
+    /// Who a notes request acts for: the identity the entry forwarded (services shape, checked
+    /// against the session cookie it was issued for) or the session itself (one Worker).
+    pub fn caller(&self) -> Result<Caller, ApiError> {
+        let Some(verifier) = self.config.identity_verifier.as_ref().filter(|_| self.config.service == Service::Notes)
+        else {
+            return Ok(Caller::Session(self.session()?.1));
+        };
+        let token = self.request.header(IDENTITY_HEADER).ok_or_else(unauthenticated)?;
+        let session = self.request.session_token().ok_or_else(unauthenticated)?;
+        let identity =
+            verifier.verify_for_session(token, &session.hash(), self.request.now_ms).map_err(|_| unauthenticated())?;
+        Ok(Caller::Verified {
+            user_id: identity.user_id,
+            now: self.request.now_ms,
+            valid_until: identity.expires_at_ms,
+        })
+    }
+
     /// The request's session, or 401 when it carries none.
     pub fn session(&self) -> Result<(SessionToken, SessionAuth), ApiError> {
         let token = self.request.session_token().ok_or_else(unauthenticated)?;
@@ -250,9 +303,16 @@ async fn dispatch<P: Platform>(
         platform.log(&format!("configuration error: {error}"));
         ApiError::new(500, "misconfigured", "the service is misconfigured")
     })?;
+    if !config.service.serves(&route) {
+        return Err(ApiError::new(404, "not_found", "no such route in this service"));
+    }
+    if route.is_internal() {
+        internal_api::negotiate(request.header(internal_api::VERSION_HEADER))
+            .map_err(|why| ApiError::new(400, "unsupported_internal_api", why))?;
+    }
     // Violation reports come from the browser itself, without same-origin proof, and change
-    // no state: they are only logged.
-    let needs_csrf_proof = route != Route::CspReport;
+    // no state: they are only logged. Internal routes are reachable only over service bindings.
+    let needs_csrf_proof = route != Route::CspReport && !route.is_internal();
     if needs_csrf_proof {
         csrf::check(
             request.method,
@@ -271,9 +331,16 @@ async fn dispatch<P: Platform>(
         }
         (Some(InjectedFault::Slow { delay_ms }), _) => platform.sleep(delay_ms).await,
     }
-    let consistency = request
-        .header("cookie")
-        .and_then(|cookie| ConsistencyToken::from_cookie_header(cookie, &config.data_path.consistency_key));
+    if config.service == Service::Entry && Service::owner_of(&route) != Service::Entry {
+        return Ok(entry::forward(platform, &config, request, &route).await);
+    }
+    let consistency = request.header("cookie").and_then(|cookie| {
+        ConsistencyToken::from_cookie_header(
+            cookie,
+            config.service.consistency_cookie(),
+            &config.data_path.consistency_key,
+        )
+    });
     let context = Context { platform, config: &config, request, report: RefCell::default(), consistency };
     let started = platform.now_ms();
     let response = route_to_handler(&context, &route).await;
@@ -286,7 +353,8 @@ async fn dispatch<P: Platform>(
 
 async fn route_to_handler<P: Platform>(context: &Context<'_, P>, route: &Route) -> Result<ApiResponse, ApiError> {
     match route.clone() {
-        Route::Health => system::health(context),
+        Route::Health if context.config.service == Service::Entry => entry::health(context).await,
+        Route::Health | Route::InternalHealth => system::health(context),
         Route::CspReport => system::csp_report(context),
         Route::SignUp => accounts::sign_up(context).await,
         Route::SignIn => accounts::sign_in(context).await,
@@ -302,6 +370,9 @@ async fn route_to_handler<P: Platform>(context: &Context<'_, P>, route: &Route) 
         Route::UnpublishNote(id) => notes::set_published(context, &id, false).await,
         Route::ListPublicNotes => notes::list_public(context).await,
         Route::GetPublicNote(id) => notes::get_public(context, &id).await,
+        Route::DeleteAccount => accounts::delete_account(context).await,
+        Route::IssueIdentity => accounts::issue_identity(context).await,
+        Route::DeleteUserNotes(user_id) => notes::delete_all_of_owner(context, &user_id).await,
     }
 }
 
@@ -324,8 +395,8 @@ fn finish<P: Platform>(
         .with_header("x-edgestack-db-requests", report.round_trips.len().to_string());
     let previous = context.consistency.map(|token| token.replication_index);
     if let Some(written) = report.written_index.filter(|written| Some(*written) > previous)
-        && let Some(cookie) =
-            (ConsistencyToken { replication_index: written }).set_cookie(&context.config.data_path.consistency_key)
+        && let Some(cookie) = (ConsistencyToken { replication_index: written })
+            .set_cookie(context.config.service.consistency_cookie(), &context.config.data_path.consistency_key)
     {
         response = response.with_header("Set-Cookie", cookie);
     }

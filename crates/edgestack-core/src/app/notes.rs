@@ -1,9 +1,11 @@
 //! Notes endpoints: the owner's notes and the public feed. Each is one database round trip.
+//! The same handlers serve the single Worker and the `notes` service; only the [`Caller`] differs.
 
 use serde::Serialize;
 
 use crate::accounts::sql::{session_user, touch_session};
-use crate::db::{DbError, Pipeline, PipelineOutcome, Rows};
+use crate::caller::Caller;
+use crate::db::{DbError, Pipeline, PipelineOutcome, Rows, Statement};
 use crate::error::ApiError;
 use crate::ids::new_id;
 use crate::notes::{Cursor, NewNote, Note, NoteChanges, PageRequest, PublicNote, sql};
@@ -44,64 +46,82 @@ fn not_found() -> ApiError {
     ApiError::new(404, "not_found", "no such note")
 }
 
+/// Runs `statement` for the caller, after the check that the caller is signed in (so a
+/// signed-out caller gets a 401, not an empty answer); a session caller's write also records
+/// activity. Returns the outcome; `statement`'s result is at index 1.
+async fn for_caller<P: Platform>(
+    context: &Context<'_, P>,
+    database: &Database<'_, P>,
+    caller: &Caller,
+    statement: Statement,
+    write: bool,
+) -> Result<PipelineOutcome, ApiError> {
+    let check = match caller.session() {
+        Some(auth) => session_user(auth),
+        None => sql::verified_owner(caller),
+    };
+    let mut statements = vec![check, statement];
+    if let (true, Some(auth)) = (write, caller.session()) {
+        statements.push(touch_session(auth));
+    }
+    let pipeline = if write { Pipeline::write(statements) } else { Pipeline::read(statements) };
+    let outcome = database.query(&pipeline).await?;
+    let signed_in = rows(database, &outcome, 0)?.first().ok_or_else(unauthenticated)?;
+    if let (false, Some(auth)) = (write, caller.session()) {
+        touch_if_stale(context, database, auth, signed_in);
+    }
+    Ok(outcome)
+}
+
 pub async fn create<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     require_json(context)?;
     let note = NewNote::parse(&context.request.body)?;
-    let (_, auth) = context.session()?;
+    let caller = context.caller()?;
     let database = context.database()?;
     let id = new_id(context.random()?);
-    let outcome = database.query(&Pipeline::write(vec![sql::create(&auth, &id, &note), touch_session(&auth)])).await?;
-    // The insert selects the owner from the session: no row means no valid session.
+    let outcome = for_caller(context, &database, &caller, sql::create(&caller, &id, &note), true).await?;
+    // The insert selects the owner from the caller: no row means the caller is not signed in.
     let created =
-        decode(rows(&database, &outcome, 0)?, Note::from_row)?.into_iter().next().ok_or_else(unauthenticated)?;
+        decode(rows(&database, &outcome, 1)?, Note::from_row)?.into_iter().next().ok_or_else(unauthenticated)?;
     ApiResponse::json(201, &NoteBody { note: created })
 }
 
 pub async fn list_mine<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let page = PageRequest::from_query(&context.request.query)?;
-    let (_, auth) = context.session()?;
+    let caller = context.caller()?;
     let database = context.database()?;
-    let pipeline = Pipeline::read(vec![session_user(&auth), sql::list_mine(&auth, &page.start(), page.fetch_limit())]);
-    let outcome = database.query(&pipeline).await?;
-    let session = rows(&database, &outcome, 0)?;
-    let session_row = session.first().ok_or_else(unauthenticated)?;
+    let statement = sql::list_mine(&caller, &page.start(), page.fetch_limit());
+    let outcome = for_caller(context, &database, &caller, statement, false).await?;
     let notes = decode(rows(&database, &outcome, 1)?, Note::from_row)?;
     let (notes, next_cursor) = page.finish(notes, |note| Cursor { timestamp: note.created_at, id: note.id.clone() });
-    touch_if_stale(context, &database, &auth, session_row);
     ApiResponse::json(200, &NotePage { notes, next_cursor })
 }
 
 pub async fn get_mine<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
-    let (_, auth) = context.session()?;
+    let caller = context.caller()?;
     let database = context.database()?;
-    let outcome = database.query(&Pipeline::read(vec![session_user(&auth), sql::get_mine(&auth, id)])).await?;
-    let session_row = rows(&database, &outcome, 0)?.first().ok_or_else(unauthenticated)?;
+    let outcome = for_caller(context, &database, &caller, sql::get_mine(&caller, id), false).await?;
     let note = decode(rows(&database, &outcome, 1)?, Note::from_row)?.into_iter().next().ok_or_else(not_found)?;
-    touch_if_stale(context, &database, &auth, session_row);
     ApiResponse::json(200, &NoteBody { note })
 }
 
-/// Runs one owner-checked write on a note, in the same transaction as the session check and
-/// the activity touch, and decodes the row it returned (`None`: no such note of this owner).
+/// Runs one owner-checked write on a note and decodes the row it returned (`None`: no such
+/// note of this owner).
 async fn owner_write<P: Platform, T>(
     context: &Context<'_, P>,
-    statement: impl FnOnce(&crate::accounts::session::SessionAuth) -> crate::db::Statement,
+    statement: impl FnOnce(&Caller) -> Statement,
     from_row: impl Fn(crate::db::Row<'_>) -> Option<T>,
 ) -> Result<Option<T>, ApiError> {
-    let (_, auth) = context.session()?;
+    let caller = context.caller()?;
     let database = context.database()?;
-    let pipeline = Pipeline::write(vec![session_user(&auth), statement(&auth), touch_session(&auth)]);
-    let outcome = database.query(&pipeline).await?;
-    if rows(&database, &outcome, 0)?.is_empty() {
-        return Err(unauthenticated());
-    }
+    let outcome = for_caller(context, &database, &caller, statement(&caller), true).await?;
     Ok(decode(rows(&database, &outcome, 1)?, from_row)?.into_iter().next())
 }
 
 pub async fn update<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
     require_json(context)?;
     let changes = NoteChanges::parse(&context.request.body)?;
-    let note = owner_write(context, |auth| sql::update_mine(auth, id, &changes), Note::from_row)
+    let note = owner_write(context, |caller| sql::update_mine(caller, id, &changes), Note::from_row)
         .await?
         .ok_or_else(not_found)?;
     if note.published {
@@ -115,21 +135,50 @@ pub async fn set_published<P: Platform>(
     id: &str,
     published: bool,
 ) -> Result<ApiResponse, ApiError> {
-    let note = owner_write(context, |auth| sql::set_published(auth, id, published), Note::from_row)
+    let note = owner_write(context, |caller| sql::set_published(caller, id, published), Note::from_row)
         .await?
         .ok_or_else(not_found)?;
     invalidate_note(context, id);
     ApiResponse::json(200, &NoteBody { note })
 }
 
+/// `Some(was_public)` for a deleted note row.
+fn deleted_note(row: crate::db::Row<'_>) -> Option<(String, bool)> {
+    row.text("id").map(|id| (id.to_string(), row.integer("published_at").is_some()))
+}
+
 pub async fn delete<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
-    let was_public = |row: crate::db::Row<'_>| row.text("id").map(|_| row.integer("published_at").is_some());
-    let was_public =
-        owner_write(context, |auth| sql::delete_mine(auth, id), was_public).await?.ok_or_else(not_found)?;
+    let (_, was_public) =
+        owner_write(context, |caller| sql::delete_mine(caller, id), deleted_note).await?.ok_or_else(not_found)?;
     if was_public {
         invalidate_note(context, id);
     }
     Ok(ApiResponse::empty(204))
+}
+
+/// Drops the caches of the published notes among `deleted` (the rows of a `RETURNING id,
+/// published_at` delete).
+pub(super) fn invalidate_deleted<P: Platform>(context: &Context<'_, P>, deleted: &Rows) {
+    for (id, was_public) in deleted.iter().filter_map(deleted_note) {
+        if was_public {
+            invalidate_note(context, &id);
+        }
+    }
+}
+
+/// Internal (from `accounts`' deletion outbox): removes every note of a deleted account and
+/// refuses the account's still-valid identities from now on. Idempotent, so redelivery is safe.
+pub async fn delete_all_of_owner<P: Platform>(
+    context: &Context<'_, P>,
+    user_id: &str,
+) -> Result<ApiResponse, ApiError> {
+    let database = context.database()?;
+    let statements =
+        vec![sql::remember_deleted_owner(user_id, context.request.now_ms), sql::delete_all_of_owner(user_id)];
+    let outcome = database.query(&Pipeline::write(statements)).await?;
+    let deleted = rows(&database, &outcome, 1)?;
+    invalidate_deleted(context, deleted);
+    ApiResponse::json(200, &serde_json::json!({ "deleted_notes": deleted.len() }))
 }
 
 pub async fn list_public<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {

@@ -1,12 +1,13 @@
 //! The read-your-writes token: the primary's replication index after the client's last write,
-//! signed with HMAC-SHA256 so a client can neither forge nor alter it.
+//! signed with HMAC-SHA256 so a client can neither forge nor alter it. Each database has its
+//! own cookie name (`Service::consistency_cookie`): replication indexes of different databases
+//! are not comparable.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-pub const CONSISTENCY_COOKIE: &str = "__Host-edgestack_consistency";
 /// Longer than any replica lag we tolerate; every write renews it.
 const MAX_AGE_SECONDS: u32 = 300;
 
@@ -36,17 +37,17 @@ impl ConsistencyToken {
         Some(Self { replication_index })
     }
 
-    pub fn from_cookie_header(header: &str, key: &[u8]) -> Option<Self> {
+    pub fn from_cookie_header(header: &str, cookie_name: &str, key: &[u8]) -> Option<Self> {
         header
             .split(';')
             .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == CONSISTENCY_COOKIE)
+            .find(|(name, _)| *name == cookie_name)
             .and_then(|(_, value)| Self::decode(value.trim(), key))
     }
 
-    pub fn set_cookie(&self, key: &[u8]) -> Option<String> {
+    pub fn set_cookie(&self, cookie_name: &str, key: &[u8]) -> Option<String> {
         Some(format!(
-            "{CONSISTENCY_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={MAX_AGE_SECONDS}",
+            "{cookie_name}={}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={MAX_AGE_SECONDS}",
             self.encode(key)?
         ))
     }
@@ -73,10 +74,12 @@ mod tests {
     #[test]
     fn cookie_round_trip() {
         let key = b"k";
-        let set = ConsistencyToken { replication_index: 7 }.set_cookie(key).unwrap();
+        let set = ConsistencyToken { replication_index: 7 }.set_cookie("c_notes", key).unwrap();
         let value = set.split(';').next().unwrap();
         let header = format!("a=b; {value}");
-        assert_eq!(ConsistencyToken::from_cookie_header(&header, key), Some(ConsistencyToken { replication_index: 7 }));
+        let token = Some(ConsistencyToken { replication_index: 7 });
+        assert_eq!(ConsistencyToken::from_cookie_header(&header, "c_notes", key), token);
+        assert_eq!(ConsistencyToken::from_cookie_header(&header, "c_accounts", key), None, "another database's");
         assert!(set.contains("HttpOnly") && set.contains("Secure") && set.contains("Max-Age=300"));
     }
 }

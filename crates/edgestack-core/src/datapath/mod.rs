@@ -6,7 +6,7 @@ mod breaker;
 mod consistency;
 
 pub use breaker::CircuitBreakers;
-pub use consistency::{CONSISTENCY_COOKIE, ConsistencyToken};
+pub use consistency::ConsistencyToken;
 
 use std::collections::BTreeMap;
 

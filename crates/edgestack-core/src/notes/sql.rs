@@ -1,8 +1,9 @@
 //! The statements behind each notes operation. Every statement that acts for a user names the
-//! owner through the session subquery, so ownership is checked in the same query that reads or
-//! changes the note — never by trusting an id from the client.
+//! owner through the caller (`caller_sql!`: the session subquery, or the identity `accounts`
+//! signed), so ownership is checked in the same query that reads or changes the note — never
+//! by trusting an id from the client. Caller values bind `?1`–`?3`; the statement's own from `?4`.
 
-use crate::accounts::session::SessionAuth;
+use crate::caller::Caller;
 use crate::db::{Statement, integer, optional_text, text};
 use crate::notes::{Cursor, NewNote, NoteChanges};
 
@@ -12,88 +13,77 @@ macro_rules! note_columns {
     };
 }
 
-pub fn create(auth: &SessionAuth, id: &str, note: &NewNote) -> Statement {
-    let published_at = if note.published { integer(auth.now) } else { crate::db::null() };
-    let mut args = auth.args();
-    args.extend([text(id), text(&note.title), text(&note.body), published_at]);
-    Statement::new(
-        concat!(
-            "INSERT INTO notes (id, owner_id, title, body, published_at, created_at, updated_at) ",
-            "SELECT ?4, user_id, ?5, ?6, ?7, ?2, ?2 FROM sessions ",
-            "WHERE token_hash = ?1 AND expires_at > ?2 AND last_seen_at > ?3 ",
-            "RETURNING ",
-            note_columns!()
-        ),
-        args,
-    )
+fn caller_args(caller: &Caller, own: impl IntoIterator<Item = crate::db::Value>) -> Vec<crate::db::Value> {
+    let mut args = caller.args();
+    args.extend(own);
+    args
 }
 
-pub fn list_mine(auth: &SessionAuth, after: &Cursor, fetch_limit: i64) -> Statement {
-    let mut args = auth.args();
-    args.extend([integer(after.timestamp), text(&after.id), integer(fetch_limit)]);
-    Statement::new(
-        concat!(
-            "SELECT ",
-            note_columns!(),
-            " FROM notes WHERE owner_id = ",
-            session_user_id!(),
-            " AND (created_at, id) < (?4, ?5) ORDER BY created_at DESC, id DESC LIMIT ?6"
-        ),
-        args,
-    )
+/// One row while a verified caller may act: the identity is unexpired and the account was not
+/// deleted. (A session caller is checked with `accounts::sql::session_user`.)
+pub fn verified_owner(caller: &Caller) -> Statement {
+    Statement::new(concat!("SELECT ?1 AS user_id WHERE ", verified_user_may_act!()), caller.args())
 }
 
-pub fn get_mine(auth: &SessionAuth, id: &str) -> Statement {
-    let mut args = auth.args();
-    args.push(text(id));
-    Statement::new(
-        concat!("SELECT ", note_columns!(), " FROM notes WHERE id = ?4 AND owner_id = ", session_user_id!()),
-        args,
-    )
+pub fn create(caller: &Caller, id: &str, note: &NewNote) -> Statement {
+    let published_at = if note.published { integer(caller.now()) } else { crate::db::null() };
+    let sql = caller_sql!(caller;
+        "INSERT INTO notes (id, owner_id, title, body, published_at, created_at, updated_at) ",
+        "SELECT ?4, owner.id, ?5, ?6, ?7, ?2, ?2 FROM (SELECT ";
+        " AS id) AS owner WHERE owner.id IS NOT NULL RETURNING ", note_columns!());
+    Statement::new(sql, caller_args(caller, [text(id), text(&note.title), text(&note.body), published_at]))
 }
 
-pub fn update_mine(auth: &SessionAuth, id: &str, changes: &NoteChanges) -> Statement {
-    let mut args = auth.args();
-    args.extend([text(id), optional_text(changes.title.as_ref()), optional_text(changes.body.as_ref())]);
-    Statement::new(
-        concat!(
-            "UPDATE notes SET title = coalesce(?5, title), body = coalesce(?6, body), updated_at = ?2 ",
-            "WHERE id = ?4 AND owner_id = ",
-            session_user_id!(),
-            " RETURNING ",
-            note_columns!()
-        ),
-        args,
-    )
+pub fn list_mine(caller: &Caller, after: &Cursor, fetch_limit: i64) -> Statement {
+    let sql = caller_sql!(caller;
+        "SELECT ", note_columns!(), " FROM notes WHERE owner_id = ";
+        " AND (created_at, id) < (?4, ?5) ORDER BY created_at DESC, id DESC LIMIT ?6");
+    Statement::new(sql, caller_args(caller, [integer(after.timestamp), text(&after.id), integer(fetch_limit)]))
 }
 
-pub fn set_published(auth: &SessionAuth, id: &str, published: bool) -> Statement {
-    let mut args = auth.args();
-    args.push(text(id));
+pub fn get_mine(caller: &Caller, id: &str) -> Statement {
+    let sql = caller_sql!(caller; "SELECT ", note_columns!(), " FROM notes WHERE id = ?4 AND owner_id = "; "");
+    Statement::new(sql, caller_args(caller, [text(id)]))
+}
+
+pub fn update_mine(caller: &Caller, id: &str, changes: &NoteChanges) -> Statement {
+    let sql = caller_sql!(caller;
+        "UPDATE notes SET title = coalesce(?5, title), body = coalesce(?6, body), updated_at = ?2 ",
+        "WHERE id = ?4 AND owner_id = ";
+        " RETURNING ", note_columns!());
+    let own = [text(id), optional_text(changes.title.as_ref()), optional_text(changes.body.as_ref())];
+    Statement::new(sql, caller_args(caller, own))
+}
+
+pub fn set_published(caller: &Caller, id: &str, published: bool) -> Statement {
     let sql = if published {
-        concat!(
-            "UPDATE notes SET published_at = coalesce(published_at, ?2), updated_at = ?2 WHERE id = ?4 AND owner_id = ",
-            session_user_id!(),
-            " RETURNING ",
-            note_columns!()
-        )
+        caller_sql!(caller;
+            "UPDATE notes SET published_at = coalesce(published_at, ?2), updated_at = ?2 WHERE id = ?4 AND owner_id = ";
+            " RETURNING ", note_columns!())
     } else {
-        concat!(
-            "UPDATE notes SET published_at = NULL, updated_at = ?2 WHERE id = ?4 AND owner_id = ",
-            session_user_id!(),
-            " RETURNING ",
-            note_columns!()
-        )
+        caller_sql!(caller;
+            "UPDATE notes SET published_at = NULL, updated_at = ?2 WHERE id = ?4 AND owner_id = ";
+            " RETURNING ", note_columns!())
     };
-    Statement::new(sql, args)
+    Statement::new(sql, caller_args(caller, [text(id)]))
 }
 
-pub fn delete_mine(auth: &SessionAuth, id: &str) -> Statement {
-    let mut args = auth.args();
-    args.push(text(id));
+pub fn delete_mine(caller: &Caller, id: &str) -> Statement {
+    let sql = caller_sql!(caller; "DELETE FROM notes WHERE id = ?4 AND owner_id = "; " RETURNING id, published_at");
+    Statement::new(sql, caller_args(caller, [text(id)]))
+}
+
+/// Every note of a deleted account, for cache invalidation of the published ones.
+pub fn delete_all_of_owner(user_id: &str) -> Statement {
+    Statement::new("DELETE FROM notes WHERE owner_id = ?1 RETURNING id, published_at", vec![text(user_id)])
+}
+
+/// The services shape: an identity `accounts` signed before the deletion stays valid for up to
+/// a minute; this tombstone makes the owner expression refuse it at once.
+pub fn remember_deleted_owner(user_id: &str, now: i64) -> Statement {
     Statement::new(
-        concat!("DELETE FROM notes WHERE id = ?4 AND owner_id = ", session_user_id!(), " RETURNING id, published_at"),
-        args,
+        "INSERT INTO deleted_owners (user_id, deleted_at) VALUES (?1, ?2) ON CONFLICT (user_id) DO NOTHING",
+        vec![text(user_id), integer(now)],
     )
 }
 

@@ -4,7 +4,9 @@
 //! `accounts` while its token is valid.
 //!
 //! Revocation bound: a token outlives the session it came from by at most `IDENTITY_TTL_MS`
-//! (plus the replica lag of the session check that issued it).
+//! (plus the replica lag of the session check that issued it). A token names the session it
+//! was issued for (`sid`, the session token's hash), so it is worthless without that session's
+//! cookie and stops working at once when the browser signs in as someone else.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,12 +16,41 @@ use serde::{Deserialize, Serialize};
 pub const IDENTITY_TTL_MS: i64 = 60_000;
 const TOKEN_VERSION: u8 = 1;
 
+/// Where the browser keeps its identity between requests, so the entry asks `accounts` for a
+/// new one only once a minute.
+pub const IDENTITY_COOKIE: &str = "__Host-edgestack_identity";
+/// How the entry hands a verified identity to `notes`.
+pub const IDENTITY_HEADER: &str = "x-edgestack-identity";
+
+/// The cookie outlives the identity by under a second at most; the identity's own expiry is
+/// what counts.
+pub fn set_identity_cookie(token: &str, lifetime_ms: i64) -> String {
+    let max_age = (lifetime_ms.clamp(1, IDENTITY_TTL_MS) + 999) / 1000;
+    format!("{IDENTITY_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}")
+}
+
+pub fn clear_identity_cookie() -> String {
+    format!("{IDENTITY_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0")
+}
+
+pub fn identity_from_cookie_header(header: &str) -> Option<&str> {
+    header
+        .split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == IDENTITY_COOKIE)
+        .map(|(_, value)| value.trim())
+        .filter(|value| !value.is_empty())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     #[serde(rename = "v")]
     pub version: u8,
     #[serde(rename = "sub")]
     pub user_id: String,
+    /// The hash of the session token the identity was issued for.
+    #[serde(rename = "sid")]
+    pub session_hash: String,
     #[serde(rename = "iat")]
     pub issued_at_ms: i64,
     #[serde(rename = "exp")]
@@ -32,11 +63,36 @@ pub enum IdentityError {
     BadSignature,
     Expired,
     UnsupportedVersion,
+    OtherSession,
 }
 
+/// 32 bytes as unpadded base64url: how keys travel in vars and secrets.
+pub fn decode_key(value: &str) -> Option<[u8; 32]> {
+    URL_SAFE_NO_PAD.decode(value.trim()).ok()?.try_into().ok()
+}
+
+pub fn encode_key(key: &[u8; 32]) -> String {
+    URL_SAFE_NO_PAD.encode(key)
+}
+
+#[derive(Clone)]
 pub struct IdentitySigner {
     key: SigningKey,
 }
+
+impl std::fmt::Debug for IdentitySigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdentitySigner(<redacted>)")
+    }
+}
+
+impl PartialEq for IdentitySigner {
+    fn eq(&self, other: &Self) -> bool {
+        self.verifying_key() == other.verifying_key()
+    }
+}
+
+impl Eq for IdentitySigner {}
 
 impl IdentitySigner {
     /// From the 32-byte secret seed (a Worker secret of `accounts` only).
@@ -49,12 +105,14 @@ impl IdentitySigner {
         self.key.verifying_key().to_bytes()
     }
 
-    pub fn sign(&self, user_id: &str, now_ms: i64) -> String {
+    /// An identity valid for `lifetime_ms`, capped at [`IDENTITY_TTL_MS`].
+    pub fn sign(&self, user_id: &str, session_hash: &str, now_ms: i64, lifetime_ms: i64) -> String {
         let identity = Identity {
             version: TOKEN_VERSION,
             user_id: user_id.to_string(),
+            session_hash: session_hash.to_string(),
             issued_at_ms: now_ms,
-            expires_at_ms: now_ms + IDENTITY_TTL_MS,
+            expires_at_ms: now_ms + lifetime_ms.clamp(1, IDENTITY_TTL_MS),
         };
         // Serializing a struct of strings and integers cannot fail.
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&identity).unwrap_or_default());
@@ -63,6 +121,7 @@ impl IdentitySigner {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdentityVerifier {
     key: VerifyingKey,
 }
@@ -70,6 +129,16 @@ pub struct IdentityVerifier {
 impl IdentityVerifier {
     pub fn from_public_key(bytes: &[u8; 32]) -> Option<Self> {
         VerifyingKey::from_bytes(bytes).ok().map(|key| Self { key })
+    }
+
+    /// The identity in `token` if `accounts` signed it, it has not expired, and it was issued
+    /// for the session whose token hashes to `session_hash`.
+    pub fn verify_for_session(&self, token: &str, session_hash: &str, now_ms: i64) -> Result<Identity, IdentityError> {
+        let identity = self.verify(token, now_ms)?;
+        if identity.session_hash != session_hash {
+            return Err(IdentityError::OtherSession);
+        }
+        Ok(identity)
     }
 
     pub fn verify(&self, token: &str, now_ms: i64) -> Result<Identity, IdentityError> {
@@ -107,24 +176,45 @@ mod tests {
     #[test]
     fn a_signed_identity_verifies_until_it_expires() {
         let (signer, verifier) = pair(1);
-        let token = signer.sign("user-1", 1_000);
-        let identity = verifier.verify(&token, 1_000 + IDENTITY_TTL_MS - 1).unwrap();
+        let token = signer.sign("user-1", "session-a", 1_000, IDENTITY_TTL_MS);
+        let identity = verifier.verify_for_session(&token, "session-a", 1_000 + IDENTITY_TTL_MS - 1).unwrap();
         assert_eq!((identity.user_id.as_str(), identity.issued_at_ms), ("user-1", 1_000));
         assert_eq!(verifier.verify(&token, 1_000 + IDENTITY_TTL_MS), Err(IdentityError::Expired));
+        assert_eq!(verifier.verify_for_session(&token, "session-b", 1_001), Err(IdentityError::OtherSession));
     }
 
     #[test]
     fn only_the_signing_key_makes_valid_tokens() {
         let (signer, verifier) = pair(1);
         let (other_signer, _) = pair(2);
-        assert_eq!(verifier.verify(&other_signer.sign("user-1", 0), 1), Err(IdentityError::BadSignature));
-        let token = signer.sign("user-1", 0);
+        assert_eq!(
+            verifier.verify(&other_signer.sign("user-1", "s", 0, IDENTITY_TTL_MS), 1),
+            Err(IdentityError::BadSignature)
+        );
+        let token = signer.sign("user-1", "s", 0, IDENTITY_TTL_MS);
         let (payload, signature) = token.split_once('.').unwrap();
-        let forged_payload = URL_SAFE_NO_PAD.encode(br#"{"v":1,"sub":"admin","iat":0,"exp":99999999999}"#);
+        let forged_payload = URL_SAFE_NO_PAD.encode(br#"{"v":1,"sub":"admin","sid":"s","iat":0,"exp":99999999999}"#);
         assert_eq!(verifier.verify(&format!("{forged_payload}.{signature}"), 1), Err(IdentityError::BadSignature));
         assert_eq!(verifier.verify(&format!("{payload}.AAAA"), 1), Err(IdentityError::Malformed));
         for garbage in ["", "x", "a.b.c", "!!.!!"] {
             assert!(verifier.verify(garbage, 1).is_err(), "{garbage}");
         }
+    }
+
+    #[test]
+    fn a_short_lifetime_is_honoured_and_a_long_one_capped() {
+        let (signer, verifier) = pair(3);
+        assert_eq!(verifier.verify(&signer.sign("u", "s", 0, 1_000), 1_000), Err(IdentityError::Expired));
+        let capped = verifier.verify(&signer.sign("u", "s", 0, 10 * IDENTITY_TTL_MS), 1).unwrap();
+        assert_eq!(capped.expires_at_ms, IDENTITY_TTL_MS);
+        assert!(set_identity_cookie("t", 1_500).ends_with("Max-Age=2"));
+    }
+
+    #[test]
+    fn keys_travel_as_base64url() {
+        let (signer, _) = pair(7);
+        let public = encode_key(&signer.verifying_key());
+        assert_eq!(decode_key(&public), Some(signer.verifying_key()));
+        assert_eq!(decode_key("too-short"), None);
     }
 }

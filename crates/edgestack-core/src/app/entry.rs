@@ -1,0 +1,174 @@
+//! The entry Worker of the services shape (Level 5): routes each `/api` request to the service
+//! that owns it over a service binding, and hands `notes` the caller's identity — from the
+//! browser's identity cookie while it is valid, otherwise freshly signed by `accounts` (one
+//! hop in the same location), so most notes requests never touch the accounts database.
+
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::health::HealthReport;
+use crate::region::DEV_REGION_HEADER;
+use crate::routes::{Method, Route};
+use crate::services::Service;
+use crate::services::identity::{
+    IDENTITY_HEADER, IDENTITY_TTL_MS, clear_identity_cookie, identity_from_cookie_header, set_identity_cookie,
+};
+use crate::services::internal_api;
+
+use super::{ApiRequest, ApiResponse, Context, Platform, ServiceRequest};
+
+/// Request headers that belong to one hop, or that only the entry may set.
+const NOT_FORWARDED: &[&str] =
+    &["host", "content-length", "connection", "transfer-encoding", IDENTITY_HEADER, internal_api::VERSION_HEADER];
+
+/// How the identity for a notes request was found.
+enum IdentityOutcome {
+    /// The browser's identity cookie, still valid for its session.
+    Cookie(String),
+    /// Signed just now by `accounts`; the browser keeps it for the next minute.
+    Refreshed { token: String, lifetime_ms: i64, elapsed_ms: f64, db_requests: u64 },
+    /// No (valid) session: `notes` answers as it does to anyone signed out.
+    Anonymous,
+    /// `accounts` could not answer; its error goes to the client.
+    Failed(ApiResponse),
+}
+
+pub async fn forward<P: Platform>(platform: &P, config: &Config, request: &ApiRequest, route: &Route) -> ApiResponse {
+    let service = Service::owner_of(route);
+    let mut outgoing = ServiceRequest {
+        method: request.method,
+        url: format!("{}{}{}", request.origin, request.path, query_suffix(&request.query)),
+        headers: request.headers.iter().filter(|(name, _)| !NOT_FORWARDED.contains(&name.as_str())).cloned().collect(),
+        body: request.body.clone(),
+    }
+    .with_header(DEV_REGION_HEADER, request.region.name.as_str())
+    .with_header(internal_api::VERSION_HEADER, internal_api::CURRENT.to_string());
+    let mut timing = Vec::new();
+    let mut extra_db_requests = 0;
+    let mut set_cookie = None;
+    if service == Service::Notes && needs_identity(route) {
+        match identity(platform, config, request).await {
+            IdentityOutcome::Cookie(token) => {
+                timing.push("identity;desc=cookie".to_string());
+                outgoing = outgoing.with_header(IDENTITY_HEADER, token);
+            }
+            IdentityOutcome::Refreshed { token, lifetime_ms, elapsed_ms, db_requests } => {
+                timing.push(format!("identity;desc=refreshed;dur={elapsed_ms:.1}"));
+                extra_db_requests = db_requests;
+                set_cookie = Some(set_identity_cookie(&token, lifetime_ms));
+                outgoing = outgoing.with_header(IDENTITY_HEADER, token);
+            }
+            IdentityOutcome::Anonymous => {
+                timing.push("identity;desc=none".to_string());
+                if request.header("cookie").and_then(identity_from_cookie_header).is_some() {
+                    set_cookie = Some(clear_identity_cookie());
+                }
+            }
+            IdentityOutcome::Failed(response) => return response,
+        }
+    }
+    let started = platform.now_ms();
+    let answer = platform.call_service(service, outgoing).await;
+    let hop_ms = platform.now_ms() - started;
+    let mut response = match answer {
+        Ok(response) => response,
+        Err(error) => {
+            platform.log(&format!("{} service call failed: {error}", service.as_str()));
+            return ApiResponse::error(&unavailable(service));
+        }
+    };
+    timing.push(format!("hop;desc={};dur={hop_ms:.1}", service.as_str()));
+    let service_timing = response.header("server-timing").map(str::to_string);
+    let db_requests = response.header("x-edgestack-db-requests").and_then(|count| count.parse::<u64>().ok());
+    response.headers.retain(|(name, _)| {
+        !name.eq_ignore_ascii_case("server-timing") && !name.eq_ignore_ascii_case("x-edgestack-db-requests")
+    });
+    let timing = service_timing.into_iter().chain(timing).collect::<Vec<_>>().join(", ");
+    response = response
+        .with_header("Server-Timing", timing)
+        .with_header("x-edgestack-db-requests", (db_requests.unwrap_or(0) + extra_db_requests).to_string());
+    match set_cookie {
+        Some(cookie) => response.with_header("Set-Cookie", cookie),
+        None => response,
+    }
+}
+
+/// The public feed and public notes answer the same for everyone: no identity, no hop.
+fn needs_identity(route: &Route) -> bool {
+    !matches!(route, Route::ListPublicNotes | Route::GetPublicNote(_))
+}
+
+fn query_suffix(query: &str) -> String {
+    if query.is_empty() { String::new() } else { format!("?{query}") }
+}
+
+fn unavailable(service: Service) -> ApiError {
+    ApiError::new(
+        503,
+        "service_unavailable",
+        format!("the {} service is not reachable; try again shortly", service.as_str()),
+    )
+    .with_header("Retry-After", "5")
+}
+
+async fn identity<P: Platform>(platform: &P, config: &Config, request: &ApiRequest) -> IdentityOutcome {
+    let Some(session) = request.session_token() else {
+        return IdentityOutcome::Anonymous;
+    };
+    let cookies = request.header("cookie").unwrap_or_default();
+    if let (Some(token), Some(verifier)) = (identity_from_cookie_header(cookies), &config.identity_verifier)
+        && verifier.verify_for_session(token, &session.hash(), request.now_ms).is_ok()
+    {
+        return IdentityOutcome::Cookie(token.to_string());
+    }
+    let refresh = ServiceRequest::internal(Method::Post, "/internal/identity")
+        .with_header("cookie", cookies)
+        .with_header(DEV_REGION_HEADER, request.region.name.as_str());
+    let started = platform.now_ms();
+    let answer = platform.call_service(Service::Accounts, refresh).await;
+    let elapsed_ms = platform.now_ms() - started;
+    match answer {
+        Ok(response) if response.status == 200 => {
+            let body = serde_json::from_slice::<Value>(&response.body).unwrap_or_default();
+            let token = body["identity"].as_str().map(str::to_string);
+            let lifetime_ms = body["lifetime_ms"].as_i64().unwrap_or(IDENTITY_TTL_MS);
+            let db_requests = response.header("x-edgestack-db-requests").and_then(|n| n.parse().ok()).unwrap_or(0);
+            match token {
+                Some(token) => IdentityOutcome::Refreshed { token, lifetime_ms, elapsed_ms, db_requests },
+                None => IdentityOutcome::Failed(ApiResponse::error(&ApiError::new(
+                    502,
+                    "service_error",
+                    "the accounts service gave an unexpected answer",
+                ))),
+            }
+        }
+        Ok(response) if response.status == 401 => IdentityOutcome::Anonymous,
+        Ok(response) => IdentityOutcome::Failed(response),
+        Err(error) => {
+            platform.log(&format!("identity refresh failed: {error}"));
+            IdentityOutcome::Failed(ApiResponse::error(&unavailable(Service::Accounts)))
+        }
+    }
+}
+
+/// The entry's `/api/health`: its own report, plus each service's (version, database), so a
+/// release can see which version of every service is serving.
+pub async fn health<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
+    let request = context.request;
+    let mut report = serde_json::to_value(HealthReport::new(context.config, &request.version, &request.region))
+        .map_err(|_| ApiError::internal())?;
+    let mut all_configured = true;
+    for service in [Service::Accounts, Service::Notes] {
+        let probe = ServiceRequest::internal(Method::Get, "/internal/health")
+            .with_header(DEV_REGION_HEADER, request.region.name.as_str());
+        let answer = match context.platform.call_service(service, probe).await {
+            Ok(response) if response.status == 200 => serde_json::from_slice::<Value>(&response.body).ok(),
+            _ => None,
+        };
+        all_configured &= answer.as_ref().is_some_and(|health| health["database"] == "configured");
+        report["services"][service.as_str()] = answer.unwrap_or_else(|| serde_json::json!({ "status": "unreachable" }));
+    }
+    report["database"] = Value::from(if all_configured { "configured" } else { "not_configured" });
+    ApiResponse::json(200, &report)
+}
