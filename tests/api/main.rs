@@ -3,6 +3,7 @@
 
 mod accounts;
 mod browser;
+mod contract;
 mod edge;
 mod errors;
 mod health;

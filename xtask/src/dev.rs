@@ -1,11 +1,14 @@
 //! `cargo xtask dev`: the whole stack on this machine — a local libSQL primary and read
 //! replicas for `eu` and `ap` (kept in `.devdb/`), migrations applied, and `wrangler dev` in
 //! the foreground on port 8787. Send `x-edgestack-region: eu` to read through a replica.
+//! `--services` starts the Level 5 shape instead: an accounts and a notes database (each a
+//! primary with replicas) and the entry, accounts and notes Workers in one `wrangler dev`.
 
 use std::path::Path;
 use std::process::Command;
 
 use local_stack::devdb::DevDb;
+use local_stack::services::{ServiceVars, prepare_committed_configs};
 
 use crate::tools::{Toolchain, hex, run};
 use crate::{Result, build};
@@ -13,34 +16,91 @@ use crate::{Result, build};
 /// Regions that get a local read replica; the primary stands in `na`.
 const LOCAL_REPLICA_REGIONS: [&str; 2] = ["eu", "ap"];
 
-pub fn run_dev_stack() -> Result {
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Levels 1–4: one Worker, one database.
+    Monolith,
+    /// Level 5: entry, accounts and notes Workers; accounts and notes own a database each.
+    Services,
+}
+
+/// A local primary with replicas, kept in `.devdb/<name>` between runs.
+struct LocalDatabase {
+    primary: DevDb,
+    // Held so the replicas live as long as the stack.
+    replicas: Vec<(&'static str, DevDb)>,
+}
+
+impl LocalDatabase {
+    fn start(data: &Path, token: &str, migrations: &Path) -> Result<Self> {
+        std::fs::create_dir_all(data).map_err(|e| format!("{}: {e}", data.display()))?;
+        let primary =
+            DevDb::start_persistent(token, &data.join("primary.db"), vec!["--role".into(), "primary".into()])?;
+        primary.migrate_dir(migrations)?;
+        eprintln!("xtask: libSQL primary (na) on {} (data in {})", primary.url, data.display());
+        let mut replicas = Vec::new();
+        for region in LOCAL_REPLICA_REGIONS {
+            let role = vec!["--role".into(), "replica".into(), "--primary".into(), primary.url.clone()];
+            let replica = DevDb::start_persistent(token, &data.join(format!("replica-{region}.db")), role)?;
+            eprintln!("xtask: libSQL replica ({region}) on {}", replica.url);
+            replicas.push((region, replica));
+        }
+        Ok(Self { primary, replicas })
+    }
+
+    fn vars(&self, token: &str) -> Vec<(String, String)> {
+        let replicas: Vec<String> =
+            self.replicas.iter().map(|(region, replica)| format!("{region}={}", replica.url)).collect();
+        vec![
+            ("LIBSQL_PRIMARY_URL".into(), self.primary.url.clone()),
+            ("LIBSQL_AUTH_TOKEN".into(), token.to_string()),
+            ("LIBSQL_REPLICAS".into(), replicas.join(",")),
+        ]
+    }
+}
+
+pub fn run_dev_stack(shape: Shape) -> Result {
     let toolchain = Toolchain::ensure()?;
     build::build_worker(&toolchain)?;
     ensure_dev_vars(&toolchain.root)?;
     let data = toolchain.root.join(".devdb");
     let token = local_token(&data)?;
-    let primary = DevDb::start_persistent(&token, &data.join("primary.db"), vec!["--role".into(), "primary".into()])?;
-    primary.migrate()?;
-    eprintln!("xtask: libSQL primary (na) on {} (data in .devdb/)", primary.url);
-    let mut replicas = Vec::new();
-    for region in LOCAL_REPLICA_REGIONS {
-        let role = vec!["--role".into(), "replica".into(), "--primary".into(), primary.url.clone()];
-        let replica = DevDb::start_persistent(&token, &data.join(format!("replica-{region}.db")), role)?;
-        eprintln!("xtask: libSQL replica ({region}) on {}", replica.url);
-        replicas.push((region, replica));
-    }
-    let replica_list: Vec<String> =
-        replicas.iter().map(|(region, replica)| format!("{region}={}", replica.url)).collect();
+    let migrations = toolchain.root.join("migrations");
     let mut command = Command::new(&toolchain.node);
-    command
-        .current_dir(&toolchain.root)
-        .arg(toolchain.root.join("node_modules/wrangler/bin/wrangler.js"))
-        .args(["dev", "--ip", "127.0.0.1", "--port", "8787"])
-        .args(["--var", &format!("LIBSQL_PRIMARY_URL:{}", primary.url)])
-        .args(["--var", &format!("LIBSQL_AUTH_TOKEN:{token}")])
-        .args(["--var", &format!("LIBSQL_REPLICAS:{}", replica_list.join(","))]);
+    command.current_dir(&toolchain.root).arg(toolchain.root.join("node_modules/wrangler/bin/wrangler.js")).args([
+        "dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        "8787",
+        "--test-scheduled",
+    ]);
+    // Held until wrangler exits; the databases stop when they drop.
+    let mut databases = Vec::new();
+    match shape {
+        Shape::Monolith => {
+            let database = LocalDatabase::start(&data, &token, &migrations)?;
+            for (name, value) in database.vars(&token) {
+                command.arg("--var").arg(format!("{name}:{value}"));
+            }
+            databases.push(database);
+        }
+        Shape::Services => {
+            let accounts = LocalDatabase::start(&data.join("accounts"), &token, &migrations.join("accounts"))?;
+            let notes = LocalDatabase::start(&data.join("notes"), &token, &migrations.join("notes"))?;
+            let vars = ServiceVars {
+                shared: vec![("EDGESTACK_ENV".into(), "development".into())],
+                accounts_database: accounts.vars(&token),
+                notes_database: notes.vars(&token),
+            };
+            for config in prepare_committed_configs(&vars)? {
+                command.arg("--config").arg(config);
+            }
+            eprintln!("xtask: entry, accounts and notes Workers (services/*/wrangler.toml, .dev.vars written beside)");
+            databases.extend([accounts, notes]);
+        }
+    }
     toolchain.apply_env(&mut command);
-    // The databases stop with this process (their guards drop) once wrangler exits.
     run(&mut command)
 }
 

@@ -17,6 +17,7 @@ commands:
   build          assets + the wasm worker (skipped when no input changed)
   build-gateway  the local canary gateway worker in gateway/ (skipped when no input changed)
   dev            start the whole stack locally and run `wrangler dev` in the foreground
+  dev --services the same in the Level 5 shape: entry, accounts and notes Workers, a database each
   test           set up, build, and run every test
   release ...    the release command: deploy (staged, gated), migrations check, compat (docs/releases.md)
   bench startup  print the worker's wasm size and `wrangler dev` start → first 200
@@ -34,7 +35,8 @@ fn main() -> ExitCode {
         ["build"] => tools::Toolchain::ensure().and_then(|toolchain| build::build_worker(&toolchain)),
         ["build-gateway"] => tools::Toolchain::ensure().and_then(|toolchain| build::build_gateway(&toolchain)),
         ["release", rest @ ..] => run_release(rest),
-        ["dev"] => dev::run_dev_stack(),
+        ["dev"] => dev::run_dev_stack(dev::Shape::Monolith),
+        ["dev", "--services"] => dev::run_dev_stack(dev::Shape::Services),
         ["test", rest @ ..] => run_tests(rest),
         ["bench", "startup"] => bench::startup(),
         ["bench", "app"] => bench::app(),
@@ -64,6 +66,18 @@ fn run_tests(extra_args: &[&str]) -> Result {
             .current_dir(&toolchain.root)
             .args(["test", "--workspace", "--locked"])
             .args(extra_args),
+    )?;
+    // The API and browser suites again, against the services shape (Level 5). `edge` pins the
+    // single Worker (Level 4 on one database); `services` and `contract` pin the services shape.
+    let separator: &[&str] = if extra_args.contains(&"--") { &[] } else { &["--"] };
+    tools::run(
+        std::process::Command::new(tools::cargo())
+            .current_dir(&toolchain.root)
+            .env("EDGESTACK_SHAPE", "services")
+            .args(["test", "--locked", "--package", "edgestack", "--test", "api"])
+            .args(extra_args)
+            .args(separator)
+            .args(["--skip", "edge::", "--skip", "services::", "--skip", "contract::"]),
     )
 }
 

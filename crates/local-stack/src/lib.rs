@@ -6,6 +6,7 @@
 pub mod devdb;
 pub mod latency_proxy;
 pub mod node;
+pub mod previous;
 pub mod process;
 pub mod services;
 pub mod wrangler;

@@ -1,8 +1,6 @@
 //! The simulated world of the region lab: regions, the round trips between them, and the
 //! configurations (talk levels) that are measured.
 
-use std::path::PathBuf;
-
 /// Simulated regions; each gets its own `wrangler dev` (a Cloudflare location with its own KV).
 pub const REGIONS: [&str; 3] = ["na", "eu", "ap"];
 
@@ -37,7 +35,7 @@ pub fn round_trip_table() -> Vec<(String, Vec<u64>)> {
 
 /// One measured setup of the stack. Adding a level is adding an entry to [`configurations`]:
 /// what the worker is told (vars), where replicas are, and which wrangler configs make up the
-/// deployment (Level 5 will list several Workers — the app split into services — here).
+/// deployment (Level 5: the app split into services).
 #[derive(Debug, Clone)]
 pub struct Configuration {
     /// Short stable key for JSON and file names, e.g. `level-1`.
@@ -49,15 +47,21 @@ pub struct Configuration {
     pub replica_regions: Vec<&'static str>,
     /// `READ_CACHE=on`: the worker's memory + KV cache for public reads.
     pub read_cache: bool,
-    /// The wrangler configs started per region (several run several Workers in one session).
-    pub wrangler_configs: Vec<PathBuf>,
-    /// Extra vars a configuration needs beyond the data path's (e.g. service bindings' settings).
-    pub extra_vars: Vec<(String, String)>,
+    pub deployment: Deployment,
+}
+
+/// What runs per region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deployment {
+    /// Levels 1–4: the single Worker (`wrangler.toml`) on one database.
+    OneWorker,
+    /// Level 5: entry, accounts and notes Workers (`services/`), accounts and notes each on its
+    /// own database with the same replica regions.
+    Services,
 }
 
 /// Every configuration the lab knows, in the order they are run and shown.
 pub fn configurations() -> Vec<Configuration> {
-    let main_worker = vec![local_stack::workspace_root().join("wrangler.toml")];
     vec![
         Configuration {
             key: "level-1",
@@ -65,8 +69,7 @@ pub fn configurations() -> Vec<Configuration> {
             description: "primary only, no cache",
             replica_regions: Vec::new(),
             read_cache: false,
-            wrangler_configs: main_worker.clone(),
-            extra_vars: Vec::new(),
+            deployment: Deployment::OneWorker,
         },
         Configuration {
             key: "level-3",
@@ -74,8 +77,7 @@ pub fn configurations() -> Vec<Configuration> {
             description: "primary only + memory/KV read cache",
             replica_regions: Vec::new(),
             read_cache: true,
-            wrangler_configs: main_worker.clone(),
-            extra_vars: Vec::new(),
+            deployment: Deployment::OneWorker,
         },
         Configuration {
             key: "level-4",
@@ -83,8 +85,15 @@ pub fn configurations() -> Vec<Configuration> {
             description: "read cache + replicas in eu and ap",
             replica_regions: vec!["eu", "ap"],
             read_cache: true,
-            wrangler_configs: main_worker,
-            extra_vars: Vec::new(),
+            deployment: Deployment::OneWorker,
+        },
+        Configuration {
+            key: "level-5",
+            label: "Level 5",
+            description: "services: entry + accounts + notes, a database each, replicas in eu and ap",
+            replica_regions: vec!["eu", "ap"],
+            read_cache: true,
+            deployment: Deployment::Services,
         },
     ]
 }

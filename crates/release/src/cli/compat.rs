@@ -120,13 +120,7 @@ impl Step {
                     std::fs::remove_dir_all(into).map_err(|e| io("migrations", e))?;
                 }
                 std::fs::create_dir_all(into).map_err(|e| io("migrations", e))?;
-                for entry in std::fs::read_dir(from).map_err(|e| io("migrations", e))? {
-                    let path = entry.map_err(|e| io("migrations", e))?.path();
-                    if let Some(name) = path.file_name() {
-                        std::fs::copy(&path, into.join(name)).map_err(|e| io("migrations", e))?;
-                    }
-                }
-                Ok(())
+                copy_tree(from, into).map_err(|e| io("migrations", e))
             }
             Self::Link { target, link } => {
                 let lock = |folder: &Path| folder.parent().map(|dir| std::fs::read(dir.join("package-lock.json")).ok());
@@ -152,6 +146,21 @@ impl Step {
             }
         }
     }
+}
+
+/// `from`'s files and folders (the services' `migrations/accounts`, `migrations/notes`) into `into`.
+fn copy_tree(from: &Path, into: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(into)?;
+    for entry in std::fs::read_dir(from)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name() else { continue };
+        if path.is_dir() {
+            copy_tree(&path, &into.join(name))?;
+        } else {
+            std::fs::copy(&path, into.join(name))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,82 @@
+//! A previous release's worker build, for contract tests: the revision is exported with
+//! `git archive` (read-only, no worktree) into `target/compat/<revision>` and built there with
+//! its own `cargo xtask build`, in a target folder shared by such builds (`target/compat/target`).
+//! A build that exists already is reused: a revision never changes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::workspace_root;
+
+/// `build/index.js` of `revision`'s worker, built if needed.
+pub fn worker_build(revision: &str) -> Result<PathBuf, String> {
+    if revision.is_empty() || !revision.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("`{revision}` is not a commit hash"));
+    }
+    let root = workspace_root();
+    let tree = root.join("target/compat").join(revision);
+    let main = tree.join("build/index.js");
+    if main.is_file() && tree.join(".built").is_file() {
+        return Ok(main);
+    }
+    have_commit(&root, revision)?;
+    if tree.exists() {
+        std::fs::remove_dir_all(&tree).map_err(|e| format!("{}: {e}", tree.display()))?;
+    }
+    export(&root, revision, &tree)?;
+    // npm packages are not in git; the current ones serve when the lock file is the same.
+    if std::fs::read(root.join("package-lock.json")).ok() == std::fs::read(tree.join("package-lock.json")).ok() {
+        std::os::unix::fs::symlink(root.join("node_modules"), tree.join("node_modules"))
+            .map_err(|e| format!("ln -s node_modules: {e}"))?;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&tree)
+        .args(["xtask", "build"])
+        .env("CARGO_TARGET_DIR", root.join("target/compat/target"))
+        .status()
+        .map_err(|e| format!("cargo xtask build: {e}"))?;
+    if !status.success() {
+        return Err(format!("building {revision} failed: {status}"));
+    }
+    std::fs::write(tree.join(".built"), revision).map_err(|e| e.to_string())?;
+    Ok(main)
+}
+
+/// A shallow clone may lack the revision; fetching it is the one way to get it back.
+fn have_commit(root: &Path, revision: &str) -> Result<(), String> {
+    let present = |root: &Path| {
+        Command::new("git")
+            .current_dir(root)
+            .args(["cat-file", "-e", &format!("{revision}^{{commit}}")])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if present(root) {
+        return Ok(());
+    }
+    let _ = Command::new("git").current_dir(root).args(["fetch", "--quiet", "origin", revision]).status();
+    if present(root) {
+        Ok(())
+    } else {
+        Err(format!("commit {revision} is not in this clone and could not be fetched; clone with history"))
+    }
+}
+
+fn export(root: &Path, revision: &str, into: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(into).map_err(|e| format!("{}: {e}", into.display()))?;
+    let mut archive = Command::new("git")
+        .current_dir(root)
+        .args(["archive", revision])
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("git archive: {e}"))?;
+    let stdout = archive.stdout.take().ok_or("git archive: no output")?;
+    let untarred = Command::new("tar").arg("-x").arg("-C").arg(into).stdin(stdout).status();
+    let archived = archive.wait().map_err(|e| format!("git archive: {e}"))?;
+    match untarred {
+        Ok(untarred) if untarred.success() && archived.success() => Ok(()),
+        other => Err(format!("exporting {revision} failed (git: {archived}, tar: {other:?})")),
+    }
+}
