@@ -18,6 +18,7 @@ commands:
   build-gateway  the local canary gateway worker in gateway/ (skipped when no input changed)
   dev            start the whole stack locally and run `wrangler dev` in the foreground
   dev --services the same in the Level 5 shape: entry, accounts and notes Workers, a database each
+  identity-keys  print a new Ed25519 pair for the services' IDENTITY_SIGNING_KEY / IDENTITY_PUBLIC_KEY
   test           set up, build, and run every test
   release ...    the release command: deploy (staged, gated), migrations check, compat (docs/releases.md)
   bench startup  print the worker's wasm size and `wrangler dev` start → first 200
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
         ["release", rest @ ..] => run_release(rest),
         ["dev"] => dev::run_dev_stack(dev::Shape::Monolith),
         ["dev", "--services"] => dev::run_dev_stack(dev::Shape::Services),
+        ["identity-keys"] => print_identity_keys(),
         ["test", rest @ ..] => run_tests(rest),
         ["bench", "startup"] => bench::startup(),
         ["bench", "app"] => bench::app(),
@@ -79,6 +81,15 @@ fn run_tests(extra_args: &[&str]) -> Result {
             .args(separator)
             .args(["--skip", "edge::", "--skip", "services::", "--skip", "contract::"]),
     )
+}
+
+/// A production key pair for the services shape (docs/services.md): the signing key is a secret
+/// of `accounts` only; the public key goes to the entry and `notes`.
+fn print_identity_keys() -> Result {
+    let (signing, public) = local_stack::services::identity_keys()?;
+    println!("IDENTITY_SIGNING_KEY={signing}");
+    println!("IDENTITY_PUBLIC_KEY={public}");
+    Ok(())
 }
 
 /// `cargo xtask release …`: the release command of docs/releases.md.
