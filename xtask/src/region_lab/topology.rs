@@ -138,7 +138,7 @@ mod tests {
         let keys = |selection| {
             select(configurations(), selection).map(|chosen| chosen.iter().map(|c| c.key).collect::<Vec<_>>())
         };
-        assert_eq!(keys(None).unwrap(), ["level-1", "level-3", "level-4"]);
+        assert_eq!(keys(None).unwrap(), ["level-1", "level-3", "level-4", "level-5"]);
         assert_eq!(keys(Some("1, level-4")).unwrap(), ["level-1", "level-4"]);
         assert!(keys(Some("9")).is_err());
     }

@@ -104,3 +104,62 @@ pub fn get_public(id: &str) -> Statement {
         vec![text(id)],
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::session::SessionAuth;
+
+    /// The highest `?N` in `sql`: SQLite refuses a statement bound with more arguments than that.
+    fn highest_placeholder(sql: &str) -> usize {
+        sql.split('?')
+            .skip(1)
+            .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn every_caller_statement(caller: &Caller) -> Vec<Statement> {
+        let note = NewNote { title: "t".into(), body: "b".into(), published: true };
+        let changes = NoteChanges { title: Some("t".into()), body: None };
+        let cursor = Cursor { timestamp: 1, id: "x".into() };
+        vec![
+            verified_owner(caller),
+            create(caller, "id", &note),
+            list_mine(caller, &cursor, 10),
+            get_mine(caller, "id"),
+            update_mine(caller, "id", &changes),
+            set_published(caller, "id", true),
+            set_published(caller, "id", false),
+            delete_mine(caller, "id"),
+        ]
+    }
+
+    #[test]
+    fn both_caller_forms_bind_exactly_their_placeholders() {
+        let session = Caller::Session(SessionAuth { token_hash: "h".into(), now: 5, active_since: 1 });
+        let verified = Caller::Verified { user_id: "u".into(), now: 5, valid_until: 9 };
+        for caller in [session, verified] {
+            for statement in every_caller_statement(&caller).into_iter().skip(usize::from(caller.session().is_some())) {
+                assert_eq!(highest_placeholder(statement.sql), statement.args.len(), "{}", statement.sql);
+            }
+        }
+    }
+
+    #[test]
+    fn the_owner_comes_from_the_caller_never_from_input() {
+        let verified = Caller::Verified { user_id: "u".into(), now: 5, valid_until: 9 };
+        for statement in every_caller_statement(&verified) {
+            assert!(
+                statement.sql.contains("deleted_owners"),
+                "a verified caller is checked against tombstones: {}",
+                statement.sql
+            );
+            assert!(statement.sql.contains("?3 > ?2"), "and against its identity's expiry: {}", statement.sql);
+        }
+        let session = Caller::Session(SessionAuth { token_hash: "h".into(), now: 5, active_since: 1 });
+        for statement in every_caller_statement(&session).into_iter().skip(1) {
+            assert!(statement.sql.contains("FROM sessions WHERE token_hash = ?1"), "{}", statement.sql);
+        }
+    }
+}
