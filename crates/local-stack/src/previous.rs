@@ -1,6 +1,7 @@
 //! A previous release's worker build, for contract tests: the revision is exported with
-//! `git archive` (read-only, no worktree) into `target/compat/<revision>` and built there with
-//! its own `cargo xtask build`, in a target folder shared by such builds (`target/compat/target`).
+//! `git archive` (read-only, no worktree) into `target/previous-release/<revision>` and built
+//! there with its own `cargo xtask build` and its own target folder: a tree's tools find their
+//! workspace by the path compiled into them, so two trees must never share a target folder.
 //! A build that exists already is reused: a revision never changes.
 
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ pub fn worker_build(revision: &str) -> Result<PathBuf, String> {
         return Err(format!("`{revision}` is not a commit hash"));
     }
     let root = workspace_root();
-    let tree = root.join("target/compat").join(revision);
+    let tree = root.join("target/previous-release").join(revision);
     let main = tree.join("build/index.js");
     if main.is_file() && tree.join(".built").is_file() {
         return Ok(main);
@@ -33,7 +34,7 @@ pub fn worker_build(revision: &str) -> Result<PathBuf, String> {
     let status = Command::new(cargo)
         .current_dir(&tree)
         .args(["xtask", "build"])
-        .env("CARGO_TARGET_DIR", root.join("target/compat/target"))
+        .env("CARGO_TARGET_DIR", tree.join("target"))
         .status()
         .map_err(|e| format!("cargo xtask build: {e}"))?;
     if !status.success() {
@@ -64,7 +65,8 @@ fn have_commit(root: &Path, revision: &str) -> Result<(), String> {
     }
 }
 
-fn export(root: &Path, revision: &str, into: &Path) -> Result<(), String> {
+/// `git archive revision | tar -x -C into`: the tree at `revision`, without touching the checkout.
+pub fn export(root: &Path, revision: &str, into: &Path) -> Result<(), String> {
     std::fs::create_dir_all(into).map_err(|e| format!("{}: {e}", into.display()))?;
     let mut archive = Command::new("git")
         .current_dir(root)

@@ -5,10 +5,11 @@
 //! tree is exported with `git archive` (read-only, no worktree), its `migrations/` replaced by
 //! the current ones, then it is built and its `tests/api` run as they are — its test harness
 //! applies `migrations/` to a fresh devdb, which is now the new schema. Cost is bounded by one
-//! build of the previous tree in its own cached target folder (`target/compat/target`).
+//! build of the previous tree in its own cached target folder (`target/compat/target-<rev>`:
+//! a tree's tools find their workspace by the path compiled into them, so trees never share one).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use super::Args;
 use super::rollout::ReleaseError;
@@ -25,8 +26,7 @@ pub fn run(args: &mut Args) -> Result<u8, ReleaseError> {
     let root = local_stack::workspace_root();
     let compat = root.join("target/compat");
     let tree = compat.join(previous.replace(['/', '~', '^'], "_"));
-    // A shared target folder reuses compiled dependencies between the two trees.
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| compat.join("target"));
+    let target_dir = compat.join(format!("target-{}", previous.replace(['/', '~', '^'], "_")));
     let migrations = migrations.unwrap_or_else(|| root.join("migrations"));
     let steps = plan(&root, &migrations, &tree, &target_dir, &previous);
     for step in &steps {
@@ -97,23 +97,7 @@ impl Step {
                 Ok(())
             }
             Self::Export { root, revision, into } => {
-                std::fs::create_dir_all(into).map_err(|e| io("mkdir", e))?;
-                let mut archive = Command::new("git")
-                    .arg("-C")
-                    .arg(root)
-                    .args(["archive", revision])
-                    .stdout(Stdio::piped())
-                    .spawn()
-                    .map_err(|e| io("git archive", e))?;
-                let stdout = archive.stdout.take().ok_or_else(|| ReleaseError("git archive: no output".into()))?;
-                let untar = Command::new("tar").arg("-x").arg("-C").arg(into).stdin(stdout).status();
-                let archived = archive.wait().map_err(|e| io("git archive", e))?;
-                let untarred = untar.map_err(|e| io("tar", e))?;
-                if archived.success() && untarred.success() {
-                    Ok(())
-                } else {
-                    Err(ReleaseError(format!("exporting {revision} failed (git: {archived}, tar: {untarred})")))
-                }
+                local_stack::previous::export(root, revision, into).map_err(ReleaseError)
             }
             Self::ReplaceMigrations { from, into } => {
                 if into.exists() {
