@@ -209,3 +209,46 @@ fn deleting_an_account_needs_its_password_and_removes_its_sessions_and_notes() {
     assert_eq!(other_device.send("GET", &format!("/api/notes/{private}"), None).status, 401);
     assert_eq!(client.sign_up(&email, PASSWORD).status, 201, "the email is free again");
 }
+
+#[test]
+fn account_deletion_refuses_bad_input_with_json_errors_and_keeps_the_account() {
+    let app = spawn_app();
+    let (client, email) = app.signed_up_client();
+    let note = client.create_note("kept", "through every bad request");
+    let cookie = format!("__Host-edgestack_session={}", client.cookie().unwrap());
+    let oversized = format!(r#"{{"password": "{}"}}"#, "x".repeat(70 * 1024));
+    let cases: [(&str, &[u8], u16); 7] = [
+        ("application/json", b"{not json", 400),
+        ("application/json", b"null", 400),
+        ("application/json", br#"{"password": 12345}"#, 400),
+        ("application/json", br#"{"password": "correct horse battery staple", "admin": true}"#, 400),
+        ("application/json", br#"{"password": "' OR 1=1 --"}"#, 401),
+        ("text/plain", br#"{"password": "correct horse battery staple"}"#, 415),
+        ("application/json", oversized.as_bytes(), 413),
+    ];
+    for (content_type, body, status) in cases {
+        let response = app.request(
+            "DELETE",
+            "/api/me",
+            &[("content-type", content_type), ("x-edgestack-client", "1"), ("cookie", &cookie)],
+            Some(body),
+        );
+        assert_eq!(
+            response.status,
+            status,
+            "{content_type} {}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(60)]),
+            response.text()
+        );
+        assert!(!response.error_code().is_empty());
+    }
+    // A garbage identity cookie (or one a client makes up) is never taken for an identity.
+    let garbage = format!("{cookie}; __Host-edgestack_identity=eyJ2IjoxfQ.AAAA");
+    let listed = app.request("GET", "/api/notes", &[("x-edgestack-client", "1"), ("cookie", &garbage)], None);
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    assert_eq!(listed.json()["notes"][0]["id"], note.as_str());
+
+    assert_eq!(client.send("GET", "/api/me", None).status, 200, "the account is still there");
+    assert_eq!(app.query_text(&format!("SELECT id FROM notes WHERE id = '{note}'")), vec![note.clone()]);
+    assert_eq!(app.client().sign_in(&email, PASSWORD).status, 200);
+}
