@@ -63,7 +63,8 @@ extern "C" {
 
 /// Fires `service`'s `scheduled` handler with `event`'s cron and time.
 pub async fn relay_scheduled(env: &Env, service: Service, event: &ScheduledEvent) -> Result<(), String> {
-    let target: ScheduledTarget = env.service(service.binding()).map_err(|e| e.to_string())?.into_rpc();
+    let binding = service.binding().ok_or_else(|| format!("{} has no binding", service.as_str()))?;
+    let target: ScheduledTarget = env.service(binding).map_err(|e| e.to_string())?.into_rpc();
     let options = Object::new();
     let set = |name: &str, value: JsValue| Reflect::set(&options, &JsValue::from_str(name), &value).map(|_| ());
     set("cron", JsValue::from_str(&event.cron())).map_err(|e| format!("{e:?}"))?;

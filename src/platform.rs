@@ -151,8 +151,8 @@ impl Platform for WorkerPlatform<'_> {
     }
 
     async fn call_service(&self, service: Service, request: ServiceRequest) -> Result<ApiResponse, String> {
-        let fetcher =
-            self.env.service(service.binding()).map_err(|e| format!("no {} binding: {e}", service.binding()))?;
+        let binding = service.binding().ok_or_else(|| format!("{} has no binding", service.as_str()))?;
+        let fetcher = self.env.service(binding).map_err(|e| format!("no {binding} binding: {e}"))?;
         let headers = Headers::new();
         for (name, value) in &request.headers {
             headers.append(name, value).map_err(|e| e.to_string())?;

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use local_stack::devdb::DevDb;
-use local_stack::services::ServiceVars;
+use local_stack::services::{ACCOUNTS_MIGRATIONS, NOTES_MIGRATIONS, ServiceVars};
 use local_stack::wrangler::{WranglerDev, WranglerDevOptions};
 use serde_json::{Value, json};
 
@@ -111,20 +111,16 @@ fn migrated_primary(migrations: &str) -> DevDb {
     db
 }
 
-fn database_vars(db: &DevDb) -> Vec<(String, String)> {
-    vec![("LIBSQL_PRIMARY_URL".into(), db.url.clone()), ("LIBSQL_AUTH_TOKEN".into(), db.token.clone())]
-}
-
 /// The services shape: an accounts and a notes database (each migrated from its own folder)
 /// and the three Workers in one `wrangler dev`. `edit(worker, config)` may change a config.
 pub fn spawn_services_with(vars: &[(&str, &str)], edit: impl Fn(&str, String) -> String) -> TestApp {
-    let accounts = migrated_primary("migrations/accounts");
-    let notes = migrated_primary("migrations/notes");
+    let accounts = migrated_primary(ACCOUNTS_MIGRATIONS);
+    let notes = migrated_primary(NOTES_MIGRATIONS);
     let configs_dir = tempfile::Builder::new().prefix("edgestack-services-").tempdir().unwrap();
     let service_vars = ServiceVars {
         shared: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        accounts_database: database_vars(&accounts),
-        notes_database: database_vars(&notes),
+        accounts_database: accounts.worker_vars(),
+        notes_database: notes.worker_vars(),
     };
     let configs =
         local_stack::services::write_configs(configs_dir.path(), &service_vars, edit).unwrap_or_else(|e| panic!("{e}"));
@@ -187,11 +183,8 @@ pub fn spawn_app_from_config(
         .collect();
     let replica_list: Vec<String> =
         replicas.iter().map(|(region, replica)| format!("{region}={}", replica.url)).collect();
-    let mut all_vars: Vec<(String, String)> = vec![
-        ("LIBSQL_PRIMARY_URL".into(), db.url.clone()),
-        ("LIBSQL_AUTH_TOKEN".into(), db.token.clone()),
-        ("LIBSQL_REPLICAS".into(), replica_list.join(",")),
-    ];
+    let mut all_vars = db.worker_vars();
+    all_vars.push(("LIBSQL_REPLICAS".into(), replica_list.join(",")));
     all_vars.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let options = WranglerDevOptions { configs: vec![config], vars: all_vars, ..WranglerDevOptions::default() };
     let dev = WranglerDev::start(options).unwrap_or_else(|e| panic!("{e}"));

@@ -46,11 +46,7 @@ pub fn app() -> Result {
     let db = local_stack::devdb::DevDb::start_primary(&token, 0)?;
     db.migrate()?;
     let options = WranglerDevOptions {
-        vars: vec![
-            ("LIBSQL_PRIMARY_URL".into(), db.url.clone()),
-            ("LIBSQL_AUTH_TOKEN".into(), db.token.clone()),
-            ("EDGESTACK_ENV".into(), "development".into()),
-        ],
+        vars: [db.worker_vars(), vec![("EDGESTACK_ENV".into(), "development".into())]].concat(),
         ..WranglerDevOptions::default()
     };
     let dev = WranglerDev::start(options).map_err(|e| e.to_string())?;

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use local_stack::devdb::DevDb;
-use local_stack::services::{ServiceVars, prepare_committed_configs};
+use local_stack::services::{ACCOUNTS_MIGRATIONS, NOTES_MIGRATIONS, ServiceVars, prepare_committed_configs};
 
 use crate::tools::{Toolchain, hex, run};
 use crate::{Result, build};
@@ -48,14 +48,12 @@ impl LocalDatabase {
         Ok(Self { primary, replicas })
     }
 
-    fn vars(&self, token: &str) -> Vec<(String, String)> {
+    fn vars(&self) -> Vec<(String, String)> {
         let replicas: Vec<String> =
             self.replicas.iter().map(|(region, replica)| format!("{region}={}", replica.url)).collect();
-        vec![
-            ("LIBSQL_PRIMARY_URL".into(), self.primary.url.clone()),
-            ("LIBSQL_AUTH_TOKEN".into(), token.to_string()),
-            ("LIBSQL_REPLICAS".into(), replicas.join(",")),
-        ]
+        let mut vars = self.primary.worker_vars();
+        vars.push(("LIBSQL_REPLICAS".into(), replicas.join(",")));
+        vars
     }
 }
 
@@ -65,7 +63,7 @@ pub fn run_dev_stack(shape: Shape) -> Result {
     ensure_dev_vars(&toolchain.root)?;
     let data = toolchain.root.join(".devdb");
     let token = local_token(&data)?;
-    let migrations = toolchain.root.join("migrations");
+    let root = &toolchain.root;
     let mut command = Command::new(&toolchain.node);
     command.current_dir(&toolchain.root).arg(toolchain.root.join("node_modules/wrangler/bin/wrangler.js")).args([
         "dev",
@@ -79,19 +77,19 @@ pub fn run_dev_stack(shape: Shape) -> Result {
     let mut databases = Vec::new();
     match shape {
         Shape::Monolith => {
-            let database = LocalDatabase::start(&data, &token, &migrations)?;
-            for (name, value) in database.vars(&token) {
+            let database = LocalDatabase::start(&data, &token, &root.join("migrations"))?;
+            for (name, value) in database.vars() {
                 command.arg("--var").arg(format!("{name}:{value}"));
             }
             databases.push(database);
         }
         Shape::Services => {
-            let accounts = LocalDatabase::start(&data.join("accounts"), &token, &migrations.join("accounts"))?;
-            let notes = LocalDatabase::start(&data.join("notes"), &token, &migrations.join("notes"))?;
+            let accounts = LocalDatabase::start(&data.join("accounts"), &token, &root.join(ACCOUNTS_MIGRATIONS))?;
+            let notes = LocalDatabase::start(&data.join("notes"), &token, &root.join(NOTES_MIGRATIONS))?;
             let vars = ServiceVars {
                 shared: vec![("EDGESTACK_ENV".into(), "development".into())],
-                accounts_database: accounts.vars(&token),
-                notes_database: notes.vars(&token),
+                accounts_database: accounts.vars(),
+                notes_database: notes.vars(),
             };
             for config in prepare_committed_configs(&vars)? {
                 command.arg("--config").arg(config);

@@ -122,6 +122,11 @@ impl DevDb {
         }
     }
 
+    /// The vars that make a worker use this server as its primary.
+    pub fn worker_vars(&self) -> Vec<(String, String)> {
+        vec![("LIBSQL_PRIMARY_URL".into(), self.url.clone()), ("LIBSQL_AUTH_TOKEN".into(), self.token.clone())]
+    }
+
     /// Applies the single Worker's `migrations/` through the real libSQL client.
     pub fn migrate(&self) -> Result<(), String> {
         self.migrate_dir(&workspace_root().join("migrations"))

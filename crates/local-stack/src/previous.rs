@@ -25,11 +25,7 @@ pub fn worker_build(revision: &str) -> Result<PathBuf, String> {
         std::fs::remove_dir_all(&tree).map_err(|e| format!("{}: {e}", tree.display()))?;
     }
     export(&root, revision, &tree)?;
-    // npm packages are not in git; the current ones serve when the lock file is the same.
-    if std::fs::read(root.join("package-lock.json")).ok() == std::fs::read(tree.join("package-lock.json")).ok() {
-        std::os::unix::fs::symlink(root.join("node_modules"), tree.join("node_modules"))
-            .map_err(|e| format!("ln -s node_modules: {e}"))?;
-    }
+    link_node_modules(&root, &tree)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&tree)
@@ -42,6 +38,17 @@ pub fn worker_build(revision: &str) -> Result<PathBuf, String> {
     }
     std::fs::write(tree.join(".built"), revision).map_err(|e| e.to_string())?;
     Ok(main)
+}
+
+/// npm packages are not in git: `root`'s serve `tree` when both have the same lock file
+/// (otherwise the tree's own xtask runs `npm ci` in its folder).
+pub fn link_node_modules(root: &Path, tree: &Path) -> Result<(), String> {
+    let lock = |folder: &Path| std::fs::read(folder.join("package-lock.json")).ok();
+    if lock(root).is_some() && lock(root) == lock(tree) {
+        std::os::unix::fs::symlink(root.join("node_modules"), tree.join("node_modules"))
+            .map_err(|e| format!("ln -s node_modules: {e}"))?;
+    }
+    Ok(())
 }
 
 /// A shallow clone may lack the revision; fetching it is the one way to get it back.

@@ -11,6 +11,9 @@ use crate::workspace_root;
 
 /// The Workers of the services shape, entry first (the one `wrangler dev` serves).
 pub const WORKERS: [&str; 3] = ["entry", "accounts", "notes"];
+/// Each service's migrations, relative to the workspace root.
+pub const ACCOUNTS_MIGRATIONS: &str = "migrations/accounts";
+pub const NOTES_MIGRATIONS: &str = "migrations/notes";
 
 /// A fresh Ed25519 pair: `(IDENTITY_SIGNING_KEY for accounts, IDENTITY_PUBLIC_KEY for the rest)`.
 pub fn identity_keys() -> Result<(String, String), String> {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use local_stack::devdb::DevDb;
 use local_stack::latency_proxy::LatencyProxy;
-use local_stack::services::{ServiceVars, write_configs};
+use local_stack::services::{ACCOUNTS_MIGRATIONS, NOTES_MIGRATIONS, ServiceVars, write_configs};
 use local_stack::wrangler::{WranglerDev, WranglerDevOptions};
 
 use super::topology::{Configuration, Deployment, PRIMARY_REGION, REGIONS, round_trip_ms};
@@ -133,7 +133,7 @@ type EndpointUrls = BTreeMap<String, (&'static str, String)>;
 fn databases(deployment: Deployment) -> Vec<(&'static str, &'static str)> {
     match deployment {
         Deployment::OneWorker => vec![("", "migrations")],
-        Deployment::Services => vec![("accounts-", "migrations/accounts"), ("notes-", "migrations/notes")],
+        Deployment::Services => vec![("accounts-", ACCOUNTS_MIGRATIONS), ("notes-", NOTES_MIGRATIONS)],
     }
 }
 

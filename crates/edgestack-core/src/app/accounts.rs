@@ -221,14 +221,23 @@ pub(super) fn touch_if_stale<P: Platform>(
     }
 }
 
-pub async fn me<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
-    let (_, auth) = context.session()?;
+/// Answers with `answer(session token, user row)` for the signed-in user, read on the nearest
+/// replica like any signed-in read, recording activity when it is due.
+async fn for_signed_in_user<P: Platform>(
+    context: &Context<'_, P>,
+    answer: impl FnOnce(&SessionToken, Row<'_>) -> Result<ApiResponse, ApiError>,
+) -> Result<ApiResponse, ApiError> {
+    let (token, auth) = context.session()?;
     let database = context.database()?;
     let outcome = database.query(&Pipeline::read(vec![sql::session_user(&auth)])).await?;
     let rows = outcome.rows(0).map_err(|e| database.failure(e))?;
     let user = rows.first().ok_or_else(unauthenticated)?;
     touch_if_stale(context, &database, &auth, user);
-    user_response(200, user)
+    answer(&token, user)
+}
+
+pub async fn me<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
+    for_signed_in_user(context, |_, user| user_response(200, user)).await
 }
 
 /// The signed-in user's id once `password` is proven to be theirs: read from the primary (a
@@ -294,17 +303,14 @@ pub async fn delete_account<P: Platform>(context: &Context<'_, P>) -> Result<Api
 }
 
 /// Internal (entry → accounts): a signed identity for the request's session, which `notes`
-/// trusts for a minute. Checked on the nearest replica like any signed-in read.
+/// trusts for up to a minute.
 pub async fn issue_identity<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let signer = context.config.identity_signer.as_ref().ok_or_else(ApiError::internal)?;
-    let (token, auth) = context.session()?;
-    let database = context.database()?;
-    let outcome = database.query(&Pipeline::read(vec![sql::session_user(&auth)])).await?;
-    let rows = outcome.rows(0).map_err(|e| database.failure(e))?;
-    let user = rows.first().ok_or_else(unauthenticated)?;
-    touch_if_stale(context, &database, &auth, user);
-    let user_id = user.text("id").ok_or_else(missing_column)?;
-    let lifetime_ms = identity_lifetime_ms(context);
-    let identity = signer.sign(user_id, &token.hash(), context.request.now_ms, lifetime_ms);
-    ApiResponse::json(200, &serde_json::json!({ "identity": identity, "lifetime_ms": lifetime_ms }))
+    for_signed_in_user(context, |token, user| {
+        let user_id = user.text("id").ok_or_else(missing_column)?;
+        let lifetime_ms = identity_lifetime_ms(context);
+        let identity = signer.sign(user_id, &token.hash(), context.request.now_ms, lifetime_ms);
+        ApiResponse::json(200, &serde_json::json!({ "identity": identity, "lifetime_ms": lifetime_ms }))
+    })
+    .await
 }

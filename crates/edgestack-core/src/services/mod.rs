@@ -41,12 +41,12 @@ impl Service {
         }
     }
 
-    /// The service binding name the entry Worker reaches this service by.
-    pub fn binding(self) -> &'static str {
+    /// The service binding other Workers reach this service by; only services have one.
+    pub fn binding(self) -> Option<&'static str> {
         match self {
-            Self::Accounts => "ACCOUNTS",
-            Self::Notes => "NOTES",
-            Self::Monolith | Self::Entry => "SELF",
+            Self::Accounts => Some("ACCOUNTS"),
+            Self::Notes => Some("NOTES"),
+            Self::Monolith | Self::Entry => None,
         }
     }
 
@@ -88,11 +88,8 @@ impl Service {
     /// Whether this deployment answers `route` when it reaches it.
     pub fn serves(self, route: &Route) -> bool {
         match self {
-            Self::Monolith => !route.is_internal(),
-            Self::Entry => !route.is_internal(),
-            Self::Accounts | Self::Notes => {
-                *route == Route::InternalHealth || (Self::owner_of(route) == self && route != &Route::Health)
-            }
+            Self::Monolith | Self::Entry => !route.is_internal(),
+            Self::Accounts | Self::Notes => *route == Route::InternalHealth || Self::owner_of(route) == self,
         }
     }
 }

@@ -106,14 +106,10 @@ impl Step {
                 std::fs::create_dir_all(into).map_err(|e| io("migrations", e))?;
                 copy_tree(from, into).map_err(|e| io("migrations", e))
             }
-            Self::Link { target, link } => {
-                let lock = |folder: &Path| folder.parent().map(|dir| std::fs::read(dir.join("package-lock.json")).ok());
-                if lock(target).flatten().is_some() && lock(target) == lock(link) {
-                    std::os::unix::fs::symlink(target, link).map_err(|e| io("ln -s", e))
-                } else {
-                    Ok(())
-                }
-            }
+            Self::Link { target, link } => match (target.parent(), link.parent()) {
+                (Some(root), Some(tree)) => local_stack::previous::link_node_modules(root, tree).map_err(ReleaseError),
+                _ => Ok(()),
+            },
             Self::Cargo { dir, target_dir, args } => {
                 let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
                 let status = Command::new(cargo)
