@@ -19,6 +19,8 @@ use worker::{
 const CACHE_BINDING: &str = "CACHE";
 /// A KV read slower than this is abandoned for the database.
 const KV_DEADLINE: Duration = Duration::from_millis(200);
+/// KV accepts one write per second to a key (platform limit).
+const KV_WRITE_INTERVAL: Duration = Duration::from_millis(1_000);
 
 thread_local! {
     // One isolate runs one thread; module state lives as long as the isolate.
@@ -86,36 +88,34 @@ impl Platform for WorkerPlatform<'_> {
         post_pipeline(url.to_string(), token.to_string(), body, Duration::from_millis(u64::from(deadline_ms))).await
     }
 
-    async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+    async fn kv_get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, String> {
         let kv = self.env.kv(CACHE_BINDING).map_err(|e| e.to_string())?;
-        match within(KV_DEADLINE, kv.get(key).bytes()).await {
-            Some(result) => result.map_err(|e| e.to_string()),
-            None => Err(format!("no answer within {KV_DEADLINE:?}")),
-        }
+        // One bulk read (a single KV operation); cached values and floors are UTF-8 text.
+        let mut values = match within(KV_DEADLINE, kv.get_bulk(keys).text()).await {
+            Some(result) => result.map_err(|e| e.to_string())?,
+            None => return Err(format!("no answer within {KV_DEADLINE:?}")),
+        };
+        Ok(keys.iter().map(|key| values.remove(*key).flatten().map(String::into_bytes)).collect())
     }
 
     fn kv_put_in_background(&self, key: &str, value: Vec<u8>, ttl_seconds: u32) {
         let Ok(kv) = self.env.kv(CACHE_BINDING) else { return };
         let key = key.to_string();
         self.background.wait_until(Box::pin(async move {
-            let put = kv.put_bytes(&key, &value).map(|put| put.expiration_ttl(u64::from(ttl_seconds)));
-            let outcome = match put {
-                Ok(put) => put.execute().await,
-                Err(error) => Err(error),
-            };
-            // KV refuses more than one write per second per key; a lost fill only costs a miss.
-            if let Err(error) = outcome {
-                console_log!("KV put of {key} failed: {error}");
-            }
-        }));
-    }
-
-    fn kv_delete_in_background(&self, key: &str) {
-        let Ok(kv) = self.env.kv(CACHE_BINDING) else { return };
-        let key = key.to_string();
-        self.background.wait_until(Box::pin(async move {
-            if let Err(error) = kv.delete(&key).await {
-                console_log!("KV delete of {key} failed: {error}");
+            for attempt in 0..2 {
+                if attempt > 0 {
+                    // KV takes one write per second per key: the retry waits that second out.
+                    Delay::from(KV_WRITE_INTERVAL).await;
+                }
+                let put = kv.put_bytes(&key, &value).map(|put| put.expiration_ttl(u64::from(ttl_seconds)));
+                let outcome = match put {
+                    Ok(put) => put.execute().await,
+                    Err(error) => Err(error),
+                };
+                match outcome {
+                    Ok(()) => return,
+                    Err(error) => console_log!("KV put of {key} failed (attempt {}): {error}", attempt + 1),
+                }
             }
         }));
     }

@@ -14,5 +14,6 @@ pub mod proto;
 pub mod replication;
 pub mod serve;
 pub mod server;
+pub mod sim;
 pub mod state;
 pub mod streams;

@@ -1,12 +1,17 @@
-//! The read cache for public queries: a small in-isolate memory tier in front of Workers KV.
+//! The read cache for public queries: a small in-isolate memory tier in front of Workers KV,
+//! and the invalidation floors that keep both tiers from serving what a change replaced.
 //!
-//! Staleness contract (also in ARCHITECTURE.md):
-//! - an entry lives at most `KV_TTL_SECONDS` in KV and `MEMORY_TTL_MS` in an isolate;
-//! - a change to a public note deletes its key (and the feed's first page) at once, here; other
-//!   Cloudflare locations may serve the old value until KV propagates (about 60 s) plus the
-//!   memory tier's 5 s;
-//! - every entry records the replication index it was read at, and a client whose last write
-//!   is newer than that skips it: the author of a change never sees the stale value.
+//! Staleness contract (docs/edge-data-path.md):
+//! - an entry lives at most `KV_TTL_SECONDS` in KV and `MEMORY_TTL_MS` in an isolate, and
+//!   records the replication index it was read at;
+//! - a change leaves a **floor** — the change's replication index — on every scope it touches
+//!   (the note, and the whole public feed), in this isolate at once and in KV for
+//!   `FLOOR_TTL_SECONDS`. An entry below its scope's floor is never served, and a read below
+//!   the floor is never stored, so a fill from a lagging replica cannot undo an invalidation.
+//!   Floors live in their own KV keys, which fills never write: KV is last-write-wins without
+//!   compare-and-set, so a floor stored inside the entry could be overwritten by an old fill;
+//! - a client whose last write is newer than an entry skips it: the author of a change never
+//!   sees the stale value.
 
 use std::collections::HashMap;
 
@@ -16,6 +21,13 @@ pub const MEMORY_TTL_MS: f64 = 5_000.0;
 pub const MEMORY_CAPACITY: usize = 256;
 /// KV's minimum `expirationTtl`.
 pub const KV_TTL_SECONDS: u32 = 60;
+/// How long a floor is kept: longer than any entry it guards can live — filled at most the
+/// tolerated replica lag after the change (`MAX_TOLERATED_LAG_SECONDS`), then alive for
+/// `KV_TTL_SECONDS`, then cached at other edges for up to KV's 60 s `cacheTtl`.
+pub const FLOOR_TTL_SECONDS: u32 = 300;
+/// The replica lag the floors are sized for: a replica further behind than this could, after
+/// the floor has expired, refill a value older than a change it has not applied yet.
+pub const MAX_TOLERATED_LAG_SECONDS: u32 = FLOOR_TTL_SECONDS - 2 * KV_TTL_SECONDS;
 /// An isolate refills a KV key at most this often, so no key is written per request.
 const KV_REFILL_INTERVAL_MS: f64 = 10_000.0;
 
@@ -46,49 +58,129 @@ impl CachedQuery {
     }
 }
 
-pub fn public_note_key(id: &str) -> String {
-    format!("v1/public/note/{id}")
+/// What a change can make stale: one note, or the public feed (every page at once, since a
+/// change to one note moves every later page).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Note(String),
+    Feed,
 }
 
-pub fn public_feed_key(page: &PageRequest) -> String {
-    let cursor = page.after.as_ref().map_or_else(|| "first".to_string(), |cursor| cursor.encode());
-    format!("v1/public/feed/{}/{cursor}", page.limit)
+impl Scope {
+    /// The KV key of this scope's floor.
+    pub fn floor_key(&self) -> String {
+        match self {
+            Self::Note(id) => format!("v1/floor/note/{id}"),
+            Self::Feed => "v1/floor/feed".to_string(),
+        }
+    }
 }
 
-/// Keys a change to a public note makes stale everywhere: the note and the feed's first page
-/// (later pages age out with their TTL).
-pub fn keys_invalidated_by_note_change(id: &str) -> Vec<String> {
-    vec![public_note_key(id), public_feed_key(&PageRequest { limit: crate::notes::page::DEFAULT_LIMIT, after: None })]
+/// A cacheable query: its KV key and the scope whose floor guards it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheKey {
+    pub key: String,
+    pub scope: Scope,
+}
+
+impl CacheKey {
+    pub fn public_note(id: &str) -> Self {
+        Self { key: format!("v1/public/note/{id}"), scope: Scope::Note(id.to_string()) }
+    }
+
+    pub fn public_feed(page: &PageRequest) -> Self {
+        let cursor = page.after.as_ref().map_or_else(|| "first".to_string(), |cursor| cursor.encode());
+        Self { key: format!("v1/public/feed/{}/{cursor}", page.limit), scope: Scope::Feed }
+    }
+}
+
+/// The scopes a change to a public note (or a note that was public) makes stale.
+pub fn scopes_changed_by_note(id: &str) -> [Scope; 2] {
+    [Scope::Note(id.to_string()), Scope::Feed]
+}
+
+/// A floor as KV stores it: the decimal index.
+pub fn encode_floor(index: u64) -> Vec<u8> {
+    index.to_string().into_bytes()
+}
+
+pub fn decode_floor(bytes: &[u8]) -> Option<u64> {
+    std::str::from_utf8(bytes).ok()?.trim().parse().ok()
+}
+
+#[derive(Debug)]
+struct MemoryEntry {
+    expires_at: f64,
+    scope: Scope,
+    query: CachedQuery,
 }
 
 #[derive(Debug, Default)]
 pub struct MemoryCache {
-    entries: HashMap<String, (f64, CachedQuery)>,
+    entries: HashMap<String, MemoryEntry>,
+    /// `scope → (floor, expires_at)`.
+    floors: HashMap<Scope, (u64, f64)>,
     kv_filled_at: HashMap<String, f64>,
 }
 
 impl MemoryCache {
-    pub fn get(&self, key: &str, now_ms: f64) -> Option<&CachedQuery> {
-        self.entries.get(key).filter(|(expires, _)| now_ms < *expires).map(|(_, entry)| entry)
+    /// The entry for `key` if it is alive and not below its scope's floor.
+    pub fn get(&self, key: &CacheKey, now_ms: f64) -> Option<&CachedQuery> {
+        let entry = self.entries.get(&key.key).filter(|entry| now_ms < entry.expires_at)?;
+        (entry.query.replication_index >= self.floor(&key.scope, now_ms)).then_some(&entry.query)
     }
 
-    pub fn put(&mut self, key: &str, entry: CachedQuery, now_ms: f64) {
-        if self.entries.len() >= MEMORY_CAPACITY && !self.entries.contains_key(key) {
-            self.entries.retain(|_, (expires, _)| now_ms < *expires);
+    /// The highest floor this isolate knows for `scope` (0: none).
+    pub fn floor(&self, scope: &Scope, now_ms: f64) -> u64 {
+        self.floors.get(scope).filter(|(_, expires_at)| now_ms < *expires_at).map_or(0, |(floor, _)| *floor)
+    }
+
+    /// Records that `scope` changed at `index` (a floor only ever rises while it lives). When
+    /// it rises, the scope's entries are dropped and may be refilled to KV at once.
+    pub fn raise_floor(&mut self, scope: &Scope, index: u64, now_ms: f64) {
+        let expires_at = now_ms + f64::from(FLOOR_TTL_SECONDS) * 1000.0;
+        if index <= self.floor(scope, now_ms) {
+            return;
+        }
+        if self.floors.len() >= MEMORY_CAPACITY && !self.floors.contains_key(scope) {
+            self.floors.retain(|_, (_, expires)| now_ms < *expires);
+        }
+        // Still full of live floors: forgetting one only costs fills until KV's copy is read.
+        if self.floors.len() >= MEMORY_CAPACITY
+            && let Some(oldest) = self.floors.iter().min_by(|a, b| a.1.1.total_cmp(&b.1.1)).map(|(s, _)| s.clone())
+        {
+            self.floors.remove(&oldest);
+        }
+        self.floors.insert(scope.clone(), (index, expires_at));
+        let stale: Vec<String> =
+            self.entries.iter().filter(|(_, entry)| entry.scope == *scope).map(|(key, _)| key.clone()).collect();
+        for key in stale {
+            self.entries.remove(&key);
+            self.kv_filled_at.remove(&key);
+        }
+    }
+
+    /// Keeps `query` for `MEMORY_TTL_MS` unless it is below its scope's floor; `false` if refused.
+    pub fn put(&mut self, key: &CacheKey, query: CachedQuery, now_ms: f64) -> bool {
+        if query.replication_index < self.floor(&key.scope, now_ms) {
+            return false;
+        }
+        if self.entries.len() >= MEMORY_CAPACITY && !self.entries.contains_key(&key.key) {
+            self.entries.retain(|_, entry| now_ms < entry.expires_at);
             // Still full of live entries: drop the one closest to expiry.
             if self.entries.len() >= MEMORY_CAPACITY
-                && let Some(oldest) =
-                    self.entries.iter().min_by(|a, b| a.1.0.total_cmp(&b.1.0)).map(|(key, _)| key.clone())
+                && let Some(oldest) = self
+                    .entries
+                    .iter()
+                    .min_by(|a, b| a.1.expires_at.total_cmp(&b.1.expires_at))
+                    .map(|(key, _)| key.clone())
             {
                 self.entries.remove(&oldest);
             }
         }
-        self.entries.insert(key.to_string(), (now_ms + MEMORY_TTL_MS, entry));
-    }
-
-    pub fn remove(&mut self, key: &str) {
-        self.entries.remove(key);
-        self.kv_filled_at.remove(key);
+        let entry = MemoryEntry { expires_at: now_ms + MEMORY_TTL_MS, scope: key.scope.clone(), query };
+        self.entries.insert(key.key.clone(), entry);
+        true
     }
 
     /// `true` (and remembered) when this isolate may write `key` to KV now.
@@ -120,12 +212,18 @@ mod tests {
         CachedQuery { replication_index: index, body: br#"{"notes":[]}"#.to_vec() }
     }
 
+    fn note(id: &str) -> CacheKey {
+        CacheKey::public_note(id)
+    }
+
     #[test]
     fn encoding_round_trips() {
         let cached = entry(12);
         assert_eq!(CachedQuery::decode(&cached.encode()), Some(cached));
         assert_eq!(CachedQuery::decode(b"garbage"), None);
         assert_eq!(CachedQuery::decode(b"x\n{}"), None);
+        assert_eq!(decode_floor(&encode_floor(u64::MAX)), Some(u64::MAX));
+        assert_eq!(decode_floor(b"-1"), None);
     }
 
     #[test]
@@ -138,30 +236,52 @@ mod tests {
     #[test]
     fn memory_entries_expire_and_stay_bounded() {
         let mut memory = MemoryCache::default();
-        memory.put("a", entry(1), 0.0);
-        assert!(memory.get("a", MEMORY_TTL_MS - 1.0).is_some());
-        assert!(memory.get("a", MEMORY_TTL_MS).is_none());
+        memory.put(&note("a"), entry(1), 0.0);
+        assert!(memory.get(&note("a"), MEMORY_TTL_MS - 1.0).is_some());
+        assert!(memory.get(&note("a"), MEMORY_TTL_MS).is_none());
         for n in 0..MEMORY_CAPACITY + 50 {
-            memory.put(&format!("k{n}"), entry(1), n as f64);
+            memory.put(&note(&format!("k{n}")), entry(1), n as f64);
         }
         assert!(memory.len() <= MEMORY_CAPACITY);
-        assert!(memory.get(&format!("k{}", MEMORY_CAPACITY + 49), MEMORY_CAPACITY as f64 + 49.0).is_some());
+        let last = note(&format!("k{}", MEMORY_CAPACITY + 49));
+        assert!(memory.get(&last, MEMORY_CAPACITY as f64 + 49.0).is_some());
     }
 
     #[test]
-    fn kv_fills_are_throttled_per_key() {
+    fn a_floor_hides_older_entries_and_refuses_older_fills_for_its_lifetime() {
         let mut memory = MemoryCache::default();
-        assert!(memory.claim_kv_fill("k", 0.0));
-        assert!(!memory.claim_kv_fill("k", 5_000.0));
-        assert!(memory.claim_kv_fill("other", 5_000.0));
-        assert!(memory.claim_kv_fill("k", KV_REFILL_INTERVAL_MS));
-        memory.remove("k");
-        assert!(memory.claim_kv_fill("k", KV_REFILL_INTERVAL_MS + 1.0), "an invalidated key may refill");
+        let feed_page = CacheKey::public_feed(&PageRequest { limit: 5, after: None });
+        memory.put(&note("a"), entry(9), 0.0);
+        memory.put(&feed_page, entry(9), 0.0);
+        memory.raise_floor(&Scope::Feed, 10, 0.0);
+        assert!(memory.get(&feed_page, 1.0).is_none(), "every feed page is below the feed's floor");
+        assert!(memory.get(&note("a"), 1.0).is_some(), "another scope is untouched");
+        assert!(!memory.put(&feed_page, entry(9), 2.0), "a fill read before the change is refused");
+        assert!(memory.put(&feed_page, entry(10), 2.0), "a fill at the change's index is fine");
+        memory.raise_floor(&Scope::Feed, 7, 3.0);
+        assert_eq!(memory.floor(&Scope::Feed, 3.0), 10, "floors never go down");
+        let expired = f64::from(FLOOR_TTL_SECONDS) * 1000.0;
+        assert_eq!(memory.floor(&Scope::Feed, expired), 0);
     }
 
     #[test]
-    fn a_note_change_invalidates_the_note_and_the_first_feed_page() {
-        let keys = keys_invalidated_by_note_change("abc");
-        assert_eq!(keys, vec!["v1/public/note/abc".to_string(), "v1/public/feed/20/first".to_string()]);
+    fn kv_fills_are_throttled_per_key_and_reopened_by_a_new_floor() {
+        let mut memory = MemoryCache::default();
+        assert!(memory.claim_kv_fill("v1/public/note/k", 0.0));
+        assert!(!memory.claim_kv_fill("v1/public/note/k", 5_000.0));
+        assert!(memory.claim_kv_fill("other", 5_000.0));
+        assert!(memory.claim_kv_fill("v1/public/note/k", KV_REFILL_INTERVAL_MS));
+        memory.put(&note("k"), entry(1), KV_REFILL_INTERVAL_MS);
+        memory.raise_floor(&Scope::Note("k".into()), 2, KV_REFILL_INTERVAL_MS + 1.0);
+        assert!(memory.claim_kv_fill("v1/public/note/k", KV_REFILL_INTERVAL_MS + 2.0), "an invalidated key may refill");
+    }
+
+    #[test]
+    fn a_note_change_touches_the_note_and_the_whole_feed() {
+        assert_eq!(scopes_changed_by_note("abc"), [Scope::Note("abc".into()), Scope::Feed]);
+        assert_eq!(CacheKey::public_note("abc").scope.floor_key(), "v1/floor/note/abc");
+        assert_eq!(Scope::Feed.floor_key(), "v1/floor/feed");
+        let later_page = PageRequest { limit: 20, after: Some(crate::notes::Cursor { timestamp: 5, id: "x".into() }) };
+        assert_eq!(CacheKey::public_feed(&later_page).scope, Scope::Feed);
     }
 }

@@ -11,7 +11,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
-use crate::cache::{CachedQuery, KV_TTL_SECONDS, keys_invalidated_by_note_change};
+use crate::cache::{
+    CacheKey, CachedQuery, FLOOR_TTL_SECONDS, KV_TTL_SECONDS, decode_floor, encode_floor, scopes_changed_by_note,
+};
+use crate::conditional::none_match;
 use crate::error::ApiError;
 
 use super::{ApiRequest, ApiResponse, CacheStatus, Context, Platform};
@@ -20,10 +23,11 @@ use super::{ApiRequest, ApiResponse, CacheStatus, Context, Platform};
 /// ETag), so no browser or CDN copy outlives a change for its own author.
 const PUBLIC_CACHE_CONTROL: &str = "public, max-age=0, must-revalidate";
 
-/// Answers from the cache when an entry is fresh enough for this client; otherwise runs
-/// `load` (which returns the JSON body and the replication index it was read at) and fills
-/// both tiers.
-pub async fn read_through<P, F>(context: &Context<'_, P>, key: &str, load: F) -> Result<ApiResponse, ApiError>
+/// Answers from the cache when an entry is fresh enough for this client and not below its
+/// scope's floor; otherwise runs `load` (which returns the JSON body and the replication index
+/// it was read at) and fills both tiers — unless the answer is older than a change this isolate
+/// knows of, which a lagging replica may still serve but nobody may keep.
+pub async fn read_through<P, F>(context: &Context<'_, P>, key: &CacheKey, load: F) -> Result<ApiResponse, ApiError>
 where
     P: Platform,
     F: Future<Output = Result<(Vec<u8>, Option<u64>), ApiError>>,
@@ -34,47 +38,65 @@ where
         return Ok(public_json(body));
     }
     let platform = context.platform;
+    let memory = &platform.isolate().memory;
     let required = context.consistency.map(|token| token.replication_index);
-    let from_memory = platform.isolate().memory.borrow().get(key, platform.now_ms()).cloned();
+    let from_memory = memory.borrow().get(key, platform.now_ms()).cloned();
     if let Some(entry) = from_memory.filter(|entry| entry.is_fresh_for(required)) {
         context.report.borrow_mut().cache = CacheStatus::HitMemory;
         return Ok(public_json(entry.body));
     }
-    let from_kv = match platform.kv_get(key).await {
-        Ok(value) => value.and_then(|bytes| CachedQuery::decode(&bytes)),
+    let floor_key = key.scope.floor_key();
+    let from_kv = match platform.kv_get_many(&[&key.key, &floor_key]).await {
+        Ok(values) => {
+            let mut values = values.into_iter();
+            let (entry, floor) = (values.next().flatten(), values.next().flatten());
+            if let Some(floor) = floor.as_deref().and_then(decode_floor) {
+                memory.borrow_mut().raise_floor(&key.scope, floor, platform.now_ms());
+            }
+            entry.and_then(|bytes| CachedQuery::decode(&bytes))
+        }
         Err(error) => {
-            platform.log(&format!("KV read of {key} failed, reading the database: {error}"));
+            platform.log(&format!("KV read of {} failed, reading the database: {error}", key.key));
             None
         }
     };
-    if let Some(entry) = from_kv.filter(|entry| entry.is_fresh_for(required)) {
+    let above_floor =
+        |entry: &CachedQuery| entry.replication_index >= memory.borrow().floor(&key.scope, platform.now_ms());
+    if let Some(entry) = from_kv.filter(|entry| entry.is_fresh_for(required) && above_floor(entry)) {
         context.report.borrow_mut().cache = CacheStatus::HitKv;
-        platform.isolate().memory.borrow_mut().put(key, entry.clone(), platform.now_ms());
+        memory.borrow_mut().put(key, entry.clone(), platform.now_ms());
         return Ok(public_json(entry.body));
     }
     context.report.borrow_mut().cache = CacheStatus::Miss;
     let (body, replication_index) = load.await?;
     // An answer without an index cannot be proven fresh for anyone who wrote: do not keep it.
+    // The floor is read again now: a change may have landed while the database answered.
     if let Some(replication_index) = replication_index {
         let entry = CachedQuery { replication_index, body: body.clone() };
-        let mut memory = platform.isolate().memory.borrow_mut();
-        memory.put(key, entry.clone(), platform.now_ms());
-        if memory.claim_kv_fill(key, platform.now_ms()) {
-            platform.kv_put_in_background(key, entry.encode(), KV_TTL_SECONDS);
+        let mut memory = memory.borrow_mut();
+        if memory.put(key, entry.clone(), platform.now_ms()) && memory.claim_kv_fill(&key.key, platform.now_ms()) {
+            platform.kv_put_in_background(&key.key, entry.encode(), KV_TTL_SECONDS);
         }
     }
     Ok(public_json(body))
 }
 
-/// Drops what a change to note `id` made stale: here at once, in KV (other locations) as fast
-/// as KV propagates.
+/// Leaves a floor at this request's write on every scope a change to note `id` touches: here
+/// at once, in KV (other isolates and locations) as fast as KV propagates. Without a known
+/// index (a primary that reports none) the floor is the highest possible: nothing is cached in
+/// those scopes until it expires.
 pub fn invalidate_note<P: Platform>(context: &Context<'_, P>, id: &str) {
     if !context.config.data_path.read_cache {
         return;
     }
-    for key in keys_invalidated_by_note_change(id) {
-        context.platform.isolate().memory.borrow_mut().remove(&key);
-        context.platform.kv_delete_in_background(&key);
+    let platform = context.platform;
+    let index = context.report.borrow().written_index.unwrap_or(u64::MAX);
+    for scope in scopes_changed_by_note(id) {
+        let mut memory = platform.isolate().memory.borrow_mut();
+        memory.raise_floor(&scope, index, platform.now_ms());
+        // The highest floor this isolate knows, so its KV writes never lower a floor it wrote.
+        let floor = memory.floor(&scope, platform.now_ms());
+        platform.kv_put_in_background(&scope.floor_key(), encode_floor(floor), FLOOR_TTL_SECONDS);
     }
 }
 
@@ -86,9 +108,7 @@ fn public_json(body: Vec<u8>) -> ApiResponse {
 /// Adds a strong ETag and answers 304 when the client already has this body.
 pub fn conditional(request: &ApiRequest, response: ApiResponse) -> ApiResponse {
     let etag = format!("\"{}\"", URL_SAFE_NO_PAD.encode(&Sha256::digest(&response.body)[..16]));
-    let matches = request
-        .header("if-none-match")
-        .is_some_and(|value| value.split(',').any(|candidate| candidate.trim() == etag || candidate.trim() == "*"));
+    let matches = request.headers.iter().any(|(name, value)| name == "if-none-match" && none_match(value, &etag));
     if matches {
         let kept: Vec<(String, String)> =
             response.headers.into_iter().filter(|(name, _)| !name.eq_ignore_ascii_case("content-type")).collect();

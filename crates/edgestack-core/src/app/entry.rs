@@ -12,7 +12,7 @@ use crate::region::DEV_REGION_HEADER;
 use crate::routes::{Method, Route};
 use crate::services::Service;
 use crate::services::identity::{
-    IDENTITY_HEADER, IDENTITY_TTL_MS, clear_identity_cookie, identity_from_cookie_header, set_identity_cookie,
+    IDENTITY_COOKIE, IDENTITY_HEADER, IDENTITY_TTL_MS, clear_identity_cookie, set_identity_cookie,
 };
 use crate::services::internal_api;
 
@@ -61,7 +61,7 @@ pub async fn forward<P: Platform>(platform: &P, config: &Config, request: &ApiRe
             }
             IdentityOutcome::Anonymous => {
                 timing.push("identity;desc=none".to_string());
-                if request.header("cookie").and_then(identity_from_cookie_header).is_some() {
+                if request.cookies(IDENTITY_COOKIE).any(|value| !value.is_empty()) {
                     set_cookie = Some(clear_identity_cookie());
                 }
             }
@@ -116,14 +116,15 @@ async fn identity<P: Platform>(platform: &P, config: &Config, request: &ApiReque
     let Some(session) = request.session_token() else {
         return IdentityOutcome::Anonymous;
     };
-    let cookies = request.header("cookie").unwrap_or_default();
-    if let (Some(token), Some(verifier)) = (identity_from_cookie_header(cookies), &config.identity_verifier)
-        && verifier.verify_for_session(token, &session.hash(), request.now_ms).is_ok()
+    if let Some(verifier) = &config.identity_verifier
+        && let Some(token) = request
+            .cookies(IDENTITY_COOKIE)
+            .find(|token| verifier.verify_for_session(token, &session.hash(), request.now_ms).is_ok())
     {
         return IdentityOutcome::Cookie(token.to_string());
     }
     let refresh = ServiceRequest::internal(Method::Post, "/internal/identity")
-        .with_header("cookie", cookies)
+        .with_header("cookie", request.cookie_header())
         .with_header(DEV_REGION_HEADER, request.region.name.as_str());
     let started = platform.now_ms();
     let answer = platform.call_service(Service::Accounts, refresh).await;

@@ -15,10 +15,11 @@ use std::cell::RefCell;
 use serde::Serialize;
 
 use crate::accounts::password::{CURRENT_COST, PasswordHasher};
-use crate::accounts::session::{SessionAuth, SessionToken};
+use crate::accounts::session::{COOKIE_NAME as SESSION_COOKIE, SessionAuth, SessionToken};
 use crate::cache::MemoryCache;
 use crate::caller::Caller;
 use crate::config::{Config, ConfigError, InjectedFault};
+use crate::cookies;
 use crate::csrf::{self, CLIENT_HEADER, CsrfEvidence};
 use crate::datapath::{CircuitBreakers, ConsistencyToken};
 use crate::error::ApiError;
@@ -54,8 +55,23 @@ impl ApiRequest {
         self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
     }
 
+    /// The values of every cookie named `name`, from every `Cookie` field (see [`cookies`]).
+    pub fn cookies<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(|(key, _)| key.eq_ignore_ascii_case("cookie"))
+            .flat_map(move |(_, value)| cookies::values(value, name))
+    }
+
+    /// Every `Cookie` field joined into one, as a service hop forwards them.
+    pub fn cookie_header(&self) -> String {
+        let fields = self.headers.iter().filter(|(key, _)| key.eq_ignore_ascii_case("cookie"));
+        fields.map(|(_, value)| value.as_str()).collect::<Vec<_>>().join("; ")
+    }
+
+    /// The first well-formed session token among the session cookies.
     pub fn session_token(&self) -> Option<SessionToken> {
-        self.header("cookie").and_then(SessionToken::from_cookie_header)
+        self.cookies(SESSION_COOKIE).find_map(SessionToken::parse)
     }
 }
 
@@ -193,10 +209,12 @@ pub trait Platform {
         body: Vec<u8>,
         deadline_ms: u32,
     ) -> Result<Vec<u8>, crate::db::DbError>;
-    /// A KV value; errors and timeouts are `Err` and callers fall through to the database.
-    async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, String>;
+    /// The KV values of `keys`, in order, read concurrently (`None`: no such key). Errors and
+    /// timeouts of any read are `Err`; callers fall through to the database.
+    async fn kv_get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, String>;
+    /// Writes after the response. KV takes one write per second per key; a refused write is
+    /// retried once, a second later.
     fn kv_put_in_background(&self, key: &str, value: Vec<u8>, ttl_seconds: u32);
-    fn kv_delete_in_background(&self, key: &str);
     /// `true` when `key` is still within `limiter`'s budget. Counts this call.
     async fn within_rate_limit(&self, limiter: Limiter, key: &str) -> bool;
     /// Waits; used only by the injected `slow` fault.
@@ -334,13 +352,10 @@ async fn dispatch<P: Platform>(
     if config.service == Service::Entry && Service::owner_of(&route) != Service::Entry {
         return Ok(entry::forward(platform, &config, request, &route).await);
     }
-    let consistency = request.header("cookie").and_then(|cookie| {
-        ConsistencyToken::from_cookie_header(
-            cookie,
-            config.service.consistency_cookie(),
-            &config.data_path.consistency_key,
-        )
-    });
+    let consistency = ConsistencyToken::newest(
+        request.cookies(config.service.consistency_cookie()),
+        &config.data_path.consistency_key,
+    );
     let context = Context { platform, config: &config, request, report: RefCell::default(), consistency };
     let started = platform.now_ms();
     let response = route_to_handler(&context, &route).await;

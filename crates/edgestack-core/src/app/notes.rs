@@ -13,7 +13,7 @@ use crate::notes::{Cursor, NewNote, Note, NoteChanges, PageRequest, PublicNote, 
 use super::accounts::{missing_column, touch_if_stale};
 use super::cache::{invalidate_note, read_through};
 use super::{ApiResponse, Context, Database, Platform, unauthenticated};
-use crate::cache::{public_feed_key, public_note_key};
+use crate::cache::CacheKey;
 
 #[derive(Serialize)]
 struct NoteBody<T> {
@@ -184,7 +184,7 @@ pub async fn delete_all_of_owner<P: Platform>(
 pub async fn list_public<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let page = PageRequest::from_query(&context.request.query)?;
     let database = context.database()?;
-    read_through(context, &public_feed_key(&page), async {
+    read_through(context, &CacheKey::public_feed(&page), async {
         let outcome =
             database.query(&Pipeline::read(vec![sql::list_public(&page.start(), page.fetch_limit())])).await?;
         let notes = decode(rows(&database, &outcome, 0)?, PublicNote::from_row)?;
@@ -198,7 +198,7 @@ pub async fn list_public<P: Platform>(context: &Context<'_, P>) -> Result<ApiRes
 
 pub async fn get_public<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
     let database = context.database()?;
-    read_through(context, &public_note_key(id), async {
+    read_through(context, &CacheKey::public_note(id), async {
         let outcome = database.query(&Pipeline::read(vec![sql::get_public(id)])).await?;
         let note =
             decode(rows(&database, &outcome, 0)?, PublicNote::from_row)?.into_iter().next().ok_or_else(not_found)?;

@@ -37,12 +37,10 @@ impl ConsistencyToken {
         Some(Self { replication_index })
     }
 
-    pub fn from_cookie_header(header: &str, cookie_name: &str, key: &[u8]) -> Option<Self> {
-        header
-            .split(';')
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == cookie_name)
-            .and_then(|(_, value)| Self::decode(value.trim(), key))
+    /// The newest validly signed token among a request's cookie values: several can arrive
+    /// (repeated `Cookie` fields), and the newest is the one every read must honour.
+    pub fn newest<'a>(values: impl Iterator<Item = &'a str>, key: &[u8]) -> Option<Self> {
+        values.filter_map(|value| Self::decode(value, key)).max()
     }
 
     pub fn set_cookie(&self, cookie_name: &str, key: &[u8]) -> Option<String> {
@@ -75,11 +73,11 @@ mod tests {
     fn cookie_round_trip() {
         let key = b"k";
         let set = ConsistencyToken { replication_index: 7 }.set_cookie("c_notes", key).unwrap();
-        let value = set.split(';').next().unwrap();
-        let header = format!("a=b; {value}");
+        let value = set.split(';').next().unwrap().split_once('=').unwrap().1;
+        let older = ConsistencyToken { replication_index: 3 }.encode(key).unwrap();
         let token = Some(ConsistencyToken { replication_index: 7 });
-        assert_eq!(ConsistencyToken::from_cookie_header(&header, "c_notes", key), token);
-        assert_eq!(ConsistencyToken::from_cookie_header(&header, "c_accounts", key), None, "another database's");
+        assert_eq!(ConsistencyToken::newest([older.as_str(), value, "garbage"].into_iter(), key), token);
+        assert_eq!(ConsistencyToken::newest([value].into_iter(), b"another key"), None);
         assert!(set.contains("HttpOnly") && set.contains("Secure") && set.contains("Max-Age=300"));
     }
 }
