@@ -9,6 +9,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::capture;
+use crate::streams::{REAP_INTERVAL, STREAM_IDLE_EXPIRY};
 
 /// One replicated unit: the schema SQL (if the statement changed the schema) then row changes.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -34,8 +35,13 @@ mod b64 {
     }
 }
 
-/// How long a writer waits for SQLite's single write lock before reporting SQLITE_BUSY.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a writer waits for SQLite's single write lock before reporting SQLITE_BUSY. It
+/// outlasts the longest time an abandoned stream can hold the lock (idle expiry plus one reaper
+/// tick) with room for the rollback, so a writer queued behind a client that vanished mid
+/// transaction gets the lock instead of an error. (sqld instead rolls back a write transaction
+/// held for over 5 s as soon as another writer waits; devdb lets a live stream keep its lock.)
+pub const BUSY_TIMEOUT: Duration =
+    STREAM_IDLE_EXPIRY.saturating_add(REAP_INTERVAL).saturating_add(Duration::from_secs(4));
 
 /// Opens a connection for serving clients (and, on the primary, for writing).
 pub fn open(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {

@@ -6,41 +6,60 @@
 //! them; inside a client transaction the entries commit or roll back with the client's work.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use rusqlite::fallible_iterator::FallibleIterator as _;
 use rusqlite::types::{Value as SqlValue, ValueRef};
-use rusqlite::{Connection, Statement, ffi};
+use rusqlite::{Connection, Statement};
 
 use crate::capture::{Capture, HookAnchor};
+use crate::counters::ClientCounters;
 use crate::db;
+use crate::errors;
+pub use crate::errors::sql_error;
 use crate::proto::{
     Batch, BatchCond, BatchResult, Col, DescribeCol, DescribeParam, DescribeResult, Error, NamedArg, Stmt, StmtResult,
     StreamRequest, StreamResponse, Value,
 };
 use crate::state::{Role, Shared, Stats};
+use crate::statement::{Kind, first_keyword};
 
-/// Bound on SQL texts a stream may store, so one client cannot grow memory without limit.
-const MAX_STORED_SQL: usize = 1024;
+/// sqld's bounds on the SQL texts one stream may store (`hrana/http/request.rs`), so a client
+/// that fits devdb fits Turso.
+const MAX_STORED_SQL: usize = 50;
+const MAX_STORED_SQL_BYTES: usize = 5000;
 
-/// One Hrana stream: a dedicated connection and its stored SQL texts.
+/// One Hrana stream: a connection of its own (never shared with another stream, so its
+/// `last_insert_rowid()`, `changes()`, open transaction, temp tables and PRAGMAs are the
+/// stream's alone, as with sqld) and its stored SQL texts.
 pub struct Session {
     /// Declared before `conn` so it is dropped first (see [`HookAnchor`]).
     _anchor: Option<HookAnchor>,
     pub conn: Connection,
+    counters: Arc<ClientCounters>,
     sqls: HashMap<i32, String>,
     /// This connection wrote log entries in a transaction that has not been seen to end yet.
     pending: bool,
+}
+
+/// What a statement runs against: the stream's connection and the server's state.
+struct Target<'a> {
+    conn: &'a Connection,
+    counters: &'a ClientCounters,
+    pending: &'a mut bool,
+    shared: &'a Shared,
 }
 
 impl Session {
     /// `capture`: this is a primary connection whose writes are logged.
     pub fn new(conn: Connection, capture: bool) -> rusqlite::Result<Self> {
         let anchor = if capture { Some(HookAnchor::install(&conn)?) } else { None };
-        Ok(Self { _anchor: anchor, conn, sqls: HashMap::new(), pending: false })
+        let counters = ClientCounters::install(&conn)?;
+        Ok(Self { _anchor: anchor, conn, counters, sqls: HashMap::new(), pending: false })
     }
 
-    /// Makes the connection reusable by another stream: no open transaction, no stored SQL.
+    /// Ends the stream's use of the connection: no open transaction, no stored SQL.
     pub fn reset(&mut self, shared: &Shared) {
         if !self.conn.is_autocommit() {
             let _ = self.conn.execute_batch("ROLLBACK");
@@ -78,7 +97,19 @@ impl Session {
             }
             StreamRequest::StoreSql { sql_id, sql } => {
                 if self.sqls.len() >= MAX_STORED_SQL && !self.sqls.contains_key(&sql_id) {
-                    return Err(Error::new("SQL_STORE_FULL", "too many stored SQL texts"));
+                    return Err(Error::new(
+                        "SQL_STORE_TOO_MANY",
+                        format!("The server already stores {} SQL texts, it cannot store more", self.sqls.len()),
+                    ));
+                }
+                if sql.len() > MAX_STORED_SQL_BYTES {
+                    return Err(Error::new(
+                        "SQL_STORE_TOO_LARGE",
+                        format!(
+                            "The statement is too large to be stored: {} bytes, at most {MAX_STORED_SQL_BYTES}",
+                            sql.len()
+                        ),
+                    ));
                 }
                 self.sqls.insert(sql_id, sql);
                 Ok(StreamResponse::StoreSql {})
@@ -106,17 +137,24 @@ impl Session {
         }
     }
 
+    fn target<'a>(&'a mut self, shared: &'a Shared) -> Target<'a> {
+        Target { conn: &self.conn, counters: &self.counters, pending: &mut self.pending, shared }
+    }
+
     pub fn execute(&mut self, shared: &Shared, stmt: &Stmt) -> Result<StmtResult, Error> {
         let mut sql = self.resolve_sql(stmt.sql.as_deref(), stmt.sql_id)?;
+        if Kind::of(&sql) == Kind::Empty {
+            return Err(errors::no_statement());
+        }
         if is_begin_readonly(&sql) {
             // libSQL's read transaction (`@libsql/client`'s "read" mode); plain SQLite lacks it.
             sql = "BEGIN DEFERRED".to_owned();
         }
         Stats::bump(&shared.stats.statements, 1);
-        let st = self.conn.prepare(&sql).map_err(sql_error)?;
-        let mut st = st;
+        let mut target = self.target(shared);
+        let mut st = target.conn.prepare(&sql).map_err(sql_error)?;
         bind(&mut st, &stmt.args, &stmt.named_args)?;
-        let result = run_statement(&self.conn, &mut self.pending, shared, st, stmt.want_rows.unwrap_or(true));
+        let result = run_statement(&mut target, st, &sql, stmt.want_rows.unwrap_or(true));
         self.publish(shared);
         let mut result = result?;
         result.replication_index = Some(shared.index());
@@ -151,7 +189,8 @@ impl Session {
     }
 
     fn sequence(&mut self, shared: &Shared, sql: &str) -> Result<(), Error> {
-        let mut batch = rusqlite::Batch::new(&self.conn, sql);
+        let mut target = self.target(shared);
+        let mut batch = rusqlite::Batch::new(target.conn, sql);
         let mut outcome = Ok(());
         loop {
             let st = match batch.next() {
@@ -163,7 +202,9 @@ impl Session {
                 }
             };
             Stats::bump(&shared.stats.statements, 1);
-            if let Err(e) = run_statement(&self.conn, &mut self.pending, shared, st, false) {
+            // A sequence has no arguments, so the expanded text is the statement's own.
+            let text = st.expanded_sql().unwrap_or_default();
+            if let Err(e) = run_statement(&mut target, st, &text, false) {
                 outcome = Err(e);
                 break;
             }
@@ -218,21 +259,42 @@ fn from_sql_value(v: ValueRef<'_>) -> Value {
     }
 }
 
-/// Named arguments match a parameter with or without its prefix (`:a`, `@a`, `$a` or `a`);
-/// anything else binds by position.
+/// Binds arguments as sqld does (`query.rs`, `Params::bind`): either positional or named, never
+/// both; `?NNN` takes the NNN-th positional argument; a named parameter matches its name with
+/// or without the prefix (`:a`, `@a`, `$a` or `a`); every parameter must get a value (except in
+/// EXPLAIN), and there must not be more arguments than parameters.
 fn bind(st: &mut Statement<'_>, args: &[Value], named: &[NamedArg]) -> Result<(), Error> {
-    let count = st.parameter_count();
-    if args.len() > count {
-        return Err(Error::new("ARGS_INVALID", format!("{} positional arguments for {count} parameters", args.len())));
+    if !args.is_empty() && !named.is_empty() {
+        return Err(errors::args_both_positional_and_named());
     }
+    let given = args.len().max(named.len());
+    let count = st.parameter_count();
+    if given > count {
+        return Err(errors::args_invalid(&format!("too many parameters, expected {count} found {given}")));
+    }
+    // A repeated name keeps its last value, as in sqld's map of named arguments.
+    let by_name = |name: &str| named.iter().rev().find(|a| a.name == name).map(|a| &a.value);
     for i in 1..=count {
-        let by_name = st.parameter_name(i).and_then(|pname| {
-            let bare = pname.get(1..).unwrap_or("");
-            named.iter().find(|a| a.name == pname || a.name == bare).map(|a| &a.value)
-        });
-        let value = by_name.or_else(|| args.get(i - 1));
-        if let Some(v) = value {
-            st.raw_bind_parameter(i, to_sql_value(v)).map_err(sql_error)?;
+        let name = st.parameter_name(i).map(str::to_owned);
+        let value = match name.as_deref() {
+            None => args.get(i - 1),
+            Some(n) => match n.strip_prefix('?') {
+                Some(pos) => {
+                    let pos: usize = pos.parse().map_err(|_| {
+                        errors::args_invalid(&format!("invalid parameter {n}: expected a numerical position after `?`"))
+                    })?;
+                    pos.checked_sub(1).and_then(|p| args.get(p))
+                }
+                None => by_name(n).or_else(|| n.get(1..).and_then(by_name)),
+            },
+        };
+        match value {
+            Some(v) => st.raw_bind_parameter(i, to_sql_value(v)).map_err(|e| errors::args_invalid(&e.to_string()))?,
+            None if st.is_explain() > 0 => return Ok(()),
+            None => {
+                let which = name.unwrap_or_else(|| i.to_string());
+                return Err(errors::args_invalid(&format!("value for parameter {which} not found")));
+            }
         }
     }
     Ok(())
@@ -265,25 +327,37 @@ fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA schema_version", [], |r| r.get(0))
 }
 
-/// Runs one prepared statement to completion; writes on the primary are captured and logged.
-fn run_statement(
-    conn: &Connection,
-    pending: &mut bool,
-    shared: &Shared,
-    mut st: Statement<'_>,
-    want_rows: bool,
-) -> Result<StmtResult, Error> {
+/// sqld's per-statement figures: `changes()` after INSERT, UPDATE and DELETE only, and a rowid
+/// after INSERT only (any other statement leaves SQLite's values from an earlier one).
+struct Outcome {
+    affected: u64,
+    rowid: Option<i64>,
+}
+
+impl Outcome {
+    fn of(conn: &Connection, kind: Kind) -> Self {
+        Self {
+            affected: if kind.counts_changes() { conn.changes() } else { 0 },
+            rowid: kind.reports_rowid().then(|| conn.last_insert_rowid()),
+        }
+    }
+}
+
+/// Runs one prepared statement (whose text is `sql`) to completion; writes on the primary are
+/// captured and logged.
+fn run_statement(t: &mut Target<'_>, mut st: Statement<'_>, sql: &str, want_rows: bool) -> Result<StmtResult, Error> {
     let started = Instant::now();
+    let conn = t.conn;
+    let kind = Kind::of(sql);
     let cols = columns(&st);
-    let tx_control = st.expanded_sql().is_some_and(|sql| is_tx_control(&sql));
-    let is_replica = matches!(shared.role, Role::Replica { .. });
+    let is_replica = matches!(t.shared.role, Role::Replica { .. });
     // Transaction control never changes rows itself, so it is neither wrapped nor captured; on a
     // replica only the read-only kinds (not BEGIN IMMEDIATE/EXCLUSIVE) are allowed.
-    if st.readonly() || (tx_control && !is_replica) {
+    if st.readonly() || (is_tx_control(sql) && !is_replica) {
         let rows = step_rows(&mut st, want_rows).map_err(sql_error)?;
-        return Ok(result(cols, rows, 0, conn.last_insert_rowid(), started));
+        return Ok(result(cols, rows, Outcome::of(conn, kind), started));
     }
-    if let Role::Replica { primary_url } = &shared.role {
+    if let Role::Replica { primary_url } = &t.shared.role {
         return Err(Error::new(
             "SQLITE_READONLY",
             format!(
@@ -298,12 +372,13 @@ fn run_statement(
     }
     let logged = (|| {
         let schema_before = schema_version(conn).map_err(sql_error)?;
-        let total_before = conn.total_changes();
         let capture = Capture::start(conn).map_err(sql_error)?;
         let rows = step_rows(&mut st, want_rows);
-        let affected = if conn.total_changes() == total_before { 0 } else { conn.changes() };
-        let rowid = conn.last_insert_rowid();
-        let ddl = st.expanded_sql();
+        // Read before the log insert below, which moves SQLite's own counters.
+        let outcome = Outcome::of(conn, kind);
+        let schema_changed = schema_version(conn).map_err(sql_error)? != schema_before;
+        // DDL is replicated as SQL (with its arguments inlined); other statements as rows.
+        let ddl = if schema_changed { st.expanded_sql() } else { None };
         drop(st);
         let changeset = capture.changeset().map_err(sql_error)?;
         drop(capture);
@@ -313,104 +388,43 @@ fn run_statement(
             Err(e) if wrapped => return Err(sql_error(e)),
             other => other,
         };
-        let schema_changed = schema_version(conn).map_err(sql_error)? != schema_before;
-        let ddl = if schema_changed { ddl } else { None };
         if !changeset.is_empty() || ddl.is_some() {
-            db::append_log(conn, ddl.as_deref(), &changeset).map_err(sql_error)?;
-            *pending = true;
+            t.counters.hide(conn, || db::append_log(conn, ddl.as_deref(), &changeset)).map_err(sql_error)?;
+            *t.pending = true;
         }
         let rows = rows.map_err(sql_error)?;
-        Ok(result(cols, rows, affected, rowid, started))
+        Ok(result(cols, rows, outcome, started))
     })();
     if wrapped {
         match &logged {
             Ok(_) => {
                 if let Err(e) = conn.execute_batch("COMMIT") {
                     let _ = conn.execute_batch("ROLLBACK");
-                    *pending = false;
+                    *t.pending = false;
                     return Err(sql_error(e));
                 }
             }
             Err(_) => {
                 let _ = conn.execute_batch("ROLLBACK");
-                *pending = false;
+                *t.pending = false;
             }
         }
     }
     logged
 }
 
-fn result(cols: Vec<Col>, rows: Vec<Vec<Value>>, affected: u64, rowid: i64, started: Instant) -> StmtResult {
+fn result(cols: Vec<Col>, rows: Vec<Vec<Value>>, outcome: Outcome, started: Instant) -> StmtResult {
     let rows_read = u64::try_from(rows.len()).unwrap_or(u64::MAX);
     StmtResult {
         cols,
         rows,
-        affected_row_count: affected,
-        last_insert_rowid: Some(rowid),
+        affected_row_count: outcome.affected,
+        last_insert_rowid: outcome.rowid,
         replication_index: None,
         rows_read,
-        rows_written: affected,
+        rows_written: outcome.affected,
         query_duration_ms: started.elapsed().as_secs_f64() * 1000.0,
     }
-}
-
-/// SQLite's own message, with a code naming the (extended) result code.
-pub fn sql_error(e: rusqlite::Error) -> Error {
-    match &e {
-        rusqlite::Error::SqliteFailure(err, msg) => {
-            let message = msg.clone().unwrap_or_else(|| err.to_string());
-            Error::new(code_name(err.extended_code), message)
-        }
-        rusqlite::Error::MultipleStatement => {
-            Error::new("SQL_MANY_STATEMENTS", "SQL string contains more than one statement")
-        }
-        rusqlite::Error::InvalidParameterCount(..) | rusqlite::Error::InvalidParameterName(_) => {
-            Error::new("ARGS_INVALID", e.to_string())
-        }
-        _ => Error::new("SQLITE_ERROR", e.to_string()),
-    }
-}
-
-fn code_name(code: i32) -> &'static str {
-    match code {
-        ffi::SQLITE_CONSTRAINT_PRIMARYKEY => "SQLITE_CONSTRAINT_PRIMARYKEY",
-        ffi::SQLITE_CONSTRAINT_UNIQUE => "SQLITE_CONSTRAINT_UNIQUE",
-        ffi::SQLITE_CONSTRAINT_NOTNULL => "SQLITE_CONSTRAINT_NOTNULL",
-        ffi::SQLITE_CONSTRAINT_CHECK => "SQLITE_CONSTRAINT_CHECK",
-        ffi::SQLITE_CONSTRAINT_FOREIGNKEY => "SQLITE_CONSTRAINT_FOREIGNKEY",
-        ffi::SQLITE_CONSTRAINT_TRIGGER => "SQLITE_CONSTRAINT_TRIGGER",
-        ffi::SQLITE_CONSTRAINT_ROWID => "SQLITE_CONSTRAINT_ROWID",
-        _ => match code & 0xff {
-            ffi::SQLITE_CONSTRAINT => "SQLITE_CONSTRAINT",
-            ffi::SQLITE_BUSY => "SQLITE_BUSY",
-            ffi::SQLITE_LOCKED => "SQLITE_LOCKED",
-            ffi::SQLITE_READONLY => "SQLITE_READONLY",
-            ffi::SQLITE_MISMATCH => "SQLITE_MISMATCH",
-            ffi::SQLITE_RANGE => "SQLITE_RANGE",
-            ffi::SQLITE_TOOBIG => "SQLITE_TOOBIG",
-            ffi::SQLITE_INTERRUPT => "SQLITE_INTERRUPT",
-            ffi::SQLITE_FULL => "SQLITE_FULL",
-            ffi::SQLITE_CORRUPT => "SQLITE_CORRUPT",
-            ffi::SQLITE_AUTH => "SQLITE_AUTH",
-            _ => "SQLITE_ERROR",
-        },
-    }
-}
-
-/// The first keyword of `sql`, after whitespace and comments, upper-cased.
-fn first_keyword(sql: &str) -> String {
-    let mut rest = sql;
-    loop {
-        rest = rest.trim_start();
-        if let Some(r) = rest.strip_prefix("--") {
-            rest = r.split_once('\n').map_or("", |(_, after)| after);
-        } else if let Some(r) = rest.strip_prefix("/*") {
-            rest = r.split_once("*/").map_or("", |(_, after)| after);
-        } else {
-            break;
-        }
-    }
-    rest.chars().take_while(|c| c.is_ascii_alphabetic()).collect::<String>().to_ascii_uppercase()
 }
 
 fn is_tx_control(sql: &str) -> bool {
@@ -427,7 +441,254 @@ fn is_begin_readonly(sql: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
     use super::*;
+    use crate::state::Faults;
+
+    struct Node {
+        _dir: tempfile::TempDir,
+        shared: Shared,
+        path: std::path::PathBuf,
+    }
+
+    impl Node {
+        fn primary() -> Node {
+            Self::new(Role::Primary)
+        }
+
+        fn replica() -> Node {
+            Self::new(Role::Replica { primary_url: "http://primary.invalid".into() })
+        }
+
+        fn new(role: Role) -> Node {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("db.sqlite");
+            db::init(&path, role == Role::Primary).unwrap();
+            Node { _dir: dir, shared: Shared::new(role, 0, Faults::default()), path }
+        }
+
+        /// A new stream, as the server opens one.
+        fn stream(&self) -> Stream<'_> {
+            let read_only = self.shared.role != Role::Primary;
+            let session = Session::new(db::open(&self.path, read_only).unwrap(), !read_only).unwrap();
+            Stream { session, shared: &self.shared }
+        }
+
+        fn path(&self) -> &Path {
+            &self.path
+        }
+    }
+
+    struct Stream<'a> {
+        session: Session,
+        shared: &'a Shared,
+    }
+
+    impl Stream<'_> {
+        fn exec_with(&mut self, sql: &str, args: Vec<Value>, named_args: Vec<NamedArg>) -> Result<StmtResult, Error> {
+            let stmt = Stmt {
+                sql: Some(sql.into()),
+                sql_id: None,
+                args,
+                named_args,
+                want_rows: None,
+                replication_index: None,
+            };
+            self.session.execute(self.shared, &stmt)
+        }
+
+        fn exec(&mut self, sql: &str) -> Result<StmtResult, Error> {
+            self.exec_with(sql, Vec::new(), Vec::new())
+        }
+
+        fn ok(&mut self, sql: &str) -> StmtResult {
+            self.exec(sql).unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        }
+
+        fn ints(&mut self, sql: &str) -> Vec<i64> {
+            let row = self.ok(sql).rows.into_iter().next().unwrap_or_default();
+            row.into_iter().map(|v| if let Value::Integer(i) = v { i } else { panic!("{sql}: {v:?}") }).collect()
+        }
+    }
+
+    /// SQL, positional arguments, named arguments, code, detail.
+    type ArgsCase<'a> = (&'a str, Vec<Value>, Vec<NamedArg>, &'a str, &'a str);
+
+    fn check_error(outcome: Result<StmtResult, Error>, code: &str, message: &str, what: &str) {
+        match outcome {
+            Err(e) => assert_eq!((e.code.as_str(), e.message.as_str()), (code, message), "{what}"),
+            Ok(r) => panic!("{what}: succeeded with {r:?}, expected {code}"),
+        }
+    }
+
+    #[test]
+    fn statement_errors_have_sqlds_code_and_keep_sqlites_detail() {
+        let node = Node::primary();
+        let mut s = node.stream();
+        s.session.conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        s.ok("CREATE TABLE parent(id INTEGER PRIMARY KEY)");
+        s.ok("CREATE TABLE t(id INTEGER PRIMARY KEY, u TEXT UNIQUE, n INTEGER NOT NULL, \
+              c INTEGER CHECK (c > 0), p INTEGER REFERENCES parent(id))");
+        s.ok("CREATE TABLE k(a, b, PRIMARY KEY (a, b)) WITHOUT ROWID");
+        s.ok("CREATE TABLE guarded(x)");
+        s.ok("CREATE TABLE blobs(x)");
+        s.ok("CREATE TRIGGER guard BEFORE INSERT ON guarded BEGIN SELECT RAISE(ABORT, 'guarded is read-only'); END");
+        s.ok("INSERT INTO t(id, u, n) VALUES (1, 'a', 1)");
+        s.ok("INSERT INTO k VALUES (1, 2)");
+
+        let table: &[(&str, &str, &str)] = &[
+            // Extended constraint codes all become the base name; the message keeps the detail.
+            ("INSERT INTO t(id, n) VALUES (1, 1)", "SQLITE_CONSTRAINT", "SQLite error: UNIQUE constraint failed: t.id"),
+            ("INSERT INTO k VALUES (1, 2)", "SQLITE_CONSTRAINT", "SQLite error: UNIQUE constraint failed: k.a, k.b"),
+            (
+                "INSERT INTO t(id, u, n) VALUES (2, 'a', 1)",
+                "SQLITE_CONSTRAINT",
+                "SQLite error: UNIQUE constraint failed: t.u",
+            ),
+            ("INSERT INTO t(id) VALUES (3)", "SQLITE_CONSTRAINT", "SQLite error: NOT NULL constraint failed: t.n"),
+            (
+                "INSERT INTO t(id, n, c) VALUES (4, 1, 0)",
+                "SQLITE_CONSTRAINT",
+                "SQLite error: CHECK constraint failed: c > 0",
+            ),
+            (
+                "INSERT INTO t(id, n, p) VALUES (5, 1, 99)",
+                "SQLITE_CONSTRAINT",
+                "SQLite error: FOREIGN KEY constraint failed",
+            ),
+            ("INSERT INTO guarded VALUES (1)", "SQLITE_CONSTRAINT", "SQLite error: guarded is read-only"),
+            ("UPDATE t SET id = 'x' WHERE id = 1", "SQLITE_MISMATCH", "SQLite error: datatype mismatch"),
+            ("SELECT zeroblob(2000000000)", "SQLITE_TOOBIG", "SQLite error: string or blob too big"),
+            // Plain SQLITE_ERROR is SQLITE_UNKNOWN in sqld's table.
+            ("COMMIT", "SQLITE_UNKNOWN", "SQLite error: cannot commit - no transaction is active"),
+            ("SELECT * FROM missing", "SQLITE_UNKNOWN", "SQLite error: no such table: missing"),
+            // Errors SQLite places in the SQL text.
+            ("SELECT nope FROM t", "SQL_INPUT_ERROR", "SQL input error: no such column: nope (at offset 7)"),
+            ("SELEC 1", "SQL_PARSE_ERROR", "SQL string could not be parsed: near \"SELEC\": syntax error"),
+            ("SELECT 'open", "SQL_PARSE_ERROR", "SQL string could not be parsed: unrecognized token: \"'open\""),
+            ("SELECT 1 +", "SQL_PARSE_ERROR", "SQL string could not be parsed: incomplete input"),
+            ("SELECT 1; SELECT 2", "SQL_MANY_STATEMENTS", "SQL string contains more than one statement"),
+            ("  -- nothing here\n;", "SQL_NO_STATEMENT", "SQL string does not contain any statement"),
+        ];
+        for &(sql, code, message) in table {
+            check_error(s.exec(sql), code, message, sql);
+        }
+
+        let int = |i| Value::Integer(i);
+        let named = |name: &str, i| NamedArg { name: name.into(), value: Value::Integer(i) };
+        let args: Vec<ArgsCase<'_>> = vec![
+            ("SELECT ?", vec![], vec![], "ARGS_INVALID", "value for parameter 1 not found"),
+            ("SELECT ?, ?", vec![int(1)], vec![], "ARGS_INVALID", "value for parameter 2 not found"),
+            // `?3` makes SQLite number three parameters; the unnamed second one has no value.
+            ("SELECT ?3", vec![int(1)], vec![], "ARGS_INVALID", "value for parameter 2 not found"),
+            ("SELECT ?2, ?1, ?3", vec![int(1), int(2)], vec![], "ARGS_INVALID", "value for parameter ?3 not found"),
+            ("SELECT ?", vec![int(1), int(2)], vec![], "ARGS_INVALID", "too many parameters, expected 1 found 2"),
+            ("SELECT :a", vec![int(1)], vec![], "ARGS_INVALID", "value for parameter :a not found"),
+            ("SELECT ?", vec![], vec![named("a", 1)], "ARGS_INVALID", "value for parameter 1 not found"),
+            ("SELECT :a", vec![], vec![named("b", 1)], "ARGS_INVALID", "value for parameter :a not found"),
+        ];
+        for (sql, positional, named, code, detail) in args {
+            let what = format!("{sql} {positional:?} {named:?}");
+            let message = format!("Arguments do not match SQL parameters: {detail}");
+            check_error(s.exec_with(sql, positional, named), code, &message, &what);
+        }
+        check_error(
+            s.exec_with("SELECT ?1, :a", vec![int(1)], vec![named("a", 2)]),
+            "ARGS_BOTH_POSITIONAL_AND_NAMED",
+            "Specifying both positional and named arguments is not supported",
+            "mixed arguments",
+        );
+        // What sqld accepts: `?NNN` by position, names with or without their prefix.
+        let row = s.exec_with("SELECT ?2, ?1", vec![int(1), int(2)], vec![]).unwrap().rows;
+        assert_eq!(row, vec![vec![int(2), int(1)]]);
+        let row =
+            s.exec_with("SELECT :a, @b, $c", vec![], vec![named("a", 1), named("@b", 2), named("c", 3)]).unwrap().rows;
+        assert_eq!(row, vec![vec![int(1), int(2), int(3)]]);
+
+        // A writer that cannot get the write lock in time.
+        let holder = db::open(node.path(), false).unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let mut impatient = node.stream();
+        impatient.session.conn.busy_timeout(Duration::ZERO).unwrap();
+        check_error(
+            impatient.exec("INSERT INTO parent VALUES (7)"),
+            "SQLITE_BUSY",
+            "SQLite error: database is locked",
+            "busy",
+        );
+        holder.execute_batch("ROLLBACK").unwrap();
+
+        // A database that may not grow.
+        let mut capped = node.stream();
+        capped.session.conn.execute_batch("PRAGMA max_page_count = 1").unwrap();
+        check_error(
+            capped.exec("INSERT INTO blobs VALUES (randomblob(1000000))"),
+            "SQLITE_FULL",
+            "SQLite error: database or disk is full",
+            "full",
+        );
+
+        let replica = Node::replica();
+        let mut r = replica.stream();
+        let refused = r.exec("CREATE TABLE x(a)").unwrap_err();
+        assert_eq!(refused.code, "SQLITE_READONLY");
+        assert!(refused.message.starts_with("devdb replica is read-only"), "{refused:?}");
+        check_error(
+            r.exec("SELEC 1"),
+            "SQL_PARSE_ERROR",
+            "SQL string could not be parsed: near \"SELEC\": syntax error",
+            "replica",
+        );
+    }
+
+    #[test]
+    fn results_carry_a_rowid_for_inserts_only_and_a_count_for_writes_only() {
+        let node = Node::primary();
+        let mut s = node.stream();
+        let created = s.ok("CREATE TABLE r(a)");
+        assert_eq!((created.affected_row_count, created.last_insert_rowid), (0, None));
+        let inserted = s.ok("INSERT INTO r VALUES (1), (2), (3)");
+        assert_eq!((inserted.affected_row_count, inserted.last_insert_rowid), (3, Some(3)));
+        let selected = s.ok("SELECT a FROM r");
+        assert_eq!((selected.affected_row_count, selected.last_insert_rowid), (0, None));
+        let updated = s.ok("UPDATE r SET a = a + 1 WHERE a > 1");
+        assert_eq!((updated.affected_row_count, updated.last_insert_rowid), (2, None));
+        let with = s.ok("WITH n(x) AS (SELECT 10) INSERT INTO r SELECT x FROM n");
+        assert_eq!((with.affected_row_count, with.last_insert_rowid), (1, Some(4)));
+        let deleted = s.ok("DELETE FROM r WHERE a = 10");
+        assert_eq!((deleted.affected_row_count, deleted.last_insert_rowid), (1, None));
+        let copied = s.ok("CREATE TABLE r2 AS SELECT * FROM r");
+        assert_eq!((copied.affected_row_count, copied.last_insert_rowid), (0, None));
+    }
+
+    #[test]
+    fn changes_and_total_changes_count_the_streams_own_statements_only() {
+        let node = Node::primary();
+        let mut s = node.stream();
+        s.ok("CREATE TABLE c(a)");
+        s.ok("INSERT INTO c VALUES (1), (2), (3)");
+        assert_eq!(s.ok("UPDATE c SET a = a * 10").affected_row_count, 3);
+        assert_eq!(s.ints("SELECT changes(), total_changes(), last_insert_rowid()"), vec![3, 6, 3]);
+        // Inside a client transaction, and after a write that changed nothing.
+        s.ok("BEGIN");
+        s.ok("DELETE FROM c WHERE a = 10");
+        assert_eq!(s.ints("SELECT changes(), total_changes()"), vec![1, 7]);
+        s.ok("UPDATE c SET a = 0 WHERE a < 0");
+        assert_eq!(s.ints("SELECT changes(), total_changes()"), vec![0, 7]);
+        s.ok("COMMIT");
+        assert_eq!(s.ints("SELECT changes(), total_changes()"), vec![0, 7]);
+
+        // Another stream starts from nothing, whatever this one did.
+        let mut fresh = node.stream();
+        assert_eq!(fresh.ints("SELECT changes(), total_changes(), last_insert_rowid()"), vec![0, 0, 0]);
+    }
+
+    #[test]
+    fn busy_timeout_outlasts_an_abandoned_streams_hold_on_the_write_lock() {
+        assert!(db::BUSY_TIMEOUT > crate::streams::STREAM_IDLE_EXPIRY + crate::streams::REAP_INTERVAL);
+    }
 
     #[test]
     fn recognises_transaction_control_after_comments() {

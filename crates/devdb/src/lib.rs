@@ -7,7 +7,9 @@
 pub mod bench;
 pub mod capture;
 pub mod cli;
+pub mod counters;
 pub mod db;
+pub mod errors;
 pub mod exec;
 pub mod migrate;
 pub mod proto;
@@ -16,4 +18,5 @@ pub mod serve;
 pub mod server;
 pub mod sim;
 pub mod state;
+pub mod statement;
 pub mod streams;

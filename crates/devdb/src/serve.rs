@@ -1,7 +1,7 @@
 //! `devdb serve`: open the database, bind, announce readiness, serve until SIGINT/SIGTERM.
 
 use std::io::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::cli::{RoleArg, ServeArgs};
 use crate::db;
@@ -36,11 +36,14 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     .map_err(|e| format!("cannot open {}: {e}", args.db.display()))?;
 
     let faults = Faults { latency_ms: args.latency_ms, lag_ms: args.lag_ms, fail_requests: false };
+    // The primary keeps its first connection as the log reader; a replica's applies replication.
+    let (log_reader, apply_conn) = if primary { (Some(Mutex::new(init_conn)), None) } else { (None, Some(init_conn)) };
     let app = Arc::new(App {
         shared: Shared::new(role.clone(), index, faults),
         streams: Streams::default(),
         db_path: args.db.clone(),
         token: args.token.clone(),
+        log_reader,
     });
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -48,11 +51,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
 
     tokio::spawn(server::reap_streams(app.clone()));
-    match role {
-        Role::Replica { primary_url } => {
-            tokio::spawn(crate::replication::follow(app.clone(), primary_url, args.token.clone(), init_conn));
-        }
-        Role::Primary => drop(init_conn),
+    if let (Role::Replica { primary_url }, Some(conn)) = (role, apply_conn) {
+        tokio::spawn(crate::replication::follow(app.clone(), primary_url, args.token.clone(), conn));
     }
 
     {

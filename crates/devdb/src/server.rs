@@ -2,7 +2,7 @@
 //! version, and the `/_devdb/*` control endpoints (faults, stats, replication log).
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
@@ -11,6 +11,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use rusqlite::Connection;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -20,7 +21,7 @@ use crate::proto::{
     CursorEntry, CursorReqBody, CursorRespBody, Error, PipelineReqBody, PipelineRespBody, StreamRequest, StreamResult,
 };
 use crate::state::{FaultsPatch, Role, Shared, Stats};
-use crate::streams::{STREAM_IDLE_EXPIRY, Streams, TakeError};
+use crate::streams::{REAP_INTERVAL, STREAM_IDLE_EXPIRY, Streams, TakeError};
 
 /// Larger bodies answer 413: a dev server has no business buffering more.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -35,6 +36,11 @@ pub struct App {
     pub db_path: PathBuf,
     /// `None` disables authentication (the binary warns about it).
     pub token: Option<String>,
+    /// Primary: the server's own connection for the process's life. It reads the log for
+    /// replicas, and it keeps the database open: when SQLite's last connection to a file
+    /// closes, it checkpoints and deletes the WAL, which closing each stream's connection
+    /// would otherwise do on every request.
+    pub log_reader: Option<Mutex<Connection>>,
 }
 
 impl App {
@@ -227,7 +233,8 @@ async fn pipeline_inner(app: Arc<App>, headers: HeaderMap, body: Body) -> Result
     .map_err(internal)?
     .map_err(|e| reject(StatusCode::INTERNAL_SERVER_ERROR, &e.code, &e.message))?;
     let baton = if closed {
-        app.streams.release(session);
+        // Closing the connection may touch the disk: keep it off the async threads.
+        tokio::task::spawn_blocking(move || drop(session));
         None
     } else {
         Some(app.streams.park(session))
@@ -348,7 +355,7 @@ async fn log(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<Lo
     if let Err(r) = authorize(&app, &headers) {
         return r.into_response();
     }
-    if app.shared.role != Role::Primary {
+    if app.shared.role != Role::Primary || app.log_reader.is_none() {
         return reject(StatusCode::NOT_FOUND, "NOT_PRIMARY", "only a primary serves its log").into_response();
     }
     let mut rx = app.shared.index.subscribe();
@@ -357,13 +364,11 @@ async fn log(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<Lo
     let worker = app.clone();
     let limit = q.limit.clamp(1, 10_000);
     let read = tokio::task::spawn_blocking(move || {
-        let session = match worker.streams.take(None) {
-            Ok(Some(s)) => s,
-            _ => worker.open_session()?,
+        let Some(reader) = &worker.log_reader else {
+            return Ok(Vec::new());
         };
-        let entries = db::read_log(&session.conn, q.after, limit).map_err(crate::exec::sql_error);
-        worker.streams.release(session);
-        entries
+        let conn = reader.lock().unwrap_or_else(PoisonError::into_inner);
+        db::read_log(&conn, q.after, limit).map_err(crate::exec::sql_error)
     })
     .await;
     match read {
@@ -375,7 +380,7 @@ async fn log(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<Lo
 
 /// Closes streams left idle (their transactions roll back), once a second.
 pub async fn reap_streams(app: Arc<App>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(REAP_INTERVAL);
     loop {
         tick.tick().await;
         let stale = app.streams.expire(STREAM_IDLE_EXPIRY);

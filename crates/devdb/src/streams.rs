@@ -1,7 +1,11 @@
-//! Hrana streams across HTTP requests: batons, idle expiry, and a small pool of idle connections.
+//! Hrana streams across HTTP requests: batons and idle expiry.
 //!
 //! A stream's session is taken out of the table while a request uses it, so a baton can serve
-//! one request at a time; a second concurrent use of the same baton is an unknown baton.
+//! one request at a time; a second concurrent use of the same baton is an unknown baton. Every
+//! new stream gets a new connection, as with sqld: a connection carries state a client can see
+//! (`last_insert_rowid()`, `changes()`, `total_changes()`, temp tables, PRAGMAs, attached
+//! databases), and SQLite can reset only some of it, so a closed stream's connection is closed
+//! rather than handed to the next stream.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -10,10 +14,13 @@ use std::time::{Duration, Instant};
 
 use crate::exec::Session;
 
-/// Streams idle for longer than this are closed (their open transaction rolls back).
+/// Streams idle for longer than this are closed (their open transaction rolls back); sqld's
+/// figure.
 pub const STREAM_IDLE_EXPIRY: Duration = Duration::from_secs(10);
+/// How often idle streams are looked for, so an abandoned stream holds its locks for at most
+/// `STREAM_IDLE_EXPIRY + REAP_INTERVAL`.
+pub const REAP_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_OPEN_STREAMS: usize = 1024;
-const MAX_POOLED: usize = 16;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum TakeError {
@@ -38,61 +45,47 @@ struct Parked {
 }
 
 #[derive(Default)]
-struct Inner {
-    open: HashMap<String, Parked>,
-    pool: Vec<Session>,
-}
-
-#[derive(Default)]
 pub struct Streams {
-    inner: Mutex<Inner>,
+    open: Mutex<HashMap<String, Parked>>,
 }
 
 impl Streams {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        match self.inner.lock() {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Parked>> {
+        match self.open.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         }
     }
 
-    /// The session behind `baton`, or for a new stream an idle pooled one (`None`: open a new
-    /// connection).
+    /// The session behind `baton`; `None` for a new stream (the caller opens its connection)
+    /// if another one may be opened.
     pub fn take(&self, baton: Option<&str>) -> Result<Option<Session>, TakeError> {
-        let mut inner = self.lock();
+        let mut open = self.lock();
         match baton {
-            Some(b) => inner.open.remove(b).map(|p| Some(p.session)).ok_or(TakeError::UnknownBaton),
-            None if inner.open.len() >= MAX_OPEN_STREAMS => Err(TakeError::TooManyStreams),
-            None => Ok(inner.pool.pop()),
+            Some(b) => open.remove(b).map(|p| Some(p.session)).ok_or(TakeError::UnknownBaton),
+            None if open.len() >= MAX_OPEN_STREAMS => Err(TakeError::TooManyStreams),
+            None => Ok(None),
         }
     }
 
     /// Keeps a stream open for a later request; returns its new baton.
     pub fn park(&self, session: Session) -> String {
         let baton = new_baton();
-        self.lock().open.insert(baton.clone(), Parked { session, last_used: Instant::now() });
+        self.lock().insert(baton.clone(), Parked { session, last_used: Instant::now() });
         baton
-    }
-
-    /// Returns a closed stream's connection (already reset) for reuse.
-    pub fn release(&self, session: Session) {
-        let mut inner = self.lock();
-        if inner.pool.len() < MAX_POOLED {
-            inner.pool.push(session);
-        }
     }
 
     /// Removes streams idle for longer than `idle`; the caller drops them (rolling back).
     pub fn expire(&self, idle: Duration) -> Vec<Session> {
-        let mut inner = self.lock();
+        let mut open = self.lock();
         let now = Instant::now();
         let stale: Vec<String> =
-            inner.open.iter().filter(|(_, p)| now.duration_since(p.last_used) > idle).map(|(b, _)| b.clone()).collect();
-        stale.into_iter().filter_map(|b| inner.open.remove(&b).map(|p| p.session)).collect()
+            open.iter().filter(|(_, p)| now.duration_since(p.last_used) > idle).map(|(b, _)| b.clone()).collect();
+        stale.into_iter().filter_map(|b| open.remove(&b).map(|p| p.session)).collect()
     }
 
     pub fn open_count(&self) -> usize {
-        self.lock().open.len()
+        self.lock().len()
     }
 }
 

@@ -55,7 +55,11 @@ async fn rust_client_conformance() {
     conn.execute("INSERT INTO vals(i, t) VALUES (:num, @word)", named_params! { ":num": 42, "@word": "named" })
         .await
         .unwrap();
-    conn.execute("INSERT INTO vals(i, t) VALUES ($num, ?2)", params![7, "mixed"]).await.unwrap();
+    conn.execute("INSERT INTO vals(i, t) VALUES (?1, ?2)", params![7, "mixed"]).await.unwrap();
+    // sqld binds positional arguments to `?`/`?NNN` only, and wants a value for every parameter.
+    let err = conn.execute("INSERT INTO vals(i, t) VALUES ($num, ?2)", params![7, "mixed"]).await.unwrap_err();
+    assert!(err.to_string().contains("value for parameter $num not found"), "{err}");
+    assert!(err.to_string().contains(r#"code: "ARGS_INVALID""#), "{err}");
     let rows = all(&conn, "SELECT i, t FROM vals WHERE i IN (42, 7) ORDER BY i").await;
     assert_eq!(
         rows,

@@ -1,0 +1,159 @@
+//! Statement errors in sqld's shape: the same `code` names and message prefixes.
+//!
+//! Clients copy `code` into their own error (`LibsqlError.code` in JS) and compare it with a
+//! base name such as `SQLITE_CONSTRAINT`, so devdb must never send an extended name
+//! (`SQLITE_CONSTRAINT_UNIQUE`); the message keeps SQLite's detail
+//! (`SQLite error: UNIQUE constraint failed: t.a`). The rules follow `libsql-server`'s
+//! `hrana/stmt.rs` (`StmtError`):
+//!
+//! - a statement SQLite cannot parse: `SQL_PARSE_ERROR` (sqld's own parser finds these first);
+//! - any other error SQLite reports with a position in the SQL text while preparing it
+//!   (`no such table`, `no such column`): `SQL_INPUT_ERROR`, `SQL input error: … (at offset N)`;
+//! - every other SQLite error: the *primary* result code's name, where `SQLITE_ERROR` and codes
+//!   sqld does not name become `SQLITE_UNKNOWN`, message `SQLite error: …`;
+//! - arguments that do not fit the parameters: `ARGS_INVALID` / `ARGS_BOTH_POSITIONAL_AND_NAMED`.
+
+use rusqlite::ffi;
+
+use crate::proto::Error;
+
+/// sqld's name for a SQLite result code: only the primary code (low byte) counts.
+pub fn sqlite_code_name(code: i32) -> &'static str {
+    match code & 0xff {
+        ffi::SQLITE_INTERNAL => "SQLITE_INTERNAL",
+        ffi::SQLITE_PERM => "SQLITE_PERM",
+        ffi::SQLITE_ABORT => "SQLITE_ABORT",
+        ffi::SQLITE_BUSY => "SQLITE_BUSY",
+        ffi::SQLITE_LOCKED => "SQLITE_LOCKED",
+        ffi::SQLITE_NOMEM => "SQLITE_NOMEM",
+        ffi::SQLITE_READONLY => "SQLITE_READONLY",
+        ffi::SQLITE_INTERRUPT => "SQLITE_INTERRUPT",
+        ffi::SQLITE_IOERR => "SQLITE_IOERR",
+        ffi::SQLITE_CORRUPT => "SQLITE_CORRUPT",
+        ffi::SQLITE_NOTFOUND => "SQLITE_NOTFOUND",
+        ffi::SQLITE_FULL => "SQLITE_FULL",
+        ffi::SQLITE_CANTOPEN => "SQLITE_CANTOPEN",
+        ffi::SQLITE_PROTOCOL => "SQLITE_PROTOCOL",
+        ffi::SQLITE_SCHEMA => "SQLITE_SCHEMA",
+        ffi::SQLITE_TOOBIG => "SQLITE_TOOBIG",
+        ffi::SQLITE_CONSTRAINT => "SQLITE_CONSTRAINT",
+        ffi::SQLITE_MISMATCH => "SQLITE_MISMATCH",
+        ffi::SQLITE_MISUSE => "SQLITE_MISUSE",
+        ffi::SQLITE_NOLFS => "SQLITE_NOLFS",
+        ffi::SQLITE_AUTH => "SQLITE_AUTH",
+        ffi::SQLITE_RANGE => "SQLITE_RANGE",
+        ffi::SQLITE_NOTADB => "SQLITE_NOTADB",
+        // SQLITE_ERROR itself, and codes sqld has no name for (EMPTY, FORMAT, NOTICE, WARNING).
+        _ => "SQLITE_UNKNOWN",
+    }
+}
+
+/// A SQLite failure while running a statement (or while devdb runs its own SQL for it).
+pub fn sqlite_error(code: i32, message: &str) -> Error {
+    Error::new(sqlite_code_name(code), format!("SQLite error: {message}"))
+}
+
+/// Any rusqlite error, as sqld reports it.
+pub fn sql_error(e: rusqlite::Error) -> Error {
+    match e {
+        rusqlite::Error::SqlInputError { msg, .. } if is_parse_error(&msg) => parse_error(&msg),
+        rusqlite::Error::SqlInputError { msg, offset, .. } => {
+            Error::new("SQL_INPUT_ERROR", format!("SQL input error: {msg} (at offset {offset})"))
+        }
+        rusqlite::Error::SqliteFailure(err, Some(msg))
+            if err.code == rusqlite::ErrorCode::Unknown && is_parse_error(&msg) =>
+        {
+            parse_error(&msg)
+        }
+        rusqlite::Error::SqliteFailure(err, msg) => {
+            let message = msg.unwrap_or_else(|| ffi::code_to_str(err.extended_code).to_owned());
+            sqlite_error(err.extended_code, &message)
+        }
+        rusqlite::Error::MultipleStatement => many_statements(),
+        rusqlite::Error::InvalidParameterCount(..) | rusqlite::Error::InvalidParameterName(_) => {
+            args_invalid(&e.to_string())
+        }
+        other => sqlite_error(ffi::SQLITE_ERROR, &other.to_string()),
+    }
+}
+
+/// Messages of SQLite's tokenizer and parser: the statements sqld's own parser rejects before
+/// SQLite sees them.
+fn is_parse_error(msg: &str) -> bool {
+    msg.ends_with(": syntax error") || msg == "incomplete input" || msg.starts_with("unrecognized token:")
+}
+
+fn parse_error(msg: &str) -> Error {
+    Error::new("SQL_PARSE_ERROR", format!("SQL string could not be parsed: {msg}"))
+}
+
+pub fn many_statements() -> Error {
+    Error::new("SQL_MANY_STATEMENTS", "SQL string contains more than one statement")
+}
+
+pub fn no_statement() -> Error {
+    Error::new("SQL_NO_STATEMENT", "SQL string does not contain any statement")
+}
+
+pub fn args_invalid(detail: &str) -> Error {
+    Error::new("ARGS_INVALID", format!("Arguments do not match SQL parameters: {detail}"))
+}
+
+pub fn args_both_positional_and_named() -> Error {
+    Error::new("ARGS_BOTH_POSITIONAL_AND_NAMED", "Specifying both positional and named arguments is not supported")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// sqld's table (libsql-server `hrana/stmt.rs`, `sqlite_error_code`), by primary code.
+    #[test]
+    fn every_result_code_has_sqlds_base_name() {
+        let table: &[(i32, &str)] = &[
+            (ffi::SQLITE_ERROR, "SQLITE_UNKNOWN"),
+            (ffi::SQLITE_INTERNAL, "SQLITE_INTERNAL"),
+            (ffi::SQLITE_PERM, "SQLITE_PERM"),
+            (ffi::SQLITE_ABORT, "SQLITE_ABORT"),
+            (ffi::SQLITE_ABORT_ROLLBACK, "SQLITE_ABORT"),
+            (ffi::SQLITE_BUSY, "SQLITE_BUSY"),
+            (ffi::SQLITE_BUSY_SNAPSHOT, "SQLITE_BUSY"),
+            (ffi::SQLITE_LOCKED, "SQLITE_LOCKED"),
+            (ffi::SQLITE_NOMEM, "SQLITE_NOMEM"),
+            (ffi::SQLITE_READONLY, "SQLITE_READONLY"),
+            (ffi::SQLITE_READONLY_DBMOVED, "SQLITE_READONLY"),
+            (ffi::SQLITE_INTERRUPT, "SQLITE_INTERRUPT"),
+            (ffi::SQLITE_IOERR, "SQLITE_IOERR"),
+            (ffi::SQLITE_IOERR_FSYNC, "SQLITE_IOERR"),
+            (ffi::SQLITE_CORRUPT, "SQLITE_CORRUPT"),
+            (ffi::SQLITE_NOTFOUND, "SQLITE_NOTFOUND"),
+            (ffi::SQLITE_FULL, "SQLITE_FULL"),
+            (ffi::SQLITE_CANTOPEN, "SQLITE_CANTOPEN"),
+            (ffi::SQLITE_PROTOCOL, "SQLITE_PROTOCOL"),
+            (ffi::SQLITE_EMPTY, "SQLITE_UNKNOWN"),
+            (ffi::SQLITE_SCHEMA, "SQLITE_SCHEMA"),
+            (ffi::SQLITE_TOOBIG, "SQLITE_TOOBIG"),
+            (ffi::SQLITE_CONSTRAINT, "SQLITE_CONSTRAINT"),
+            (ffi::SQLITE_CONSTRAINT_PRIMARYKEY, "SQLITE_CONSTRAINT"),
+            (ffi::SQLITE_CONSTRAINT_UNIQUE, "SQLITE_CONSTRAINT"),
+            (ffi::SQLITE_CONSTRAINT_NOTNULL, "SQLITE_CONSTRAINT"),
+            (ffi::SQLITE_CONSTRAINT_CHECK, "SQLITE_CONSTRAINT"),
+            (ffi::SQLITE_CONSTRAINT_FOREIGNKEY, "SQLITE_CONSTRAINT"),
+            (ffi::SQLITE_CONSTRAINT_TRIGGER, "SQLITE_CONSTRAINT"),
+            (ffi::SQLITE_CONSTRAINT_ROWID, "SQLITE_CONSTRAINT"),
+            (ffi::SQLITE_CONSTRAINT_DATATYPE, "SQLITE_CONSTRAINT"),
+            (ffi::SQLITE_MISMATCH, "SQLITE_MISMATCH"),
+            (ffi::SQLITE_MISUSE, "SQLITE_MISUSE"),
+            (ffi::SQLITE_NOLFS, "SQLITE_NOLFS"),
+            (ffi::SQLITE_AUTH, "SQLITE_AUTH"),
+            (ffi::SQLITE_FORMAT, "SQLITE_UNKNOWN"),
+            (ffi::SQLITE_RANGE, "SQLITE_RANGE"),
+            (ffi::SQLITE_NOTADB, "SQLITE_NOTADB"),
+            (ffi::SQLITE_NOTICE, "SQLITE_UNKNOWN"),
+            (ffi::SQLITE_WARNING, "SQLITE_UNKNOWN"),
+        ];
+        for &(code, name) in table {
+            assert_eq!(sqlite_code_name(code), name, "result code {code}");
+        }
+    }
+}
