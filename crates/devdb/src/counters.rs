@@ -122,4 +122,28 @@ mod tests {
         let raw = Raw::of(&conn);
         assert_eq!((raw.changes, raw.total), (1, 8), "SQLite itself counted all three own inserts");
     }
+
+    #[test]
+    fn triggers_see_their_own_counts_and_their_statement_sees_the_clients() {
+        let conn = Connection::open_in_memory().unwrap();
+        let hidden = ClientCounters::install(&conn).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t(a); CREATE TABLE u(b); CREATE TABLE own(x); CREATE TABLE seen(v);
+             CREATE TRIGGER tr AFTER INSERT ON t BEGIN
+                 INSERT INTO u VALUES (1);
+                 UPDATE u SET b = b WHERE 0;
+                 INSERT INTO seen VALUES (changes());
+             END;
+             INSERT INTO u VALUES (5), (6), (7);",
+        )
+        .unwrap();
+        hidden.hide(&conn, || conn.execute("INSERT INTO own VALUES (1)", [])).unwrap();
+        // The second row reads changes() after the first row's trigger has written.
+        conn.execute("INSERT INTO t VALUES (1), (changes())", []).unwrap();
+        let column = |sql: &str| -> Vec<i64> {
+            conn.prepare(sql).unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        };
+        assert_eq!(column("SELECT a FROM t"), [1, 3], "the client's last count, as SQLite alone gives it");
+        assert_eq!(column("SELECT v FROM seen"), [0, 0], "inside the trigger: its own UPDATE's count");
+    }
 }

@@ -3,10 +3,10 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Server, TOKEN};
-use libsql::{Value, named_params, params};
+use libsql::{TransactionBehavior, Value, named_params, params};
 use serde_json::json;
 
 async fn connect(url: &str) -> libsql::Connection {
@@ -159,4 +159,140 @@ async fn unknown_and_expired_batons_are_hrana_errors() {
     assert_eq!(count["rows"][0][0]["value"], "0");
     // The write lock was released with the expired stream.
     common::must(&server.url, "INSERT INTO t VALUES (2)").await;
+}
+
+/// A primary and a replica that has applied everything written so far. Fields drop in order:
+/// the replica before its primary, both before their folder.
+struct Pair {
+    replica: Server,
+    primary: Server,
+    _dir: tempfile::TempDir,
+}
+
+impl Pair {
+    async fn start(schema: &str) -> Pair {
+        let dir = tempfile::tempdir().unwrap();
+        let primary = Server::primary(&dir.path().join("primary.db"));
+        let replica = Server::replica(&dir.path().join("replica.db"), &primary.url);
+        connect(&primary.url).await.execute_batch(schema).await.unwrap();
+        let index = common::index(&primary.url).await;
+        common::wait_index(&replica.url, index, Duration::from_secs(10)).await;
+        Pair { replica, primary, _dir: dir }
+    }
+}
+
+fn ints(values: &[i64]) -> Vec<Vec<Value>> {
+    vec![values.iter().map(|&i| Value::Integer(i)).collect()]
+}
+
+/// The client shows a Hrana error as `Error { message: "…", code: "…" }`, or from a cursor as
+/// `(error code: …) …`.
+fn assert_error(err: libsql::Error, code: &str, detail: &str) {
+    let text = err.to_string();
+    let shown = [format!("code: \"{code}\""), format!("(error code: {code})")];
+    assert!(shown.iter().any(|s| text.contains(s.as_str())), "want {code}: {text}");
+    assert!(text.contains(detail), "want {detail:?}: {text}");
+}
+
+#[tokio::test]
+async fn each_stream_has_its_own_rowid_and_counters_on_a_primary_and_a_replica() {
+    let pair = Pair::start(
+        "CREATE TABLE r1(a); CREATE TABLE parent(id INTEGER PRIMARY KEY); CREATE TABLE child(p REFERENCES parent(id));",
+    )
+    .await;
+    let conn = connect(&pair.primary.url).await;
+    assert_eq!(conn.execute("INSERT INTO r1 VALUES (1), (2), (3)", ()).await.unwrap(), 3);
+    assert_eq!(conn.last_insert_rowid(), 3);
+
+    // Each new connection is a new stream: it must not see the insert's rowid or counts.
+    for url in [&pair.primary.url, &pair.replica.url] {
+        let fresh = connect(url).await;
+        fresh.execute("SELECT 1", ()).await.unwrap();
+        assert_eq!(fresh.last_insert_rowid(), 0, "{url}");
+        assert_eq!(all(&fresh, "SELECT last_insert_rowid(), changes(), total_changes()").await, ints(&[0, 0, 0]));
+    }
+
+    // Within one stream (a transaction), changes() is the last statement's count.
+    let tx = conn.transaction().await.unwrap();
+    assert_eq!(tx.execute("UPDATE r1 SET a = a * 10", ()).await.unwrap(), 3);
+    assert_eq!(all(&tx, "SELECT changes(), total_changes()").await, ints(&[3, 3]));
+    assert_eq!(tx.execute("DELETE FROM r1 WHERE a = 10", ()).await.unwrap(), 1);
+    assert_eq!(all(&tx, "SELECT changes(), total_changes()").await, ints(&[1, 4]));
+    tx.commit().await.unwrap();
+
+    // A PRAGMA set in one stream does not reach the next one (the client closes the stream
+    // after an autocommit batch); devdb's SQLite, like sqld's, enforces foreign keys by default.
+    for url in [&pair.primary.url, &pair.replica.url] {
+        connect(url).await.execute_batch("PRAGMA foreign_keys = OFF;").await.unwrap();
+        assert_eq!(all(&connect(url).await, "PRAGMA foreign_keys").await, ints(&[1]), "{url}");
+    }
+    // ... and lasts for the rest of its own.
+    let unchecked = connect(&pair.primary.url).await;
+    unchecked.execute_batch("PRAGMA foreign_keys = OFF; INSERT INTO child VALUES (99);").await.unwrap();
+    let err = connect(&pair.primary.url).await.execute("INSERT INTO child VALUES (98)", ()).await.unwrap_err();
+    assert_error(err, "SQLITE_CONSTRAINT", "SQLite error: FOREIGN KEY constraint failed");
+}
+
+#[tokio::test]
+async fn errors_carry_sqlds_codes_on_a_primary_and_a_replica() {
+    let pair = Pair::start(
+        "CREATE TABLE e(id INTEGER PRIMARY KEY, u TEXT UNIQUE, n INTEGER NOT NULL, c INTEGER CHECK (c > 0));
+         INSERT INTO e VALUES (1, 'a', 1, 1);",
+    )
+    .await;
+    let conn = connect(&pair.primary.url).await;
+    let table = [
+        ("INSERT INTO e VALUES (1, 'b', 1, 1)", "SQLITE_CONSTRAINT", "SQLite error: UNIQUE constraint failed: e.id"),
+        ("INSERT INTO e VALUES (2, 'a', 1, 1)", "SQLITE_CONSTRAINT", "SQLite error: UNIQUE constraint failed: e.u"),
+        (
+            "INSERT INTO e VALUES (3, 'c', NULL, 1)",
+            "SQLITE_CONSTRAINT",
+            "SQLite error: NOT NULL constraint failed: e.n",
+        ),
+        ("INSERT INTO e VALUES (4, 'd', 1, 0)", "SQLITE_CONSTRAINT", "SQLite error: CHECK constraint failed: c > 0"),
+        ("SELECT nope FROM e", "SQL_INPUT_ERROR", "SQL input error: no such column: nope (at offset 7)"),
+        ("COMMIT", "SQLITE_UNKNOWN", "SQLite error: cannot commit - no transaction is active"),
+    ];
+    for (sql, code, detail) in table {
+        assert_error(conn.execute(sql, ()).await.unwrap_err(), code, detail);
+    }
+    // Inside a transaction, and in a transactional batch.
+    let tx = conn.transaction().await.unwrap();
+    assert_error(tx.execute(table[1].0, ()).await.unwrap_err(), "SQLITE_CONSTRAINT", "UNIQUE constraint failed: e.u");
+    tx.rollback().await.unwrap();
+    // Through a cursor (`query`).
+    let returning = conn.query("INSERT INTO e VALUES (1, 'b', 1, 1) RETURNING id", ()).await.unwrap_err();
+    assert_error(returning, "SQLITE_CONSTRAINT", "SQLite error: UNIQUE constraint failed: e.id");
+    // The client keeps only the message of a batch's error.
+    let failed =
+        conn.execute_transactional_batch("INSERT INTO e VALUES (5, 'e', 1, 1); INSERT INTO e VALUES (5, 'f', 1, 1);");
+    let text = failed.await.unwrap_err().to_string();
+    assert!(text.contains("SQLite error: UNIQUE constraint failed: e.id"), "{text}");
+
+    let replica = connect(&pair.replica.url).await;
+    let refused = replica.execute("INSERT INTO e VALUES (6, 'g', 1, 1)", ()).await.unwrap_err();
+    assert_error(refused, "SQLITE_READONLY", "devdb replica is read-only");
+    let missing = replica.execute("SELECT nope FROM e", ()).await.unwrap_err();
+    assert_error(missing, "SQL_INPUT_ERROR", "no such column: nope");
+    assert_eq!(all(&replica, "SELECT count(*) FROM e").await, ints(&[1]));
+}
+
+#[tokio::test]
+async fn a_writer_queued_behind_an_abandoned_transaction_gets_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Server::primary(&dir.path().join("db.sqlite"));
+    let holder = connect(&primary.url).await;
+    holder.execute("CREATE TABLE q(a)", ()).await.unwrap();
+    let tx = holder.transaction_with_behavior(TransactionBehavior::Immediate).await.unwrap();
+    tx.execute("INSERT INTO q VALUES (1)", ()).await.unwrap();
+    // The client vanishes mid-transaction: no COMMIT, no ROLLBACK, no close (dropping the
+    // transaction would send a ROLLBACK).
+    std::mem::forget(tx);
+
+    let writer = connect(&primary.url).await;
+    let started = Instant::now();
+    writer.execute("INSERT INTO q VALUES (2)", ()).await.unwrap();
+    let waited = started.elapsed();
+    assert!(waited > Duration::from_secs(5), "the write should have queued behind the lock, waited {waited:?}");
+    assert_eq!(all(&writer, "SELECT a FROM q").await, ints(&[2]), "the abandoned insert was rolled back");
 }
