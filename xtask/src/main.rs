@@ -2,6 +2,7 @@
 
 mod assets;
 mod bench;
+mod bench_peer;
 mod build;
 mod dev;
 mod region_lab;
@@ -43,6 +44,10 @@ fn main() -> ExitCode {
         ["bench", "startup"] => bench::startup(),
         ["bench", "app"] => bench::app(),
         ["bench", "regions"] => region_lab::run(),
+        // Temporary until the clap conversion (issue #16) wires `bench peer [--rounds N] [--seconds S]`.
+        ["bench", "peer", rest @ ..] => {
+            bench_peer::parse_args(rest).and_then(|(rounds, seconds)| bench_peer::run(rounds, seconds))
+        }
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);

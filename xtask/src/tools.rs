@@ -33,6 +33,7 @@ impl Toolchain {
         let worker_build = ensure_cargo_tool("worker-build", "worker-build", &worker_version)?;
         ensure_npm_packages(&root)?;
         ensure_chromium()?;
+        crate::bench_peer::ensure_load_generator()?;
         let node = local_stack::node::find_node(&root).map_err(|e| e.to_string())?;
         let wasm_opt = root.join("node_modules/binaryen/bin/wasm-opt");
         if !wasm_opt.is_file() {

@@ -1,0 +1,230 @@
+//! `cargo xtask bench peer`: edgestack against the JavaScript Worker a team would write instead
+//! (`bench/peer`), with a floor Worker (`bench/floor`) that shows the runtime's own cost per
+//! shape. One devdb primary, six `wrangler dev` sessions (each side with `READ_CACHE=on` and
+//! `off`), a fairness check that both sides answer alike, then every shape on every side in
+//! turn with `wrk`, for `rounds` × `seconds`. Prints a table and writes
+//! `target/bench-peer/results.json`, `table.md` and `chart.svg`. See bench/README.md.
+
+mod check;
+mod load;
+mod report;
+mod stack;
+mod svg;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::tools::{self, Toolchain};
+use crate::{Result, build};
+use load::LoadRun;
+use report::{Measurement, Side};
+use stack::{Stack, shapes};
+
+/// wrk's settings: two threads (one per core here) and 16 connections, as in issue #15.
+pub const THREADS: u32 = 2;
+pub const CONNECTIONS: u32 = 16;
+/// Unmeasured seconds per shape and side before the first round: isolates start, V8 compiles
+/// the hot JavaScript, caches fill.
+const WARM_UP_SECONDS: u32 = 2;
+/// Pause between runs: wrk ends with requests in flight, whose database requests and CPU time
+/// must not be counted in the next run.
+const SETTLE: Duration = Duration::from_millis(300);
+
+pub fn run(rounds: u32, seconds: u32) -> Result {
+    if rounds == 0 || seconds == 0 {
+        return Err("bench peer: --rounds and --seconds must be at least 1".into());
+    }
+    let started = Instant::now();
+    // Installs what is missing, `wrk` included where it can (`ensure_load_generator`).
+    let toolchain = Toolchain::ensure()?;
+    let wrk = load_generator().ok_or(
+        "bench peer needs `wrk` on PATH: `cargo xtask setup` installs it from Debian (as root with apt-get); elsewhere install wrk",
+    )?;
+    build::build_worker(&toolchain)?;
+    let out_dir = toolchain.root.join("target/bench-peer");
+    std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
+    let interrupt = InterruptGuard::install();
+    let stack = Stack::start(&out_dir, &interrupt)?;
+    let shapes = shapes(&stack.seed);
+    check::same_answers(&stack, &shapes, &out_dir.join("check"))?;
+    eprintln!(
+        "bench peer: both sides answer alike on every shape; warming up ({WARM_UP_SECONDS} s per shape and side)"
+    );
+    let generator = load::Wrk { program: wrk, scripts: out_dir.join("wrk") };
+    for shape in &shapes {
+        for side in Side::ALL {
+            interrupt.check()?;
+            generator.run(&stack.session(side, shape.read_cache)?.base_url, shape, WARM_UP_SECONDS)?;
+        }
+    }
+    let mut measurements = Vec::new();
+    for round in 0..rounds {
+        for shape in &shapes {
+            // The order of sides turns each round, so drift on a shared machine hits all alike.
+            for side in Side::rotated(round as usize) {
+                interrupt.check()?;
+                let session = stack.session(side, shape.read_cache)?;
+                // Requests the previous run left in flight end before this run's counters are read.
+                std::thread::sleep(SETTLE);
+                let before = stack.sample(session)?;
+                let run: LoadRun = generator.run(&session.base_url, shape, seconds)?;
+                let after = stack.sample(session)?;
+                let measurement = Measurement::new(shape, side, &run, &before, &after);
+                eprintln!("bench peer: round {}/{rounds} {}", round + 1, measurement.one_line());
+                measurements.push(measurement);
+            }
+        }
+    }
+    // Stop the stack before writing: nothing measured depends on it any more.
+    drop(stack);
+    let results = report::Results::new(&shapes, &measurements, rounds, seconds);
+    println!("{}", results.render_table());
+    let json_path = out_dir.join("results.json");
+    let json = serde_json::to_string_pretty(&results.to_json()).map_err(|e| e.to_string())?;
+    write(&json_path, &(json + "\n"))?;
+    let table_path = out_dir.join("table.md");
+    write(&table_path, &results.render_markdown())?;
+    let svg_path = out_dir.join("chart.svg");
+    write(&svg_path, &svg::render(&results))?;
+    println!(
+        "wrote {}, {} and {} in {:.0} s",
+        json_path.display(),
+        table_path.display(),
+        svg_path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Temporary until `bench peer [--rounds N] [--seconds S]` is wired by the clap conversion
+/// (issue #16): `(rounds, seconds)` from the words after `bench peer`.
+pub fn parse_args(args: &[&str]) -> Result<(u32, u32)> {
+    let (mut rounds, mut seconds) = (3, 5);
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        let target = match *word {
+            "--rounds" => &mut rounds,
+            "--seconds" => &mut seconds,
+            other => return Err(format!("bench peer: unexpected argument `{other}` (use --rounds N --seconds S)")),
+        };
+        *target = words
+            .next()
+            .and_then(|value| value.parse().ok())
+            .ok_or_else(|| format!("bench peer: {word} needs a whole number"))?;
+    }
+    Ok((rounds, seconds))
+}
+
+/// `wrk` for `cargo xtask setup`: Debian's package when this is a Debian-like machine and we
+/// are root (as for Chromium); elsewhere a note, and `bench peer` refuses until it is installed.
+pub fn ensure_load_generator() -> Result {
+    if load_generator().is_some() {
+        return Ok(());
+    }
+    let has_apt = Path::new("/usr/bin/apt-get").exists();
+    // SAFETY: geteuid(2) has no preconditions and touches no memory.
+    let is_root = unsafe { libc::geteuid() } == 0;
+    if !(has_apt && is_root) {
+        eprintln!("xtask: no `wrk` on PATH; `cargo xtask bench peer` needs it (install wrk from your package manager)");
+        return Ok(());
+    }
+    eprintln!("xtask: installing Debian's wrk (once)");
+    tools::run(Command::new("apt-get").args(["update", "-qq"]))?;
+    tools::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends", "wrk"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+/// The `wrk` executable on PATH, if any.
+fn load_generator() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|folder| folder.join("wrk")).find(|candidate| {
+        std::fs::metadata(candidate).is_ok_and(|meta| {
+            use std::os::unix::fs::PermissionsExt;
+            meta.is_file() && meta.permissions().mode() & 0o111 != 0
+        })
+    })
+}
+
+fn write(path: &Path, text: &str) -> Result {
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(signal: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+    // A second signal ends the process at once, the usual meaning of pressing Ctrl-C twice.
+    // SAFETY: signal(2) only changes this signal's disposition; it is safe in a handler.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+    }
+}
+
+/// Turns Ctrl-C (SIGINT), SIGTERM and SIGHUP into an orderly return, so the stack's `Drop`
+/// (local-stack stops every process group it started) runs instead of the process dying with
+/// them orphaned. Only where nobody else handles the signal yet; the old handling comes back on
+/// drop.
+pub struct InterruptGuard {
+    replaced: Vec<(libc::c_int, libc::sighandler_t)>,
+}
+
+impl InterruptGuard {
+    fn install() -> Self {
+        let mut replaced = Vec::new();
+        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            // SAFETY: signal(2) with a handler that only stores to an atomic and resets the
+            // disposition, both async-signal-safe.
+            let previous = unsafe { libc::signal(signal, handler) };
+            if previous == libc::SIG_DFL {
+                replaced.push((signal, previous));
+            } else {
+                // Someone else handles it (a process-wide handler): leave theirs in place.
+                // SAFETY: restores exactly what signal(2) returned.
+                unsafe {
+                    libc::signal(signal, previous);
+                }
+            }
+        }
+        Self { replaced }
+    }
+
+    /// `Err` once a stop was asked for; callers return it, and drops stop the stack.
+    pub fn check(&self) -> Result {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            Err("bench peer: interrupted; stopping every process it started".into())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Drop for InterruptGuard {
+    fn drop(&mut self) {
+        for (signal, previous) in &self.replaced {
+            // SAFETY: restores the disposition this guard replaced.
+            unsafe {
+                libc::signal(*signal, *previous);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_rounds_and_seconds() {
+        assert_eq!(parse_args(&[]), Ok((3, 5)));
+        assert_eq!(parse_args(&["--rounds", "1", "--seconds", "2"]), Ok((1, 2)));
+        assert!(parse_args(&["--rounds"]).is_err());
+        assert!(parse_args(&["--rounds", "x"]).is_err());
+        assert!(parse_args(&["--fast"]).is_err());
+    }
+}

@@ -1,0 +1,308 @@
+//! The fairness check run before anything is measured: for every shape, edgestack and the peer
+//! must answer with the same status, the same header names, the same header values (but for
+//! those that name a version, a time or a signature), the same `Server-Timing` entries and the
+//! same body — byte for byte where both read the same rows, else the same JSON shape. Any
+//! difference stops the bench with the list and both answers saved for reading.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::report::Side;
+use super::stack::{Shape, Stack};
+use crate::Result;
+
+/// Headers of the connection, not of the API: the runtime sets them.
+const TRANSPORT_HEADERS: [&str; 5] = ["content-length", "date", "connection", "keep-alive", "transfer-encoding"];
+/// Headers whose value differs between two correct answers; compared by form, not value.
+const VARYING_HEADERS: [&str; 4] = ["x-edgestack-version-id", "x-edgestack-version-tag", "server-timing", "set-cookie"];
+
+/// One answer as the check sees it.
+pub struct Answer {
+    pub status: u16,
+    /// Lower-case names, in the order received.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    fn values(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(key, _)| key == name).map(|(_, value)| value.as_str()).collect()
+    }
+
+    fn dump(&self) -> String {
+        let mut text = format!("HTTP {}\n", self.status);
+        for (name, value) in &self.headers {
+            text.push_str(&format!("{name}: {value}\n"));
+        }
+        text.push('\n');
+        text.push_str(&String::from_utf8_lossy(&self.body));
+        text.push('\n');
+        text
+    }
+}
+
+pub fn same_answers(stack: &Stack, shapes: &[Shape], dump_dir: &Path) -> Result {
+    std::fs::create_dir_all(dump_dir).map_err(|e| format!("{}: {e}", dump_dir.display()))?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut differences = Vec::new();
+    for shape in shapes {
+        let mut answers = Vec::new();
+        for side in Side::ALL {
+            let base_url = &stack.session(side, shape.read_cache)?.base_url;
+            let answer = settled_answer(&agent, base_url, shape)?;
+            let dump = dump_dir.join(format!("{}-{}.txt", shape.key, side.as_str()));
+            std::fs::write(&dump, answer.dump()).map_err(|e| format!("{}: {e}", dump.display()))?;
+            answers.push(answer);
+        }
+        let [edgestack, peer, floor] = answers.as_slice() else { return Err("three answers per shape".into()) };
+        differences.extend(compare(shape, edgestack, peer).into_iter().map(|why| format!("{}: {why}", shape.name)));
+        if !(200..300).contains(&floor.status) {
+            differences.push(format!("{}: the floor answered {}", shape.name, floor.status));
+        }
+    }
+    if differences.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "bench peer: edgestack and the peer do not answer alike, so their figures would not compare the same work:\n  {}\n(both answers of each shape are in {})",
+            differences.join("\n  "),
+            dump_dir.display()
+        ))
+    }
+}
+
+/// The shape's answer once caches have settled: a cache miss is asked again (the miss fills
+/// the cache; a KV fill lands a moment later), as the shape will be served under load.
+fn settled_answer(agent: &ureq::Agent, base_url: &str, shape: &Shape) -> Result<Answer> {
+    let mut answer = request(agent, base_url, shape)?;
+    for _ in 0..50 {
+        if cache_status(&answer).as_deref() != Some("miss") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        answer = request(agent, base_url, shape)?;
+    }
+    Ok(answer)
+}
+
+fn request(agent: &ureq::Agent, base_url: &str, shape: &Shape) -> Result<Answer> {
+    let mut request = ureq::http::Request::builder().method(shape.method).uri(format!("{base_url}{}", shape.path));
+    for (name, value) in &shape.headers {
+        request = request.header(*name, value);
+    }
+    let request = request
+        .body(shape.body.clone().unwrap_or_default().into_bytes())
+        .map_err(|e| format!("{} {}: {e}", shape.method, shape.path))?;
+    let mut response = agent.run(request).map_err(|e| format!("{} {base_url}{}: {e}", shape.method, shape.path))?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (name.as_str().to_ascii_lowercase(), String::from_utf8_lossy(value.as_bytes()).into_owned())
+        })
+        .collect();
+    let body = response.body_mut().read_to_vec().map_err(|e| format!("{}: {e}", shape.path))?;
+    Ok(Answer { status, headers, body })
+}
+
+/// Every way `peer` differs from `edgestack` for `shape`.
+fn compare(shape: &Shape, edgestack: &Answer, peer: &Answer) -> Vec<String> {
+    let mut differences = Vec::new();
+    if edgestack.status != shape.expected_status || peer.status != shape.expected_status {
+        differences.push(format!(
+            "status: edgestack {}, peer {} (expected {})",
+            edgestack.status, peer.status, shape.expected_status
+        ));
+    }
+    let names = |answer: &Answer| -> BTreeSet<String> {
+        answer
+            .headers
+            .iter()
+            .map(|(name, _)| name.clone())
+            .filter(|name| !TRANSPORT_HEADERS.contains(&name.as_str()))
+            .collect()
+    };
+    let (edgestack_names, peer_names) = (names(edgestack), names(peer));
+    for name in edgestack_names.difference(&peer_names) {
+        differences.push(format!("header {name}: only edgestack sends it"));
+    }
+    for name in peer_names.difference(&edgestack_names) {
+        differences.push(format!("header {name}: only the peer sends it"));
+    }
+    for name in edgestack_names.intersection(&peer_names) {
+        let (ours, theirs) = (edgestack.values(name), peer.values(name));
+        let (ours, theirs): (Vec<String>, Vec<String>) = match name.as_str() {
+            "server-timing" => {
+                (ours.iter().map(|v| timing_form(v)).collect(), theirs.iter().map(|v| timing_form(v)).collect())
+            }
+            "set-cookie" => {
+                (ours.iter().map(|v| cookie_form(v)).collect(), theirs.iter().map(|v| cookie_form(v)).collect())
+            }
+            _ if VARYING_HEADERS.contains(&name.as_str()) => continue,
+            _ => (ours.iter().map(|v| v.to_string()).collect(), theirs.iter().map(|v| v.to_string()).collect()),
+        };
+        if ours != theirs {
+            differences.push(format!("header {name}: edgestack {ours:?}, peer {theirs:?}"));
+        }
+    }
+    if shape.same_body {
+        if edgestack.body != peer.body {
+            differences.push(format!(
+                "body: edgestack {}, peer {}",
+                String::from_utf8_lossy(&edgestack.body),
+                String::from_utf8_lossy(&peer.body)
+            ));
+        }
+    } else {
+        let form = |answer: &Answer| serde_json::from_slice::<Value>(&answer.body).ok().map(|json| json_form(&json));
+        match (form(edgestack), form(peer)) {
+            (Some(ours), Some(theirs)) if ours == theirs => {}
+            (ours, theirs) => differences.push(format!("JSON shape: edgestack {ours:?}, peer {theirs:?}")),
+        }
+    }
+    differences
+}
+
+/// `cache;desc=hit-memory, db;desc=primary;dur=1.2, total;dur=1.5` → `cache=hit, db=primary,
+/// total`: what was done, not how long it took (a memory hit and a KV hit are both hits).
+fn timing_form(header: &str) -> String {
+    header
+        .split(',')
+        .map(|metric| {
+            let mut parts = metric.split(';').map(str::trim);
+            let name = parts.next().unwrap_or_default();
+            let description = parts.find_map(|part| part.strip_prefix("desc=")).map(|d| d.trim_matches('"'));
+            match (name, description) {
+                ("cache", Some(d)) if d.starts_with("hit") => "cache=hit".to_string(),
+                (name, Some(d)) => format!("{name}={d}"),
+                (name, None) => name.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A `Set-Cookie` without its value: the cookie's name and attributes.
+fn cookie_form(header: &str) -> String {
+    let mut parts = header.split(';').map(str::trim);
+    let name = parts.next().and_then(|pair| pair.split_once('=')).map_or("", |(name, _)| name);
+    std::iter::once(name).chain(parts).collect::<Vec<_>>().join("; ")
+}
+
+/// The JSON with every leaf replaced by its type: two answers with the same keys and types of
+/// values have the same form.
+fn json_form(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(map.iter().map(|(key, value)| (key.clone(), json_form(value))).collect()),
+        Value::Array(items) => Value::Array(items.iter().map(json_form).collect()),
+        Value::String(_) => Value::from("string"),
+        Value::Number(_) => Value::from("number"),
+        Value::Bool(_) => Value::from("bool"),
+        Value::Null => Value::Null,
+    }
+}
+
+/// The `cache;desc=…` of an answer's `Server-Timing`.
+fn cache_status(answer: &Answer) -> Option<String> {
+    answer.values("server-timing").iter().flat_map(|header| header.split(',')).find_map(|metric| {
+        let mut parts = metric.split(';').map(str::trim);
+        (parts.next() == Some("cache")).then(|| parts.find_map(|part| part.strip_prefix("desc=")).map(String::from))?
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> Answer {
+        Answer {
+            status,
+            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn shape(same_body: bool) -> Shape {
+        Shape {
+            key: "k",
+            name: "GET /x",
+            method: "GET",
+            path: "/x".into(),
+            read_cache: true,
+            headers: Vec::new(),
+            body: None,
+            same_body,
+            expected_status: 200,
+        }
+    }
+
+    #[test]
+    fn alike_answers_pass_even_with_different_timings_versions_and_cache_tiers() {
+        let ours = answer(
+            200,
+            &[
+                ("content-type", "application/json"),
+                ("server-timing", "cache;desc=hit-memory, total;dur=0.0"),
+                ("x-edgestack-version-id", "a"),
+                ("content-length", "11"),
+            ],
+            r#"{"a":1}"#,
+        );
+        let theirs = answer(
+            200,
+            &[
+                ("content-type", "application/json"),
+                ("server-timing", "cache;desc=hit-kv, total;dur=3.0"),
+                ("x-edgestack-version-id", "b"),
+            ],
+            r#"{"a":1}"#,
+        );
+        assert_eq!(compare(&shape(true), &ours, &theirs), Vec::<String>::new());
+    }
+
+    #[test]
+    fn differences_are_named() {
+        let ours = answer(
+            200,
+            &[
+                ("cache-control", "private, no-store"),
+                ("etag", "\"x\""),
+                ("server-timing", "cache;desc=none, db;desc=primary;dur=1, total;dur=1"),
+            ],
+            r#"{"note":{"id":"a","n":1}}"#,
+        );
+        let theirs = answer(
+            201,
+            &[("cache-control", "no-store"), ("server-timing", "cache;desc=none, total;dur=1")],
+            r#"{"note":{"id":"b","n":"1"}}"#,
+        );
+        let found = compare(&shape(false), &ours, &theirs).join("\n");
+        for expected in [
+            "status: edgestack 200, peer 201",
+            "header etag: only edgestack",
+            "header cache-control",
+            "header server-timing",
+            "JSON shape",
+        ] {
+            assert!(found.contains(expected), "{expected} in:\n{found}");
+        }
+        assert!(!compare(&shape(true), &ours, &theirs).join("\n").contains("JSON shape"), "byte comparison instead");
+    }
+
+    #[test]
+    fn cookies_compare_without_their_values() {
+        assert_eq!(cookie_form("c=1.abc; Path=/; Secure; Max-Age=300"), "c; Path=/; Secure; Max-Age=300");
+        assert_eq!(
+            timing_form("cache;desc=bypass, db;desc=primary;dur=1.2, total;dur=3.4"),
+            "cache=bypass, db=primary, total"
+        );
+    }
+}

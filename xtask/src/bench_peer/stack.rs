@@ -1,0 +1,458 @@
+//! The bench's stack: one devdb primary with its seed (a user, a session, 20 published notes),
+//! and six `wrangler dev` sessions — edgestack, the peer and the floor, each with `READ_CACHE=on`
+//! and `off` — started one after another (started together they race for wrangler's ports),
+//! each with its own name, port and state folder. Also finds the workerd process that runs each
+//! session's Worker, whose CPU time the bench samples.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use edgestack_core::accounts::SessionToken;
+use local_stack::devdb::DevDb;
+use local_stack::wrangler::{WranglerDev, WranglerDevOptions};
+use serde_json::json;
+
+use super::InterruptGuard;
+use super::report::Side;
+use crate::Result;
+
+/// Notes the seed publishes, and the size of each body (issue #15: 20 of about 500 bytes).
+const SEEDED_NOTES: usize = 20;
+const NOTE_BODY_BYTES: usize = 500;
+
+/// What the seed made: the bench user's session and its notes.
+pub struct Seed {
+    pub session_token: String,
+    pub note_ids: Vec<String>,
+}
+
+/// One measured request shape.
+pub struct Shape {
+    /// Short key for files and JSON (`health`, `public-note-uncached`, …).
+    pub key: &'static str,
+    /// What the table shows.
+    pub name: &'static str,
+    pub method: &'static str,
+    pub path: String,
+    /// Which sessions serve it: those with the read cache on or off.
+    pub read_cache: bool,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Option<String>,
+    /// Both sides read the same rows, so their bodies must be byte for byte the same (and so
+    /// their ETags); otherwise only the JSON's shape is compared.
+    pub same_body: bool,
+    pub expected_status: u16,
+}
+
+pub fn shapes(seed: &Seed) -> Vec<Shape> {
+    let note = seed.note_ids.first().cloned().unwrap_or_default();
+    let cookie = ("Cookie", format!("{}={}", edgestack_core::accounts::session::COOKIE_NAME, seed.session_token));
+    let get = |key, name, path: String, read_cache, headers: Vec<(&'static str, String)>, same_body| Shape {
+        key,
+        name,
+        method: "GET",
+        path,
+        read_cache,
+        headers,
+        body: None,
+        same_body,
+        expected_status: 200,
+    };
+    let new_note = json!({"title": "bench write", "body": note_body(0)}).to_string();
+    vec![
+        get("health", "GET /api/health", "/api/health".into(), true, Vec::new(), false),
+        get(
+            "public-note",
+            "GET /api/public/notes/{id}, cache off",
+            format!("/api/public/notes/{note}"),
+            false,
+            Vec::new(),
+            true,
+        ),
+        get(
+            "public-note-cached",
+            "GET /api/public/notes/{id}, cached",
+            format!("/api/public/notes/{note}"),
+            true,
+            Vec::new(),
+            true,
+        ),
+        get("own-note", "GET /api/notes/{id}, session", format!("/api/notes/{note}"), true, vec![cookie.clone()], true),
+        Shape {
+            key: "create-note",
+            name: "POST /api/notes (write)",
+            method: "POST",
+            path: "/api/notes".into(),
+            read_cache: true,
+            headers: vec![
+                cookie,
+                // The CSRF rule: a client that is not a browser proves itself with this header.
+                ("X-Edgestack-Client", "1".into()),
+                ("Content-Type", "application/json".into()),
+            ],
+            body: Some(new_note),
+            same_body: false,
+            expected_status: 201,
+        },
+    ]
+}
+
+/// A note body of about [`NOTE_BODY_BYTES`] of plain words.
+fn note_body(n: usize) -> String {
+    let mut body = format!("Note {n}. ");
+    while body.len() < NOTE_BODY_BYTES {
+        body.push_str("The quick brown fox jumps over the lazy dog. ");
+    }
+    body.truncate(NOTE_BODY_BYTES);
+    body
+}
+
+/// One `wrangler dev` session and the workerd process that runs its Worker.
+pub struct Session {
+    pub side: Side,
+    pub read_cache: bool,
+    pub base_url: String,
+    worker_pid: u32,
+    dev: WranglerDev,
+}
+
+/// CPU time of a session's Worker process and the database's request count at one moment.
+pub struct Sample {
+    pub cpu_ticks: u64,
+    pub db_requests: u64,
+}
+
+pub struct Stack {
+    // Field order is drop order: the Workers stop before the database they use.
+    sessions: Vec<Session>,
+    db: DevDb,
+    pub seed: Seed,
+}
+
+impl Stack {
+    pub fn start(out_dir: &Path, interrupt: &InterruptGuard) -> Result<Self> {
+        let token = random_hex(16)?;
+        let db = DevDb::start_primary(&token, 0)?;
+        db.migrate()?;
+        eprintln!("bench peer: devdb primary at {}", db.url);
+        let configs = out_dir.join("configs");
+        let mut sessions = Vec::new();
+        let mut seed = None;
+        for (side, read_cache) in [
+            (Side::Edgestack, true),
+            (Side::Edgestack, false),
+            (Side::Peer, true),
+            (Side::Peer, false),
+            (Side::Floor, true),
+            (Side::Floor, false),
+        ] {
+            interrupt.check()?;
+            let mut vars = db.worker_vars();
+            vars.push(("READ_CACHE".into(), if read_cache { "on" } else { "off" }.into()));
+            if side == Side::Floor {
+                let seed: &Seed = seed.as_ref().ok_or("the seed is made before the floor starts")?;
+                let token = SessionToken::parse(&seed.session_token).ok_or("the seeded session token is malformed")?;
+                vars.push(("BENCH_SESSION_HASH".into(), token.hash()));
+                vars.push(("BENCH_NOTE_ID".into(), seed.note_ids.first().cloned().unwrap_or_default()));
+            }
+            let session = Session::start(side, read_cache, &configs, vars)?;
+            if seed.is_none() {
+                seed = Some(seed_database(&session.base_url)?);
+            }
+            sessions.push(session);
+        }
+        let seed = seed.ok_or("no session was started")?;
+        Ok(Self { sessions, db, seed })
+    }
+
+    pub fn session(&self, side: Side, read_cache: bool) -> Result<&Session> {
+        self.sessions
+            .iter()
+            .find(|session| session.side == side && session.read_cache == read_cache)
+            .ok_or_else(|| format!("no {} session with READ_CACHE={read_cache}", side.as_str()))
+    }
+
+    pub fn sample(&self, session: &Session) -> Result<Sample> {
+        let stats = self.db.stats()?;
+        let served = |name: &str| stats[name].as_u64().unwrap_or(0);
+        Ok(Sample { cpu_ticks: session.cpu_ticks()?, db_requests: served("pipelines") + served("cursors") })
+    }
+}
+
+impl Session {
+    fn start(side: Side, read_cache: bool, configs: &Path, vars: Vec<(String, String)>) -> Result<Self> {
+        let name = format!("bench-{}-cache-{}", side.as_str(), if read_cache { "on" } else { "off" });
+        let config = session_config(side, &name, configs)?;
+        let started = Instant::now();
+        let options = WranglerDevOptions { configs: vec![config], vars, ready_timeout: Duration::from_secs(180) };
+        let dev = WranglerDev::start(options).map_err(|error| explain_start_failure(&name, &error.0))?;
+        let port = port_of(&dev.base_url)?;
+        let worker_pid = worker_process(port)?;
+        eprintln!(
+            "bench peer: {name} at {} in {:.1} s (Worker process {worker_pid})",
+            dev.base_url,
+            started.elapsed().as_secs_f64()
+        );
+        Ok(Self { side, read_cache, base_url: dev.base_url.clone(), worker_pid, dev })
+    }
+
+    /// User + system CPU time of the Worker's process so far, in clock ticks.
+    fn cpu_ticks(&self) -> Result<u64> {
+        cpu_ticks(self.worker_pid).map_err(|error| {
+            format!(
+                "{} (the Worker's workerd, pid {}): {error}\n{}",
+                self.base_url,
+                self.worker_pid,
+                self.dev.log_tail()
+            )
+        })
+    }
+}
+
+/// wrangler's own ports come and go with each session; name the likely cause when one is taken.
+fn explain_start_failure(name: &str, error: &str) -> String {
+    if error.contains("Address already in use") || error.contains("EADDRINUSE") {
+        format!(
+            "{name}: a port wrangler dev needs is busy (another wrangler dev or workerd may be running; stop it and retry):\n{error}"
+        )
+    } else {
+        format!("{name}: wrangler dev did not start:\n{error}")
+    }
+}
+
+/// The session's wrangler config: the committed one (root `wrangler.toml` for edgestack,
+/// `bench/<side>/wrangler.toml` otherwise) under its own `name`, with paths made absolute and
+/// without the `[build]` step (the wasm is built once before the sessions start).
+fn session_config(side: Side, name: &str, configs: &Path) -> Result<PathBuf> {
+    let root = local_stack::workspace_root();
+    let source = match side {
+        Side::Edgestack => root.join("wrangler.toml"),
+        Side::Peer => root.join("bench/peer/wrangler.toml"),
+        Side::Floor => root.join("bench/floor/wrangler.toml"),
+    };
+    let text = std::fs::read_to_string(&source).map_err(|e| format!("{}: {e}", source.display()))?;
+    let source_dir = source.parent().ok_or("a config has a folder")?;
+    let folder = configs.join(name);
+    std::fs::create_dir_all(&folder).map_err(|e| format!("{}: {e}", folder.display()))?;
+    let config = folder.join("wrangler.toml");
+    std::fs::write(&config, rewrite_config(&text, source_dir, name))
+        .map_err(|e| format!("{}: {e}", config.display()))?;
+    Ok(config)
+}
+
+/// Line by line (the configs are ours and simple): a new `name`, `main` and `directory` made
+/// absolute against `source_dir`, and the `[build]` table left out.
+fn rewrite_config(text: &str, source_dir: &Path, name: &str) -> String {
+    let mut out = String::new();
+    let (mut in_table, mut in_build) = (false, false);
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            in_table = true;
+            in_build = trimmed == "[build]";
+        }
+        if in_build {
+            continue;
+        }
+        let key = trimmed.split('=').next().unwrap_or_default().trim();
+        let value = trimmed.split_once('=').map(|(_, value)| value.trim().trim_matches('"'));
+        match (key, value) {
+            ("name", Some(_)) if !in_table => out.push_str(&format!("name = \"{name}\"\n")),
+            ("main" | "directory", Some(path)) => {
+                let absolute = normalize(&source_dir.join(path));
+                out.push_str(&format!("{key} = \"{}\"\n", absolute.display()));
+            }
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// `a/b/../c` → `a/c`, without touching the file system (the folder may not exist yet).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn port_of(base_url: &str) -> Result<u16> {
+    base_url
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.trim_end_matches('/').parse().ok())
+        .ok_or_else(|| format!("no port in {base_url}"))
+}
+
+/// `wrangler dev` runs two workerd processes in its process group: the entry proxy, listening
+/// on the session's port (`--socket-addr=entry=127.0.0.1:<port>`), and the one that runs the
+/// Worker. Returns the second.
+fn worker_process(port: u16) -> Result<u32> {
+    let entry_arg = format!("--socket-addr=entry=127.0.0.1:{port}");
+    let processes = workerd_processes()?;
+    let (_, entry_group, _) = processes
+        .iter()
+        .find(|(_, _, args)| args.contains(&entry_arg))
+        .ok_or_else(|| format!("no workerd process with {entry_arg}"))?;
+    let workers: Vec<u32> = processes
+        .iter()
+        .filter(|(_, group, args)| group == entry_group && !args.contains(&entry_arg))
+        .map(|(pid, _, _)| *pid)
+        .collect();
+    match workers.as_slice() {
+        [pid] => Ok(*pid),
+        other => Err(format!(
+            "expected one workerd process running the Worker beside the entry on port {port}, found {}",
+            other.len()
+        )),
+    }
+}
+
+/// `(pid, process group, argv)` of every workerd process.
+fn workerd_processes() -> Result<Vec<(u32, u32, Vec<String>)>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").map_err(|e| format!("/proc: {e}"))?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
+        // Processes may end while we look; skip what cannot be read.
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let args: Vec<String> =
+            cmdline.split(|byte| *byte == 0).map(|arg| String::from_utf8_lossy(arg).into_owned()).collect();
+        if !args.first().is_some_and(|program| program.ends_with("/workerd") || program == "workerd") {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Some(group) = stat_fields(&stat).and_then(|fields| fields.get(2).and_then(|f| f.parse().ok())) else {
+            continue;
+        };
+        found.push((pid, group, args));
+    }
+    Ok(found)
+}
+
+/// The fields of `/proc/<pid>/stat` after `(comm)`, which may itself hold spaces: index 0 is
+/// field 3 (state), so field N is at index N − 3.
+fn stat_fields(stat: &str) -> Option<Vec<&str>> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().collect())
+}
+
+/// utime + stime (fields 14 and 15 of `/proc/<pid>/stat`), in clock ticks.
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| format!("process gone: {e}"))?;
+    let fields = stat_fields(&stat).ok_or("unreadable /proc stat")?;
+    let field = |n: usize| fields.get(n - 3).and_then(|value| value.parse::<u64>().ok());
+    Ok(field(14).ok_or("no utime")? + field(15).ok_or("no stime")?)
+}
+
+/// Clock ticks per second, for turning `/proc` CPU times into microseconds.
+pub fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf(3) has no preconditions and touches no memory.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
+/// One user (signed up through edgestack's API, so the session is a real one) and its
+/// published notes.
+fn seed_database(base_url: &str) -> Result<Seed> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let post =
+        |path: &str, cookie: Option<&str>, body: serde_json::Value| -> Result<(u16, Vec<String>, serde_json::Value)> {
+            let mut request = agent
+                .post(&format!("{base_url}{path}"))
+                .header("X-Edgestack-Client", "1")
+                .header("Content-Type", "application/json");
+            if let Some(cookie) = cookie {
+                request = request.header("Cookie", cookie);
+            }
+            let mut response = request.send(body.to_string()).map_err(|e| format!("POST {path}: {e}"))?;
+            let cookies = response
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .filter_map(|value| value.to_str().ok().map(String::from))
+                .collect();
+            let status = response.status().as_u16();
+            let text = response.body_mut().read_to_string().map_err(|e| format!("POST {path}: {e}"))?;
+            let json = serde_json::from_str(&text).map_err(|e| format!("POST {path} answered {status} {text}: {e}"))?;
+            Ok((status, cookies, json))
+        };
+    let email = format!("bench-{}@example.com", random_hex(6)?);
+    let (status, cookies, answer) =
+        post("/api/accounts", None, json!({"email": email, "password": "correct horse battery staple"}))?;
+    if status != 201 {
+        return Err(format!("seeding: sign-up answered {status}: {answer}"));
+    }
+    let prefix = format!("{}=", edgestack_core::accounts::session::COOKIE_NAME);
+    let session_token = cookies
+        .iter()
+        .filter_map(|cookie| cookie.split(';').next()?.trim().strip_prefix(&prefix))
+        .find(|value| SessionToken::parse(value).is_some())
+        .map(String::from)
+        .ok_or("seeding: sign-up set no session cookie")?;
+    let cookie = format!("{}={session_token}", edgestack_core::accounts::session::COOKIE_NAME);
+    let mut note_ids = Vec::new();
+    for n in 0..SEEDED_NOTES {
+        let note = json!({"title": format!("Bench note {n}"), "body": note_body(n), "published": true});
+        let (status, _, answer) = post("/api/notes", Some(&cookie), note)?;
+        let id = answer["note"]["id"].as_str().filter(|_| status == 201);
+        note_ids.push(id.ok_or_else(|| format!("seeding: note {n} answered {status}: {answer}"))?.to_string());
+    }
+    Ok(Seed { session_token, note_ids })
+}
+
+/// Random hex from the OS, for the database token and a unique email.
+fn random_hex(bytes: usize) -> Result<String> {
+    use std::io::Read;
+    let mut buffer = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut file| file.read_exact(&mut buffer))
+        .map_err(|e| format!("/dev/urandom: {e}"))?;
+    Ok(crate::tools::hex(&buffer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_configs_get_their_own_name_absolute_paths_and_no_build_step() {
+        let committed = "name = \"edgestack\"\nmain = \"build/index.js\"\n\n[build]\ncommand = \"cargo xtask build\"\nwatch_dir = [\"src\"]\n\n[assets]\ndirectory = \"../../public\"\nbinding = \"ASSETS\"\n\n[[kv_namespaces]]\nbinding = \"CACHE\"\n";
+        let rewritten = rewrite_config(committed, Path::new("/repo/bench/peer"), "bench-peer-cache-on");
+        assert!(rewritten.starts_with("name = \"bench-peer-cache-on\"\n"), "{rewritten}");
+        assert!(rewritten.contains("main = \"/repo/bench/peer/build/index.js\""), "{rewritten}");
+        assert!(rewritten.contains("directory = \"/repo/public\""), "{rewritten}");
+        assert!(!rewritten.contains("[build]") && !rewritten.contains("cargo xtask build"), "{rewritten}");
+        assert!(rewritten.contains("[[kv_namespaces]]\nbinding = \"CACHE\""), "{rewritten}");
+    }
+
+    #[test]
+    fn reads_cpu_fields_after_a_command_name_with_spaces() {
+        let stat = "4242 (workerd (x) y) S 1 4240 4240 0 -1 4194560 100 0 0 0 1234 567 0 0 20 0 9 0";
+        let fields = stat_fields(stat).unwrap();
+        assert_eq!(fields[0], "S");
+        assert_eq!(fields[14 - 3], "1234");
+        assert_eq!(fields[15 - 3], "567");
+        assert_eq!(fields[5 - 3], "4240", "the process group");
+    }
+
+    #[test]
+    fn finds_ports_and_makes_note_bodies_of_the_right_size() {
+        assert_eq!(port_of("http://127.0.0.1:8787"), Ok(8787));
+        assert!(port_of("http://127.0.0.1").is_err());
+        assert_eq!(note_body(3).len(), NOTE_BODY_BYTES);
+    }
+}
