@@ -6,7 +6,7 @@ use std::time::Duration;
 use std::future::Future;
 use std::pin::Pin;
 
-use edgestack_core::app::{ApiResponse, IsolateState, Limiter, Platform, ServiceRequest};
+use edgestack_core::app::{ApiResponse, IsolateState, KvWrite, Limiter, Platform, ServiceRequest};
 use edgestack_core::db::DbError;
 use edgestack_core::services::Service;
 use futures::future::{Either, select};
@@ -98,23 +98,27 @@ impl Platform for WorkerPlatform<'_> {
         Ok(keys.iter().map(|key| values.remove(*key).flatten().map(String::into_bytes)).collect())
     }
 
-    fn kv_put_in_background(&self, key: &str, value: Vec<u8>, ttl_seconds: u32) {
+    fn kv_put_in_background(&self, write: KvWrite) {
         let Ok(kv) = self.env.kv(CACHE_BINDING) else { return };
-        let key = key.to_string();
+        let isolate = self.isolate;
         self.background.wait_until(Box::pin(async move {
+            if write.after_ms > 0 {
+                Delay::from(Duration::from_millis(u64::from(write.after_ms))).await;
+            }
             for attempt in 0..2 {
                 if attempt > 0 {
                     // KV takes one write per second per key: the retry waits that second out.
                     Delay::from(KV_WRITE_INTERVAL).await;
                 }
-                let put = kv.put_bytes(&key, &value).map(|put| put.expiration_ttl(u64::from(ttl_seconds)));
+                let Some(value) = (write.value)(isolate, Date::now().as_millis() as f64) else { return };
+                let put = kv.put_bytes(&write.key, &value).map(|put| put.expiration_ttl(u64::from(write.ttl_seconds)));
                 let outcome = match put {
                     Ok(put) => put.execute().await,
                     Err(error) => Err(error),
                 };
                 match outcome {
                     Ok(()) => return,
-                    Err(error) => console_log!("KV put of {key} failed (attempt {}): {error}", attempt + 1),
+                    Err(error) => console_log!("KV put of {} failed (attempt {}): {error}", write.key, attempt + 1),
                 }
             }
         }));

@@ -30,6 +30,8 @@ pub const FLOOR_TTL_SECONDS: u32 = 300;
 pub const MAX_TOLERATED_LAG_SECONDS: u32 = FLOOR_TTL_SECONDS - 2 * KV_TTL_SECONDS;
 /// An isolate refills a KV key at most this often, so no key is written per request.
 const KV_REFILL_INTERVAL_MS: f64 = 10_000.0;
+/// KV takes at most one write per second to a key (platform limit); a second one is refused.
+pub const KV_WRITE_INTERVAL_MS: f64 = 1_000.0;
 
 /// A cached query result: the JSON body the API answered, and where it was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,11 +117,21 @@ struct MemoryEntry {
     query: CachedQuery,
 }
 
+/// A scope's floor in this isolate, and the state of its copy in KV.
+#[derive(Debug, Clone, Copy)]
+struct Floor {
+    index: u64,
+    expires_at: f64,
+    /// When this isolate last sent the floor to KV.
+    sent_at: f64,
+    /// A KV write is scheduled; it will carry whatever the floor is when it is sent.
+    scheduled: bool,
+}
+
 #[derive(Debug, Default)]
 pub struct MemoryCache {
     entries: HashMap<String, MemoryEntry>,
-    /// `scope → (floor, expires_at)`.
-    floors: HashMap<Scope, (u64, f64)>,
+    floors: HashMap<Scope, Floor>,
     kv_filled_at: HashMap<String, f64>,
 }
 
@@ -132,7 +144,7 @@ impl MemoryCache {
 
     /// The highest floor this isolate knows for `scope` (0: none).
     pub fn floor(&self, scope: &Scope, now_ms: f64) -> u64 {
-        self.floors.get(scope).filter(|(_, expires_at)| now_ms < *expires_at).map_or(0, |(floor, _)| *floor)
+        self.floors.get(scope).filter(|floor| now_ms < floor.expires_at).map_or(0, |floor| floor.index)
     }
 
     /// Records that `scope` changed at `index` (a floor only ever rises while it lives). When
@@ -143,21 +155,49 @@ impl MemoryCache {
             return;
         }
         if self.floors.len() >= MEMORY_CAPACITY && !self.floors.contains_key(scope) {
-            self.floors.retain(|_, (_, expires)| now_ms < *expires);
+            self.floors.retain(|_, floor| now_ms < floor.expires_at);
         }
         // Still full of live floors: forgetting one only costs fills until KV's copy is read.
         if self.floors.len() >= MEMORY_CAPACITY
-            && let Some(oldest) = self.floors.iter().min_by(|a, b| a.1.1.total_cmp(&b.1.1)).map(|(s, _)| s.clone())
+            && let Some(oldest) =
+                self.floors.iter().min_by(|a, b| a.1.expires_at.total_cmp(&b.1.expires_at)).map(|(s, _)| s.clone())
         {
             self.floors.remove(&oldest);
         }
-        self.floors.insert(scope.clone(), (index, expires_at));
+        let floor = self.floors.entry(scope.clone()).or_insert(Floor {
+            index,
+            expires_at,
+            sent_at: f64::NEG_INFINITY,
+            scheduled: false,
+        });
+        (floor.index, floor.expires_at) = (index, expires_at);
         let stale: Vec<String> =
             self.entries.iter().filter(|(_, entry)| entry.scope == *scope).map(|(key, _)| key.clone()).collect();
         for key in stale {
             self.entries.remove(&key);
             self.kv_filled_at.remove(&key);
         }
+    }
+
+    /// After a change raised `scope`'s floor here: `Some(delay_ms)` when a KV write of the floor
+    /// must be scheduled that far ahead, `None` when one is already scheduled (it will carry the
+    /// new floor). One write per second per key is all KV takes, so writes are coalesced and
+    /// each carries the highest floor known when it is sent: a refused or reordered write can
+    /// never leave a lower floor than this isolate knows.
+    pub fn schedule_floor_write(&mut self, scope: &Scope, now_ms: f64) -> Option<f64> {
+        let floor = self.floors.get_mut(scope)?;
+        if floor.scheduled {
+            return None;
+        }
+        floor.scheduled = true;
+        Some((floor.sent_at + KV_WRITE_INTERVAL_MS - now_ms).max(0.0))
+    }
+
+    /// The floor a scheduled KV write sends now (`None`: it expired meanwhile).
+    pub fn send_floor_write(&mut self, scope: &Scope, now_ms: f64) -> Option<u64> {
+        let floor = self.floors.get_mut(scope).filter(|floor| now_ms < floor.expires_at)?;
+        (floor.scheduled, floor.sent_at) = (false, now_ms);
+        Some(floor.index)
     }
 
     /// Keeps `query` for `MEMORY_TTL_MS` unless it is below its scope's floor; `false` if refused.
@@ -262,6 +302,23 @@ mod tests {
         assert_eq!(memory.floor(&Scope::Feed, 3.0), 10, "floors never go down");
         let expired = f64::from(FLOOR_TTL_SECONDS) * 1000.0;
         assert_eq!(memory.floor(&Scope::Feed, expired), 0);
+    }
+
+    #[test]
+    fn floor_writes_are_coalesced_to_one_per_second_and_carry_the_highest_floor() {
+        let mut memory = MemoryCache::default();
+        let feed = Scope::Feed;
+        memory.raise_floor(&feed, 10, 0.0);
+        assert_eq!(memory.schedule_floor_write(&feed, 0.0), Some(0.0));
+        memory.raise_floor(&feed, 11, 1.0);
+        assert_eq!(memory.schedule_floor_write(&feed, 1.0), None, "the scheduled write will carry 11");
+        assert_eq!(memory.send_floor_write(&feed, 2.0), Some(11));
+        memory.raise_floor(&feed, 12, 500.0);
+        assert_eq!(memory.schedule_floor_write(&feed, 500.0), Some(502.0), "a second after the last write");
+        memory.raise_floor(&feed, 13, 700.0);
+        assert_eq!(memory.schedule_floor_write(&feed, 700.0), None);
+        assert_eq!(memory.send_floor_write(&feed, 1_002.0), Some(13));
+        assert_eq!(memory.schedule_floor_write(&Scope::Note("x".into()), 0.0), None, "no floor, nothing to write");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::cache::{
 use crate::conditional::none_match;
 use crate::error::ApiError;
 
-use super::{ApiRequest, ApiResponse, CacheStatus, Context, Platform};
+use super::{ApiRequest, ApiResponse, CacheStatus, Context, IsolateState, KvWrite, Platform};
 
 /// Public responses may be stored anywhere but must be revalidated each time (cheap with the
 /// ETag), so no browser or CDN copy outlives a change for its own author.
@@ -75,7 +75,7 @@ where
         let entry = CachedQuery { replication_index, body: body.clone() };
         let mut memory = memory.borrow_mut();
         if memory.put(key, entry.clone(), platform.now_ms()) && memory.claim_kv_fill(&key.key, platform.now_ms()) {
-            platform.kv_put_in_background(&key.key, entry.encode(), KV_TTL_SECONDS);
+            platform.kv_put_in_background(KvWrite::now(&key.key, entry.encode(), KV_TTL_SECONDS));
         }
     }
     Ok(public_json(body))
@@ -92,11 +92,22 @@ pub fn invalidate_note<P: Platform>(context: &Context<'_, P>, id: &str) {
     let platform = context.platform;
     let index = context.report.borrow().written_index.unwrap_or(u64::MAX);
     for scope in scopes_changed_by_note(id) {
-        let mut memory = platform.isolate().memory.borrow_mut();
-        memory.raise_floor(&scope, index, platform.now_ms());
-        // The highest floor this isolate knows, so its KV writes never lower a floor it wrote.
-        let floor = memory.floor(&scope, platform.now_ms());
-        platform.kv_put_in_background(&scope.floor_key(), encode_floor(floor), FLOOR_TTL_SECONDS);
+        let delay = {
+            let mut memory = platform.isolate().memory.borrow_mut();
+            memory.raise_floor(&scope, index, platform.now_ms());
+            memory.schedule_floor_write(&scope, platform.now_ms())
+        };
+        let Some(delay) = delay else { continue };
+        let key = scope.floor_key();
+        let value = Box::new(move |isolate: &IsolateState, now_ms: f64| {
+            isolate.memory.borrow_mut().send_floor_write(&scope, now_ms).map(encode_floor)
+        });
+        platform.kv_put_in_background(KvWrite {
+            key,
+            ttl_seconds: FLOOR_TTL_SECONDS,
+            after_ms: delay.ceil() as u32,
+            value,
+        });
     }
 }
 

@@ -146,6 +146,23 @@ pub enum Limiter {
 /// Seconds a refused client should wait: the limiters' window.
 pub const RATE_LIMIT_WINDOW_SECONDS: u32 = 60;
 
+/// A KV write after the response. Its value is computed when it is sent, from the isolate's
+/// state and the time then (`None`: nothing to write any more), so a delayed write carries the
+/// latest value rather than the one known when it was scheduled.
+pub struct KvWrite {
+    pub key: String,
+    pub ttl_seconds: u32,
+    pub after_ms: u32,
+    pub value: Box<dyn Fn(&IsolateState, f64) -> Option<Vec<u8>>>,
+}
+
+impl KvWrite {
+    /// `value` as it is, now.
+    pub fn now(key: &str, value: Vec<u8>, ttl_seconds: u32) -> Self {
+        Self { key: key.to_string(), ttl_seconds, after_ms: 0, value: Box::new(move |_, _| Some(value.clone())) }
+    }
+}
+
 /// State an isolate keeps between requests (Workers reuse module state within one isolate):
 /// circuit breakers and the memory cache tier. Losing it only costs a few slower requests.
 #[derive(Debug, Default)]
@@ -212,9 +229,10 @@ pub trait Platform {
     /// The KV values of `keys`, in order, read concurrently (`None`: no such key). Errors and
     /// timeouts of any read are `Err`; callers fall through to the database.
     async fn kv_get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, String>;
-    /// Writes after the response. KV takes one write per second per key; a refused write is
-    /// retried once, a second later.
-    fn kv_put_in_background(&self, key: &str, value: Vec<u8>, ttl_seconds: u32);
+    /// Writes to KV after the response (`waitUntil`): waits `write.after_ms`, then puts what
+    /// `write.value` gives at that moment. KV takes one write per second per key, so a refused
+    /// write is retried once, a second later, with the value computed again.
+    fn kv_put_in_background(&self, write: KvWrite);
     /// `true` when `key` is still within `limiter`'s budget. Counts this call.
     async fn within_rate_limit(&self, limiter: Limiter, key: &str) -> bool;
     /// Waits; used only by the injected `slow` fault.

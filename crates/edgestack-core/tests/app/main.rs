@@ -5,3 +5,4 @@
 mod support;
 
 mod cache_consistency;
+mod client_headers;

@@ -37,6 +37,15 @@ impl Kv {
             .flatten()
             .filter(|version| version.location == location || version.written_at + self.propagation_ms <= now_ms);
         let latest = visible.max_by(|a, b| a.written_at.total_cmp(&b.written_at));
+        if std::env::var("SIM_TRACE").is_ok_and(|t| key.contains(&t)) {
+            eprintln!(
+                "{now_ms:>8.0} get {location} {key} -> {:?}",
+                latest.map(|v| String::from_utf8_lossy(v.value.as_deref().unwrap_or_default())
+                    .chars()
+                    .take(60)
+                    .collect::<String>())
+            );
+        }
         Ok(latest.filter(|version| now_ms < version.expires_at).and_then(|version| version.value.clone()))
     }
 
@@ -49,6 +58,12 @@ impl Kv {
         ttl_seconds: u32,
         now_ms: f64,
     ) -> Result<(), String> {
+        if std::env::var("SIM_TRACE").is_ok_and(|t| key.contains(&t)) {
+            eprintln!(
+                "{now_ms:>8.0} put {location} {key} = {}",
+                String::from_utf8_lossy(&value).chars().take(60).collect::<String>()
+            );
+        }
         let versions = self.versions.entry(key.to_string()).or_default();
         if versions.last().is_some_and(|last| now_ms - last.written_at < WRITE_INTERVAL_MS) {
             self.refused_writes += 1;

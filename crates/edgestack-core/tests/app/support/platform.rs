@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use devdb::sim::Cluster;
-use edgestack_core::app::{self, ApiRequest, ApiResponse, IsolateState, Limiter, Platform, ServiceRequest};
+use edgestack_core::app::{self, ApiRequest, ApiResponse, IsolateState, KvWrite, Limiter, Platform, ServiceRequest};
 use edgestack_core::config::Config;
 use edgestack_core::datapath::round_trip_ms;
 use edgestack_core::db::DbError;
@@ -17,7 +17,7 @@ use edgestack_core::region::{DEV_REGION_HEADER, RegionHints, RegionName, Request
 use edgestack_core::routes::Method;
 use edgestack_core::services::Service;
 
-use super::kv::Kv;
+use super::kv::{self, Kv};
 use super::runtime::Clock;
 
 /// How a database endpoint misbehaves.
@@ -190,7 +190,7 @@ pub struct Worker {
     pub net: Rc<Net>,
     pub location: String,
     pub vars: RefCell<BTreeMap<String, String>>,
-    pub isolate: IsolateState,
+    pub isolate: Rc<IsolateState>,
     pub kv: Rc<RefCell<Kv>>,
     pub version: VersionInfo,
     /// Service bindings: the Workers this one reaches (same location).
@@ -205,7 +205,7 @@ impl Worker {
             net,
             location: location.to_string(),
             vars: RefCell::new(vars),
-            isolate: IsolateState::default(),
+            isolate: Rc::default(),
             kv,
             version: VersionInfo { id: "sim-version".into(), tag: "sim".into(), timestamp: String::new() },
             bindings: RefCell::default(),
@@ -303,16 +303,22 @@ impl Platform for Worker {
         values
     }
 
-    fn kv_put_in_background(&self, key: &str, value: Vec<u8>, ttl_seconds: u32) {
-        let (kv, clock, location, key) =
-            (self.kv.clone(), self.net.clock.clone(), self.location.clone(), key.to_string());
-        let (latency, logs) = (self.net.kv_latency_ms.get(), self.net.clone());
+    fn kv_put_in_background(&self, write: KvWrite) {
+        let (kv, net, location, isolate) =
+            (self.kv.clone(), self.net.clone(), self.location.clone(), self.isolate.clone());
+        let latency = self.net.kv_latency_ms.get();
         self.net.clock.spawn(async move {
+            net.clock.sleep(f64::from(write.after_ms)).await;
             for attempt in 0..2 {
-                clock.sleep(if attempt == 0 { latency } else { 1_000.0 }).await;
-                match kv.borrow_mut().put(&location, &key, value.clone(), ttl_seconds, clock.now_ms()) {
+                if attempt > 0 {
+                    net.clock.sleep(kv::WRITE_INTERVAL_MS).await;
+                }
+                let Some(value) = (write.value)(&isolate, net.clock.now_ms()) else { return };
+                net.clock.sleep(latency).await;
+                let outcome = kv.borrow_mut().put(&location, &write.key, value, write.ttl_seconds, net.clock.now_ms());
+                match outcome {
                     Ok(()) => return,
-                    Err(error) => logs.logs.borrow_mut().push(format!("[{location}] {error}")),
+                    Err(error) => net.logs.borrow_mut().push(format!("[{location}] {error}")),
                 }
             }
         });

@@ -1,0 +1,101 @@
+//! Issue #11 items 2 and 3: validators and cookies as clients, CDNs and HTTP/2 deliver them.
+
+use serde_json::json;
+
+use crate::support::{Stack, signed_up};
+
+fn published(stack: &mut Stack) -> String {
+    let author = stack.client("na");
+    signed_up(stack, &author, "etag@example.com");
+    let created = stack.send(author.post("/api/notes").json(json!({"title": "t", "body": "b"})).send());
+    let id = created.json()["note"]["id"].as_str().unwrap().to_string();
+    assert_eq!(stack.send(author.put(&format!("/api/notes/{id}/publication")).send()).status(), 200);
+    id
+}
+
+#[test]
+fn a_weakened_or_listed_etag_revalidates_every_public_route() {
+    for mut stack in [Stack::monolith(), Stack::services()] {
+        let id = published(&mut stack);
+        let reader = stack.client("na");
+        for path in
+            [format!("/api/public/notes/{id}"), "/api/public/notes".to_string(), "/api/public/notes?limit=5".into()]
+        {
+            let first = stack.send(reader.get(&path).send());
+            let etag = first.header("etag").unwrap_or_else(|| panic!("{path} has no ETag")).to_string();
+            let opaque = etag.trim_matches('"');
+            for (if_none_match, expected) in [
+                (etag.clone(), 304),
+                (format!("W/{etag}"), 304),
+                (format!("\"other\", W/{etag}"), 304),
+                ("*".to_string(), 304),
+                ("\"other\"".to_string(), 200),
+                (format!("W/\"{opaque}x\""), 200),
+                (opaque.to_string(), 200),
+            ] {
+                let again = stack.send(reader.get(&path).header("if-none-match", &if_none_match).send());
+                assert_eq!(again.status(), expected, "{path} with If-None-Match: {if_none_match}");
+                if expected == 304 {
+                    assert!(again.0.body.is_empty());
+                    assert_eq!(again.header("etag"), Some(etag.as_str()));
+                }
+            }
+        }
+    }
+}
+
+/// Browsers send one `Cookie` line; HTTP/2 clients and proxies may send several, which the
+/// Workers runtime joins with `, `. Every cookie the API reads must survive both.
+#[test]
+fn cookies_split_over_two_fields_or_joined_with_commas_still_sign_the_user_in() {
+    for mut stack in [Stack::monolith(), Stack::services()] {
+        let user = stack.client("na");
+        signed_up(&mut stack, &user, "cookies@example.com");
+        let created = stack.send(user.post("/api/notes").json(json!({"title": "mine", "body": ""})).send());
+        let id = created.json()["note"]["id"].as_str().unwrap().to_string();
+        let jar = user.cookie_header();
+        assert!(jar.contains("__Host-edgestack_session="), "{jar}");
+        let (first, rest) = jar.split_once("; ").unwrap();
+        let anonymous = stack.client("na");
+        for delivery in [
+            vec![("cookie", "theme=dark".to_string()), ("cookie", jar.clone())],
+            vec![("cookie", format!("theme=dark, {jar}"))],
+            vec![("cookie", jar.replace("; ", ", "))],
+            vec![("cookie", first.to_string()), ("cookie", rest.to_string())],
+        ] {
+            for path in ["/api/me".to_string(), format!("/api/notes/{id}")] {
+                let mut call = anonymous.get(&path);
+                for (name, value) in &delivery {
+                    call = call.header(name, value);
+                }
+                let response = stack.send(call.send());
+                assert_eq!(response.status(), 200, "{path} with {delivery:?}: {}", response.text());
+            }
+        }
+    }
+}
+
+/// The read-your-writes cookie in a second `Cookie` field still sends the writer past a replica
+/// that has not applied the write.
+#[test]
+fn the_consistency_cookie_in_a_second_field_still_reads_your_writes() {
+    let mut stack = Stack::monolith();
+    let writer = stack.client_in_region("eu");
+    signed_up(&mut stack, &writer, "ryw@example.com");
+    stack.advance(100.0);
+    stack.set_lag("main", "eu", 5_000.0);
+    let created = stack.send(writer.post("/api/notes").json(json!({"title": "fresh", "body": ""})).send());
+    let id = created.json()["note"]["id"].as_str().unwrap().to_string();
+    let consistency = writer.cookie("__Host-edgestack_consistency").expect("a write hands out the token");
+    let session = writer.cookie("__Host-edgestack_session").unwrap();
+    let stranger = stack.client_in_region("eu");
+    let read = stack.send(
+        stranger
+            .get(&format!("/api/notes/{id}"))
+            .header("cookie", &format!("__Host-edgestack_session={session}"))
+            .header("cookie", &format!("theme=dark, __Host-edgestack_consistency={consistency}"))
+            .send(),
+    );
+    assert_eq!(read.status(), 200, "{}", read.text());
+    assert_eq!(read.db_targets(), ["replica-eu", "primary"], "the lagging replica was passed over");
+}
