@@ -33,15 +33,9 @@ pub fn devdb_binary() -> Result<PathBuf, String> {
     BUILT
         .get_or_init(|| {
             let root = workspace_root();
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .current_dir(&root)
-                .args(["build", "--quiet", "--package", "devdb", "--bin", "devdb"])
-                .status()
-                .map_err(|e| format!("cannot run cargo: {e}"))?;
-            if !status.success() {
-                return Err(format!("cargo build -p devdb failed: {status}"));
-            }
+            let mut build = crate::cargo::command();
+            build.current_dir(&root).args(["build", "--quiet", "--package", "devdb", "--bin", "devdb"]);
+            crate::process::run(build)?;
             let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
             Ok(target.join("debug/devdb"))
         })
@@ -115,6 +109,11 @@ impl DevDb {
         }
     }
 
+    /// The server's process id (the leader of its process group).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.lock().ok().map(|process| process.id())
+    }
+
     /// Kills the server at once, as a crash would.
     pub fn kill(&self) {
         if let Ok(mut process) = self.process.lock() {
@@ -134,11 +133,10 @@ impl DevDb {
 
     /// Applies the `*.sql` files of `dir` (`devdb migrate`), e.g. `migrations/notes`.
     pub fn migrate_dir(&self, dir: &Path) -> Result<(), String> {
-        let output = Command::new(devdb_binary()?)
-            .args(["migrate", "--url", &self.url, "--token", &self.token, "--dir"])
-            .arg(dir)
-            .output()
-            .map_err(|e| format!("cannot run devdb migrate: {e}"))?;
+        let mut migrate = Command::new(devdb_binary()?);
+        // The token goes through the environment, never the command line (`ps` shows that).
+        migrate.args(["migrate", "--url", &self.url, "--dir"]).arg(dir).env("DEVDB_TOKEN", &self.token);
+        let output = crate::process::output(migrate)?;
         if output.status.success() {
             Ok(())
         } else {
@@ -199,8 +197,9 @@ fn serve_command(role_args: &[String], db_path: &Path, listen: &str, token: &str
 /// Waits for devdb's one ready line and returns the URL it names.
 fn wait_for_listening(process: &mut GroupChild, timeout: Duration) -> Result<String, String> {
     let deadline = Instant::now() + timeout;
+    let log_path = process.log_path().map(Path::to_path_buf).unwrap_or_default();
     while Instant::now() < deadline {
-        let log = std::fs::read_to_string(process.log_path()).unwrap_or_default();
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
         if let Some(url) = log.lines().find_map(|line| line.strip_prefix("devdb listening on ")) {
             return Ok(url.trim().to_string());
         }

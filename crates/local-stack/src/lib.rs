@@ -1,9 +1,15 @@
 //! Starts and stops the pieces of edgestack's local stack, shared by xtask, tests and benchmarks.
 //!
-//! Every process is started in its own process group and killed with it on drop, so a test
-//! that panics never leaves `workerd` or a database server behind.
+//! Every process is started in its own process group and stopped with it on drop, on a
+//! handled signal, and — through a guardian process — when the program is killed outright,
+//! so no way of ending a test, a benchmark or `cargo xtask dev` leaves `workerd` or a database
+//! server behind ([`process`]).
 
+pub mod cargo;
 pub mod devdb;
+mod guardian;
+#[cfg(target_os = "linux")]
+pub mod inspect;
 pub mod latency_proxy;
 pub mod node;
 pub mod previous;

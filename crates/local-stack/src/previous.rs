@@ -26,16 +26,9 @@ pub fn worker_build(revision: &str) -> Result<PathBuf, String> {
     }
     export(&root, revision, &tree)?;
     link_node_modules(&root, &tree)?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(&tree)
-        .args(["xtask", "build"])
-        .env("CARGO_TARGET_DIR", tree.join("target"))
-        .status()
-        .map_err(|e| format!("cargo xtask build: {e}"))?;
-    if !status.success() {
-        return Err(format!("building {revision} failed: {status}"));
-    }
+    let mut build = crate::cargo::command();
+    build.current_dir(&tree).args(["xtask", "build"]).env("CARGO_TARGET_DIR", tree.join("target"));
+    crate::process::run(build).map_err(|e| format!("building {revision}: {e}"))?;
     std::fs::write(tree.join(".built"), revision).map_err(|e| e.to_string())?;
     Ok(main)
 }

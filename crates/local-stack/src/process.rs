@@ -1,24 +1,66 @@
-//! A child process in its own process group, killed with all its descendants on drop.
+//! Child processes that never outlive us.
+//!
+//! Every child runs in a process group of its own, so stopping it reaches what it started too
+//! (wrangler's workerd and esbuild, cargo's test binaries). A group is stopped when its
+//! [`GroupChild`] drops (also while a panic unwinds), by [`stop_all`] when a signal ends
+//! the program ([`stop_children_on_signals`]), and by the [`guardian`](crate::guardian)
+//! when this process ends in a way no code of ours sees (SIGKILL, an abort).
 
 use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::guardian;
+
+pub use crate::guardian::GRACE;
+
+/// Where a child's stdout and stderr go.
+enum Output {
+    /// Appended to a file: servers whose output only matters when they fail.
+    Log(PathBuf),
+    /// Our own stdout and stderr: what the developer watches (`wrangler dev`, nested cargo).
+    Inherited,
+}
 
 pub struct GroupChild {
     name: String,
     child: Child,
-    log_path: PathBuf,
+    output: Output,
+    /// `false` once the group was stopped and handed back to nobody.
+    registered: bool,
 }
+
+/// Groups started and not yet stopped, for [`stop_all`].
+static RUNNING: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
+static STOPPING: AtomicBool = AtomicBool::new(false);
 
 impl GroupChild {
     /// Starts `command` with stdout and stderr appended to `log_path`.
     pub fn spawn(name: &str, mut command: Command, log_path: &Path) -> std::io::Result<Self> {
         let log = File::create(log_path)?;
-        command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).process_group(0);
+        command.stdout(log.try_clone()?).stderr(log);
+        Self::start(name, command, Output::Log(log_path.to_path_buf()))
+    }
+
+    /// Starts `command` writing to our own stdout and stderr. Its stdin is empty: a process
+    /// outside the terminal's foreground group must not read the terminal.
+    pub fn spawn_inheriting(name: &str, command: Command) -> std::io::Result<Self> {
+        Self::start(name, command, Output::Inherited)
+    }
+
+    fn start(name: &str, mut command: Command, output: Output) -> std::io::Result<Self> {
+        command.stdin(Stdio::null()).process_group(0);
+        // Registered under the lock, so `stop_all` never misses a group started meanwhile.
+        let mut running = RUNNING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let child = command.spawn()?;
-        Ok(Self { name: name.to_string(), child, log_path: log_path.to_path_buf() })
+        let pgid = pid_of(&child);
+        guardian::watch(pgid);
+        running.push(pgid);
+        Ok(Self { name: name.to_string(), child, output, registered: true })
     }
 
     pub fn id(&self) -> u32 {
@@ -34,10 +76,18 @@ impl GroupChild {
         }
     }
 
+    /// Waits for the process to end by itself; then stops what it left in its group.
+    pub fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        let status = self.child.wait();
+        self.stop(GRACE);
+        status
+    }
+
     /// The start and the last `max_bytes` of what the process printed, for error messages:
     /// the first error is usually at the start, the latest state at the end.
     pub fn log_tail(&self, max_bytes: usize) -> String {
-        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let Output::Log(path) = &self.output else { return String::new() };
+        let text = std::fs::read_to_string(path).unwrap_or_default();
         if text.len() <= 2 * max_bytes {
             return text;
         }
@@ -47,51 +97,164 @@ impl GroupChild {
         format!("{}\n[…]\n{}", &text[..head_end], &text[tail_start..])
     }
 
-    pub fn log_path(&self) -> &Path {
-        &self.log_path
+    /// The log file, for children started with [`GroupChild::spawn`].
+    pub fn log_path(&self) -> Option<&Path> {
+        match &self.output {
+            Output::Log(path) => Some(path),
+            Output::Inherited => None,
+        }
     }
 
-    /// SIGTERM to the whole group, then SIGKILL if it has not gone within `grace`.
+    /// SIGTERM to the whole group, then SIGKILL to what is left after `grace`.
     pub fn stop(&mut self, grace: Duration) {
-        if self.exited().is_some() {
-            signal_group(self.child.id(), libc::SIGKILL);
-            return;
-        }
-        signal_group(self.child.id(), libc::SIGTERM);
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if self.exited().is_some() {
-                break;
+        let pgid = pid_of(&self.child);
+        if self.exited().is_none() {
+            signal_group(pgid, libc::SIGTERM);
+            let deadline = Instant::now() + grace;
+            while Instant::now() < deadline && self.exited().is_none() {
+                std::thread::sleep(Duration::from_millis(20));
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
         // Descendants (workerd) may outlive the leader; the group kill reaches them too.
-        signal_group(self.child.id(), libc::SIGKILL);
+        signal_group(pgid, libc::SIGKILL);
         let _ = self.child.wait();
+        self.unregister();
     }
 
     /// Kills the group at once, as a crash would (for fault-injection tests).
     pub fn kill(&mut self) {
-        signal_group(self.child.id(), libc::SIGKILL);
+        signal_group(pid_of(&self.child), libc::SIGKILL);
         let _ = self.child.wait();
+        self.unregister();
     }
 
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    fn unregister(&mut self) {
+        if std::mem::take(&mut self.registered) {
+            let pgid = pid_of(&self.child);
+            let mut running = RUNNING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            running.retain(|group| *group != pgid);
+            guardian::forget(pgid);
+        }
+    }
 }
 
 impl Drop for GroupChild {
     fn drop(&mut self) {
-        self.stop(Duration::from_secs(2));
+        self.stop(GRACE);
     }
 }
 
-fn signal_group(leader: u32, signal: libc::c_int) {
-    let Ok(pid) = libc::pid_t::try_from(leader) else { return };
+/// Runs `command` to its end in its own group, with our stdout and stderr; a signal that ends
+/// us ends it too. The error names the program and its arguments, never its environment.
+pub fn run(command: Command) -> Result<(), String> {
+    let description = describe(&command);
+    let mut child =
+        GroupChild::spawn_inheriting(&description, command).map_err(|e| format!("cannot run {description}: {e}"))?;
+    let status = child.wait().map_err(|e| format!("{description}: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{description} failed: {status}")) }
+}
+
+/// Runs `command` to its end in its own group and returns what it printed.
+pub fn output(mut command: Command) -> Result<std::process::Output, String> {
+    let description = describe(&command);
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = GroupChild::start(&description, command, Output::Inherited)
+        .map_err(|e| format!("cannot run {description}: {e}"))?;
+    // Read both pipes to the end (in threads, so a full stderr cannot block stdout), then reap.
+    let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = read(child.child.stdout.take().map(|pipe| Box::new(pipe) as Box<dyn std::io::Read + Send>));
+    let stderr = read(child.child.stderr.take().map(|pipe| Box::new(pipe) as Box<dyn std::io::Read + Send>));
+    let status = child.wait().map_err(|e| format!("{description}: {e}"))?;
+    Ok(std::process::Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
+}
+
+/// `program arg arg …` for messages. Secrets never travel as arguments (they go through
+/// files and the environment), and the environment is left out.
+pub fn describe(command: &Command) -> String {
+    std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|part| part.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Stops every group started and not yet stopped: SIGTERM, up to `grace`, SIGKILL.
+pub fn stop_all(grace: Duration) {
+    let groups: Vec<libc::pid_t> = RUNNING.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+    for group in &groups {
+        signal_group(*group, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && groups.iter().any(|group| group_alive(*group)) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for group in &groups {
+        signal_group(*group, libc::SIGKILL);
+        guardian::forget(*group);
+    }
+}
+
+/// `true` once a signal handled by [`stop_children_on_signals`] arrived: the program is
+/// stopping its children and about to exit, so a child's end is no failure to report.
+pub fn stopping() -> bool {
+    STOPPING.load(Ordering::SeqCst)
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: [`stop_all`], then exit with `exit_code(signal)`. What a
+/// terminal's Ctrl-C, a process manager or a closed terminal sends ends every child first.
+pub fn stop_children_on_signals(exit_code: fn(libc::c_int) -> i32) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            STOPPING.store(true, Ordering::SeqCst);
+            stop_all(GRACE);
+            std::process::exit(exit_code(signal));
+        }
+    })?;
+    Ok(())
+}
+
+/// The name of a signal for messages (`SIGINT`).
+pub fn signal_name(signal: libc::c_int) -> String {
+    signal_hook::low_level::signal_name(signal).map_or_else(|| format!("signal {signal}"), str::to_string)
+}
+
+fn pid_of(child: &Child) -> libc::pid_t {
+    libc::pid_t::try_from(child.id()).unwrap_or(libc::pid_t::MAX)
+}
+
+/// Whether any process of the group still runs. A leader that exited is reaped here (it is
+/// our child; a zombie would count as alive): only at the end, when nobody else waits for it.
+fn group_alive(group: libc::pid_t) -> bool {
+    // SAFETY: waitpid(2) and kill(2) on an id we created; they touch only `status`.
+    unsafe {
+        let mut status = 0;
+        libc::waitpid(group, &mut status, libc::WNOHANG);
+        libc::kill(-group, 0) == 0
+    }
+}
+
+fn signal_group(leader: libc::pid_t, signal: libc::c_int) {
     // SAFETY: kill(2) with a negative pid signals the process group we created with
     // `process_group(0)`; it touches no memory of ours.
     unsafe {
-        libc::kill(-pid, signal);
+        libc::kill(-leader, signal);
     }
 }

@@ -93,10 +93,5 @@ pub fn write_configs(
 }
 
 fn write_dev_vars(folder: &Path, vars: &[(String, String)]) -> Result<(), String> {
-    let mut text = String::from("# Written by local-stack for one local run; never committed.\n");
-    for (name, value) in vars {
-        text.push_str(&format!("{name}=\"{value}\"\n"));
-    }
-    let path = folder.join(".dev.vars");
-    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+    crate::wrangler::write_env_file(&folder.join(".dev.vars"), vars)
 }

@@ -1,4 +1,8 @@
 //! `wrangler dev` on free ports with its own state folder, ready when `/api/health` answers.
+//!
+//! Vars and secrets reach the first Worker through an env file in that state folder, readable
+//! by this user only — never as `--var` arguments, which every user of the machine can read
+//! in `ps` and which wrangler prints in its bindings table.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,7 +16,8 @@ use crate::{free_port, workspace_root};
 pub struct WranglerDevOptions {
     /// wrangler config files; more than one runs several Workers in one session.
     pub configs: Vec<PathBuf>,
-    /// Vars and secrets, passed with `--var` so they override `.dev.vars` (first Worker only).
+    /// Vars and secrets for the first Worker, through `--env-file` (which replaces reading that
+    /// Worker's `.dev.vars`; the other Workers read the `.dev.vars` beside their config).
     pub vars: Vec<(String, String)>,
     /// How long to wait for the first healthy answer (the first start may build the worker).
     pub ready_timeout: Duration,
@@ -32,6 +37,7 @@ pub struct WranglerDev {
     pub base_url: String,
     pub started_in: Duration,
     process: GroupChild,
+    log_path: PathBuf,
     // Dropped after `process`, so the state folder outlives workerd.
     _state: tempfile::TempDir,
 }
@@ -80,14 +86,24 @@ impl WranglerDev {
         for config in &options.configs {
             command.arg("--config").arg(config);
         }
-        for (name, value) in &options.vars {
-            command.arg("--var").arg(format!("{name}:{value}"));
+        if !options.vars.is_empty() {
+            let env_file = state.path().join("vars.env");
+            write_env_file(&env_file, &options.vars).map_err(StartError)?;
+            command.arg("--env-file").arg(env_file);
         }
+        // wrangler runs `cargo xtask build` (the configs' `[build] command`).
+        crate::cargo::without_outer_cargo_env(&mut command);
         let started = Instant::now();
-        let process = GroupChild::spawn("wrangler dev", command, &state.path().join("wrangler.log"))
+        let log_path = state.path().join("wrangler.log");
+        let process = GroupChild::spawn("wrangler dev", command, &log_path)
             .map_err(|error| StartError(format!("cannot start wrangler: {error}")))?;
-        let mut dev =
-            Self { base_url: format!("http://127.0.0.1:{port}"), started_in: Duration::ZERO, process, _state: state };
+        let mut dev = Self {
+            base_url: format!("http://127.0.0.1:{port}"),
+            started_in: Duration::ZERO,
+            process,
+            log_path,
+            _state: state,
+        };
         dev.wait_until_ready(options.ready_timeout)?;
         dev.started_in = started.elapsed();
         Ok(dev)
@@ -102,7 +118,12 @@ impl WranglerDev {
     }
 
     pub fn log_path(&self) -> &Path {
-        self.process.log_path()
+        &self.log_path
+    }
+
+    /// The process id of `wrangler` (node), the leader of the session's process group.
+    pub fn pid(&self) -> u32 {
+        self.process.id()
     }
 
     fn wait_until_ready(&mut self, timeout: Duration) -> Result<(), StartError> {
@@ -123,5 +144,46 @@ impl WranglerDev {
             std::thread::sleep(Duration::from_millis(100));
         }
         Err(StartError(format!("wrangler dev not ready after {timeout:?}:\n{}", self.log_tail())))
+    }
+}
+
+/// Writes `vars` as a dotenv file (`NAME="value"`, what `.dev.vars` and `--env-file` read)
+/// that only this user can read.
+pub fn write_env_file(path: &Path, vars: &[(String, String)]) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut text = String::from("# Written by local-stack for one local run; never committed.\n");
+    for (name, value) in vars {
+        // wrangler's dotenv reader unescapes nothing but `\n` inside double quotes, so a value
+        // with a quote, a backslash or a line break cannot be written faithfully. The message
+        // names the variable, never the value (it may be a secret).
+        if value.contains(['"', '\\', '\n', '\r']) {
+            return Err(format!("{name}: a quote, backslash or line break cannot go into {}", path.display()));
+        }
+        text.push_str(&format!("{name}=\"{value}\"\n"));
+    }
+    let describe = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(describe)?;
+    file.write_all(text.as_bytes()).map_err(describe)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_files_are_private_and_refuse_what_dotenv_cannot_carry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vars.env");
+        let vars =
+            vec![("A".to_string(), "http://127.0.0.1:1/x?y=z".to_string()), ("B".to_string(), "ab12".to_string())];
+        write_env_file(&path, &vars).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\nA=\"http://127.0.0.1:1/x?y=z\"\nB=\"ab12\"\n"), "{text}");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let error = write_env_file(&path, &[("SECRET".to_string(), "a\"b-hunter2".to_string())]).unwrap_err();
+        assert!(error.starts_with("SECRET:") && !error.contains("hunter2"), "{error}");
     }
 }

@@ -1,0 +1,99 @@
+//! What runs on this machine, read from Linux's `/proc`: for tests that prove a stack left
+//! no process behind (by process id, never by name) and put no secret on a command line.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// One process, told apart from a later one that reuses its id by its start time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Process {
+    pub pid: u32,
+    pub parent: u32,
+    pub group: u32,
+    /// Clock ticks after boot (`/proc/<pid>/stat` field 22).
+    started: u64,
+    /// `R`, `S`, `Z`, … (field 3).
+    state: char,
+    pub command_line: String,
+}
+
+impl Process {
+    /// Still running: present, not a zombie waiting to be reaped, and not a newer process
+    /// that got the same id.
+    pub fn is_running(&self) -> bool {
+        read(self.pid).is_some_and(|now| now.started == self.started && now.state != 'Z')
+    }
+}
+
+/// Every process on the machine (those that end while being read are skipped).
+pub fn all() -> Vec<Process> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok()).filter_map(read).collect()
+}
+
+/// `root` and everything it started, directly or not, that still runs.
+pub fn tree(root: u32) -> Vec<Process> {
+    let everything = all();
+    let mut members: Vec<Process> = everything.iter().filter(|p| p.pid == root).cloned().collect();
+    let mut index = 0;
+    while index < members.len() {
+        let parent = members[index].pid;
+        members.extend(everything.iter().filter(|p| p.parent == parent && p.pid != parent).cloned());
+        index += 1;
+    }
+    members.retain(|p| p.state != 'Z');
+    members
+}
+
+/// Processes whose command line contains `needle` (arguments joined by spaces).
+pub fn command_lines_containing(needle: &str) -> Vec<Process> {
+    all().into_iter().filter(|p| p.command_line.contains(needle)).collect()
+}
+
+/// Waits up to `timeout` for every one of `processes` to end; returns those still running.
+pub fn survivors_after(processes: &[Process], timeout: Duration) -> Vec<Process> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let running: Vec<Process> = processes.iter().filter(|p| p.is_running()).cloned().collect();
+        if running.is_empty() || Instant::now() >= deadline {
+            return running;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn read(pid: u32) -> Option<Process> {
+    let dir = Path::new("/proc").join(pid.to_string());
+    let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+    // `pid (comm) state ppid pgrp …`: comm may hold spaces and parentheses, so split after
+    // the last `)`.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let command_line = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+    let command_line = String::from_utf8_lossy(&command_line).split('\0').collect::<Vec<_>>().join(" ");
+    Some(Process {
+        pid,
+        state: fields.first()?.chars().next()?,
+        parent: fields.get(1)?.parse().ok()?,
+        group: fields.get(2)?.parse().ok()?,
+        // Field 22 overall; fields here start at field 3.
+        started: fields.get(19)?.parse().ok()?,
+        command_line: command_line.trim_end().to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_this_process_and_its_children() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let tree = tree(std::process::id());
+        let found = tree.iter().find(|p| p.pid == child.id()).cloned();
+        assert!(found.as_ref().is_some_and(|p| p.command_line == "sleep 30"), "{tree:?}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(survivors_after(&[found.unwrap()], Duration::from_secs(1)).is_empty());
+    }
+}
