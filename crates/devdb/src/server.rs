@@ -204,7 +204,7 @@ async fn pipeline_inner(app: Arc<App>, headers: HeaderMap, body: Body) -> Result
     wait_for_index(&app, req.requests.iter().filter_map(StreamRequest::wanted_index).max()).await?;
     let taken = take_session(&app, req.baton.as_deref())?;
     let worker = app.clone();
-    let (session, closed, results) = tokio::task::spawn_blocking(move || {
+    let (open, results) = tokio::task::spawn_blocking(move || {
         let mut session = match taken {
             Some(s) => s,
             None => worker.open_session()?,
@@ -225,20 +225,18 @@ async fn pipeline_inner(app: Arc<App>, headers: HeaderMap, body: Body) -> Result
             });
         }
         if closed {
+            // The stream's connection ends with it (closing it here keeps the disk work off the
+            // async threads).
             session.reset(&worker.shared);
+            drop(session);
+            return Ok::<_, Error>((None, results));
         }
-        Ok::<_, Error>((session, closed, results))
+        Ok((Some(session), results))
     })
     .await
     .map_err(internal)?
     .map_err(|e| reject(StatusCode::INTERNAL_SERVER_ERROR, &e.code, &e.message))?;
-    let baton = if closed {
-        // Closing the connection may touch the disk: keep it off the async threads.
-        tokio::task::spawn_blocking(move || drop(session));
-        None
-    } else {
-        Some(app.streams.park(session))
-    };
+    let baton = open.map(|session| app.streams.park(session));
     Ok(axum::Json(PipelineRespBody { baton, base_url: None, results }).into_response())
 }
 
