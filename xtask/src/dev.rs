@@ -3,14 +3,19 @@
 //! the foreground on port 8787. Send `x-edgestack-region: eu` to read through a replica.
 //! `--services` starts the Level 5 shape instead: an accounts and a notes database (each a
 //! primary with replicas) and the entry, accounts and notes Workers in one `wrangler dev`.
+//!
+//! Ctrl-C (or SIGTERM, SIGHUP) ends it normally: every process it started stops, and the next
+//! start finds the same data. The databases' URLs and token reach wrangler through a private
+//! env file beside the data, never its command line.
 
 use std::path::Path;
 use std::process::Command;
 
 use local_stack::devdb::DevDb;
+use local_stack::process::GroupChild;
 use local_stack::services::{ACCOUNTS_MIGRATIONS, NOTES_MIGRATIONS, ServiceVars, prepare_committed_configs};
 
-use crate::tools::{Toolchain, hex, run};
+use crate::tools::{Toolchain, hex};
 use crate::{Result, build};
 
 /// Regions that get a local read replica; the primary stands in `na`.
@@ -37,12 +42,12 @@ impl LocalDatabase {
         let primary =
             DevDb::start_persistent(token, &data.join("primary.db"), vec!["--role".into(), "primary".into()])?;
         primary.migrate_dir(migrations)?;
-        eprintln!("xtask: libSQL primary (na) on {} (data in {})", primary.url, data.display());
+        eprintln!("xtask: libSQL primary (na) on {} ({}, data in {})", primary.url, pid(&primary), data.display());
         let mut replicas = Vec::new();
         for region in LOCAL_REPLICA_REGIONS {
             let role = vec!["--role".into(), "replica".into(), "--primary".into(), primary.url.clone()];
             let replica = DevDb::start_persistent(token, &data.join(format!("replica-{region}.db")), role)?;
-            eprintln!("xtask: libSQL replica ({region}) on {}", replica.url);
+            eprintln!("xtask: libSQL replica ({region}) on {} ({})", replica.url, pid(&replica));
             replicas.push((region, replica));
         }
         Ok(Self { primary, replicas })
@@ -57,30 +62,35 @@ impl LocalDatabase {
     }
 }
 
-pub fn run_dev_stack(shape: Shape) -> Result {
+fn pid(db: &DevDb) -> String {
+    db.pid().map_or_else(String::new, |pid| format!("pid {pid}"))
+}
+
+pub fn run_dev_stack(shape: Shape, port: u16, data: &Path) -> Result {
     let toolchain = Toolchain::ensure()?;
     build::build_worker(&toolchain)?;
-    ensure_dev_vars(&toolchain.root)?;
-    let data = toolchain.root.join(".devdb");
-    let token = local_token(&data)?;
     let root = &toolchain.root;
+    ensure_dev_vars(root)?;
+    let token = local_token(data)?;
     let mut command = Command::new(&toolchain.node);
-    command.current_dir(&toolchain.root).arg(toolchain.root.join("node_modules/wrangler/bin/wrangler.js")).args([
-        "dev",
-        "--ip",
-        "127.0.0.1",
-        "--port",
-        "8787",
-        "--test-scheduled",
-    ]);
+    command
+        .current_dir(root)
+        .arg(root.join("node_modules/wrangler/bin/wrangler.js"))
+        .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string(), "--test-scheduled"])
+        // Its own process group has no terminal to read keys from.
+        .arg("--show-interactive-dev-session=false")
+        // KV and cache state lives with the databases, so one `--data` folder is one stack.
+        .arg("--persist-to")
+        .arg(data.join("wrangler"));
     // Held until wrangler exits; the databases stop when they drop.
     let mut databases = Vec::new();
     match shape {
         Shape::Monolith => {
-            let database = LocalDatabase::start(&data, &token, &root.join("migrations"))?;
-            for (name, value) in database.vars() {
-                command.arg("--var").arg(format!("{name}:{value}"));
-            }
+            let database = LocalDatabase::start(data, &token, &root.join("migrations"))?;
+            // `.dev.vars` first (the developer's own settings), then this stack's databases.
+            let stack_vars = data.join("stack.env");
+            local_stack::wrangler::write_env_file(&stack_vars, &database.vars())?;
+            command.arg("--env-file").arg(root.join(".dev.vars")).arg("--env-file").arg(&stack_vars);
             databases.push(database);
         }
         Shape::Services => {
@@ -99,7 +109,11 @@ pub fn run_dev_stack(shape: Shape) -> Result {
         }
     }
     toolchain.apply_env(&mut command);
-    run(&mut command)
+    let mut wrangler = GroupChild::spawn_inheriting("wrangler dev", &mut command)
+        .map_err(|e| format!("cannot start wrangler: {e}"))?;
+    eprintln!("xtask: wrangler dev (pid {}) on http://127.0.0.1:{port}; Ctrl-C stops everything", wrangler.id());
+    let status = wrangler.wait().map_err(|e| format!("wrangler dev: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("wrangler dev ended: {status}")) }
 }
 
 /// The local database's token: random once, then reused so `.devdb/` stays usable.

@@ -1,60 +1,141 @@
 //! `cargo xtask <command>`: edgestack's developer commands, in Rust instead of shell scripts.
+//!
+//! Every process a command starts ends with it: Ctrl-C, SIGTERM and SIGHUP stop them before
+//! xtask exits, and local-stack's guardian kills them if xtask is killed outright.
 
 mod assets;
 mod bench;
+// `bench_peer::parse_args` was its parser before clap; its owner removes it (and this allow).
+#[allow(dead_code)]
 mod bench_peer;
 mod build;
+mod canary;
 mod dev;
 mod region_lab;
 mod tools;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: cargo xtask <command>
-
-commands:
-  setup          install what building and testing need (idempotent, fast when done)
-  assets         fingerprint web/ into public/ (run by `build`)
-  build          assets + the wasm worker (skipped when no input changed)
-  build-gateway  the local canary gateway worker in gateway/ (skipped when no input changed)
-  dev            start the whole stack locally and run `wrangler dev` in the foreground
-  dev --services the same in the Level 5 shape: entry, accounts and notes Workers, a database each
-  identity-keys  print a new Ed25519 pair for the services' IDENTITY_SIGNING_KEY / IDENTITY_PUBLIC_KEY
-  test           set up, build, and run every test
-  release ...    the release command: deploy (staged, gated), migrations check, compat (docs/releases.md)
-  bench startup  print the worker's wasm size and `wrangler dev` start → first 200
-  bench app      p50/p95 of note reads and writes and the password-hash cost through wrangler dev
-  bench regions  region lab: p50/p95/p99, db requests per request and cache hits per simulated region and level";
+use clap::{Args, Parser, Subcommand};
 
 pub type Result<T = ()> = std::result::Result<T, String>;
 
+#[derive(Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", about = "edgestack's developer commands")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what building and testing need (idempotent, fast when done).
+    Setup,
+    /// Fingerprint web/ into public/ (run by `build`).
+    Assets,
+    /// Assets and the wasm worker (skipped when no input changed).
+    Build,
+    /// The local canary gateway worker in gateway/ (skipped when no input changed).
+    BuildGateway,
+    /// Start the whole stack locally, `wrangler dev` in the foreground; Ctrl-C stops all of it.
+    Dev(DevArgs),
+    /// Print a new Ed25519 pair for the services' IDENTITY_SIGNING_KEY / IDENTITY_PUBLIC_KEY.
+    IdentityKeys,
+    /// Set up, build, and run every test, in both shapes.
+    Test {
+        /// Passed to `cargo test` (e.g. `-- notes::`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        cargo_test_args: Vec<String>,
+    },
+    /// The release command: deploy (staged, gated), migrations check, compat (docs/releases.md);
+    /// `cargo xtask release --help` lists its commands.
+    #[command(disable_help_flag = true)]
+    Release {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// The local canary of docs/releases.md in one command: a database, the gateway in front of
+    /// a blue and a green build, a little traffic, and `release deploy --local` through it.
+    Canary(canary::CanaryArgs),
+    /// Benchmarks that print figures (none of them is a test).
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Args)]
+struct DevArgs {
+    /// The Level 5 shape: entry, accounts and notes Workers, a database each.
+    #[arg(long)]
+    services: bool,
+    /// Where `wrangler dev` listens.
+    #[arg(long, default_value_t = 8787)]
+    port: u16,
+    /// The databases, their token and wrangler's local state, kept between runs
+    /// (relative to the workspace root).
+    #[arg(long, default_value = ".devdb")]
+    data: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// The worker's wasm size (raw and gzip) and three `wrangler dev` starts → first 200.
+    Startup,
+    /// p50/p95 of note reads and writes and the password-hash cost through `wrangler dev`.
+    App,
+    /// Region lab: p50/p95/p99, db requests per request and cache hits per simulated region
+    /// and level (docs/region-lab.md).
+    Regions,
+    /// edgestack against a JavaScript peer Worker and a floor Worker under `wrk` (bench/README.md).
+    Peer {
+        /// Measured rounds per shape and side.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Seconds per measured run.
+        #[arg(long, default_value_t = 5)]
+        seconds: u32,
+    },
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let outcome = match args.as_slice() {
-        ["setup"] => tools::Toolchain::ensure().map(|_| ()),
-        ["assets"] => assets::build_public(&local_stack::workspace_root()).map(|_| ()),
-        ["build"] => tools::Toolchain::ensure().and_then(|toolchain| build::build_worker(&toolchain)),
-        ["build-gateway"] => tools::Toolchain::ensure().and_then(|toolchain| build::build_gateway(&toolchain)),
-        ["release", rest @ ..] => run_release(rest),
-        ["dev"] => dev::run_dev_stack(dev::Shape::Monolith),
-        ["dev", "--services"] => dev::run_dev_stack(dev::Shape::Services),
-        ["identity-keys"] => print_identity_keys(),
-        ["test", rest @ ..] => run_tests(rest),
-        ["bench", "startup"] => bench::startup(),
-        ["bench", "app"] => bench::app(),
-        ["bench", "regions"] => region_lab::run(),
-        // Temporary until the clap conversion (issue #16) wires `bench peer [--rounds N] [--seconds S]`.
-        ["bench", "peer", rest @ ..] => {
-            bench_peer::parse_args(rest).and_then(|(rounds, seconds)| bench_peer::run(rounds, seconds))
+    let cli = Cli::parse();
+    // `dev` has no other way to end than a signal, so that is its normal end; other commands
+    // were interrupted, which callers (CI) must not take for success.
+    let dev = matches!(cli.command, Command::Dev(_));
+    let on_signal = move |signal| {
+        eprintln!(
+            "xtask: stopped by {}; every process it started has ended",
+            local_stack::process::signal_name(signal)
+        );
+        if dev { 0 } else { 128 + signal }
+    };
+    if let Err(error) = local_stack::process::stop_children_on_signals(on_signal) {
+        eprintln!("xtask: cannot handle signals ({error}); Ctrl-C still ends every process through the guardian");
+    }
+    let outcome = match cli.command {
+        Command::Setup => tools::Toolchain::ensure().map(|_| ()),
+        Command::Assets => assets::build_public(&local_stack::workspace_root()).map(|_| ()),
+        Command::Build => tools::Toolchain::ensure().and_then(|toolchain| build::build_worker(&toolchain)),
+        Command::BuildGateway => tools::Toolchain::ensure().and_then(|toolchain| build::build_gateway(&toolchain)),
+        Command::Release { args } => run_release(&args),
+        Command::Dev(args) => {
+            let shape = if args.services { dev::Shape::Services } else { dev::Shape::Monolith };
+            dev::run_dev_stack(shape, args.port, &local_stack::workspace_root().join(args.data))
         }
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
+        Command::IdentityKeys => print_identity_keys(),
+        Command::Test { cargo_test_args } => run_tests(&cargo_test_args),
+        Command::Canary(args) => canary::run(&args),
+        Command::Bench(Bench::Startup) => bench::startup(),
+        Command::Bench(Bench::App) => bench::app(),
+        Command::Bench(Bench::Regions) => region_lab::run(),
+        Command::Bench(Bench::Peer { rounds, seconds }) => bench_peer::run(rounds, seconds),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
+        // A child ended because a signal is stopping everything: the handler reports and exits.
+        Err(_) if local_stack::process::stopping() => loop {
+            std::thread::park();
+        },
         Err(message) => {
             eprintln!("xtask: {message}");
             ExitCode::FAILURE
@@ -63,22 +144,22 @@ fn main() -> ExitCode {
 }
 
 /// The README's test command: everything a fresh clone needs, then every test in the workspace.
-fn run_tests(extra_args: &[&str]) -> Result {
+fn run_tests(extra_args: &[String]) -> Result {
     let toolchain = tools::Toolchain::ensure()?;
     build::build_worker(&toolchain)?;
     // The rollout tests (crates/release/tests) run the gateway in front of two builds.
     build::build_gateway(&toolchain)?;
     tools::run(
-        std::process::Command::new(tools::cargo())
+        local_stack::cargo::command()
             .current_dir(&toolchain.root)
             .args(["test", "--workspace", "--locked"])
             .args(extra_args),
     )?;
     // The API and browser suites again, against the services shape (Level 5). `edge` pins the
     // single Worker (Level 4 on one database); `services` and `contract` pin the services shape.
-    let separator: &[&str] = if extra_args.contains(&"--") { &[] } else { &["--"] };
+    let separator: &[&str] = if extra_args.iter().any(|arg| arg == "--") { &[] } else { &["--"] };
     tools::run(
-        std::process::Command::new(tools::cargo())
+        local_stack::cargo::command()
             .current_dir(&toolchain.root)
             .env("EDGESTACK_SHAPE", "services")
             .args(["test", "--locked", "--package", "edgestack", "--test", "api"])
@@ -97,12 +178,39 @@ fn print_identity_keys() -> Result {
     Ok(())
 }
 
-/// `cargo xtask release …`: the release command of docs/releases.md.
-fn run_release(args: &[&str]) -> Result {
+/// `cargo xtask release …`: the release command of docs/releases.md, built and run by a
+/// nested cargo that shares the outer one's environment (so it compiles nothing twice).
+fn run_release(args: &[String]) -> Result {
     tools::run(
-        std::process::Command::new(tools::cargo())
+        local_stack::cargo::command()
             .current_dir(local_stack::workspace_root())
             .args(["run", "--quiet", "--package", "release", "--"])
             .args(args),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn release_arguments_pass_through_untouched() {
+        let cli = Cli::try_parse_from(["xtask", "release", "deploy", "--help"]).unwrap();
+        let Command::Release { args } = cli.command else { panic!("not release") };
+        assert_eq!(args, ["deploy", "--help"]);
+    }
+
+    #[test]
+    fn bench_peer_takes_rounds_and_seconds() {
+        let cli = Cli::try_parse_from(["xtask", "bench", "peer", "--rounds", "1", "--seconds", "2"]).unwrap();
+        assert!(matches!(cli.command, Command::Bench(Bench::Peer { rounds: 1, seconds: 2 })));
+        let cli = Cli::try_parse_from(["xtask", "bench", "peer"]).unwrap();
+        assert!(matches!(cli.command, Command::Bench(Bench::Peer { rounds: 3, seconds: 5 })));
+    }
 }

@@ -45,8 +45,10 @@ impl Toolchain {
         Ok(Self { root, node, wasm_bindgen, worker_build, wasm_opt, esbuild })
     }
 
-    /// Environment for worker-build and wrangler: the helper binaries and Node 22 first on PATH.
+    /// Environment for worker-build and wrangler: the helper binaries and Node 22 first on PATH,
+    /// and none of the outer cargo's per-crate variables (both run cargo).
     pub fn apply_env(&self, command: &mut Command) {
+        local_stack::cargo::without_outer_cargo_env(command);
         command
             .env("WASM_BINDGEN_BIN", &self.wasm_bindgen)
             .env("WASM_OPT_BIN", &self.wasm_opt)
@@ -58,20 +60,17 @@ impl Toolchain {
     }
 }
 
-pub fn cargo() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
-}
-
 fn cargo_home() -> PathBuf {
     std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo"))
 }
 
-/// Runs a command with inherited output; a non-zero exit is an error naming the command.
+/// Runs a command to its end with inherited output, in a process group that ends with xtask
+/// (local-stack's `process::run`); a non-zero exit is an error naming the program and its
+/// arguments, never its environment.
 pub fn run(command: &mut Command) -> Result {
-    let status = command.status().map_err(|e| format!("cannot run {command:?}: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("{command:?} failed: {status}")) }
+    local_stack::process::run(command)
 }
 
 fn output_of(program: &Path, arg: &str) -> Option<String> {
@@ -112,7 +111,7 @@ fn ensure_cargo_tool(package: &str, binary: &str, version: &str) -> Result<PathB
         return Ok(path);
     }
     eprintln!("xtask: installing {package} {version} (a few minutes, once)");
-    run(Command::new(cargo()).args(["install", package, "--version", version, "--locked"]))?;
+    run(local_stack::cargo::command().args(["install", package, "--version", version, "--locked"]))?;
     Ok(path)
 }
 

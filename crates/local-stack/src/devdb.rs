@@ -35,7 +35,7 @@ pub fn devdb_binary() -> Result<PathBuf, String> {
             let root = workspace_root();
             let mut build = crate::cargo::command();
             build.current_dir(&root).args(["build", "--quiet", "--package", "devdb", "--bin", "devdb"]);
-            crate::process::run(build)?;
+            crate::process::run(&mut build)?;
             let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
             Ok(target.join("debug/devdb"))
         })
@@ -136,7 +136,7 @@ impl DevDb {
         let mut migrate = Command::new(devdb_binary()?);
         // The token goes through the environment, never the command line (`ps` shows that).
         migrate.args(["migrate", "--url", &self.url, "--dir"]).arg(dir).env("DEVDB_TOKEN", &self.token);
-        let output = crate::process::output(migrate)?;
+        let output = crate::process::output(&mut migrate)?;
         if output.status.success() {
             Ok(())
         } else {

@@ -5,6 +5,7 @@
 //! so no way of ending a test, a benchmark or `cargo xtask dev` leaves `workerd` or a database
 //! server behind ([`process`]).
 
+pub mod canary;
 pub mod cargo;
 pub mod devdb;
 mod guardian;
@@ -30,4 +31,13 @@ pub fn workspace_root() -> PathBuf {
 pub fn free_port() -> std::io::Result<u16> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
     Ok(listener.local_addr()?.port())
+}
+
+/// `bytes` random bytes from the OS as lowercase hex, for tokens of local stacks.
+pub fn random_hex(bytes: usize) -> Result<String, String> {
+    let mut buffer = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| std::io::Read::read_exact(&mut random, &mut buffer))
+        .map_err(|e| format!("/dev/urandom: {e}"))?;
+    Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())
 }

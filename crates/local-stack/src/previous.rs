@@ -28,7 +28,7 @@ pub fn worker_build(revision: &str) -> Result<PathBuf, String> {
     link_node_modules(&root, &tree)?;
     let mut build = crate::cargo::command();
     build.current_dir(&tree).args(["xtask", "build"]).env("CARGO_TARGET_DIR", tree.join("target"));
-    crate::process::run(build).map_err(|e| format!("building {revision}: {e}"))?;
+    crate::process::run(&mut build).map_err(|e| format!("building {revision}: {e}"))?;
     std::fs::write(tree.join(".built"), revision).map_err(|e| e.to_string())?;
     Ok(main)
 }

@@ -24,6 +24,8 @@ enum Output {
     Log(PathBuf),
     /// Our own stdout and stderr: what the developer watches (`wrangler dev`, nested cargo).
     Inherited,
+    /// Pipes the caller reads.
+    Captured,
 }
 
 pub struct GroupChild {
@@ -43,16 +45,16 @@ impl GroupChild {
     pub fn spawn(name: &str, mut command: Command, log_path: &Path) -> std::io::Result<Self> {
         let log = File::create(log_path)?;
         command.stdout(log.try_clone()?).stderr(log);
-        Self::start(name, command, Output::Log(log_path.to_path_buf()))
+        Self::start(name, &mut command, Output::Log(log_path.to_path_buf()))
     }
 
     /// Starts `command` writing to our own stdout and stderr. Its stdin is empty: a process
     /// outside the terminal's foreground group must not read the terminal.
-    pub fn spawn_inheriting(name: &str, command: Command) -> std::io::Result<Self> {
+    pub fn spawn_inheriting(name: &str, command: &mut Command) -> std::io::Result<Self> {
         Self::start(name, command, Output::Inherited)
     }
 
-    fn start(name: &str, mut command: Command, output: Output) -> std::io::Result<Self> {
+    fn start(name: &str, command: &mut Command, output: Output) -> std::io::Result<Self> {
         command.stdin(Stdio::null()).process_group(0);
         // Registered under the lock, so `stop_all` never misses a group started meanwhile.
         let mut running = RUNNING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -101,7 +103,7 @@ impl GroupChild {
     pub fn log_path(&self) -> Option<&Path> {
         match &self.output {
             Output::Log(path) => Some(path),
-            Output::Inherited => None,
+            Output::Inherited | Output::Captured => None,
         }
     }
 
@@ -150,8 +152,8 @@ impl Drop for GroupChild {
 
 /// Runs `command` to its end in its own group, with our stdout and stderr; a signal that ends
 /// us ends it too. The error names the program and its arguments, never its environment.
-pub fn run(command: Command) -> Result<(), String> {
-    let description = describe(&command);
+pub fn run(command: &mut Command) -> Result<(), String> {
+    let description = describe(command);
     let mut child =
         GroupChild::spawn_inheriting(&description, command).map_err(|e| format!("cannot run {description}: {e}"))?;
     let status = child.wait().map_err(|e| format!("{description}: {e}"))?;
@@ -159,10 +161,10 @@ pub fn run(command: Command) -> Result<(), String> {
 }
 
 /// Runs `command` to its end in its own group and returns what it printed.
-pub fn output(mut command: Command) -> Result<std::process::Output, String> {
-    let description = describe(&command);
+pub fn output(command: &mut Command) -> Result<std::process::Output, String> {
+    let description = describe(command);
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = GroupChild::start(&description, command, Output::Inherited)
+    let mut child = GroupChild::start(&description, command, Output::Captured)
         .map_err(|e| format!("cannot run {description}: {e}"))?;
     // Read both pipes to the end (in threads, so a full stderr cannot block stdout), then reap.
     let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
@@ -216,16 +218,17 @@ pub fn stopping() -> bool {
     STOPPING.load(Ordering::SeqCst)
 }
 
-/// On SIGINT, SIGTERM or SIGHUP: [`stop_all`], then exit with `exit_code(signal)`. What a
-/// terminal's Ctrl-C, a process manager or a closed terminal sends ends every child first.
-pub fn stop_children_on_signals(exit_code: fn(libc::c_int) -> i32) -> std::io::Result<()> {
+/// On SIGINT, SIGTERM or SIGHUP: [`stop_all`], then exit with what `stopped(signal)` returns
+/// (it may say what happened). What a terminal's Ctrl-C, a process manager or a closed
+/// terminal sends ends every child first.
+pub fn stop_children_on_signals(stopped: impl FnOnce(libc::c_int) -> i32 + Send + 'static) -> std::io::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     std::thread::Builder::new().name("signals".into()).spawn(move || {
         if let Some(signal) = signals.forever().next() {
             STOPPING.store(true, Ordering::SeqCst);
             stop_all(GRACE);
-            std::process::exit(exit_code(signal));
+            std::process::exit(stopped(signal));
         }
     })?;
     Ok(())

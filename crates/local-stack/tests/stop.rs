@@ -27,7 +27,7 @@ fn holder_of_a_process_group() {
     }
     let mut sleepers = Command::new("sh");
     sleepers.args(["-c", "sleep 600 & sleep 600"]);
-    let group = GroupChild::spawn_inheriting("sleepers", sleepers).unwrap();
+    let group = GroupChild::spawn_inheriting("sleepers", &mut sleepers).unwrap();
     // libtest has printed `test … ... ` without a line break: start a line of our own.
     println!("\nstarted {}", group.id());
     std::io::stdout().flush().unwrap();

@@ -44,6 +44,16 @@ pub enum Verdict {
     Fail(String),
 }
 
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Pass => f.write_str("pass"),
+            Self::Wait(why) => write!(f, "wait: {why}"),
+            Self::Fail(why) => write!(f, "FAIL: {why}"),
+        }
+    }
+}
+
 /// Compares the new version (`canary`) with the old one (`baseline`) over one window.
 pub fn evaluate(baseline: &VersionCounts, canary: &VersionCounts, thresholds: &GateThresholds) -> Verdict {
     if canary.requests < thresholds.min_requests {

@@ -22,6 +22,8 @@ fn each_service_rolls_out_with_its_own_config() {
         for command in &wrangler_commands {
             assert!(command.ends_with(&format!("--config {config}")), "{service}: {command}");
         }
-        assert!(stdout.contains(r#""outcome":"promoted""#), "{service}: {stdout}");
+        let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(summary["outcome"], "promoted", "{service}: {stdout}");
+        assert_eq!(summary["dry_run"], true, "a dry run says so: {stdout}");
     }
 }

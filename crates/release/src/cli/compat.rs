@@ -9,17 +9,24 @@
 //! a tree's tools find their workspace by the path compiled into them, so trees never share one).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use super::Args;
 use super::rollout::ReleaseError;
 
-pub fn run(args: &mut Args) -> Result<u8, ReleaseError> {
-    let previous = args.value("--previous")?.ok_or_else(|| ReleaseError("compat needs --previous REV".into()))?;
-    let dry_run = args.flag("--dry-run");
-    // Another migrations folder than `migrations/` (to rehearse a migration before adding it).
-    let migrations = args.value("--migrations")?.map(PathBuf::from);
-    args.finish()?;
+#[derive(clap::Args)]
+pub struct CompatArgs {
+    /// The previous release (a git revision).
+    #[arg(long, value_name = "REV")]
+    previous: String,
+    /// Another migrations folder than `migrations/`, to rehearse a migration before adding it.
+    #[arg(long, value_name = "DIR")]
+    migrations: Option<PathBuf>,
+    /// Print the steps instead of running them.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub fn run(args: CompatArgs) -> Result<u8, ReleaseError> {
+    let CompatArgs { previous, migrations, dry_run } = args;
     if previous.is_empty() || !previous.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./~^".contains(&b)) {
         return Err(ReleaseError(format!("`{previous}` is not a git revision")));
     }
@@ -111,18 +118,11 @@ impl Step {
                 _ => Ok(()),
             },
             Self::Cargo { dir, target_dir, args } => {
-                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-                let status = Command::new(cargo)
-                    .current_dir(dir)
-                    .args(args)
-                    .env("CARGO_TARGET_DIR", target_dir)
-                    .status()
-                    .map_err(|e| io("cargo", e))?;
-                if status.success() {
-                    Ok(())
-                } else {
-                    Err(ReleaseError(format!("`cargo {}` in {} failed: {status}", args.join(" "), dir.display())))
-                }
+                // In a process group that ends with this command, without the outer cargo's
+                // per-crate variables.
+                let mut cargo = local_stack::cargo::command();
+                cargo.current_dir(dir).args(args).env("CARGO_TARGET_DIR", target_dir);
+                local_stack::process::run(&mut cargo).map_err(|e| ReleaseError(format!("in {}: {e}", dir.display())))
             }
         }
     }

@@ -14,90 +14,125 @@ use serde_json::json;
 use crate::gate::GateThresholds;
 use crate::migrations::{MigrationFile, check_file, check_release};
 use crate::plan::{DEFAULT_PLAN, RolloutPlan, parse_percent};
+use clap::{Parser, Subcommand};
 use rollout::{Event, HealthSource, Outcome, ReleaseError, Rollout, StageTiming, SystemClock, Versions, Window};
 use sources::{AnalyticsEngine, LocalGateway};
 use wrangler::{DryRunner, RealRunner, WranglerTraffic};
 
-pub const USAGE: &str = "usage: release <command>
+/// `release`: staged rollouts with a health gate, the migration check, and the compatibility
+/// run (docs/releases.md).
+#[derive(Parser)]
+#[command(name = "release", about = "Releases without downtime (docs/releases.md)")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-commands:
-  deploy [options]                 staged rollout with a health gate; rolls back and exits 1 on failure
-      --plan 1,10,50,100           stages (percent, or region:percent like eu:100,*:10,*:50,*:100)
-      --dry-run                    print every wrangler command instead of running it
-      --tag REV                    version tag (default: git rev-parse --short=12 HEAD)
-      --config PATH                wrangler config of the worker (default: wrangler.toml)
-      --local URL                  drive the local gateway at URL instead of wrangler
-      --gateway-token TOKEN        its token (default: $GATEWAY_TOKEN)
-      --min-stage DUR --max-stage DUR --poll DUR   stage timing (e.g. 500ms, 5s, 10m)
-      --min-requests N             requests each version needs before a verdict
-      --min-latency-samples N      samples each version needs before p95s are compared
-      --max-error-increase PCT     allowed error-rate increase in points (default 1)
-      --latency-ratio X --latency-slack-ms MS      p95 bound: old × X + MS (default 1.5, 50)
-  migrations check [--dir DIR] [--since REV]
-                                   refuse migrations that break the previous release
-  compat --previous REV [--migrations DIR] [--dry-run]
-                                   run REV's API tests against the current migrations";
+#[derive(Subcommand)]
+enum Command {
+    /// Staged rollout with a health gate; exits 0 promoted, 1 rolled back, 2 on errors.
+    Deploy(DeployArgs),
+    /// Schema changes against the previous release.
+    #[command(subcommand)]
+    Migrations(Migrations),
+    /// Run a previous release's API tests against the current migrations.
+    Compat(compat::CompatArgs),
+}
+
+#[derive(Subcommand)]
+enum Migrations {
+    /// Refuse migrations that break the previous release (expand, migrate, contract).
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// Migrations folder.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Also refuse a contract step shipped with other migrations new since this revision.
+    #[arg(long, value_name = "REV")]
+    since: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct DeployArgs {
+    /// Stages: percent, or region:percent (`eu:100,*:10,*:50,*:100`).
+    #[arg(long, default_value = DEFAULT_PLAN, value_parser = RolloutPlan::parse)]
+    plan: RolloutPlan,
+    /// Print every wrangler command (and the gate's query) instead of running it; the gate is
+    /// not evaluated.
+    #[arg(long)]
+    dry_run: bool,
+    /// Version tag [default: git rev-parse --short=12 HEAD].
+    #[arg(long, value_name = "REV")]
+    tag: Option<String>,
+    /// wrangler config of the worker [default: wrangler.toml].
+    #[arg(long, value_name = "PATH")]
+    config: Option<String>,
+    /// Drive the local gateway at URL instead of wrangler; its token comes from $GATEWAY_TOKEN
+    /// (never the command line).
+    #[arg(long, value_name = "URL")]
+    local: Option<String>,
+    /// A stage passes no earlier than this (500ms, 5s, 10m) [default: 5s local, 5m production].
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    min_stage: Option<Duration>,
+    /// A stage without a verdict by then rolls back [default: 60s local, 30m production].
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    max_stage: Option<Duration>,
+    /// How often the gate reads the counts [default: 500ms local, 30s production].
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    poll: Option<Duration>,
+    /// Requests each version needs before a verdict [default: 20 local, 100 production].
+    #[arg(long, value_name = "N")]
+    min_requests: Option<u64>,
+    /// Latency samples each version needs before p95s are compared [default: 50 local, 200 production].
+    #[arg(long, value_name = "N")]
+    min_latency_samples: Option<u64>,
+    /// Allowed error-rate increase in percentage points [default: 1].
+    #[arg(long, value_name = "POINTS", value_parser = parse_percent)]
+    max_error_increase: Option<u16>,
+    /// p95 bound: old × X + slack [default: 1.5].
+    #[arg(long, value_name = "X", value_parser = ratio_arg)]
+    latency_ratio: Option<f64>,
+    /// p95 bound's slack in ms [default: 50].
+    #[arg(long, value_name = "MS", value_parser = slack_arg)]
+    latency_slack_ms: Option<f64>,
+}
+
+fn duration_arg(text: &str) -> Result<Duration, String> {
+    parse_duration(text).ok_or_else(|| format!("`{text}` is not a duration like 500ms, 5s or 10m"))
+}
+
+fn ratio_arg(text: &str) -> Result<f64, String> {
+    text.parse::<f64>().ok().filter(|x| *x >= 1.0).ok_or_else(|| format!("`{text}` is not a ratio of at least 1"))
+}
+
+fn slack_arg(text: &str) -> Result<f64, String> {
+    text.parse::<f64>().ok().filter(|x| *x >= 0.0).ok_or_else(|| format!("`{text}` is not a number of ms"))
+}
 
 /// Exit codes: 0 done (promoted / checks pass), 1 rolled back or refused, 2 usage or errors.
 pub fn main_with_args(args: Vec<String>) -> u8 {
-    let mut args = Args(args);
-    let result = match args.0.first().map(String::as_str) {
-        Some("deploy") => {
-            args.0.remove(0);
-            deploy(&mut args)
+    let cli = match Cli::try_parse_from(std::iter::once("release".to_string()).chain(args)) {
+        Ok(cli) => cli,
+        Err(error) => {
+            // `--help` and `--version` print and exit 0; usage errors print and exit 2.
+            let code = error.exit_code();
+            let _ = error.print();
+            return u8::try_from(code).unwrap_or(2);
         }
-        Some("migrations") if args.0.get(1).map(String::as_str) == Some("check") => {
-            args.0.drain(..2);
-            migrations_check(&mut args)
-        }
-        Some("compat") => {
-            args.0.remove(0);
-            compat::run(&mut args)
-        }
-        _ => Err(ReleaseError(USAGE.into())),
+    };
+    let result = match cli.command {
+        Command::Deploy(args) => deploy(args),
+        Command::Migrations(Migrations::Check(args)) => migrations_check(args),
+        Command::Compat(args) => compat::run(args),
     };
     match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("release: {error}");
             2
-        }
-    }
-}
-
-/// Remaining command-line arguments, consumed flag by flag.
-pub struct Args(Vec<String>);
-
-impl Args {
-    pub fn flag(&mut self, name: &str) -> bool {
-        let before = self.0.len();
-        self.0.retain(|arg| arg != name);
-        self.0.len() != before
-    }
-
-    pub fn value(&mut self, name: &str) -> Result<Option<String>, ReleaseError> {
-        let Some(at) = self.0.iter().position(|arg| arg == name) else {
-            return Ok(None);
-        };
-        if at + 1 >= self.0.len() {
-            return Err(ReleaseError(format!("{name} needs a value")));
-        }
-        let value = self.0.remove(at + 1);
-        self.0.remove(at);
-        Ok(Some(value))
-    }
-
-    fn parsed<T>(&mut self, name: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Option<T>, ReleaseError> {
-        match self.value(name)? {
-            None => Ok(None),
-            Some(text) => parse(&text).map(Some).ok_or_else(|| ReleaseError(format!("{name}: bad value `{text}`"))),
-        }
-    }
-
-    pub fn finish(&self) -> Result<(), ReleaseError> {
-        match self.0.first() {
-            None => Ok(()),
-            Some(extra) => Err(ReleaseError(format!("unexpected argument `{extra}`\n\n{USAGE}"))),
         }
     }
 }
@@ -129,23 +164,23 @@ fn git_revision() -> Result<String, ReleaseError> {
     }
 }
 
-fn deploy(args: &mut Args) -> Result<u8, ReleaseError> {
-    let plan = RolloutPlan::parse(&args.value("--plan")?.unwrap_or_else(|| DEFAULT_PLAN.into()))
-        .map_err(|e| ReleaseError(format!("--plan: {e}")))?;
-    let dry_run = args.flag("--dry-run");
-    let local = args.value("--local")?;
-    let token = args.value("--gateway-token")?;
-    let tag = args.value("--tag")?;
-    let config = args.value("--config")?;
-    let min = args.parsed("--min-stage", parse_duration)?;
-    let max = args.parsed("--max-stage", parse_duration)?;
-    let poll = args.parsed("--poll", parse_duration)?;
-    let min_requests = args.parsed("--min-requests", |text| text.parse::<u64>().ok())?;
-    let min_latency_samples = args.parsed("--min-latency-samples", |text| text.parse::<u64>().ok())?;
-    let error_points = args.parsed("--max-error-increase", |text| parse_percent(text).ok())?;
-    let latency_ratio = args.parsed("--latency-ratio", |text| text.parse::<f64>().ok().filter(|x| *x >= 1.0))?;
-    let latency_slack = args.parsed("--latency-slack-ms", |text| text.parse::<f64>().ok().filter(|x| *x >= 0.0))?;
-    args.finish()?;
+fn deploy(args: DeployArgs) -> Result<u8, ReleaseError> {
+    let DeployArgs {
+        plan,
+        dry_run,
+        tag,
+        config,
+        local,
+        min_stage: min,
+        max_stage: max,
+        poll,
+        min_requests,
+        min_latency_samples,
+        max_error_increase: error_points,
+        latency_ratio,
+        latency_slack_ms: latency_slack,
+    } = args;
+    let token = std::env::var("GATEWAY_TOKEN").ok().filter(|token| !token.is_empty());
 
     let defaults = GateThresholds::default();
     let min_requests = min_requests.unwrap_or(if local.is_some() { 20 } else { defaults.min_requests });
@@ -171,11 +206,9 @@ fn deploy(args: &mut Args) -> Result<u8, ReleaseError> {
         poll: poll.unwrap_or(default_poll),
     };
     let rollout = Rollout { plan: &plan, thresholds: &thresholds, timing: &timing };
-    let mut report = |event: Event| eprintln!("release: {}", describe(&event));
+    let mut report = |event: Event| eprintln!("release: {}", describe(&event, dry_run));
     let outcome = if let Some(url) = local {
-        let token = token
-            .or_else(|| std::env::var("GATEWAY_TOKEN").ok())
-            .ok_or_else(|| ReleaseError("--local needs --gateway-token or $GATEWAY_TOKEN".into()))?;
+        let token = token.ok_or_else(|| ReleaseError("--local needs the gateway's token in $GATEWAY_TOKEN".into()))?;
         let (mut traffic, mut health) = (LocalGateway::new(&url, &token), LocalGateway::new(&url, &token));
         rollout.run(&mut traffic, &mut health, &mut SystemClock, &mut report)?
     } else {
@@ -200,7 +233,7 @@ fn deploy(args: &mut Args) -> Result<u8, ReleaseError> {
             rollout.run(&mut traffic, &mut health, &mut SystemClock, &mut report)?
         }
     };
-    println!("{}", summary(&outcome));
+    println!("{}", summary(&outcome, dry_run));
     Ok(match outcome {
         Outcome::Promoted { .. } => 0,
         Outcome::RolledBack { .. } => 1,
@@ -229,37 +262,47 @@ impl HealthSource for DryRunHealth {
     }
 }
 
-fn describe(event: &Event) -> String {
+/// One progress line: counts as people read them (`p95 12.0 ms`, `p95 –` without samples).
+fn describe(event: &Event, dry_run: bool) -> String {
+    let p95 = |p95: Option<f64>| p95.map_or_else(|| "–".to_string(), |ms| format!("{ms:.1} ms"));
     let counts = |window: &Window| {
         format!(
-            "old {} req {} err p95 {:?} | new {} req {} err p95 {:?}",
+            "old {} requests, {} errors, p95 {} | new {} requests, {} errors, p95 {}",
             window.old.requests,
             window.old.errors,
-            window.old.p95_ms,
+            p95(window.old.p95_ms),
             window.new.requests,
             window.new.errors,
-            window.new.p95_ms
+            p95(window.new.p95_ms)
         )
     };
     match event {
         Event::Prepared(versions) => format!("old version {}, new version {}", versions.old, versions.new),
         Event::StageApplied { stage, split } => format!("stage {stage}: new version at {split}"),
         Event::Reapplied { stage } => format!("stage {stage}: split was lost (gateway restarted?); applied again"),
+        // A dry run has no traffic to count; figures would be made up.
+        Event::Polled { stage, .. } if dry_run => {
+            format!("stage {stage}: health gate not evaluated (dry run; production waits for Analytics Engine figures)")
+        }
         Event::Polled { stage, window, verdict } => format!("stage {stage}: {} → {verdict}", counts(window)),
+        Event::StagePassed { stage } if dry_run => format!("stage {stage}: next stage (dry run)"),
         Event::StagePassed { stage } => format!("stage {stage}: healthy"),
         Event::RolledBack { stage, reason } => format!("stage {stage}: ROLLED BACK: {reason}"),
+        Event::Promoted if dry_run => "dry run done: a real rollout would now serve the new version at 100 %".into(),
         Event::Promoted => "promoted: the new version serves 100 %".into(),
     }
 }
 
-/// One JSON line on stdout, for scripts and tests.
-pub fn summary(outcome: &Outcome) -> String {
+/// One JSON line on stdout, for scripts and tests. `dry_run: true` says nothing was deployed
+/// and no gate was evaluated.
+pub fn summary(outcome: &Outcome, dry_run: bool) -> String {
     match outcome {
         Outcome::Promoted { versions } => {
-            json!({"outcome": "promoted", "old": versions.old, "new": versions.new}).to_string()
+            json!({"outcome": "promoted", "dry_run": dry_run, "old": versions.old, "new": versions.new}).to_string()
         }
         Outcome::RolledBack { versions, stage, split, reason, window } => json!({
             "outcome": "rolled_back",
+            "dry_run": dry_run,
             "old": versions.old,
             "new": versions.new,
             "stage": stage,
@@ -271,11 +314,10 @@ pub fn summary(outcome: &Outcome) -> String {
     }
 }
 
-fn migrations_check(args: &mut Args) -> Result<u8, ReleaseError> {
+fn migrations_check(args: CheckArgs) -> Result<u8, ReleaseError> {
     let root = local_stack::workspace_root();
-    let dir = args.value("--dir")?.map(PathBuf::from).unwrap_or_else(|| root.join("migrations"));
-    let since = args.value("--since")?;
-    args.finish()?;
+    let dir = args.dir.unwrap_or_else(|| root.join("migrations"));
+    let since = args.since;
     let files = read_migrations(&dir)?;
     let mut violations: Vec<_> = files.iter().flat_map(check_file).collect();
     if let Some(revision) = since {
@@ -348,12 +390,48 @@ mod tests {
         assert_eq!(parse_duration("x"), None);
     }
 
+    fn window(old_p95: Option<f64>, new_p95: Option<f64>) -> Window {
+        let counts =
+            |requests, p95_ms| crate::stats::VersionCounts { requests, errors: 0, p95_ms, latency_samples: requests };
+        Window { old: counts(40, old_p95), new: counts(3, new_p95), split: None }
+    }
+
     #[test]
-    fn args_are_consumed_and_leftovers_refused() {
-        let mut args = Args(vec!["--plan".into(), "1,100".into(), "--dry-run".into(), "--oops".into()]);
-        assert_eq!(args.value("--plan").unwrap().as_deref(), Some("1,100"));
-        assert!(args.flag("--dry-run"));
-        assert!(args.finish().is_err());
-        assert!(Args(vec!["--plan".into()]).value("--plan").is_err());
+    fn progress_lines_read_as_text_not_rust_debug_forms() {
+        let verdict = crate::gate::Verdict::Wait("new version has 3 of 20 requests".into()).to_string();
+        let line = describe(&Event::Polled { stage: 1, window: window(Some(5.0), None), verdict }, false);
+        assert_eq!(
+            line,
+            "stage 1: old 40 requests, 0 errors, p95 5.0 ms | new 3 requests, 0 errors, p95 – → wait: new version has 3 of 20 requests"
+        );
+        assert!(!line.contains("Some(") && !line.contains("Wait("), "{line}");
+    }
+
+    #[test]
+    fn a_dry_run_says_so_and_shows_no_figures() {
+        let line =
+            describe(&Event::Polled { stage: 2, window: window(Some(1.0), Some(1.0)), verdict: "pass".into() }, true);
+        assert!(line.contains("not evaluated (dry run") && !line.contains("requests"), "{line}");
+        let versions = Versions { old: "a".into(), new: "b".into() };
+        let json: serde_json::Value = serde_json::from_str(&summary(&Outcome::Promoted { versions }, true)).unwrap();
+        assert_eq!(json["dry_run"], true);
+        assert_eq!(json["outcome"], "promoted");
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn unknown_and_incomplete_arguments_are_refused() {
+        let parse = |args: &[&str]| Cli::try_parse_from(std::iter::once("release").chain(args.iter().copied()));
+        assert!(parse(&["deploy", "--plan", "1,100", "--dry-run"]).is_ok());
+        assert!(parse(&["deploy", "--oops"]).is_err());
+        assert!(parse(&["deploy", "--plan"]).is_err());
+        assert!(parse(&["deploy", "--min-stage", "5h"]).is_err());
+        // The gateway token never travels as an argument.
+        assert!(parse(&["deploy", "--local", "http://x", "--gateway-token", "t"]).is_err());
     }
 }

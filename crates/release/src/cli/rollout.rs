@@ -162,7 +162,7 @@ impl Rollout<'_> {
                 continue;
             }
             let verdict = evaluate(&window.old, &window.new, self.thresholds);
-            report(Event::Polled { stage, window: window.clone(), verdict: format!("{verdict:?}") });
+            report(Event::Polled { stage, window: window.clone(), verdict: verdict.to_string() });
             match verdict {
                 Verdict::Fail(reason) => return Err(GateFailure::Unhealthy(reason, Box::new(window))),
                 Verdict::Pass if elapsed >= self.timing.min => return Ok(()),

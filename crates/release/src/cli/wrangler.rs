@@ -26,14 +26,16 @@ impl CommandRunner for RealRunner {
     fn wrangler(&mut self, args: &[String]) -> Result<String, ReleaseError> {
         eprintln!("release: wrangler {}", args.join(" "));
         let node = local_stack::node::find_node(&self.root).map_err(|e| ReleaseError(e.to_string()))?;
-        let output = Command::new(&node)
+        let mut wrangler = Command::new(&node);
+        wrangler
             .current_dir(&self.root)
             .arg(self.root.join("node_modules/wrangler/bin/wrangler.js"))
             .args(args)
             .env("PATH", local_stack::node::path_with_node_first(&node))
-            .env("WRANGLER_SEND_METRICS", "false")
-            .output()
-            .map_err(|e| ReleaseError(format!("cannot run wrangler: {e}")))?;
+            .env("WRANGLER_SEND_METRICS", "false");
+        // `versions upload` runs the `[build] command` (cargo); in a group that ends with us.
+        local_stack::cargo::without_outer_cargo_env(&mut wrangler);
+        let output = local_stack::process::output(&mut wrangler).map_err(ReleaseError)?;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         if output.status.success() {
             Ok(stdout)

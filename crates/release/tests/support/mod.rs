@@ -1,23 +1,18 @@
-//! A local canary stack for the rollout tests: one `wrangler dev` running the gateway in front
-//! of a blue and a green build of edgestack, both on one devdb, plus a steady client load.
+//! The local canary stack for the rollout tests — the one `cargo xtask canary` starts
+//! (`local_stack::canary`): one `wrangler dev` running the gateway in front of a blue and a
+//! green build of edgestack, both on one devdb, plus a steady client load.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use local_stack::devdb::DevDb;
+use local_stack::canary::{Canary, CanaryOptions};
 use local_stack::workspace_root;
-use local_stack::wrangler::{WranglerDev, WranglerDevOptions};
 use release::plan::Split;
 use release::routing::SERVED_BY_HEADER;
 use release::stats::GatewayStats;
 
-pub const GATEWAY_TOKEN: &str = "local-gateway-token";
-/// The route the load uses: an API route that reads the database, so the injected fault hits it.
-pub const LOAD_PATH: &str = "/api/public/notes";
+pub use local_stack::canary::{Load, Sample, user_keys};
 
 /// Tests share two cores; one stack at a time keeps latencies comparable.
 pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
@@ -36,77 +31,11 @@ pub struct Green {
     pub new_assets: bool,
 }
 
+/// The canary stack of `cargo xtask canary` (local-stack), with what a test needs around it.
 pub struct Stack {
-    pub dev: WranglerDev,
-    pub db: DevDb,
+    pub canary: Canary,
     dir: tempfile::TempDir,
     agent: ureq::Agent,
-}
-
-fn toml_string(value: &str) -> String {
-    serde_json::Value::String(value.to_string()).to_string()
-}
-
-fn worker_config(name: &str, assets: &Path, vars: &[(&str, String)]) -> String {
-    let root = workspace_root();
-    let vars: String = vars.iter().map(|(key, value)| format!("{key} = {}\n", toml_string(value))).collect();
-    format!(
-        r#"name = "{name}"
-main = {main}
-compatibility_date = "2026-11-01"
-
-[assets]
-directory = {assets}
-binding = "ASSETS"
-run_worker_first = ["/api/*"]
-not_found_handling = "404-page"
-
-[version_metadata]
-binding = "CF_VERSION_METADATA"
-
-[[kv_namespaces]]
-binding = "CACHE"
-
-[vars]
-{vars}
-[[ratelimits]]
-name = "SIGNIN_PER_ACCOUNT"
-namespace_id = "1001"
-simple = {{ limit = 5, period = 60 }}
-
-[[ratelimits]]
-name = "SIGNIN_PER_CLIENT"
-namespace_id = "1002"
-simple = {{ limit = 30, period = 60 }}
-"#,
-        main = toml_string(&root.join("build/index.js").to_string_lossy()),
-        assets = toml_string(&assets.to_string_lossy()),
-    )
-}
-
-fn gateway_config() -> String {
-    let main = workspace_root().join("gateway/build/index.js");
-    format!(
-        r#"name = "edgestack-gateway"
-main = {main}
-compatibility_date = "2026-11-01"
-
-[[services]]
-binding = "BLUE"
-service = "edgestack-blue"
-
-[[services]]
-binding = "GREEN"
-service = "edgestack-green"
-
-[vars]
-EDGESTACK_ENV = "development"
-GATEWAY_INITIAL_SPLIT = "0"
-GATEWAY_WORKER_NAME = "edgestack"
-GATEWAY_TOKEN = "{GATEWAY_TOKEN}"
-"#,
-        main = toml_string(&main.to_string_lossy()),
-    )
 }
 
 /// A copy of `public/` as a new build would fingerprint it: every asset changed, so it has a
@@ -147,66 +76,41 @@ fn rebuilt_public(into: &Path) -> PathBuf {
 
 impl Stack {
     pub fn start(green: Green) -> Self {
-        let root = workspace_root();
-        for built in ["build/index.js", "gateway/build/index.js"] {
-            assert!(
-                root.join(built).is_file(),
-                "{built} is missing: run `cargo xtask build` and `cargo xtask build-gateway` first"
-            );
-        }
         let started = Instant::now();
-        let db = DevDb::start_primary("rollout-test-token", 0).unwrap();
-        db.migrate().unwrap();
-        let db_ready = started.elapsed();
         let dir = tempfile::Builder::new().prefix("edgestack-rollout-").tempdir().unwrap();
-        let database = [
-            ("EDGESTACK_ENV", "development".to_string()),
-            ("LIBSQL_PRIMARY_URL", db.url.clone()),
-            ("LIBSQL_AUTH_TOKEN", db.token.clone()),
-        ];
-        let mut green_vars = database.to_vec();
-        if let Some(fault) = green.fault {
-            green_vars.push(("EDGESTACK_INJECT_FAULT", fault.to_string()));
-        }
-        let green_assets = if green.new_assets { rebuilt_public(dir.path()) } else { root.join("public") };
-        let configs = [
-            ("gateway.toml", gateway_config()),
-            ("blue.toml", worker_config("edgestack-blue", &root.join("public"), &database)),
-            ("green.toml", worker_config("edgestack-green", &green_assets, &green_vars)),
-        ];
-        for (name, text) in &configs {
-            std::fs::write(dir.path().join(name), text).unwrap();
-        }
-        let options = WranglerDevOptions {
-            configs: configs.iter().map(|(name, _)| dir.path().join(name)).collect(),
-            vars: Vec::new(),
-            ready_timeout: Duration::from_secs(120),
+        let options = CanaryOptions {
+            green_vars: green
+                .fault
+                .map(|fault| ("EDGESTACK_INJECT_FAULT".to_string(), fault.to_string()))
+                .into_iter()
+                .collect(),
+            green_assets: green.new_assets.then(|| rebuilt_public(dir.path())),
         };
-        let dev = WranglerDev::start(options).unwrap_or_else(|e| panic!("{e}"));
-        eprintln!("stack: devdb ready in {db_ready:?}, wrangler dev in {:?}", started.elapsed());
+        let canary = Canary::start(options).unwrap_or_else(|e| panic!("{e}"));
+        eprintln!("stack: devdb and wrangler dev ready in {:?}", started.elapsed());
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(15)))
             .http_status_as_error(false)
             .max_redirects(0)
             .build()
             .into();
-        Self { dev, db, dir, agent }
+        Self { canary, dir, agent }
     }
 
     pub fn url(&self) -> &str {
-        &self.dev.base_url
+        self.canary.url()
     }
 
     pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
-        fetch(&self.agent, &self.dev.url(path), headers)
+        fetch(&self.agent, &self.canary.dev.url(path), headers)
     }
 
     pub fn post_json(&self, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
-        post_json(&self.agent, &self.dev.url(path), headers, body)
+        post_json(&self.agent, &self.canary.dev.url(path), headers, body)
     }
 
     pub fn gateway(&self) -> release::cli::sources::LocalGateway {
-        release::cli::sources::LocalGateway::new(self.url(), GATEWAY_TOKEN)
+        release::cli::sources::LocalGateway::new(self.url(), &self.canary.gateway_token)
     }
 
     pub fn set_split(&self, split: &Split) {
@@ -221,7 +125,9 @@ impl Stack {
     pub fn release(&self, plan: &str) -> ReleaseRun {
         let started = Instant::now();
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_release"))
-            .args(["deploy", "--local", self.url(), "--gateway-token", GATEWAY_TOKEN, "--plan", plan])
+            // The token through the environment: never on a command line.
+            .env("GATEWAY_TOKEN", &self.canary.gateway_token)
+            .args(["deploy", "--local", self.url(), "--plan", plan])
             .args(["--min-stage", "2s", "--max-stage", "45s", "--poll", "250ms"])
             .args(["--min-requests", "20", "--min-latency-samples", "40"])
             .output()
@@ -292,87 +198,6 @@ fn answer(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answ
         }
         // A transport failure is a failed request as a user sees it.
         Err(error) => Answer { status: 0, headers: Vec::new(), body: error.to_string() },
-    }
-}
-
-/// One request of the steady load.
-#[derive(Debug, Clone)]
-pub struct Sample {
-    pub user: usize,
-    /// When the request was sent.
-    pub sent: Instant,
-    /// When the answer was read.
-    pub at: Instant,
-    pub status: u16,
-    pub served_by: Option<String>,
-}
-
-impl Sample {
-    pub fn failed(&self) -> bool {
-        self.status == 0 || self.status >= 500
-    }
-}
-
-/// Simulated users, each with its own sticky cookie; a user's requests come from one thread,
-/// in order.
-pub struct Load {
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<Vec<Sample>>>,
-    pub users: Arc<Vec<String>>,
-}
-
-pub fn user_keys(count: usize) -> Vec<String> {
-    (0..count).map(|i| format!("load-user-{i:04}")).collect()
-}
-
-impl Load {
-    /// `region(user)` picks the `x-edgestack-region` each user sends.
-    pub fn start(base_url: &str, users: Vec<String>, threads: usize, region: fn(usize) -> &'static str) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let users = Arc::new(users);
-        let threads = (0..threads)
-            .map(|thread| {
-                let (stop, users, url) = (stop.clone(), users.clone(), format!("{base_url}{LOAD_PATH}"));
-                std::thread::spawn(move || {
-                    let agent: ureq::Agent = ureq::Agent::config_builder()
-                        .timeout_global(Some(Duration::from_secs(10)))
-                        .http_status_as_error(false)
-                        .build()
-                        .into();
-                    let mine: Vec<usize> = (thread..users.len()).step_by(threads).collect();
-                    let mut samples = Vec::new();
-                    // Bounded: stops when told, and in any case after two minutes.
-                    let deadline = Instant::now() + Duration::from_secs(120);
-                    'outer: while Instant::now() < deadline {
-                        for user in &mine {
-                            if stop.load(Ordering::Relaxed) {
-                                break 'outer;
-                            }
-                            let cookie = format!("edgestack_canary={}", users[*user]);
-                            let sent = Instant::now();
-                            let answer =
-                                fetch(&agent, &url, &[("cookie", &cookie), ("x-edgestack-region", region(*user))]);
-                            samples.push(Sample {
-                                user: *user,
-                                sent,
-                                at: Instant::now(),
-                                status: answer.status,
-                                served_by: answer.served_by().map(str::to_string),
-                            });
-                        }
-                    }
-                    samples
-                })
-            })
-            .collect();
-        Self { stop, threads, users }
-    }
-
-    pub fn stop(self) -> Vec<Sample> {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut samples: Vec<Sample> = self.threads.into_iter().flat_map(|thread| thread.join().unwrap()).collect();
-        samples.sort_by_key(|sample| sample.at);
-        samples
     }
 }
 
