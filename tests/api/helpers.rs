@@ -365,3 +365,121 @@ impl TestClient<'_> {
         response.json()["note"]["id"].as_str().unwrap().to_string()
     }
 }
+
+/// `spawn_app()` ended every way a test run ends — Ctrl-C, SIGTERM, SIGHUP, SIGKILL, an abort,
+/// a panic — leaves none of its processes running 5 s later (by process id and by the ports
+/// it reported), and no process carries the database token on its command line. The program
+/// ended is this test binary itself, run again with the ignored holder test below.
+#[cfg(target_os = "linux")]
+mod lifecycle {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    use local_stack::inspect;
+
+    const HOLDER: &str = "helpers::lifecycle::holder_of_a_spawned_app";
+    const MODE: &str = "EDGESTACK_TEST_HOLDER";
+
+    /// Not a test of its own: the program the other tests end (it returns at once unless
+    /// they started it). Prints `started <worker url> <database urls…>` once the app answers.
+    #[test]
+    #[ignore]
+    fn holder_of_a_spawned_app() {
+        let Ok(mode) = std::env::var(MODE) else { return };
+        let app = super::spawn_app();
+        let urls: Vec<&str> = app.databases().iter().map(|db| db.url.as_str()).collect();
+        // libtest has printed `test … ... ` without a line break: start a line of our own.
+        println!("\nstarted {} {}", app.dev.base_url, urls.join(" "));
+        if mode == "panics" {
+            std::thread::sleep(Duration::from_millis(500));
+            panic!("a panic while the app runs");
+        }
+        std::thread::sleep(Duration::from_secs(600));
+    }
+
+    /// Starts the holder in a process group of its own (a "Ctrl-C" to it misses this test),
+    /// waits until its app answers, ends it with `kill <kill_args> <its pid or group>`, and
+    /// checks that nothing it started survives.
+    fn end_holder(mode: &str, kill_args: &[&str], to_group: bool) {
+        let mut holder = Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", HOLDER, "--nocapture", "--test-threads=1"])
+            .env(MODE, mode)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(holder.stdout.take().unwrap());
+        let Some(urls) = stdout.lines().map_while(Result::ok).find_map(|line| {
+            line.strip_prefix("started ").map(|urls| urls.split(' ').map(str::to_string).collect::<Vec<_>>())
+        }) else {
+            let status = holder.wait().unwrap();
+            panic!("the holder ended ({status}) before its app answered");
+        };
+        let started = inspect::tree(holder.id());
+        // The holder, its guardian, devdb(s), wrangler (node) and workerd.
+        assert!(started.len() >= 5, "{started:#?}");
+        if mode != "panics" {
+            let target = if to_group { format!("-{}", holder.id()) } else { holder.id().to_string() };
+            let killed = Command::new("kill").args(kill_args).arg("--").arg(target).status().unwrap();
+            assert!(killed.success());
+        }
+        let status = holder.wait().unwrap();
+        let survivors = inspect::survivors_after(&started, Duration::from_secs(5));
+        assert!(survivors.is_empty(), "{mode} {kill_args:?} ({status}): still running 5 s later: {survivors:#?}");
+        for url in urls {
+            let address = url.trim_start_matches("http://");
+            assert!(std::net::TcpStream::connect(address).is_err(), "{address} still answers after {kill_args:?}");
+        }
+    }
+
+    #[test]
+    fn spawn_app_killed_outright_leaves_nothing_running() {
+        end_holder("waits", &["-KILL"], false);
+    }
+
+    #[test]
+    fn no_command_line_carries_the_database_token() {
+        let app = super::spawn_app();
+        for db in app.databases() {
+            let carrying = inspect::command_lines_containing(&db.token);
+            assert!(carrying.is_empty(), "the database token is on a command line: {carrying:#?}");
+            let log = std::fs::read_to_string(app.dev.log_path()).unwrap();
+            assert!(!log.contains(&db.token), "wrangler printed the token:\n{log}");
+        }
+    }
+
+    /// The other endings; the services pass of `cargo xtask test` skips them (the mechanism is
+    /// the same in both shapes, and each costs a stack).
+    mod other_endings {
+        use super::end_holder;
+
+        #[test]
+        fn ctrl_c() {
+            // A terminal's Ctrl-C goes to the whole foreground group.
+            end_holder("waits", &["-INT"], true);
+        }
+
+        #[test]
+        fn sigterm() {
+            end_holder("waits", &["-TERM"], false);
+        }
+
+        #[test]
+        fn sighup() {
+            end_holder("waits", &["-HUP"], false);
+        }
+
+        #[test]
+        fn abort() {
+            end_holder("waits", &["-ABRT"], false);
+        }
+
+        #[test]
+        fn panic() {
+            end_holder("panics", &[], false);
+        }
+    }
+}
