@@ -4,6 +4,9 @@
 //! `off`), a fairness check that both sides answer alike, then every shape on every side in
 //! turn with `wrk`, for `rounds` × `seconds`. Prints a table and writes
 //! `target/bench-peer/results.json`, `table.md` and `chart.svg`. See bench/README.md.
+//!
+//! Every process it starts (devdb, wrangler and its workerd, wrk) runs in a local-stack process
+//! group, so Ctrl-C, SIGTERM and SIGHUP (xtask's handler) and a kill (the guardian) end them.
 
 mod check;
 mod load;
@@ -13,7 +16,6 @@ mod svg;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::tools::{self, Toolchain};
@@ -45,8 +47,7 @@ pub fn run(rounds: u32, seconds: u32) -> Result {
     build::build_worker(&toolchain)?;
     let out_dir = toolchain.root.join("target/bench-peer");
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
-    let interrupt = InterruptGuard::install();
-    let stack = Stack::start(&out_dir, &interrupt)?;
+    let stack = Stack::start(&out_dir)?;
     let shapes = shapes(&stack.seed);
     check::same_answers(&stack, &shapes, &out_dir.join("check"))?;
     eprintln!(
@@ -55,7 +56,6 @@ pub fn run(rounds: u32, seconds: u32) -> Result {
     let generator = load::Wrk { program: wrk, scripts: out_dir.join("wrk") };
     for shape in &shapes {
         for side in Side::ALL {
-            interrupt.check()?;
             generator.run(&stack.session(side, shape.read_cache)?.base_url, shape, WARM_UP_SECONDS)?;
         }
     }
@@ -64,7 +64,6 @@ pub fn run(rounds: u32, seconds: u32) -> Result {
         for shape in &shapes {
             // The order of sides turns each round, so drift on a shared machine hits all alike.
             for side in Side::rotated(round as usize) {
-                interrupt.check()?;
                 let session = stack.session(side, shape.read_cache)?;
                 // Requests the previous run left in flight end before this run's counters are read.
                 std::thread::sleep(SETTLE);
@@ -96,25 +95,6 @@ pub fn run(rounds: u32, seconds: u32) -> Result {
         started.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-/// Temporary until `bench peer [--rounds N] [--seconds S]` is wired by the clap conversion
-/// (issue #16): `(rounds, seconds)` from the words after `bench peer`.
-pub fn parse_args(args: &[&str]) -> Result<(u32, u32)> {
-    let (mut rounds, mut seconds) = (3, 5);
-    let mut words = args.iter();
-    while let Some(word) = words.next() {
-        let target = match *word {
-            "--rounds" => &mut rounds,
-            "--seconds" => &mut seconds,
-            other => return Err(format!("bench peer: unexpected argument `{other}` (use --rounds N --seconds S)")),
-        };
-        *target = words
-            .next()
-            .and_then(|value| value.parse().ok())
-            .ok_or_else(|| format!("bench peer: {word} needs a whole number"))?;
-    }
-    Ok((rounds, seconds))
 }
 
 /// `wrk` for `cargo xtask setup`: Debian's package when this is a Debian-like machine and we
@@ -152,79 +132,4 @@ fn load_generator() -> Option<PathBuf> {
 
 fn write(path: &Path, text: &str) -> Result {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(signal: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-    // A second signal ends the process at once, the usual meaning of pressing Ctrl-C twice.
-    // SAFETY: signal(2) only changes this signal's disposition; it is safe in a handler.
-    unsafe {
-        libc::signal(signal, libc::SIG_DFL);
-    }
-}
-
-/// Turns Ctrl-C (SIGINT), SIGTERM and SIGHUP into an orderly return, so the stack's `Drop`
-/// (local-stack stops every process group it started) runs instead of the process dying with
-/// them orphaned. Only where nobody else handles the signal yet; the old handling comes back on
-/// drop.
-pub struct InterruptGuard {
-    replaced: Vec<(libc::c_int, libc::sighandler_t)>,
-}
-
-impl InterruptGuard {
-    fn install() -> Self {
-        let mut replaced = Vec::new();
-        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            // SAFETY: signal(2) with a handler that only stores to an atomic and resets the
-            // disposition, both async-signal-safe.
-            let previous = unsafe { libc::signal(signal, handler) };
-            if previous == libc::SIG_DFL {
-                replaced.push((signal, previous));
-            } else {
-                // Someone else handles it (a process-wide handler): leave theirs in place.
-                // SAFETY: restores exactly what signal(2) returned.
-                unsafe {
-                    libc::signal(signal, previous);
-                }
-            }
-        }
-        Self { replaced }
-    }
-
-    /// `Err` once a stop was asked for; callers return it, and drops stop the stack.
-    pub fn check(&self) -> Result {
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            Err("bench peer: interrupted; stopping every process it started".into())
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl Drop for InterruptGuard {
-    fn drop(&mut self) {
-        for (signal, previous) in &self.replaced {
-            // SAFETY: restores the disposition this guard replaced.
-            unsafe {
-                libc::signal(*signal, *previous);
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_rounds_and_seconds() {
-        assert_eq!(parse_args(&[]), Ok((3, 5)));
-        assert_eq!(parse_args(&["--rounds", "1", "--seconds", "2"]), Ok((1, 2)));
-        assert!(parse_args(&["--rounds"]).is_err());
-        assert!(parse_args(&["--rounds", "x"]).is_err());
-        assert!(parse_args(&["--fast"]).is_err());
-    }
 }

@@ -5,8 +5,6 @@
 
 mod assets;
 mod bench;
-// `bench_peer::parse_args` was its parser before clap; its owner removes it (and this allow).
-#[allow(dead_code)]
 mod bench_peer;
 mod build;
 mod canary;

@@ -62,15 +62,16 @@ impl Wrk {
         std::fs::create_dir_all(&self.scripts).map_err(|e| format!("{}: {e}", self.scripts.display()))?;
         let script = self.scripts.join(format!("{}.lua", shape.key));
         std::fs::write(&script, lua_script(shape)).map_err(|e| format!("{}: {e}", script.display()))?;
-        let output = Command::new(&self.program)
-            .arg(format!("-t{THREADS}"))
-            .arg(format!("-c{CONNECTIONS}"))
-            .arg(format!("-d{seconds}s"))
-            .args(["--timeout", "10s", "-s"])
-            .arg(&script)
-            .arg(format!("{base_url}{}", shape.path))
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", self.program.display()))?;
+        // In a process group of local-stack's, so a signal that stops xtask stops wrk too.
+        let output = local_stack::process::output(
+            Command::new(&self.program)
+                .arg(format!("-t{THREADS}"))
+                .arg(format!("-c{CONNECTIONS}"))
+                .arg(format!("-d{seconds}s"))
+                .args(["--timeout", "10s", "-s"])
+                .arg(&script)
+                .arg(format!("{base_url}{}", shape.path)),
+        )?;
         let stdout = String::from_utf8_lossy(&output.stdout);
         let summary = stdout.lines().find_map(|line| line.strip_prefix(RESULT_MARKER)).ok_or_else(|| {
             format!(

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use edgestack_core::accounts::SessionToken;
 use local_stack::devdb::DevDb;
+use local_stack::inspect;
 use local_stack::wrangler::{WranglerDev, WranglerDevOptions};
 use serde_json::json;
 
-use super::InterruptGuard;
 use super::report::Side;
 use crate::Result;
 
@@ -130,7 +130,7 @@ pub struct Stack {
 }
 
 impl Stack {
-    pub fn start(out_dir: &Path, interrupt: &InterruptGuard) -> Result<Self> {
+    pub fn start(out_dir: &Path) -> Result<Self> {
         let token = random_hex(16)?;
         let db = DevDb::start_primary(&token, 0)?;
         db.migrate()?;
@@ -146,7 +146,6 @@ impl Stack {
             (Side::Floor, true),
             (Side::Floor, false),
         ] {
-            interrupt.check()?;
             let mut vars = db.worker_vars();
             vars.push(("READ_CACHE".into(), if read_cache { "on" } else { "off" }.into()));
             if side == Side::Floor {
@@ -186,8 +185,7 @@ impl Session {
         let started = Instant::now();
         let options = WranglerDevOptions { configs: vec![config], vars, ready_timeout: Duration::from_secs(180) };
         let dev = WranglerDev::start(options).map_err(|error| explain_start_failure(&name, &error.0))?;
-        let port = port_of(&dev.base_url)?;
-        let worker_pid = worker_process(port)?;
+        let worker_pid = worker_process(&dev)?;
         eprintln!(
             "bench peer: {name} at {} in {:.1} s (Worker process {worker_pid})",
             dev.base_url,
@@ -294,49 +292,27 @@ fn port_of(base_url: &str) -> Result<u16> {
         .ok_or_else(|| format!("no port in {base_url}"))
 }
 
-/// `wrangler dev` runs two workerd processes in its process group: the entry proxy, listening
-/// on the session's port (`--socket-addr=entry=127.0.0.1:<port>`), and the one that runs the
-/// Worker. Returns the second.
-fn worker_process(port: u16) -> Result<u32> {
-    let entry_arg = format!("--socket-addr=entry=127.0.0.1:{port}");
-    let processes = workerd_processes()?;
-    let (_, entry_group, _) = processes
-        .iter()
-        .find(|(_, _, args)| args.contains(&entry_arg))
-        .ok_or_else(|| format!("no workerd process with {entry_arg}"))?;
-    let workers: Vec<u32> = processes
-        .iter()
-        .filter(|(_, group, args)| group == entry_group && !args.contains(&entry_arg))
-        .map(|(pid, _, _)| *pid)
+/// `wrangler dev` runs two workerd processes: the entry proxy, listening on the session's port
+/// (`--socket-addr=entry=127.0.0.1:<port>`), and the one that runs the Worker. Returns the
+/// second, found among the session's own processes.
+fn worker_process(dev: &WranglerDev) -> Result<u32> {
+    let entry_arg = format!("--socket-addr=entry=127.0.0.1:{} ", port_of(&dev.base_url)?);
+    let workers: Vec<u32> = inspect::tree(dev.pid())
+        .into_iter()
+        .filter(|process| {
+            let program = process.command_line.split(' ').next().unwrap_or_default();
+            program.ends_with("/workerd") && !format!("{} ", process.command_line).contains(&entry_arg)
+        })
+        .map(|process| process.pid)
         .collect();
     match workers.as_slice() {
         [pid] => Ok(*pid),
         other => Err(format!(
-            "expected one workerd process running the Worker beside the entry on port {port}, found {}",
+            "expected one workerd process running the Worker of {} beside its entry proxy, found {}",
+            dev.base_url,
             other.len()
         )),
     }
-}
-
-/// `(pid, process group, argv)` of every workerd process.
-fn workerd_processes() -> Result<Vec<(u32, u32, Vec<String>)>> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").map_err(|e| format!("/proc: {e}"))?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
-        // Processes may end while we look; skip what cannot be read.
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
-        let args: Vec<String> =
-            cmdline.split(|byte| *byte == 0).map(|arg| String::from_utf8_lossy(arg).into_owned()).collect();
-        if !args.first().is_some_and(|program| program.ends_with("/workerd") || program == "workerd") {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        let Some(group) = stat_fields(&stat).and_then(|fields| fields.get(2).and_then(|f| f.parse().ok())) else {
-            continue;
-        };
-        found.push((pid, group, args));
-    }
-    Ok(found)
 }
 
 /// The fields of `/proc/<pid>/stat` after `(comm)`, which may itself hold spaces: index 0 is
