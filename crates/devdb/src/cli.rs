@@ -1,4 +1,4 @@
-//! Command line: `devdb serve | migrate | bench`.
+//! Command line: `devdb serve | promote | follow | migrate | bench`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +40,33 @@ pub struct ServeArgs {
     /// Replica only: delay before replicated changes are applied.
     #[arg(long, default_value_t = 0)]
     pub lag_ms: u64,
+    /// The URL other nodes reach this one at (default: http:// and the listening address).
+    #[arg(long)]
+    pub advertise_url: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PromoteArgs {
+    /// The replica (or fenced node) to promote, e.g. http://127.0.0.1:8081.
+    #[arg(long)]
+    pub url: String,
+    #[arg(long, env = "DEVDB_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct FollowArgs {
+    /// The replica (or fenced node) to re-point.
+    #[arg(long)]
+    pub url: String,
+    /// The primary it should follow from now on.
+    #[arg(long)]
+    pub primary: String,
+    /// Drop the node's data and copy the primary's from the start (when its log diverged).
+    #[arg(long)]
+    pub resync: bool,
+    #[arg(long, env = "DEVDB_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -73,6 +100,10 @@ pub struct BenchArgs {
 enum Command {
     /// Serve a database over Hrana/HTTP as a primary or a replica.
     Serve(ServeArgs),
+    /// Make a running replica the primary at a new term (the old primary is fenced).
+    Promote(PromoteArgs),
+    /// Make a running replica or fenced node follow another primary.
+    Follow(FollowArgs),
     /// Apply migrations/*.sql once each, in order, through the libSQL client.
     Migrate(MigrateArgs),
     /// Measure pipeline throughput from one client and replica convergence time.
@@ -91,6 +122,8 @@ pub fn main() -> ExitCode {
     let outcome = rt.block_on(async {
         match cli.command {
             Command::Serve(args) => crate::serve::run(args).await,
+            Command::Promote(args) => crate::admin::promote(args).await,
+            Command::Follow(args) => crate::admin::follow(args).await,
             Command::Migrate(args) => crate::migrate::run(args).await,
             Command::Bench(args) => crate::bench::run(args).await,
         }

@@ -16,6 +16,7 @@
 use rusqlite::ffi;
 
 use crate::proto::Error;
+use crate::state::Role;
 
 /// sqld's name for a SQLite result code: only the primary code (low byte) counts.
 pub fn sqlite_code_name(code: i32) -> &'static str {
@@ -97,6 +98,35 @@ pub fn no_statement() -> Error {
 
 pub fn args_invalid(detail: &str) -> Error {
     Error::new("ARGS_INVALID", format!("Arguments do not match SQL parameters: {detail}"))
+}
+
+/// A statement that may write, sent to a node that is not the primary. A replica answers as it
+/// always has (`SQLITE_READONLY`, naming the primary); a fenced former primary answers
+/// `PRIMARY_FENCED`, naming the newer term and, when known, where its primary is.
+pub fn not_writable(role: &Role) -> Error {
+    match role {
+        Role::Replica { primary_url } => Error::new(
+            "SQLITE_READONLY",
+            format!(
+                "devdb replica is read-only: send writes to the primary at {primary_url} (this statement may write)"
+            ),
+        ),
+        Role::Fenced { by_term, primary_url } => {
+            Error::new(PRIMARY_FENCED, fenced_message(*by_term, primary_url.as_deref()))
+        }
+        Role::Primary => Error::new("SQLITE_READONLY", "devdb cannot write right now"),
+    }
+}
+
+/// The code of every refusal by a fenced former primary, at the statement and the HTTP level.
+pub const PRIMARY_FENCED: &str = "PRIMARY_FENCED";
+
+pub fn fenced_message(by_term: u64, primary_url: Option<&str>) -> String {
+    let at = primary_url.map(|u| format!(" at {u}")).unwrap_or_default();
+    format!(
+        "devdb is fenced: it was a primary, and a newer primary (term {by_term}){at} has been promoted since; \
+         it refuses reads and writes because its data may hold writes the new primary never had"
+    )
 }
 
 pub fn args_both_positional_and_named() -> Error {

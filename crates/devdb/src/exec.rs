@@ -22,7 +22,7 @@ use crate::proto::{
     Batch, BatchCond, BatchResult, Col, DescribeCol, DescribeParam, DescribeResult, Error, NamedArg, Stmt, StmtResult,
     StreamRequest, StreamResponse, Value,
 };
-use crate::state::{Role, Shared, Stats};
+use crate::state::{Shared, Stats};
 use crate::statement::{Kind, first_keyword};
 
 /// sqld's bounds on the SQL texts one stream may store (`hrana/http/request.rs`), so a client
@@ -350,30 +350,38 @@ fn run_statement(t: &mut Target<'_>, mut st: Statement<'_>, sql: &str, want_rows
     let conn = t.conn;
     let kind = Kind::of(sql);
     let cols = columns(&st);
-    let is_replica = matches!(t.shared.role, Role::Replica { .. });
+    let writable = t.shared.writable_term().is_some();
     // Transaction control never changes rows itself, so it is neither wrapped nor captured; on a
-    // replica only the read-only kinds (not BEGIN IMMEDIATE/EXCLUSIVE) are allowed.
-    if st.readonly() || (is_tx_control(sql) && !is_replica) {
+    // node that may not write only the read-only kinds (not BEGIN IMMEDIATE/EXCLUSIVE) are allowed.
+    if st.readonly() || (is_tx_control(sql) && writable) {
         let rows = step_rows(&mut st, want_rows).map_err(sql_error)?;
         return Ok(result(cols, rows, Outcome::of(conn, kind), started));
     }
-    if let Role::Replica { primary_url } = &t.shared.role {
-        return Err(Error::new(
-            "SQLITE_READONLY",
-            format!(
-                "devdb replica is read-only: send writes to the primary at {primary_url} \
-                 (this statement may write)"
-            ),
-        ));
+    if !writable {
+        drop(st);
+        if *t.pending {
+            // Only reachable if a fence gave up waiting for this transaction's write lock:
+            // nothing it wrote may commit.
+            abandon_transaction(t);
+        }
+        return Err(errors::not_writable(&t.shared.role()));
     }
     let wrapped = conn.is_autocommit();
     if wrapped {
         conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_error)?;
     }
+    let mut fenced_meanwhile = false;
     let logged = (|| {
         let schema_before = schema_version(conn).map_err(sql_error)?;
         let capture = Capture::start(conn).map_err(sql_error)?;
         let rows = step_rows(&mut st, want_rows);
+        // This connection holds SQLite's write lock now. Fencing changes the role only while it
+        // holds that lock itself (`failover::fence`), so the term read here stays true until
+        // this transaction ends: no write commits under a term that has been superseded.
+        let Some(term) = t.shared.writable_term() else {
+            fenced_meanwhile = true;
+            return Err(errors::not_writable(&t.shared.role()));
+        };
         // Read before the log insert below, which moves SQLite's own counters.
         let outcome = Outcome::of(conn, kind);
         let schema_changed = schema_version(conn).map_err(sql_error)? != schema_before;
@@ -389,7 +397,7 @@ fn run_statement(t: &mut Target<'_>, mut st: Statement<'_>, sql: &str, want_rows
             other => other,
         };
         if !changeset.is_empty() || ddl.is_some() {
-            t.counters.hide(conn, || db::append_log(conn, ddl.as_deref(), &changeset)).map_err(sql_error)?;
+            t.counters.hide(conn, || db::append_log(conn, term, ddl.as_deref(), &changeset)).map_err(sql_error)?;
             *t.pending = true;
         }
         let rows = rows.map_err(sql_error)?;
@@ -409,8 +417,16 @@ fn run_statement(t: &mut Target<'_>, mut st: Statement<'_>, sql: &str, want_rows
                 *t.pending = false;
             }
         }
+    } else if fenced_meanwhile {
+        abandon_transaction(t);
     }
     logged
+}
+
+/// Rolls back the client's open transaction: it wrote on a node that is no longer the primary.
+fn abandon_transaction(t: &mut Target<'_>) {
+    let _ = t.conn.execute_batch("ROLLBACK");
+    *t.pending = false;
 }
 
 fn result(cols: Vec<Col>, rows: Vec<Vec<Value>>, outcome: Outcome, started: Instant) -> StmtResult {
@@ -445,7 +461,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::state::Faults;
+    use crate::state::{Faults, Role};
 
     struct Node {
         _dir: tempfile::TempDir,
@@ -465,13 +481,13 @@ mod tests {
         fn new(role: Role) -> Node {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("db.sqlite");
-            db::init(&path, role == Role::Primary).unwrap();
+            db::init(&path).unwrap();
             Node { _dir: dir, shared: Shared::new(role, 0, Faults::default()), path }
         }
 
         /// A new stream, as the server opens one.
         fn stream(&self) -> Stream<'_> {
-            let read_only = self.shared.role != Role::Primary;
+            let read_only = self.shared.role() != Role::Primary;
             let session = Session::new(db::open(&self.path, read_only).unwrap(), !read_only).unwrap();
             Stream { session, shared: &self.shared }
         }

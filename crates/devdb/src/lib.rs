@@ -4,13 +4,16 @@
 //! topology with row-level replication, fault injection and request accounting. Production
 //! uses Turso; see the crate README for the design.
 
+pub mod admin;
 pub mod bench;
 pub mod capture;
 pub mod cli;
 pub mod counters;
 pub mod db;
+pub mod discovery;
 pub mod errors;
 pub mod exec;
+pub mod failover;
 pub mod migrate;
 pub mod proto;
 pub mod replication;

@@ -339,6 +339,21 @@ fn opt_u64_as_str<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Erro
     }
 }
 
+/// A 64-bit index as the spec writes them, a decimal string (JSON numbers lose precision in
+/// JavaScript above 2^53); a plain number is accepted too. For devdb's own control documents.
+pub mod u64_as_str {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        use serde::de::Error as _;
+        super::opt_u64_from_str(d)?.ok_or_else(|| D::Error::custom("expected a decimal u64 string"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,16 +1,19 @@
-//! `devdb serve`: open the database, bind, announce readiness, serve until SIGINT/SIGTERM.
+//! `devdb serve`: open the database, take up the node's stored role (or the command line's, for
+//! a new file), bind, check that no newer primary exists, announce readiness, serve until
+//! SIGINT/SIGTERM.
 
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use crate::cli::{RoleArg, ServeArgs};
 use crate::db;
 use crate::server::{self, App};
-use crate::state::{Faults, Role, Shared};
-use crate::streams::Streams;
+use crate::state::{Faults, NodeState, Role, Shared};
+use crate::streams::{Streams, random_hex128};
 
 pub async fn run(args: ServeArgs) -> Result<(), String> {
-    let role = match (args.role, &args.primary) {
+    let configured = match (args.role, &args.primary) {
         (RoleArg::Primary, _) => Role::Primary,
         (RoleArg::Replica, Some(url)) => Role::Replica { primary_url: url.trim_end_matches('/').to_owned() },
         (RoleArg::Replica, None) => return Err("--role replica needs --primary <url>".into()),
@@ -25,35 +28,51 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         eprintln!("devdb: warning: no --token/DEVDB_TOKEN, authentication is disabled");
     }
     let path = args.db.clone();
-    let primary = role == Role::Primary;
-    let (init_conn, index) = tokio::task::spawn_blocking(move || {
-        let conn = db::init(&path, primary)?;
-        let index = if primary { db::last_log_index(&conn)? } else { db::applied_index(&conn)? };
-        Ok::<_, rusqlite::Error>((conn, index))
+    let wanted = configured.clone();
+    let (control, node, index, note) = tokio::task::spawn_blocking(move || {
+        let conn = db::init(&path)?;
+        let stored = db::load_node(&conn)?;
+        let is_new = stored.is_none();
+        let (node, note) = reconcile(stored, &wanted, &path.display().to_string());
+        if is_new {
+            db::save_node(&conn, &node)?;
+        }
+        let index = match node.role {
+            Role::Replica { .. } => db::applied_index(&conn)?,
+            _ => db::last_log_index(&conn)?,
+        };
+        Ok::<_, rusqlite::Error>((conn, node, index, note))
     })
     .await
     .map_err(|e| e.to_string())?
     .map_err(|e| format!("cannot open {}: {e}", args.db.display()))?;
+    if let Some(note) = note {
+        eprintln!("devdb: {note}");
+    }
 
-    let faults = Faults { latency_ms: args.latency_ms, lag_ms: args.lag_ms, fail_requests: false };
-    // The primary keeps its first connection as the log reader; a replica's applies replication.
-    let (log_reader, apply_conn) = if primary { (Some(Mutex::new(init_conn)), None) } else { (None, Some(init_conn)) };
-    let app = Arc::new(App {
-        shared: Shared::new(role.clone(), index, faults),
-        streams: Streams::default(),
-        db_path: args.db.clone(),
-        token: args.token.clone(),
-        log_reader,
-    });
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let faults = Faults { latency_ms: args.latency_ms, lag_ms: args.lag_ms, fail_requests: false };
+    let app = Arc::new(App {
+        shared: Shared::with_node(node, index, faults),
+        streams: Streams::default(),
+        db_path: args.db.clone(),
+        token: args.token.clone(),
+        control: Mutex::new(control),
+        url: args.advertise_url.map(|u| u.trim_end_matches('/').to_owned()).unwrap_or_else(|| own_url(addr)),
+        configured_primary: args.primary.map(|u| u.trim_end_matches('/').to_owned()),
+        http: reqwest::Client::new(),
+        role_task: Mutex::new(None),
+        transitions: tokio::sync::Mutex::new(()),
+    });
 
+    // A primary that was down while another node was promoted must not take a single write:
+    // it asks the peers it knows before it answers anyone.
+    crate::failover::check_newer_term(&app).await;
+    crate::failover::start_role_task(&app);
     tokio::spawn(server::reap_streams(app.clone()));
-    if let (Role::Replica { primary_url }, Some(conn)) = (role, apply_conn) {
-        tokio::spawn(crate::replication::follow(app.clone(), primary_url, args.token.clone(), conn));
-    }
 
     {
         let mut out = std::io::stdout().lock();
@@ -64,6 +83,41 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| e.to_string())
+}
+
+/// The URL other nodes reach this one at, when `--advertise-url` does not say.
+fn own_url(addr: SocketAddr) -> String {
+    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_owned() } else { addr.ip().to_string() };
+    match addr {
+        SocketAddr::V6(_) if !addr.ip().is_unspecified() => format!("http://[{host}]:{}", addr.port()),
+        _ => format!("http://{host}:{}", addr.port()),
+    }
+}
+
+/// What the file remembers wins over the command line, so a promotion, a fence or a re-point
+/// survives a restart with the original arguments; a new file (or one from before devdb
+/// stored its role) takes the command line's role. Returns a note when the two disagree.
+fn reconcile(stored: Option<NodeState>, configured: &Role, file: &str) -> (NodeState, Option<String>) {
+    let Some(node) = stored else {
+        let cluster = if *configured == Role::Primary { random_hex128() } else { String::new() };
+        return (NodeState::fresh(configured.clone(), cluster), None);
+    };
+    let note = (node.role.name() != configured.name()).then(|| {
+        let how = match &node.role {
+            Role::Primary => "use it as a replica by promoting another node (it is then fenced) and \
+                              POST /_devdb/follow"
+                .to_owned(),
+            Role::Replica { primary_url } => format!("it follows {primary_url}; `devdb promote` makes it a primary"),
+            Role::Fenced { .. } => "`devdb follow` or `devdb promote` brings it back".to_owned(),
+        };
+        format!(
+            "{file} is a {} at term {} (its role is kept with its data); ignoring --role {}: {how}",
+            node.role.name(),
+            node.term,
+            configured.name()
+        )
+    });
+    (node, note)
 }
 
 async fn shutdown_signal() {
@@ -79,4 +133,30 @@ async fn shutdown_signal() {
         }
     }
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stored_role_outlives_the_command_line() {
+        let replica = Role::Replica { primary_url: "http://p".into() };
+        let (fresh, note) = reconcile(None, &Role::Primary, "p.db");
+        assert_eq!((fresh.role.clone(), fresh.term, note), (Role::Primary, 1, None));
+        assert_eq!(fresh.cluster.len(), 32, "a new primary starts a cluster");
+        let (fresh, _) = reconcile(None, &replica, "r.db");
+        assert_eq!((fresh.term, fresh.cluster.as_str()), (0, ""), "a replica learns both from its primary");
+
+        let mut promoted = NodeState::fresh(Role::Primary, "c".into());
+        promoted.term = 2;
+        let (node, note) = reconcile(Some(promoted.clone()), &replica, "r.db");
+        assert_eq!(node, promoted);
+        let note = note.unwrap_or_default();
+        assert!(note.contains("r.db is a primary at term 2") && note.contains("ignoring --role replica"), "{note}");
+
+        let fenced = NodeState { role: Role::Fenced { by_term: 2, primary_url: None }, ..promoted };
+        let (node, note) = reconcile(Some(fenced.clone()), &Role::Primary, "p.db");
+        assert_eq!((node, note.is_some()), (fenced, true));
+    }
 }

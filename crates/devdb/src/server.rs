@@ -1,9 +1,15 @@
 //! The HTTP server: Hrana over HTTP (`/v2/pipeline`, `/v3/pipeline`, `/v3/cursor`), health and
-//! version, and the `/_devdb/*` control endpoints (faults, stats, replication log).
+//! version, and the `/_devdb/*` control endpoints (faults, stats, replication log, discovery,
+//! promotion and re-pointing).
+//!
+//! Every Hrana response carries `x-devdb-role` and `x-devdb-term`, so a client can tell which
+//! primary term answered without changing the body sqld's clients parse.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use axum::http::HeaderValue;
 
 use axum::Router;
 use axum::body::Body;
@@ -15,7 +21,9 @@ use rusqlite::Connection;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::db;
+use crate::db::{self, Hash};
+use crate::discovery::{NodeView, PrimaryRef};
+use crate::errors::{PRIMARY_FENCED, fenced_message};
 use crate::exec::Session;
 use crate::proto::{
     CursorEntry, CursorReqBody, CursorRespBody, Error, PipelineReqBody, PipelineRespBody, StreamRequest, StreamResult,
@@ -36,19 +44,29 @@ pub struct App {
     pub db_path: PathBuf,
     /// `None` disables authentication (the binary warns about it).
     pub token: Option<String>,
-    /// Primary: the server's own connection for the process's life. It reads the log for
-    /// replicas, and it keeps the database open: when SQLite's last connection to a file
-    /// closes, it checkpoints and deletes the WAL, which closing each stream's connection
-    /// would otherwise do on every request.
-    pub log_reader: Option<Mutex<Connection>>,
+    /// The server's own connection for the process's life (`db::init`). It reads the log on a
+    /// primary, applies it on a replica and writes the node's state; and it keeps the database
+    /// open: when SQLite's last connection to a file closes, it checkpoints and deletes the
+    /// WAL, which closing each stream's connection would otherwise do on every request.
+    pub control: Mutex<Connection>,
+    /// This node's URL as other nodes reach it (`--advertise-url`, else the listening address).
+    pub url: String,
+    /// `--primary` from the command line: one more place to look for the primary.
+    pub configured_primary: Option<String>,
+    /// For talking to other nodes (log polls, discovery).
+    pub http: reqwest::Client,
+    /// The background task of the current role (`failover::start_role_task`).
+    pub role_task: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Role changes happen one at a time.
+    pub transitions: tokio::sync::Mutex<()>,
 }
 
 impl App {
+    /// A stream's connection for the current role: a primary's captures its writes, any
+    /// other's is read-only.
     fn open_session(&self) -> Result<Session, Error> {
-        let read_only = matches!(self.shared.role, Role::Replica { .. });
-        db::open(&self.db_path, read_only)
-            .and_then(|conn| Session::new(conn, !read_only))
-            .map_err(crate::exec::sql_error)
+        let writable = self.shared.writable_term().is_some();
+        db::open(&self.db_path, !writable).and_then(|conn| Session::new(conn, writable)).map_err(crate::exec::sql_error)
     }
 }
 
@@ -64,27 +82,73 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/_devdb/faults", get(get_faults).post(post_faults))
         .route("/_devdb/stats", get(stats))
         .route("/_devdb/log", get(log))
+        .route("/_devdb/primary", get(primary))
+        .route("/_devdb/promote", post(promote))
+        .route("/_devdb/follow", post(follow))
         .fallback(|| async { reject(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint") })
         .with_state(app)
 }
 
-/// An HTTP-level error: a status and a Hrana-style JSON body `{"message": ..., "code": ...}`.
+/// An HTTP-level error: a status and a Hrana-style JSON body `{"message": ..., "code": ...}`,
+/// plus `"primary": {"url", "term"}` when the refusal is about who the primary is.
 #[derive(Debug)]
 pub struct Reject {
     status: StatusCode,
     code: String,
     message: String,
+    primary: Option<PrimaryRef>,
+}
+
+impl Reject {
+    /// Names the primary the client should turn to instead.
+    pub fn pointing_at(mut self, primary: PrimaryRef) -> Self {
+        self.primary = Some(primary);
+        self
+    }
 }
 
 impl IntoResponse for Reject {
     fn into_response(self) -> Response {
-        let body = json!({ "message": self.message, "code": self.code });
+        let mut body = json!({ "message": self.message, "code": self.code });
+        if let Some(primary) = self.primary {
+            body["primary"] = json!(primary);
+        }
         (self.status, axum::Json(body)).into_response()
     }
 }
 
 pub fn reject(status: StatusCode, code: &str, message: &str) -> Reject {
-    Reject { status, code: code.to_owned(), message: message.to_owned() }
+    Reject { status, code: code.to_owned(), message: message.to_owned(), primary: None }
+}
+
+/// Why this node serves no Hrana request at all right now, if it does not: a fenced former
+/// primary (its data may hold writes the current primary never had) or a replica whose log
+/// diverged from its primary's.
+fn out_of_service(app: &App) -> Option<Reject> {
+    if let Role::Fenced { by_term, primary_url } = app.shared.role() {
+        let refusal =
+            reject(StatusCode::SERVICE_UNAVAILABLE, PRIMARY_FENCED, &fenced_message(by_term, primary_url.as_deref()));
+        return Some(refusal.pointing_at(PrimaryRef { url: primary_url, term: by_term }));
+    }
+    let why = app.shared.diverged()?;
+    Some(reject(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "REPLICA_DIVERGED",
+        &format!(
+            "devdb replica stopped following its primary and serves nothing until re-pointed \
+             (POST /_devdb/follow, with \"resync\": true to drop its data): {why}"
+        ),
+    ))
+}
+
+/// `x-devdb-role` and `x-devdb-term` on a Hrana response.
+fn with_node_headers(app: &App, mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert("x-devdb-role", HeaderValue::from_static(app.shared.role().name()));
+    if let Ok(term) = HeaderValue::from_str(&app.shared.term().to_string()) {
+        headers.insert("x-devdb-term", term);
+    }
+    response
 }
 
 fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Reject> {
@@ -106,9 +170,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Auth, injected faults, then the buffered body (bounded).
+/// Auth, the node's own state, injected faults, then the buffered body (bounded).
 async fn admit(app: &App, headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, Reject> {
     authorize(app, headers)?;
+    if let Some(refusal) = out_of_service(app) {
+        return Err(refusal);
+    }
     let faults = app.shared.faults();
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
@@ -154,15 +221,16 @@ fn parse<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, Reject> {
         .map_err(|e| reject(StatusCode::BAD_REQUEST, "HRANA_PROTO_ERROR", &format!("invalid request body: {e}")))
 }
 
-/// Takes the stream named by `baton` (or a fresh one) for the duration of a request.
-fn take_session(app: &App, baton: Option<&str>) -> Result<Option<Session>, Reject> {
-    app.streams.take(baton).map_err(|e| {
+/// Takes the stream named by `baton` (or a fresh one) for the duration of a request, if it was
+/// opened under the role `generation`.
+fn take_session(app: &App, baton: Option<&str>, generation: u64) -> Result<Option<Session>, Reject> {
+    app.streams.take(baton, generation).map_err(|e| {
         let status = match e {
-            TakeError::UnknownBaton => StatusCode::BAD_REQUEST,
+            TakeError::UnknownBaton | TakeError::RoleChanged => StatusCode::BAD_REQUEST,
             TakeError::TooManyStreams => StatusCode::SERVICE_UNAVAILABLE,
         };
         let code = match e {
-            TakeError::UnknownBaton => "STREAM_EXPIRED",
+            TakeError::UnknownBaton | TakeError::RoleChanged => "STREAM_EXPIRED",
             TakeError::TooManyStreams => "TOO_MANY_STREAMS",
         };
         reject(status, code, e.message())
@@ -191,10 +259,11 @@ fn internal(e: impl std::fmt::Display) -> Reject {
 }
 
 async fn pipeline(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
-    match pipeline_inner(app, headers, body).await {
+    let response = match pipeline_inner(app.clone(), headers, body).await {
         Ok(r) => r,
         Err(r) => r.into_response(),
-    }
+    };
+    with_node_headers(&app, response)
 }
 
 async fn pipeline_inner(app: Arc<App>, headers: HeaderMap, body: Body) -> Result<Response, Reject> {
@@ -202,7 +271,8 @@ async fn pipeline_inner(app: Arc<App>, headers: HeaderMap, body: Body) -> Result
     let req: PipelineReqBody = parse(&bytes)?;
     Stats::bump(&app.shared.stats.pipelines, 1);
     wait_for_index(&app, req.requests.iter().filter_map(StreamRequest::wanted_index).max()).await?;
-    let taken = take_session(&app, req.baton.as_deref())?;
+    let generation = app.shared.current_generation();
+    let taken = take_session(&app, req.baton.as_deref(), generation)?;
     let worker = app.clone();
     let (open, results) = tokio::task::spawn_blocking(move || {
         let mut session = match taken {
@@ -236,15 +306,16 @@ async fn pipeline_inner(app: Arc<App>, headers: HeaderMap, body: Body) -> Result
     .await
     .map_err(internal)?
     .map_err(|e| reject(StatusCode::INTERNAL_SERVER_ERROR, &e.code, &e.message))?;
-    let baton = open.map(|session| app.streams.park(session));
+    let baton = open.map(|session| app.streams.park(session, generation));
     Ok(axum::Json(PipelineRespBody { baton, base_url: None, results }).into_response())
 }
 
 async fn cursor(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
-    match cursor_inner(app, headers, body).await {
+    let response = match cursor_inner(app.clone(), headers, body).await {
         Ok(r) => r,
         Err(r) => r.into_response(),
-    }
+    };
+    with_node_headers(&app, response)
 }
 
 /// The cursor body is built in full before it is sent: results are bounded by what one
@@ -254,7 +325,8 @@ async fn cursor_inner(app: Arc<App>, headers: HeaderMap, body: Body) -> Result<R
     let req: CursorReqBody = parse(&bytes)?;
     Stats::bump(&app.shared.stats.cursors, 1);
     wait_for_index(&app, req.batch.wanted_index()).await?;
-    let taken = take_session(&app, req.baton.as_deref())?;
+    let generation = app.shared.current_generation();
+    let taken = take_session(&app, req.baton.as_deref(), generation)?;
     let worker = app.clone();
     let (session, entries) = tokio::task::spawn_blocking(move || {
         let mut session = match taken {
@@ -282,7 +354,7 @@ async fn cursor_inner(app: Arc<App>, headers: HeaderMap, body: Body) -> Result<R
     .await
     .map_err(internal)?
     .map_err(|e| reject(StatusCode::INTERNAL_SERVER_ERROR, &e.code, &e.message))?;
-    let baton = app.streams.park(session);
+    let baton = app.streams.park(session, generation);
     let mut out = Vec::new();
     let head = CursorRespBody { baton: Some(baton), base_url: None };
     serde_json::to_writer(&mut out, &head).map_err(internal)?;
@@ -323,15 +395,64 @@ async fn stats(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     }
     let s = &app.shared.stats;
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let view = NodeView::of(&app);
     axum::Json(json!({
         "pipelines": load(&s.pipelines),
         "cursors": load(&s.cursors),
         "statements": load(&s.statements),
         "replication_index": app.shared.index().to_string(),
-        "role": app.shared.role.name(),
+        "role": view.role,
+        "term": view.term,
+        "primary_url": view.primary.and_then(|p| p.url),
+        "cluster": view.cluster,
+        "diverged": view.diverged,
         "open_streams": app.streams.open_count(),
     }))
     .into_response()
+}
+
+/// Discovery: this node's role, term and the primary it knows (see `discovery`).
+async fn primary(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&app, &headers) {
+        return r.into_response();
+    }
+    axum::Json(NodeView::of(&app)).into_response()
+}
+
+async fn promote(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&app, &headers) {
+        return r.into_response();
+    }
+    match crate::failover::promote(&app).await {
+        Ok(view) => axum::Json(view).into_response(),
+        Err(e) => Reject::from(e).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FollowReq {
+    primary: String,
+    #[serde(default)]
+    resync: bool,
+}
+
+async fn follow(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    if let Err(r) = authorize(&app, &headers) {
+        return r.into_response();
+    }
+    let req = match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(bytes) => parse::<FollowReq>(&bytes),
+        Err(e) => Err(reject(StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE", &e.to_string())),
+    };
+    let req = match req {
+        Ok(req) => req,
+        Err(r) => return r.into_response(),
+    };
+    match crate::failover::follow(&app, &req.primary, req.resync).await {
+        Ok(view) => axum::Json(view).into_response(),
+        Err(e) => Reject::from(e).into_response(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -342,38 +463,149 @@ struct LogQuery {
     wait_ms: u64,
     #[serde(default = "default_log_limit")]
     limit: u32,
+    /// The follower's hash at `after`: its log must end the way this one does there.
+    #[serde(default)]
+    hash: Option<String>,
+    /// The follower's term: a newer one than this primary's means this primary was superseded.
+    #[serde(default)]
+    term: Option<u64>,
+    #[serde(default)]
+    cluster: Option<String>,
+    /// The follower's own URL, remembered as a peer.
+    #[serde(default)]
+    from: Option<String>,
 }
 
 fn default_log_limit() -> u32 {
     1000
 }
 
-/// Primary only: committed log entries after `after`, waiting up to `wait_ms` for new ones.
+/// Why this node does not serve its log to a follower: it is not (or no longer) the primary.
+fn not_serving_log(app: &App) -> Option<Reject> {
+    match app.shared.role() {
+        Role::Primary => None,
+        Role::Replica { primary_url } => Some(
+            reject(StatusCode::CONFLICT, "NOT_PRIMARY", &format!("this node is a replica of {primary_url}"))
+                .pointing_at(PrimaryRef { url: Some(primary_url), term: app.shared.term() }),
+        ),
+        Role::Fenced { by_term, primary_url } => Some(
+            reject(StatusCode::CONFLICT, PRIMARY_FENCED, &fenced_message(by_term, primary_url.as_deref()))
+                .pointing_at(PrimaryRef { url: primary_url, term: by_term }),
+        ),
+    }
+}
+
+/// Primary only: committed log entries after `after`, waiting up to `wait_ms` for new ones;
+/// with the primary's cluster, term, term history and peers.
 async fn log(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<LogQuery>) -> Response {
-    if let Err(r) = authorize(&app, &headers) {
-        return r.into_response();
+    match log_inner(app, headers, q).await {
+        Ok(r) => r,
+        Err(r) => r.into_response(),
     }
-    if app.shared.role != Role::Primary || app.log_reader.is_none() {
-        return reject(StatusCode::NOT_FOUND, "NOT_PRIMARY", "only a primary serves its log").into_response();
+}
+
+async fn log_inner(app: Arc<App>, headers: HeaderMap, q: LogQuery) -> Result<Response, Reject> {
+    authorize(&app, &headers)?;
+    if let Some(refusal) = not_serving_log(&app) {
+        return Err(refusal);
     }
+    let node = app.shared.node();
+    if let Some(cluster) = q.cluster.as_deref().filter(|c| !c.is_empty())
+        && cluster != node.cluster
+    {
+        return Err(reject(
+            StatusCode::CONFLICT,
+            "WRONG_CLUSTER",
+            &format!("this primary belongs to cluster {}, the follower to {cluster}", node.cluster),
+        ));
+    }
+    if let Some(term) = q.term.filter(|t| *t > node.term) {
+        // A follower already follows a newer term: this primary was superseded.
+        crate::failover::fence(&app, term, None).await;
+        return Err(not_serving_log(&app).unwrap_or_else(|| internal("fencing failed")));
+    }
+    if let Some(from) = q.from.as_deref() {
+        // Remembered in memory; the primary's watch stores it.
+        app.shared.update_node(|n| n.add_peer(from, &app.url));
+    }
+    let hash = match q.hash.as_deref() {
+        Some(h) => {
+            Some(Hash::parse(h).ok_or_else(|| reject(StatusCode::BAD_REQUEST, "BAD_HASH", "hash is 64 hex digits"))?)
+        }
+        None => None,
+    };
+    check_position(&app, q.after, hash, q.term).await?;
     let mut rx = app.shared.index.subscribe();
+    let mut roles = app.shared.generation.subscribe();
     let wait = Duration::from_millis(q.wait_ms).min(MAX_LOG_WAIT);
-    let _ = tokio::time::timeout(wait, rx.wait_for(|idx| *idx > q.after)).await;
+    tokio::select! {
+        _ = tokio::time::timeout(wait, rx.wait_for(|idx| *idx > q.after)) => {}
+        _ = roles.changed() => {}
+    }
+    if let Some(refusal) = not_serving_log(&app) {
+        return Err(refusal);
+    }
     let worker = app.clone();
     let limit = q.limit.clamp(1, 10_000);
-    let read = tokio::task::spawn_blocking(move || {
-        let Some(reader) = &worker.log_reader else {
-            return Ok(Vec::new());
-        };
-        let conn = reader.lock().unwrap_or_else(PoisonError::into_inner);
+    let entries = tokio::task::spawn_blocking(move || {
+        let conn = worker.control.lock().unwrap_or_else(PoisonError::into_inner);
         db::read_log(&conn, q.after, limit).map_err(crate::exec::sql_error)
     })
-    .await;
-    match read {
-        Ok(Ok(entries)) => axum::Json(json!({ "entries": entries })).into_response(),
-        Ok(Err(e)) => reject(StatusCode::INTERNAL_SERVER_ERROR, &e.code, &e.message).into_response(),
-        Err(e) => internal(e).into_response(),
-    }
+    .await
+    .map_err(internal)?
+    .map_err(|e| reject(StatusCode::INTERNAL_SERVER_ERROR, &e.code, &e.message))?;
+    let node = app.shared.node();
+    Ok(axum::Json(json!({
+        "cluster": node.cluster,
+        "term": node.term,
+        "terms": node.terms,
+        "peers": node.peers,
+        "entries": entries,
+    }))
+    .into_response())
+}
+
+/// A follower at `after` (with `hash` there) may go on from this log only if this log has
+/// that entry, with that hash: otherwise the two histories differ and following would mix them.
+async fn check_position(
+    app: &Arc<App>,
+    after: u64,
+    hash: Option<Hash>,
+    follower_term: Option<u64>,
+) -> Result<(), Reject> {
+    let worker = app.clone();
+    let (ours, last) = tokio::task::spawn_blocking(move || {
+        let conn = worker.control.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok::<_, rusqlite::Error>((db::hash_at(&conn, after)?, db::last_log_index(&conn)?))
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)?;
+    let node = app.shared.node();
+    let problem = match (ours, hash) {
+        (None, _) => format!("the follower's log goes on to index {after}, past this primary's last index {last}"),
+        (Some(ours), Some(theirs)) if ours != theirs => {
+            format!("the follower's entry {after} differs from this primary's: the logs diverged at or before it")
+        }
+        _ => return Ok(()),
+    };
+    // Where this history left the follower's term, if it did: the follower's entries after
+    // that index were written by a primary this history superseded.
+    let fork = follower_term
+        .and_then(|t| node.terms.iter().find(|s| s.term > t))
+        .filter(|s| s.from_index < after)
+        .map(|s| {
+            format!(
+                "; this history moved to term {} at index {}, so the follower's {} entries after index {} \
+                 were never part of it",
+                s.term,
+                s.from_index,
+                after - s.from_index,
+                s.from_index
+            )
+        })
+        .unwrap_or_default();
+    Err(reject(StatusCode::CONFLICT, "DIVERGED", &format!("{problem} (primary term {}){fork}", node.term)))
 }
 
 /// Closes streams left idle (their transactions roll back), once a second.

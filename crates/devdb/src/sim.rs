@@ -63,7 +63,7 @@ impl Node {
     }
 
     fn open_stream(&self) -> Result<Session, Refusal> {
-        let read_only = self.shared.role != Role::Primary;
+        let read_only = self.shared.role() != Role::Primary;
         db::open(&self.path, read_only)
             .and_then(|conn| Session::new(conn, !read_only))
             .map_err(|error| refusal(500, error.to_string()))
@@ -97,12 +97,12 @@ impl Cluster {
     /// name in `replicas`, all at replication index 0.
     pub fn new(folder: &Path, replicas: &[&str]) -> Result<Self, String> {
         let primary_path = folder.join("primary.db");
-        let log_reader = db::init(&primary_path, true).map_err(|e| format!("primary: {e}"))?;
+        let log_reader = db::init(&primary_path).map_err(|e| format!("primary: {e}"))?;
         let primary = Node::new(primary_path, Role::Primary, 0);
         let mut cluster = Self { primary, replicas: BTreeMap::new(), log: Vec::new(), log_reader };
         for name in replicas {
             let path = folder.join(format!("replica-{name}.db"));
-            let applier = db::init(&path, false).map_err(|e| format!("replica {name}: {e}"))?;
+            let applier = db::init(&path).map_err(|e| format!("replica {name}: {e}"))?;
             let role = Role::Replica { primary_url: "sim://primary".to_string() };
             let replica = Replica { node: Node::new(path, role, 0), applier, lag_ms: 0.0 };
             cluster.replicas.insert((*name).to_string(), replica);

@@ -6,10 +6,14 @@
 //! (`last_insert_rowid()`, `changes()`, `total_changes()`, temp tables, PRAGMAs, attached
 //! databases), and SQLite can reset only some of it, so a closed stream's connection is closed
 //! rather than handed to the next stream.
+//!
+//! A stream belongs to the role the server had when it was opened: after a promotion, a fence or
+//! a re-point, its baton is refused (`STREAM_EXPIRED`) and its connection closed, so no
+//! transaction spans two roles.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::exec::Session;
@@ -26,6 +30,7 @@ const MAX_OPEN_STREAMS: usize = 1024;
 pub enum TakeError {
     UnknownBaton,
     TooManyStreams,
+    RoleChanged,
 }
 
 impl TakeError {
@@ -35,6 +40,10 @@ impl TakeError {
                 "unknown or expired baton: the stream was closed, expired after 10 s idle, or is in use"
             }
             TakeError::TooManyStreams => "too many open streams",
+            TakeError::RoleChanged => {
+                "the stream was closed because this server changed role (promoted, fenced or re-pointed); \
+                 its open transaction was rolled back"
+            }
         }
     }
 }
@@ -42,11 +51,15 @@ impl TakeError {
 struct Parked {
     session: Session,
     last_used: Instant,
+    /// The server's role generation when the stream was opened.
+    generation: u64,
 }
 
 #[derive(Default)]
 pub struct Streams {
     open: Mutex<HashMap<String, Parked>>,
+    /// Streams refused for a role change, waiting to be closed off the async threads.
+    stale: Mutex<Vec<Session>>,
 }
 
 impl Streams {
@@ -57,31 +70,49 @@ impl Streams {
         }
     }
 
-    /// The session behind `baton`; `None` for a new stream (the caller opens its connection)
-    /// if another one may be opened.
-    pub fn take(&self, baton: Option<&str>) -> Result<Option<Session>, TakeError> {
+    /// The session behind `baton` if it was opened under role `generation`; `None` for a new
+    /// stream (the caller opens its connection) if another one may be opened.
+    pub fn take(&self, baton: Option<&str>, generation: u64) -> Result<Option<Session>, TakeError> {
         let mut open = self.lock();
         match baton {
-            Some(b) => open.remove(b).map(|p| Some(p.session)).ok_or(TakeError::UnknownBaton),
+            Some(b) => match open.remove(b) {
+                Some(p) if p.generation == generation => Ok(Some(p.session)),
+                Some(p) => {
+                    self.stale.lock().unwrap_or_else(PoisonError::into_inner).push(p.session);
+                    Err(TakeError::RoleChanged)
+                }
+                None => Err(TakeError::UnknownBaton),
+            },
             None if open.len() >= MAX_OPEN_STREAMS => Err(TakeError::TooManyStreams),
             None => Ok(None),
         }
     }
 
-    /// Keeps a stream open for a later request; returns its new baton.
-    pub fn park(&self, session: Session) -> String {
-        let baton = new_baton();
-        self.lock().insert(baton.clone(), Parked { session, last_used: Instant::now() });
+    /// Keeps a stream opened under role `generation` for a later request; returns its new baton.
+    pub fn park(&self, session: Session, generation: u64) -> String {
+        let baton = random_hex128();
+        self.lock().insert(baton.clone(), Parked { session, last_used: Instant::now(), generation });
         baton
     }
 
-    /// Removes streams idle for longer than `idle`; the caller drops them (rolling back).
+    /// Removes streams idle for longer than `idle`, and those refused for a role change; the
+    /// caller drops them (rolling back).
     pub fn expire(&self, idle: Duration) -> Vec<Session> {
         let mut open = self.lock();
         let now = Instant::now();
-        let stale: Vec<String> =
+        let idle: Vec<String> =
             open.iter().filter(|(_, p)| now.duration_since(p.last_used) > idle).map(|(b, _)| b.clone()).collect();
-        stale.into_iter().filter_map(|b| open.remove(&b).map(|p| p.session)).collect()
+        let mut out: Vec<Session> = idle.into_iter().filter_map(|b| open.remove(&b).map(|p| p.session)).collect();
+        out.append(&mut self.stale.lock().unwrap_or_else(PoisonError::into_inner));
+        out
+    }
+
+    /// Removes every parked stream (a role change); the caller drops them, which rolls back
+    /// their transactions and so releases any write lock they hold.
+    pub fn expire_all(&self) -> Vec<Session> {
+        let mut out: Vec<Session> = self.lock().drain().map(|(_, p)| p.session).collect();
+        out.append(&mut self.stale.lock().unwrap_or_else(PoisonError::into_inner));
+        out
     }
 
     pub fn open_count(&self) -> usize {
@@ -89,8 +120,9 @@ impl Streams {
     }
 }
 
-/// 128 random bits, hex: batons are unguessable so streams cannot be hijacked.
-fn new_baton() -> String {
+/// 128 random bits, hex: batons are unguessable so streams cannot be hijacked (also a
+/// cluster's id).
+pub fn random_hex128() -> String {
     let mut bytes = [0u8; 16];
     if getrandom::fill(&mut bytes).is_err() {
         // No OS randomness: fall back to a time-derived value (still unique per process).

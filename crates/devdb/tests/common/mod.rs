@@ -15,6 +15,28 @@ pub struct Server {
     child: Child,
     pub url: String,
     pub db: PathBuf,
+    /// The command line it was started with, for a restart.
+    args: Vec<String>,
+}
+
+/// A killed server that can be started again on the same file, port and arguments.
+pub struct Stopped {
+    pub url: String,
+    args: Vec<String>,
+}
+
+impl Stopped {
+    /// Starts it again with the arguments it had (so a promoted replica comes back with
+    /// `--role replica`, as `local-stack` restarts it).
+    pub fn start(&self) -> Server {
+        let listen = self.url.trim_start_matches("http://").to_owned();
+        let mut args = self.args.clone();
+        if let Some(i) = args.iter().position(|a| a == "--listen") {
+            args[i + 1] = listen;
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        spawn(&args)
+    }
 }
 
 impl Server {
@@ -42,6 +64,32 @@ impl Server {
     pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// `kill -9`, keeping what it takes to start it again.
+    pub fn stop(mut self) -> Stopped {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Stopped { url: self.url.clone(), args: self.args.clone() }
+    }
+
+    /// A replica with extra arguments (`--lag-ms`, `--advertise-url`, ...).
+    pub fn replica_with(db: &Path, primary: &str, extra: &[&str]) -> Server {
+        let mut args = vec![
+            "serve",
+            "--role",
+            "replica",
+            "--primary",
+            primary,
+            "--db",
+            path(db),
+            "--listen",
+            "127.0.0.1:0",
+            "--token",
+            TOKEN,
+        ];
+        args.extend_from_slice(extra);
+        spawn(&args)
     }
 }
 
@@ -71,7 +119,8 @@ pub fn spawn(args: &[&str]) -> Server {
         let _ = BufReader::new(stdout).read_line(&mut line);
         let _ = tx.send(line);
     });
-    let mut server = Server { child, url: String::new(), db };
+    let args = args.iter().map(|a| (*a).to_owned()).collect();
+    let mut server = Server { child, url: String::new(), db, args };
     let line = rx.recv_timeout(Duration::from_secs(20)).expect("devdb did not announce itself");
     server.url = line
         .trim()
@@ -196,4 +245,30 @@ pub fn assert_same(a: &Json, b: &Json) {
         }
     }
     panic!("dumps differ in length: {} vs {}", a.len(), b.len());
+}
+
+/// Polls `check` every 20 ms until it holds; fails the test after `within`, naming `what`.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if check().await {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A pipeline's HTTP status, JSON body and the node headers (`x-devdb-role`, `x-devdb-term`).
+pub async fn pipeline_with_headers(url: &str, body: &Json) -> (u16, Json, String, String) {
+    let resp = client().post(format!("{url}/v3/pipeline")).bearer_auth(TOKEN).json(body).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let (role, term) = (header("x-devdb-role"), header("x-devdb-term"));
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Json::String(text)), role, term)
 }
