@@ -51,7 +51,8 @@ pub fn run(args: &CanaryArgs) -> Result {
         .args(["--plan", &args.plan, "--min-stage", "3s", "--max-stage", "60s", "--poll", "500ms"])
         // The gateway's token through the environment, never the command line.
         .env("GATEWAY_TOKEN", &canary.gateway_token);
-    eprintln!("canary: GATEWAY_TOKEN=… {}", local_stack::process::describe(&release));
+    let shown: Vec<_> = release.get_args().map(|arg| arg.to_string_lossy()).collect();
+    eprintln!("canary: GATEWAY_TOKEN=… cargo {}", shown.join(" "));
     let status = GroupChild::spawn_inheriting("release", &mut release)
         .and_then(|mut child| child.wait())
         .map_err(|e| format!("release: {e}"))?;
