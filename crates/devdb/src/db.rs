@@ -225,6 +225,15 @@ pub fn save_node(conn: &Connection, node: &NodeState) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// [`save_node`] as an autocommit write that waits at most `wait` for SQLite's write lock, for
+/// bookkeeping that must not queue behind a client's long transaction (it is retried later).
+pub fn save_node_within(conn: &Connection, node: &NodeState, wait: Duration) -> rusqlite::Result<()> {
+    conn.busy_timeout(wait)?;
+    let saved = save_node(conn, node);
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    saved
+}
+
 /// The index of the last log entry (the primary's replication index).
 pub fn last_log_index(conn: &Connection) -> rusqlite::Result<u64> {
     let idx: i64 = conn.query_row("SELECT coalesce(max(idx), 0) FROM _devdb_log", [], |r| r.get(0))?;

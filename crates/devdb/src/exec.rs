@@ -702,6 +702,24 @@ mod tests {
     }
 
     #[test]
+    fn a_fenced_node_refuses_writes_and_drops_the_transaction_they_were_part_of() {
+        let node = Node::primary();
+        let mut s = node.stream();
+        s.ok("CREATE TABLE f(x)");
+        s.ok("BEGIN");
+        s.ok("INSERT INTO f VALUES (1)");
+        let mut fenced = node.shared.node();
+        fenced.role = Role::Fenced { by_term: 2, primary_url: Some("http://new".into()) };
+        node.shared.set_node(fenced);
+        let refused = s.exec("INSERT INTO f VALUES (2)").unwrap_err();
+        assert_eq!(refused.code, "PRIMARY_FENCED");
+        assert!(refused.message.contains("term 2") && refused.message.contains("http://new"), "{refused:?}");
+        assert!(s.session.conn.is_autocommit(), "the transaction holding a write of the old term is gone");
+        assert_eq!(s.ints("SELECT count(*) FROM f"), vec![0]);
+        check_error(s.exec("BEGIN IMMEDIATE"), "PRIMARY_FENCED", &refused.message, "begin immediate");
+    }
+
+    #[test]
     fn busy_timeout_outlasts_an_abandoned_streams_hold_on_the_write_lock() {
         assert!(db::BUSY_TIMEOUT > crate::streams::STREAM_IDLE_EXPIRY + crate::streams::REAP_INTERVAL);
     }

@@ -7,6 +7,7 @@
 //! background task (the follower or the watch) and reads the node's state back from the
 //! database, because a stopped follower may have committed a page it never published.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
@@ -312,35 +313,45 @@ pub async fn fence(app: &Arc<App>, by_term: u64, primary_url: Option<String>) {
     }
 }
 
-/// The primary's background task: persists peers it learned and, every [`WATCH_INTERVAL`],
-/// asks them whether a newer term exists.
+/// The primary's background task: stores peers learned but not stored yet and, every
+/// [`WATCH_INTERVAL`], asks them whether a newer term exists.
 pub async fn watch(app: Arc<App>) {
-    let mut saved_peers = app.shared.node().peers;
     loop {
         if app.shared.role() != Role::Primary {
             return;
         }
-        let peers = app.shared.node().peers;
-        if peers != saved_peers && persist_node(&app).await {
-            saved_peers = peers;
+        if app.peers_unsaved.load(Ordering::Relaxed) {
+            save_peers(&app).await;
         }
         check_newer_term(&app).await;
         tokio::time::sleep(WATCH_INTERVAL).await;
     }
 }
 
-/// Stores the primary's state (peers learned from replicas' polls are kept in memory first).
-async fn persist_node(app: &Arc<App>) -> bool {
-    let _one = app.transitions.lock().await;
+/// How long storing the peers may wait for SQLite's write lock: a client's open transaction
+/// must hold up neither replication (the log endpoint stores a new peer at once) nor the watch.
+const SAVE_PEERS_WAIT: Duration = Duration::from_millis(100);
+
+/// Stores the primary's state with the peers learned from replicas' polls. A new peer is
+/// stored at once, because a primary killed right after would otherwise not know whom to ask
+/// about newer terms when it comes back; if the write lock is busy, the watch tries again.
+pub async fn save_peers(app: &Arc<App>) {
+    let Ok(_one) = app.transitions.try_lock() else {
+        // A role change is under way and stores the node itself.
+        return;
+    };
     if app.shared.role() != Role::Primary {
-        return false;
+        return;
     }
+    app.peers_unsaved.store(false, Ordering::Relaxed);
     let saved = blocking(app, |app| {
         let node = app.shared.node();
-        Ok(db::save_node(&control(app), &node)?)
+        Ok(db::save_node_within(&control(app), &node, SAVE_PEERS_WAIT)?)
     })
     .await;
-    saved.is_ok()
+    if saved.is_err() {
+        app.peers_unsaved.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Asks the primary's peers whether a newer term exists (or a primary of the same term with a

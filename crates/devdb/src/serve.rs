@@ -66,6 +66,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         http: reqwest::Client::new(),
         role_task: Mutex::new(None),
         transitions: tokio::sync::Mutex::new(()),
+        peers_unsaved: std::sync::atomic::AtomicBool::new(false),
     });
 
     // A primary that was down while another node was promoted must not take a single write:

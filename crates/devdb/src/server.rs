@@ -59,6 +59,8 @@ pub struct App {
     pub role_task: Mutex<Option<tokio::task::AbortHandle>>,
     /// Role changes happen one at a time.
     pub transitions: tokio::sync::Mutex<()>,
+    /// Primary: peers were learned that are not stored yet (`failover::save_peers`).
+    pub peers_unsaved: std::sync::atomic::AtomicBool,
 }
 
 impl App {
@@ -524,9 +526,11 @@ async fn log_inner(app: Arc<App>, headers: HeaderMap, q: LogQuery) -> Result<Res
         crate::failover::fence(&app, term, None).await;
         return Err(not_serving_log(&app).unwrap_or_else(|| internal("fencing failed")));
     }
-    if let Some(from) = q.from.as_deref() {
-        // Remembered in memory; the primary's watch stores it.
-        app.shared.update_node(|n| n.add_peer(from, &app.url));
+    if let Some(from) = q.from.as_deref()
+        && app.shared.update_node(|n| n.add_peer(from, &app.url))
+    {
+        app.peers_unsaved.store(true, std::sync::atomic::Ordering::Relaxed);
+        crate::failover::save_peers(&app).await;
     }
     let hash = match q.hash.as_deref() {
         Some(h) => {
