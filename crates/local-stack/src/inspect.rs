@@ -14,6 +14,8 @@ pub struct Process {
     started: u64,
     /// `R`, `S`, `Z`, … (field 3).
     state: char,
+    /// User plus system CPU time so far, in clock ticks (fields 14 and 15).
+    cpu_ticks: u64,
     pub command_line: String,
 }
 
@@ -23,6 +25,18 @@ impl Process {
     pub fn is_running(&self) -> bool {
         read(self.pid).is_some_and(|now| now.started == self.started && now.state != 'Z')
     }
+}
+
+/// CPU time (user + system) `processes` used so far, in seconds; those gone since count 0.
+pub fn cpu_seconds(processes: &[Process]) -> f64 {
+    // SAFETY: sysconf(3) reads a constant of the system.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let ticks: u64 = processes
+        .iter()
+        .filter_map(|p| read(p.pid).filter(|now| now.started == p.started))
+        .map(|now| now.cpu_ticks)
+        .sum();
+    ticks as f64 / ticks_per_second
 }
 
 /// Every process on the machine (those that end while being read are skipped).
@@ -76,7 +90,8 @@ fn read(pid: u32) -> Option<Process> {
         state: fields.first()?.chars().next()?,
         parent: fields.get(1)?.parse().ok()?,
         group: fields.get(2)?.parse().ok()?,
-        // Field 22 overall; fields here start at field 3.
+        // Fields here start at field 3: field 14 is index 11, field 22 index 19.
+        cpu_ticks: fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?,
         started: fields.get(19)?.parse().ok()?,
         command_line: command_line.trim_end().to_string(),
     })
