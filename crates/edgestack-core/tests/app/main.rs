@@ -1,8 +1,18 @@
 //! The API in-process: every handler and the data path through `app::handle`, against real
 //! SQLite clusters (devdb's executor and replication) on a virtual clock. `tests/api` (the
 //! worker in `wrangler dev`) keeps what needs workerd: bindings, headers on the wire, assets.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
+mod accounts;
 mod cache_consistency;
 mod client_headers;
+mod data_path;
+mod entry;
+mod hostile;
+mod internal_routes;
+mod notes;
+mod outbox;
+mod read_cache;
+mod system;

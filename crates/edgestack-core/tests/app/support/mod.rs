@@ -3,6 +3,7 @@
 //! notes) in one or more locations, each database a primary with replicas, and runs requests
 //! through `app::handle` on a virtual clock. `Client` is one browser: a cookie jar and a region.
 
+pub mod direct;
 pub mod kv;
 pub mod platform;
 pub mod runtime;
@@ -17,6 +18,7 @@ use edgestack_core::app::ApiResponse;
 use edgestack_core::services::identity::{IdentitySigner, encode_key};
 use serde_json::Value;
 
+pub use direct::{PASSWORD, each_shape, signed_up_user};
 pub use kv::Kv;
 pub use platform::{EndpointFault, Net, Worker};
 pub use runtime::Runtime;

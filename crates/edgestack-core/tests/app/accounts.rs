@@ -1,0 +1,404 @@
+//! Sign-up, sign-in, sign-out, `me`, password change, session lifetimes, sign-in rate limits and
+//! account deletion, in both shapes (accounts behind the entry in the services shape).
+
+use serde_json::{Value, json};
+
+use crate::support::{Client, PASSWORD, Response, Shape, Stack, each_shape, signed_up_user};
+
+const SESSION_COOKIE: &str = "__Host-edgestack_session";
+const IDENTITY_COOKIE: &str = "__Host-edgestack_identity";
+
+fn sign_up(stack: &mut Stack, client: &Client, email: &str, password: &str) -> Response {
+    stack.send(client.post("/api/accounts").json(json!({"email": email, "password": password})).send())
+}
+
+fn sign_in(stack: &mut Stack, client: &Client, email: &str, password: &str) -> Response {
+    stack.send(client.post("/api/sessions").json(json!({"email": email, "password": password})).send())
+}
+
+/// Signs in from a new browser naming `region` in the development region header.
+fn sign_in_anew(stack: &mut Stack, region: &'static str, email: &str, password: &str) -> Response {
+    let browser = stack.client_in_region(region);
+    sign_in(stack, &browser, email, password)
+}
+
+fn me_status(stack: &mut Stack, client: &Client) -> u16 {
+    stack.send(client.get("/api/me").send()).status()
+}
+
+fn set_cookie_named<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
+    response.headers_named("set-cookie").into_iter().find(|cookie| cookie.starts_with(&format!("{name}=")))
+}
+
+#[test]
+fn sign_up_sets_a_host_only_secure_cookie_and_signs_in() {
+    each_shape(|mut stack| {
+        let client = stack.client("na");
+
+        let response = sign_up(&mut stack, &client, "Ada@Example.com", PASSWORD);
+
+        assert_eq!(response.status(), 201, "{}", response.text());
+        let user = &response.json()["user"];
+        assert_eq!(user["email"], "ada@example.com");
+        assert_eq!(user["id"].as_str().map(str::len), Some(22), "{user}");
+        assert!(user["created_at"].as_i64().is_some(), "{user}");
+        let cookie = set_cookie_named(&response, SESSION_COOKIE).unwrap();
+        for attribute in ["; Path=/", "; Secure", "; HttpOnly", "; SameSite=Lax", "; Max-Age="] {
+            assert!(cookie.contains(attribute), "{attribute} missing in {cookie}");
+        }
+        assert!(!cookie.to_ascii_lowercase().contains("domain="), "host-only: {cookie}");
+        let token = client.cookie(SESSION_COOKIE).unwrap();
+        assert_eq!(token.len(), 43, "256-bit token, base64url");
+        let me = stack.send(client.get("/api/me").send());
+        assert_eq!(me.status(), 200);
+        assert_eq!(me.json()["user"], *user);
+        // Only the hash of the token is stored.
+        let stored = stack.query_text(stack.accounts_db(), "SELECT token_hash FROM sessions");
+        assert_eq!(stored.len(), 1);
+        assert_ne!(stored[0], token);
+        // The services shape hands out the identity for notes at once; one Worker needs none.
+        let identity = set_cookie_named(&response, IDENTITY_COOKIE);
+        assert_eq!(identity.is_some(), stack.options.shape == Shape::Services, "{identity:?}");
+    });
+}
+
+fn check_sign_up(stack: &mut Stack, body: Value, expected: (u16, &str)) {
+    let client = stack.client("na");
+    let response = stack.send(client.post("/api/accounts").json(body.clone()).send());
+    assert_eq!((response.status(), response.error_code().as_str()), expected, "{body}");
+    assert!(client.cookie(SESSION_COOKIE).is_none(), "{body}");
+}
+
+#[test]
+fn sign_up_validates_input_and_refuses_duplicates() {
+    each_shape(|mut stack| {
+        check_sign_up(&mut stack, json!({"email": "not-an-email", "password": PASSWORD}), (400, "invalid_email"));
+        check_sign_up(&mut stack, json!({"email": "a@example.com", "password": "short"}), (400, "weak_password"));
+        check_sign_up(
+            &mut stack,
+            json!({"email": "a@example.com", "password": "x".repeat(129)}),
+            (400, "weak_password"),
+        );
+        check_sign_up(&mut stack, json!({"email": "a@example.com"}), (400, "invalid_body"));
+        check_sign_up(
+            &mut stack,
+            json!({"email": "a@example.com", "password": PASSWORD, "admin": true}),
+            (400, "invalid_body"),
+        );
+        check_sign_up(&mut stack, json!({"email": 5, "password": PASSWORD}), (400, "invalid_body"));
+        check_sign_up(&mut stack, json!(null), (400, "invalid_body"));
+        let client = stack.client("na");
+        let plain = stack.send(client.post("/api/accounts").header("content-type", "text/plain").body(b"{}").send());
+        assert_eq!((plain.status(), plain.error_code().as_str()), (415, "unsupported_media_type"));
+        let empty = stack.send(client.post("/api/accounts").header("content-type", "application/json").send());
+        assert_eq!((empty.status(), empty.error_code().as_str()), (400, "empty_body"));
+        assert_eq!(stack.query_text(stack.accounts_db(), "SELECT email FROM users"), Vec::<String>::new());
+
+        assert_eq!(sign_up(&mut stack, &client, "dup@example.com", PASSWORD).status(), 201);
+        let again = {
+            let another = stack.client("na");
+            sign_up(&mut stack, &another, "DUP@example.com", PASSWORD)
+        };
+        assert_eq!((again.status(), again.error_code().as_str()), (409, "email_taken"));
+        assert_eq!(stack.query_text(stack.accounts_db(), "SELECT email FROM users"), ["dup@example.com"]);
+    });
+}
+
+#[test]
+fn sign_in_failures_do_not_say_which_field_was_wrong() {
+    each_shape(|mut stack| {
+        signed_up_user(&mut stack, "known@example.com");
+        let wrong_password = sign_in_anew(&mut stack, "na", "known@example.com", "wrong password");
+        let unknown_email = sign_in_anew(&mut stack, "na", "nobody@example.com", PASSWORD);
+        let malformed_email = sign_in_anew(&mut stack, "na", "nobody", PASSWORD);
+        for response in [&wrong_password, &unknown_email, &malformed_email] {
+            assert_eq!(response.status(), 401);
+            assert_eq!(response.text(), wrong_password.text());
+            assert!(response.header("set-cookie").is_none());
+        }
+        assert_eq!(wrong_password.error_code(), "invalid_credentials");
+        // Credentials are read from the primary only, whatever the region.
+        let from_eu = sign_in_anew(&mut stack, "eu", "known@example.com", PASSWORD);
+        assert_eq!(from_eu.status(), 200);
+        assert_eq!(from_eu.db_targets().first().map(String::as_str), Some("primary"), "{:?}", from_eu.db_targets());
+    });
+}
+
+#[test]
+fn sign_in_refuses_malformed_bodies_with_json_400() {
+    each_shape(|mut stack| {
+        let client = stack.client("na");
+        for body in [json!({"email": "a@example.com"}), json!({"email": "a@example.com", "password": 1}), json!([])] {
+            let response = stack.send(client.post("/api/sessions").json(body.clone()).send());
+            assert_eq!((response.status(), response.error_code().as_str()), (400, "invalid_body"), "{body}");
+        }
+        let plain = stack.send(client.post("/api/sessions").header("content-type", "text/plain").body(b"{}").send());
+        assert_eq!(plain.status(), 415);
+    });
+}
+
+#[test]
+fn every_sign_in_issues_a_new_token_and_ignores_planted_ones() {
+    each_shape(|mut stack| {
+        let first = signed_up_user(&mut stack, "fixation@example.com");
+        let signup_token = first.cookie(SESSION_COOKIE).unwrap();
+
+        // Session fixation: a token the client made up is never adopted.
+        let victim = stack.client("na");
+        let planted = "A".repeat(43);
+        victim.set_cookie(SESSION_COOKIE, &planted);
+        assert_eq!(me_status(&mut stack, &victim), 401);
+        assert_eq!(sign_in(&mut stack, &victim, "fixation@example.com", PASSWORD).status(), 200);
+        let issued = victim.cookie(SESSION_COOKIE).unwrap();
+        assert_ne!(issued, planted);
+        assert_ne!(issued, signup_token);
+
+        // Signing in again from a signed-in client replaces its session.
+        assert_eq!(sign_in(&mut stack, &first, "fixation@example.com", PASSWORD).status(), 200);
+        let replacement = first.cookie(SESSION_COOKIE).unwrap();
+        assert_ne!(replacement, signup_token);
+        first.set_cookie(SESSION_COOKIE, &signup_token);
+        assert_eq!(me_status(&mut stack, &first), 401, "the replaced session must be gone");
+        first.set_cookie(SESSION_COOKIE, &replacement);
+        assert_eq!(me_status(&mut stack, &first), 200);
+        let sessions = stack.query_text(stack.accounts_db(), "SELECT CAST(count(*) AS TEXT) FROM sessions");
+        assert_eq!(sessions, ["2"], "the victim's and the replacement");
+    });
+}
+
+#[test]
+fn sign_out_revokes_the_session_at_once() {
+    each_shape(|mut stack| {
+        let client = signed_up_user(&mut stack, "leaving@example.com");
+        let token = client.cookie(SESSION_COOKIE).unwrap();
+
+        let response = stack.send(client.delete("/api/sessions/current").send());
+
+        assert_eq!(response.status(), 204, "{}", response.text());
+        assert!(set_cookie_named(&response, SESSION_COOKIE).unwrap().contains("Max-Age=0"));
+        if stack.options.shape == Shape::Services {
+            let identity = set_cookie_named(&response, IDENTITY_COOKIE);
+            assert!(identity.is_some_and(|c| c.contains("Max-Age=0")), "the identity goes too: {identity:?}");
+        }
+        assert_eq!(client.cookie(SESSION_COOKIE), None);
+        assert_eq!(stack.query_text(stack.accounts_db(), "SELECT token_hash FROM sessions"), Vec::<String>::new());
+        client.set_cookie(SESSION_COOKIE, &token);
+        let me = stack.send(client.get("/api/me").send());
+        assert_eq!((me.status(), me.error_code().as_str()), (401, "unauthenticated"));
+        let again = stack.send(client.delete("/api/sessions/current").send());
+        assert_eq!((again.status(), again.error_code().as_str()), (401, "unauthenticated"));
+        assert!(set_cookie_named(&again, SESSION_COOKIE).is_some_and(|c| c.contains("Max-Age=0")), "cleared anyway");
+    });
+}
+
+#[test]
+fn me_answers_the_signed_in_user_and_401_otherwise() {
+    each_shape(|mut stack| {
+        let client = signed_up_user(&mut stack, "me@example.com");
+
+        let me = stack.send(client.get("/api/me").send());
+
+        assert_eq!(me.status(), 200);
+        let user = me.json()["user"].clone();
+        assert_eq!(user.as_object().unwrap().keys().collect::<Vec<_>>(), ["created_at", "email", "id"], "{user}");
+        assert_eq!(user["email"], "me@example.com");
+        for cookie in ["", "__Host-edgestack_session=", "__Host-edgestack_session=short", "__Host-edgestack_session=!!"]
+        {
+            let anonymous = stack.client("na");
+            let response = stack.send(anonymous.get("/api/me").header("cookie", cookie).send());
+            assert_eq!((response.status(), response.error_code().as_str()), (401, "unauthenticated"), "{cookie:?}");
+        }
+    });
+}
+
+/// Idle 3 s, absolute 8 s, on the virtual clock: activity every second keeps one session past
+/// the idle limit; nothing keeps it past the absolute one.
+#[test]
+fn sessions_expire_when_idle_and_at_their_absolute_limit() {
+    for shape in [Shape::Monolith, Shape::Services] {
+        println!("--- shape: {shape:?}");
+        let vars = vec![("SESSION_IDLE_SECONDS", "3".to_string()), ("SESSION_ABSOLUTE_SECONDS", "8".to_string())];
+        let mut stack = Stack::new(crate::support::Options { shape, vars, ..Default::default() });
+        let idle = signed_up_user(&mut stack, "idle@example.com");
+        let active = signed_up_user(&mut stack, "active@example.com");
+        let signed_in_at = stack.now_ms();
+
+        while stack.now_ms() - signed_in_at < 4_000.0 {
+            let note = stack.send(active.post("/api/notes").json(json!({"title": "tick"})).send());
+            assert_eq!(note.status(), 201, "active session at {} ms: {}", stack.now_ms() - signed_in_at, note.text());
+            stack.advance(1_000.0);
+        }
+        assert_eq!(me_status(&mut stack, &idle), 401, "idle for over 3 s");
+        assert_eq!(me_status(&mut stack, &active), 200);
+
+        while stack.now_ms() - signed_in_at < 8_500.0 {
+            stack.send(active.post("/api/notes").json(json!({"title": "tick"})).send());
+            stack.advance(1_000.0);
+        }
+        assert_eq!(me_status(&mut stack, &active), 401, "older than 8 s");
+        let late = stack.send(active.post("/api/notes").json(json!({"title": "too late"})).send());
+        assert_eq!((late.status(), late.error_code().as_str()), (401, "unauthenticated"));
+    }
+}
+
+#[test]
+fn password_change_ends_every_other_session() {
+    each_shape(|mut stack| {
+        let laptop = signed_up_user(&mut stack, "owner@example.com");
+        let phone = stack.client("na");
+        assert_eq!(sign_in(&mut stack, &phone, "owner@example.com", PASSWORD).status(), 200);
+        let new_password = "a brand new passphrase";
+        let change = |current: &str, new: &str| json!({"current_password": current, "new_password": new});
+
+        let wrong = stack.send(laptop.put("/api/me/password").json(change("nope nope", new_password)).send());
+        assert_eq!((wrong.status(), wrong.error_code().as_str()), (401, "invalid_credentials"));
+        let weak = stack.send(laptop.put("/api/me/password").json(change(PASSWORD, "short")).send());
+        assert_eq!((weak.status(), weak.error_code().as_str()), (400, "weak_password"));
+        let incomplete = stack.send(laptop.put("/api/me/password").json(json!({"new_password": new_password})).send());
+        assert_eq!((incomplete.status(), incomplete.error_code().as_str()), (400, "invalid_body"));
+        assert_eq!(me_status(&mut stack, &phone), 200, "refused changes end nothing");
+        let old_laptop_token = laptop.cookie(SESSION_COOKIE).unwrap();
+
+        let changed = stack.send(laptop.put("/api/me/password").json(change(PASSWORD, new_password)).send());
+
+        assert_eq!(changed.status(), 204, "{}", changed.text());
+        assert_ne!(laptop.cookie(SESSION_COOKIE).unwrap(), old_laptop_token, "the changer gets a fresh session");
+        assert_eq!(me_status(&mut stack, &laptop), 200);
+        assert_eq!(me_status(&mut stack, &phone), 401, "other sessions end");
+        assert_eq!(sign_in_anew(&mut stack, "na", "owner@example.com", PASSWORD).status(), 401);
+        assert_eq!(sign_in_anew(&mut stack, "na", "owner@example.com", new_password).status(), 200);
+    });
+}
+
+#[test]
+fn a_password_changed_on_the_primary_is_never_accepted_from_a_lagging_replica() {
+    let mut stack = Stack::monolith();
+    let owner = signed_up_user(&mut stack, "lag@example.com");
+    // The eu replica holds the account with its old hash, then stops applying changes.
+    stack.replicate();
+    stack.set_lag("main", "eu", 10_000.0);
+    let change = json!({"current_password": PASSWORD, "new_password": "the new passphrase"});
+    assert_eq!(stack.send(owner.put("/api/me/password").json(change).send()).status(), 204);
+
+    let old = sign_in_anew(&mut stack, "eu", "lag@example.com", PASSWORD);
+
+    assert_eq!(old.status(), 401, "the eu replica still holds the old hash; sign-in reads the primary");
+    assert_eq!(old.db_targets(), ["primary"]);
+}
+
+#[test]
+fn sign_ins_are_limited_per_account_and_per_client_with_retry_after() {
+    each_shape(|mut stack| {
+        signed_up_user(&mut stack, "target@example.com");
+        let attacker = stack.client("na");
+        let attempt = |stack: &mut Stack, email: &str, password: &str, ip: &str| {
+            let call = attacker.post("/api/sessions").header("cf-connecting-ip", ip);
+            stack.send(call.json(json!({"email": email, "password": password})).send())
+        };
+
+        // Per account: five attempts a minute, from any client.
+        let statuses: Vec<u16> = (0..7)
+            .map(|n| attempt(&mut stack, "target@example.com", "guess guess", &format!("10.0.0.{n}")).status())
+            .collect();
+        assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429]);
+        let limited = attempt(&mut stack, "target@example.com", PASSWORD, "10.0.1.1");
+        assert_eq!(
+            (limited.status(), limited.error_code().as_str()),
+            (429, "rate_limited"),
+            "even the right password waits"
+        );
+        assert_eq!(limited.header("retry-after"), Some("60"));
+
+        // Per client: thirty attempts a minute, whatever the account.
+        let from_one_client: Vec<u16> = (0..31)
+            .map(|n| attempt(&mut stack, &format!("u{n}@example.com"), "guess guess", "10.9.9.9").status())
+            .collect();
+        assert!(from_one_client[..30].iter().all(|s| *s == 401), "{from_one_client:?}");
+        assert_eq!(from_one_client[30], 429);
+
+        stack.advance(61_000.0);
+        assert_eq!(attempt(&mut stack, "target@example.com", PASSWORD, "10.0.2.2").status(), 200, "a minute later");
+    });
+}
+
+#[test]
+fn deleting_an_account_needs_its_password_and_removes_its_sessions_and_notes() {
+    each_shape(|mut stack| {
+        let client = signed_up_user(&mut stack, "gone@example.com");
+        let other_device = stack.client("na");
+        assert_eq!(sign_in(&mut stack, &other_device, "gone@example.com", PASSWORD).status(), 200);
+        let private = client.create_note(&mut stack, "private", "mine only");
+        let public = client.publish_note(&mut stack, "public", "for everyone");
+        let reader = stack.client("na");
+        assert_eq!(stack.send(reader.get(&format!("/api/public/notes/{public}")).send()).status(), 200);
+        let user_id = client.user_id(&mut stack);
+        let notes_of_user = format!("SELECT id FROM notes WHERE owner_id = '{user_id}'");
+
+        let wrong = stack.send(client.delete("/api/me").json(json!({"password": "not my password at all"})).send());
+        assert_eq!((wrong.status(), wrong.error_code().as_str()), (401, "invalid_credentials"));
+        let unconfirmed = stack.send(client.delete("/api/me").header("content-type", "application/json").send());
+        assert_eq!(unconfirmed.status(), 400, "{}", unconfirmed.text());
+        let stranger = stack.send(stack.client("na").delete("/api/me").json(json!({"password": PASSWORD})).send());
+        assert_eq!((stranger.status(), stranger.error_code().as_str()), (401, "unauthenticated"));
+        assert_eq!(stack.query_text(stack.notes_db(), &notes_of_user).len(), 2);
+
+        let deleted = stack.send(client.delete("/api/me").json(json!({"password": PASSWORD})).send());
+
+        assert_eq!(deleted.status(), 204, "{}", deleted.text());
+        assert!(deleted.headers_named("set-cookie").iter().any(|c| c.starts_with("__Host-edgestack_session=;")));
+        assert_eq!(client.cookie(SESSION_COOKIE), None, "the session cookie is cleared");
+        assert_eq!(client.cookie(IDENTITY_COOKIE), None, "and the identity, if any");
+        assert_eq!(me_status(&mut stack, &other_device), 401, "every session ends");
+        assert_eq!(sign_in(&mut stack, &client, "gone@example.com", PASSWORD).status(), 401, "the account is gone");
+        let users = format!("SELECT id FROM users WHERE id = '{user_id}'");
+        assert_eq!(stack.query_text(stack.accounts_db(), &users), Vec::<String>::new());
+        assert_eq!(stack.query_text(stack.accounts_db(), "SELECT token_hash FROM sessions"), Vec::<String>::new());
+        assert_eq!(stack.query_text(stack.notes_db(), &notes_of_user), Vec::<String>::new());
+        let public_copy = stack.send(reader.get(&format!("/api/public/notes/{public}")).send());
+        assert_eq!(public_copy.status(), 404, "the public copy is gone too ({})", public_copy.cache_status());
+        let private_read = stack.send(other_device.get(&format!("/api/notes/{private}")).send());
+        assert_eq!(private_read.status(), 401);
+        assert_eq!(sign_up(&mut stack, &client, "gone@example.com", PASSWORD).status(), 201, "the email is free again");
+    });
+}
+
+fn check_deletion_body(stack: &mut Stack, client: &Client, content_type: &str, body: &[u8], expected: u16) {
+    let response = stack.send(client.delete("/api/me").header("content-type", content_type).body(body).send());
+    let shown = String::from_utf8_lossy(&body[..body.len().min(60)]).into_owned();
+    assert_eq!(response.status(), expected, "{content_type} {shown}: {}", response.text());
+    assert!(!response.error_code().is_empty());
+}
+
+#[test]
+fn account_deletion_refuses_bad_input_with_json_errors_and_keeps_the_account() {
+    each_shape(|mut stack| {
+        let client = signed_up_user(&mut stack, "kept@example.com");
+        let note = client.create_note(&mut stack, "kept", "through every bad request");
+        let oversized = format!(r#"{{"password": "{}"}}"#, "x".repeat(70 * 1024));
+        check_deletion_body(&mut stack, &client, "application/json", b"{not json", 400);
+        check_deletion_body(&mut stack, &client, "application/json", b"null", 400);
+        check_deletion_body(&mut stack, &client, "application/json", br#"{"password": 12345}"#, 400);
+        check_deletion_body(
+            &mut stack,
+            &client,
+            "application/json",
+            br#"{"password": "correct horse battery", "admin": true}"#,
+            400,
+        );
+        check_deletion_body(&mut stack, &client, "application/json", br#"{"password": "' OR 1=1 --"}"#, 401);
+        check_deletion_body(&mut stack, &client, "text/plain", br#"{"password": "correct horse battery"}"#, 415);
+        check_deletion_body(&mut stack, &client, "application/json", oversized.as_bytes(), 413);
+
+        // A garbage identity cookie (or one a client makes up) is never taken for an identity.
+        let session = client.cookie(SESSION_COOKIE).unwrap();
+        let garbage = format!("{SESSION_COOKIE}={session}; {IDENTITY_COOKIE}=eyJ2IjoxfQ.AAAA");
+        let listed = stack.send(stack.client("na").get("/api/notes").header("cookie", &garbage).send());
+        assert_eq!(listed.status(), 200, "{}", listed.text());
+        assert_eq!(listed.json()["notes"][0]["id"], note.as_str());
+
+        assert_eq!(me_status(&mut stack, &client), 200, "the account is still there");
+        let kept = stack.query_text(stack.notes_db(), &format!("SELECT id FROM notes WHERE id = '{note}'"));
+        assert_eq!(kept, [note]);
+        assert_eq!(sign_in_anew(&mut stack, "na", "kept@example.com", PASSWORD).status(), 200);
+    });
+}

@@ -1,0 +1,260 @@
+//! The services shape's entry Worker: forwarding over service bindings (what is and is not
+//! forwarded, the region it detected, `Server-Timing` `hop` and `identity`), the identity it
+//! hands `notes` (cookie, refreshed by `accounts`, or none), and what a client gets when a
+//! service cannot be reached.
+
+use serde_json::json;
+
+use crate::support::{Client, Options, Shape, Stack, signed_up_user};
+
+const SESSION_COOKIE: &str = "__Host-edgestack_session";
+const IDENTITY_COOKIE: &str = "__Host-edgestack_identity";
+
+fn services_in(location: &'static str) -> Stack {
+    Stack::new(Options { shape: Shape::Services, locations: vec![location], ..Options::default() })
+}
+
+/// A browser holding only `client`'s session cookie (a second tab after the identity expired,
+/// or a device that never had one).
+fn session_only(stack: &Stack, client: &Client) -> Client {
+    let fresh = stack.client(stack.options.locations[0]);
+    fresh.set_cookie(SESSION_COOKIE, &client.cookie(SESSION_COOKIE).unwrap());
+    fresh
+}
+
+#[test]
+fn notes_trust_a_signed_identity_so_most_requests_skip_the_accounts_database() {
+    let mut stack = Stack::services();
+    let client = signed_up_user(&mut stack, "identity@example.com");
+    assert!(client.cookie(IDENTITY_COOKIE).is_some(), "sign-up hands out an identity");
+    let accounts_before = stack.pipelines("accounts", None);
+
+    let created = stack.send(client.post("/api/notes").json(json!({"title": "t"})).send());
+    let listed = stack.send(client.get("/api/notes").send());
+
+    assert_eq!((created.status(), listed.status()), (201, 200), "{}", created.text());
+    for response in [&created, &listed] {
+        assert_eq!(response.timing("identity"), ["cookie"]);
+        assert_eq!(response.header("x-edgestack-db-requests"), Some("1"), "the notes database only");
+    }
+    assert_eq!(stack.pipelines("accounts", None), accounts_before, "no accounts round trip");
+
+    // Without the identity cookie the entry asks accounts once and hands out a new one.
+    let fresh = session_only(&stack, &client);
+    let refreshed = stack.send(fresh.get("/api/notes").send());
+    assert_eq!(refreshed.status(), 200);
+    assert_eq!(refreshed.timing("identity"), ["refreshed"]);
+    assert_eq!(refreshed.header("x-edgestack-db-requests"), Some("2"), "accounts (session) + notes");
+    assert!(fresh.cookie(IDENTITY_COOKIE).is_some());
+    assert_eq!(refreshed.json()["notes"].as_array().unwrap().len(), 1);
+    let again = stack.send(fresh.get("/api/notes").send());
+    assert_eq!(again.timing("identity"), ["cookie"], "the refreshed identity is used from then on");
+}
+
+#[test]
+fn the_identity_outcome_and_each_hop_are_reported_in_server_timing() {
+    let mut stack = Stack::services();
+    let client = signed_up_user(&mut stack, "timing@example.com");
+    let fresh = session_only(&stack, &client);
+    let anonymous = stack.client("na");
+
+    let with_cookie = stack.send(client.get("/api/notes").send());
+    let refreshed = stack.send(fresh.get("/api/notes").send());
+    let signed_out = stack.send(anonymous.get("/api/notes").send());
+    let public = stack.send(anonymous.get("/api/public/notes").send());
+    let me = stack.send(client.get("/api/me").send());
+
+    let metrics = |response: &crate::support::Response| -> Vec<String> {
+        let header = response.header("server-timing").unwrap();
+        header.split(',').map(|entry| entry.trim().split(';').next().unwrap().to_string()).collect()
+    };
+    // The service's own metrics first, then the entry's.
+    assert_eq!(metrics(&with_cookie), ["cache", "db", "total", "identity", "hop"]);
+    assert_eq!(metrics(&refreshed), ["cache", "db", "total", "identity", "hop"]);
+    assert_eq!(refreshed.timing("identity"), ["refreshed"]);
+    let identity_entry =
+        refreshed.header("server-timing").unwrap().split(',').find(|e| e.contains("identity")).unwrap();
+    assert!(identity_entry.contains(";dur="), "the refresh hop is timed: {identity_entry}");
+    assert_eq!(signed_out.timing("identity"), ["none"]);
+    assert_eq!((signed_out.status(), signed_out.error_code().as_str()), (401, "unauthenticated"));
+    assert!(public.timing("identity").is_empty(), "public reads need no identity");
+    assert!(me.timing("identity").is_empty(), "accounts routes need none either");
+    for (response, service) in [(&with_cookie, "notes"), (&public, "notes"), (&me, "accounts")] {
+        assert_eq!(response.timing("hop"), [service]);
+        let hop =
+            response.header("server-timing").unwrap().split(',').find(|e| e.contains("hop;")).unwrap().to_string();
+        assert!(hop.contains(";dur="), "{hop}");
+    }
+}
+
+#[test]
+fn an_expired_identity_is_refreshed_and_a_revoked_session_gets_none() {
+    let mut stack = Stack::services();
+    let client = signed_up_user(&mut stack, "expiry@example.com");
+    let first_identity = client.cookie(IDENTITY_COOKIE).unwrap();
+
+    stack.advance(61_000.0);
+    let after_a_minute = stack.send(client.get("/api/notes").send());
+    let renewed = client.cookie(IDENTITY_COOKIE).unwrap();
+    stack.send(client.delete("/api/sessions/current").send());
+    // A stale tab still holding both cookies after sign-out.
+    client.set_cookie(SESSION_COOKIE, "A".repeat(43).as_str());
+    client.set_cookie(IDENTITY_COOKIE, &renewed);
+    let signed_out = stack.send(client.get("/api/notes").send());
+
+    assert_eq!(after_a_minute.status(), 200);
+    assert_eq!(after_a_minute.timing("identity"), ["refreshed"], "identities live 60 s");
+    assert_ne!(renewed, first_identity);
+    assert_eq!(signed_out.status(), 401);
+    assert_eq!(signed_out.timing("identity"), ["none"], "the identity is bound to another session");
+    let cleared = signed_out.headers_named("set-cookie");
+    assert!(
+        cleared.iter().any(|c| c.starts_with(&format!("{IDENTITY_COOKIE}=")) && c.contains("Max-Age=0")),
+        "{cleared:?}"
+    );
+}
+
+#[test]
+fn identities_are_bound_to_their_session_and_cannot_be_planted() {
+    let mut stack = Stack::services();
+    let alice = signed_up_user(&mut stack, "alice@example.com");
+    let bob = signed_up_user(&mut stack, "bob@example.com");
+    let alice_note = alice.create_note(&mut stack, "alice's", "private");
+    let alice_identity = alice.cookie(IDENTITY_COOKIE).unwrap();
+    let path = format!("/api/notes/{alice_note}");
+
+    // Bob's session with Alice's identity cookie: the entry sees it is not Bob's and refreshes.
+    let bob_session = bob.cookie(SESSION_COOKIE).unwrap();
+    let planted_cookie = format!("{SESSION_COOKIE}={bob_session}; {IDENTITY_COOKIE}={alice_identity}");
+    let planted = stack.send(stack.client("na").get(&path).header("cookie", &planted_cookie).send());
+    assert_eq!(planted.status(), 404, "Bob cannot read Alice's note: {}", planted.text());
+    assert_eq!(planted.timing("identity"), ["refreshed"]);
+    // A client cannot hand notes an identity header either: the entry drops it.
+    let forged = stack.send(stack.client("na").get(&path).header("x-edgestack-identity", &alice_identity).send());
+    assert_eq!((forged.status(), forged.error_code().as_str()), (401, "unauthenticated"));
+    assert_eq!(forged.timing("identity"), ["none"]);
+    // Not even beside the session it was issued for, once that session is gone (the cookie
+    // would still pass for its lifetime: the documented revocation bound).
+    let alice_session = alice.cookie(SESSION_COOKIE).unwrap();
+    stack.send(alice.delete("/api/sessions/current").send());
+    let header_only = format!("{SESSION_COOKIE}={alice_session}");
+    let replayed = stack.send(
+        stack
+            .client("na")
+            .get(&path)
+            .header("cookie", &header_only)
+            .header("x-edgestack-identity", &alice_identity)
+            .send(),
+    );
+    assert_eq!(replayed.status(), 401, "a client's identity header never reaches notes: {}", replayed.text());
+    let as_cookie = format!("{SESSION_COOKIE}={alice_session}; {IDENTITY_COOKIE}={alice_identity}");
+    let within_bound = stack.send(stack.client("na").get(&path).header("cookie", &as_cookie).send());
+    assert_eq!(within_bound.status(), 200, "the identity cookie is honoured until it expires");
+    stack.advance(61_000.0);
+    let expired = stack.send(stack.client("na").get(&path).header("cookie", &as_cookie).send());
+    assert_eq!(expired.status(), 401, "and not a moment longer");
+}
+
+#[test]
+fn the_entry_forwards_the_region_it_detected_not_the_clients() {
+    // Development: the client's override header picks the region, and notes reads nearby.
+    let mut stack = services_in("na");
+    let author = signed_up_user(&mut stack, "regions@example.com");
+    let id = author.publish_note(&mut stack, "near", "");
+    stack.advance(100.0);
+    let in_ap = stack.client_in_region("ap");
+    let read = stack.send(in_ap.get(&format!("/api/public/notes/{id}")).send());
+    assert_eq!(read.db_targets(), ["replica-ap"]);
+
+    // Production: the entry ignores the client's header and names its own location's region,
+    // which the services trust; a client cannot pick a replica.
+    let vars = vec![("EDGESTACK_ENV", "production".to_string())];
+    let mut stack = Stack::new(Options { shape: Shape::Services, locations: vec!["eu"], vars, ..Options::default() });
+    let author = signed_up_user(&mut stack, "production@example.com");
+    let id = author.publish_note(&mut stack, "near", "");
+    stack.advance(100.0);
+    let pretending = stack.client("eu").in_region("ap");
+    let read = stack.send(pretending.get(&format!("/api/public/notes/{id}")).send());
+    let health = stack.send(pretending.get("/api/health").send()).json();
+    assert_eq!(read.db_targets(), ["replica-eu"], "the entry's region, not the client's");
+    assert_eq!(health["region"]["name"], "eu");
+    assert_eq!(health["region"]["source"], "cloudflare");
+}
+
+#[test]
+fn the_entry_forwards_the_query_body_cookies_and_validators() {
+    let mut stack = Stack::services();
+    let author = signed_up_user(&mut stack, "forward@example.com");
+    for n in 0..3 {
+        author.publish_note(&mut stack, &format!("n{n}"), "");
+    }
+    let reader = stack.client("na");
+
+    let one = stack.send(reader.get("/api/public/notes?limit=1").send());
+    let revalidated =
+        stack.send(reader.get("/api/public/notes?limit=1").header("if-none-match", one.header("etag").unwrap()).send());
+    let edited = stack.send(
+        author
+            .patch(&format!("/api/notes/{}", one.json()["notes"][0]["id"].as_str().unwrap()))
+            .json(json!({"body": "forwarded body"}))
+            .send(),
+    );
+
+    assert_eq!(one.json()["notes"].as_array().unwrap().len(), 1, "the query string reached notes");
+    assert!(one.json()["next_cursor"].is_string());
+    assert_eq!(revalidated.status(), 304, "If-None-Match reached notes");
+    assert_eq!(edited.status(), 200, "{}", edited.text());
+    assert_eq!(edited.json()["note"]["body"], "forwarded body", "the body and content type reached notes");
+}
+
+#[test]
+fn with_the_accounts_binding_gone_private_notes_routes_answer_503_not_401() {
+    let mut stack = Stack::services();
+    let client = signed_up_user(&mut stack, "unreachable@example.com");
+    let fresh = session_only(&stack, &client);
+    stack.front().bindings.borrow_mut().remove("ACCOUNTS");
+
+    let needs_refresh = stack.send(fresh.get("/api/notes").send());
+    let with_cookie = stack.send(client.get("/api/notes").send());
+    let me = stack.send(client.get("/api/me").send());
+
+    assert_eq!((needs_refresh.status(), needs_refresh.error_code().as_str()), (503, "service_unavailable"));
+    assert_eq!(needs_refresh.header("retry-after"), Some("5"));
+    assert_eq!(with_cookie.status(), 200, "a valid identity cookie needs no accounts hop");
+    assert_eq!((me.status(), me.error_code().as_str()), (503, "service_unavailable"));
+    assert!(!stack.logs_containing("identity refresh failed").is_empty());
+}
+
+#[test]
+fn with_the_accounts_database_down_an_identity_refresh_answers_503_not_401() {
+    let mut stack = Stack::services();
+    let client = signed_up_user(&mut stack, "dbdown@example.com");
+    let fresh = session_only(&stack, &client);
+    for replica in [None, Some("eu"), Some("ap")] {
+        stack.net.set_fault("accounts", replica, crate::support::EndpointFault { down: true, ..Default::default() });
+    }
+
+    let response = stack.send(fresh.get("/api/notes").send());
+
+    assert_eq!(
+        (response.status(), response.error_code().as_str()),
+        (503, "database_unavailable"),
+        "accounts' own answer"
+    );
+    assert_eq!(response.header("retry-after"), Some("5"));
+    assert!(fresh.cookie(SESSION_COOKIE).is_some(), "the client is not signed out");
+}
+
+#[test]
+fn with_the_notes_binding_gone_notes_routes_answer_503() {
+    let mut stack = Stack::services();
+    let client = signed_up_user(&mut stack, "nonotes@example.com");
+    stack.front().bindings.borrow_mut().remove("NOTES");
+
+    for path in ["/api/notes", "/api/public/notes"] {
+        let response = stack.send(client.get(path).send());
+        assert_eq!((response.status(), response.error_code().as_str()), (503, "service_unavailable"), "{path}");
+        assert_eq!(response.header("retry-after"), Some("5"));
+    }
+    assert_eq!(stack.send(client.get("/api/me").send()).status(), 200, "accounts is still reached");
+}

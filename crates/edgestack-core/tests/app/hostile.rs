@@ -1,0 +1,177 @@
+//! CSRF (state changes need same-origin proof) and a thousand malformed or hostile requests, in
+//! both shapes: every one is refused with a 4xx and none changes a row, a hash or the schema.
+
+use serde_json::{Value, json};
+
+use crate::support::{Stack, each_shape, signed_up_user};
+
+/// The origin the simulated Workers are reached at (`Worker::api_request`).
+const OWN_ORIGIN: &str = "https://edgestack.test";
+
+#[test]
+fn state_changes_need_same_origin_proof() {
+    each_shape(|mut stack| {
+        let owner = signed_up_user(&mut stack, "csrf@example.com");
+        let post = |stack: &mut Stack, headers: &[(&str, &str)]| {
+            let mut call = owner.bare("POST", "/api/notes").json(json!({"title": "forged"}));
+            for (name, value) in headers {
+                call = call.header(name, value);
+            }
+            stack.send(call.send())
+        };
+
+        for (headers, why) in [
+            (vec![], "no proof at all (a plain cross-site form)"),
+            (vec![("origin", "https://evil.example")], "foreign Origin"),
+            (vec![("origin", "https://evil.example"), ("x-edgestack-client", "1")], "foreign Origin with the header"),
+            (vec![("sec-fetch-site", "cross-site")], "cross-site fetch"),
+            (vec![("sec-fetch-site", "same-site")], "sibling subdomain"),
+            (vec![("origin", "http://edgestack.test")], "same host, other scheme"),
+            (vec![("origin", "null")], "opaque origin"),
+        ] {
+            let response = post(&mut stack, &headers);
+            assert_eq!((response.status(), response.error_code().as_str()), (403, "csrf"), "{why}");
+            assert!(response.timing("hop").is_empty(), "{why}: refused before any service is called");
+        }
+        assert_eq!(post(&mut stack, &[("origin", OWN_ORIGIN)]).status(), 201);
+        assert_eq!(post(&mut stack, &[("sec-fetch-site", "same-origin")]).status(), 201);
+        assert_eq!(post(&mut stack, &[("x-edgestack-client", "1")]).status(), 201);
+        let notes = stack.send(owner.get("/api/notes").send()).json();
+        assert_eq!(notes["notes"].as_array().unwrap().len(), 3, "only the three proven requests wrote");
+        // Reads need no proof.
+        assert_eq!(stack.send(owner.bare("GET", "/api/notes").send()).status(), 200);
+        // Every method that changes state is checked, not only POST.
+        let id = notes["notes"][0]["id"].as_str().unwrap().to_string();
+        for (method, path) in [
+            ("PATCH", format!("/api/notes/{id}")),
+            ("DELETE", format!("/api/notes/{id}")),
+            ("PUT", format!("/api/notes/{id}/publication")),
+            ("DELETE", "/api/sessions/current".to_string()),
+        ] {
+            let call = owner.bare(method, &path).header("origin", "https://evil.example").json(json!({"title": "x"}));
+            let response = stack.send(call.send());
+            assert_eq!((response.status(), response.error_code().as_str()), (403, "csrf"), "{method} {path}");
+        }
+        assert_eq!(stack.send(owner.get("/api/me").send()).status(), 200, "still signed in");
+    });
+}
+
+/// A small deterministic generator, so a failure names a reproducible case.
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+const INJECTIONS: &[&str] = &[
+    "' OR '1'='1",
+    "'; DROP TABLE notes; --",
+    "\" OR 1=1 --",
+    "1; DELETE FROM users",
+    "') UNION SELECT password_hash, email, 1, 1, 1, 1 FROM users --",
+    "%27%20OR%201%3D1",
+    "\u{0}",
+    "../../etc/passwd",
+    "<script>alert(1)</script>",
+    "🦀🦀🦀",
+    "9999999999999999999999999",
+];
+
+/// Every byte but unreserved URI characters as `%XX`, as the path reaches the worker.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn hostile_body(rng: &mut Xorshift) -> Vec<u8> {
+    let injection = rng.pick(INJECTIONS).to_string();
+    match rng.next() % 10 {
+        0 => (0..rng.next() % 300).map(|_| (rng.next() % 256) as u8).collect(),
+        1 => br#"{"email": "a@example.com", "password": "#.to_vec(),
+        2 => json!({"email": injection, "password": injection}).to_string().into_bytes(),
+        3 => json!({"title": injection, "body": injection, "owner_id": "x"}).to_string().into_bytes(),
+        4 => json!({"title": 1e300, "body": [1, 2, {"x": null}]}).to_string().into_bytes(),
+        5 => b"{\"title\": 1e400, \"body\": 99999999999999999999999999}".to_vec(),
+        6 => format!("{}{}", "[".repeat(200), "]".repeat(200)).into_bytes(),
+        7 => json!({"email": format!("{injection}@example.com"), "password": "pw"}).to_string().into_bytes(),
+        8 => vec![0xff, 0xfe, b'{', b'"', 0xc3, 0x28, b'}'],
+        _ => json!({"current_password": injection, "new_password": Value::Null}).to_string().into_bytes(),
+    }
+}
+
+#[test]
+fn a_thousand_hostile_requests_get_4xx_and_change_nothing() {
+    each_shape(|mut stack| {
+        let alice = signed_up_user(&mut stack, "alice@example.com");
+        let alice_note = alice.create_note(&mut stack, "alice", "untouched");
+        let mallory = signed_up_user(&mut stack, "mallory@example.com");
+        let (accounts_db, notes_db) = (stack.accounts_db(), stack.notes_db());
+        let schema_before = (stack.schema(accounts_db), stack.schema(notes_db));
+        let password_hashes = "SELECT email || ' ' || password_hash FROM users ORDER BY email";
+        let hashes_before = stack.query_text(accounts_db, password_hashes);
+        let mut rng = Xorshift(0x5eed_1234_abcd_ef01);
+        let mut server_errors = Vec::new();
+
+        for case in 0..1_000 {
+            let injection = percent_encode(rng.pick::<&str>(INJECTIONS));
+            let (method, path) = match rng.next() % 8 {
+                0 => ("POST", "/api/accounts".to_string()),
+                1 => ("POST", "/api/sessions".to_string()),
+                2 => ("POST", "/api/notes".to_string()),
+                3 => ("PATCH", format!("/api/notes/{alice_note}")),
+                4 => ("PUT", "/api/me/password".to_string()),
+                5 => ("GET", format!("/api/notes/{injection}")),
+                6 => ("GET", format!("/api/public/notes?limit={injection}&cursor={injection}")),
+                _ => ("DELETE", format!("/api/notes/{injection}")),
+            };
+            let mut call = mallory
+                .bare(method, &path)
+                .header("content-type", "application/json")
+                .header("x-edgestack-client", "1");
+            if method != "GET" && method != "DELETE" {
+                call = call.body(&hostile_body(&mut rng));
+            }
+            let response = stack.send(call.send());
+            if response.status() >= 500 {
+                server_errors.push(format!("case {case}: {method} {path} → {} {}", response.status(), response.text()));
+            }
+            // Mallory may only ever create her own notes (or accounts); everything else is refused.
+            let created_own_note = method == "POST" && path == "/api/notes" && response.status() == 201;
+            let created_account = method == "POST" && path == "/api/accounts" && response.status() == 201;
+            assert!(
+                response.status() >= 400 || created_own_note || created_account,
+                "case {case}: {method} {path} → {}",
+                response.status()
+            );
+            if response.status() >= 400 {
+                assert!(!response.error_code().is_empty(), "case {case}: every refusal is a JSON error");
+            }
+        }
+
+        assert!(server_errors.is_empty(), "{} server errors:\n{}", server_errors.len(), server_errors.join("\n"));
+        assert_eq!((stack.schema(accounts_db), stack.schema(notes_db)), schema_before, "schema changed");
+        let note = stack.send(alice.get(&format!("/api/notes/{alice_note}")).send()).json();
+        assert_eq!((note["note"]["title"].as_str(), note["note"]["body"].as_str()), (Some("alice"), Some("untouched")));
+        let hashes_after = stack.query_text(accounts_db, password_hashes);
+        for line in &hashes_before {
+            assert!(hashes_after.contains(line), "a password hash changed: {line}");
+        }
+        assert!(hashes_before.iter().any(|line| line.starts_with("alice@example.com")));
+    });
+}

@@ -1,0 +1,273 @@
+//! Every notes route — create, list, read, edit, delete, publish, unpublish — and the public feed
+//! and public note, in both shapes (notes behind the entry, with a signed identity, in the
+//! services shape): ownership, paging, validation, and JSON errors.
+
+use serde_json::{Value, json};
+
+use crate::support::{Client, Stack, each_shape, signed_up_user};
+
+fn public_note(stack: &mut Stack, id: &str) -> crate::support::Response {
+    let anonymous = stack.client("na");
+    stack.send(anonymous.get(&format!("/api/public/notes/{id}")).send())
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["notes"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn owner_creates_reads_edits_publishes_and_deletes_a_note() {
+    each_shape(|mut stack| {
+        let owner = signed_up_user(&mut stack, "owner@example.com");
+
+        let created = stack.send(owner.post("/api/notes").json(json!({"title": "  First  ", "body": "hello"})).send());
+        assert_eq!(created.status(), 201, "{}", created.text());
+        let note = created.json()["note"].clone();
+        assert_eq!((note["title"].as_str(), note["published"].as_bool()), (Some("First"), Some(false)));
+        assert_eq!(note["published_at"], Value::Null);
+        let keys: Vec<&String> = note.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["body", "created_at", "id", "published", "published_at", "title", "updated_at"], "{note}");
+        let id = note["id"].as_str().unwrap().to_string();
+
+        let read = stack.send(owner.get(&format!("/api/notes/{id}")).send());
+        assert_eq!(read.json()["note"], note);
+
+        stack.advance(10.0);
+        let edited = stack.send(owner.patch(&format!("/api/notes/{id}")).json(json!({"body": "changed"})).send());
+        assert_eq!(edited.status(), 200);
+        let edited = edited.json()["note"].clone();
+        assert_eq!((edited["title"].as_str(), edited["body"].as_str()), (Some("First"), Some("changed")));
+        assert!(edited["updated_at"].as_i64() > note["updated_at"].as_i64(), "{edited}");
+
+        assert_eq!(public_note(&mut stack, &id).status(), 404, "private until published");
+        let published = stack.send(owner.put(&format!("/api/notes/{id}/publication")).send());
+        assert_eq!(published.json()["note"]["published"], true);
+        assert!(published.json()["note"]["published_at"].as_i64().is_some());
+        let public = public_note(&mut stack, &id);
+        assert_eq!(public.status(), 200);
+        assert_eq!(public.json()["note"]["body"], "changed");
+        let public_keys: Vec<String> = public.json()["note"].as_object().unwrap().keys().cloned().collect();
+        assert_eq!(public_keys, ["body", "id", "published_at", "title"], "no author details");
+        let feed = stack.send(stack.client("na").get("/api/public/notes").send()).json();
+        assert_eq!(feed["notes"][0]["id"], id.as_str());
+
+        let unpublished = stack.send(owner.delete(&format!("/api/notes/{id}/publication")).send());
+        assert_eq!(unpublished.json()["note"]["published"], false);
+        assert_eq!(unpublished.json()["note"]["published_at"], Value::Null);
+        assert_eq!(public_note(&mut stack, &id).status(), 404);
+
+        assert_eq!(stack.send(owner.delete(&format!("/api/notes/{id}")).send()).status(), 204);
+        let gone = stack.send(owner.get(&format!("/api/notes/{id}")).send());
+        assert_eq!((gone.status(), gone.error_code().as_str()), (404, "not_found"));
+        assert_eq!(stack.send(owner.delete(&format!("/api/notes/{id}")).send()).status(), 404);
+        assert_eq!(stack.query_text(stack.notes_db(), "SELECT id FROM notes"), Vec::<String>::new());
+    });
+}
+
+/// Walks `path` (which ends in `limit=…`) page by page; returns every id in order.
+fn walk_pages(stack: &mut Stack, client: &Client, path: &str, limit: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut next = path.to_string();
+    loop {
+        let page = stack.send(client.get(&next).send());
+        assert_eq!(page.status(), 200, "{next}: {}", page.text());
+        let page = page.json();
+        let on_page = ids(&page);
+        assert!(on_page.len() <= limit, "{next}: {on_page:?}");
+        seen.extend(on_page);
+        match page["next_cursor"].as_str() {
+            Some(cursor) => next = format!("{path}&cursor={cursor}"),
+            None => break,
+        }
+    }
+    seen
+}
+
+#[test]
+fn my_notes_page_newest_first_with_a_cursor() {
+    each_shape(|mut stack| {
+        let owner = signed_up_user(&mut stack, "pager@example.com");
+        let ids: Vec<String> = (0..5).map(|n| owner.create_note(&mut stack, &format!("note {n}"), "")).collect();
+
+        let seen = walk_pages(&mut stack, &owner, "/api/notes?limit=2", 2);
+
+        let newest_first: Vec<String> = ids.into_iter().rev().collect();
+        assert_eq!(seen, newest_first);
+        let default_page = stack.send(owner.get("/api/notes").send()).json();
+        assert_eq!(ids_len(&default_page), 5);
+        assert_eq!(default_page["next_cursor"], Value::Null);
+        for bad in ["limit=0", "limit=101", "limit=x", "cursor=garbage"] {
+            let response = stack.send(owner.get(&format!("/api/notes?{bad}")).send());
+            assert_eq!(response.status(), 400, "{bad}");
+            assert!(!response.error_code().is_empty());
+        }
+    });
+}
+
+fn ids_len(page: &Value) -> usize {
+    page["notes"].as_array().unwrap().len()
+}
+
+#[test]
+fn the_public_feed_pages_newest_publication_first_and_lists_only_published_notes() {
+    each_shape(|mut stack| {
+        let author = signed_up_user(&mut stack, "feed@example.com");
+        let private = author.create_note(&mut stack, "private", "");
+        let published: Vec<String> =
+            (0..5).map(|n| author.publish_note(&mut stack, &format!("public {n}"), "")).collect();
+        // The publication time is when a note last became public: unpublishing and publishing
+        // the oldest again moves it to the top.
+        stack.send(author.delete(&format!("/api/notes/{}/publication", published[0])).send());
+        stack.send(author.put(&format!("/api/notes/{}/publication", published[0])).send());
+        let reader = stack.client("na");
+
+        let seen = walk_pages(&mut stack, &reader, "/api/public/notes?limit=2", 2);
+
+        let expected: Vec<String> =
+            [&published[0], &published[4], &published[3], &published[2], &published[1]].map(String::clone).to_vec();
+        assert_eq!(seen, expected);
+        assert!(!seen.contains(&private));
+        for bad in ["limit=0", "limit=101", "limit=-1", "cursor=%%%"] {
+            let response = stack.send(reader.get(&format!("/api/public/notes?{bad}")).send());
+            assert_eq!(response.status(), 400, "{bad}: {}", response.text());
+            assert!(!response.error_code().is_empty());
+        }
+    });
+}
+
+#[test]
+fn signed_out_callers_get_401_on_every_private_route() {
+    each_shape(|mut stack| {
+        let owner = signed_up_user(&mut stack, "private@example.com");
+        let id = owner.create_note(&mut stack, "mine", "");
+        let anonymous = stack.client("na");
+        for (method, path, body) in [
+            ("GET", "/api/me".to_string(), None),
+            ("GET", "/api/notes".to_string(), None),
+            ("POST", "/api/notes".to_string(), Some(json!({"title": "x"}))),
+            ("GET", format!("/api/notes/{id}"), None),
+            ("PATCH", format!("/api/notes/{id}"), Some(json!({"title": "x"}))),
+            ("DELETE", format!("/api/notes/{id}"), None),
+            ("PUT", format!("/api/notes/{id}/publication"), None),
+            ("DELETE", format!("/api/notes/{id}/publication"), None),
+            (
+                "PUT",
+                "/api/me/password".to_string(),
+                Some(json!({"current_password": "x", "new_password": "yyyyyyyyy"})),
+            ),
+            ("DELETE", "/api/sessions/current".to_string(), None),
+            ("DELETE", "/api/me".to_string(), Some(json!({"password": "x"}))),
+        ] {
+            let mut call = anonymous.bare(method, &path).header("x-edgestack-client", "1");
+            if let Some(body) = body {
+                call = call.json(body);
+            }
+            let response = stack.send(call.send());
+            assert_eq!(
+                (response.status(), response.error_code().as_str()),
+                (401, "unauthenticated"),
+                "{method} {path}"
+            );
+        }
+        let note = stack.query_text(stack.notes_db(), &format!("SELECT title FROM notes WHERE id = '{id}'"));
+        assert_eq!(note, ["mine"], "nothing changed");
+    });
+}
+
+/// Every private route, tried by a second user on the first user's note: no read, no write.
+#[test]
+fn two_users_never_see_or_change_each_others_notes() {
+    each_shape(|mut stack| {
+        let alice = signed_up_user(&mut stack, "alice@example.com");
+        let mallory = signed_up_user(&mut stack, "mallory@example.com");
+        let private_id = alice.create_note(&mut stack, "alice private", "secret");
+        let public_id = alice.publish_note(&mut stack, "alice public", "hello");
+        let mallory_note = mallory.create_note(&mut stack, "mallory", "");
+
+        for id in [&private_id, &public_id] {
+            for (method, path, body) in [
+                ("GET", format!("/api/notes/{id}"), None),
+                ("PATCH", format!("/api/notes/{id}"), Some(json!({"title": "pwned"}))),
+                ("DELETE", format!("/api/notes/{id}"), None),
+                ("PUT", format!("/api/notes/{id}/publication"), None),
+                ("DELETE", format!("/api/notes/{id}/publication"), None),
+            ] {
+                let mut call = mallory.bare(method, &path).header("x-edgestack-client", "1");
+                if let Some(body) = body {
+                    call = call.json(body);
+                }
+                let response = stack.send(call.send());
+                assert_eq!((response.status(), response.error_code().as_str()), (404, "not_found"), "{method} {path}");
+            }
+        }
+        let mallory_list = stack.send(mallory.get("/api/notes").send()).json();
+        assert_eq!(ids(&mallory_list), [mallory_note]);
+
+        // Alice's notes are untouched: same titles, same publication state.
+        let alice_list = stack.send(alice.get("/api/notes").send()).json();
+        let states: Vec<(String, bool)> = alice_list["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| (n["title"].as_str().unwrap().to_string(), n["published"].as_bool().unwrap()))
+            .collect();
+        assert_eq!(states, vec![("alice public".to_string(), true), ("alice private".to_string(), false)]);
+        // A private note is exactly as missing publicly as a note that never existed.
+        let private = public_note(&mut stack, &private_id);
+        let missing = public_note(&mut stack, &"A".repeat(22));
+        assert_eq!((private.status(), private.text()), (missing.status(), missing.text()));
+        assert_eq!(private.status(), 404);
+    });
+}
+
+fn check_new_note(stack: &mut Stack, owner: &Client, body: Value, expected: (u16, &str)) {
+    let response = stack.send(owner.post("/api/notes").json(body.clone()).send());
+    assert_eq!((response.status(), response.error_code().as_str()), expected, "{body}");
+}
+
+#[test]
+fn note_input_is_validated() {
+    each_shape(|mut stack| {
+        let owner = signed_up_user(&mut stack, "input@example.com");
+        check_new_note(&mut stack, &owner, json!({"title": ""}), (400, "invalid_title"));
+        check_new_note(&mut stack, &owner, json!({"title": "   "}), (400, "invalid_title"));
+        check_new_note(&mut stack, &owner, json!({"title": "x".repeat(201)}), (400, "invalid_title"));
+        check_new_note(
+            &mut stack,
+            &owner,
+            json!({"title": "t", "body": "x".repeat(20_001)}),
+            (400, "invalid_body_text"),
+        );
+        check_new_note(&mut stack, &owner, json!({"title": "t", "owner_id": "someone-else"}), (400, "invalid_body"));
+        check_new_note(&mut stack, &owner, json!({"title": ["array"]}), (400, "invalid_body"));
+        check_new_note(&mut stack, &owner, json!({"title": "t", "published": "yes"}), (400, "invalid_body"));
+        let plain = stack.send(owner.post("/api/notes").header("content-type", "text/plain").body(b"{}").send());
+        assert_eq!((plain.status(), plain.error_code().as_str()), (415, "unsupported_media_type"));
+        assert_eq!(stack.query_text(stack.notes_db(), "SELECT id FROM notes"), Vec::<String>::new());
+
+        let id = owner.create_note(&mut stack, "t", "");
+        let nothing = stack.send(owner.patch(&format!("/api/notes/{id}")).json(json!({})).send());
+        assert_eq!((nothing.status(), nothing.error_code().as_str()), (400, "nothing_to_change"));
+        let empty_title = stack.send(owner.patch(&format!("/api/notes/{id}")).json(json!({"title": ""})).send());
+        assert_eq!((empty_title.status(), empty_title.error_code().as_str()), (400, "invalid_title"));
+        let plain = stack
+            .send(owner.patch(&format!("/api/notes/{id}")).header("content-type", "text/plain").body(b"{}").send());
+        assert_eq!(plain.status(), 415);
+        assert_eq!(stack.send(owner.get("/api/notes/not-an-id").send()).status(), 404);
+        let title = stack.query_text(stack.notes_db(), &format!("SELECT title FROM notes WHERE id = '{id}'"));
+        assert_eq!(title, ["t"], "no refused edit changed it");
+    });
+}
+
+#[test]
+fn a_note_created_published_is_public_at_once() {
+    each_shape(|mut stack| {
+        let owner = signed_up_user(&mut stack, "direct@example.com");
+        let created =
+            stack.send(owner.post("/api/notes").json(json!({"title": "now", "body": "", "published": true})).send());
+        assert_eq!(created.status(), 201, "{}", created.text());
+        assert_eq!(created.json()["note"]["published"], true);
+        let id = created.json()["note"]["id"].as_str().unwrap().to_string();
+        assert_eq!(public_note(&mut stack, &id).status(), 200);
+    });
+}

@@ -1,0 +1,178 @@
+//! Account deletion across services (Level 5): `accounts` deletes the user and leaves an outbox
+//! row in one transaction, tells `notes` at once, and the cron
+//! (`edgestack_core::app::deliver_pending_deletions`) retries every row `notes` has not
+//! acknowledged; a delivered row is removed, and the deleted user's identity is refused.
+
+use serde_json::json;
+
+use crate::support::{Client, EndpointFault, PASSWORD, Stack, signed_up_user};
+
+const IDENTITY_COOKIE: &str = "__Host-edgestack_identity";
+const SESSION_COOKIE: &str = "__Host-edgestack_session";
+
+fn outbox_rows(stack: &Stack, user_id: &str) -> Vec<Vec<Option<String>>> {
+    let sql = format!(
+        "SELECT CAST(attempts AS TEXT), CAST(last_attempt_at IS NOT NULL AS TEXT), last_error \
+         FROM deletion_outbox WHERE user_id = '{user_id}'"
+    );
+    stack.query("accounts", &sql)
+}
+
+fn notes_of(stack: &Stack, user_id: &str) -> Vec<String> {
+    stack.query_text("notes", &format!("SELECT id FROM notes WHERE owner_id = '{user_id}'"))
+}
+
+fn delete_account(stack: &mut Stack, client: &Client) -> crate::support::Response {
+    stack.send(client.delete("/api/me").json(json!({"password": PASSWORD})).send())
+}
+
+#[test]
+fn account_deletion_reaches_the_notes_service_after_it_recovers() {
+    let mut stack = Stack::services();
+    let client = signed_up_user(&mut stack, "orphan@example.com");
+    let note = client.publish_note(&mut stack, "soon orphaned", "unless the outbox works");
+    let user_id = client.user_id(&mut stack);
+    let stale_identity = client.cookie(IDENTITY_COOKIE).unwrap();
+    let stale_session = client.cookie(SESSION_COOKIE).unwrap();
+    let reader = stack.client_in_region("eu");
+    assert_eq!(stack.send(reader.get(&format!("/api/public/notes/{note}")).send()).status(), 200, "cached");
+
+    stack.net.set_fault("notes", None, EndpointFault { down: true, ..EndpointFault::default() });
+    let deleted = delete_account(&mut stack, &client);
+
+    assert_eq!(deleted.status(), 204, "the account is deleted even while notes is down: {}", deleted.text());
+    let sign_in = json!({"email": "orphan@example.com", "password": PASSWORD});
+    assert_eq!(stack.send(stack.client("na").post("/api/sessions").json(sign_in.clone()).send()).status(), 401);
+    let rows = outbox_rows(&stack, &user_id);
+    assert_eq!(rows.len(), 1, "one outbox row waits");
+    assert_eq!(rows[0][0].as_deref(), Some("1"), "tried once");
+    assert!(rows[0][2].as_deref().is_some_and(|e| e.contains("notes answered 503")), "{rows:?}");
+
+    // A cron run while notes is still down keeps the row and counts the attempt.
+    assert_eq!(stack.run_deletion_cron(), (0, 1));
+    assert_eq!(outbox_rows(&stack, &user_id)[0][0].as_deref(), Some("2"));
+    assert_eq!(notes_of(&stack, &user_id), std::slice::from_ref(&note), "the notes outlive the account until delivery");
+    let before_delivery = stack.send(reader.get(&format!("/api/public/notes/{note}")).send());
+    assert_eq!(before_delivery.status(), 200, "readable until delivered (docs/services.md)");
+
+    stack.net.set_fault("notes", None, EndpointFault::default());
+    assert_eq!(stack.run_deletion_cron(), (1, 0));
+
+    assert_eq!(
+        stack.query_text("accounts", "SELECT id FROM deletion_outbox"),
+        Vec::<String>::new(),
+        "delivered and acknowledged"
+    );
+    assert_eq!(notes_of(&stack, &user_id), Vec::<String>::new());
+    assert_eq!(stack.query_text("notes", "SELECT user_id FROM deleted_owners"), std::slice::from_ref(&user_id));
+    let public_copy = stack.send(reader.get(&format!("/api/public/notes/{note}")).send());
+    assert_eq!(public_copy.status(), 404, "the public copy is gone, cache included ({})", public_copy.cache_status());
+    // The deleted user's identity is still within its lifetime, but notes refuses it now.
+    let replay = stack.send(
+        stack
+            .client("na")
+            .post("/api/notes")
+            .header("cookie", &format!("{SESSION_COOKIE}={stale_session}; {IDENTITY_COOKIE}={stale_identity}"))
+            .json(json!({"title": "from beyond"}))
+            .send(),
+    );
+    assert_eq!(replay.timing("identity"), ["cookie"], "the entry still accepts the unexpired identity");
+    assert_eq!(replay.status(), 401, "{}", replay.text());
+    assert_eq!(notes_of(&stack, &user_id), Vec::<String>::new());
+    assert_eq!(stack.run_deletion_cron(), (0, 0), "nothing left to deliver");
+}
+
+#[test]
+fn a_deletion_delivered_at_once_leaves_no_outbox_row() {
+    let mut stack = Stack::services();
+    let client = signed_up_user(&mut stack, "prompt@example.com");
+    client.create_note(&mut stack, "gone with the account", "");
+    let user_id = client.user_id(&mut stack);
+
+    let deleted = delete_account(&mut stack, &client);
+
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(outbox_rows(&stack, &user_id), Vec::<Vec<Option<String>>>::new());
+    assert_eq!(notes_of(&stack, &user_id), Vec::<String>::new());
+    assert_eq!(stack.run_deletion_cron(), (0, 0));
+}
+
+fn check_failed_delivery(break_notes: impl Fn(&Stack), expected_error: &str) {
+    let mut stack = Stack::services();
+    let client = signed_up_user(&mut stack, "failing@example.com");
+    client.create_note(&mut stack, "waiting", "");
+    let user_id = client.user_id(&mut stack);
+    break_notes(&stack);
+
+    assert_eq!(delete_account(&mut stack, &client).status(), 204);
+    stack.advance(1_000.0);
+    assert_eq!(stack.run_deletion_cron(), (0, 1));
+
+    let rows = outbox_rows(&stack, &user_id);
+    assert_eq!(rows.len(), 1, "{expected_error}");
+    assert_eq!(rows[0][0].as_deref(), Some("2"), "{expected_error}: {rows:?}");
+    assert_eq!(rows[0][1].as_deref(), Some("1"), "{expected_error}: the attempt time is kept");
+    let error = rows[0][2].clone().unwrap_or_default();
+    assert!(error.contains(expected_error), "{error:?} should name {expected_error:?}");
+    assert_eq!(notes_of(&stack, &user_id).len(), 1, "{expected_error}");
+    assert_eq!(stack.logs_containing(&format!("deletion of user {user_id} not delivered yet")).len(), 1);
+}
+
+#[test]
+fn every_kind_of_failed_delivery_keeps_the_row_with_its_attempts_and_error() {
+    check_failed_delivery(
+        |stack| stack.net.set_fault("notes", None, EndpointFault { down: true, ..EndpointFault::default() }),
+        "notes answered 503",
+    );
+    check_failed_delivery(|stack| stack.service("notes").set_var("EDGESTACK_ENV", "staging"), "notes answered 500");
+    check_failed_delivery(
+        |stack| {
+            stack.service("accounts").bindings.borrow_mut().remove("NOTES");
+        },
+        "no NOTES binding",
+    );
+}
+
+#[test]
+fn the_cron_delivers_every_pending_deletion_oldest_first_once_notes_is_back() {
+    let mut stack = Stack::services();
+    let mut users = Vec::new();
+    stack.net.set_fault("notes", None, EndpointFault { down: true, ..EndpointFault::default() });
+    for n in 0..3 {
+        let client = signed_up_user(&mut stack, &format!("batch{n}@example.com"));
+        let user_id = client.user_id(&mut stack);
+        assert_eq!(delete_account(&mut stack, &client).status(), 204);
+        users.push(user_id);
+        stack.advance(1_000.0);
+    }
+    assert_eq!(stack.query_text("accounts", "SELECT user_id FROM deletion_outbox ORDER BY created_at"), users);
+
+    stack.net.set_fault("notes", None, EndpointFault::default());
+    let delivered = stack.run_deletion_cron();
+
+    assert_eq!(delivered, (3, 0));
+    assert_eq!(stack.query_text("accounts", "SELECT id FROM deletion_outbox"), Vec::<String>::new());
+    let tombstones = stack.query_text("notes", "SELECT user_id FROM deleted_owners ORDER BY deleted_at");
+    assert_eq!(tombstones, users, "delivered oldest first");
+}
+
+#[test]
+fn the_single_worker_deletes_an_account_and_its_notes_in_one_transaction() {
+    let mut stack = Stack::monolith();
+    let client = signed_up_user(&mut stack, "one@example.com");
+    client.create_note(&mut stack, "mine", "");
+    let user_id = client.user_id(&mut stack);
+    let primary_before = stack.pipelines("main", None);
+
+    let deleted = delete_account(&mut stack, &client);
+
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(stack.pipelines("main", None) - primary_before, 2, "the password check, then one write");
+    assert_eq!(notes_of_main(&stack, &user_id), Vec::<String>::new());
+    let users = stack.query_text("main", &format!("SELECT id FROM users WHERE id = '{user_id}'"));
+    assert_eq!(users, Vec::<String>::new(), "user and notes went in the same write");
+}
+
+fn notes_of_main(stack: &Stack, user_id: &str) -> Vec<String> {
+    stack.query_text("main", &format!("SELECT id FROM notes WHERE owner_id = '{user_id}'"))
+}
