@@ -59,6 +59,7 @@ pub fn run(rounds: u32, seconds: u32) -> Result {
             generator.run(&stack.session(side, shape.read_cache)?.base_url, shape, WARM_UP_SECONDS)?;
         }
     }
+    let load_at_start = report::load_average_1m();
     let mut measurements = Vec::new();
     for round in 0..rounds {
         for shape in &shapes {
@@ -78,7 +79,8 @@ pub fn run(rounds: u32, seconds: u32) -> Result {
     }
     // Stop the stack before writing: nothing measured depends on it any more.
     drop(stack);
-    let results = report::Results::new(&shapes, &measurements, rounds, seconds);
+    let mut results = report::Results::new(&shapes, &measurements, rounds, seconds);
+    results.load_average = load_at_start.zip(report::load_average_1m());
     println!("{}", results.render_table());
     let json_path = out_dir.join("results.json");
     let json = serde_json::to_string_pretty(&results.to_json()).map_err(|e| e.to_string())?;

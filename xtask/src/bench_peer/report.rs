@@ -142,6 +142,10 @@ pub struct Results {
     pub seconds: u32,
     pub machine: String,
     pub date: String,
+    /// The machine's 1-minute load average when measuring began and ended (the bench's own
+    /// load included: about 2–3 on an otherwise idle machine), so figures taken while other
+    /// work ran beside the bench say so.
+    pub load_average: Option<(f64, f64)>,
 }
 
 impl Results {
@@ -174,7 +178,7 @@ impl Results {
                 }
             })
             .collect();
-        Self { shapes, rounds, seconds, machine: machine(), date: utc_now() }
+        Self { shapes, rounds, seconds, machine: machine(), date: utc_now(), load_average: None }
     }
 
     pub fn to_json(&self) -> Value {
@@ -198,13 +202,14 @@ impl Results {
             "shapes": shapes,
             "machine": self.machine,
             "date": self.date,
+            "load_average_1m": self.load_average.map(|(start, end)| json!({"start": start, "end": end})),
             "settings": {
                 "load_generator": "wrk",
                 "threads": THREADS,
                 "connections": CONNECTIONS,
                 "rounds": self.rounds,
                 "seconds_per_run": self.seconds,
-                "figures": "medians over rounds; errors and requests summed; cpu_us: user+system CPU of the workerd process running the Worker, per request",
+                "figures": "medians over rounds; errors and requests summed; cpu_us: user+system CPU of the workerd process running the Worker, per request; db_requests_per_request: devdb pipelines per completed request (the up to 16 requests still in flight when wrk stops add about 1-2 %)",
             },
         })
     }
@@ -212,8 +217,12 @@ impl Results {
     /// The terminal table: a line per side, then the ratios.
     pub fn render_table(&self) -> String {
         let mut out = format!(
-            "bench peer — {} round(s) × {} s per shape and side, wrk {THREADS} threads / {CONNECTIONS} connections — {} — {}\n",
-            self.rounds, self.seconds, self.machine, self.date
+            "bench peer — {} round(s) × {} s per shape and side, wrk {THREADS} threads / {CONNECTIONS} connections — {} — {}{}\n",
+            self.rounds,
+            self.seconds,
+            self.machine,
+            self.date,
+            self.load_text()
         );
         out.push_str(&format!(
             "{:<38} {:<9} {:>8} {:>8} {:>8} {:>10} {:>7} {:>7}\n",
@@ -250,8 +259,12 @@ impl Results {
     /// The README's table.
     pub fn render_markdown(&self) -> String {
         let mut out = format!(
-            "{} — {}; {} round(s) × {} s per shape and side, wrk {THREADS} threads / {CONNECTIONS} connections; medians over rounds.\n\n",
-            self.date, self.machine, self.rounds, self.seconds
+            "{} — {}{}; {} round(s) × {} s per shape and side, wrk {THREADS} threads / {CONNECTIONS} connections; medians over rounds.\n\n",
+            self.date,
+            self.machine,
+            self.load_text(),
+            self.rounds,
+            self.seconds
         );
         out.push_str("| shape | req/s edgestack / peer | ÷ (rounds) | p50 ms e / p | p99 ms e / p | CPU µs/req floor / peer / edgestack | own CPU e ÷ p | db req/req e / p | errors e / p |\n");
         out.push_str("|---|---|---|---|---|---|---|---|---|\n");
@@ -281,6 +294,17 @@ impl Results {
         }
         out
     }
+}
+
+impl Results {
+    fn load_text(&self) -> String {
+        self.load_average.map_or_else(String::new, |(start, end)| format!(", load average {start:.1} → {end:.1}"))
+    }
+}
+
+/// The 1-minute load average (`/proc/loadavg`).
+pub fn load_average_1m() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
 
 fn own_ratio_text(ratio: Option<f64>) -> String {

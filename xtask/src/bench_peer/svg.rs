@@ -36,8 +36,9 @@ pub fn render(results: &Results) -> String {
         svg,
         r#"<text x="{LEFT}" y="28" font-size="18" font-weight="bold">edgestack vs the JavaScript Worker a team would write (bench peer)</text>"#
     );
+    let load = results.load_average.map_or_else(String::new, |(start, end)| format!(" · load {start:.1} → {end:.1}"));
     let subtitle = format!(
-        "{} · {} · wrk 2 threads / 16 connections · {} round(s) × {} s per shape and side · medians",
+        "{} · {}{load} · wrk 2 threads / 16 connections · {} round(s) × {} s per shape and side · medians",
         results.date, results.machine, results.rounds, results.seconds
     );
     let _ = writeln!(svg, r##"<text x="{LEFT}" y="50" font-size="12" fill="#444">{}</text>"##, escape(&subtitle));
@@ -244,12 +245,13 @@ mod tests {
             seconds: 2,
             machine: "nproc 2, <cpu>".into(),
             date: "2026-11-30T00:00:00Z".into(),
+            load_average: Some((2.4, 2.6)),
         };
         let svg = render(&results);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("req/s ÷ 0.90") && svg.contains("own CPU 3.0×"), "{svg}");
         assert!(svg.contains("public note, cached"), "{svg}");
-        assert!(svg.contains("nproc 2, &lt;cpu&gt;"), "escaped");
+        assert!(svg.contains("nproc 2, &lt;cpu&gt; · load 2.4 → 2.6"), "escaped, with the load: {svg}");
         assert_eq!(svg.matches(">–</text>").count(), 1, "the missing floor req/s");
     }
 }
