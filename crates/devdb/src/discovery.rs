@@ -101,6 +101,9 @@ pub async fn ask(app: &App, url: &str) -> Result<NodeView, String> {
 #[derive(Debug, Default)]
 pub struct Survey {
     pub views: Vec<NodeView>,
+    /// The URL each view was asked at (in the same order): a node may be reached under another
+    /// name than the one it advertises (a proxy, a hostname).
+    pub asked: Vec<String>,
 }
 
 /// The highest term some node claims exists, and where its primary is if known.
@@ -115,18 +118,22 @@ pub struct Claim {
 pub async fn survey(app: &App, urls: impl IntoIterator<Item = String>) -> Survey {
     let mut asked: BTreeSet<String> = BTreeSet::from([app.url.clone()]);
     let mut next: Vec<String> = urls.into_iter().map(|u| u.trim_end_matches('/').to_owned()).collect();
-    let mut views = Vec::new();
+    let mut survey = Survey::default();
     for _round in 0..2 {
         next.retain(|u| asked.insert(u.clone()));
         if next.is_empty() {
             break;
         }
         let answers = join_all(next.iter().map(|u| ask(app, u))).await;
-        let found: Vec<NodeView> = answers.into_iter().filter_map(Result::ok).collect();
-        next = found.iter().filter_map(|v| v.primary.as_ref().and_then(|p| p.url.clone())).collect();
-        views.extend(found);
+        let found: Vec<(String, NodeView)> =
+            next.iter().cloned().zip(answers).filter_map(|(url, answer)| Some((url, answer.ok()?))).collect();
+        next = found.iter().filter_map(|(_, v)| v.primary.as_ref().and_then(|p| p.url.clone())).collect();
+        for (url, view) in found {
+            survey.asked.push(url);
+            survey.views.push(view);
+        }
     }
-    Survey { views }
+    survey
 }
 
 impl Survey {
@@ -152,6 +159,11 @@ impl Survey {
     /// term (promoted at the same moment), the lower URL, as every node decides alike.
     pub fn primary(&self, cluster: &str) -> Option<&NodeView> {
         self.of_cluster(cluster).filter(|v| v.is_primary()).max_by_key(|v| (v.term, Reverse(v.url.as_str())))
+    }
+
+    /// Whether the node asked at `url` is `view`'s node (it may advertise another URL).
+    pub fn reached_at(&self, url: &str, view: &NodeView) -> bool {
+        self.asked.iter().zip(&self.views).any(|(asked, v)| asked == url && v.url == view.url)
     }
 }
 
@@ -186,18 +198,21 @@ mod tests {
                 view("http://r", "c", Role::Replica { primary_url: "http://a".into() }, 2),
                 view("http://stranger", "other", Role::Primary, 9),
             ],
+            asked: vec!["http://old".into(), "http://proxy-to-a".into(), "http://r".into(), "http://stranger".into()],
         };
         assert_eq!(survey.highest_term("c"), Some(Claim { term: 3, url: None }));
         assert_eq!(survey.primary("c").map(|v| v.url.as_str()), Some("http://a"));
         assert_eq!(survey.primary("").map(|v| v.url.as_str()), Some("http://stranger"), "no cluster yet: any");
+        let a = survey.primary("c").unwrap();
+        assert!(survey.reached_at("http://proxy-to-a", a) && !survey.reached_at("http://r", a));
     }
 
     #[test]
     fn two_primaries_of_one_term_resolve_to_the_lower_url_everywhere() {
         let a = view("http://a", "c", Role::Primary, 2);
         let b = view("http://b", "c", Role::Primary, 2);
-        let one = Survey { views: vec![a.clone(), b.clone()] };
-        let other = Survey { views: vec![b, a] };
+        let one = Survey { views: vec![a.clone(), b.clone()], asked: Vec::new() };
+        let other = Survey { views: vec![b, a], asked: Vec::new() };
         assert_eq!(one.primary("c").map(|v| v.url.clone()), Some("http://a".into()));
         assert_eq!(other.primary("c").map(|v| v.url.clone()), Some("http://a".into()));
     }

@@ -299,7 +299,8 @@ async fn rediscover(app: &Arc<App>, hint: Option<String>) {
     let Some(best) = survey.primary(&node.cluster) else {
         return;
     };
-    if best.url == *primary_url || best.term < node.term {
+    // Already following it (perhaps under another name, such as a proxy's), or it is older.
+    if best.url == *primary_url || survey.reached_at(primary_url, best) || best.term < node.term {
         return;
     }
     let mut next = node.clone();
