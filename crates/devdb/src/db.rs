@@ -411,7 +411,7 @@ pub fn wipe(conn: &Connection) -> rusqlite::Result<()> {
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     for (kind, name) in objects {
-        // Views first (ORDER BY): dropping a table a view reads is allowed, but keeps it tidy.
+        // Views come first (the ORDER BY), so no view is ever left naming a dropped table.
         let kind = if kind == "view" { "VIEW" } else { "TABLE" };
         conn.execute_batch(&format!("DROP {kind} IF EXISTS \"{}\"", name.replace('"', "\"\"")))?;
     }
@@ -471,6 +471,28 @@ mod tests {
         assert_eq!(hash_at(&conn, 2).unwrap(), Some(second.hash));
         assert_eq!(append_log(&conn, 2, None, &[3]).unwrap(), 3);
         assert_eq!(hash_at(&conn, 3).unwrap(), Some(Hash::chain(&second.hash, 3, 2, None, &[3])));
+    }
+
+    #[test]
+    fn a_replica_file_from_before_the_log_copies_the_entries_it_applied_without_applying_them_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = init(&dir.path().join("old-replica.db")).unwrap();
+        // What an older devdb left: entries 1 and 2 applied, none stored.
+        conn.execute_batch("CREATE TABLE t(x); INSERT INTO _devdb_state VALUES ('applied_index', 2);").unwrap();
+        let first = entry(&Hash::GENESIS, 1, 1, Some("CREATE TABLE t(x)"), b"");
+        let second = entry(&first.hash, 2, 1, Some("CREATE INDEX t_x ON t(x)"), b"");
+        let third = entry(&second.hash, 3, 1, Some("CREATE TABLE u(y)"), b"");
+        // Running entry 1's DDL again would fail (`table t already exists`).
+        assert_eq!(apply_entries(&conn, &[first, second.clone(), third.clone()]).unwrap(), 3);
+        assert_eq!(position(&conn).unwrap(), Position { index: 3, hash: third.hash });
+        let applied: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE name IN ('t_x', 'u') ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(applied, vec!["u".to_owned()], "entry 2 was only stored, entry 3 applied");
     }
 
     #[test]
