@@ -79,8 +79,10 @@ fn reads_go_to_the_nearest_replica_and_writes_to_the_primary() {
 #[test]
 fn a_lagging_replica_sends_the_writer_to_the_primary() {
     let mut stack = stack_in_eu();
-    stack.set_lag("main", "eu", 3_000.0);
     let writer = signed_up_user(&mut stack, "writer@example.com");
+    // The replica has the schema and the session; only the note is past its lag.
+    stack.replicate();
+    stack.set_lag("main", "eu", 3_000.0);
     let id = writer.create_note(&mut stack, "fresh", "just written");
     let (replica_before, primary_before) = (stack.pipelines("main", Some("eu")), stack.pipelines("main", None));
 
