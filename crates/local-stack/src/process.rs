@@ -32,7 +32,7 @@ pub struct GroupChild {
     name: String,
     child: Child,
     output: Output,
-    /// `false` once the group was stopped and handed back to nobody.
+    /// `true` until the group was stopped (and is watched by the guardian until then).
     registered: bool,
 }
 
@@ -109,6 +109,10 @@ impl GroupChild {
 
     /// SIGTERM to the whole group, then SIGKILL to what is left after `grace`.
     pub fn stop(&mut self, grace: Duration) {
+        // Stopped before: the group is gone, and its id may belong to another process by now.
+        if !self.registered {
+            return;
+        }
         let pgid = pid_of(&self.child);
         if self.exited().is_none() {
             signal_group(pgid, libc::SIGTERM);
@@ -125,6 +129,9 @@ impl GroupChild {
 
     /// Kills the group at once, as a crash would (for fault-injection tests).
     pub fn kill(&mut self) {
+        if !self.registered {
+            return;
+        }
         signal_group(pid_of(&self.child), libc::SIGKILL);
         let _ = self.child.wait();
         self.unregister();
