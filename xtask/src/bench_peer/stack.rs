@@ -136,6 +136,7 @@ impl Stack {
         db.migrate()?;
         eprintln!("bench peer: devdb primary at {}", db.url);
         let configs = out_dir.join("configs");
+        let relocations = snapshot_build(&out_dir.join("snapshot"))?;
         let mut sessions = Vec::new();
         let mut seed = None;
         for (side, read_cache) in [
@@ -154,7 +155,7 @@ impl Stack {
                 vars.push(("BENCH_SESSION_HASH".into(), token.hash()));
                 vars.push(("BENCH_NOTE_ID".into(), seed.note_ids.first().cloned().unwrap_or_default()));
             }
-            let session = Session::start(side, read_cache, &configs, vars)?;
+            let session = Session::start(side, read_cache, &configs, &relocations, vars)?;
             if seed.is_none() {
                 seed = Some(seed_database(&session.base_url)?);
             }
@@ -179,9 +180,15 @@ impl Stack {
 }
 
 impl Session {
-    fn start(side: Side, read_cache: bool, configs: &Path, vars: Vec<(String, String)>) -> Result<Self> {
+    fn start(
+        side: Side,
+        read_cache: bool,
+        configs: &Path,
+        relocations: &[(PathBuf, PathBuf)],
+        vars: Vec<(String, String)>,
+    ) -> Result<Self> {
         let name = format!("bench-{}-cache-{}", side.as_str(), if read_cache { "on" } else { "off" });
-        let config = session_config(side, &name, configs)?;
+        let config = session_config(side, &name, configs, relocations)?;
         let started = Instant::now();
         let options = WranglerDevOptions { configs: vec![config], vars, ready_timeout: Duration::from_secs(180) };
         let dev = WranglerDev::start(options).map_err(|error| explain_start_failure(&name, &error.0))?;
@@ -198,7 +205,7 @@ impl Session {
     fn cpu_ticks(&self) -> Result<u64> {
         cpu_ticks(self.worker_pid).map_err(|error| {
             format!(
-                "{} (the Worker's workerd, pid {}): {error}\n{}",
+                "{}: the Worker's workerd (pid {}) is gone ({error}): wrangler restarted or lost it mid-run, so its CPU time cannot be read; its log:\n{}",
                 self.base_url,
                 self.worker_pid,
                 self.dev.log_tail()
@@ -219,9 +226,10 @@ fn explain_start_failure(name: &str, error: &str) -> String {
 }
 
 /// The session's wrangler config: the committed one (root `wrangler.toml` for edgestack,
-/// `bench/<side>/wrangler.toml` otherwise) under its own `name`, with paths made absolute and
-/// without the `[build]` step (the wasm is built once before the sessions start).
-fn session_config(side: Side, name: &str, configs: &Path) -> Result<PathBuf> {
+/// `bench/<side>/wrangler.toml` otherwise) under its own `name`, with paths made absolute (and
+/// `relocations` applied) and without the `[build]` step (the wasm is built once before the
+/// sessions start).
+fn session_config(side: Side, name: &str, configs: &Path, relocations: &[(PathBuf, PathBuf)]) -> Result<PathBuf> {
     let root = local_stack::workspace_root();
     let source = match side {
         Side::Edgestack => root.join("wrangler.toml"),
@@ -233,14 +241,15 @@ fn session_config(side: Side, name: &str, configs: &Path) -> Result<PathBuf> {
     let folder = configs.join(name);
     std::fs::create_dir_all(&folder).map_err(|e| format!("{}: {e}", folder.display()))?;
     let config = folder.join("wrangler.toml");
-    std::fs::write(&config, rewrite_config(&text, source_dir, name))
+    std::fs::write(&config, rewrite_config(&text, source_dir, name, relocations))
         .map_err(|e| format!("{}: {e}", config.display()))?;
     Ok(config)
 }
 
 /// Line by line (the configs are ours and simple): a new `name`, `main` and `directory` made
-/// absolute against `source_dir`, and the `[build]` table left out.
-fn rewrite_config(text: &str, source_dir: &Path, name: &str) -> String {
+/// absolute against `source_dir` and moved by the first of `relocations` (`(from, to)`
+/// folders) they lie in, and the `[build]` table left out.
+fn rewrite_config(text: &str, source_dir: &Path, name: &str, relocations: &[(PathBuf, PathBuf)]) -> String {
     let mut out = String::new();
     let (mut in_table, mut in_build) = (false, false);
     for line in text.lines() {
@@ -258,6 +267,14 @@ fn rewrite_config(text: &str, source_dir: &Path, name: &str) -> String {
             ("name", Some(_)) if !in_table => out.push_str(&format!("name = \"{name}\"\n")),
             ("main" | "directory", Some(path)) => {
                 let absolute = normalize(&source_dir.join(path));
+                let absolute = relocations
+                    .iter()
+                    .find_map(|(from, to)| {
+                        // `join("")` would add a trailing `/`.
+                        let rest = absolute.strip_prefix(from).ok()?;
+                        Some(if rest.as_os_str().is_empty() { to.clone() } else { to.join(rest) })
+                    })
+                    .unwrap_or(absolute);
                 out.push_str(&format!("{key} = \"{}\"\n", absolute.display()));
             }
             _ => {
@@ -282,6 +299,48 @@ fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// Copies `build/` (the wasm worker) and `public/` (the static assets) into `into` and returns
+/// the moves that point the sessions at the copies. `wrangler dev` reloads a Worker whose files
+/// change, so a rebuild in the same checkout during a run would otherwise swap the build under
+/// measurement — and its workerd process — mid-run. The copy is made under xtask's build lock
+/// (`target/xtask-build.lock`, which `cargo xtask build` holds while it writes), so it never
+/// catches a build half written.
+fn snapshot_build(into: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
+    use std::os::fd::AsRawFd;
+    let root = local_stack::workspace_root();
+    let lock_path = root.join("target/xtask-build.lock");
+    let lock = std::fs::File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    // SAFETY: flock(2) on a descriptor we own; it does not touch our memory. The lock is
+    // released when `lock` drops at the end of this function.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(format!("cannot lock {}", lock_path.display()));
+    }
+    let mut relocations = Vec::new();
+    for folder in ["build", "public"] {
+        let (from, to) = (root.join(folder), into.join(folder));
+        if to.exists() {
+            std::fs::remove_dir_all(&to).map_err(|e| format!("{}: {e}", to.display()))?;
+        }
+        copy_tree(&from, &to)?;
+        relocations.push((from, to));
+    }
+    Ok(relocations)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result {
+    std::fs::create_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
+    for entry in std::fs::read_dir(from).map_err(|e| format!("{}: {e}", from.display()))? {
+        let entry = entry.map_err(|e| format!("{}: {e}", from.display()))?;
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_type().map_err(|e| format!("{}: {e}", source.display()))?.is_dir() {
+            copy_tree(&source, &target)?;
+        } else {
+            std::fs::copy(&source, &target).map_err(|e| format!("{}: {e}", source.display()))?;
+        }
+    }
+    Ok(())
 }
 
 fn port_of(base_url: &str) -> Result<u16> {
@@ -406,13 +465,18 @@ mod tests {
 
     #[test]
     fn session_configs_get_their_own_name_absolute_paths_and_no_build_step() {
+        let relocations = [(PathBuf::from("/repo/public"), PathBuf::from("/repo/target/snapshot/public"))];
         let committed = "name = \"edgestack\"\nmain = \"build/index.js\"\n\n[build]\ncommand = \"cargo xtask build\"\nwatch_dir = [\"src\"]\n\n[assets]\ndirectory = \"../../public\"\nbinding = \"ASSETS\"\n\n[[kv_namespaces]]\nbinding = \"CACHE\"\n";
-        let rewritten = rewrite_config(committed, Path::new("/repo/bench/peer"), "bench-peer-cache-on");
+        let rewritten = rewrite_config(committed, Path::new("/repo/bench/peer"), "bench-peer-cache-on", &relocations);
         assert!(rewritten.starts_with("name = \"bench-peer-cache-on\"\n"), "{rewritten}");
         assert!(rewritten.contains("main = \"/repo/bench/peer/build/index.js\""), "{rewritten}");
-        assert!(rewritten.contains("directory = \"/repo/public\""), "{rewritten}");
+        assert!(rewritten.contains("directory = \"/repo/target/snapshot/public\""), "{rewritten}");
         assert!(!rewritten.contains("[build]") && !rewritten.contains("cargo xtask build"), "{rewritten}");
         assert!(rewritten.contains("[[kv_namespaces]]\nbinding = \"CACHE\""), "{rewritten}");
+        let build = [(PathBuf::from("/repo/build"), PathBuf::from("/repo/target/snapshot/build"))];
+        let edgestack =
+            rewrite_config("name = \"edgestack\"\nmain = \"build/index.js\"\n", Path::new("/repo"), "e", &build);
+        assert!(edgestack.contains("main = \"/repo/target/snapshot/build/index.js\""), "{edgestack}");
     }
 
     #[test]
