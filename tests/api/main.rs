@@ -9,6 +9,5 @@ mod errors;
 mod health;
 mod helpers;
 mod hostile;
-mod notes;
 mod services;
 mod static_assets;
