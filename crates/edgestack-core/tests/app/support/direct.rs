@@ -73,9 +73,9 @@ impl Stack {
         }
     }
 
-    /// Lets a little time pass and has every replica apply what its lag allows now. Replicas
-    /// catch up only when asked (on their next pipeline, with the lag they have then), so a
-    /// test that raises a lag next must call this first or the replica misses older writes too.
+    /// Lets a little time pass and has every replica apply what its lag allows now. A cluster's
+    /// replicas catch up only when it answers its next pipeline, with the lag they have then, so
+    /// a test that raises a lag next calls this first, or the replica misses the last writes too.
     pub fn replicate(&mut self) {
         self.advance(10.0);
         let now = self.now_ms();
