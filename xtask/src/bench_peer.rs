@@ -51,7 +51,7 @@ pub fn run(rounds: u32, seconds: u32) -> Result {
     let shapes = shapes(&stack.seed);
     check::same_answers(&stack, &shapes, &out_dir.join("check"))?;
     eprintln!(
-        "bench peer: both sides answer alike on every shape; warming up ({WARM_UP_SECONDS} s per shape and side)"
+        "bench peer: both sides answer alike on every shape and probe; warming up ({WARM_UP_SECONDS} s per shape and side)"
     );
     let generator = load::Wrk { program: wrk, scripts: out_dir.join("wrk") };
     for shape in &shapes {

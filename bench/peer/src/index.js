@@ -467,8 +467,10 @@ async function consistencyCookie(context, index) {
 async function conditional(request, answer) {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(answer.body));
   const etag = `"${base64url(digest.slice(0, 16))}"`;
-  const ifNoneMatch = request.headers.get("If-None-Match");
-  if (ifNoneMatch && ifNoneMatch.split(",").some((candidate) => [etag, "*"].includes(candidate.trim()))) {
+  // Weak comparison (RFC 9110): `W/"x"` matches `"x"`; `*` matches anything.
+  const ifNoneMatch = (request.headers.get("If-None-Match") ?? "").trim();
+  const tags = ifNoneMatch.split(",").map((candidate) => candidate.trim().replace(/^W\//, ""));
+  if (ifNoneMatch === "*" || tags.includes(etag)) {
     const headers = answer.headers.filter(([name]) => name.toLowerCase() !== "content-type");
     headers.push(["ETag", etag]);
     return new Response(null, { status: 304, headers });

@@ -1,8 +1,10 @@
 //! The fairness check run before anything is measured: for every shape, edgestack and the peer
 //! must answer with the same status, the same header names, the same header values (but for
 //! those that name a version, a time or a signature), the same `Server-Timing` entries and the
-//! same body — byte for byte where both read the same rows, else the same JSON shape. Any
-//! difference stops the bench with the list and both answers saved for reading.
+//! same body — byte for byte where both read the same rows, else the same JSON shape — and
+//! the same refusals and revalidation on a few probes beside the measured shapes (no session,
+//! no CSRF proof, a note that does not exist, a matching `If-None-Match`). Any difference
+//! stops the bench with the list and both answers saved for reading.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -52,6 +54,7 @@ pub fn same_answers(stack: &Stack, shapes: &[Shape], dump_dir: &Path) -> Result 
         .build()
         .into();
     let mut differences = Vec::new();
+    let mut public_etag = None;
     for shape in shapes {
         let mut answers = Vec::new();
         for side in Side::ALL {
@@ -62,10 +65,24 @@ pub fn same_answers(stack: &Stack, shapes: &[Shape], dump_dir: &Path) -> Result 
             answers.push(answer);
         }
         let [edgestack, peer, floor] = answers.as_slice() else { return Err("three answers per shape".into()) };
+        if shape.key == PUBLIC_CACHED {
+            public_etag = edgestack.values("etag").first().map(|etag| etag.to_string());
+        }
         differences.extend(compare(shape, edgestack, peer).into_iter().map(|why| format!("{}: {why}", shape.name)));
         if !(200..300).contains(&floor.status) {
             differences.push(format!("{}: the floor answered {}", shape.name, floor.status));
         }
+    }
+    for probe in probes(shapes, public_etag.as_deref()) {
+        let mut answers = Vec::new();
+        for side in [Side::Edgestack, Side::Peer] {
+            let answer = request(&agent, &stack.session(side, probe.read_cache)?.base_url, &probe)?;
+            let dump = dump_dir.join(format!("{}-{}.txt", probe.key, side.as_str()));
+            std::fs::write(&dump, answer.dump()).map_err(|e| format!("{}: {e}", dump.display()))?;
+            answers.push(answer);
+        }
+        let [edgestack, peer] = answers.as_slice() else { return Err("two answers per probe".into()) };
+        differences.extend(compare(&probe, edgestack, peer).into_iter().map(|why| format!("{}: {why}", probe.name)));
     }
     if differences.is_empty() {
         Ok(())
@@ -76,6 +93,58 @@ pub fn same_answers(stack: &Stack, shapes: &[Shape], dump_dir: &Path) -> Result 
             dump_dir.display()
         ))
     }
+}
+
+/// The measured shape whose answer carries the ETag the revalidation probe sends back.
+const PUBLIC_CACHED: &str = "public-note-cached";
+/// An id of the right form that no note has.
+const UNKNOWN_NOTE_ID: &str = "AAAAAAAAAAAAAAAAAAAAAA";
+
+/// Error paths and revalidation next to the measured shapes, each asked once and never
+/// measured: the peer must refuse and revalidate as edgestack does, word for word.
+fn probes(shapes: &[Shape], public_etag: Option<&str>) -> Vec<Shape> {
+    let find = |key: &str| shapes.iter().find(|shape| shape.key == key);
+    let mut probes = Vec::new();
+    if let Some(own) = find("own-note") {
+        probes.push(Shape {
+            key: "probe-no-session",
+            name: "GET /api/notes/{id} without a session (401)",
+            headers: Vec::new(),
+            same_body: true,
+            expected_status: 401,
+            ..own.clone()
+        });
+        probes.push(Shape {
+            key: "probe-unknown-note",
+            name: "GET /api/notes/{id} of no note (404)",
+            path: format!("/api/notes/{UNKNOWN_NOTE_ID}"),
+            same_body: true,
+            expected_status: 404,
+            ..own.clone()
+        });
+    }
+    if let Some(create) = find("create-note") {
+        let headers = create.headers.iter().filter(|(name, _)| !name.eq_ignore_ascii_case("x-edgestack-client"));
+        probes.push(Shape {
+            key: "probe-csrf",
+            name: "POST /api/notes without X-Edgestack-Client (403)",
+            headers: headers.cloned().collect(),
+            same_body: true,
+            expected_status: 403,
+            ..create.clone()
+        });
+    }
+    if let (Some(public), Some(etag)) = (find(PUBLIC_CACHED), public_etag) {
+        probes.push(Shape {
+            key: "probe-revalidate",
+            name: "GET /api/public/notes/{id} with its ETag (304)",
+            headers: vec![("If-None-Match", etag.to_string())],
+            same_body: true,
+            expected_status: 304,
+            ..public.clone()
+        });
+    }
+    probes
 }
 
 /// The shape's answer once caches have settled: a cache miss is asked again (the miss fills
@@ -109,7 +178,12 @@ fn request(agent: &ureq::Agent, base_url: &str, shape: &Shape) -> Result<Answer>
             (name.as_str().to_ascii_lowercase(), String::from_utf8_lossy(value.as_bytes()).into_owned())
         })
         .collect();
-    let body = response.body_mut().read_to_vec().map_err(|e| format!("{}: {e}", shape.path))?;
+    // A 304 has no body to read (it may still name the encoding the 200 would have had).
+    let body = if status == 304 {
+        Vec::new()
+    } else {
+        response.body_mut().read_to_vec().map_err(|e| format!("{}: {e}", shape.path))?
+    };
     Ok(Answer { status, headers, body })
 }
 
@@ -295,6 +369,20 @@ mod tests {
             assert!(found.contains(expected), "{expected} in:\n{found}");
         }
         assert!(!compare(&shape(true), &ours, &theirs).join("\n").contains("JSON shape"), "byte comparison instead");
+    }
+
+    #[test]
+    fn probes_ask_for_each_refusal_and_the_revalidation() {
+        let seed = super::super::stack::Seed { session_token: "t".into(), note_ids: vec!["n".into()] };
+        let shapes = super::super::stack::shapes(&seed);
+        let probes = probes(&shapes, Some("\"e\""));
+        let statuses: Vec<u16> = probes.iter().map(|probe| probe.expected_status).collect();
+        assert_eq!(statuses, [401, 404, 403, 304]);
+        assert!(probes[0].headers.is_empty(), "no session cookie");
+        assert!(!probes[2].headers.iter().any(|(name, _)| *name == "X-Edgestack-Client"));
+        assert!(probes[2].headers.iter().any(|(name, _)| *name == "Cookie"), "signed in, only the proof is missing");
+        assert_eq!(probes[3].headers, vec![("If-None-Match", "\"e\"".to_string())]);
+        assert_eq!(super::probes(&shapes, None).len(), 3, "no ETag, no revalidation probe");
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub struct Seed {
 }
 
 /// One measured request shape.
+#[derive(Clone)]
 pub struct Shape {
     /// Short key for files and JSON (`health`, `public-note-uncached`, …).
     pub key: &'static str,
