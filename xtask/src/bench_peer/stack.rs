@@ -481,6 +481,17 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_port_is_named_as_the_cause() {
+        let busy = explain_start_failure(
+            "bench-peer-cache-on",
+            "workerd: Address already in use (socket \"direct:1:default\")",
+        );
+        assert!(busy.starts_with("bench-peer-cache-on: a port wrangler dev needs is busy"), "{busy}");
+        let other = explain_start_failure("bench-peer-cache-on", "wrangler dev exited (exit status: 1)");
+        assert!(other.contains("did not start") && other.contains("exit status: 1"), "{other}");
+    }
+
+    #[test]
     fn reads_cpu_fields_after_a_command_name_with_spaces() {
         let stat = "4242 (workerd (x) y) S 1 4240 4240 0 -1 4194560 100 0 0 0 1234 567 0 0 20 0 9 0";
         let fields = stat_fields(stat).unwrap();
