@@ -135,11 +135,6 @@ impl Client {
         Call { client: self.clone(), method, path: path.to_string(), headers: Vec::new(), body: Vec::new() }
     }
 
-    /// Every cookie in the jar, by name.
-    pub fn cookie_names(&self) -> Vec<String> {
-        self.cookies.borrow().keys().cloned().collect()
-    }
-
     /// The signed-in user's id (`GET /api/me`).
     pub fn user_id(&self, stack: &mut Stack) -> String {
         let me = stack.send(self.get("/api/me").send());
