@@ -65,6 +65,8 @@ impl Node {
     fn open_stream(&self) -> Result<Session, Refusal> {
         let read_only = self.shared.role() != Role::Primary;
         db::open(&self.path, read_only)
+            // A simulated cluster outlives no crash: durable commits would only cost fsyncs.
+            .and_then(|conn| conn.pragma_update(None, "synchronous", "OFF").map(|()| conn))
             .and_then(|conn| Session::new(conn, !read_only))
             .map_err(|error| refusal(500, error.to_string()))
     }
@@ -102,7 +104,9 @@ impl Cluster {
         let mut cluster = Self { primary, replicas: BTreeMap::new(), log: Vec::new(), log_reader };
         for name in replicas {
             let path = folder.join(format!("replica-{name}.db"));
-            let applier = db::init(&path).map_err(|e| format!("replica {name}: {e}"))?;
+            let applier = db::init(&path)
+                .and_then(|conn| conn.pragma_update(None, "synchronous", "OFF").map(|()| conn))
+                .map_err(|e| format!("replica {name}: {e}"))?;
             let role = Role::Replica { primary_url: "sim://primary".to_string() };
             let replica = Replica { node: Node::new(path, role, 0), applier, lag_ms: 0.0 };
             cluster.replicas.insert((*name).to_string(), replica);
@@ -180,18 +184,13 @@ impl Cluster {
     pub fn catch_up(&mut self, now_ms: f64) -> Result<(), Refusal> {
         for (name, replica) in &mut self.replicas {
             let applied = replica.node.shared.index();
-            let due: Vec<LogEntry> = self
-                .log
+            // The log is in index order: start after what this replica has, stop at the first
+            // entry still inside its lag (entries apply in order).
+            let start = self.log.partition_point(|(_, entry)| entry.idx <= applied);
+            let contiguous: Vec<LogEntry> = self.log[start..]
                 .iter()
-                .filter(|(committed, entry)| entry.idx > applied && committed + replica.lag_ms <= now_ms)
+                .take_while(|(committed, _)| committed + replica.lag_ms <= now_ms)
                 .map(|(_, entry)| entry.clone())
-                .collect();
-            // Entries apply in order: one still lagging holds back every later one.
-            let contiguous: Vec<LogEntry> = due
-                .into_iter()
-                .enumerate()
-                .take_while(|(n, entry)| entry.idx == applied + 1 + *n as u64)
-                .map(|(_, e)| e)
                 .collect();
             if contiguous.is_empty() {
                 continue;

@@ -63,7 +63,7 @@ struct History {
 impl History {
     /// The highest lag replica `region` had at any time in `[from, to]`.
     fn max_lag(&self, region: &str, from: f64, to: f64) -> f64 {
-        let before = self.lags.iter().filter(|(at, r, _)| *r == region && *at <= from).last().map_or(0.0, |l| l.2);
+        let before = self.lags.iter().rfind(|(at, r, _)| *r == region && *at <= from).map_or(0.0, |l| l.2);
         let during = self.lags.iter().filter(|(at, r, _)| *r == region && *at > from && *at <= to).map(|l| l.2);
         during.fold(before, f64::max)
     }

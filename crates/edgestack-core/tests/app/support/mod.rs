@@ -92,7 +92,9 @@ impl Stack {
     pub fn new(options: Options) -> Self {
         let rt = Runtime::default();
         let net = Rc::new(Net::new(rt.clock(), options.seed));
-        let folder = tempfile::tempdir().unwrap();
+        // Memory-backed where the machine has it: the clusters' files are throwaway.
+        let shm = std::path::Path::new("/dev/shm");
+        let folder = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.unwrap();
         let kv = Rc::new(RefCell::new(Kv::default()));
         kv.borrow_mut().propagation_ms = options.kv_propagation_ms;
         let database_vars = |name: &str, migrations_folder: &str| -> Vec<(&'static str, String)> {

@@ -262,7 +262,8 @@ impl Worker {
 
     /// What `app::handle` answers this Worker's request.
     pub async fn handle(&self, request: ApiRequest) -> ApiResponse {
-        app::handle(self, self.config(), &request).await
+        let config = self.config();
+        app::handle(self, config.as_ref(), &request).await
     }
 
     fn kv_op<T>(&self, op: impl FnOnce(&mut Kv, f64) -> T) -> T {
