@@ -1,5 +1,7 @@
 //! Turns `Env` bindings (vars, secrets, version metadata, assets) into plain values for the core.
 
+use std::sync::OnceLock;
+
 use edgestack_core::config::{Config, ConfigError};
 use edgestack_core::health::VersionInfo;
 use edgestack_core::services::Service;
@@ -15,17 +17,26 @@ const REQUEST_METRICS: &str = "REQUEST_METRICS";
 /// Name of the `[assets]` binding in wrangler.toml.
 const ASSETS: &str = "ASSETS";
 
-pub fn config(env: &Env) -> Result<Config, ConfigError> {
+// Vars, secrets and version metadata are fixed for an isolate's life: changing any of them is
+// a new deployment, which runs in new isolates. So each is read and parsed once per isolate
+// (reading fifteen vars across the JS boundary and building key objects on every request cost
+// more than the rest of a health check; docs/performance.md).
+static CONFIG: OnceLock<Result<Config, ConfigError>> = OnceLock::new();
+static VERSION: OnceLock<VersionInfo> = OnceLock::new();
+
+/// The deployment's configuration, parsed on the isolate's first request.
+pub fn config(env: &Env) -> Result<&'static Config, &'static ConfigError> {
     // Secrets and vars are both plain strings to the runtime; one lookup serves both.
-    Config::from_lookup(|name| env.var(name).ok().map(|value| value.to_string()))
+    CONFIG.get_or_init(|| Config::from_lookup(|name| env.var(name).ok().map(|value| value.to_string()))).as_ref()
 }
 
-/// A missing binding reports an empty version rather than failing the request it labels.
-pub fn version_info(env: &Env) -> VersionInfo {
-    match env.get_binding::<WorkerVersionMetadata>(VERSION_METADATA) {
+/// The running version. A missing binding reports an empty version rather than failing the
+/// request it labels.
+pub fn version_info(env: &Env) -> &'static VersionInfo {
+    VERSION.get_or_init(|| match env.get_binding::<WorkerVersionMetadata>(VERSION_METADATA) {
         Ok(metadata) => VersionInfo { id: metadata.id(), tag: metadata.tag(), timestamp: metadata.timestamp() },
         Err(_) => VersionInfo::default(),
-    }
+    })
 }
 
 pub fn assets(env: &Env) -> worker::Result<Fetcher> {

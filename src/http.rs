@@ -7,6 +7,7 @@ use edgestack_core::error::ApiError;
 use edgestack_core::health::VersionInfo;
 use edgestack_core::json_body::{MAX_BODY_BYTES, check_declared_length, too_large};
 use edgestack_core::region::{DEV_REGION_HEADER, RegionHints, RequestRegion};
+use edgestack_core::request_url::RequestUrl;
 use edgestack_core::routes::Method;
 use edgestack_core::services::Service;
 use futures::StreamExt;
@@ -20,8 +21,9 @@ pub const VERSION_TAG_HEADER: &str = "x-edgestack-version-tag";
 
 pub async fn handle_api(
     mut req: Request,
+    url: RequestUrl<'_>,
     platform: &WorkerPlatform<'_>,
-    version: VersionInfo,
+    version: &VersionInfo,
 ) -> worker::Result<Response> {
     let config = bindings::config(platform.env);
     let method = Method::parse(req.method().as_ref());
@@ -32,16 +34,14 @@ pub async fn handle_api(
             Err(error) => return into_response(ApiResponse::error(&error)),
         },
     };
-    let url = req.url()?;
     let headers: Vec<(String, String)> =
         req.headers().entries().map(|(name, value)| (name.to_ascii_lowercase(), value)).collect();
     let header = |name: &str| headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone());
     // Services are reachable only through the entry's bindings, and the entry always names the
     // region it detected; the public entry honours the header only in development.
     let allow_region_override = config
-        .as_ref()
         .is_ok_and(|config| config.is_development() || matches!(config.service, Service::Accounts | Service::Notes));
-    let dev_region = config.as_ref().ok().and_then(|config| config.dev_region.as_ref()).map(|r| r.as_str().to_string());
+    let dev_region = config.ok().and_then(|config| config.dev_region.as_ref()).map(|r| r.as_str().to_string());
     let cf = req.cf();
     let region = RequestRegion::detect(
         &RegionHints {
@@ -53,15 +53,15 @@ pub async fn handle_api(
     );
     let request = ApiRequest {
         method,
-        path: url.path().to_string(),
-        query: url.query().unwrap_or_default().to_string(),
+        path: url.path.to_string(),
+        query: url.query.to_string(),
         client_ip: header("cf-connecting-ip"),
         headers,
         body,
-        origin: url.origin().ascii_serialization(),
+        origin: url.origin.to_string(),
         now_ms: i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX),
         region,
-        version,
+        version: version.clone(),
     };
     into_response(app::handle(platform, config, &request).await)
 }

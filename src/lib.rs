@@ -11,6 +11,7 @@ mod platform;
 
 use worker::{Context, Date, Env, Request, Response, Result, ScheduleContext, ScheduledEvent, event};
 
+use edgestack_core::request_url::RequestUrl;
 use edgestack_core::services::Service;
 
 use crate::platform::WorkerPlatform;
@@ -23,10 +24,14 @@ fn start() {
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let version = bindings::version_info(&env);
-    let (started, path) = (Date::now().as_millis(), req.path());
+    let started = Date::now().as_millis();
+    // The runtime's own serialization, split rather than parsed again (docs/performance.md).
+    let href = req.inner().url();
+    let url = RequestUrl::split(&href).ok_or_else(|| worker::Error::RustError(format!("not a URL: {href}")))?;
+    let path = url.path;
     let response = if path.starts_with("/api/") || path.starts_with("/internal/") {
         let platform = WorkerPlatform::new(&env, &ctx);
-        http::handle_api(req, &platform, version.clone()).await?
+        http::handle_api(req, url, &platform, version).await?
     } else {
         // Only reached if the assets configuration sends a non-API path here.
         match bindings::assets(&env) {
@@ -35,8 +40,8 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         }
     };
     let latency_ms = Date::now().as_millis().saturating_sub(started) as f64;
-    bindings::record_request(&env, &version, &path, response.status_code(), latency_ms);
-    Ok(http::with_standard_headers(response, &version))
+    bindings::record_request(&env, version, path, response.status_code(), latency_ms);
+    Ok(http::with_standard_headers(response, version))
 }
 
 /// The `accounts` service's cron trigger: retries account deletions `notes` has not yet
@@ -62,7 +67,7 @@ async fn scheduled(event: ScheduledEvent, env: Env, ctx: ScheduleContext) {
     }
     let platform = WorkerPlatform::new(&env, &ctx);
     let now_ms = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX);
-    match edgestack_core::app::deliver_pending_deletions(&platform, &config, now_ms).await {
+    match edgestack_core::app::deliver_pending_deletions(&platform, config, now_ms).await {
         Ok(report) => {
             worker::console_log!("deletion outbox: {} delivered, {} pending", report.delivered, report.failed)
         }

@@ -56,5 +56,6 @@ pub mod ids;
 pub mod json_body;
 pub mod notes;
 pub mod region;
+pub mod request_url;
 pub mod routes;
 pub mod services;

@@ -153,8 +153,11 @@ pub struct KvWrite {
     pub key: String,
     pub ttl_seconds: u32,
     pub after_ms: u32,
-    pub value: Box<dyn Fn(&IsolateState, f64) -> Option<Vec<u8>>>,
+    pub value: KvValue,
 }
+
+/// Computes a [`KvWrite`]'s value from the isolate's state at `now_ms` when it is sent.
+pub type KvValue = Box<dyn Fn(&IsolateState, f64) -> Option<Vec<u8>>>;
 
 impl KvWrite {
     /// `value` as it is, now.
@@ -317,7 +320,7 @@ pub fn unauthenticated() -> ApiError {
 /// The API. Never fails: every error is a JSON response.
 pub async fn handle<P: Platform>(
     platform: &P,
-    config: Result<Config, ConfigError>,
+    config: Result<&Config, &ConfigError>,
     request: &ApiRequest,
 ) -> ApiResponse {
     match dispatch(platform, config, request).await {
@@ -331,7 +334,7 @@ pub async fn handle<P: Platform>(
 
 async fn dispatch<P: Platform>(
     platform: &P,
-    config: Result<Config, ConfigError>,
+    config: Result<&Config, &ConfigError>,
     request: &ApiRequest,
 ) -> Result<ApiResponse, ApiError> {
     let route = resolve(request.method, &request.path)?;
@@ -368,13 +371,13 @@ async fn dispatch<P: Platform>(
         (Some(InjectedFault::Slow { delay_ms }), _) => platform.sleep(delay_ms).await,
     }
     if config.service == Service::Entry && Service::owner_of(&route) != Service::Entry {
-        return Ok(entry::forward(platform, &config, request, &route).await);
+        return Ok(entry::forward(platform, config, request, &route).await);
     }
     let consistency = ConsistencyToken::newest(
         request.cookies(config.service.consistency_cookie()),
         &config.data_path.consistency_key,
     );
-    let context = Context { platform, config: &config, request, report: RefCell::default(), consistency };
+    let context = Context { platform, config, request, report: RefCell::default(), consistency };
     let started = platform.now_ms();
     let response = route_to_handler(&context, &route).await;
     let mut response = finish(&context, &route, response, platform.now_ms() - started);
