@@ -1,5 +1,9 @@
-//! The HTTP edge: a workers-rs request into an `ApiRequest`, the core's answer back into a
+//! The HTTP edge: the runtime's request into an `ApiRequest`, the core's answer back into a
 //! response, bounded body reading, and the headers every API response carries.
+//!
+//! It works on the runtime's own `Request`/`Response` objects and reads only what the API uses,
+//! once: workers-rs' `Request` wrapper reads the URL, method, headers and `cf` of every request
+//! up front, and a `Response` wrapper is converted again on the way out (docs/performance.md).
 
 use edgestack_core::app::{self, ApiRequest, ApiResponse};
 use edgestack_core::assets::{PRIVATE_NO_STORE, SECURITY_HEADERS};
@@ -10,8 +14,12 @@ use edgestack_core::region::{DEV_REGION_HEADER, RegionHints, RequestRegion};
 use edgestack_core::request_url::RequestUrl;
 use edgestack_core::routes::Method;
 use edgestack_core::services::Service;
-use futures::StreamExt;
-use worker::{Date, Headers, Request, Response};
+use worker::Date;
+use worker::js_sys::{self, Reflect, Uint8Array};
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::worker_sys::ext::RequestExt;
+use worker::worker_sys::web_sys::{self, ReadableStreamDefaultReader};
 
 use crate::bindings;
 use crate::platform::WorkerPlatform;
@@ -20,37 +28,38 @@ pub const VERSION_ID_HEADER: &str = "x-edgestack-version-id";
 pub const VERSION_TAG_HEADER: &str = "x-edgestack-version-tag";
 
 pub async fn handle_api(
-    mut req: Request,
+    req: &web_sys::Request,
     url: RequestUrl<'_>,
     platform: &WorkerPlatform<'_>,
     version: &VersionInfo,
-) -> worker::Result<Response> {
+) -> Result<web_sys::Response, JsValue> {
     let config = bindings::config(platform.env);
-    let method = Method::parse(req.method().as_ref());
+    let method = Method::parse(&req.method());
     let body = match method {
         Method::Get | Method::Head | Method::Options => Vec::new(),
-        _ => match read_body(&mut req).await {
+        _ => match read_body(req).await {
             Ok(body) => body,
-            Err(error) => return into_response(ApiResponse::error(&error)),
+            Err(error) => return into_response(ApiResponse::error(&error), version),
         },
     };
-    let headers: Vec<(String, String)> =
-        req.headers().entries().map(|(name, value)| (name.to_ascii_lowercase(), value)).collect();
+    let headers = request_headers(&req.headers())?;
     let header = |name: &str| headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone());
     // Services are reachable only through the entry's bindings, and the entry always names the
     // region it detected; the public entry honours the header only in development.
     let allow_region_override = config
         .is_ok_and(|config| config.is_development() || matches!(config.service, Service::Accounts | Service::Notes));
     let dev_region = config.ok().and_then(|config| config.dev_region.as_ref()).map(|r| r.as_str().to_string());
-    let cf = req.cf();
-    let region = RequestRegion::detect(
-        &RegionHints {
-            continent: cf.and_then(|cf| cf.continent()),
-            colo: cf.map(|cf| cf.colo()),
-            override_header: header(DEV_REGION_HEADER).or(dev_region),
+    let override_header = header(DEV_REGION_HEADER).or(dev_region);
+    // `request.cf` is built by the runtime when first read, which costs more than the rest of
+    // a cached answer: an override that will be honoured makes it unnecessary.
+    let (continent, colo) = match (&override_header, allow_region_override) {
+        (Some(_), true) => (None, None),
+        _ => match req.cf() {
+            Some(cf) => (cf.continent().ok().flatten(), cf.colo().ok()),
+            None => (None, None),
         },
-        allow_region_override,
-    );
+    };
+    let region = RequestRegion::detect(&RegionHints { continent, colo, override_header }, allow_region_override);
     let request = ApiRequest {
         method,
         path: url.path.to_string(),
@@ -63,46 +72,84 @@ pub async fn handle_api(
         region,
         version: version.clone(),
     };
-    into_response(app::handle(platform, config, &request).await)
+    into_response(app::handle(platform, config, &request).await, version)
+}
+
+/// Every request header, names lower-case (the runtime already lower-cases them).
+fn request_headers(headers: &web_sys::Headers) -> Result<Vec<(String, String)>, JsValue> {
+    let mut all = Vec::new();
+    let Some(entries) = js_sys::try_iter(headers)? else { return Ok(all) };
+    for entry in entries {
+        let pair: js_sys::Array = entry?.unchecked_into();
+        if let (Some(name), Some(value)) = (pair.get(0).as_string(), pair.get(1).as_string()) {
+            all.push((name, value));
+        }
+    }
+    Ok(all)
 }
 
 /// A path outside `/api` reaching a Worker without static assets (a service).
-pub fn not_found() -> worker::Result<Response> {
-    into_response(ApiResponse::error(&ApiError::new(404, "not_found", "no such path")))
+pub fn not_found(version: &VersionInfo) -> Result<web_sys::Response, JsValue> {
+    into_response(ApiResponse::error(&ApiError::new(404, "not_found", "no such path")), version)
 }
 
-fn into_response(response: ApiResponse) -> worker::Result<Response> {
-    let headers = Headers::new();
+/// The core's answer as a runtime `Response`, with the headers every API response carries:
+/// who answered, the security policy, and no caching unless the handler chose a policy.
+fn into_response(response: ApiResponse, version: &VersionInfo) -> Result<web_sys::Response, JsValue> {
+    let headers = web_sys::Headers::new()?;
     for (name, value) in &response.headers {
         // `append`, so several Set-Cookie headers survive.
         headers.append(name, value)?;
     }
-    Ok(Response::from_bytes(response.body)?.with_status(response.status).with_headers(headers))
+    headers.append(VERSION_ID_HEADER, &version.id)?;
+    headers.append(VERSION_TAG_HEADER, &version.tag)?;
+    for (name, value) in SECURITY_HEADERS {
+        headers.append(name, value)?;
+    }
+    if response.header("cache-control").is_none() {
+        headers.append("Cache-Control", PRIVATE_NO_STORE)?;
+    }
+    let init = web_sys::ResponseInit::new();
+    init.set_status(response.status);
+    init.set_headers(&headers);
+    // No body at all for statuses that must not carry one (204, 304), as the runtime requires.
+    let body = (!response.body.is_empty()).then(|| Uint8Array::from(response.body.as_slice()));
+    web_sys::Response::new_with_opt_buffer_source_and_init(body.as_ref().map(|b| b.as_ref()), &init)
 }
 
 /// Reads the body chunk by chunk and stops at the limit, so an oversized body is never
 /// buffered whole, whatever its declared length.
-async fn read_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
+async fn read_body(req: &web_sys::Request) -> Result<Vec<u8>, ApiError> {
+    let unreadable = |_| ApiError::new(400, "unreadable_body", "the request body could not be read");
     check_declared_length(req.headers().get("content-length").ok().flatten().as_deref())?;
-    let Ok(mut stream) = req.stream() else {
+    let Some(stream) = req.body() else {
         return Ok(Vec::new());
     };
+    let reader: ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
     let mut body = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| ApiError::new(400, "unreadable_body", "the request body could not be read"))?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
+    loop {
+        let chunk = JsFuture::from(reader.read()).await.map_err(unreadable)?;
+        if Reflect::get(&chunk, &JsValue::from_str("done")).map_err(unreadable)?.is_truthy() {
+            return Ok(body);
+        }
+        let bytes: Uint8Array = Reflect::get(&chunk, &JsValue::from_str("value")).map_err(unreadable)?.unchecked_into();
+        let length = bytes.length() as usize;
+        if body.len() + length > MAX_BODY_BYTES {
+            // Stop reading: the rest of an oversized body is never buffered.
+            let _ = reader.cancel();
             return Err(too_large());
         }
-        body.extend_from_slice(&chunk);
+        let start = body.len();
+        body.resize(start + length, 0);
+        bytes.copy_to(&mut body[start..]);
     }
-    Ok(body)
 }
 
-/// Headers every API response carries: who answered, security policy, and no caching unless
-/// the handler chose a policy.
-pub fn with_standard_headers(mut response: Response, version: &VersionInfo) -> Response {
-    let headers = response.headers_mut();
-    // Responses passed through from another fetch have immutable headers; those keep theirs.
+/// Headers every answer carries that did not come from the API (a static asset served to a
+/// Worker without `run_worker_first`): who answered and the security policy. Responses passed
+/// through from another fetch have immutable headers; those keep theirs.
+pub fn with_standard_headers(response: web_sys::Response, version: &VersionInfo) -> web_sys::Response {
+    let headers = response.headers();
     let _ = headers.set(VERSION_ID_HEADER, &version.id);
     let _ = headers.set(VERSION_TAG_HEADER, &version.tag);
     for (name, value) in SECURITY_HEADERS {

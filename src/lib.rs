@@ -9,7 +9,8 @@ mod bindings;
 mod http;
 mod platform;
 
-use worker::{Context, Date, Env, Request, Response, Result, ScheduleContext, ScheduledEvent, event};
+use worker::worker_sys::web_sys;
+use worker::{Context, Date, Env, Error, Request, Result, ScheduleContext, ScheduledEvent, event};
 
 use edgestack_core::request_url::RequestUrl;
 use edgestack_core::services::Service;
@@ -22,26 +23,27 @@ fn start() {
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys::Response> {
     let version = bindings::version_info(&env);
     let started = Date::now().as_millis();
     // The runtime's own serialization, split rather than parsed again (docs/performance.md).
-    let href = req.inner().url();
-    let url = RequestUrl::split(&href).ok_or_else(|| worker::Error::RustError(format!("not a URL: {href}")))?;
+    let href = req.url();
+    let url = RequestUrl::split(&href).ok_or_else(|| Error::RustError(format!("not a URL: {href}")))?;
     let path = url.path;
     let response = if path.starts_with("/api/") || path.starts_with("/internal/") {
         let platform = WorkerPlatform::new(&env, &ctx);
-        http::handle_api(req, url, &platform, version).await?
+        http::handle_api(&req, url, &platform, version).await?
     } else {
         // Only reached if the assets configuration sends a non-API path here.
-        match bindings::assets(&env) {
-            Ok(assets) => assets.fetch_request(req).await?,
-            Err(_) => http::not_found()?,
-        }
+        let answer = match bindings::assets(&env) {
+            Ok(assets) => web_sys::Response::from(assets.fetch_request(Request::from(req)).await?),
+            Err(_) => http::not_found(version)?,
+        };
+        http::with_standard_headers(answer, version)
     };
     let latency_ms = Date::now().as_millis().saturating_sub(started) as f64;
-    bindings::record_request(&env, version, path, response.status_code(), latency_ms);
-    Ok(http::with_standard_headers(response, version))
+    bindings::record_request(&env, version, path, response.status(), latency_ms);
+    Ok(response)
 }
 
 /// The `accounts` service's cron trigger: retries account deletions `notes` has not yet
