@@ -47,3 +47,21 @@ fn head_is_answered_like_get() {
     }
     assert!(head.header("server-timing").is_some());
 }
+
+/// A Rust panic traps the wasm instance; the next request must be answered by a reset one (the
+/// glue's recovery, kept by `src/entry.mjs`), not by "Module terminated" for the isolate's life.
+#[test]
+fn a_panic_costs_one_request_not_the_isolate() {
+    let app = spawn_app_with(&[("EDGESTACK_ENV", "development"), ("EDGESTACK_INJECT_FAULT", "panic")]);
+    assert_eq!(app.get("/api/public/notes").status, 200);
+    assert_eq!(app.get("/api/public/notes").status, 200, "the isolate's cache works before the panic");
+
+    let panicked = app.request("GET", "/api/public/notes", &[("x-edgestack-panic", "1")], None);
+
+    assert_eq!(panicked.status, 500, "{}", panicked.text());
+    for attempt in 0..3 {
+        let after = app.get("/api/public/notes");
+        assert_eq!(after.status, 200, "request {attempt} after the panic: {}", after.text());
+        assert!(after.json()["notes"].is_array());
+    }
+}

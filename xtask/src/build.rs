@@ -37,7 +37,7 @@ pub fn build_worker(toolchain: &Toolchain) -> Result {
     assets::build_public(root)?;
     let digest = inputs_digest(root, WORKER_INPUTS)?;
     let stamp = root.join(STAMP);
-    let built = root.join("build/index.js").is_file() && root.join("build/index_bg.wasm").is_file();
+    let built = ["build/index.js", "build/glue.js", "build/index_bg.wasm"].iter().all(|file| root.join(file).is_file());
     if built && std::fs::read_to_string(&stamp).is_ok_and(|recorded| recorded.trim() == digest) {
         return Ok(());
     }
@@ -45,7 +45,19 @@ pub fn build_worker(toolchain: &Toolchain) -> Result {
     command.current_dir(root).arg("--release");
     toolchain.apply_env(&mut command);
     run(&mut command)?;
+    install_entry(root)?;
     std::fs::write(&stamp, digest).map_err(|e| format!("{}: {e}", stamp.display()))
+}
+
+/// Puts `src/entry.mjs` in front of worker-build's output: its entry becomes `build/glue.js`
+/// and ours `build/index.js`, the `main` every wrangler config names. See `src/entry.mjs` for
+/// why (a plain module export instead of a Proxy built per request).
+fn install_entry(root: &Path) -> Result {
+    let (generated, glue) = (root.join("build/index.js"), root.join("build/glue.js"));
+    std::fs::rename(&generated, &glue).map_err(|e| format!("{} → {}: {e}", generated.display(), glue.display()))?;
+    let entry = root.join("src/entry.mjs");
+    std::fs::copy(&entry, &generated).map_err(|e| format!("{} → {}: {e}", entry.display(), generated.display()))?;
+    Ok(())
 }
 
 /// Builds the local canary gateway (`gateway/`, a second Worker) the same way, unless none of

@@ -53,6 +53,9 @@ pub enum InjectedFault {
     Errors,
     /// Every API route but `/api/health` answers this many milliseconds late.
     Slow { delay_ms: u32 },
+    /// A request carrying `x-edgestack-panic` panics (the wasm instance traps), so a test can
+    /// prove that the next request is answered by a recovered instance.
+    PanicOnRequest,
 }
 
 /// Where reads and writes go, and how they are cached (Levels 3 and 4).
@@ -158,7 +161,9 @@ impl fmt::Display for ConfigError {
             }
             Self::BadKey(name) => write!(f, "{name} must be 32 bytes of unpadded base64url"),
             Self::MissingSetting { service, name } => write!(f, "the {service} service needs {name}"),
-            Self::BadFault(value) => write!(f, "EDGESTACK_INJECT_FAULT must be `errors` or `slow:<ms>`, not `{value}`"),
+            Self::BadFault(value) => {
+                write!(f, "EDGESTACK_INJECT_FAULT must be `errors`, `slow:<ms>` or `panic`, not `{value}`")
+            }
             Self::FaultInProduction => f.write_str("EDGESTACK_INJECT_FAULT is refused in production"),
             Self::BadNumber { name, value } => write!(f, "{name} must be a positive whole number, not `{value}`"),
             Self::BadDatabaseUrl(url) => {
@@ -319,6 +324,7 @@ fn parse_replicas(value: &str) -> Result<BTreeMap<RegionName, String>, ConfigErr
 fn parse_fault(value: &str) -> Option<InjectedFault> {
     match value.split_once(':') {
         None if value == "errors" => Some(InjectedFault::Errors),
+        None if value == "panic" => Some(InjectedFault::PanicOnRequest),
         Some(("slow", delay)) => delay.parse().ok().map(|delay_ms| InjectedFault::Slow { delay_ms }),
         _ => None,
     }
@@ -399,6 +405,7 @@ mod tests {
         assert_eq!(dev("errors").unwrap().injected_fault, Some(InjectedFault::Errors));
         assert_eq!(dev("slow:250").unwrap().injected_fault, Some(InjectedFault::Slow { delay_ms: 250 }));
         assert!(matches!(dev("slow"), Err(ConfigError::BadFault(_))));
+        assert_eq!(dev("panic").unwrap().injected_fault, Some(InjectedFault::PanicOnRequest));
         assert!(matches!(dev("crash"), Err(ConfigError::BadFault(_))));
         assert_eq!(parse(&[("EDGESTACK_INJECT_FAULT", "errors")]), Err(ConfigError::FaultInProduction));
         assert_eq!(parse(&[]).unwrap().injected_fault, None);

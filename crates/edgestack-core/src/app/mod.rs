@@ -143,6 +143,9 @@ pub enum Limiter {
     SignInPerClient,
 }
 
+/// With `EDGESTACK_INJECT_FAULT=panic`, a request carrying this header panics.
+pub const PANIC_HEADER: &str = "x-edgestack-panic";
+
 /// Seconds a refused client should wait: the limiters' window.
 pub const RATE_LIMIT_WINDOW_SECONDS: u32 = 60;
 
@@ -369,6 +372,18 @@ async fn dispatch<P: Platform>(
             return Err(ApiError::new(500, "injected_fault", "this build injects errors (EDGESTACK_INJECT_FAULT)"));
         }
         (Some(InjectedFault::Slow { delay_ms }), _) => platform.sleep(delay_ms).await,
+        (Some(InjectedFault::PanicOnRequest), _) if request.header(PANIC_HEADER).is_some() => {
+            // Development only (configuration refuses faults in production): proves that a
+            // panic costs one request, not the isolate (src/entry.mjs, tests/api/health.rs).
+            // It panics holding the isolate's cache, as a real bug might: unless the instance
+            // is reset, every later cached read would fail on that borrow.
+            let _held = platform.isolate().memory.borrow_mut();
+            #[allow(clippy::panic)]
+            {
+                panic!("injected panic ({PANIC_HEADER})");
+            }
+        }
+        (Some(InjectedFault::PanicOnRequest), _) => {}
     }
     if config.service == Service::Entry && Service::owner_of(&route) != Service::Entry {
         return Ok(entry::forward(platform, config, request, &route).await);
