@@ -34,7 +34,7 @@ const WARM_UP_SECONDS: u32 = 2;
 /// must not be counted in the next run.
 const SETTLE: Duration = Duration::from_millis(300);
 
-pub fn run(rounds: u32, seconds: u32) -> Result {
+pub fn run(rounds: u32, seconds: u32, only: &[String]) -> Result {
     if rounds == 0 || seconds == 0 {
         return Err("bench peer: --rounds and --seconds must be at least 1".into());
     }
@@ -48,7 +48,13 @@ pub fn run(rounds: u32, seconds: u32) -> Result {
     let out_dir = toolchain.root.join("target/bench-peer");
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
     let stack = Stack::start(&out_dir)?;
-    let shapes = shapes(&stack.seed);
+    let mut shapes = shapes(&stack.seed);
+    if !only.is_empty() {
+        if let Some(unknown) = only.iter().find(|key| !shapes.iter().any(|shape| shape.key == key.as_str())) {
+            return Err(format!("bench peer: no shape `{unknown}`"));
+        }
+        shapes.retain(|shape| only.iter().any(|key| key == shape.key));
+    }
     check::same_answers(&stack, &shapes, &out_dir.join("check"))?;
     eprintln!(
         "bench peer: both sides answer alike on every shape and probe; warming up ({WARM_UP_SECONDS} s per shape and side)"

@@ -92,6 +92,10 @@ enum Bench {
         /// Seconds per measured run.
         #[arg(long, default_value_t = 5)]
         seconds: u32,
+        /// Only these shapes (keys: health, public-note, public-note-cached, own-note,
+        /// create-note), comma-separated; all by default.
+        #[arg(long, value_delimiter = ',')]
+        shapes: Vec<String>,
     },
 }
 
@@ -126,7 +130,7 @@ fn main() -> ExitCode {
         Command::Bench(Bench::Startup) => bench::startup(),
         Command::Bench(Bench::App) => bench::app(),
         Command::Bench(Bench::Regions) => region_lab::run(),
-        Command::Bench(Bench::Peer { rounds, seconds }) => bench_peer::run(rounds, seconds),
+        Command::Bench(Bench::Peer { rounds, seconds, shapes }) => bench_peer::run(rounds, seconds, &shapes),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -209,8 +213,8 @@ mod tests {
     #[test]
     fn bench_peer_takes_rounds_and_seconds() {
         let cli = Cli::try_parse_from(["xtask", "bench", "peer", "--rounds", "1", "--seconds", "2"]).unwrap();
-        assert!(matches!(cli.command, Command::Bench(Bench::Peer { rounds: 1, seconds: 2 })));
+        assert!(matches!(cli.command, Command::Bench(Bench::Peer { rounds: 1, seconds: 2, .. })));
         let cli = Cli::try_parse_from(["xtask", "bench", "peer"]).unwrap();
-        assert!(matches!(cli.command, Command::Bench(Bench::Peer { rounds: 3, seconds: 5 })));
+        assert!(matches!(cli.command, Command::Bench(Bench::Peer { rounds: 3, seconds: 5, .. })));
     }
 }
