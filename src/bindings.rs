@@ -8,7 +8,7 @@ use edgestack_core::services::Service;
 use wasm_bindgen::prelude::wasm_bindgen;
 use worker::js_sys::{self, Object, Promise, Reflect};
 use worker::wasm_bindgen::{JsCast, JsValue};
-use worker::{AnalyticsEngineDataPointBuilder, Env, Fetcher, ScheduledEvent, WorkerVersionMetadata};
+use worker::{Env, Fetcher, ScheduledEvent, WorkerVersionMetadata};
 
 /// Name of the `[version_metadata]` binding in wrangler.toml.
 const VERSION_METADATA: &str = "CF_VERSION_METADATA";
@@ -48,17 +48,16 @@ pub fn assets(env: &Env) -> worker::Result<Fetcher> {
 /// analytics), blob3 the status class, double1 the latency in ms. Without the binding (or if
 /// the write fails) the response is unaffected.
 pub fn record_request(env: &Env, version: &VersionInfo, path: &str, status: u16, latency_ms: f64) {
-    let Ok(dataset) = env.analytics_engine(REQUEST_METRICS) else {
+    let Ok(dataset) = Reflect::get(env, &JsValue::from_str(REQUEST_METRICS)) else {
         return;
     };
+    if dataset.is_undefined() {
+        return;
+    }
     let route = path.split('/').filter(|segment| !segment.is_empty()).take(2).collect::<Vec<_>>().join("/");
-    let _ = AnalyticsEngineDataPointBuilder::new()
-        .indexes([version.id.as_str()])
-        .add_blob(version.id.as_str())
-        .add_blob(format!("/{route}"))
-        .add_blob(format!("{}xx", status / 100))
-        .add_double(latency_ms)
-        .write_to(&dataset);
+    let status_class = format!("{}xx", status / 100);
+    // A lost data point only thins the release gate's sample.
+    let _ = crate::edge::record_request(&dataset, &version.id, &format!("/{route}"), &status_class, latency_ms);
 }
 
 #[wasm_bindgen]

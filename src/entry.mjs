@@ -6,14 +6,15 @@
 // that it can replace the instance after a Rust panic. The recovery itself lives in
 // wasm-bindgen's glue — a panic schedules a reset that the next call into wasm performs — and
 // this Worker keeps no state in its entrypoint instance, so calling the handlers directly keeps
-// the recovery and drops the per-request construction (docs/performance.md).
+// the recovery and drops the per-request construction (docs/performance.md). `handleFetch`
+// (src/lib.rs) answers synchronously when a request needs no I/O, else with a Promise.
 import Entrypoint from "./glue.js";
 
-const { fetch, scheduled } = Entrypoint.prototype;
+const { handleFetch, scheduled } = Entrypoint.prototype;
 
 export default {
   fetch(request, env, ctx) {
-    return fetch.call({ env, ctx }, request);
+    return handleFetch(request, env, ctx);
   },
   scheduled(event, env, ctx) {
     return scheduled.call({ env, ctx }, event);

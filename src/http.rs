@@ -10,18 +10,18 @@ use edgestack_core::assets::{PRIVATE_NO_STORE, SECURITY_HEADERS};
 use edgestack_core::error::ApiError;
 use edgestack_core::health::VersionInfo;
 use edgestack_core::json_body::{MAX_BODY_BYTES, check_declared_length, too_large};
-use edgestack_core::region::{DEV_REGION_HEADER, RegionHints, RequestRegion};
+use edgestack_core::region::{DEV_REGION_HEADER, RegionName};
 use edgestack_core::request_url::RequestUrl;
 use edgestack_core::routes::Method;
 use edgestack_core::services::Service;
 use worker::Date;
-use worker::js_sys::{self, Reflect, Uint8Array};
+use worker::js_sys::{Reflect, Uint8Array};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::worker_sys::ext::RequestExt;
 use worker::worker_sys::web_sys::{self, ReadableStreamDefaultReader};
 
 use crate::bindings;
+use crate::edge::{self, RequestHead};
 use crate::platform::WorkerPlatform;
 
 pub const VERSION_ID_HEADER: &str = "x-edgestack-version-id";
@@ -29,12 +29,13 @@ pub const VERSION_TAG_HEADER: &str = "x-edgestack-version-tag";
 
 pub async fn handle_api(
     req: &web_sys::Request,
+    head: RequestHead,
     url: RequestUrl<'_>,
     platform: &WorkerPlatform<'_>,
     version: &VersionInfo,
 ) -> Result<web_sys::Response, JsValue> {
     let config = bindings::config(platform.env);
-    let method = Method::parse(&req.method());
+    let method = Method::parse(&head.method);
     let body = match method {
         Method::Get | Method::Head | Method::Options => Vec::new(),
         _ => match read_body(req).await {
@@ -42,24 +43,15 @@ pub async fn handle_api(
             Err(error) => return into_response(ApiResponse::error(&error), version),
         },
     };
-    let headers = request_headers(&req.headers())?;
+    let headers = head.headers;
     let header = |name: &str| headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone());
     // Services are reachable only through the entry's bindings, and the entry always names the
     // region it detected; the public entry honours the header only in development.
     let allow_region_override = config
         .is_ok_and(|config| config.is_development() || matches!(config.service, Service::Accounts | Service::Notes));
     let dev_region = config.ok().and_then(|config| config.dev_region.as_ref()).map(|r| r.as_str().to_string());
-    let override_header = header(DEV_REGION_HEADER).or(dev_region);
-    // `request.cf` is built by the runtime when first read, which costs more than the rest of
-    // a cached answer: an override that will be honoured makes it unnecessary.
-    let (continent, colo) = match (&override_header, allow_region_override) {
-        (Some(_), true) => (None, None),
-        _ => match req.cf() {
-            Some(cf) => (cf.continent().ok().flatten(), cf.colo().ok()),
-            None => (None, None),
-        },
-    };
-    let region = RequestRegion::detect(&RegionHints { continent, colo, override_header }, allow_region_override);
+    let region_override =
+        RegionName::from_override(header(DEV_REGION_HEADER).or(dev_region).as_deref(), allow_region_override);
     let request = ApiRequest {
         method,
         path: url.path.to_string(),
@@ -69,23 +61,16 @@ pub async fn handle_api(
         body,
         origin: url.origin.to_string(),
         now_ms: i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX),
-        region,
+        region_override,
         version: version.clone(),
     };
     into_response(app::handle(platform, config, &request).await, version)
 }
 
-/// Every request header, names lower-case (the runtime already lower-cases them).
-fn request_headers(headers: &web_sys::Headers) -> Result<Vec<(String, String)>, JsValue> {
-    let mut all = Vec::new();
-    let Some(entries) = js_sys::try_iter(headers)? else { return Ok(all) };
-    for entry in entries {
-        let pair: js_sys::Array = entry?.unchecked_into();
-        if let (Some(name), Some(value)) = (pair.get(0).as_string(), pair.get(1).as_string()) {
-            all.push((name, value));
-        }
-    }
-    Ok(all)
+/// The JSON 500 for a request the worker itself failed (never a handler's answer: the core
+/// turns every handler error into a JSON response).
+pub fn internal_error(version: &VersionInfo) -> Result<web_sys::Response, JsValue> {
+    into_response(ApiResponse::error(&ApiError::internal()), version)
 }
 
 /// A path outside `/api` reaching a Worker without static assets (a service).
@@ -96,25 +81,12 @@ pub fn not_found(version: &VersionInfo) -> Result<web_sys::Response, JsValue> {
 /// The core's answer as a runtime `Response`, with the headers every API response carries:
 /// who answered, the security policy, and no caching unless the handler chose a policy.
 fn into_response(response: ApiResponse, version: &VersionInfo) -> Result<web_sys::Response, JsValue> {
-    let headers = web_sys::Headers::new()?;
-    for (name, value) in &response.headers {
-        // `append`, so several Set-Cookie headers survive.
-        headers.append(name, value)?;
-    }
-    headers.append(VERSION_ID_HEADER, &version.id)?;
-    headers.append(VERSION_TAG_HEADER, &version.tag)?;
-    for (name, value) in SECURITY_HEADERS {
-        headers.append(name, value)?;
-    }
-    if response.header("cache-control").is_none() {
-        headers.append("Cache-Control", PRIVATE_NO_STORE)?;
-    }
-    let init = web_sys::ResponseInit::new();
-    init.set_status(response.status);
-    init.set_headers(&headers);
-    // No body at all for statuses that must not carry one (204, 304), as the runtime requires.
-    let body = (!response.body.is_empty()).then(|| Uint8Array::from(response.body.as_slice()));
-    web_sys::Response::new_with_opt_buffer_source_and_init(body.as_ref().map(|b| b.as_ref()), &init)
+    // Appended in order, so several Set-Cookie headers survive.
+    let own = response.headers.iter().map(|(name, value)| (name.as_str(), value.as_str()));
+    let standard = [(VERSION_ID_HEADER, version.id.as_str()), (VERSION_TAG_HEADER, version.tag.as_str())];
+    let default_cache = response.header("cache-control").is_none().then_some(("Cache-Control", PRIVATE_NO_STORE));
+    let headers = own.chain(standard).chain(SECURITY_HEADERS.iter().copied()).chain(default_cache);
+    edge::response(response.status, headers, &response.body)
 }
 
 /// Reads the body chunk by chunk and stops at the limit, so an oversized body is never

@@ -6,15 +6,25 @@
 //! bindings, and also answer `/internal/*`.
 
 mod bindings;
+mod edge;
 mod http;
 mod platform;
 
+use std::future::Future;
+use std::task::{Poll, Waker};
 use worker::worker_sys::web_sys;
+
+use wasm_bindgen::prelude::wasm_bindgen;
+use worker::js_sys;
+use worker::wasm_bindgen::JsValue;
+use worker::wasm_bindgen_futures::future_to_promise;
 use worker::{Context, Date, Env, Error, Request, Result, ScheduleContext, ScheduledEvent, event};
 
+use edgestack_core::health::VersionInfo;
 use edgestack_core::request_url::RequestUrl;
 use edgestack_core::services::Service;
 
+use crate::edge::RequestHead;
 use crate::platform::WorkerPlatform;
 
 #[event(start)]
@@ -22,27 +32,55 @@ fn start() {
     console_error_panic_hook::set_once();
 }
 
-#[event(fetch)]
-async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys::Response> {
+/// The fetch handler `src/entry.mjs` calls: `(request, env, ctx) → Response | Promise<Response>`.
+///
+/// It runs the request until it first waits on I/O. An answer that needs none — health, a
+/// memory-cache hit, a refusal — goes back at once, without the Promise and the microtask an
+/// async export costs on every request; otherwise the rest runs as a Promise (docs/performance.md).
+/// That first poll has a no-op waker, so every future on the request path must take its waker
+/// anew on each poll (JS Promises do; see `platform::timer`).
+#[wasm_bindgen(js_name = handleFetch)]
+pub fn handle_fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) -> JsValue {
+    let mut answer = Box::pin(fetch(req, env, Context::new(ctx)));
+    match answer.as_mut().poll(&mut std::task::Context::from_waker(Waker::noop())) {
+        Poll::Ready(Ok(response)) => response.into(),
+        // Only if even an error response could not be built: the runtime answers 500.
+        Poll::Ready(Err(error)) => js_sys::Promise::reject(&error).into(),
+        Poll::Pending => future_to_promise(async move { answer.await.map(JsValue::from) }).into(),
+    }
+}
+
+async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> std::result::Result<web_sys::Response, JsValue> {
     let version = bindings::version_info(&env);
+    match respond(req, &env, &ctx, version).await {
+        Ok(response) => Ok(response),
+        Err(error) => {
+            worker::console_error!("request failed: {error}");
+            http::internal_error(version)
+        }
+    }
+}
+
+async fn respond(req: web_sys::Request, env: &Env, ctx: &Context, version: &VersionInfo) -> Result<web_sys::Response> {
     let started = Date::now().as_millis();
+    let head = RequestHead::of(&req)?;
     // The runtime's own serialization, split rather than parsed again (docs/performance.md).
-    let href = req.url();
+    let href = head.url.clone();
     let url = RequestUrl::split(&href).ok_or_else(|| Error::RustError(format!("not a URL: {href}")))?;
     let path = url.path;
     let response = if path.starts_with("/api/") || path.starts_with("/internal/") {
-        let platform = WorkerPlatform::new(&env, &ctx);
-        http::handle_api(&req, url, &platform, version).await?
+        let platform = WorkerPlatform::new(env, ctx, Some(&req));
+        http::handle_api(&req, head, url, &platform, version).await?
     } else {
         // Only reached if the assets configuration sends a non-API path here.
-        let answer = match bindings::assets(&env) {
+        let answer = match bindings::assets(env) {
             Ok(assets) => web_sys::Response::from(assets.fetch_request(Request::from(req)).await?),
             Err(_) => http::not_found(version)?,
         };
         http::with_standard_headers(answer, version)
     };
     let latency_ms = Date::now().as_millis().saturating_sub(started) as f64;
-    bindings::record_request(&env, version, path, response.status(), latency_ms);
+    bindings::record_request(env, version, path, response.status(), latency_ms);
     Ok(response)
 }
 
@@ -67,7 +105,7 @@ async fn scheduled(event: ScheduledEvent, env: Env, ctx: ScheduleContext) {
         }
         Service::Monolith | Service::Notes => return,
     }
-    let platform = WorkerPlatform::new(&env, &ctx);
+    let platform = WorkerPlatform::new(&env, &ctx, None);
     let now_ms = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX);
     match edgestack_core::app::deliver_pending_deletions(&platform, config, now_ms).await {
         Ok(report) => {

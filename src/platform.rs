@@ -1,19 +1,24 @@
 //! `Platform` on workers-rs: randomness, Hrana over `fetch` with deadlines, Workers KV,
 //! rate-limit bindings, `wait_until`, and the isolate's memory.
 
-use std::time::Duration;
-
+use std::cell::OnceCell;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use edgestack_core::app::{ApiResponse, IsolateState, KvWrite, Limiter, Platform, ServiceRequest};
 use edgestack_core::db::DbError;
+use edgestack_core::region::Location;
 use edgestack_core::services::Service;
 use futures::future::{Either, select};
-use worker::{
-    AbortController, Context, Date, Delay, Env, Fetch, Headers, Method, Request, RequestInit, ScheduleContext,
-    console_log,
-};
+use worker::js_sys;
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::worker_sys::ext::RequestExt;
+use worker::worker_sys::web_sys;
+use worker::{Context, Date, Env, Headers, Method, Request, RequestInit, ScheduleContext, console_log};
+
+use crate::edge::{self, Exchange};
 
 /// Name of the KV namespace binding in wrangler.toml.
 const CACHE_BINDING: &str = "CACHE";
@@ -48,11 +53,14 @@ pub struct WorkerPlatform<'a> {
     pub env: &'a Env,
     background: &'a dyn Background,
     isolate: &'static IsolateState,
+    /// The request being answered (none for a cron event), for its `cf` location.
+    request: Option<&'a web_sys::Request>,
+    location: OnceCell<Location>,
 }
 
 impl<'a> WorkerPlatform<'a> {
-    pub fn new(env: &'a Env, background: &'a dyn Background) -> Self {
-        Self { env, background, isolate: ISOLATE.with(|isolate| *isolate) }
+    pub fn new(env: &'a Env, background: &'a dyn Background, request: Option<&'a web_sys::Request>) -> Self {
+        Self { env, background, isolate: ISOLATE.with(|isolate| *isolate), request, location: OnceCell::new() }
     }
 }
 
@@ -63,9 +71,23 @@ fn limiter_binding(limiter: Limiter) -> &'static str {
     }
 }
 
+/// Resolves after `duration`: a JavaScript timer behind a Promise.
+///
+/// Every future on the request path must take its waker anew on each poll (a JS Promise does):
+/// `src/lib.rs` polls a request once with a no-op waker before handing it to the executor, and
+/// a timer that kept the first waker (workers-rs' `Delay`) would never wake the request.
+fn timer(duration: Duration) -> JsFuture {
+    let milliseconds = i32::try_from(duration.as_millis()).unwrap_or(i32::MAX);
+    let promise = js_sys::Promise::new(&mut |resolve, _reject| {
+        let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+        let _ = global.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, milliseconds);
+    });
+    JsFuture::from(promise)
+}
+
 /// Runs `future` unless `deadline` passes first.
 async fn within<T>(deadline: Duration, future: impl std::future::Future<Output = T>) -> Option<T> {
-    match select(Box::pin(future), Box::pin(Delay::from(deadline))).await {
+    match select(Box::pin(future), timer(deadline)).await {
         Either::Left((value, _)) => Some(value),
         Either::Right(_) => None,
     }
@@ -82,6 +104,17 @@ impl Platform for WorkerPlatform<'_> {
 
     fn isolate(&self) -> &IsolateState {
         self.isolate
+    }
+
+    fn location(&self) -> Location {
+        let read = || {
+            let cf = self.request.and_then(RequestExt::cf);
+            Location {
+                continent: cf.as_ref().and_then(|cf| cf.continent().ok().flatten()),
+                colo: cf.as_ref().and_then(|cf| cf.colo().ok()),
+            }
+        };
+        self.location.get_or_init(read).clone()
     }
 
     async fn send_pipeline(&self, url: &str, token: &str, body: Vec<u8>, deadline_ms: u32) -> Result<Vec<u8>, DbError> {
@@ -103,12 +136,12 @@ impl Platform for WorkerPlatform<'_> {
         let isolate = self.isolate;
         self.background.wait_until(Box::pin(async move {
             if write.after_ms > 0 {
-                Delay::from(Duration::from_millis(u64::from(write.after_ms))).await;
+                let _ = timer(Duration::from_millis(u64::from(write.after_ms))).await;
             }
             for attempt in 0..2 {
                 if attempt > 0 {
                     // KV takes one write per second per key: the retry waits that second out.
-                    Delay::from(KV_WRITE_INTERVAL).await;
+                    let _ = timer(KV_WRITE_INTERVAL).await;
                 }
                 let Some(value) = (write.value)(isolate, Date::now().as_millis() as f64) else { return };
                 let put = kv.put_bytes(&write.key, &value).map(|put| put.expiration_ttl(u64::from(write.ttl_seconds)));
@@ -138,7 +171,7 @@ impl Platform for WorkerPlatform<'_> {
     }
 
     async fn sleep(&self, milliseconds: u32) {
-        Delay::from(Duration::from_millis(u64::from(milliseconds))).await;
+        let _ = timer(Duration::from_millis(u64::from(milliseconds))).await;
     }
 
     fn send_pipeline_in_background(&self, url: &str, token: &str, body: Vec<u8>) {
@@ -179,33 +212,16 @@ impl Platform for WorkerPlatform<'_> {
     }
 }
 
+/// `POST {url}/v3/pipeline`. The deadline is the runtime's own (`AbortSignal.timeout`): it
+/// covers the body too — a server that stalls mid-answer is as slow as one that never answers.
 async fn post_pipeline(url: String, token: String, body: Vec<u8>, deadline: Duration) -> Result<Vec<u8>, DbError> {
     let unavailable = |why: String| DbError::Unavailable(why);
-    let headers = Headers::new();
-    headers.set("Authorization", &format!("Bearer {token}")).map_err(|e| unavailable(e.to_string()))?;
-    headers.set("Content-Type", "application/json").map_err(|e| unavailable(e.to_string()))?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(worker::js_sys::Uint8Array::from(body.as_slice()).into()));
-    let request =
-        Request::new_with_init(&format!("{url}/v3/pipeline"), &init).map_err(|e| unavailable(e.to_string()))?;
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let fetch = Fetch::Request(request);
-    // The deadline covers the body too: a server that stalls mid-answer is as slow as one that
-    // never answers.
-    let exchange = async {
-        let mut response = fetch.send_with_signal(&signal).await.map_err(|e| unavailable(e.to_string()))?;
-        let status = response.status_code();
-        let bytes = response.bytes().await.map_err(|e| unavailable(e.to_string()))?;
-        Ok::<_, DbError>((status, bytes))
+    let milliseconds = u32::try_from(deadline.as_millis()).unwrap_or(u32::MAX);
+    let exchange = edge::post(&format!("{url}/v3/pipeline"), &format!("Bearer {token}"), &body, milliseconds).await;
+    let (status, bytes) = match exchange.map_err(|error| unavailable(describe(&error)))? {
+        Exchange::Answered { status, body } => (status, body),
+        Exchange::TimedOut => return Err(unavailable(format!("no answer within {deadline:?}"))),
     };
-    let Some(answer) = within(deadline, exchange).await else {
-        controller.abort();
-        return Err(unavailable(format!("no answer within {deadline:?}")));
-    };
-    let (status, bytes) = answer?;
     match status {
         200..=299 => Ok(bytes),
         500..=599 => Err(unavailable(format!("HTTP {status}"))),
@@ -214,4 +230,9 @@ async fn post_pipeline(url: String, token: String, body: Vec<u8>, deadline: Dura
             String::from_utf8_lossy(&bytes).chars().take(200).collect::<String>()
         ))),
     }
+}
+
+/// A JavaScript error's message, for logs.
+fn describe(error: &JsValue) -> String {
+    error.dyn_ref::<js_sys::Error>().map_or_else(|| format!("{error:?}"), |error| String::from(error.message()))
 }

@@ -10,7 +10,7 @@
 mod admin;
 mod state;
 
-use edgestack_core::region::{DEV_REGION_HEADER, RegionHints, RequestRegion};
+use edgestack_core::region::{DEV_REGION_HEADER, Location, RegionName, RequestRegion};
 use release::routing::{
     Reason, SERVED_BY_HEADER, StickyKey, VERSION_OVERRIDE_HEADER, Version, choose, requested_override,
     resolve_override, sticky_key_from_cookies,
@@ -75,13 +75,10 @@ fn binding(version: Version) -> &'static str {
 
 async fn forward(req: Request, env: &Env, settings: &Settings) -> Result<Response> {
     let header = |name: &str| req.headers().get(name).ok().flatten();
-    let region = RequestRegion::detect(
-        &RegionHints {
-            continent: req.cf().and_then(|cf| cf.continent()),
-            colo: req.cf().map(|cf| cf.colo()),
-            override_header: header(DEV_REGION_HEADER),
-        },
-        settings.development,
+    let location = Location { continent: req.cf().and_then(|cf| cf.continent()), colo: req.cf().map(|cf| cf.colo()) };
+    let region = RequestRegion::new(
+        RegionName::from_override(header(DEV_REGION_HEADER).as_deref(), settings.development),
+        &location,
     );
     let (split, blue_id, green_id) = with_state(|state| state.routing_inputs());
     let overridden = header(VERSION_OVERRIDE_HEADER)

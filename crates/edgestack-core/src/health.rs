@@ -38,7 +38,7 @@ impl<'a> HealthReport<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::region::{RegionHints, RequestRegion};
+    use crate::region::{Location, RequestRegion};
 
     #[test]
     fn report_never_contains_database_url_or_token() {
@@ -49,7 +49,7 @@ mod tests {
         })
         .unwrap();
         let version = VersionInfo { id: "v1".into(), tag: "abc123".into(), timestamp: "t".into() };
-        let region = RequestRegion::detect(&RegionHints { continent: Some("EU".into()), ..Default::default() }, false);
+        let region = RequestRegion::new(None, &Location { continent: Some("EU".into()), colo: None });
         let json = serde_json::to_value(HealthReport::new(&config, &version, &region)).unwrap();
         assert_eq!(json["database"], "configured");
         assert_eq!(json["version"]["tag"], "abc123");

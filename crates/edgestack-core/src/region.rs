@@ -53,24 +53,36 @@ pub struct RequestRegion {
     pub source: RegionSource,
 }
 
-/// What the runtime tells about where a request arrived.
-#[derive(Debug, Default, Clone)]
-pub struct RegionHints {
+/// What the runtime tells about where a request arrived (Cloudflare's `request.cf`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Location {
     pub continent: Option<String>,
     pub colo: Option<String>,
-    pub override_header: Option<String>,
+}
+
+impl RegionName {
+    /// The region a request names itself (`header`, else the configured development default),
+    /// if valid and `allowed` — only in development, or on a service reached through the entry;
+    /// in production it is ignored, so a client can never pick its own replica or canary region.
+    pub fn from_override(header: Option<&str>, allowed: bool) -> Option<Self> {
+        header.filter(|_| allowed).and_then(Self::parse)
+    }
+
+    /// The region of `location` (its continent; unknown goes to `na`, see [`Self::from_continent`]).
+    pub fn of(location: &Location) -> Self {
+        Self::from_continent(location.continent.as_deref().unwrap_or(""))
+    }
 }
 
 impl RequestRegion {
-    /// The override header wins only when `allow_override` (development); in production it is
-    /// ignored, so a client can never pick its own replica or canary region.
-    pub fn detect(hints: &RegionHints, allow_override: bool) -> Self {
-        let colo = hints.colo.clone().filter(|c| !c.is_empty());
-        if allow_override && let Some(name) = hints.override_header.as_deref().and_then(RegionName::parse) {
-            return Self { name, colo, source: RegionSource::DevOverride };
+    /// The honoured override if there is one, else `location`'s region; the colo is always the
+    /// location's.
+    pub fn new(honoured_override: Option<RegionName>, location: &Location) -> Self {
+        let colo = location.colo.clone().filter(|c| !c.is_empty());
+        match honoured_override {
+            Some(name) => Self { name, colo, source: RegionSource::DevOverride },
+            None => Self { name: RegionName::of(location), colo, source: RegionSource::Cloudflare },
         }
-        let name = RegionName::from_continent(hints.continent.as_deref().unwrap_or(""));
-        Self { name, colo, source: RegionSource::Cloudflare }
     }
 }
 
@@ -78,12 +90,9 @@ impl RequestRegion {
 mod tests {
     use super::*;
 
-    fn hints(continent: Option<&str>, header: Option<&str>) -> RegionHints {
-        RegionHints {
-            continent: continent.map(String::from),
-            colo: Some("LHR".into()),
-            override_header: header.map(String::from),
-        }
+    fn detect(continent: Option<&str>, header: Option<&str>, allowed: bool) -> RequestRegion {
+        let location = Location { continent: continent.map(String::from), colo: Some("LHR".into()) };
+        RequestRegion::new(RegionName::from_override(header, allowed), &location)
     }
 
     #[test]
@@ -104,9 +113,9 @@ mod tests {
 
     #[test]
     fn override_only_in_development() {
-        let dev = RequestRegion::detect(&hints(Some("NA"), Some("ap")), true);
+        let dev = detect(Some("NA"), Some("ap"), true);
         assert_eq!((dev.name.as_str(), dev.source), ("ap", RegionSource::DevOverride));
-        let prod = RequestRegion::detect(&hints(Some("NA"), Some("ap")), false);
+        let prod = detect(Some("NA"), Some("ap"), false);
         assert_eq!((prod.name.as_str(), prod.source), ("na", RegionSource::Cloudflare));
         assert_eq!(prod.colo.as_deref(), Some("LHR"));
     }
@@ -114,7 +123,7 @@ mod tests {
     #[test]
     fn invalid_override_falls_back_to_cf() {
         for bad in ["", "EU!", "a-very-long-region-name", "eu west"] {
-            let region = RequestRegion::detect(&hints(Some("EU"), Some(bad)), true);
+            let region = detect(Some("EU"), Some(bad), true);
             assert_eq!((region.name.as_str(), region.source), ("eu", RegionSource::Cloudflare), "{bad:?}");
         }
     }

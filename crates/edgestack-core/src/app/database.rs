@@ -11,14 +11,21 @@ use crate::db::{DbError, Pipeline, PipelineKind, PipelineOutcome};
 use crate::error::ApiError;
 use crate::region::RegionName;
 
-use super::{Platform, RequestReport};
+use super::{ApiRequest, Platform, RequestReport};
+
+/// The reader's region, for the read plan: found only when replicas make it matter.
+#[derive(Clone, Copy)]
+pub enum ReaderRegion<'a> {
+    Known(&'a RegionName),
+    Of(&'a ApiRequest),
+}
 
 pub struct Database<'a, P: Platform> {
     platform: &'a P,
     config: &'a DatabaseConfig,
     data_path: &'a DataPathConfig,
     topology: Topology,
-    region: &'a RegionName,
+    region: ReaderRegion<'a>,
     consistency: Option<ConsistencyToken>,
     report: &'a RefCell<RequestReport>,
 }
@@ -31,7 +38,7 @@ impl<'a, P: Platform> Database<'a, P> {
         platform: &'a P,
         config: &'a DatabaseConfig,
         data_path: &'a DataPathConfig,
-        region: &'a RegionName,
+        region: ReaderRegion<'a>,
         consistency: Option<ConsistencyToken>,
         report: &'a RefCell<RequestReport>,
     ) -> Self {
@@ -73,9 +80,16 @@ impl<'a, P: Platform> Database<'a, P> {
 
     async fn read(&self, pipeline: &Pipeline) -> Result<PipelineOutcome, DbError> {
         let body = pipeline.request_body()?;
-        let plan: Vec<Endpoint> = {
+        // Without replicas every read goes to the primary, wherever the reader is.
+        let plan: Vec<Endpoint> = if self.topology.replicas.is_empty() {
+            vec![self.topology.primary.clone()]
+        } else {
+            let region = match self.region {
+                ReaderRegion::Known(region) => region.clone(),
+                ReaderRegion::Of(request) => request.region_name(self.platform),
+            };
             let breakers = self.platform.isolate().breakers.borrow();
-            self.topology.read_plan(self.region, &breakers, self.platform.now_ms()).into_iter().cloned().collect()
+            self.topology.read_plan(&region, &breakers, self.platform.now_ms()).into_iter().cloned().collect()
         };
         let mut last_error = DbError::Unavailable("no endpoint to read from".into());
         for endpoint in &plan {

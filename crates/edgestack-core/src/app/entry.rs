@@ -42,7 +42,7 @@ pub async fn forward<P: Platform>(platform: &P, config: &Config, request: &ApiRe
         headers: request.headers.iter().filter(|(name, _)| !NOT_FORWARDED.contains(&name.as_str())).cloned().collect(),
         body: request.body.clone(),
     }
-    .with_header(DEV_REGION_HEADER, request.region.name.as_str())
+    .with_header(DEV_REGION_HEADER, request.region_name(platform).as_str())
     .with_header(internal_api::VERSION_HEADER, internal_api::CURRENT.to_string());
     let mut timing = Vec::new();
     let mut extra_db_requests = 0;
@@ -125,7 +125,7 @@ async fn identity<P: Platform>(platform: &P, config: &Config, request: &ApiReque
     }
     let refresh = ServiceRequest::internal(Method::Post, "/internal/identity")
         .with_header("cookie", request.cookie_header())
-        .with_header(DEV_REGION_HEADER, request.region.name.as_str());
+        .with_header(DEV_REGION_HEADER, request.region_name(platform).as_str());
     let started = platform.now_ms();
     let answer = platform.call_service(Service::Accounts, refresh).await;
     let elapsed_ms = platform.now_ms() - started;
@@ -157,12 +157,13 @@ async fn identity<P: Platform>(platform: &P, config: &Config, request: &ApiReque
 /// release can see which version of every service is serving.
 pub async fn health<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let request = context.request;
-    let mut report = serde_json::to_value(HealthReport::new(context.config, &request.version, &request.region))
+    let region = request.region(context.platform);
+    let mut report = serde_json::to_value(HealthReport::new(context.config, &request.version, &region))
         .map_err(|_| ApiError::internal())?;
     let mut all_configured = true;
     for service in [Service::Accounts, Service::Notes] {
         let probe = ServiceRequest::internal(Method::Get, "/internal/health")
-            .with_header(DEV_REGION_HEADER, request.region.name.as_str());
+            .with_header(DEV_REGION_HEADER, region.name.as_str());
         let answer = match context.platform.call_service(service, probe).await {
             Ok(response) if response.status == 200 => serde_json::from_slice::<Value>(&response.body).ok(),
             _ => None,

@@ -24,13 +24,13 @@ use crate::csrf::{self, CLIENT_HEADER, CsrfEvidence};
 use crate::datapath::{CircuitBreakers, ConsistencyToken};
 use crate::error::ApiError;
 use crate::health::VersionInfo;
-use crate::region::RequestRegion;
+use crate::region::{DEV_REGION_HEADER, Location, RegionName, RequestRegion};
 use crate::routes::{Method, Route, resolve};
 use crate::services::Service;
 use crate::services::identity::IDENTITY_HEADER;
 use crate::services::internal_api;
 
-pub use database::Database;
+pub use database::{Database, ReaderRegion};
 pub use outbox::deliver_pending_deletions;
 
 /// A request as the core needs it; the worker fills it from the runtime.
@@ -39,14 +39,16 @@ pub struct ApiRequest {
     pub method: Method,
     pub path: String,
     pub query: String,
-    /// Lower-case names.
+    /// Lower-case names; only [`API_REQUEST_HEADERS`].
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     /// `scheme://host[:port]` of the request URL, for the CSRF check.
     pub origin: String,
     pub client_ip: Option<String>,
     pub now_ms: i64,
-    pub region: RequestRegion,
+    /// The region the request named and the edge honoured (development, or a service reached
+    /// through the entry); otherwise the region is the runtime's [`Platform::location`].
+    pub region_override: Option<RegionName>,
     pub version: VersionInfo,
 }
 
@@ -67,6 +69,17 @@ impl ApiRequest {
     pub fn cookie_header(&self) -> String {
         let fields = self.headers.iter().filter(|(key, _)| key.eq_ignore_ascii_case("cookie"));
         fields.map(|(_, value)| value.as_str()).collect::<Vec<_>>().join("; ")
+    }
+
+    /// Where the request is served, with the colo, as `/api/health` reports it.
+    pub fn region<P: Platform>(&self, platform: &P) -> RequestRegion {
+        RequestRegion::new(self.region_override.clone(), &platform.location())
+    }
+
+    /// The region that picks replicas: the honoured override, else the runtime's location —
+    /// read only here, when a decision needs it.
+    pub fn region_name<P: Platform>(&self, platform: &P) -> RegionName {
+        self.region_override.clone().unwrap_or_else(|| RegionName::of(&platform.location()))
     }
 
     /// The first well-formed session token among the session cookies.
@@ -142,6 +155,23 @@ pub enum Limiter {
     SignInPerAccount,
     SignInPerClient,
 }
+
+/// The request headers the API reads — all it is given: reading every header of a request costs
+/// the runtime more than a health check (docs/performance.md), and the entry forwards only
+/// these to the services, which read nothing else.
+pub const API_REQUEST_HEADERS: &[&str] = &[
+    "cookie",
+    "content-type",
+    "origin",
+    "sec-fetch-site",
+    CLIENT_HEADER,
+    "if-none-match",
+    "cf-connecting-ip",
+    DEV_REGION_HEADER,
+    IDENTITY_HEADER,
+    internal_api::VERSION_HEADER,
+    PANIC_HEADER,
+];
 
 /// With `EDGESTACK_INJECT_FAULT=panic`, a request carrying this header panics.
 pub const PANIC_HEADER: &str = "x-edgestack-panic";
@@ -222,6 +252,10 @@ pub trait Platform {
     fn fill_random(&self, buffer: &mut [u8]) -> Result<(), String>;
     /// Milliseconds, for measuring I/O (Workers advance the clock only across I/O).
     fn now_ms(&self) -> f64;
+    /// Where the runtime says the request arrived (Cloudflare's `request.cf`). Asked only when
+    /// the region matters: the runtime builds `cf` when first read, which costs more than a
+    /// cached answer (docs/performance.md). Cron events have no location.
+    fn location(&self) -> Location;
     fn isolate(&self) -> &IsolateState;
     /// `POST {url}/v3/pipeline` with the bearer token; the response body on 2xx. Gives up after
     /// `deadline_ms` with `DbError::Unavailable`.
@@ -280,7 +314,7 @@ impl<P: Platform> Context<'_, P> {
             self.platform,
             config,
             &self.config.data_path,
-            &self.request.region.name,
+            ReaderRegion::Of(self.request),
             self.consistency,
             &self.report,
         ))

@@ -11,7 +11,7 @@ use crate::db::Pipeline;
 use crate::routes::Method;
 use crate::services::Service;
 
-use super::{Database, Platform, RequestReport, ServiceRequest};
+use super::{Database, Platform, ReaderRegion, RequestReport, ServiceRequest};
 
 /// Rows one cron run works through; the rest wait a minute.
 const BATCH: i64 = 100;
@@ -61,7 +61,8 @@ pub async fn deliver_pending_deletions<P: Platform>(
     let database_config = config.database.as_ref().ok_or("no database is configured")?;
     let report = RefCell::new(RequestReport::default());
     let region = config.data_path.primary_region.clone();
-    let database = Database::new(platform, database_config, &config.data_path, &region, None, &report);
+    let database =
+        Database::new(platform, database_config, &config.data_path, ReaderRegion::Known(&region), None, &report);
     let outcome = database
         .run(&Pipeline::authoritative_read(vec![sql::pending_user_deletions(BATCH)]))
         .await

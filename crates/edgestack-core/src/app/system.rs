@@ -9,7 +9,8 @@ use super::{ApiResponse, Context, Platform};
 
 pub fn health<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let request = context.request;
-    ApiResponse::json(200, &HealthReport::new(context.config, &request.version, &request.region))
+    let region = request.region(context.platform);
+    ApiResponse::json(200, &HealthReport::new(context.config, &request.version, &region))
 }
 
 pub fn csp_report<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {

@@ -1,0 +1,52 @@
+// The HTTP edge's crossings between wasm and JavaScript, one per step (src/http.rs). Each call
+// from wasm into JavaScript, and each string it carries, costs a conversion; reading a request
+// header by header, building a response header by header and an Analytics Engine data point
+// element by element cost more than the rest of a health check. So each step crosses once,
+// with the headers as one string of `name\nvalue\n` lines (header names and values never
+// contain a line break: the Headers API refuses them). See docs/performance.md.
+
+/**
+ * `method\nurl\nname\nvalue…` for those of `names` (`\n`-separated, lower-case) the request
+ * carries. Asking for the few headers the API reads costs far less than iterating them all.
+ */
+export function requestHead(request, names) {
+  const headers = request.headers;
+  let head = `${request.method}\n${request.url}`;
+  for (const name of names.split("\n")) {
+    const value = headers.get(name);
+    if (value !== null) head += `\n${name}\n${value}`;
+  }
+  return head;
+}
+
+/** A Response from a status, `name\nvalue\n…` header lines and a body (or null). */
+export function respond(status, headerLines, body) {
+  const headers = new Headers();
+  const lines = headerLines.split("\n");
+  for (let i = 0; i + 1 < lines.length; i += 2) headers.append(lines[i], lines[i + 1]);
+  return new Response(body, { status, headers });
+}
+
+/** One data point (docs/releases.md: index and blob1 the version, blob2 the route, blob3 the status class, double1 the latency). */
+export function recordRequest(dataset, versionId, route, statusClass, latencyMs) {
+  dataset.writeDataPoint({ indexes: [versionId], blobs: [versionId, route, statusClass], doubles: [latencyMs] });
+}
+
+/**
+ * `POST url` of a Hrana pipeline within `deadlineMs` (the runtime's own timer: it covers the
+ * body too). Resolves to `[status, body bytes]`, or `[0, null]` when the deadline passed.
+ */
+export async function postPipeline(url, authorization, body, deadlineMs) {
+  try {
+    const response = await fetch(url, {
+      method: "POST",
+      headers: { Authorization: authorization, "Content-Type": "application/json" },
+      body,
+      signal: AbortSignal.timeout(deadlineMs),
+    });
+    return [response.status, new Uint8Array(await response.arrayBuffer())];
+  } catch (error) {
+    if (error?.name === "TimeoutError") return [0, null];
+    throw error;
+  }
+}

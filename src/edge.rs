@@ -1,0 +1,103 @@
+//! The crossings between wasm and the runtime's JavaScript objects that every request makes,
+//! one call each (`src/edge.js` says why).
+
+use std::sync::OnceLock;
+
+use edgestack_core::app::API_REQUEST_HEADERS;
+use worker::js_sys;
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::worker_sys::web_sys;
+
+use wasm_bindgen::prelude::wasm_bindgen;
+
+#[wasm_bindgen(module = "/src/edge.js")]
+extern "C" {
+    // `catch` on every import: a JavaScript exception must come back as an error, never unwind
+    // through wasm (which would reset the instance).
+    #[wasm_bindgen(js_name = requestHead, catch)]
+    fn request_head(request: &web_sys::Request, names: &str) -> Result<String, JsValue>;
+
+    #[wasm_bindgen(catch)]
+    fn respond(status: u16, header_lines: &str, body: Option<&[u8]>) -> Result<web_sys::Response, JsValue>;
+
+    #[wasm_bindgen(js_name = recordRequest, catch)]
+    pub fn record_request(
+        dataset: &JsValue,
+        version_id: &str,
+        route: &str,
+        status_class: &str,
+        latency_ms: f64,
+    ) -> Result<(), JsValue>;
+}
+
+#[wasm_bindgen(module = "/src/edge.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = postPipeline, catch)]
+    fn post_pipeline(url: &str, authorization: &str, body: &[u8], deadline_ms: u32)
+    -> Result<js_sys::Promise, JsValue>;
+}
+
+/// How a subrequest ended.
+pub enum Exchange {
+    Answered {
+        status: u16,
+        body: Vec<u8>,
+    },
+    /// The deadline passed first.
+    TimedOut,
+}
+
+/// `POST url` with `body` and an `Authorization` header, given up after `deadline_ms`.
+pub async fn post(url: &str, authorization: &str, body: &[u8], deadline_ms: u32) -> Result<Exchange, JsValue> {
+    let answer: js_sys::Array =
+        JsFuture::from(post_pipeline(url, authorization, body, deadline_ms)?).await?.unchecked_into();
+    let status = answer.get(0).as_f64().unwrap_or(0.0) as u16;
+    if status == 0 {
+        return Ok(Exchange::TimedOut);
+    }
+    Ok(Exchange::Answered { status, body: answer.get(1).unchecked_into::<js_sys::Uint8Array>().to_vec() })
+}
+
+/// What the API reads of a request besides its body: method, URL, and the headers it reads
+/// ([`API_REQUEST_HEADERS`], lower-case names).
+pub struct RequestHead {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl RequestHead {
+    pub fn of(request: &web_sys::Request) -> Result<Self, JsValue> {
+        static NAMES: OnceLock<String> = OnceLock::new();
+        let names = NAMES.get_or_init(|| API_REQUEST_HEADERS.join("\n"));
+        request_head(request, names).map(|head| Self::parse(&head))
+    }
+
+    fn parse(head: &str) -> Self {
+        let mut lines = head.split('\n');
+        let method = lines.next().unwrap_or_default().to_string();
+        let url = lines.next().unwrap_or_default().to_string();
+        let mut headers = Vec::new();
+        while let (Some(name), Some(value)) = (lines.next(), lines.next()) {
+            headers.push((name.to_string(), value.to_string()));
+        }
+        Self { method, url, headers }
+    }
+}
+
+/// A runtime `Response` from a status, headers and a body (empty: none, as 204 and 304 need).
+pub fn response<'a>(
+    status: u16,
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    body: &[u8],
+) -> Result<web_sys::Response, JsValue> {
+    let mut lines = String::new();
+    for (name, value) in headers {
+        lines.push_str(name);
+        lines.push('\n');
+        lines.push_str(value);
+        lines.push('\n');
+    }
+    respond(status, &lines, (!body.is_empty()).then_some(body))
+}
