@@ -50,3 +50,33 @@ export async function postPipeline(url, authorization, body, deadlineMs) {
     throw error;
   }
 }
+
+/**
+ * The request body as one Uint8Array, read chunk by chunk and given up past `limit` bytes
+ * (null then), so an oversized body is never buffered whole whatever its declared length.
+ * Rejects when the body cannot be read.
+ */
+export async function readBody(request, limit) {
+  if (request.body === null) return new Uint8Array(0);
+  const reader = request.body.getReader();
+  const chunks = [];
+  let length = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    length += value.byteLength;
+    if (length > limit) {
+      reader.cancel().catch(() => {});
+      return null;
+    }
+    chunks.push(value);
+  }
+  if (chunks.length === 1) return chunks[0];
+  const body = new Uint8Array(length);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return body;
+}

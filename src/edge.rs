@@ -33,9 +33,19 @@ extern "C" {
 
 #[wasm_bindgen(module = "/src/edge.js")]
 extern "C" {
+    #[wasm_bindgen(js_name = readBody, catch)]
+    fn read_body(request: &web_sys::Request, limit: u32) -> Result<js_sys::Promise, JsValue>;
+
     #[wasm_bindgen(js_name = postPipeline, catch)]
     fn post_pipeline(url: &str, authorization: &str, body: &[u8], deadline_ms: u32)
     -> Result<js_sys::Promise, JsValue>;
+}
+
+/// The request body, or `None` when it is longer than `limit` bytes (never buffered whole).
+pub async fn body(request: &web_sys::Request, limit: usize) -> Result<Option<Vec<u8>>, JsValue> {
+    let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+    let body = JsFuture::from(read_body(request, limit)?).await?;
+    Ok((!body.is_null()).then(|| body.unchecked_into::<js_sys::Uint8Array>().to_vec()))
 }
 
 /// How a subrequest ended.

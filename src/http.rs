@@ -15,10 +15,8 @@ use edgestack_core::request_url::RequestUrl;
 use edgestack_core::routes::Method;
 use edgestack_core::services::Service;
 use worker::Date;
-use worker::js_sys::{Reflect, Uint8Array};
-use worker::wasm_bindgen::{JsCast, JsValue};
-use worker::wasm_bindgen_futures::JsFuture;
-use worker::worker_sys::web_sys::{self, ReadableStreamDefaultReader};
+use worker::wasm_bindgen::JsValue;
+use worker::worker_sys::web_sys;
 
 use crate::bindings;
 use crate::edge::{self, RequestHead};
@@ -89,31 +87,13 @@ fn into_response(response: ApiResponse, version: &VersionInfo) -> Result<web_sys
     edge::response(response.status, headers, &response.body)
 }
 
-/// Reads the body chunk by chunk and stops at the limit, so an oversized body is never
-/// buffered whole, whatever its declared length.
+/// The body, refused past the limit without buffering it whole, whatever its declared length.
 async fn read_body(req: &web_sys::Request) -> Result<Vec<u8>, ApiError> {
-    let unreadable = |_| ApiError::new(400, "unreadable_body", "the request body could not be read");
     check_declared_length(req.headers().get("content-length").ok().flatten().as_deref())?;
-    let Some(stream) = req.body() else {
-        return Ok(Vec::new());
-    };
-    let reader: ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
-    let mut body = Vec::new();
-    loop {
-        let chunk = JsFuture::from(reader.read()).await.map_err(unreadable)?;
-        if Reflect::get(&chunk, &JsValue::from_str("done")).map_err(unreadable)?.is_truthy() {
-            return Ok(body);
-        }
-        let bytes: Uint8Array = Reflect::get(&chunk, &JsValue::from_str("value")).map_err(unreadable)?.unchecked_into();
-        let length = bytes.length() as usize;
-        if body.len() + length > MAX_BODY_BYTES {
-            // Stop reading: the rest of an oversized body is never buffered.
-            let _ = reader.cancel();
-            return Err(too_large());
-        }
-        let start = body.len();
-        body.resize(start + length, 0);
-        bytes.copy_to(&mut body[start..]);
+    match edge::body(req, MAX_BODY_BYTES).await {
+        Ok(Some(body)) => Ok(body),
+        Ok(None) => Err(too_large()),
+        Err(_) => Err(ApiError::new(400, "unreadable_body", "the request body could not be read")),
     }
 }
 
