@@ -27,7 +27,17 @@ const GATEWAY_INPUTS: &[&str] = &[
     "Cargo.toml",
     "Cargo.lock",
 ];
-const GATEWAY_STAMP: &str = "gateway/build/.inputs.sha256";
+/// Everything the production front Worker (`front/`, docs/releases.md) is built from.
+const FRONT_INPUTS: &[&str] = &[
+    "front/src",
+    "front/Cargo.toml",
+    "crates/release/src",
+    "crates/release/Cargo.toml",
+    "crates/edgestack-core/src",
+    "crates/edgestack-core/Cargo.toml",
+    "Cargo.toml",
+    "Cargo.lock",
+];
 
 pub fn build_worker(toolchain: &Toolchain) -> Result {
     let root = &toolchain.root;
@@ -63,17 +73,30 @@ fn install_entry(root: &Path) -> Result {
 /// Builds the local canary gateway (`gateway/`, a second Worker) the same way, unless none of
 /// its inputs changed; `gateway/wrangler.toml` and the rollout tests use its `gateway/build/`.
 pub fn build_gateway(toolchain: &Toolchain) -> Result {
+    build_package_worker(toolchain, "gateway", GATEWAY_INPUTS)
+}
+
+/// Builds the production front Worker (`front/`) into `front/build/`, unless none of its inputs
+/// changed; `front/wrangler.toml`'s `[build] command` and the regional canary tests use it.
+pub fn build_front(toolchain: &Toolchain) -> Result {
+    build_package_worker(toolchain, "front", FRONT_INPUTS)
+}
+
+/// `worker-build --release` in the package folder `package` (a Worker crate of the workspace),
+/// skipped when the digest of `inputs` matches the one recorded in `<package>/build/`.
+fn build_package_worker(toolchain: &Toolchain, package: &str, inputs: &[&str]) -> Result {
     let root = &toolchain.root;
-    let _lock = BuildLock::acquire(&root.join("target/xtask-build-gateway.lock"))?;
-    let digest = inputs_digest(root, GATEWAY_INPUTS)?;
-    let stamp = root.join(GATEWAY_STAMP);
-    let built = root.join("gateway/build/index.js").is_file() && root.join("gateway/build/index_bg.wasm").is_file();
+    let _lock = BuildLock::acquire(&root.join(format!("target/xtask-build-{package}.lock")))?;
+    let digest = inputs_digest(root, inputs)?;
+    let build = root.join(package).join("build");
+    let stamp = build.join(".inputs.sha256");
+    let built = build.join("index.js").is_file() && build.join("index_bg.wasm").is_file();
     if built && std::fs::read_to_string(&stamp).is_ok_and(|recorded| recorded.trim() == digest) {
         return Ok(());
     }
     // worker-build builds the package in its working directory.
     let mut command = Command::new(&toolchain.worker_build);
-    command.current_dir(root.join("gateway")).arg("--release");
+    command.current_dir(root.join(package)).arg("--release");
     toolchain.apply_env(&mut command);
     run(&mut command)?;
     std::fs::write(&stamp, digest).map_err(|e| format!("{}: {e}", stamp.display()))

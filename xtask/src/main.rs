@@ -36,6 +36,8 @@ enum Command {
     Build,
     /// The local canary gateway worker in gateway/ (skipped when no input changed).
     BuildGateway,
+    /// The production front Worker in front/ (skipped when no input changed).
+    BuildFront,
     /// Start the whole stack locally, `wrangler dev` in the foreground; Ctrl-C stops all of it.
     Dev(DevArgs),
     /// Print a new Ed25519 pair for the services' IDENTITY_SIGNING_KEY / IDENTITY_PUBLIC_KEY.
@@ -119,6 +121,7 @@ fn main() -> ExitCode {
         Command::Assets => assets::build_public(&local_stack::workspace_root()).map(|_| ()),
         Command::Build => tools::Toolchain::ensure().and_then(|toolchain| build::build_worker(&toolchain)),
         Command::BuildGateway => tools::Toolchain::ensure().and_then(|toolchain| build::build_gateway(&toolchain)),
+        Command::BuildFront => tools::Toolchain::ensure().and_then(|toolchain| build::build_front(&toolchain)),
         Command::Release { args } => run_release(&args),
         Command::Dev(args) => {
             let shape = if args.services { dev::Shape::Services } else { dev::Shape::Monolith };
@@ -151,6 +154,8 @@ fn run_tests(extra_args: &[String]) -> Result {
     build::build_worker(&toolchain)?;
     // The rollout tests (crates/release/tests) run the gateway in front of two builds.
     build::build_gateway(&toolchain)?;
+    // The regional canary test puts the front Worker before the gateway.
+    build::build_front(&toolchain)?;
     tools::run(
         local_stack::cargo::command()
             .current_dir(&toolchain.root)

@@ -5,6 +5,7 @@
 //! host CLI share one implementation and the host tests cover both.
 
 pub mod analytics;
+pub mod front;
 pub mod gate;
 pub mod migrations;
 pub mod plan;

@@ -1,0 +1,358 @@
+//! The production front Worker's rule (`front/`, docs/releases.md): which requests it pins to the
+//! canary version with `Cloudflare-Workers-Version-Overrides`, and the vars that carry the rule.
+//!
+//! `release deploy` writes the rule (`wrangler deploy --config front/wrangler.toml --var …`) and
+//! the front Worker reads it once per isolate, so both sides use [`rule_vars`] and
+//! [`FrontConfig::from_lookup`] and never disagree on a name or a format.
+//!
+//! A request goes to the canary only when its location is known and folds to a canary region;
+//! anything else — no rule, no `request.cf`, a continent code we do not know, another region, or
+//! a client that already names the app Worker in its own override — passes through unchanged and
+//! gets whatever the gradual deployment's percentages give it. Unknown never means canary.
+
+use std::collections::BTreeSet;
+
+use edgestack_core::region::RegionName;
+
+use crate::routing::requested_override;
+
+/// The front Worker's service binding to the app Worker (`[[services]]` in front/wrangler.toml).
+pub const APP_BINDING: &str = "APP";
+/// The app Worker's name, as the override header must name it (its `name` in wrangler.toml).
+pub const APP_WORKER_VAR: &str = "FRONT_APP_WORKER";
+/// The canary's version id (what `wrangler versions upload` printed); empty: no rule.
+pub const CANARY_VERSION_VAR: &str = "FRONT_CANARY_VERSION";
+/// Regions whose users get the canary, comma-separated (`eu`, `eu,ap`); empty: no rule.
+pub const CANARY_REGIONS_VAR: &str = "FRONT_CANARY_REGIONS";
+/// `development` honours the `x-edgestack-region` header (request.cf is a placeholder locally).
+pub const ENV_VAR: &str = "EDGESTACK_ENV";
+
+/// Cloudflare's continent codes (`request.cf.continent`); any other value is an unknown location.
+const CONTINENTS: &[&str] = &["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
+
+/// One region's users pinned to one version of the app Worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Canary {
+    pub version: String,
+    pub regions: BTreeSet<RegionName>,
+}
+
+/// The front Worker's configuration, parsed once per isolate from its vars.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontConfig {
+    pub app_worker: String,
+    pub canary: Option<Canary>,
+    pub development: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrontConfigError {
+    MissingAppWorker,
+    BadAppWorker(String),
+    BadVersion(String),
+    BadRegion(String),
+    /// A version without regions or regions without a version: half a rule is no rule.
+    Incomplete,
+}
+
+impl std::fmt::Display for FrontConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::MissingAppWorker => write!(f, "{APP_WORKER_VAR} is not set"),
+            Self::BadAppWorker(name) => write!(f, "{APP_WORKER_VAR}: `{name}` is not a Worker name"),
+            Self::BadVersion(version) => write!(f, "{CANARY_VERSION_VAR}: `{version}` is not a version id"),
+            Self::BadRegion(region) => write!(f, "{CANARY_REGIONS_VAR}: `{region}` is not a region name"),
+            Self::Incomplete => {
+                write!(f, "{CANARY_VERSION_VAR} and {CANARY_REGIONS_VAR} must both be set, or both empty")
+            }
+        }
+    }
+}
+
+impl std::error::Error for FrontConfigError {}
+
+/// Lowercase letters, digits and `-`, as Cloudflare names Workers.
+fn is_worker_name(name: &str) -> bool {
+    (1..=63).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// A version id as it can stand inside the override header's quoted string: Cloudflare's ids are
+/// UUIDs; the local gateway also takes `blue` / `green`.
+fn is_version_id(version: &str) -> bool {
+    (1..=64).contains(&version.len()) && version.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+impl FrontConfig {
+    /// Reads the vars through `lookup` (the Worker's `env.var`); an empty value counts as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, FrontConfigError> {
+        let var = |name: &str| lookup(name).map(|value| value.trim().to_string()).filter(|value| !value.is_empty());
+        let app_worker = var(APP_WORKER_VAR).ok_or(FrontConfigError::MissingAppWorker)?;
+        if !is_worker_name(&app_worker) {
+            return Err(FrontConfigError::BadAppWorker(app_worker));
+        }
+        let canary = match (var(CANARY_VERSION_VAR), var(CANARY_REGIONS_VAR)) {
+            (None, None) => None,
+            (Some(version), Some(regions)) => {
+                if !is_version_id(&version) {
+                    return Err(FrontConfigError::BadVersion(version));
+                }
+                Some(Canary { version, regions: parse_regions(&regions)? })
+            }
+            _ => return Err(FrontConfigError::Incomplete),
+        };
+        let development = var(ENV_VAR).as_deref() == Some("development");
+        Ok(Self { app_worker, canary, development })
+    }
+
+    /// Where a request goes: through unchanged, or pinned to the canary.
+    pub fn route(&self, visit: &Visit<'_>) -> Route {
+        let Some(canary) = &self.canary else {
+            return Route::PassThrough(PassReason::NoRule);
+        };
+        // A tester's own pin for the app Worker wins, as the gateway's override beats its split.
+        if visit.overrides.and_then(|header| requested_override(header, &self.app_worker)).is_some() {
+            return Route::PassThrough(PassReason::ClientOverride);
+        }
+        let region =
+            RegionName::from_override(visit.dev_region, self.development).or_else(|| continent_region(visit.continent));
+        match region {
+            None => Route::PassThrough(PassReason::UnknownLocation),
+            Some(region) if canary.regions.contains(&region) => {
+                Route::Canary { overrides: with_override(visit.overrides, &self.app_worker, &canary.version) }
+            }
+            Some(region) => Route::PassThrough(PassReason::OtherRegion(region)),
+        }
+    }
+}
+
+/// What the front Worker knows about a request when it decides.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Visit<'a> {
+    /// `request.cf.continent`; `None` when the runtime gave no `cf` or no continent.
+    pub continent: Option<&'a str>,
+    /// The `x-edgestack-region` header, honoured only in development.
+    pub dev_region: Option<&'a str>,
+    /// The request's own `Cloudflare-Workers-Version-Overrides`, if any.
+    pub overrides: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Forward the request as it came.
+    PassThrough(PassReason),
+    /// Forward it with this `Cloudflare-Workers-Version-Overrides` value.
+    Canary { overrides: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassReason {
+    NoRule,
+    /// No `cf`, no continent, or a code that is not one of Cloudflare's seven.
+    UnknownLocation,
+    OtherRegion(RegionName),
+    ClientOverride,
+}
+
+/// The region of a known continent code (`RegionName::from_continent`'s fold); `None` for a
+/// missing or unknown one. (`from_continent` itself sends unknown codes to `na` for the choice of
+/// a database replica, where some answer is needed; for a canary, unknown means not chosen.)
+pub fn continent_region(continent: Option<&str>) -> Option<RegionName> {
+    let code = continent?.trim().to_ascii_uppercase();
+    CONTINENTS.contains(&code.as_str()).then(|| RegionName::from_continent(&code))
+}
+
+/// The request's override dictionary with the app Worker's entry added last (other Workers'
+/// entries kept).
+fn with_override(existing: Option<&str>, app_worker: &str, version: &str) -> String {
+    let ours = format!("{app_worker}=\"{version}\"");
+    match existing.map(str::trim).filter(|header| !header.is_empty()) {
+        Some(header) => format!("{header}, {ours}"),
+        None => ours,
+    }
+}
+
+fn parse_regions(text: &str) -> Result<BTreeSet<RegionName>, FrontConfigError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            RegionName::parse(entry)
+                .filter(|region| region.as_str() == entry)
+                .ok_or_else(|| FrontConfigError::BadRegion(entry.to_string()))
+        })
+        .collect()
+}
+
+/// The vars that put `canary` in force on the front Worker (`None` clears the rule), in the
+/// order `release deploy` passes them as `--var NAME:VALUE`.
+pub fn rule_vars(app_worker: &str, canary: Option<&Canary>) -> Vec<(&'static str, String)> {
+    let (version, regions) = match canary {
+        Some(canary) => {
+            (canary.version.clone(), canary.regions.iter().map(RegionName::as_str).collect::<Vec<_>>().join(","))
+        }
+        None => (String::new(), String::new()),
+    };
+    vec![(APP_WORKER_VAR, app_worker.to_string()), (CANARY_VERSION_VAR, version), (CANARY_REGIONS_VAR, regions)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GREEN: &str = "5d3e8a2c-0bd1-4c9a-9d8c-1f5e3a7b9c01";
+
+    fn config(regions: &str, development: bool) -> FrontConfig {
+        let vars = [
+            (APP_WORKER_VAR, "edgestack"),
+            (CANARY_VERSION_VAR, GREEN),
+            (CANARY_REGIONS_VAR, regions),
+            (ENV_VAR, if development { "development" } else { "production" }),
+        ];
+        FrontConfig::from_lookup(|name| vars.iter().find(|(key, _)| *key == name).map(|(_, value)| value.to_string()))
+            .unwrap()
+    }
+
+    fn pinned() -> Route {
+        Route::Canary { overrides: format!("edgestack=\"{GREEN}\"") }
+    }
+
+    fn region(name: &str) -> RegionName {
+        RegionName::parse(name).unwrap()
+    }
+
+    /// One row per input: the continent `request.cf` reports (`None`: no cf, or no continent).
+    fn check(config: &FrontConfig, continent: Option<&str>, expected: Route) {
+        let visit = Visit { continent, ..Visit::default() };
+        assert_eq!(config.route(&visit), expected, "continent {continent:?}");
+    }
+
+    #[test]
+    fn an_eu_canary_pins_europe_and_africa_and_passes_every_other_continent() {
+        let eu = config("eu", false);
+        check(&eu, Some("EU"), pinned());
+        check(&eu, Some("AF"), pinned());
+        check(&eu, Some("eu"), pinned());
+        for (continent, folds_to) in [("NA", "na"), ("SA", "na"), ("AN", "na"), ("AS", "ap"), ("OC", "ap")] {
+            check(&eu, Some(continent), Route::PassThrough(PassReason::OtherRegion(region(folds_to))));
+        }
+    }
+
+    #[test]
+    fn each_region_canary_pins_exactly_its_continents() {
+        let expected: [(&str, &[&str]); 3] =
+            [("eu", &["EU", "AF"]), ("ap", &["AS", "OC"]), ("na", &["NA", "SA", "AN"])];
+        for (canary_region, its_continents) in expected {
+            let config = config(canary_region, false);
+            for continent in CONTINENTS {
+                let route = config.route(&Visit { continent: Some(continent), ..Visit::default() });
+                assert_eq!(
+                    matches!(route, Route::Canary { .. }),
+                    its_continents.contains(continent),
+                    "{canary_region} canary, continent {continent}: {route:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_missing_or_unknown_location_is_never_the_canary() {
+        // Even when the canary region is `na`, where from_continent sends unknown codes.
+        for canary_region in ["eu", "na", "ap"] {
+            let config = config(canary_region, false);
+            for continent in [None, Some(""), Some("  "), Some("T1"), Some("XX"), Some("EUROPE"), Some("e")] {
+                check(&config, continent, Route::PassThrough(PassReason::UnknownLocation));
+            }
+        }
+    }
+
+    #[test]
+    fn without_a_rule_everything_passes_through() {
+        let vars = [(APP_WORKER_VAR, "edgestack"), (CANARY_VERSION_VAR, ""), (CANARY_REGIONS_VAR, "")];
+        let config =
+            FrontConfig::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())).unwrap();
+        assert_eq!(config.canary, None);
+        for continent in [Some("EU"), Some("NA"), None] {
+            check(&config, continent, Route::PassThrough(PassReason::NoRule));
+        }
+    }
+
+    #[test]
+    fn several_regions_can_be_canaries() {
+        let config = config("eu, ap", false);
+        check(&config, Some("EU"), pinned());
+        check(&config, Some("OC"), pinned());
+        check(&config, Some("NA"), Route::PassThrough(PassReason::OtherRegion(region("na"))));
+    }
+
+    #[test]
+    fn the_region_header_counts_only_in_development() {
+        let header_eu = Visit { continent: Some("NA"), dev_region: Some("eu"), overrides: None };
+        assert_eq!(config("eu", true).route(&header_eu), pinned());
+        assert_eq!(config("eu", false).route(&header_eu), Route::PassThrough(PassReason::OtherRegion(region("na"))));
+        // Production: a client in Europe cannot opt out by naming another region either.
+        let header_na = Visit { continent: Some("EU"), dev_region: Some("na"), overrides: None };
+        assert_eq!(config("eu", false).route(&header_na), pinned());
+        // Development without the header: request.cf as in production.
+        assert_eq!(config("eu", true).route(&Visit { continent: Some("AF"), ..Visit::default() }), pinned());
+    }
+
+    #[test]
+    fn other_workers_overrides_are_kept_and_a_testers_own_pin_wins() {
+        let eu = config("eu", false);
+        let other = Visit { continent: Some("EU"), dev_region: None, overrides: Some(r#"billing="abc""#) };
+        assert_eq!(eu.route(&other), Route::Canary { overrides: format!(r#"billing="abc", edgestack="{GREEN}""#) });
+        let tester = Visit { continent: Some("EU"), dev_region: None, overrides: Some(r#"edgestack="blue-id""#) };
+        assert_eq!(eu.route(&tester), Route::PassThrough(PassReason::ClientOverride));
+        // A malformed entry for the app Worker is no pin; ours comes last, and the last wins.
+        let malformed = Visit { continent: Some("EU"), dev_region: None, overrides: Some("edgestack=blue") };
+        assert_eq!(
+            eu.route(&malformed),
+            Route::Canary { overrides: format!(r#"edgestack=blue, edgestack="{GREEN}""#) }
+        );
+        // Outside the canary region a tester's header passes untouched (no rewrite at all).
+        let elsewhere = Visit { continent: Some("NA"), dev_region: None, overrides: Some(r#"billing="abc""#) };
+        assert!(matches!(eu.route(&elsewhere), Route::PassThrough(PassReason::OtherRegion(_))));
+    }
+
+    #[test]
+    fn the_release_writes_what_the_front_worker_reads() {
+        let canary = Canary { version: GREEN.into(), regions: [region("eu"), region("ap")].into() };
+        let vars = rule_vars("edgestack-entry", Some(&canary));
+        assert_eq!(
+            vars,
+            [
+                (APP_WORKER_VAR, "edgestack-entry".to_string()),
+                (CANARY_VERSION_VAR, GREEN.to_string()),
+                (CANARY_REGIONS_VAR, "ap,eu".to_string())
+            ]
+        );
+        let lookup = |vars: Vec<(&'static str, String)>| {
+            move |name: &str| vars.iter().find(|(key, _)| *key == name).map(|(_, value)| value.clone())
+        };
+        let read = FrontConfig::from_lookup(lookup(vars)).unwrap();
+        assert_eq!((read.app_worker.as_str(), read.canary), ("edgestack-entry", Some(canary)));
+        let cleared = FrontConfig::from_lookup(lookup(rule_vars("edgestack", None))).unwrap();
+        assert_eq!(cleared.canary, None);
+    }
+
+    #[test]
+    fn half_a_rule_or_a_bad_value_is_refused() {
+        let read = |pairs: &[(&str, &str)]| {
+            let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            FrontConfig::from_lookup(move |name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+        };
+        let app = (APP_WORKER_VAR, "edgestack");
+        assert_eq!(read(&[]), Err(FrontConfigError::MissingAppWorker));
+        assert!(matches!(read(&[(APP_WORKER_VAR, "Edge Stack")]), Err(FrontConfigError::BadAppWorker(_))));
+        assert_eq!(read(&[app, (CANARY_VERSION_VAR, GREEN)]), Err(FrontConfigError::Incomplete));
+        assert_eq!(read(&[app, (CANARY_REGIONS_VAR, "eu")]), Err(FrontConfigError::Incomplete));
+        assert!(matches!(
+            read(&[app, (CANARY_VERSION_VAR, "a\"b"), (CANARY_REGIONS_VAR, "eu")]),
+            Err(FrontConfigError::BadVersion(_))
+        ));
+        assert!(matches!(
+            read(&[app, (CANARY_VERSION_VAR, GREEN), (CANARY_REGIONS_VAR, "EU")]),
+            Err(FrontConfigError::BadRegion(_))
+        ));
+    }
+}
