@@ -9,7 +9,7 @@ use edgestack_core::app::{self, ApiRequest, ApiResponse};
 use edgestack_core::assets::{PRIVATE_NO_STORE, SECURITY_HEADERS};
 use edgestack_core::error::ApiError;
 use edgestack_core::health::VersionInfo;
-use edgestack_core::json_body::{MAX_BODY_BYTES, check_declared_length, too_large};
+use edgestack_core::json_body::{BodyError, MAX_BODY_BYTES, check_declared_length};
 use edgestack_core::region::{DEV_REGION_HEADER, RegionName};
 use edgestack_core::request_url::RequestUrl;
 use edgestack_core::routes::Method;
@@ -38,7 +38,7 @@ pub async fn handle_api(
         Method::Get | Method::Head | Method::Options => Vec::new(),
         _ => match read_body(req).await {
             Ok(body) => body,
-            Err(error) => return into_response(ApiResponse::error(&error), version),
+            Err(error) => return into_response(ApiResponse::error(&error.into()), version),
         },
     };
     let headers = head.headers;
@@ -68,12 +68,12 @@ pub async fn handle_api(
 /// The JSON 500 for a request the worker itself failed (never a handler's answer: the core
 /// turns every handler error into a JSON response).
 pub fn internal_error(version: &VersionInfo) -> Result<web_sys::Response, JsValue> {
-    into_response(ApiResponse::error(&ApiError::internal()), version)
+    into_response(ApiResponse::error(&ApiError::Internal), version)
 }
 
 /// A path outside `/api` reaching a Worker without static assets (a service).
 pub fn not_found(version: &VersionInfo) -> Result<web_sys::Response, JsValue> {
-    into_response(ApiResponse::error(&ApiError::new(404, "not_found", "no such path")), version)
+    into_response(ApiResponse::error(&ApiError::NoSuchPath), version)
 }
 
 /// The core's answer as a runtime `Response`, with the headers every API response carries:
@@ -88,12 +88,12 @@ fn into_response(response: ApiResponse, version: &VersionInfo) -> Result<web_sys
 }
 
 /// The body, refused past the limit without buffering it whole, whatever its declared length.
-async fn read_body(req: &web_sys::Request) -> Result<Vec<u8>, ApiError> {
+async fn read_body(req: &web_sys::Request) -> Result<Vec<u8>, BodyError> {
     check_declared_length(req.headers().get("content-length").ok().flatten().as_deref())?;
     match edge::body(req, MAX_BODY_BYTES).await {
         Ok(Some(body)) => Ok(body),
-        Ok(None) => Err(too_large()),
-        Err(_) => Err(ApiError::new(400, "unreadable_body", "the request body could not be read")),
+        Ok(None) => Err(BodyError::TooLarge),
+        Err(_) => Err(BodyError::Unreadable),
     }
 }
 

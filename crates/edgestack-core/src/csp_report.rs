@@ -3,10 +3,11 @@
 //! Browsers send either the legacy `application/csp-report` object or a Reporting API array;
 //! both become the same short summary for the log. Nothing is stored.
 
+use std::fmt;
+
 use serde::Deserialize;
 
-use crate::error::ApiError;
-use crate::json_body::parse_json;
+use crate::json_body::{BodyError, parse_json};
 
 /// Where browsers post violations; named in the CSP header.
 pub const REPORT_PATH: &str = "/api/csp-reports";
@@ -21,6 +22,24 @@ pub struct CspViolation {
     pub document: String,
     pub directive: String,
     pub blocked: String,
+}
+
+/// Why a report was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CspReportError {
+    /// Not JSON at all, empty, or too large.
+    Body(BodyError),
+    /// JSON, but neither report format.
+    NotAReport,
+}
+
+impl fmt::Display for CspReportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Body(error) => error.fmt(f),
+            Self::NotAReport => f.write_str("expected a {\"csp-report\": {...}} object or a Reporting API array"),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -63,13 +82,10 @@ struct ReportingBody {
     blocked_url: String,
 }
 
-pub fn parse_reports(body: &[u8]) -> Result<Vec<CspViolation>, ApiError> {
-    let parsed: ReportBody = parse_json(body).map_err(|error| {
-        if error.code == "invalid_body" {
-            ApiError::new(400, "invalid_body", "expected a {\"csp-report\": {...}} object or a Reporting API array")
-        } else {
-            error
-        }
+pub fn parse_reports(body: &[u8]) -> Result<Vec<CspViolation>, CspReportError> {
+    let parsed: ReportBody = parse_json(body).map_err(|error| match error {
+        BodyError::UnexpectedShape(_) => CspReportError::NotAReport,
+        other => CspReportError::Body(other),
     })?;
     let violations: Vec<CspViolation> = match parsed {
         ReportBody::Legacy { report } => vec![CspViolation {
@@ -125,7 +141,8 @@ mod tests {
     #[test]
     fn malformed_reports_are_400() {
         for body in [&b"{"[..], b"{}", b"\"text\"", b"[1,2]", b""] {
-            assert_eq!(parse_reports(body).unwrap_err().status, 400, "{}", String::from_utf8_lossy(body));
+            let error = crate::error::ApiError::from(parse_reports(body).unwrap_err());
+            assert_eq!(error.status(), 400, "{}", String::from_utf8_lossy(body));
         }
     }
 

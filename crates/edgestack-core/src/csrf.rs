@@ -5,7 +5,8 @@
 //! custom header no cross-site form can carry and no cross-site script may send without a
 //! CORS preflight, which this API never grants.
 
-use crate::error::ApiError;
+use std::fmt;
+
 use crate::routes::Method;
 
 pub const CLIENT_HEADER: &str = "x-edgestack-client";
@@ -18,25 +19,43 @@ pub struct CsrfEvidence<'a> {
     pub client_header: Option<&'a str>,
 }
 
-pub fn check(method: Method, evidence: &CsrfEvidence<'_>) -> Result<(), ApiError> {
+/// Why a state-changing request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CsrfRefusal {
+    OriginMismatch,
+    SecFetchSiteNotSameOrigin,
+    NoProof,
+}
+
+impl fmt::Display for CsrfRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let why = match self {
+            Self::OriginMismatch => "Origin does not match",
+            Self::SecFetchSiteNotSameOrigin => "Sec-Fetch-Site is not same-origin",
+            Self::NoProof => "send Origin or X-Edgestack-Client",
+        };
+        write!(f, "cross-site request refused: {why}")
+    }
+}
+
+pub fn check(method: Method, evidence: &CsrfEvidence<'_>) -> Result<(), CsrfRefusal> {
     if matches!(method, Method::Get | Method::Head | Method::Options) {
         return Ok(());
     }
-    let refuse = |why: &str| Err(ApiError::new(403, "csrf", format!("cross-site request refused: {why}")));
     if let Some(origin) = evidence.origin {
         return if origin.eq_ignore_ascii_case(evidence.request_origin) {
             Ok(())
         } else {
-            refuse("Origin does not match")
+            Err(CsrfRefusal::OriginMismatch)
         };
     }
     if let Some(site) = evidence.sec_fetch_site {
-        return if site == "same-origin" { Ok(()) } else { refuse("Sec-Fetch-Site is not same-origin") };
+        return if site == "same-origin" { Ok(()) } else { Err(CsrfRefusal::SecFetchSiteNotSameOrigin) };
     }
     if evidence.client_header.is_some_and(|value| !value.trim().is_empty()) {
         return Ok(());
     }
-    refuse("send Origin or X-Edgestack-Client")
+    Err(CsrfRefusal::NoProof)
 }
 
 #[cfg(test)]
@@ -46,7 +65,7 @@ mod tests {
     fn check_case(method: Method, origin: Option<&str>, site: Option<&str>, client: Option<&str>) -> Result<(), u16> {
         let evidence =
             CsrfEvidence { request_origin: "https://app.example", origin, sec_fetch_site: site, client_header: client };
-        check(method, &evidence).map_err(|e| e.status)
+        check(method, &evidence).map_err(|e| crate::error::ApiError::from(e).status())
     }
 
     #[test]

@@ -1,58 +1,87 @@
-//! Request bodies: content type, size limit and JSON parsing, each failure a precise 4xx.
+//! Request bodies: content type, size limit and JSON parsing, each failure a precise
+//! [`BodyError`] (its status is chosen in `error.rs`).
+
+use std::fmt;
 
 use serde::de::DeserializeOwned;
-
-use crate::error::ApiError;
 
 /// Bodies larger than this are refused with 413 before they are read whole.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Refuses a declared `Content-Length` over the limit, so the body is never read at all.
-pub fn check_declared_length(content_length: Option<&str>) -> Result<(), ApiError> {
-    match content_length.map(|value| value.trim().parse::<u64>()) {
-        None => Ok(()),
-        Some(Ok(length)) if length <= MAX_BODY_BYTES as u64 => Ok(()),
-        Some(Ok(_)) => Err(too_large()),
-        Some(Err(_)) => Err(ApiError::new(400, "invalid_content_length", "Content-Length is not a number")),
+/// Why a request body was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// `Content-Length` is not a number.
+    InvalidContentLength,
+    /// Over [`MAX_BODY_BYTES`], declared or read.
+    TooLarge,
+    /// The runtime could not read the body.
+    Unreadable,
+    /// Not declared as JSON.
+    NotJson,
+    /// Nothing but whitespace.
+    Empty,
+    /// Not JSON (a syntax error): serde's explanation, which says where.
+    Malformed(String),
+    /// JSON of the wrong shape (a missing, unknown or mistyped field): serde's explanation.
+    UnexpectedShape(String),
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidContentLength => f.write_str("Content-Length is not a number"),
+            Self::TooLarge => write!(f, "request body is over {MAX_BODY_BYTES} bytes"),
+            Self::Unreadable => f.write_str("the request body could not be read"),
+            Self::NotJson => f.write_str("send the body as application/json"),
+            Self::Empty => f.write_str("the request body is empty; send a JSON object"),
+            Self::Malformed(why) | Self::UnexpectedShape(why) => write!(f, "malformed JSON body: {why}"),
+        }
     }
 }
 
-pub fn too_large() -> ApiError {
-    ApiError::new(413, "body_too_large", format!("request body is over {MAX_BODY_BYTES} bytes"))
+/// Refuses a declared `Content-Length` over the limit, so the body is never read at all.
+pub fn check_declared_length(content_length: Option<&str>) -> Result<(), BodyError> {
+    match content_length.map(|value| value.trim().parse::<u64>()) {
+        None => Ok(()),
+        Some(Ok(length)) if length <= MAX_BODY_BYTES as u64 => Ok(()),
+        Some(Ok(_)) => Err(BodyError::TooLarge),
+        Some(Err(_)) => Err(BodyError::InvalidContentLength),
+    }
 }
 
 /// Accepts `application/json` and any `+json` type (e.g. `application/reports+json`).
-pub fn check_json_content_type(content_type: Option<&str>, also_accept: &[&str]) -> Result<(), ApiError> {
+pub fn check_json_content_type(content_type: Option<&str>, also_accept: &[&str]) -> Result<(), BodyError> {
     let essence = content_type
         .and_then(|value| value.split(';').next())
         .map(|value| value.trim().to_ascii_lowercase())
         .unwrap_or_default();
     let is_json =
         essence == "application/json" || essence.ends_with("+json") || also_accept.contains(&essence.as_str());
-    if is_json {
-        Ok(())
-    } else {
-        Err(ApiError::new(415, "unsupported_media_type", "send the body as application/json"))
-    }
+    if is_json { Ok(()) } else { Err(BodyError::NotJson) }
 }
 
-/// Parses a whole body; the message says where the JSON went wrong, never anything internal.
-pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+/// Parses a whole body; the error says where the JSON went wrong, never anything internal.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, BodyError> {
     if body.len() > MAX_BODY_BYTES {
-        return Err(too_large());
+        return Err(BodyError::TooLarge);
     }
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::new(400, "empty_body", "the request body is empty; send a JSON object"));
+        return Err(BodyError::Empty);
     }
     serde_json::from_slice(body).map_err(|error| {
-        let code = if error.is_data() { "invalid_body" } else { "invalid_json" };
-        ApiError::new(400, code, format!("malformed JSON body: {error}"))
+        if error.is_data() {
+            BodyError::UnexpectedShape(error.to_string())
+        } else {
+            BodyError::Malformed(error.to_string())
+        }
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ApiError;
     use serde::Deserialize;
 
     #[derive(Debug, Deserialize, PartialEq)]
@@ -61,9 +90,10 @@ mod tests {
         name: String,
     }
 
+    /// `expected` is the name, or the `code` the API answers the error with.
     fn check(body: &str, expected: Result<&str, &str>) {
-        let actual = parse_json::<Probe>(body.as_bytes()).map(|p| p.name);
-        assert_eq!(actual.as_ref().map(String::as_str).map_err(|e| e.code), expected, "{body:?}");
+        let actual = parse_json::<Probe>(body.as_bytes()).map(|p| p.name).map_err(|e| ApiError::from(e).code());
+        assert_eq!(actual.as_ref().map(String::as_str).map_err(|code| *code), expected, "{body:?}");
     }
 
     #[test]
@@ -80,10 +110,11 @@ mod tests {
 
     #[test]
     fn oversized_bodies_are_413() {
+        let status = |error: BodyError| ApiError::from(error).status();
         let big = format!(r#"{{"name":"{}"}}"#, "x".repeat(MAX_BODY_BYTES));
-        assert_eq!(parse_json::<Probe>(big.as_bytes()).unwrap_err().status, 413);
-        assert_eq!(check_declared_length(Some("70000")).unwrap_err().status, 413);
-        assert_eq!(check_declared_length(Some("abc")).unwrap_err().status, 400);
+        assert_eq!(status(parse_json::<Probe>(big.as_bytes()).unwrap_err()), 413);
+        assert_eq!(status(check_declared_length(Some("70000")).unwrap_err()), 413);
+        assert_eq!(status(check_declared_length(Some("abc")).unwrap_err()), 400);
         assert!(check_declared_length(Some("10")).is_ok());
         assert!(check_declared_length(None).is_ok());
     }
@@ -93,7 +124,7 @@ mod tests {
         assert!(check_json_content_type(Some("application/json; charset=utf-8"), &[]).is_ok());
         assert!(check_json_content_type(Some("application/reports+json"), &[]).is_ok());
         assert!(check_json_content_type(Some("application/csp-report"), &["application/csp-report"]).is_ok());
-        assert_eq!(check_json_content_type(Some("text/plain"), &[]).unwrap_err().status, 415);
-        assert_eq!(check_json_content_type(None, &[]).unwrap_err().status, 415);
+        assert_eq!(ApiError::from(check_json_content_type(Some("text/plain"), &[]).unwrap_err()).status(), 415);
+        assert_eq!(ApiError::from(check_json_content_type(None, &[]).unwrap_err()).status(), 415);
     }
 }

@@ -3,7 +3,7 @@
 //! It lives here rather than in workers-rs' `Router` so the decision is host-tested and so
 //! "unknown path" and "wrong method" become JSON errors with an `Allow` header.
 
-use crate::error::ApiError;
+use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -148,16 +148,35 @@ fn match_pattern(pattern: &str, path: &str) -> Option<Option<String>> {
     }
 }
 
+/// Why a request reaches no route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteError {
+    /// No pattern matches; `path` is the first 100 characters of the client's path.
+    NoRoute { path: String },
+    /// The path exists, not with this method; `allow` lists the methods that do.
+    MethodNotAllowed { method: Method, allow: String },
+}
+
+impl fmt::Display for RouteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoRoute { path } => write!(f, "no API route at {path}"),
+            Self::MethodNotAllowed { method, allow } => {
+                write!(f, "{} is not allowed here; use {allow}", method.as_str())
+            }
+        }
+    }
+}
+
 /// Resolves a request to a route. `HEAD` is served wherever `GET` is. A malformed id is a 404:
 /// no note can have it.
-pub fn resolve(method: Method, path: &str) -> Result<Route, ApiError> {
+pub fn resolve(method: Method, path: &str) -> Result<Route, RouteError> {
     let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
     let Some((endpoint, id)) =
         ENDPOINTS.iter().find_map(|endpoint| match_pattern(endpoint.pattern, path).map(|id| (endpoint, id)))
     else {
         // The path is the client's own text: echo only enough of it to recognise.
-        let shown: String = path.chars().take(100).collect();
-        return Err(ApiError::new(404, "not_found", format!("no API route at {shown}")));
+        return Err(RouteError::NoRoute { path: path.chars().take(100).collect() });
     };
     let wanted = if method == Method::Head { Method::Get } else { method };
     if let Some((_, route)) = endpoint.methods.iter().find(|(m, _)| *m == wanted) {
@@ -167,17 +186,16 @@ pub fn resolve(method: Method, path: &str) -> Result<Route, ApiError> {
     if allowed.contains(&"GET") {
         allowed.push("HEAD");
     }
-    let allow = allowed.join(", ");
-    Err(ApiError::new(405, "method_not_allowed", format!("{} is not allowed here; use {allow}", method.as_str()))
-        .with_header("Allow", allow))
+    Err(RouteError::MethodNotAllowed { method, allow: allowed.join(", ") })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ApiError;
 
     fn check(method: &str, path: &str, expected: Result<Route, u16>) {
-        let actual = resolve(Method::parse(method), path).map_err(|e| e.status);
+        let actual = resolve(Method::parse(method), path).map_err(|e| ApiError::from(e).status());
         assert_eq!(actual, expected, "{method} {path}");
     }
 
@@ -214,16 +232,17 @@ mod tests {
         check("GET", "/api/health/extra", Err(404));
         check("GET", "/", Err(404));
         let long = format!("/api/{}", "a".repeat(5_000));
-        assert!(resolve(Method::Get, &long).unwrap_err().message.len() < 150, "a hostile path is not echoed whole");
+        let message = ApiError::from(resolve(Method::Get, &long).unwrap_err()).message().into_owned();
+        assert!(message.len() < 150, "a hostile path is not echoed whole");
     }
 
     #[test]
     fn wrong_methods_are_405_with_allow() {
         check("DELETE", "/api/health", Err(405));
         check("BREW", "/api/health", Err(405));
-        let error = resolve(Method::Put, "/api/health").unwrap_err();
-        assert_eq!(error.headers, vec![("Allow", "GET, HEAD".to_string())]);
-        let error = resolve(Method::Get, "/api/csp-reports").unwrap_err();
-        assert_eq!(error.headers, vec![("Allow", "POST".to_string())]);
+        let error = ApiError::from(resolve(Method::Put, "/api/health").unwrap_err());
+        assert_eq!(error.headers(), vec![("Allow", "GET, HEAD".to_string())]);
+        let error = ApiError::from(resolve(Method::Get, "/api/csp-reports").unwrap_err());
+        assert_eq!(error.headers(), vec![("Allow", "POST".to_string())]);
     }
 }

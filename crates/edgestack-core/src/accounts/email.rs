@@ -1,27 +1,36 @@
 //! An email address, parsed once: trimmed, lower-cased, shape-checked. Not proof of ownership.
 
-use crate::error::ApiError;
+use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
+/// The input does not look like an email address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidEmail;
+
+impl fmt::Display for InvalidEmail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("enter a valid email address")
+    }
+}
+
 const MAX_LENGTH: usize = 254;
 
 impl Email {
-    pub fn parse(input: &str) -> Result<Self, ApiError> {
+    pub fn parse(input: &str) -> Result<Self, InvalidEmail> {
         let email = input.trim().to_lowercase();
-        let invalid = || ApiError::new(400, "invalid_email", "enter a valid email address");
         if email.is_empty() || email.len() > MAX_LENGTH || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(invalid());
+            return Err(InvalidEmail);
         }
-        let (local, domain) = email.rsplit_once('@').ok_or_else(invalid)?;
+        let (local, domain) = email.rsplit_once('@').ok_or(InvalidEmail)?;
         let domain_ok = domain.contains('.')
             && !domain.starts_with('.')
             && !domain.ends_with('.')
             && !domain.contains("..")
             && !domain.contains('@');
         if local.is_empty() || local.len() > 64 || local.contains('@') || !domain_ok {
-            return Err(invalid());
+            return Err(InvalidEmail);
         }
         Ok(Self(email))
     }

@@ -5,6 +5,6 @@ pub mod password;
 pub mod session;
 pub mod sql;
 
-pub use email::Email;
-pub use password::{Password, PasswordHasher};
+pub use email::{Email, InvalidEmail};
+pub use password::{Password, PasswordHasher, WeakPassword};
 pub use session::{SessionPolicy, SessionToken};

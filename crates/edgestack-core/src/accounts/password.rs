@@ -4,8 +4,6 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 
-use crate::error::ApiError;
-
 const MIN_CHARS: usize = 8;
 const MAX_CHARS: usize = 128;
 
@@ -18,14 +16,20 @@ impl std::fmt::Debug for Password {
     }
 }
 
+/// The input breaks the length policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeakPassword;
+
+impl std::fmt::Display for WeakPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "use a password of {MIN_CHARS} to {MAX_CHARS} characters")
+    }
+}
+
 impl Password {
-    pub fn parse(input: &str) -> Result<Self, ApiError> {
+    pub fn parse(input: &str) -> Result<Self, WeakPassword> {
         let chars = input.chars().count();
-        if (MIN_CHARS..=MAX_CHARS).contains(&chars) {
-            Ok(Self(input.to_string()))
-        } else {
-            Err(ApiError::new(400, "weak_password", format!("use a password of {MIN_CHARS} to {MAX_CHARS} characters")))
-        }
+        if (MIN_CHARS..=MAX_CHARS).contains(&chars) { Ok(Self(input.to_string())) } else { Err(WeakPassword) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -113,7 +117,7 @@ mod tests {
     fn policy_is_length_only() {
         assert!(Password::parse("12345678").is_ok());
         assert!(Password::parse("correct horse battery staple").is_ok());
-        assert_eq!(Password::parse("1234567").unwrap_err().code, "weak_password");
+        assert_eq!(crate::error::ApiError::from(Password::parse("1234567").unwrap_err()).code(), "weak_password");
         assert!(Password::parse(&"x".repeat(128)).is_ok());
         assert!(Password::parse(&"x".repeat(129)).is_err());
         assert!(Password::parse("ünïcödé!").is_ok(), "8 characters, more bytes");

@@ -8,14 +8,13 @@ use crate::accounts::{Email, Password, SessionToken, sql};
 use crate::db::{DbError, Pipeline, Row};
 use crate::error::ApiError;
 use crate::ids::new_id;
-use crate::json_body::{check_json_content_type, parse_json};
 use crate::notes::sql as notes_sql;
 use crate::services::Service;
 use crate::services::identity::{IDENTITY_TTL_MS, clear_identity_cookie, set_identity_cookie};
 
 use super::notes::invalidate_deleted;
 use super::outbox::{self, PendingDeletion};
-use super::{ApiResponse, Context, Database, Limiter, Platform, RATE_LIMIT_WINDOW_SECONDS, unauthenticated};
+use super::{ApiResponse, Context, Database, Limiter, Platform};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,11 +48,6 @@ struct UserBody<'a> {
     user: User<'a>,
 }
 
-pub(super) fn json_body<T: serde::de::DeserializeOwned, P: Platform>(context: &Context<'_, P>) -> Result<T, ApiError> {
-    check_json_content_type(context.request.header("content-type"), &[])?;
-    parse_json(&context.request.body)
-}
-
 fn user_response(status: u16, row: Row<'_>) -> Result<ApiResponse, ApiError> {
     let user = User {
         id: row.text("id").ok_or_else(missing_column)?,
@@ -64,16 +58,12 @@ fn user_response(status: u16, row: Row<'_>) -> Result<ApiResponse, ApiError> {
 }
 
 pub(super) fn missing_column() -> ApiError {
-    ApiError::new(502, "database_error", "the database gave an unexpected answer")
-}
-
-fn invalid_credentials() -> ApiError {
-    ApiError::new(401, "invalid_credentials", "the email or the password is wrong")
+    ApiError::Database(DbError::Protocol("a row lacks a column".into()))
 }
 
 fn hash_failure<P: Platform>(context: &Context<'_, P>, error: String) -> ApiError {
     context.platform.log(&format!("password hashing failed: {error}"));
-    ApiError::internal()
+    ApiError::Internal
 }
 
 /// A new session for `user_id`: the token for the cookie and the statement that stores its hash.
@@ -122,7 +112,7 @@ fn with_cookies_cleared<P: Platform>(context: &Context<'_, P>, response: ApiResp
 }
 
 pub async fn sign_up<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
-    let input: Credentials = json_body(context)?;
+    let input: Credentials = context.json_body()?;
     let email = Email::parse(&input.email)?;
     let password = Password::parse(&input.password)?;
     let database = context.database()?;
@@ -134,9 +124,9 @@ pub async fn sign_up<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespons
     match database.run(&pipeline).await {
         Ok(_) => {}
         Err(DbError::Statement { index: 0, error }) if error.is_unique_violation() => {
-            return Err(ApiError::new(409, "email_taken", "an account with this email already exists"));
+            return Err(ApiError::EmailTaken);
         }
-        Err(error) => return Err(database.failure(error)),
+        Err(error) => return Err(error.into()),
     }
     let user = UserBody { user: User { id: &user_id, email: email.as_str(), created_at: now } };
     Ok(with_session_cookie(context, ApiResponse::json(201, &user)?, &token, &user_id))
@@ -148,16 +138,11 @@ async fn check_sign_in_budget<P: Platform>(context: &Context<'_, P>, email: &str
     let client = context.request.client_ip.as_deref().unwrap_or("unknown");
     let account_ok = context.platform.within_rate_limit(Limiter::SignInPerAccount, &format!("account:{email}")).await;
     let client_ok = context.platform.within_rate_limit(Limiter::SignInPerClient, &format!("client:{client}")).await;
-    if account_ok && client_ok {
-        Ok(())
-    } else {
-        Err(ApiError::new(429, "rate_limited", "too many sign-in attempts; wait a minute")
-            .with_header("Retry-After", RATE_LIMIT_WINDOW_SECONDS.to_string()))
-    }
+    if account_ok && client_ok { Ok(()) } else { Err(ApiError::RateLimited) }
 }
 
 pub async fn sign_in<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
-    let input: Credentials = json_body(context)?;
+    let input: Credentials = context.json_body()?;
     let email_key = input.email.trim().to_lowercase();
     check_sign_in_budget(context, &email_key).await?;
     let database = context.database()?;
@@ -166,19 +151,19 @@ pub async fn sign_in<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespons
     let outcome = match Email::parse(&input.email) {
         // From the primary: a replica could still hold a password that was just changed.
         Ok(email) => {
-            Some(database.query(&Pipeline::authoritative_read(vec![sql::user_credentials(email.as_str())])).await?)
+            Some(database.run(&Pipeline::authoritative_read(vec![sql::user_credentials(email.as_str())])).await?)
         }
         Err(_) => None,
     };
     let user = match &outcome {
-        Some(outcome) => outcome.rows(0).map_err(|e| database.failure(e))?.first(),
+        Some(outcome) => outcome.rows(0)?.first(),
         None => None,
     };
     let stored_hash = user.and_then(|row| row.text("password_hash")).unwrap_or(UNKNOWN_ACCOUNT_HASH);
     let hasher = context.hasher();
     let verification = hasher.verify(&input.password, stored_hash);
     let (Some(user), Verification::Match | Verification::MatchNeedsRehash) = (user, &verification) else {
-        return Err(invalid_credentials());
+        return Err(ApiError::InvalidCredentials);
     };
     let user_id = user.text("id").ok_or_else(missing_column)?;
     let (token, session) = new_session(context, user_id)?;
@@ -193,16 +178,16 @@ pub async fn sign_in<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespons
     if let Some(previous) = context.request.session_token() {
         statements.push(sql::delete_session(&previous.hash()));
     }
-    database.run(&Pipeline::write(statements)).await.map_err(|e| database.failure(e))?;
+    database.run(&Pipeline::write(statements)).await?;
     Ok(with_session_cookie(context, user_response(200, user)?, &token, user_id))
 }
 
 pub async fn sign_out<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let (token, _) = context.session()?;
     let database = context.database()?;
-    let outcome = database.query(&Pipeline::write(vec![sql::delete_session(&token.hash())])).await?;
-    if outcome.rows(0).map_err(|e| database.failure(e))?.is_empty() {
-        return Ok(with_cookies_cleared(context, ApiResponse::error(&unauthenticated())));
+    let outcome = database.run(&Pipeline::write(vec![sql::delete_session(&token.hash())])).await?;
+    if outcome.rows(0)?.is_empty() {
+        return Ok(with_cookies_cleared(context, ApiResponse::error(&ApiError::Unauthenticated)));
     }
     Ok(with_cookies_cleared(context, ApiResponse::empty(204)))
 }
@@ -229,9 +214,9 @@ async fn for_signed_in_user<P: Platform>(
 ) -> Result<ApiResponse, ApiError> {
     let (token, auth) = context.session()?;
     let database = context.database()?;
-    let outcome = database.query(&Pipeline::read(vec![sql::session_user(&auth)])).await?;
-    let rows = outcome.rows(0).map_err(|e| database.failure(e))?;
-    let user = rows.first().ok_or_else(unauthenticated)?;
+    let outcome = database.run(&Pipeline::read(vec![sql::session_user(&auth)])).await?;
+    let rows = outcome.rows(0)?;
+    let user = rows.first().ok_or(ApiError::Unauthenticated)?;
     touch_if_stale(context, &database, &auth, user);
     answer(&token, user)
 }
@@ -248,20 +233,20 @@ async fn confirm_password<P: Platform>(
     auth: &SessionAuth,
     password: &str,
 ) -> Result<String, ApiError> {
-    let outcome = database.query(&Pipeline::authoritative_read(vec![sql::session_credentials(auth)])).await?;
-    let rows = outcome.rows(0).map_err(|e| database.failure(e))?;
-    let user = rows.first().ok_or_else(unauthenticated)?;
+    let outcome = database.run(&Pipeline::authoritative_read(vec![sql::session_credentials(auth)])).await?;
+    let rows = outcome.rows(0)?;
+    let user = rows.first().ok_or(ApiError::Unauthenticated)?;
     let email = user.text("email").ok_or_else(missing_column)?;
     check_sign_in_budget(context, email).await?;
     let stored_hash = user.text("password_hash").ok_or_else(missing_column)?;
     if context.hasher().verify(password, stored_hash) == Verification::Mismatch {
-        return Err(invalid_credentials());
+        return Err(ApiError::InvalidCredentials);
     }
     Ok(user.text("id").ok_or_else(missing_column)?.to_string())
 }
 
 pub async fn change_password<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
-    let input: PasswordChange = json_body(context)?;
+    let input: PasswordChange = context.json_body()?;
     let (_, auth) = context.session()?;
     let new_password = Password::parse(&input.new_password)?;
     let database = context.database()?;
@@ -274,7 +259,7 @@ pub async fn change_password<P: Platform>(context: &Context<'_, P>) -> Result<Ap
         sql::delete_user_sessions(&user_id),
         session,
     ];
-    database.run(&Pipeline::write(statements)).await.map_err(|e| database.failure(e))?;
+    database.run(&Pipeline::write(statements)).await?;
     Ok(with_session_cookie(context, ApiResponse::empty(204), &token, &user_id))
 }
 
@@ -282,7 +267,7 @@ pub async fn change_password<P: Platform>(context: &Context<'_, P>) -> Result<Ap
 /// user and an outbox row in one `accounts` transaction, then the notes through the outbox
 /// (delivered now if `notes` answers, else by the cron retry).
 pub async fn delete_account<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
-    let input: DeletionConfirmation = json_body(context)?;
+    let input: DeletionConfirmation = context.json_body()?;
     let (_, auth) = context.session()?;
     let database = context.database()?;
     let user_id = confirm_password(context, &database, &auth, &input.password).await?;
@@ -290,14 +275,14 @@ pub async fn delete_account<P: Platform>(context: &Context<'_, P>) -> Result<Api
     if context.config.service == Service::Accounts {
         let deletion = PendingDeletion { id: new_id(context.random()?), user_id: user_id.clone() };
         statements.push(sql::enqueue_user_deletion(&deletion.id, &user_id, context.request.now_ms));
-        database.run(&Pipeline::write(statements)).await.map_err(|e| database.failure(e))?;
+        database.run(&Pipeline::write(statements)).await?;
         if let Err(error) = outbox::deliver(context.platform, &database, &deletion, context.request.now_ms).await {
             context.platform.log(&format!("notes of deleted user {user_id} are left for the retry: {error}"));
         }
     } else {
         statements.insert(0, notes_sql::delete_all_of_owner(&user_id));
-        let outcome = database.query(&Pipeline::write(statements)).await?;
-        invalidate_deleted(context, outcome.rows(0).map_err(|e| database.failure(e))?);
+        let outcome = database.run(&Pipeline::write(statements)).await?;
+        invalidate_deleted(context, outcome.rows(0)?);
     }
     Ok(with_cookies_cleared(context, ApiResponse::empty(204)))
 }
@@ -305,7 +290,7 @@ pub async fn delete_account<P: Platform>(context: &Context<'_, P>) -> Result<Api
 /// Internal (entry → accounts): a signed identity for the request's session, which `notes`
 /// trusts for up to a minute.
 pub async fn issue_identity<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
-    let signer = context.config.identity_signer.as_ref().ok_or_else(ApiError::internal)?;
+    let signer = context.config.identity_signer.as_ref().ok_or(ApiError::Internal)?;
     for_signed_in_user(context, |token, user| {
         let user_id = user.text("id").ok_or_else(missing_column)?;
         let lifetime_ms = identity_lifetime_ms(context);

@@ -1,14 +1,14 @@
 //! How handlers reach the database: one pipeline per call. Writes and authoritative reads go
 //! to the primary; other reads go through the read plan (nearest replica first), falling back on a failed, slow or lagging
-//! replica; every round trip is recorded for `Server-Timing`, and failures become API errors
-//! (503 with `Retry-After` when no database can answer — never a hang or a bare 500).
+//! replica; every round trip is recorded for `Server-Timing`, and failures are [`DbError`]s,
+//! which `?` turns into API errors (503 with `Retry-After` when no database can answer — never
+//! a hang or a bare 500; see `error.rs`).
 
 use std::cell::RefCell;
 
 use crate::config::{DataPathConfig, DatabaseConfig};
 use crate::datapath::{ConsistencyToken, Endpoint, Role, Topology};
 use crate::db::{DbError, Pipeline, PipelineKind, PipelineOutcome};
-use crate::error::ApiError;
 use crate::region::RegionName;
 
 use super::{ApiRequest, Platform, RequestReport};
@@ -30,9 +30,6 @@ pub struct Database<'a, P: Platform> {
     report: &'a RefCell<RequestReport>,
 }
 
-/// Seconds a client should wait before retrying when the database is unavailable.
-const RETRY_AFTER_SECONDS: &str = "5";
-
 impl<'a, P: Platform> Database<'a, P> {
     pub fn new(
         platform: &'a P,
@@ -53,11 +50,6 @@ impl<'a, P: Platform> Database<'a, P> {
             PipelineKind::Write | PipelineKind::AuthoritativeRead => self.on_primary(pipeline).await,
             PipelineKind::Read => self.read(pipeline).await,
         }
-    }
-
-    /// Like [`Self::run`], for callers with no statement errors of their own to handle.
-    pub async fn query(&self, pipeline: &Pipeline) -> Result<PipelineOutcome, ApiError> {
-        self.run(pipeline).await.map_err(|error| self.failure(error))
     }
 
     /// The smallest replication index a read must reflect for this client.
@@ -138,19 +130,6 @@ impl<'a, P: Platform> Database<'a, P> {
                 self.platform.send_pipeline_in_background(&self.config.primary_url, &self.config.auth_token, body)
             }
             Err(error) => self.platform.log(&format!("background pipeline not sent: {error}")),
-        }
-    }
-
-    /// Logs the cause and gives the client only what it can act on.
-    pub fn failure(&self, error: DbError) -> ApiError {
-        self.platform.log(&format!("database: {error}"));
-        match error {
-            DbError::Unavailable(_) => {
-                ApiError::new(503, "database_unavailable", "the database is not reachable; try again shortly")
-                    .with_header("Retry-After", RETRY_AFTER_SECONDS)
-            }
-            DbError::Protocol(_) => ApiError::new(502, "database_error", "the database gave an unexpected answer"),
-            DbError::Statement { .. } => ApiError::internal(),
         }
     }
 }

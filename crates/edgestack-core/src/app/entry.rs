@@ -75,7 +75,7 @@ pub async fn forward<P: Platform>(platform: &P, config: &Config, request: &ApiRe
         Ok(response) => response,
         Err(error) => {
             platform.log(&format!("{} service call failed: {error}", service.as_str()));
-            return ApiResponse::error(&unavailable(service));
+            return ApiResponse::error(&ApiError::ServiceUnavailable(service));
         }
     };
     timing.push(format!("hop;desc={};dur={hop_ms:.1}", service.as_str()));
@@ -103,15 +103,6 @@ fn query_suffix(query: &str) -> String {
     if query.is_empty() { String::new() } else { format!("?{query}") }
 }
 
-fn unavailable(service: Service) -> ApiError {
-    ApiError::new(
-        503,
-        "service_unavailable",
-        format!("the {} service is not reachable; try again shortly", service.as_str()),
-    )
-    .with_header("Retry-After", "5")
-}
-
 async fn identity<P: Platform>(platform: &P, config: &Config, request: &ApiRequest) -> IdentityOutcome {
     let Some(session) = request.session_token() else {
         return IdentityOutcome::Anonymous;
@@ -137,18 +128,16 @@ async fn identity<P: Platform>(platform: &P, config: &Config, request: &ApiReque
             let db_requests = response.header("x-edgestack-db-requests").and_then(|n| n.parse().ok()).unwrap_or(0);
             match token {
                 Some(token) => IdentityOutcome::Refreshed { token, lifetime_ms, elapsed_ms, db_requests },
-                None => IdentityOutcome::Failed(ApiResponse::error(&ApiError::new(
-                    502,
-                    "service_error",
-                    "the accounts service gave an unexpected answer",
-                ))),
+                None => {
+                    IdentityOutcome::Failed(ApiResponse::error(&ApiError::UnexpectedServiceAnswer(Service::Accounts)))
+                }
             }
         }
         Ok(response) if response.status == 401 => IdentityOutcome::Anonymous,
         Ok(response) => IdentityOutcome::Failed(response),
         Err(error) => {
             platform.log(&format!("identity refresh failed: {error}"));
-            IdentityOutcome::Failed(ApiResponse::error(&unavailable(Service::Accounts)))
+            IdentityOutcome::Failed(ApiResponse::error(&ApiError::ServiceUnavailable(Service::Accounts)))
         }
     }
 }
@@ -159,7 +148,7 @@ pub async fn health<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse
     let request = context.request;
     let region = request.region(context.platform);
     let mut report = serde_json::to_value(HealthReport::new(context.config, &request.version, &region))
-        .map_err(|_| ApiError::internal())?;
+        .map_err(|_| ApiError::Internal)?;
     let mut all_configured = true;
     for service in [Service::Accounts, Service::Notes] {
         let probe = ServiceRequest::internal(Method::Get, "/internal/health")

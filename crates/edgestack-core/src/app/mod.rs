@@ -13,6 +13,7 @@ mod system;
 use std::cell::RefCell;
 
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::accounts::password::{CURRENT_COST, PasswordHasher};
 use crate::accounts::session::{COOKIE_NAME as SESSION_COOKIE, SessionAuth, SessionToken};
@@ -24,6 +25,7 @@ use crate::csrf::{self, CLIENT_HEADER, CsrfEvidence};
 use crate::datapath::{CircuitBreakers, ConsistencyToken};
 use crate::error::ApiError;
 use crate::health::VersionInfo;
+use crate::json_body::{BodyError, check_json_content_type, parse_json};
 use crate::region::{DEV_REGION_HEADER, Location, RegionName, RequestRegion};
 use crate::routes::{Method, Route, resolve};
 use crate::services::Service;
@@ -97,7 +99,7 @@ pub struct ApiResponse {
 
 impl ApiResponse {
     pub fn json<T: Serialize>(status: u16, body: &T) -> Result<Self, ApiError> {
-        let body = serde_json::to_vec(body).map_err(|_| ApiError::internal())?;
+        let body = serde_json::to_vec(body).map_err(|_| ApiError::Internal)?;
         Ok(Self { status, headers: vec![("Content-Type".into(), "application/json".into())], body })
     }
 
@@ -105,10 +107,13 @@ impl ApiResponse {
         Self { status, headers: Vec::new(), body: Vec::new() }
     }
 
+    /// The error's JSON body and headers. Its cause is not logged here: inside the core,
+    /// [`error_response`] does that; the worker's own errors have no hidden cause.
     pub fn error(error: &ApiError) -> Self {
+        let described = error.describe();
         let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
-        headers.extend(error.headers.iter().map(|(name, value)| (name.to_string(), value.clone())));
-        Self { status: error.status, headers, body: error.body_json().into_bytes() }
+        headers.extend(described.header.as_ref().map(|(name, value)| (name.to_string(), value.to_string())));
+        Self { status: described.status, headers, body: described.body_json().into_bytes() }
     }
 
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
@@ -300,16 +305,13 @@ impl<P: Platform> Context<'_, P> {
         let mut bytes = [0; N];
         self.platform.fill_random(&mut bytes).map_err(|error| {
             self.platform.log(&format!("no randomness: {error}"));
-            ApiError::internal()
+            ApiError::Internal
         })?;
         Ok(bytes)
     }
 
     pub fn database(&self) -> Result<Database<'_, P>, ApiError> {
-        let config = self.config.database.as_ref().ok_or_else(|| {
-            ApiError::new(503, "database_not_configured", "no database is configured for this deployment")
-                .with_header("Retry-After", "60")
-        })?;
+        let config = self.config.database.as_ref().ok_or(ApiError::DatabaseNotConfigured)?;
         Ok(Database::new(
             self.platform,
             config,
@@ -331,10 +333,9 @@ impl<P: Platform> Context<'_, P> {
         else {
             return Ok(Caller::Session(self.session()?.1));
         };
-        let token = self.request.header(IDENTITY_HEADER).ok_or_else(unauthenticated)?;
-        let session = self.request.session_token().ok_or_else(unauthenticated)?;
-        let identity =
-            verifier.verify_for_session(token, &session.hash(), self.request.now_ms).map_err(|_| unauthenticated())?;
+        let token = self.request.header(IDENTITY_HEADER).ok_or(ApiError::Unauthenticated)?;
+        let session = self.request.session_token().ok_or(ApiError::Unauthenticated)?;
+        let identity = verifier.verify_for_session(token, &session.hash(), self.request.now_ms)?;
         Ok(Caller::Verified {
             user_id: identity.user_id,
             now: self.request.now_ms,
@@ -344,14 +345,24 @@ impl<P: Platform> Context<'_, P> {
 
     /// The request's session, or 401 when it carries none.
     pub fn session(&self) -> Result<(SessionToken, SessionAuth), ApiError> {
-        let token = self.request.session_token().ok_or_else(unauthenticated)?;
+        let token = self.request.session_token().ok_or(ApiError::Unauthenticated)?;
         let auth = SessionAuth::new(&token, &self.config.session, self.request.now_ms);
         Ok((token, auth))
     }
+
+    /// The request's body as `T`: declared as JSON, then parsed.
+    pub fn json_body<T: DeserializeOwned>(&self) -> Result<T, BodyError> {
+        check_json_content_type(self.request.header("content-type"), &[])?;
+        parse_json(&self.request.body)
+    }
 }
 
-pub fn unauthenticated() -> ApiError {
-    ApiError::new(401, "unauthenticated", "sign in first")
+/// An error as the client's answer; a cause the client is not told goes to the log.
+pub fn error_response<P: Platform>(platform: &P, error: &ApiError) -> ApiResponse {
+    if let Some(cause) = error.cause_to_log() {
+        platform.log(&cause);
+    }
+    ApiResponse::error(error)
 }
 
 /// The API. Never fails: every error is a JSON response.
@@ -363,7 +374,7 @@ pub async fn handle<P: Platform>(
     match dispatch(platform, config, request).await {
         Ok(response) => response,
         // Refused before reaching the data path: no cache, no database.
-        Err(error) => ApiResponse::error(&error)
+        Err(error) => error_response(platform, &error)
             .with_header("Server-Timing", "cache;desc=none, total;dur=0.0")
             .with_header("x-edgestack-db-requests", "0"),
     }
@@ -377,14 +388,13 @@ async fn dispatch<P: Platform>(
     let route = resolve(request.method, &request.path)?;
     let config = config.map_err(|error| {
         platform.log(&format!("configuration error: {error}"));
-        ApiError::new(500, "misconfigured", "the service is misconfigured")
+        ApiError::Misconfigured
     })?;
     if !config.service.serves(&route) {
-        return Err(ApiError::new(404, "not_found", "no such route in this service"));
+        return Err(ApiError::NotInThisService);
     }
     if route.is_internal() {
-        internal_api::negotiate(request.header(internal_api::VERSION_HEADER))
-            .map_err(|why| ApiError::new(400, "unsupported_internal_api", why))?;
+        internal_api::negotiate(request.header(internal_api::VERSION_HEADER))?;
     }
     // Violation reports come from the browser itself, without same-origin proof, and change
     // no state: they are only logged. Internal routes are reachable only over service bindings.
@@ -403,7 +413,7 @@ async fn dispatch<P: Platform>(
     match (config.injected_fault, &route) {
         (_, Route::Health) | (None, _) => {}
         (Some(InjectedFault::Errors), _) => {
-            return Err(ApiError::new(500, "injected_fault", "this build injects errors (EDGESTACK_INJECT_FAULT)"));
+            return Err(ApiError::InjectedFault);
         }
         (Some(InjectedFault::Slow { delay_ms }), _) => platform.sleep(delay_ms).await,
         (Some(InjectedFault::PanicOnRequest), _) if request.header(PANIC_HEADER).is_some() => {
@@ -469,7 +479,7 @@ fn finish<P: Platform>(
     response: Result<ApiResponse, ApiError>,
     total_ms: f64,
 ) -> ApiResponse {
-    let mut response = response.unwrap_or_else(|error| ApiResponse::error(&error));
+    let mut response = response.unwrap_or_else(|error| error_response(context.platform, &error));
     let report = context.report.borrow();
     let mut timing = vec![format!("cache;desc={}", report.cache.as_str())];
     timing.extend(report.round_trips.iter().map(|(target, ms)| format!("db;desc={target};dur={ms:.1}")));

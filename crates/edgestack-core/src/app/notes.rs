@@ -5,14 +5,14 @@ use serde::Serialize;
 
 use crate::accounts::sql::{session_user, touch_session};
 use crate::caller::Caller;
-use crate::db::{DbError, Pipeline, PipelineOutcome, Rows, Statement};
+use crate::db::{Pipeline, PipelineOutcome, Rows, Statement};
 use crate::error::ApiError;
 use crate::ids::new_id;
 use crate::notes::{Cursor, NewNote, Note, NoteChanges, PageRequest, PublicNote, sql};
 
 use super::accounts::{missing_column, touch_if_stale};
 use super::cache::{invalidate_note, read_through};
-use super::{ApiResponse, Context, Database, Platform, unauthenticated};
+use super::{ApiResponse, Context, Database, Platform};
 use crate::cache::CacheKey;
 
 #[derive(Serialize)]
@@ -26,10 +26,6 @@ struct NotePage<T> {
     next_cursor: Option<String>,
 }
 
-fn require_json<P: Platform>(context: &Context<'_, P>) -> Result<(), ApiError> {
-    crate::json_body::check_json_content_type(context.request.header("content-type"), &[])
-}
-
 fn decode<T>(rows: &Rows, from_row: impl Fn(crate::db::Row<'_>) -> Option<T>) -> Result<Vec<T>, ApiError> {
     rows.iter().map(from_row).collect::<Option<Vec<T>>>().ok_or_else(missing_column)
 }
@@ -39,11 +35,8 @@ fn rows<'o, P: Platform>(
     outcome: &'o PipelineOutcome,
     index: usize,
 ) -> Result<&'o Rows, ApiError> {
-    outcome.rows(index).map_err(|error: DbError| database.failure(error))
-}
-
-fn not_found() -> ApiError {
-    ApiError::new(404, "not_found", "no such note")
+    let _ = database;
+    outcome.rows(index).map_err(ApiError::from)
 }
 
 /// Runs `statement` for the caller, after the check that the caller is signed in (so a
@@ -65,8 +58,8 @@ async fn for_caller<P: Platform>(
         statements.push(touch_session(auth));
     }
     let pipeline = if write { Pipeline::write(statements) } else { Pipeline::read(statements) };
-    let outcome = database.query(&pipeline).await?;
-    let signed_in = rows(database, &outcome, 0)?.first().ok_or_else(unauthenticated)?;
+    let outcome = database.run(&pipeline).await?;
+    let signed_in = rows(database, &outcome, 0)?.first().ok_or(ApiError::Unauthenticated)?;
     if let (false, Some(auth)) = (write, caller.session()) {
         touch_if_stale(context, database, auth, signed_in);
     }
@@ -74,15 +67,14 @@ async fn for_caller<P: Platform>(
 }
 
 pub async fn create<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
-    require_json(context)?;
-    let note = NewNote::parse(&context.request.body)?;
+    let note = NewNote::parse(context.json_body()?)?;
     let caller = context.caller()?;
     let database = context.database()?;
     let id = new_id(context.random()?);
     let outcome = for_caller(context, &database, &caller, sql::create(&caller, &id, &note), true).await?;
     // The insert selects the owner from the caller: no row means the caller is not signed in.
     let created =
-        decode(rows(&database, &outcome, 1)?, Note::from_row)?.into_iter().next().ok_or_else(unauthenticated)?;
+        decode(rows(&database, &outcome, 1)?, Note::from_row)?.into_iter().next().ok_or(ApiError::Unauthenticated)?;
     ApiResponse::json(201, &NoteBody { note: created })
 }
 
@@ -101,7 +93,7 @@ pub async fn get_mine<P: Platform>(context: &Context<'_, P>, id: &str) -> Result
     let caller = context.caller()?;
     let database = context.database()?;
     let outcome = for_caller(context, &database, &caller, sql::get_mine(&caller, id), false).await?;
-    let note = decode(rows(&database, &outcome, 1)?, Note::from_row)?.into_iter().next().ok_or_else(not_found)?;
+    let note = decode(rows(&database, &outcome, 1)?, Note::from_row)?.into_iter().next().ok_or(ApiError::NoSuchNote)?;
     ApiResponse::json(200, &NoteBody { note })
 }
 
@@ -119,11 +111,10 @@ async fn owner_write<P: Platform, T>(
 }
 
 pub async fn update<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
-    require_json(context)?;
-    let changes = NoteChanges::parse(&context.request.body)?;
+    let changes = NoteChanges::parse(context.json_body()?)?;
     let note = owner_write(context, |caller| sql::update_mine(caller, id, &changes), Note::from_row)
         .await?
-        .ok_or_else(not_found)?;
+        .ok_or(ApiError::NoSuchNote)?;
     if note.published {
         invalidate_note(context, id);
     }
@@ -137,7 +128,7 @@ pub async fn set_published<P: Platform>(
 ) -> Result<ApiResponse, ApiError> {
     let note = owner_write(context, |caller| sql::set_published(caller, id, published), Note::from_row)
         .await?
-        .ok_or_else(not_found)?;
+        .ok_or(ApiError::NoSuchNote)?;
     invalidate_note(context, id);
     ApiResponse::json(200, &NoteBody { note })
 }
@@ -149,7 +140,7 @@ fn deleted_note(row: crate::db::Row<'_>) -> Option<(String, bool)> {
 
 pub async fn delete<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
     let (_, was_public) =
-        owner_write(context, |caller| sql::delete_mine(caller, id), deleted_note).await?.ok_or_else(not_found)?;
+        owner_write(context, |caller| sql::delete_mine(caller, id), deleted_note).await?.ok_or(ApiError::NoSuchNote)?;
     if was_public {
         invalidate_note(context, id);
     }
@@ -175,7 +166,7 @@ pub async fn delete_all_of_owner<P: Platform>(
     let database = context.database()?;
     let statements =
         vec![sql::remember_deleted_owner(user_id, context.request.now_ms), sql::delete_all_of_owner(user_id)];
-    let outcome = database.query(&Pipeline::write(statements)).await?;
+    let outcome = database.run(&Pipeline::write(statements)).await?;
     let deleted = rows(&database, &outcome, 1)?;
     invalidate_deleted(context, deleted);
     ApiResponse::json(200, &serde_json::json!({ "deleted_notes": deleted.len() }))
@@ -185,12 +176,11 @@ pub async fn list_public<P: Platform>(context: &Context<'_, P>) -> Result<ApiRes
     let page = PageRequest::from_query(&context.request.query)?;
     let database = context.database()?;
     read_through(context, &CacheKey::public_feed(&page), async {
-        let outcome =
-            database.query(&Pipeline::read(vec![sql::list_public(&page.start(), page.fetch_limit())])).await?;
+        let outcome = database.run(&Pipeline::read(vec![sql::list_public(&page.start(), page.fetch_limit())])).await?;
         let notes = decode(rows(&database, &outcome, 0)?, PublicNote::from_row)?;
         let (notes, next_cursor) =
             page.finish(notes, |note| Cursor { timestamp: note.published_at, id: note.id.clone() });
-        let body = serde_json::to_vec(&NotePage { notes, next_cursor }).map_err(|_| ApiError::internal())?;
+        let body = serde_json::to_vec(&NotePage { notes, next_cursor }).map_err(|_| ApiError::Internal)?;
         Ok((body, outcome.replication_index))
     })
     .await
@@ -199,10 +189,12 @@ pub async fn list_public<P: Platform>(context: &Context<'_, P>) -> Result<ApiRes
 pub async fn get_public<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
     let database = context.database()?;
     read_through(context, &CacheKey::public_note(id), async {
-        let outcome = database.query(&Pipeline::read(vec![sql::get_public(id)])).await?;
-        let note =
-            decode(rows(&database, &outcome, 0)?, PublicNote::from_row)?.into_iter().next().ok_or_else(not_found)?;
-        let body = serde_json::to_vec(&NoteBody { note }).map_err(|_| ApiError::internal())?;
+        let outcome = database.run(&Pipeline::read(vec![sql::get_public(id)])).await?;
+        let note = decode(rows(&database, &outcome, 0)?, PublicNote::from_row)?
+            .into_iter()
+            .next()
+            .ok_or(ApiError::NoSuchNote)?;
+        let body = serde_json::to_vec(&NoteBody { note }).map_err(|_| ApiError::Internal)?;
         Ok((body, outcome.replication_index))
     })
     .await

@@ -4,8 +4,8 @@ mod input;
 pub mod page;
 pub mod sql;
 
-pub use input::{NewNote, NoteChanges};
-pub use page::{Cursor, PageRequest};
+pub use input::{NewNote, NewNoteBody, NoteChanges, NoteChangesBody, NoteInputError};
+pub use page::{Cursor, PageError, PageRequest};
 
 use serde::Serialize;
 

@@ -1,10 +1,11 @@
 //! Keyset pagination: a page ends at (timestamp, id), the cursor names that point, and the next
 //! page starts strictly after it — stable while notes are added, and an index range scan.
 
+use std::fmt;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::error::ApiError;
 use crate::ids::parse_id;
 
 pub const DEFAULT_LIMIT: i64 = 20;
@@ -20,6 +21,24 @@ pub struct Cursor {
 pub struct PageRequest {
     pub limit: i64,
     pub after: Option<Cursor>,
+}
+
+/// Which query parameter was wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageError {
+    /// `limit` is not a number from 1 to [`MAX_LIMIT`].
+    InvalidLimit,
+    /// `cursor` is not one this API gave out.
+    InvalidCursor,
+}
+
+impl fmt::Display for PageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidLimit => write!(f, "limit is a number from 1 to {MAX_LIMIT}"),
+            Self::InvalidCursor => f.write_str("cursor is not one this API gave out"),
+        }
+    }
 }
 
 impl Cursor {
@@ -42,21 +61,19 @@ impl Cursor {
 
 impl PageRequest {
     /// Reads `limit` and `cursor` from a query string; other parameters are ignored.
-    pub fn from_query(query: &str) -> Result<Self, ApiError> {
+    pub fn from_query(query: &str) -> Result<Self, PageError> {
         let mut page = Self { limit: DEFAULT_LIMIT, after: None };
         for (name, value) in query.split('&').filter_map(|pair| pair.split_once('=')) {
             match name {
                 "limit" => {
-                    page.limit =
-                        value.parse().ok().filter(|limit| (1..=MAX_LIMIT).contains(limit)).ok_or_else(|| {
-                            ApiError::new(400, "invalid_limit", format!("limit is a number from 1 to {MAX_LIMIT}"))
-                        })?;
+                    page.limit = value
+                        .parse()
+                        .ok()
+                        .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+                        .ok_or(PageError::InvalidLimit)?;
                 }
                 "cursor" if !value.is_empty() => {
-                    page.after =
-                        Some(Cursor::decode(value).ok_or_else(|| {
-                            ApiError::new(400, "invalid_cursor", "cursor is not one this API gave out")
-                        })?);
+                    page.after = Some(Cursor::decode(value).ok_or(PageError::InvalidCursor)?);
                 }
                 _ => {}
             }
@@ -104,7 +121,8 @@ mod tests {
         assert_eq!(PageRequest::from_query("").unwrap(), PageRequest { limit: 20, after: None });
         assert_eq!(PageRequest::from_query("limit=5&x=y").unwrap().limit, 5);
         for bad in ["limit=0", "limit=101", "limit=abc", "limit=-1", "cursor=zzz"] {
-            assert_eq!(PageRequest::from_query(bad).unwrap_err().status, 400, "{bad}");
+            let error = crate::error::ApiError::from(PageRequest::from_query(bad).unwrap_err());
+            assert_eq!(error.status(), 400, "{bad}");
         }
     }
 

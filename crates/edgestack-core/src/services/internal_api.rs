@@ -11,18 +11,30 @@ pub const SUPPORTED: std::ops::RangeInclusive<u16> = 1..=1;
 /// The version this build's clients send.
 pub const CURRENT: u16 = 1;
 
-/// `Ok(version)` when the header names a version this build serves.
-pub fn negotiate(header: Option<&str>) -> Result<u16, String> {
-    let version: u16 = header
-        .ok_or_else(|| format!("missing {VERSION_HEADER}"))?
-        .trim()
-        .parse()
-        .map_err(|_| format!("{VERSION_HEADER} is not a number"))?;
-    if SUPPORTED.contains(&version) {
-        Ok(version)
-    } else {
-        Err(format!("internal API version {version} is not in {}..={}", SUPPORTED.start(), SUPPORTED.end()))
+/// Why an internal request's version is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionError {
+    Missing,
+    NotANumber,
+    Unsupported(u16),
+}
+
+impl std::fmt::Display for VersionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Missing => write!(f, "missing {VERSION_HEADER}"),
+            Self::NotANumber => write!(f, "{VERSION_HEADER} is not a number"),
+            Self::Unsupported(version) => {
+                write!(f, "internal API version {version} is not in {}..={}", SUPPORTED.start(), SUPPORTED.end())
+            }
+        }
     }
+}
+
+/// `Ok(version)` when the header names a version this build serves.
+pub fn negotiate(header: Option<&str>) -> Result<u16, VersionError> {
+    let version: u16 = header.ok_or(VersionError::Missing)?.trim().parse().map_err(|_| VersionError::NotANumber)?;
+    if SUPPORTED.contains(&version) { Ok(version) } else { Err(VersionError::Unsupported(version)) }
 }
 
 #[cfg(test)]
