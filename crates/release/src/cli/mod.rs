@@ -17,7 +17,7 @@ use crate::plan::{DEFAULT_PLAN, RolloutPlan, parse_percent};
 use clap::{Parser, Subcommand};
 use rollout::{Event, HealthSource, Outcome, ReleaseError, Rollout, StageTiming, SystemClock, Versions, Window};
 use sources::{AnalyticsEngine, LocalGateway};
-use wrangler::{DryRunner, RealRunner, WranglerTraffic};
+use wrangler::{DryRunner, FrontWorker, RealRunner, WranglerTraffic, check_production_plan};
 
 /// `release`: staged rollouts with a health gate, the migration check, and the compatibility
 /// run (docs/releases.md).
@@ -64,12 +64,19 @@ struct DeployArgs {
     /// not evaluated.
     #[arg(long)]
     dry_run: bool,
+    /// With --dry-run: the gate fails at this stage, to print the rollback path.
+    #[arg(long, value_name = "STAGE", requires = "dry_run", value_parser = clap::value_parser!(u16).range(1..))]
+    dry_run_fail_stage: Option<u16>,
     /// Version tag [default: git rev-parse --short=12 HEAD].
     #[arg(long, value_name = "REV")]
     tag: Option<String>,
     /// wrangler config of the worker [default: wrangler.toml].
     #[arg(long, value_name = "PATH")]
     config: Option<String>,
+    /// wrangler config of the front Worker that region stages drive in production (its APP
+    /// binding must reach the worker being released) [default: front/wrangler.toml].
+    #[arg(long, value_name = "PATH")]
+    front_config: Option<String>,
     /// Drive the local gateway at URL instead of wrangler; its token comes from $GATEWAY_TOKEN
     /// (never the command line).
     #[arg(long, value_name = "URL")]
@@ -168,8 +175,10 @@ fn deploy(args: DeployArgs) -> Result<u8, ReleaseError> {
     let DeployArgs {
         plan,
         dry_run,
+        dry_run_fail_stage,
         tag,
         config,
+        front_config,
         local,
         min_stage: min,
         max_stage: max,
@@ -195,16 +204,26 @@ fn deploy(args: DeployArgs) -> Result<u8, ReleaseError> {
             .max(1),
     };
     // Production stages wait for Analytics Engine's ingestion delay (about a minute).
-    let (default_min, default_max, default_poll) = match (&local, dry_run) {
-        (_, true) => (Duration::ZERO, Duration::ZERO, Duration::ZERO),
-        (Some(_), false) => (Duration::from_secs(5), Duration::from_secs(60), Duration::from_millis(500)),
-        (None, false) => (Duration::from_secs(300), Duration::from_secs(1800), Duration::from_secs(30)),
+    let (default_min, default_max, default_poll) = match &local {
+        Some(_) => (Duration::from_secs(5), Duration::from_secs(60), Duration::from_millis(500)),
+        None => (Duration::from_secs(300), Duration::from_secs(1800), Duration::from_secs(30)),
     };
-    let timing = StageTiming {
-        min: min.unwrap_or(default_min),
-        max: max.unwrap_or(default_max).max(min.unwrap_or(default_min)),
-        poll: poll.unwrap_or(default_poll),
+    let timing = if dry_run {
+        // Nothing to wait for: each stage is judged on one poll (see DryRunHealth).
+        StageTiming { min: Duration::ZERO, max: Duration::ZERO, poll: Duration::ZERO }
+    } else {
+        StageTiming {
+            min: min.unwrap_or(default_min),
+            max: max.unwrap_or(default_max).max(min.unwrap_or(default_min)),
+            poll: poll.unwrap_or(default_poll),
+        }
     };
+    if let Some(stage) = dry_run_fail_stage.map(usize::from).filter(|stage| *stage >= plan.stages.len()) {
+        return Err(ReleaseError(format!(
+            "--dry-run-fail-stage {stage}: the plan has {} gated stage(s) (the last stage is the promotion)",
+            plan.stages.len() - 1
+        )));
+    }
     let rollout = Rollout { plan: &plan, thresholds: &thresholds, timing: &timing };
     let mut report = |event: Event| eprintln!("release: {}", describe(&event, dry_run));
     let outcome = if let Some(url) = local {
@@ -212,24 +231,36 @@ fn deploy(args: DeployArgs) -> Result<u8, ReleaseError> {
         let (mut traffic, mut health) = (LocalGateway::new(&url, &token), LocalGateway::new(&url, &token));
         rollout.run(&mut traffic, &mut health, &mut SystemClock, &mut report)?
     } else {
-        if plan.stages.iter().any(|stage| !stage.regions.is_empty()) {
-            return Err(ReleaseError(
-                "region stages need the gateway (--local) or a front Worker in production (docs/releases.md); wrangler alone splits by percentage".into(),
-            ));
-        }
         let tag = match tag {
             Some(tag) => tag,
             None => git_revision()?,
         };
+        // The tag also goes into the build's `_headers` (release::version_tag).
+        crate::version_tag::check_tag(&tag).map_err(|e| ReleaseError(e.to_string()))?;
+        let root = local_stack::workspace_root();
+        let app_config = config.clone().unwrap_or_else(|| "wrangler.toml".into());
+        let front = if plan.stages.iter().any(|stage| !stage.regions.is_empty()) {
+            let front_config = front_config.unwrap_or_else(|| "front/wrangler.toml".into());
+            Some(FrontWorker::from_configs(&root, &front_config, &app_config)?)
+        } else {
+            None
+        };
+        check_production_plan(&plan, front.as_ref())?;
         let config_args = config.map(|path| vec!["--config".to_string(), path]).unwrap_or_default();
         if dry_run {
-            let mut traffic = WranglerTraffic { runner: DryRunner::default(), config_args, tag };
+            let failing = dry_run_fail_stage.map_or_else(String::new, |stage| {
+                format!("; the health gate fails at stage {stage} (--dry-run-fail-stage) to show the rollback")
+            });
+            println!(
+                "# dry run: nothing is deployed{failing}. Every wrangler command and API call a real run makes, in order:"
+            );
+            let mut traffic = WranglerTraffic::new(DryRunner::default(), config_args, tag, front);
             let samples = min_requests.max(thresholds.min_latency_samples);
-            rollout.run(&mut traffic, &mut DryRunHealth { min_requests: samples }, &mut SystemClock, &mut report)?
+            let mut health = DryRunHealth { samples, fail_stage: dry_run_fail_stage.map(usize::from), polls: 0 };
+            rollout.run(&mut traffic, &mut health, &mut SystemClock, &mut report)?
         } else {
             let mut health = AnalyticsEngine::from_env()?;
-            let runner = RealRunner { root: local_stack::workspace_root() };
-            let mut traffic = WranglerTraffic { runner, config_args, tag };
+            let mut traffic = WranglerTraffic::new(RealRunner { root }, config_args, tag, front);
             rollout.run(&mut traffic, &mut health, &mut SystemClock, &mut report)?
         }
     };
@@ -240,25 +271,32 @@ fn deploy(args: DeployArgs) -> Result<u8, ReleaseError> {
     })
 }
 
-/// Passes every gate and prints the query production would send.
+/// Prints the query production would send, and answers it with made-up figures: healthy, or
+/// (`fail_stage`) an error rate the real gate refuses, so a dry run walks the rollback path.
+///
+/// A dry run's stages have no minimum length, so each is judged on one poll: poll N is stage N.
 struct DryRunHealth {
-    min_requests: u64,
+    samples: u64,
+    fail_stage: Option<usize>,
+    polls: usize,
 }
 
 impl HealthSource for DryRunHealth {
     fn window(&mut self, versions: &Versions, _: Duration) -> Result<Window, ReleaseError> {
+        self.polls += 1;
         let sql = crate::analytics::window_query(&versions.old, &versions.new, 300)
             .map_err(|e| ReleaseError(e.to_string()))?;
         println!(
             "# health gate: POST https://api.cloudflare.com/client/v4/accounts/$CLOUDFLARE_ACCOUNT_ID/analytics_engine/sql\n#   {sql}"
         );
-        let healthy = crate::stats::VersionCounts {
-            requests: self.min_requests,
-            errors: 0,
+        let counts = |errors| crate::stats::VersionCounts {
+            requests: self.samples,
+            errors,
             p95_ms: Some(1.0),
-            latency_samples: self.min_requests,
+            latency_samples: self.samples,
         };
-        Ok(Window { old: healthy.clone(), new: healthy, split: None })
+        let new_errors = if self.fail_stage == Some(self.polls) { self.samples } else { 0 };
+        Ok(Window { old: counts(0), new: counts(new_errors), split: None })
     }
 }
 
@@ -280,13 +318,19 @@ fn describe(event: &Event, dry_run: bool) -> String {
         Event::Prepared(versions) => format!("old version {}, new version {}", versions.old, versions.new),
         Event::StageApplied { stage, split } => format!("stage {stage}: new version at {split}"),
         Event::Reapplied { stage } => format!("stage {stage}: split was lost (gateway restarted?); applied again"),
-        // A dry run has no traffic to count; figures would be made up.
+        // A dry run has no traffic to count; its figures are made up, so none are shown.
+        Event::Polled { stage, verdict, .. } if dry_run && verdict.starts_with("FAIL") => {
+            format!("stage {stage}: health gate fails as asked (dry run, --dry-run-fail-stage)")
+        }
         Event::Polled { stage, .. } if dry_run => {
             format!("stage {stage}: health gate not evaluated (dry run; production waits for Analytics Engine figures)")
         }
         Event::Polled { stage, window, verdict } => format!("stage {stage}: {} → {verdict}", counts(window)),
         Event::StagePassed { stage } if dry_run => format!("stage {stage}: next stage (dry run)"),
         Event::StagePassed { stage } => format!("stage {stage}: healthy"),
+        Event::RolledBack { stage, .. } if dry_run => {
+            format!("stage {stage}: rolled back (dry run): a real run would have restored the old version everywhere")
+        }
         Event::RolledBack { stage, reason } => format!("stage {stage}: ROLLED BACK: {reason}"),
         Event::Promoted if dry_run => "dry run done: a real rollout would now serve the new version at 100 %".into(),
         Event::Promoted => "promoted: the new version serves 100 %".into(),
@@ -294,7 +338,7 @@ fn describe(event: &Event, dry_run: bool) -> String {
 }
 
 /// One JSON line on stdout, for scripts and tests. `dry_run: true` says nothing was deployed
-/// and no gate was evaluated.
+/// and no gate was evaluated (a dry run's rollback has no window: its figures were made up).
 pub fn summary(outcome: &Outcome, dry_run: bool) -> String {
     match outcome {
         Outcome::Promoted { versions } => {
@@ -308,7 +352,7 @@ pub fn summary(outcome: &Outcome, dry_run: bool) -> String {
             "stage": stage,
             "split": split,
             "reason": reason,
-            "window": {"old": window.old, "new": window.new},
+            "window": (!dry_run).then(|| json!({"old": window.old, "new": window.new})),
         })
         .to_string(),
     }

@@ -1,19 +1,30 @@
 //! Production traffic control through wrangler's gradual deployments: `versions upload` with the
-//! git revision as tag, then `versions deploy <new>@p% <old>@(100-p)%` per stage.
+//! git revision as tag, then `versions deploy <new>@p% <old>@(100-p)%` per stage; for regional
+//! stages also the front Worker (`front/`), deployed with the canary rule in its vars.
 //!
 //! Commands go through `CommandRunner`, so `--dry-run` prints them instead and tests check them.
+//!
+//! Order is what keeps users safe. Raising a share: the app's deployment first (the canary must
+//! be in the deployment before an override can reach it), then the front Worker's rule. Promotion
+//! and rollback: the app's deployment first (one version at 100 %: an override naming the other
+//! one is ignored by Cloudflare from then on), then the rule is cleared.
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use edgestack_core::region::RegionName;
 use serde_json::Value;
 
 use super::rollout::{ReleaseError, Traffic, Versions};
-use crate::plan::{FULL_BPS, Split, format_percent};
+use crate::front::{APP_BINDING, Canary, rule_vars};
+use crate::plan::{FULL_BPS, RolloutPlan, Split, format_percent};
+use crate::version_tag::TAG_ENV;
 
 /// Runs one wrangler command and returns what it printed on stdout.
 pub trait CommandRunner {
-    fn wrangler(&mut self, args: &[String]) -> Result<String, ReleaseError>;
+    /// `wrangler <args>` with `env` added to its environment.
+    fn wrangler(&mut self, env: &[(String, String)], args: &[String]) -> Result<String, ReleaseError>;
 }
 
 /// Runs `node node_modules/wrangler/bin/wrangler.js …` from the workspace root (Node ≥ 22 as
@@ -23,8 +34,8 @@ pub struct RealRunner {
 }
 
 impl CommandRunner for RealRunner {
-    fn wrangler(&mut self, args: &[String]) -> Result<String, ReleaseError> {
-        eprintln!("release: wrangler {}", args.join(" "));
+    fn wrangler(&mut self, env: &[(String, String)], args: &[String]) -> Result<String, ReleaseError> {
+        eprintln!("release: {}", shown(env, args, "wrangler"));
         let node = local_stack::node::find_node(&self.root).map_err(|e| ReleaseError(e.to_string()))?;
         let mut wrangler = Command::new(&node);
         wrangler
@@ -33,8 +44,9 @@ impl CommandRunner for RealRunner {
             .args(args)
             .env("PATH", local_stack::node::path_with_node_first(&node))
             .env("WRANGLER_SEND_METRICS", "false");
-        // `versions upload` runs the `[build] command` (cargo); in a group that ends with us.
+        // `versions upload` and `deploy` run the `[build] command` (cargo); in a group that ends with us.
         local_stack::cargo::without_outer_cargo_env(&mut wrangler);
+        wrangler.envs(env.iter().map(|(name, value)| (name, value)));
         let output = local_stack::process::output(&mut wrangler).map_err(ReleaseError)?;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         if output.status.success() {
@@ -60,8 +72,8 @@ pub const DRY_RUN_OLD: &str = "00000000-0000-4000-8000-00000000000a";
 pub const DRY_RUN_NEW: &str = "00000000-0000-4000-8000-00000000000b";
 
 impl CommandRunner for DryRunner {
-    fn wrangler(&mut self, args: &[String]) -> Result<String, ReleaseError> {
-        let line = format!("npx wrangler {}", args.iter().map(|arg| shell_quote(arg)).collect::<Vec<_>>().join(" "));
+    fn wrangler(&mut self, env: &[(String, String)], args: &[String]) -> Result<String, ReleaseError> {
+        let line = shown(env, args, "npx wrangler");
         println!("{line}");
         self.printed.push(line);
         Ok(match args.first().map(String::as_str) {
@@ -76,8 +88,15 @@ impl CommandRunner for DryRunner {
     }
 }
 
+/// `NAME=value … <program> args…`, each word quoted for a POSIX shell where needed.
+fn shown(env: &[(String, String)], args: &[String], program: &str) -> String {
+    let env = env.iter().map(|(name, value)| format!("{name}={}", shell_quote(value)));
+    let args = args.iter().map(|arg| shell_quote(arg));
+    env.chain(std::iter::once(program.to_string())).chain(args).collect::<Vec<_>>().join(" ")
+}
+
 fn shell_quote(arg: &str) -> String {
-    if arg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./@%:=".contains(&b)) {
+    if arg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./@%:=,".contains(&b)) {
         arg.to_string()
     } else {
         format!("'{}'", arg.replace('\'', r"'\''"))
@@ -111,47 +130,181 @@ pub fn parse_current_version(json: &str) -> Result<String, ReleaseError> {
     }
 }
 
+/// The regions a stage gives the new version ahead of everyone else. In production the front
+/// Worker pins a whole region to the canary, so such a region must be at 100 %: a share between
+/// the default and 100 % would need per-user stickiness the front Worker does not give.
+pub fn canary_regions(split: &Split) -> Result<BTreeSet<RegionName>, ReleaseError> {
+    let ahead = split.regions.iter().filter(|(_, bps)| **bps > split.default_bps);
+    ahead
+        .map(|(region, bps)| {
+            if *bps < FULL_BPS {
+                return Err(ReleaseError(format!(
+                    "stage {}: in production a region goes to the new version all at once (the front Worker pins the whole region); use `{region}:100`, not `{region}:{}`",
+                    split.describe(),
+                    format_percent(*bps).trim_end_matches('%')
+                )));
+            }
+            RegionName::parse(region).ok_or_else(|| ReleaseError(format!("`{region}` is not a region name")))
+        })
+        .collect()
+}
+
+/// Refuses, before anything is uploaded, a plan production cannot carry out.
+pub fn check_production_plan(plan: &RolloutPlan, front: Option<&FrontWorker>) -> Result<(), ReleaseError> {
+    for split in &plan.stages {
+        if !canary_regions(split)?.is_empty() && front.is_none() {
+            return Err(ReleaseError(
+                "region stages need the front Worker (--front-config) or the local gateway (--local); wrangler alone splits by percentage".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The front Worker a regional release drives (`front/wrangler.toml`, docs/releases.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontWorker {
+    /// Its wrangler config, as passed to `--config`.
+    pub config: String,
+    /// The app Worker's name: what its override names, and what its APP binding must reach.
+    pub app_worker: String,
+}
+
+impl FrontWorker {
+    /// Reads both configs and refuses a front Worker whose APP binding reaches another Worker
+    /// than the one being released (its override would name a Worker it never calls).
+    pub fn from_configs(root: &Path, front_config: &str, app_config: &str) -> Result<Self, ReleaseError> {
+        let read = |path: &str| {
+            let full = root.join(path);
+            std::fs::read_to_string(&full).map_err(|e| ReleaseError(format!("{}: {e}", full.display())))
+        };
+        let app_worker = worker_name(&read(app_config)?).map_err(|e| ReleaseError(format!("{app_config}: {e}")))?;
+        let bound = bound_service(&read(front_config)?, APP_BINDING)
+            .map_err(|e| ReleaseError(format!("{front_config}: {e}")))?;
+        if bound != app_worker {
+            return Err(ReleaseError(format!(
+                "{front_config}: its {APP_BINDING} binding reaches `{bound}`, but {app_config} deploys `{app_worker}`; the canary override would never reach it"
+            )));
+        }
+        Ok(Self { config: front_config.to_string(), app_worker })
+    }
+}
+
+/// The top-level `name` of a wrangler config.
+pub fn worker_name(config: &str) -> Result<String, String> {
+    let table: toml::Table = toml::from_str(config).map_err(|e| e.to_string())?;
+    table.get("name").and_then(toml::Value::as_str).map(str::to_string).ok_or_else(|| "no `name`".to_string())
+}
+
+/// The Worker a `[[services]]` binding named `binding` reaches.
+pub fn bound_service(config: &str, binding: &str) -> Result<String, String> {
+    let table: toml::Table = toml::from_str(config).map_err(|e| e.to_string())?;
+    let services = table.get("services").and_then(toml::Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    services
+        .iter()
+        .find(|service| service.get("binding").and_then(toml::Value::as_str) == Some(binding))
+        .and_then(|service| service.get("service").and_then(toml::Value::as_str))
+        .map(str::to_string)
+        .ok_or_else(|| format!("no [[services]] binding `{binding}`"))
+}
+
+/// What this run has put in force so far: `None` until it first wrote each.
+#[derive(Debug, Default)]
+struct Applied {
+    /// The new version's share in the app's deployment.
+    share: Option<u16>,
+    /// The front Worker's rule (`Some(None)`: cleared).
+    rule: Option<Option<Canary>>,
+}
+
 pub struct WranglerTraffic<R: CommandRunner> {
     pub runner: R,
-    /// Extra arguments for every command, e.g. `--config path`.
+    /// Extra arguments for every app command, e.g. `--config path`.
     pub config_args: Vec<String>,
     /// The version tag (the git revision) and deployment message prefix.
     pub tag: String,
+    /// The front Worker, when the plan has regional stages.
+    pub front: Option<FrontWorker>,
+    applied: Applied,
 }
 
 impl<R: CommandRunner> WranglerTraffic<R> {
-    fn run(&mut self, args: &[&str]) -> Result<String, ReleaseError> {
+    pub fn new(runner: R, config_args: Vec<String>, tag: String, front: Option<FrontWorker>) -> Self {
+        Self { runner, config_args, tag, front, applied: Applied::default() }
+    }
+
+    fn run(&mut self, env: &[(String, String)], args: &[&str]) -> Result<String, ReleaseError> {
         let mut all: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
         all.extend(self.config_args.iter().cloned());
-        self.runner.wrangler(&all)
+        self.runner.wrangler(env, &all)
+    }
+
+    /// `versions deploy`: the new version at `share`, the old one at the rest.
+    fn deploy_share(&mut self, versions: &Versions, share: u16, message: &str) -> Result<(), ReleaseError> {
+        let new_spec = format!("{}@{}", versions.new, format_percent(share));
+        let old_spec = format!("{}@{}", versions.old, format_percent(FULL_BPS - share));
+        let specs: Vec<&str> = if share >= FULL_BPS { vec![&new_spec] } else { vec![&new_spec, &old_spec] };
+        let mut args = vec!["versions", "deploy"];
+        args.extend(specs);
+        args.extend(["--message", message, "-y"]);
+        self.run(&[], &args)?;
+        self.applied.share = Some(share);
+        Ok(())
+    }
+
+    /// `deploy` of the front Worker with `canary` as its rule (`None` clears it). Its vars are
+    /// replaced whole (no `--keep-vars`): the config's resting values plus these.
+    fn deploy_rule(&mut self, canary: Option<Canary>, message: &str) -> Result<(), ReleaseError> {
+        let Some(front) = &self.front else {
+            return Ok(());
+        };
+        let mut args = vec!["deploy".to_string(), "--config".to_string(), front.config.clone()];
+        for (name, value) in rule_vars(&front.app_worker, canary.as_ref()) {
+            args.extend(["--var".to_string(), format!("{name}:{value}")]);
+        }
+        args.extend(["--message".to_string(), message.to_string()]);
+        self.runner.wrangler(&[], &args)?;
+        self.applied.rule = Some(canary);
+        Ok(())
     }
 }
 
 impl<R: CommandRunner> Traffic for WranglerTraffic<R> {
     fn prepare(&mut self) -> Result<Versions, ReleaseError> {
-        let old = parse_current_version(&self.run(&["deployments", "status", "--json"])?)?;
+        let old = parse_current_version(&self.run(&[], &["deployments", "status", "--json"])?)?;
         let message = format!("release {}", self.tag);
         let tag = self.tag.clone();
-        let uploaded = self.run(&["versions", "upload", "--tag", &tag, "--message", &message])?;
+        // The build names the tag on static responses too (`_headers`, release::version_tag).
+        let env = [(TAG_ENV.to_string(), tag.clone())];
+        let uploaded = self.run(&env, &["versions", "upload", "--tag", &tag, "--message", &message])?;
         let new = parse_uploaded_version(&uploaded)
             .ok_or_else(|| ReleaseError(format!("no version id in `wrangler versions upload` output:\n{uploaded}")))?;
         Ok(Versions { old, new })
     }
 
     fn apply(&mut self, versions: &Versions, split: &Split) -> Result<(), ReleaseError> {
-        if !split.regions.is_empty() {
+        let regions = canary_regions(split)?;
+        if !regions.is_empty() && self.front.is_none() {
             return Err(ReleaseError(
-                "region stages need a front Worker that sets the version override by request.cf (docs/releases.md); wrangler alone splits by percentage only".into(),
+                "region stages need the front Worker that sets the version override by request.cf (docs/releases.md); wrangler alone splits by percentage only".into(),
             ));
         }
-        let new_share = split.default_bps.min(FULL_BPS);
-        let message = format!("release {}: {}", self.tag, format_percent(new_share));
-        let new_spec = format!("{}@{}", versions.new, format_percent(new_share));
-        let old_spec = format!("{}@{}", versions.old, format_percent(FULL_BPS - new_share));
-        if new_share == FULL_BPS {
-            self.run(&["versions", "deploy", &new_spec, "--message", &message, "-y"])?;
-        } else {
-            self.run(&["versions", "deploy", &new_spec, &old_spec, "--message", &message, "-y"])?;
+        let share = split.default_bps.min(FULL_BPS);
+        let message = format!("release {}: {}", self.tag, split.describe());
+        // First the deployment: a regional stage at 0 % still deploys the new version, because an
+        // override only reaches a version in the current deployment.
+        if self.applied.share != Some(share) {
+            self.deploy_share(versions, share, &message)?;
+        }
+        let rule = (!regions.is_empty() && share < FULL_BPS).then(|| Canary { version: versions.new.clone(), regions });
+        let rule_changes = self.applied.rule.as_ref() != Some(&rule);
+        // Plans without regional stages never touch the front Worker.
+        if self.front.is_some() && rule_changes {
+            let message = match &rule {
+                Some(_) => message,
+                None => format!("release {}: canary rule cleared, the new version serves 100 %", self.tag),
+            };
+            self.deploy_rule(rule, &message)?;
         }
         Ok(())
     }
@@ -159,13 +312,47 @@ impl<R: CommandRunner> Traffic for WranglerTraffic<R> {
     fn rollback(&mut self, versions: &Versions) -> Result<(), ReleaseError> {
         let spec = format!("{}@100%", versions.old);
         let message = format!("rollback of {}", self.tag);
-        self.run(&["versions", "deploy", &spec, "--message", &message, "-y"]).map(|_| ())
+        // The old version alone in the deployment: from here the front Worker's override names a
+        // version outside it, which Cloudflare ignores, so everyone is back on the old version.
+        self.run(&[], &["versions", "deploy", &spec, "--message", &message, "-y"])?;
+        self.applied.share = Some(0);
+        if self.front.is_some() && self.applied.rule != Some(None) {
+            let message = format!("rollback of {}: canary rule cleared", self.tag);
+            self.deploy_rule(None, &message).map_err(|error| {
+                let config = self.front.as_ref().map_or("front/wrangler.toml", |front| front.config.as_str());
+                ReleaseError(format!(
+                    "the old version serves 100 %, but the front Worker's canary rule was not cleared (it is ignored while that version is not deployed); clear it with `npx wrangler deploy --config {config}`: {error}"
+                ))
+            })?;
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn dry(front: Option<FrontWorker>) -> WranglerTraffic<DryRunner> {
+        WranglerTraffic::new(DryRunner::default(), Vec::new(), "abc123".into(), front)
+    }
+
+    fn front() -> FrontWorker {
+        FrontWorker { config: "front/wrangler.toml".into(), app_worker: "edgestack".into() }
+    }
+
+    /// Runs `plan` through `traffic` (prepare, every stage; rollback after `fail_at` if given).
+    fn walk(traffic: &mut WranglerTraffic<DryRunner>, plan: &str, fail_at: Option<usize>) -> Vec<String> {
+        let versions = traffic.prepare().unwrap();
+        for (index, split) in RolloutPlan::parse(plan).unwrap().stages.iter().enumerate() {
+            traffic.apply(&versions, split).unwrap();
+            if fail_at == Some(index + 1) {
+                traffic.rollback(&versions).unwrap();
+                break;
+            }
+        }
+        traffic.runner.printed.clone()
+    }
 
     #[test]
     fn version_id_is_read_from_upload_output() {
@@ -185,37 +372,102 @@ mod tests {
 
     #[test]
     fn stages_become_versions_deploy_commands() {
-        let mut traffic =
-            WranglerTraffic { runner: DryRunner::default(), config_args: Vec::new(), tag: "abc123".into() };
-        let versions = traffic.prepare().unwrap();
-        for bps in [100, 1000, 10_000] {
-            traffic.apply(&versions, &Split { default_bps: bps, ..Split::default() }).unwrap();
-        }
-        traffic.rollback(&versions).unwrap();
-        let printed = traffic.runner.printed;
-        assert_eq!(printed[0], "npx wrangler deployments status --json");
-        assert_eq!(printed[1], "npx wrangler versions upload --tag abc123 --message 'release abc123'");
+        let printed = walk(&mut dry(None), "1,10,100", Some(3));
         assert_eq!(
-            printed[2],
-            format!(
-                "npx wrangler versions deploy {DRY_RUN_NEW}@1% {DRY_RUN_OLD}@99% --message 'release abc123: 1%' -y"
-            )
-        );
-        assert_eq!(
-            printed[4],
-            format!("npx wrangler versions deploy {DRY_RUN_NEW}@100% --message 'release abc123: 100%' -y")
-        );
-        assert_eq!(
-            printed[5],
-            format!("npx wrangler versions deploy {DRY_RUN_OLD}@100% --message 'rollback of abc123' -y")
+            printed,
+            [
+                "npx wrangler deployments status --json".to_string(),
+                "EDGESTACK_VERSION_TAG=abc123 npx wrangler versions upload --tag abc123 --message 'release abc123'"
+                    .to_string(),
+                format!(
+                    "npx wrangler versions deploy {DRY_RUN_NEW}@1% {DRY_RUN_OLD}@99% --message 'release abc123: 1%' -y"
+                ),
+                format!(
+                    "npx wrangler versions deploy {DRY_RUN_NEW}@10% {DRY_RUN_OLD}@90% --message 'release abc123: 10%' -y"
+                ),
+                format!("npx wrangler versions deploy {DRY_RUN_NEW}@100% --message 'release abc123: 100%' -y"),
+                format!("npx wrangler versions deploy {DRY_RUN_OLD}@100% --message 'rollback of abc123' -y"),
+            ]
         );
     }
 
     #[test]
-    fn region_stages_are_refused_by_wrangler_alone() {
-        let mut traffic = WranglerTraffic { runner: DryRunner::default(), config_args: Vec::new(), tag: "t".into() };
+    fn a_regional_release_deploys_at_zero_then_points_the_front_worker_then_widens_and_cleans_up() {
+        let printed = walk(&mut dry(Some(front())), "eu:100,*:10,*:100", None);
+        let rule = format!(
+            "npx wrangler deploy --config front/wrangler.toml --var FRONT_APP_WORKER:edgestack --var FRONT_CANARY_VERSION:{DRY_RUN_NEW} --var FRONT_CANARY_REGIONS:eu --message 'release abc123: eu:100%,*:0%'"
+        );
+        let cleared = "npx wrangler deploy --config front/wrangler.toml --var FRONT_APP_WORKER:edgestack --var FRONT_CANARY_VERSION: --var FRONT_CANARY_REGIONS: --message 'release abc123: canary rule cleared, the new version serves 100 %'";
+        assert_eq!(
+            printed[2..],
+            [
+                format!(
+                    "npx wrangler versions deploy {DRY_RUN_NEW}@0% {DRY_RUN_OLD}@100% --message 'release abc123: eu:100%,*:0%' -y"
+                ),
+                rule,
+                // The rule is unchanged at *:10: only the deployment moves.
+                format!(
+                    "npx wrangler versions deploy {DRY_RUN_NEW}@10% {DRY_RUN_OLD}@90% --message 'release abc123: eu:100%,*:10%' -y"
+                ),
+                format!("npx wrangler versions deploy {DRY_RUN_NEW}@100% --message 'release abc123: 100%' -y"),
+                cleared.to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_regional_stage_restores_the_old_version_first_then_clears_the_rule() {
+        let printed = walk(&mut dry(Some(front())), "eu:100,*:10,*:100", Some(1));
+        assert_eq!(printed.len(), 6, "{printed:#?}");
+        assert_eq!(
+            printed[4],
+            format!("npx wrangler versions deploy {DRY_RUN_OLD}@100% --message 'rollback of abc123' -y")
+        );
+        assert_eq!(
+            printed[5],
+            "npx wrangler deploy --config front/wrangler.toml --var FRONT_APP_WORKER:edgestack --var FRONT_CANARY_VERSION: --var FRONT_CANARY_REGIONS: --message 'rollback of abc123: canary rule cleared'"
+        );
+    }
+
+    #[test]
+    fn region_stages_are_refused_without_the_front_worker_or_below_100_percent() {
         let versions = Versions { old: "o".into(), new: "n".into() };
-        let split = Split { default_bps: 0, regions: [("eu".to_string(), 10_000)].into() };
-        assert!(traffic.apply(&versions, &split).is_err());
+        let eu = |bps| Split { default_bps: 0, regions: [("eu".to_string(), bps)].into() };
+        assert!(dry(None).apply(&versions, &eu(10_000)).is_err());
+        assert!(dry(Some(front())).apply(&versions, &eu(5_000)).is_err());
+        let plan = |text| RolloutPlan::parse(text).unwrap();
+        assert!(check_production_plan(&plan("eu:100,*:10,100"), None).is_err());
+        assert!(check_production_plan(&plan("eu:100,*:10,100"), Some(&front())).is_ok());
+        let error = check_production_plan(&plan("eu:50,100"), Some(&front())).unwrap_err();
+        assert!(error.0.contains("use `eu:100`, not `eu:50`"), "{error}");
+        assert!(check_production_plan(&plan("1,10,100"), None).is_ok());
+        // A region at or below the default is no canary region (the plan drops it anyway).
+        assert!(
+            canary_regions(&Split { default_bps: 1_000, regions: [("eu".into(), 1_000)].into() }).unwrap().is_empty()
+        );
+    }
+
+    #[test]
+    fn the_committed_front_worker_reaches_the_committed_app_worker() {
+        let root = local_stack::workspace_root();
+        let front = FrontWorker::from_configs(&root, "front/wrangler.toml", "wrangler.toml").unwrap();
+        assert_eq!(front.app_worker, "edgestack");
+        // Level 5: the entry Worker is another name; the same front config is refused for it.
+        let error =
+            FrontWorker::from_configs(&root, "front/wrangler.toml", "services/entry/wrangler.toml").unwrap_err();
+        assert!(
+            error.0.contains("reaches `edgestack`, but services/entry/wrangler.toml deploys `edgestack-entry`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_committed_front_config_rests_without_a_rule() {
+        let text = std::fs::read_to_string(local_stack::workspace_root().join("front/wrangler.toml")).unwrap();
+        let table: toml::Table = toml::from_str(&text).unwrap();
+        let vars = table["vars"].as_table().unwrap();
+        let lookup = |name: &str| vars.get(name).and_then(toml::Value::as_str).map(str::to_string);
+        let config = crate::front::FrontConfig::from_lookup(lookup).unwrap();
+        assert_eq!((config.app_worker.as_str(), config.canary, config.development), ("edgestack", None, false));
     }
 }
