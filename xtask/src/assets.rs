@@ -3,6 +3,10 @@
 //! carries the cache and security policy from edgestack-core.
 //!
 //! Hashes are taken after rewriting, so a CSS file that names a changed image changes too.
+//!
+//! A build for a tagged upload (`release deploy` sets `EDGESTACK_VERSION_TAG`) also names its tag
+//! on every static response (`release::version_tag`); without the variable `_headers` is the
+//! policy alone, so local builds do not change with every commit.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,7 +28,8 @@ pub fn build_public(root: &Path) -> Result<Manifest> {
     let public = root.join("public");
     let files = read_tree(&web)?;
     let (mut outputs, manifest) = fingerprint(&files);
-    outputs.insert("_headers".to_string(), edgestack_core::assets::headers_file().into_bytes());
+    let tag = std::env::var(release::version_tag::TAG_ENV).ok().filter(|tag| !tag.is_empty());
+    outputs.insert("_headers".to_string(), headers_file(tag.as_deref())?.into_bytes());
     // Untouched when nothing changed: wrangler watches public/ and reloads on any write.
     if public.is_dir() && read_tree(&public)? == outputs {
         return Ok(manifest);
@@ -41,6 +46,11 @@ pub fn build_public(root: &Path) -> Result<Manifest> {
         std::fs::write(&path, content).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(manifest)
+}
+
+/// `_headers`: edgestack-core's cache and security policy, and the upload's version tag if any.
+fn headers_file(tag: Option<&str>) -> Result<String> {
+    release::version_tag::with_tag_rule(edgestack_core::assets::headers_file(), tag).map_err(|e| e.to_string())
 }
 
 /// Relative path (with `/`) → content, for every file under `dir`.
@@ -170,6 +180,18 @@ mod tests {
         let after = fingerprint(&files(&[("assets/a.css", "x{b:url(/assets/i.png)}"), ("assets/i.png", "2")])).1;
         assert_ne!(before["i.png"], after["i.png"]);
         assert_ne!(before["a.css"], after["a.css"]);
+    }
+
+    #[test]
+    fn headers_name_the_upload_tag_only_for_a_tagged_build() {
+        let plain = headers_file(None).unwrap();
+        assert_eq!(plain, edgestack_core::assets::headers_file());
+        let tagged = headers_file(Some("9bc958b0a1c2")).unwrap();
+        assert!(
+            tagged.starts_with(&plain) && tagged.ends_with("/*\n  x-edgestack-version-tag: 9bc958b0a1c2\n"),
+            "{tagged}"
+        );
+        assert!(headers_file(Some("no spaces allowed")).is_err());
     }
 
     #[test]
