@@ -3,12 +3,20 @@
 //! This crate never depends on `worker` or wasm. The worker crate turns bindings into plain
 //! values, calls into here, and turns the answers back into responses.
 
-/// The id of the signed-in user, as a SQL subquery. Every statement that acts for a user binds
-/// `?1` = session token hash, `?2` = now (ms), `?3` = oldest still-active `last_seen_at`, so an
-/// expired, idle or revoked session matches no row in the very query that uses it.
+/// The one definition of an active session, a condition on `sessions`: `?1` = session token
+/// hash, `?2` = now (ms), `?3` = oldest still-active `last_seen_at`. Every statement that acts
+/// for a session binds these, so an expired, idle or revoked session matches no row in the very
+/// query that uses it.
+macro_rules! active_session {
+    () => {
+        "token_hash = ?1 AND expires_at > ?2 AND last_seen_at > ?3"
+    };
+}
+
+/// The id of the signed-in user, as a SQL subquery on the [`active_session!`].
 macro_rules! session_user_id {
     () => {
-        "(SELECT user_id FROM sessions WHERE token_hash = ?1 AND expires_at > ?2 AND last_seen_at > ?3)"
+        concat!("(SELECT user_id FROM sessions WHERE ", active_session!(), ")")
     };
 }
 

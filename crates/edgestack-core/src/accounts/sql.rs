@@ -1,6 +1,9 @@
-//! The statements behind sign-up, sign-in, sessions and password changes.
+//! The statements behind sign-up, sign-in, sessions, password changes and the deletion outbox,
+//! each typed by the reader of its rows. Session conditions come from [`active_session!`] and
+//! [`session_user_id!`] alone.
 
 use crate::accounts::session::SessionAuth;
+use crate::accounts::{PendingDeletion, SessionUser, UserCredentials};
 use crate::db::{Statement, integer, text};
 
 pub fn insert_user(id: &str, email: &str, password_hash: &str, now: i64) -> Statement {
@@ -18,7 +21,7 @@ pub fn insert_session(token_hash: &str, user_id: &str, now: i64, expires_at: i64
 }
 
 /// Sign-in reads the stored hash to verify the password before anything is written.
-pub fn user_credentials(email: &str) -> Statement {
+pub fn user_credentials(email: &str) -> Statement<UserCredentials> {
     Statement::new("SELECT id, email, password_hash, created_at FROM users WHERE email = ?1", vec![text(email)])
 }
 
@@ -29,12 +32,15 @@ pub fn update_password_hash(user_id: &str, password_hash: &str, now: i64) -> Sta
     )
 }
 
-/// The signed-in user, if the session is valid; the first statement of every signed-in read.
-pub fn session_user(auth: &SessionAuth) -> Statement {
+/// The signed-in user, if the session is valid: the first statement of every signed-in read
+/// (and, through `Caller::check`, of every notes request in one Worker).
+pub fn session_user(auth: &SessionAuth) -> Statement<SessionUser> {
     Statement::new(
         concat!(
-            "SELECT u.id, u.email, u.created_at, s.last_seen_at FROM sessions s JOIN users u ON u.id = s.user_id ",
-            "WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND s.last_seen_at > ?3"
+            "SELECT u.id, u.email, u.created_at, s.last_seen_at FROM users u JOIN ",
+            "(SELECT user_id, last_seen_at FROM sessions WHERE ",
+            active_session!(),
+            ") s ON u.id = s.user_id"
         ),
         auth.args(),
     )
@@ -42,12 +48,10 @@ pub fn session_user(auth: &SessionAuth) -> Statement {
 
 /// Records activity; part of every signed-in write, and sent alone now and then for reads.
 pub fn touch_session(auth: &SessionAuth) -> Statement {
-    Statement::new(
-        "UPDATE sessions SET last_seen_at = ?2 WHERE token_hash = ?1 AND expires_at > ?2 AND last_seen_at > ?3",
-        auth.args(),
-    )
+    Statement::new(concat!("UPDATE sessions SET last_seen_at = ?2 WHERE ", active_session!()), auth.args())
 }
 
+/// Returns a row when there was such a session to end.
 pub fn delete_session(token_hash: &str) -> Statement {
     Statement::new("DELETE FROM sessions WHERE token_hash = ?1 RETURNING user_id", vec![text(token_hash)])
 }
@@ -56,8 +60,8 @@ pub fn delete_user_sessions(user_id: &str) -> Statement {
     Statement::new("DELETE FROM sessions WHERE user_id = ?1", vec![text(user_id)])
 }
 
-/// The signed-in user's stored credentials, for a password change.
-pub fn session_credentials(auth: &SessionAuth) -> Statement {
+/// The signed-in user's stored credentials, for a password change or an account deletion.
+pub fn session_credentials(auth: &SessionAuth) -> Statement<UserCredentials> {
     Statement::new(
         concat!("SELECT id, email, password_hash, created_at FROM users WHERE id = ", session_user_id!()),
         auth.args(),
@@ -77,7 +81,7 @@ pub fn enqueue_user_deletion(id: &str, user_id: &str, now: i64) -> Statement {
     )
 }
 
-pub fn pending_user_deletions(limit: i64) -> Statement {
+pub fn pending_user_deletions(limit: i64) -> Statement<PendingDeletion> {
     Statement::new("SELECT id, user_id FROM deletion_outbox ORDER BY created_at LIMIT ?1", vec![integer(limit)])
 }
 

@@ -4,16 +4,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::accounts::password::{UNKNOWN_ACCOUNT_HASH, Verification};
 use crate::accounts::session::{SessionAuth, clear_cookie};
-use crate::accounts::{Email, Password, SessionToken, sql};
-use crate::db::{DbError, Pipeline, Row};
+use crate::accounts::{Email, Password, SessionToken, User, sql};
+use crate::caller::Caller;
+use crate::db::{Pipeline, Statement, StatementError};
 use crate::error::ApiError;
 use crate::ids::new_id;
-use crate::notes::sql as notes_sql;
-use crate::services::Service;
 use crate::services::identity::{IDENTITY_TTL_MS, clear_identity_cookie, set_identity_cookie};
 
-use super::notes::invalidate_deleted;
-use super::outbox::{self, PendingDeletion};
+use super::outbox;
 use super::{ApiResponse, Context, Database, Limiter, Platform};
 
 #[derive(Deserialize)]
@@ -37,28 +35,12 @@ struct DeletionConfirmation {
 }
 
 #[derive(Serialize)]
-struct User<'a> {
-    id: &'a str,
-    email: &'a str,
-    created_at: i64,
-}
-
-#[derive(Serialize)]
 struct UserBody<'a> {
-    user: User<'a>,
+    user: &'a User,
 }
 
-fn user_response(status: u16, row: Row<'_>) -> Result<ApiResponse, ApiError> {
-    let user = User {
-        id: row.text("id").ok_or_else(missing_column)?,
-        email: row.text("email").ok_or_else(missing_column)?,
-        created_at: row.integer("created_at").ok_or_else(missing_column)?,
-    };
+fn user_response(status: u16, user: &User) -> Result<ApiResponse, ApiError> {
     ApiResponse::json(status, &UserBody { user })
-}
-
-pub(super) fn missing_column() -> ApiError {
-    ApiError::Database(DbError::Protocol("a row lacks a column".into()))
 }
 
 fn hash_failure<P: Platform>(context: &Context<'_, P>, error: String) -> ApiError {
@@ -67,10 +49,7 @@ fn hash_failure<P: Platform>(context: &Context<'_, P>, error: String) -> ApiErro
 }
 
 /// A new session for `user_id`: the token for the cookie and the statement that stores its hash.
-fn new_session<P: Platform>(
-    context: &Context<'_, P>,
-    user_id: &str,
-) -> Result<(SessionToken, crate::db::Statement), ApiError> {
+fn new_session<P: Platform>(context: &Context<'_, P>, user_id: &str) -> Result<(SessionToken, Statement), ApiError> {
     let token = SessionToken::from_random(context.random()?);
     let now = context.request.now_ms;
     let statement = sql::insert_session(&token.hash(), user_id, now, now + context.config.session.absolute_ms);
@@ -120,16 +99,17 @@ pub async fn sign_up<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespons
     let user_id = new_id(context.random()?);
     let now = context.request.now_ms;
     let (token, session) = new_session(context, &user_id)?;
-    let pipeline = Pipeline::write(vec![sql::insert_user(&user_id, email.as_str(), &password_hash, now), session]);
+    let mut pipeline = Pipeline::write();
+    let new_user = pipeline.push(sql::insert_user(&user_id, email.as_str(), &password_hash, now));
+    pipeline.push(session);
     match database.run(&pipeline).await {
-        Ok(_) => {}
-        Err(DbError::Statement { index: 0, error }) if error.is_unique_violation() => {
+        Err(error) if error.of_statement(new_user).is_some_and(StatementError::is_unique_violation) => {
             return Err(ApiError::EmailTaken);
         }
-        Err(error) => return Err(error.into()),
-    }
-    let user = UserBody { user: User { id: &user_id, email: email.as_str(), created_at: now } };
-    Ok(with_session_cookie(context, ApiResponse::json(201, &user)?, &token, &user_id))
+        outcome => outcome?,
+    };
+    let user = User { id: user_id, email: email.as_str().to_string(), created_at: now };
+    Ok(with_session_cookie(context, user_response(201, &user)?, &token, &user.id))
 }
 
 /// Every attempt counts against both the account's and the client's budget, so guessing is
@@ -148,77 +128,63 @@ pub async fn sign_in<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespons
     let database = context.database()?;
     // A malformed email cannot belong to an account; it still costs a verification, so the
     // answer's timing says nothing about which field was wrong.
-    let outcome = match Email::parse(&input.email) {
+    let credentials = match Email::parse(&input.email) {
         // From the primary: a replica could still hold a password that was just changed.
         Ok(email) => {
-            Some(database.run(&Pipeline::authoritative_read(vec![sql::user_credentials(email.as_str())])).await?)
+            let mut pipeline = Pipeline::authoritative_read();
+            let credentials = pipeline.push(sql::user_credentials(email.as_str()));
+            database.run(&pipeline).await?.first(credentials)?
         }
         Err(_) => None,
     };
-    let user = match &outcome {
-        Some(outcome) => outcome.rows(0)?.first(),
-        None => None,
-    };
-    let stored_hash = user.and_then(|row| row.text("password_hash")).unwrap_or(UNKNOWN_ACCOUNT_HASH);
+    let stored_hash = credentials.as_ref().map_or(UNKNOWN_ACCOUNT_HASH, |found| found.password_hash.as_str());
     let hasher = context.hasher();
     let verification = hasher.verify(&input.password, stored_hash);
-    let (Some(user), Verification::Match | Verification::MatchNeedsRehash) = (user, &verification) else {
+    let (Some(credentials), Verification::Match | Verification::MatchNeedsRehash) = (credentials, &verification) else {
         return Err(ApiError::InvalidCredentials);
     };
-    let user_id = user.text("id").ok_or_else(missing_column)?;
-    let (token, session) = new_session(context, user_id)?;
-    let mut statements = vec![session];
+    let user = credentials.user;
+    let (token, session) = new_session(context, &user.id)?;
+    let mut pipeline = Pipeline::write();
+    pipeline.push(session);
     if verification == Verification::MatchNeedsRehash
         && let Ok(password) = Password::parse(&input.password)
     {
         let rehashed = hasher.hash(&password, &context.random()?).map_err(|e| hash_failure(context, e))?;
-        statements.push(sql::update_password_hash(user_id, &rehashed, context.request.now_ms));
+        pipeline.push(sql::update_password_hash(&user.id, &rehashed, context.request.now_ms));
     }
     // A session the client already had is replaced, not kept beside the new one.
     if let Some(previous) = context.request.session_token() {
-        statements.push(sql::delete_session(&previous.hash()));
+        pipeline.push(sql::delete_session(&previous.hash()));
     }
-    database.run(&Pipeline::write(statements)).await?;
-    Ok(with_session_cookie(context, user_response(200, user)?, &token, user_id))
+    database.run(&pipeline).await?;
+    Ok(with_session_cookie(context, user_response(200, &user)?, &token, &user.id))
 }
 
 pub async fn sign_out<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let (token, _) = context.session()?;
     let database = context.database()?;
-    let outcome = database.run(&Pipeline::write(vec![sql::delete_session(&token.hash())])).await?;
-    if outcome.rows(0)?.is_empty() {
+    let mut pipeline = Pipeline::write();
+    let ended = pipeline.push(sql::delete_session(&token.hash()));
+    if database.run(&pipeline).await?.first(ended)?.is_none() {
         return Ok(with_cookies_cleared(context, ApiResponse::error(&ApiError::Unauthenticated)));
     }
     Ok(with_cookies_cleared(context, ApiResponse::empty(204)))
 }
 
-/// Records activity after a read when the last record is older than the touch interval, off
-/// the response's critical path.
-pub(super) fn touch_if_stale<P: Platform>(
-    context: &Context<'_, P>,
-    database: &Database<'_, P>,
-    auth: &SessionAuth,
-    session_row: Row<'_>,
-) {
-    let last_seen = session_row.integer("last_seen_at").unwrap_or(0);
-    if context.request.now_ms - last_seen > context.config.session.touch_interval_ms() {
-        database.run_in_background(&Pipeline::write(vec![sql::touch_session(auth)]));
-    }
-}
-
-/// Answers with `answer(session token, user row)` for the signed-in user, read on the nearest
+/// Answers with `answer(session token, user)` for the signed-in user, read on the nearest
 /// replica like any signed-in read, recording activity when it is due.
 async fn for_signed_in_user<P: Platform>(
     context: &Context<'_, P>,
-    answer: impl FnOnce(&SessionToken, Row<'_>) -> Result<ApiResponse, ApiError>,
+    answer: impl FnOnce(&SessionToken, &User) -> Result<ApiResponse, ApiError>,
 ) -> Result<ApiResponse, ApiError> {
     let (token, auth) = context.session()?;
     let database = context.database()?;
-    let outcome = database.run(&Pipeline::read(vec![sql::session_user(&auth)])).await?;
-    let rows = outcome.rows(0)?;
-    let user = rows.first().ok_or(ApiError::Unauthenticated)?;
-    touch_if_stale(context, &database, &auth, user);
-    answer(&token, user)
+    let mut pipeline = Pipeline::read();
+    let signed_in = pipeline.push(sql::session_user(&auth));
+    let signed_in = database.run(&pipeline).await?.first(signed_in)?.ok_or(ApiError::Unauthenticated)?;
+    context.record_activity_if_stale(&database, &Caller::Session(auth), Some(signed_in.last_seen_at));
+    answer(&token, &signed_in.user)
 }
 
 pub async fn me<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
@@ -233,16 +199,14 @@ async fn confirm_password<P: Platform>(
     auth: &SessionAuth,
     password: &str,
 ) -> Result<String, ApiError> {
-    let outcome = database.run(&Pipeline::authoritative_read(vec![sql::session_credentials(auth)])).await?;
-    let rows = outcome.rows(0)?;
-    let user = rows.first().ok_or(ApiError::Unauthenticated)?;
-    let email = user.text("email").ok_or_else(missing_column)?;
-    check_sign_in_budget(context, email).await?;
-    let stored_hash = user.text("password_hash").ok_or_else(missing_column)?;
-    if context.hasher().verify(password, stored_hash) == Verification::Mismatch {
+    let mut pipeline = Pipeline::authoritative_read();
+    let credentials = pipeline.push(sql::session_credentials(auth));
+    let credentials = database.run(&pipeline).await?.first(credentials)?.ok_or(ApiError::Unauthenticated)?;
+    check_sign_in_budget(context, &credentials.user.email).await?;
+    if context.hasher().verify(password, &credentials.password_hash) == Verification::Mismatch {
         return Err(ApiError::InvalidCredentials);
     }
-    Ok(user.text("id").ok_or_else(missing_column)?.to_string())
+    Ok(credentials.user.id)
 }
 
 pub async fn change_password<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
@@ -254,36 +218,21 @@ pub async fn change_password<P: Platform>(context: &Context<'_, P>) -> Result<Ap
     let new_hash = context.hasher().hash(&new_password, &context.random()?).map_err(|e| hash_failure(context, e))?;
     let (token, session) = new_session(context, &user_id)?;
     // Every session of the account ends, this one included; the caller gets a fresh one.
-    let statements = vec![
-        sql::update_password_hash(&user_id, &new_hash, context.request.now_ms),
-        sql::delete_user_sessions(&user_id),
-        session,
-    ];
-    database.run(&Pipeline::write(statements)).await?;
+    let mut pipeline = Pipeline::write();
+    pipeline.push(sql::update_password_hash(&user_id, &new_hash, context.request.now_ms));
+    pipeline.push(sql::delete_user_sessions(&user_id));
+    pipeline.push(session);
+    database.run(&pipeline).await?;
     Ok(with_session_cookie(context, ApiResponse::empty(204), &token, &user_id))
 }
 
-/// Deletes the account, its sessions and its notes. One Worker: one transaction. Services: the
-/// user and an outbox row in one `accounts` transaction, then the notes through the outbox
-/// (delivered now if `notes` answers, else by the cron retry).
+/// Deletes the account, its sessions and its notes (see `outbox::delete_account`).
 pub async fn delete_account<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let input: DeletionConfirmation = context.json_body()?;
     let (_, auth) = context.session()?;
     let database = context.database()?;
     let user_id = confirm_password(context, &database, &auth, &input.password).await?;
-    let mut statements = vec![sql::delete_user_sessions(&user_id), sql::delete_user(&user_id)];
-    if context.config.service == Service::Accounts {
-        let deletion = PendingDeletion { id: new_id(context.random()?), user_id: user_id.clone() };
-        statements.push(sql::enqueue_user_deletion(&deletion.id, &user_id, context.request.now_ms));
-        database.run(&Pipeline::write(statements)).await?;
-        if let Err(error) = outbox::deliver(context.platform, &database, &deletion, context.request.now_ms).await {
-            context.platform.log(&format!("notes of deleted user {user_id} are left for the retry: {error}"));
-        }
-    } else {
-        statements.insert(0, notes_sql::delete_all_of_owner(&user_id));
-        let outcome = database.run(&Pipeline::write(statements)).await?;
-        invalidate_deleted(context, outcome.rows(0)?);
-    }
+    outbox::delete_account(context, &database, &user_id).await?;
     Ok(with_cookies_cleared(context, ApiResponse::empty(204)))
 }
 
@@ -292,9 +241,8 @@ pub async fn delete_account<P: Platform>(context: &Context<'_, P>) -> Result<Api
 pub async fn issue_identity<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let signer = context.config.identity_signer.as_ref().ok_or(ApiError::Internal)?;
     for_signed_in_user(context, |token, user| {
-        let user_id = user.text("id").ok_or_else(missing_column)?;
         let lifetime_ms = identity_lifetime_ms(context);
-        let identity = signer.sign(user_id, &token.hash(), context.request.now_ms, lifetime_ms);
+        let identity = signer.sign(&user.id, &token.hash(), context.request.now_ms, lifetime_ms);
         ApiResponse::json(200, &serde_json::json!({ "identity": identity, "lifetime_ms": lifetime_ms }))
     })
     .await

@@ -16,6 +16,7 @@ use crate::cache::{
 };
 use crate::conditional::none_match;
 use crate::error::ApiError;
+use crate::notes::DeletedNote;
 
 use super::{ApiRequest, ApiResponse, CacheStatus, Context, IsolateState, KvWrite, Platform};
 
@@ -108,6 +109,13 @@ pub fn invalidate_note<P: Platform>(context: &Context<'_, P>, id: &str) {
             after_ms: delay.ceil() as u32,
             value,
         });
+    }
+}
+
+/// Drops the caches of the published notes among `deleted`.
+pub fn invalidate_deleted_notes<P: Platform>(context: &Context<'_, P>, deleted: &[DeletedNote]) {
+    for note in deleted.iter().filter(|note| note.was_public) {
+        invalidate_note(context, &note.id);
     }
 }
 

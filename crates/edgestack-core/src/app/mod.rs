@@ -23,6 +23,7 @@ use crate::config::{Config, ConfigError, InjectedFault};
 use crate::cookies;
 use crate::csrf::{self, CLIENT_HEADER, CsrfEvidence};
 use crate::datapath::{CircuitBreakers, ConsistencyToken};
+use crate::db::Pipeline;
 use crate::error::ApiError;
 use crate::health::VersionInfo;
 use crate::json_body::{BodyError, check_json_content_type, parse_json};
@@ -348,6 +349,16 @@ impl<P: Platform> Context<'_, P> {
         let token = self.request.session_token().ok_or(ApiError::Unauthenticated)?;
         let auth = SessionAuth::new(&token, &self.config.session, self.request.now_ms);
         Ok((token, auth))
+    }
+
+    /// Records the caller's activity after a read, off the response's critical path, when its
+    /// last record (`last_seen_at`, from the caller's check) is older than the touch interval.
+    pub fn record_activity_if_stale(&self, database: &Database<'_, P>, caller: &Caller, last_seen_at: Option<i64>) {
+        if let Some(touch) = caller.touch_if_stale(last_seen_at, self.config.session.touch_interval_ms()) {
+            let mut pipeline = Pipeline::write();
+            pipeline.push(touch);
+            database.run_in_background(&pipeline);
+        }
     }
 
     /// The request's body as `T`: declared as JSON, then parsed.

@@ -3,17 +3,15 @@
 
 use serde::Serialize;
 
-use crate::accounts::sql::{session_user, touch_session};
+use crate::cache::CacheKey;
 use crate::caller::Caller;
-use crate::db::{Pipeline, PipelineOutcome, Rows, Statement};
+use crate::db::{FromRow, Pipeline, Statement};
 use crate::error::ApiError;
 use crate::ids::new_id;
-use crate::notes::{Cursor, NewNote, Note, NoteChanges, PageRequest, PublicNote, sql};
+use crate::notes::{Cursor, NewNote, NoteChanges, PageRequest, PublicNote, sql};
 
-use super::accounts::{missing_column, touch_if_stale};
-use super::cache::{invalidate_note, read_through};
+use super::cache::{invalidate_deleted_notes, invalidate_note, read_through};
 use super::{ApiResponse, Context, Database, Platform};
-use crate::cache::CacheKey;
 
 #[derive(Serialize)]
 struct NoteBody<T> {
@@ -26,44 +24,28 @@ struct NotePage<T> {
     next_cursor: Option<String>,
 }
 
-fn decode<T>(rows: &Rows, from_row: impl Fn(crate::db::Row<'_>) -> Option<T>) -> Result<Vec<T>, ApiError> {
-    rows.iter().map(from_row).collect::<Option<Vec<T>>>().ok_or_else(missing_column)
-}
-
-fn rows<'o, P: Platform>(
-    database: &Database<'_, P>,
-    outcome: &'o PipelineOutcome,
-    index: usize,
-) -> Result<&'o Rows, ApiError> {
-    let _ = database;
-    outcome.rows(index).map_err(ApiError::from)
-}
-
-/// Runs `statement` for the caller, after the check that the caller is signed in (so a
-/// signed-out caller gets a 401, not an empty answer); a session caller's write also records
-/// activity. Returns the outcome; `statement`'s result is at index 1.
-async fn for_caller<P: Platform>(
+/// Runs `statement` for the caller, after the caller's check (so a signed-out caller gets a
+/// 401, not an empty answer); a session caller's write also records activity, a read does when
+/// it is due. Returns `statement`'s rows.
+async fn for_caller<P: Platform, R: FromRow>(
     context: &Context<'_, P>,
     database: &Database<'_, P>,
     caller: &Caller,
-    statement: Statement,
+    statement: Statement<R>,
     write: bool,
-) -> Result<PipelineOutcome, ApiError> {
-    let check = match caller.session() {
-        Some(auth) => session_user(auth),
-        None => sql::verified_owner(caller),
-    };
-    let mut statements = vec![check, statement];
-    if let (true, Some(auth)) = (write, caller.session()) {
-        statements.push(touch_session(auth));
+) -> Result<Vec<R>, ApiError> {
+    let mut pipeline = if write { Pipeline::write() } else { Pipeline::read() };
+    let check = pipeline.push(caller.check());
+    let rows = pipeline.push(statement);
+    if let (true, Some(touch)) = (write, caller.touch()) {
+        pipeline.push(touch);
     }
-    let pipeline = if write { Pipeline::write(statements) } else { Pipeline::read(statements) };
     let outcome = database.run(&pipeline).await?;
-    let signed_in = rows(database, &outcome, 0)?.first().ok_or(ApiError::Unauthenticated)?;
-    if let (false, Some(auth)) = (write, caller.session()) {
-        touch_if_stale(context, database, auth, signed_in);
+    let acting = outcome.first(check)?.ok_or(ApiError::Unauthenticated)?;
+    if !write {
+        context.record_activity_if_stale(database, caller, acting.last_seen_at);
     }
-    Ok(outcome)
+    Ok(outcome.read(rows)?)
 }
 
 pub async fn create<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
@@ -71,10 +53,9 @@ pub async fn create<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse
     let caller = context.caller()?;
     let database = context.database()?;
     let id = new_id(context.random()?);
-    let outcome = for_caller(context, &database, &caller, sql::create(&caller, &id, &note), true).await?;
+    let created = for_caller(context, &database, &caller, sql::create(&caller, &id, &note), true).await?;
     // The insert selects the owner from the caller: no row means the caller is not signed in.
-    let created =
-        decode(rows(&database, &outcome, 1)?, Note::from_row)?.into_iter().next().ok_or(ApiError::Unauthenticated)?;
+    let created = created.into_iter().next().ok_or(ApiError::Unauthenticated)?;
     ApiResponse::json(201, &NoteBody { note: created })
 }
 
@@ -83,8 +64,7 @@ pub async fn list_mine<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespo
     let caller = context.caller()?;
     let database = context.database()?;
     let statement = sql::list_mine(&caller, &page.start(), page.fetch_limit());
-    let outcome = for_caller(context, &database, &caller, statement, false).await?;
-    let notes = decode(rows(&database, &outcome, 1)?, Note::from_row)?;
+    let notes = for_caller(context, &database, &caller, statement, false).await?;
     let (notes, next_cursor) = page.finish(notes, |note| Cursor { timestamp: note.created_at, id: note.id.clone() });
     ApiResponse::json(200, &NotePage { notes, next_cursor })
 }
@@ -92,29 +72,27 @@ pub async fn list_mine<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespo
 pub async fn get_mine<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
     let caller = context.caller()?;
     let database = context.database()?;
-    let outcome = for_caller(context, &database, &caller, sql::get_mine(&caller, id), false).await?;
-    let note = decode(rows(&database, &outcome, 1)?, Note::from_row)?.into_iter().next().ok_or(ApiError::NoSuchNote)?;
+    let notes = for_caller(context, &database, &caller, sql::get_mine(&caller, id), false).await?;
+    let note = notes.into_iter().next().ok_or(ApiError::NoSuchNote)?;
     ApiResponse::json(200, &NoteBody { note })
 }
 
-/// Runs one owner-checked write on a note and decodes the row it returned (`None`: no such
+/// Runs one owner-checked write on a note and returns the row it returned (`None`: no such
 /// note of this owner).
-async fn owner_write<P: Platform, T>(
+async fn owner_write<P: Platform, R: FromRow>(
     context: &Context<'_, P>,
-    statement: impl FnOnce(&Caller) -> Statement,
-    from_row: impl Fn(crate::db::Row<'_>) -> Option<T>,
-) -> Result<Option<T>, ApiError> {
+    statement: impl FnOnce(&Caller) -> Statement<R>,
+) -> Result<Option<R>, ApiError> {
     let caller = context.caller()?;
     let database = context.database()?;
-    let outcome = for_caller(context, &database, &caller, statement(&caller), true).await?;
-    Ok(decode(rows(&database, &outcome, 1)?, from_row)?.into_iter().next())
+    let rows = for_caller(context, &database, &caller, statement(&caller), true).await?;
+    Ok(rows.into_iter().next())
 }
 
 pub async fn update<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
     let changes = NoteChanges::parse(context.json_body()?)?;
-    let note = owner_write(context, |caller| sql::update_mine(caller, id, &changes), Note::from_row)
-        .await?
-        .ok_or(ApiError::NoSuchNote)?;
+    let note = owner_write(context, |caller| sql::update_mine(caller, id, &changes)).await?;
+    let note = note.ok_or(ApiError::NoSuchNote)?;
     if note.published {
         invalidate_note(context, id);
     }
@@ -126,35 +104,18 @@ pub async fn set_published<P: Platform>(
     id: &str,
     published: bool,
 ) -> Result<ApiResponse, ApiError> {
-    let note = owner_write(context, |caller| sql::set_published(caller, id, published), Note::from_row)
-        .await?
-        .ok_or(ApiError::NoSuchNote)?;
+    let note = owner_write(context, |caller| sql::set_published(caller, id, published)).await?;
+    let note = note.ok_or(ApiError::NoSuchNote)?;
     invalidate_note(context, id);
     ApiResponse::json(200, &NoteBody { note })
 }
 
-/// `Some(was_public)` for a deleted note row.
-fn deleted_note(row: crate::db::Row<'_>) -> Option<(String, bool)> {
-    row.text("id").map(|id| (id.to_string(), row.integer("published_at").is_some()))
-}
-
 pub async fn delete<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
-    let (_, was_public) =
-        owner_write(context, |caller| sql::delete_mine(caller, id), deleted_note).await?.ok_or(ApiError::NoSuchNote)?;
-    if was_public {
+    let deleted = owner_write(context, |caller| sql::delete_mine(caller, id)).await?;
+    if deleted.ok_or(ApiError::NoSuchNote)?.was_public {
         invalidate_note(context, id);
     }
     Ok(ApiResponse::empty(204))
-}
-
-/// Drops the caches of the published notes among `deleted` (the rows of a `RETURNING id,
-/// published_at` delete).
-pub(super) fn invalidate_deleted<P: Platform>(context: &Context<'_, P>, deleted: &Rows) {
-    for (id, was_public) in deleted.iter().filter_map(deleted_note) {
-        if was_public {
-            invalidate_note(context, &id);
-        }
-    }
 }
 
 /// Internal (from `accounts`' deletion outbox): removes every note of a deleted account and
@@ -164,11 +125,11 @@ pub async fn delete_all_of_owner<P: Platform>(
     user_id: &str,
 ) -> Result<ApiResponse, ApiError> {
     let database = context.database()?;
-    let statements =
-        vec![sql::remember_deleted_owner(user_id, context.request.now_ms), sql::delete_all_of_owner(user_id)];
-    let outcome = database.run(&Pipeline::write(statements)).await?;
-    let deleted = rows(&database, &outcome, 1)?;
-    invalidate_deleted(context, deleted);
+    let mut pipeline = Pipeline::write();
+    pipeline.push(sql::remember_deleted_owner(user_id, context.request.now_ms));
+    let deleted = pipeline.push(sql::delete_all_of_owner(user_id));
+    let deleted = database.run(&pipeline).await?.read(deleted)?;
+    invalidate_deleted_notes(context, &deleted);
     ApiResponse::json(200, &serde_json::json!({ "deleted_notes": deleted.len() }))
 }
 
@@ -176,8 +137,10 @@ pub async fn list_public<P: Platform>(context: &Context<'_, P>) -> Result<ApiRes
     let page = PageRequest::from_query(&context.request.query)?;
     let database = context.database()?;
     read_through(context, &CacheKey::public_feed(&page), async {
-        let outcome = database.run(&Pipeline::read(vec![sql::list_public(&page.start(), page.fetch_limit())])).await?;
-        let notes = decode(rows(&database, &outcome, 0)?, PublicNote::from_row)?;
+        let mut pipeline = Pipeline::read();
+        let notes = pipeline.push(sql::list_public(&page.start(), page.fetch_limit()));
+        let outcome = database.run(&pipeline).await?;
+        let notes: Vec<PublicNote> = outcome.read(notes)?;
         let (notes, next_cursor) =
             page.finish(notes, |note| Cursor { timestamp: note.published_at, id: note.id.clone() });
         let body = serde_json::to_vec(&NotePage { notes, next_cursor }).map_err(|_| ApiError::Internal)?;
@@ -189,11 +152,10 @@ pub async fn list_public<P: Platform>(context: &Context<'_, P>) -> Result<ApiRes
 pub async fn get_public<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
     let database = context.database()?;
     read_through(context, &CacheKey::public_note(id), async {
-        let outcome = database.run(&Pipeline::read(vec![sql::get_public(id)])).await?;
-        let note = decode(rows(&database, &outcome, 0)?, PublicNote::from_row)?
-            .into_iter()
-            .next()
-            .ok_or(ApiError::NoSuchNote)?;
+        let mut pipeline = Pipeline::read();
+        let note = pipeline.push(sql::get_public(id));
+        let outcome = database.run(&pipeline).await?;
+        let note = outcome.first(note)?.ok_or(ApiError::NoSuchNote)?;
         let body = serde_json::to_vec(&NoteBody { note }).map_err(|_| ApiError::Internal)?;
         Ok((body, outcome.replication_index))
     })

@@ -1,25 +1,53 @@
-//! Account deletion across services without a distributed transaction: `accounts` deletes the
-//! user and writes an outbox row in one transaction, then tells `notes` (an idempotent internal
-//! call). A delivery that fails leaves the row; the cron trigger retries every pending row
-//! until `notes` acknowledges, and only then is the row removed.
+//! What deleting an account does to its notes — the one place that knows both features'
+//! statements. One Worker deletes them in the account's own transaction. The services shape has
+//! no distributed transaction: `accounts` deletes the user and writes an outbox row in one
+//! transaction, then tells `notes` (an idempotent internal call). A delivery that fails leaves
+//! the row; the cron trigger retries every pending row until `notes` acknowledges, and only then
+//! is the row removed.
 
 use std::cell::RefCell;
 
-use crate::accounts::sql;
+use crate::accounts::{PendingDeletion, sql};
 use crate::config::Config;
 use crate::db::Pipeline;
+use crate::error::ApiError;
+use crate::ids::new_id;
+use crate::notes::sql as notes_sql;
 use crate::routes::Method;
 use crate::services::Service;
 
-use super::{Database, Platform, ReaderRegion, RequestReport, ServiceRequest};
+use super::cache::invalidate_deleted_notes;
+use super::{Context, Database, Platform, ReaderRegion, RequestReport, ServiceRequest};
 
 /// Rows one cron run works through; the rest wait a minute.
 const BATCH: i64 = 100;
 
-/// One outbox row: a deleted user whose notes may still exist.
-pub struct PendingDeletion {
-    pub id: String,
-    pub user_id: String,
+/// Deletes the account `user_id`, its sessions and its notes. One Worker: one transaction.
+/// Services: the user and an outbox row in one `accounts` transaction, then the notes through
+/// the outbox (delivered now if `notes` answers, else by the cron retry).
+pub async fn delete_account<P: Platform>(
+    context: &Context<'_, P>,
+    database: &Database<'_, P>,
+    user_id: &str,
+) -> Result<(), ApiError> {
+    let mut pipeline = Pipeline::write();
+    if context.config.service == Service::Accounts {
+        pipeline.push(sql::delete_user_sessions(user_id));
+        pipeline.push(sql::delete_user(user_id));
+        let deletion = PendingDeletion { id: new_id(context.random()?), user_id: user_id.to_string() };
+        pipeline.push(sql::enqueue_user_deletion(&deletion.id, user_id, context.request.now_ms));
+        database.run(&pipeline).await?;
+        if let Err(error) = deliver(context.platform, database, &deletion, context.request.now_ms).await {
+            context.platform.log(&format!("notes of deleted user {user_id} are left for the retry: {error}"));
+        }
+    } else {
+        let deleted_notes = pipeline.push(notes_sql::delete_all_of_owner(user_id));
+        pipeline.push(sql::delete_user_sessions(user_id));
+        pipeline.push(sql::delete_user(user_id));
+        let deleted_notes = database.run(&pipeline).await?.read(deleted_notes)?;
+        invalidate_deleted_notes(context, &deleted_notes);
+    }
+    Ok(())
 }
 
 /// Tells `notes` and removes the row once it acknowledged; otherwise records the attempt.
@@ -32,13 +60,15 @@ pub async fn deliver<P: Platform>(
     let request = ServiceRequest::internal(Method::Delete, &format!("/internal/users/{}/notes", deletion.user_id));
     let failure = match platform.call_service(Service::Notes, request).await {
         Ok(response) if (200..300).contains(&response.status) => {
-            let delivered = Pipeline::write(vec![sql::user_deletion_delivered(&deletion.id)]);
+            let mut delivered = Pipeline::write();
+            delivered.push(sql::user_deletion_delivered(&deletion.id));
             return database.run(&delivered).await.map(|_| ()).map_err(|error| error.to_string());
         }
         Ok(response) => format!("notes answered {}: {}", response.status, String::from_utf8_lossy(&response.body)),
         Err(error) => error,
     };
-    let attempt = Pipeline::write(vec![sql::user_deletion_failed(&deletion.id, now_ms, &failure)]);
+    let mut attempt = Pipeline::write();
+    attempt.push(sql::user_deletion_failed(&deletion.id, now_ms, &failure));
     if let Err(error) = database.run(&attempt).await {
         platform.log(&format!("could not record the failed delivery of {}: {error}", deletion.id));
     }
@@ -63,16 +93,10 @@ pub async fn deliver_pending_deletions<P: Platform>(
     let region = config.data_path.primary_region.clone();
     let database =
         Database::new(platform, database_config, &config.data_path, ReaderRegion::Known(&region), None, &report);
-    let outcome = database
-        .run(&Pipeline::authoritative_read(vec![sql::pending_user_deletions(BATCH)]))
-        .await
-        .map_err(|error| error.to_string())?;
-    let pending: Vec<PendingDeletion> = outcome
-        .rows(0)
-        .map_err(|error| error.to_string())?
-        .iter()
-        .filter_map(|row| Some(PendingDeletion { id: row.text("id")?.into(), user_id: row.text("user_id")?.into() }))
-        .collect();
+    let mut pipeline = Pipeline::authoritative_read();
+    let pending = pipeline.push(sql::pending_user_deletions(BATCH));
+    let outcome = database.run(&pipeline).await.map_err(|error| error.to_string())?;
+    let pending = outcome.read(pending).map_err(|error| error.to_string())?;
     let mut delivery = DeliveryReport::default();
     for deletion in &pending {
         match deliver(platform, &database, deletion, now_ms).await {

@@ -2,24 +2,50 @@
 //!
 //! SQL text is `&'static str`, so a statement can only be written in the source with `?`
 //! placeholders; values travel separately as Hrana arguments. No code path builds SQL from input.
+//! A statement is typed by the [`FromRow`] reader of its rows; pushing it on a [`Pipeline`] gives
+//! a [`StatementHandle`], the only way to read its result or recognise its failure.
 
 mod pipeline;
 mod rows;
 
-pub use libsql_hrana::proto::Value;
-pub use pipeline::{DbError, Pipeline, PipelineKind, PipelineOutcome, StatementError};
-pub use rows::{Row, Rows};
+use std::marker::PhantomData;
 
-/// One parameterized statement.
-#[derive(Debug, Clone)]
-pub struct Statement {
+pub use libsql_hrana::proto::Value;
+pub use pipeline::{DbError, Pipeline, PipelineKind, PipelineOutcome, StatementError, StatementHandle};
+pub use rows::{FromRow, ReadError, Row, Rows};
+
+/// One parameterized statement whose rows are read as `R` (`()`: not read, at most counted).
+pub struct Statement<R = ()> {
     pub sql: &'static str,
     pub args: Vec<Value>,
+    reader: PhantomData<fn() -> R>,
 }
 
-impl Statement {
+impl<R: FromRow> Statement<R> {
     pub fn new(sql: &'static str, args: Vec<Value>) -> Self {
-        Self { sql, args }
+        Self { sql, args, reader: PhantomData }
+    }
+
+    /// The columns each row must have: what its reader declares.
+    pub fn columns(&self) -> &'static [&'static str] {
+        R::COLUMNS
+    }
+
+    /// The same statement, its rows read as `S` (which must find its columns there too).
+    pub fn read_as<S: FromRow>(self) -> Statement<S> {
+        Statement { sql: self.sql, args: self.args, reader: PhantomData }
+    }
+}
+
+impl<R> Clone for Statement<R> {
+    fn clone(&self) -> Self {
+        Self { sql: self.sql, args: self.args.clone(), reader: PhantomData }
+    }
+}
+
+impl<R> std::fmt::Debug for Statement<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Statement").field("sql", &self.sql).field("args", &self.args).finish()
     }
 }
 

@@ -3,13 +3,18 @@
 //! A read is one batch without conditions; a write is one batch wrapped in
 //! `BEGIN IMMEDIATE … COMMIT` whose steps each run only if the previous one succeeded, with a
 //! `ROLLBACK` when anything failed — atomic in one round trip.
+//!
+//! Each statement pushed on a pipeline gets a [`StatementHandle`]; its result is read, and its
+//! failure recognised, through that handle — never by position.
+
+use std::marker::PhantomData;
 
 use libsql_hrana::proto::{
     Batch, BatchCond, BatchResult, BatchStep, BatchStreamReq, CloseStreamReq, PipelineReqBody, PipelineRespBody, Stmt,
     StmtResult, StreamRequest, StreamResponse, StreamResult,
 };
 
-use super::{Rows, Statement};
+use super::{FromRow, ReadError, Rows, Statement};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PipelineKind {
@@ -24,7 +29,28 @@ pub enum PipelineKind {
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     pub kind: PipelineKind,
-    pub statements: Vec<Statement>,
+    statements: Vec<Statement>,
+}
+
+/// Where one statement's result is in its pipeline's outcome, typed by the reader of its rows.
+/// Only [`Pipeline::push`] makes one.
+pub struct StatementHandle<R> {
+    index: usize,
+    reader: PhantomData<fn() -> R>,
+}
+
+impl<R> Clone for StatementHandle<R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R> Copy for StatementHandle<R> {}
+
+impl<R> std::fmt::Debug for StatementHandle<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StatementHandle({})", self.index)
+    }
 }
 
 /// A statement that SQLite refused (constraint, syntax…), as the server reported it.
@@ -48,8 +74,23 @@ pub enum DbError {
     /// The server answered something that is not a Hrana pipeline response: a bug or a
     /// misconfiguration (wrong URL, wrong token).
     Protocol(String),
-    /// A write's statement failed; the transaction was rolled back.
+    /// A statement failed (a write's transaction was rolled back); `index` is its place in
+    /// the pipeline, for the log — code recognises it with [`DbError::of_statement`].
     Statement { index: usize, error: StatementError },
+}
+
+impl DbError {
+    /// The error `statement` failed with, if this is its failure.
+    pub fn of_statement<R>(&self, statement: StatementHandle<R>) -> Option<&StatementError> {
+        match self {
+            Self::Statement { index, error } if *index == statement.index => Some(error),
+            _ => None,
+        }
+    }
+
+    fn unreadable(index: usize, error: ReadError) -> Self {
+        Self::Protocol(format!("statement {index}: {error}"))
+    }
 }
 
 impl std::fmt::Display for DbError {
@@ -72,8 +113,19 @@ pub struct PipelineOutcome {
 }
 
 impl PipelineOutcome {
-    /// The rows of statement `index`, or the error it failed with.
-    pub fn rows(&self, index: usize) -> Result<&Rows, DbError> {
+    /// Every row `statement` returned, read by its reader.
+    pub fn read<R: FromRow>(&self, statement: StatementHandle<R>) -> Result<Vec<R>, DbError> {
+        self.rows(statement)?.read().map_err(|error| DbError::unreadable(statement.index, error))
+    }
+
+    /// The first row `statement` returned, if any, read by its reader.
+    pub fn first<R: FromRow>(&self, statement: StatementHandle<R>) -> Result<Option<R>, DbError> {
+        self.rows(statement)?.first().map_err(|error| DbError::unreadable(statement.index, error))
+    }
+
+    /// The rows of `statement`, or the error it failed with.
+    fn rows<R>(&self, statement: StatementHandle<R>) -> Result<&Rows, DbError> {
+        let index = statement.index;
         match self.results.get(index) {
             Some(Ok(rows)) => Ok(rows),
             Some(Err(error)) => Err(DbError::Statement { index, error: error.clone() }),
@@ -83,18 +135,25 @@ impl PipelineOutcome {
 }
 
 impl Pipeline {
-    pub fn read(statements: Vec<Statement>) -> Self {
-        Self { kind: PipelineKind::Read, statements }
+    pub fn read() -> Self {
+        Self { kind: PipelineKind::Read, statements: Vec::new() }
     }
 
     /// Reads for decisions a stale copy must not make, such as checking a password that may
     /// just have changed.
-    pub fn authoritative_read(statements: Vec<Statement>) -> Self {
-        Self { kind: PipelineKind::AuthoritativeRead, statements }
+    pub fn authoritative_read() -> Self {
+        Self { kind: PipelineKind::AuthoritativeRead, statements: Vec::new() }
     }
 
-    pub fn write(statements: Vec<Statement>) -> Self {
-        Self { kind: PipelineKind::Write, statements }
+    pub fn write() -> Self {
+        Self { kind: PipelineKind::Write, statements: Vec::new() }
+    }
+
+    /// Adds `statement`; its result is read through the handle.
+    pub fn push<R: FromRow>(&mut self, statement: Statement<R>) -> StatementHandle<R> {
+        let index = self.statements.len();
+        self.statements.push(statement.read_as());
+        StatementHandle { index, reader: PhantomData }
     }
 
     /// The JSON body for `POST /v3/pipeline`.
@@ -213,19 +272,34 @@ impl Rows {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::{integer, text};
+    use crate::db::{Row, integer, text};
     use serde_json::{Value as Json, json};
 
-    fn statements() -> Vec<Statement> {
-        vec![
-            Statement::new("INSERT INTO t (a) VALUES (?)", vec![text("x")]),
-            Statement::new("SELECT a FROM t WHERE id = ?", vec![integer(7)]),
-        ]
+    /// The rows of the test statements: column `a`, text or integer.
+    #[derive(Debug, PartialEq)]
+    enum A {
+        Text(String),
+        Integer(i64),
+    }
+
+    impl FromRow for A {
+        const COLUMNS: &'static [&'static str] = &["a"];
+
+        fn from_row(row: Row<'_>) -> Option<Self> {
+            row.text("a").map(|a| Self::Text(a.to_string())).or_else(|| row.integer("a").map(Self::Integer))
+        }
+    }
+
+    /// An insert, then a select; with the handles of both.
+    fn pipeline(mut pipeline: Pipeline) -> (Pipeline, StatementHandle<()>, StatementHandle<A>) {
+        let insert = pipeline.push(Statement::new("INSERT INTO t (a) VALUES (?)", vec![text("x")]));
+        let select = pipeline.push(Statement::new("SELECT a FROM t WHERE id = ?", vec![integer(7)]));
+        (pipeline, insert, select)
     }
 
     #[test]
     fn read_pipeline_is_one_batch_then_close() {
-        let body: Json = serde_json::from_slice(&Pipeline::read(statements()).request_body().unwrap()).unwrap();
+        let body: Json = serde_json::from_slice(&pipeline(Pipeline::read()).0.request_body().unwrap()).unwrap();
         assert_eq!(body["requests"][0]["type"], "batch");
         assert_eq!(body["requests"][1]["type"], "close");
         let steps = body["requests"][0]["batch"]["steps"].as_array().unwrap();
@@ -238,7 +312,7 @@ mod tests {
 
     #[test]
     fn write_pipeline_is_a_conditional_transaction() {
-        let body: Json = serde_json::from_slice(&Pipeline::write(statements()).request_body().unwrap()).unwrap();
+        let body: Json = serde_json::from_slice(&pipeline(Pipeline::write()).0.request_body().unwrap()).unwrap();
         let steps = body["requests"][0]["batch"]["steps"].as_array().unwrap();
         let sql: Vec<&str> = steps.iter().map(|s| s["stmt"]["sql"].as_str().unwrap()).collect();
         assert_eq!(
@@ -264,35 +338,35 @@ mod tests {
 
     #[test]
     fn parses_read_results_and_errors_per_statement() {
-        let pipeline = Pipeline::read(statements());
+        let (pipeline, insert, select) = pipeline(Pipeline::read());
         let body = response(
             json!([null, ok_result(json!([[{"type": "text", "value": "x"}]]))]),
             json!([{"message": "UNIQUE constraint failed: t.a", "code": "SQLITE_CONSTRAINT"}, null]),
         );
         let outcome = pipeline.parse_response(&body).unwrap();
         assert_eq!(outcome.replication_index, Some(42));
-        assert!(matches!(outcome.rows(0), Err(DbError::Statement { index: 0, error }) if error.is_unique_violation()));
-        let rows = outcome.rows(1).unwrap();
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows.first().unwrap().text("a"), Some("x"));
+        let failed = outcome.read(insert).unwrap_err();
+        assert!(failed.of_statement(insert).is_some_and(StatementError::is_unique_violation));
+        assert_eq!(failed.of_statement(select), None, "the failure names its own statement only");
+        assert_eq!(outcome.read(select).unwrap(), [A::Text("x".into())]);
     }
 
     #[test]
     fn failed_write_step_is_a_statement_error() {
-        let pipeline = Pipeline::write(statements());
+        let (pipeline, insert, _) = pipeline(Pipeline::write());
         let body = response(
             json!([ok_result(json!([])), null, null, null, ok_result(json!([]))]),
             json!([null, {"message": "UNIQUE constraint failed: t.a", "code": "SQLITE_CONSTRAINT"}, null, null, null]),
         );
         match pipeline.parse_response(&body) {
-            Err(DbError::Statement { index: 0, error }) => assert!(error.is_unique_violation()),
+            Err(error) => assert!(error.of_statement(insert).is_some_and(StatementError::is_unique_violation)),
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
     fn successful_write_returns_statement_rows() {
-        let pipeline = Pipeline::write(statements());
+        let (pipeline, _, select) = pipeline(Pipeline::write());
         let body = response(
             json!([
                 ok_result(json!([])),
@@ -304,12 +378,28 @@ mod tests {
             json!([null, null, null, null, null]),
         );
         let outcome = pipeline.parse_response(&body).unwrap();
-        assert_eq!(outcome.rows(1).unwrap().first().unwrap().integer("a"), Some(3));
+        assert_eq!(outcome.first(select).unwrap(), Some(A::Integer(3)));
+    }
+
+    #[test]
+    fn a_result_without_the_readers_column_is_a_protocol_error() {
+        struct B;
+        impl FromRow for B {
+            const COLUMNS: &'static [&'static str] = &["b"];
+
+            fn from_row(_: Row<'_>) -> Option<Self> {
+                Some(Self)
+            }
+        }
+        let mut pipeline = Pipeline::read();
+        let select = pipeline.push(Statement::<B>::new("SELECT a FROM t", vec![]));
+        let outcome = pipeline.parse_response(&response(json!([ok_result(json!([]))]), json!([null]))).unwrap();
+        assert!(matches!(outcome.read(select), Err(DbError::Protocol(why)) if why.contains("`b`")));
     }
 
     #[test]
     fn garbage_is_a_protocol_error() {
-        let pipeline = Pipeline::read(statements());
+        let (pipeline, _, _) = pipeline(Pipeline::read());
         for body in
             [&b"<html>"[..], b"{}", br#"{"results": [{"type": "error", "error": {"message": "m", "code": "c"}}]}"#]
         {

@@ -9,7 +9,7 @@ pub use page::{Cursor, PageError, PageRequest};
 
 use serde::Serialize;
 
-use crate::db::Row;
+use crate::db::{FromRow, Row};
 
 /// A note as its owner sees it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -32,10 +32,18 @@ pub struct PublicNote {
     pub published_at: i64,
 }
 
-impl Note {
-    /// `None` when a column is missing: the caller reports a protocol error.
-    pub fn from_row(row: Row<'_>) -> Option<Self> {
-        let published_at = row.integer("published_at");
+/// A deleted note, and whether it was public (its cached copies must go).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletedNote {
+    pub id: String,
+    pub was_public: bool,
+}
+
+impl FromRow for Note {
+    const COLUMNS: &'static [&'static str] = &["id", "title", "body", "published_at", "created_at", "updated_at"];
+
+    fn from_row(row: Row<'_>) -> Option<Self> {
+        let published_at = row.optional_integer("published_at")?;
         Some(Self {
             id: row.text("id")?.to_string(),
             title: row.text("title")?.to_string(),
@@ -48,13 +56,23 @@ impl Note {
     }
 }
 
-impl PublicNote {
-    pub fn from_row(row: Row<'_>) -> Option<Self> {
+impl FromRow for PublicNote {
+    const COLUMNS: &'static [&'static str] = &["id", "title", "body", "published_at"];
+
+    fn from_row(row: Row<'_>) -> Option<Self> {
         Some(Self {
             id: row.text("id")?.to_string(),
             title: row.text("title")?.to_string(),
             body: row.text("body")?.to_string(),
             published_at: row.integer("published_at")?,
         })
+    }
+}
+
+impl FromRow for DeletedNote {
+    const COLUMNS: &'static [&'static str] = &["id", "published_at"];
+
+    fn from_row(row: Row<'_>) -> Option<Self> {
+        Some(Self { id: row.text("id")?.to_string(), was_public: row.optional_integer("published_at")?.is_some() })
     }
 }

@@ -2,11 +2,13 @@
 //! owner through the caller (`caller_sql!`: the session subquery, or the identity `accounts`
 //! signed), so ownership is checked in the same query that reads or changes the note — never
 //! by trusting an id from the client. Caller values bind `?1`–`?3`; the statement's own from `?4`.
+//! Each statement is typed by the reader of its rows.
 
 use crate::caller::Caller;
 use crate::db::{Statement, integer, optional_text, text};
-use crate::notes::{Cursor, NewNote, NoteChanges};
+use crate::notes::{Cursor, DeletedNote, NewNote, Note, NoteChanges, PublicNote};
 
+/// The columns [`Note`] reads, as SQL.
 macro_rules! note_columns {
     () => {
         "id, title, body, published_at, created_at, updated_at"
@@ -19,13 +21,7 @@ fn caller_args(caller: &Caller, own: impl IntoIterator<Item = crate::db::Value>)
     args
 }
 
-/// One row while a verified caller may act: the identity is unexpired and the account was not
-/// deleted. (A session caller is checked with `accounts::sql::session_user`.)
-pub fn verified_owner(caller: &Caller) -> Statement {
-    Statement::new(concat!("SELECT ?1 AS user_id WHERE ", verified_user_may_act!()), caller.args())
-}
-
-pub fn create(caller: &Caller, id: &str, note: &NewNote) -> Statement {
+pub fn create(caller: &Caller, id: &str, note: &NewNote) -> Statement<Note> {
     let published_at = if note.published { integer(caller.now()) } else { crate::db::null() };
     let sql = caller_sql!(caller;
         "INSERT INTO notes (id, owner_id, title, body, published_at, created_at, updated_at) ",
@@ -34,19 +30,19 @@ pub fn create(caller: &Caller, id: &str, note: &NewNote) -> Statement {
     Statement::new(sql, caller_args(caller, [text(id), text(&note.title), text(&note.body), published_at]))
 }
 
-pub fn list_mine(caller: &Caller, after: &Cursor, fetch_limit: i64) -> Statement {
+pub fn list_mine(caller: &Caller, after: &Cursor, fetch_limit: i64) -> Statement<Note> {
     let sql = caller_sql!(caller;
         "SELECT ", note_columns!(), " FROM notes WHERE owner_id = ";
         " AND (created_at, id) < (?4, ?5) ORDER BY created_at DESC, id DESC LIMIT ?6");
     Statement::new(sql, caller_args(caller, [integer(after.timestamp), text(&after.id), integer(fetch_limit)]))
 }
 
-pub fn get_mine(caller: &Caller, id: &str) -> Statement {
+pub fn get_mine(caller: &Caller, id: &str) -> Statement<Note> {
     let sql = caller_sql!(caller; "SELECT ", note_columns!(), " FROM notes WHERE id = ?4 AND owner_id = "; "");
     Statement::new(sql, caller_args(caller, [text(id)]))
 }
 
-pub fn update_mine(caller: &Caller, id: &str, changes: &NoteChanges) -> Statement {
+pub fn update_mine(caller: &Caller, id: &str, changes: &NoteChanges) -> Statement<Note> {
     let sql = caller_sql!(caller;
         "UPDATE notes SET title = coalesce(?5, title), body = coalesce(?6, body), updated_at = ?2 ",
         "WHERE id = ?4 AND owner_id = ";
@@ -55,7 +51,7 @@ pub fn update_mine(caller: &Caller, id: &str, changes: &NoteChanges) -> Statemen
     Statement::new(sql, caller_args(caller, own))
 }
 
-pub fn set_published(caller: &Caller, id: &str, published: bool) -> Statement {
+pub fn set_published(caller: &Caller, id: &str, published: bool) -> Statement<Note> {
     let sql = if published {
         caller_sql!(caller;
             "UPDATE notes SET published_at = coalesce(published_at, ?2), updated_at = ?2 WHERE id = ?4 AND owner_id = ";
@@ -68,13 +64,13 @@ pub fn set_published(caller: &Caller, id: &str, published: bool) -> Statement {
     Statement::new(sql, caller_args(caller, [text(id)]))
 }
 
-pub fn delete_mine(caller: &Caller, id: &str) -> Statement {
+pub fn delete_mine(caller: &Caller, id: &str) -> Statement<DeletedNote> {
     let sql = caller_sql!(caller; "DELETE FROM notes WHERE id = ?4 AND owner_id = "; " RETURNING id, published_at");
     Statement::new(sql, caller_args(caller, [text(id)]))
 }
 
 /// Every note of a deleted account, for cache invalidation of the published ones.
-pub fn delete_all_of_owner(user_id: &str) -> Statement {
+pub fn delete_all_of_owner(user_id: &str) -> Statement<DeletedNote> {
     Statement::new("DELETE FROM notes WHERE owner_id = ?1 RETURNING id, published_at", vec![text(user_id)])
 }
 
@@ -87,7 +83,7 @@ pub fn remember_deleted_owner(user_id: &str, now: i64) -> Statement {
     )
 }
 
-pub fn list_public(after: &Cursor, fetch_limit: i64) -> Statement {
+pub fn list_public(after: &Cursor, fetch_limit: i64) -> Statement<PublicNote> {
     Statement::new(
         concat!(
             "SELECT id, title, body, published_at FROM notes ",
@@ -98,7 +94,7 @@ pub fn list_public(after: &Cursor, fetch_limit: i64) -> Statement {
     )
 }
 
-pub fn get_public(id: &str) -> Statement {
+pub fn get_public(id: &str) -> Statement<PublicNote> {
     Statement::new(
         "SELECT id, title, body, published_at FROM notes WHERE id = ?1 AND published_at IS NOT NULL",
         vec![text(id)],
@@ -119,20 +115,24 @@ mod tests {
             .unwrap_or(0)
     }
 
-    fn every_caller_statement(caller: &Caller) -> Vec<Statement> {
+    /// `(sql, argument count)` of every statement that acts for `caller`, its check first.
+    fn every_caller_statement(caller: &Caller) -> Vec<(&'static str, usize)> {
         let note = NewNote { title: "t".into(), body: "b".into(), published: true };
         let changes = NoteChanges { title: Some("t".into()), body: None };
         let cursor = Cursor { timestamp: 1, id: "x".into() };
-        vec![
-            verified_owner(caller),
-            create(caller, "id", &note),
-            list_mine(caller, &cursor, 10),
-            get_mine(caller, "id"),
-            update_mine(caller, "id", &changes),
-            set_published(caller, "id", true),
-            set_published(caller, "id", false),
-            delete_mine(caller, "id"),
-        ]
+        let of = |statement: Statement<Note>| (statement.sql, statement.args.len());
+        let mut statements = vec![(caller.check().sql, caller.check().args.len())];
+        statements.extend([
+            of(create(caller, "id", &note)),
+            of(list_mine(caller, &cursor, 10)),
+            of(get_mine(caller, "id")),
+            of(update_mine(caller, "id", &changes)),
+            of(set_published(caller, "id", true)),
+            of(set_published(caller, "id", false)),
+        ]);
+        let deleted = delete_mine(caller, "id");
+        statements.push((deleted.sql, deleted.args.len()));
+        statements
     }
 
     #[test]
@@ -140,8 +140,8 @@ mod tests {
         let session = Caller::Session(SessionAuth { token_hash: "h".into(), now: 5, active_since: 1 });
         let verified = Caller::Verified { user_id: "u".into(), now: 5, valid_until: 9 };
         for caller in [session, verified] {
-            for statement in every_caller_statement(&caller).into_iter().skip(usize::from(caller.session().is_some())) {
-                assert_eq!(highest_placeholder(statement.sql), statement.args.len(), "{}", statement.sql);
+            for (sql, args) in every_caller_statement(&caller) {
+                assert_eq!(highest_placeholder(sql), args, "{sql}");
             }
         }
     }
@@ -149,17 +149,13 @@ mod tests {
     #[test]
     fn the_owner_comes_from_the_caller_never_from_input() {
         let verified = Caller::Verified { user_id: "u".into(), now: 5, valid_until: 9 };
-        for statement in every_caller_statement(&verified) {
-            assert!(
-                statement.sql.contains("deleted_owners"),
-                "a verified caller is checked against tombstones: {}",
-                statement.sql
-            );
-            assert!(statement.sql.contains("?3 > ?2"), "and against its identity's expiry: {}", statement.sql);
+        for (sql, _) in every_caller_statement(&verified) {
+            assert!(sql.contains("deleted_owners"), "a verified caller is checked against tombstones: {sql}");
+            assert!(sql.contains("?3 > ?2"), "and against its identity's expiry: {sql}");
         }
         let session = Caller::Session(SessionAuth { token_hash: "h".into(), now: 5, active_since: 1 });
-        for statement in every_caller_statement(&session).into_iter().skip(1) {
-            assert!(statement.sql.contains("FROM sessions WHERE token_hash = ?1"), "{}", statement.sql);
+        for (sql, _) in every_caller_statement(&session) {
+            assert!(sql.contains(concat!("FROM sessions WHERE ", active_session!())), "{sql}");
         }
     }
 }
