@@ -1,6 +1,7 @@
 //! The API in-process: every handler and the data path through `app::handle`, against real
 //! SQLite clusters (devdb's executor and replication) on a virtual clock. `tests/api` (the
 //! worker in `wrangler dev`) keeps what needs workerd: bindings, headers on the wire, assets.
+//! Beside them, `schema`: every statement the core builds, prepared against the migrations.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -15,4 +16,5 @@ mod internal_routes;
 mod notes;
 mod outbox;
 mod read_cache;
+mod schema;
 mod system;
