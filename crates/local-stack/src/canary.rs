@@ -32,6 +32,16 @@ pub struct CanaryOptions {
     pub green_assets: Option<PathBuf>,
 }
 
+/// Where a canary stack runs, beside [`CanaryOptions`] (which callers build field by field).
+#[derive(Default)]
+pub struct CanaryPlacement {
+    /// A dev registry shared with other `wrangler dev` sessions (the front Worker's), so their
+    /// service bindings reach the gateway ([`WranglerDev::start_in_registry`]).
+    pub registry: Option<PathBuf>,
+    /// Blue's static assets instead of `public/`.
+    pub blue_assets: Option<PathBuf>,
+}
+
 pub struct Canary {
     // Declared first: wrangler stops before its database.
     pub dev: WranglerDev,
@@ -43,6 +53,10 @@ pub struct Canary {
 
 impl Canary {
     pub fn start(options: CanaryOptions) -> Result<Self, String> {
+        Self::start_placed(options, CanaryPlacement::default())
+    }
+
+    pub fn start_placed(options: CanaryOptions, placement: CanaryPlacement) -> Result<Self, String> {
         let root = workspace_root();
         for built in ["build/index.js", "gateway/build/index.js"] {
             if !root.join(built).is_file() {
@@ -60,7 +74,7 @@ impl Canary {
         let green_vars = [db.worker_vars(), options.green_vars].concat();
         let workers = [
             ("gateway", "wrangler.toml", vec![("GATEWAY_TOKEN".to_string(), gateway_token.clone())], None),
-            ("blue", "blue.wrangler.toml", db.worker_vars(), None),
+            ("blue", "blue.wrangler.toml", db.worker_vars(), placement.blue_assets.as_deref()),
             ("green", "green.wrangler.toml", green_vars, options.green_assets.as_deref()),
         ];
         let mut paths = Vec::new();
@@ -76,7 +90,11 @@ impl Canary {
             paths.push(config);
         }
         let options = WranglerDevOptions { configs: paths, vars: Vec::new(), ready_timeout: Duration::from_secs(180) };
-        let dev = WranglerDev::start(options).map_err(|e| e.to_string())?;
+        let dev = match &placement.registry {
+            Some(registry) => WranglerDev::start_in_registry(options, registry),
+            None => WranglerDev::start(options),
+        }
+        .map_err(|e| e.to_string())?;
         Ok(Self { dev, db, gateway_token, _configs: configs })
     }
 

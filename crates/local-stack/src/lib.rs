@@ -8,6 +8,7 @@
 pub mod canary;
 pub mod cargo;
 pub mod devdb;
+pub mod front;
 mod guardian;
 #[cfg(target_os = "linux")]
 pub mod inspect;

@@ -55,6 +55,17 @@ impl std::error::Error for StartError {}
 
 impl WranglerDev {
     pub fn start(options: WranglerDevOptions) -> Result<Self, StartError> {
+        Self::start_with_registry(options, None)
+    }
+
+    /// A session whose service bindings reach Workers of other sessions started with the same
+    /// `registry` folder (wrangler's dev registry), and theirs this one's Workers: e.g. the front
+    /// Worker in a session of its own before the canary stack's gateway.
+    pub fn start_in_registry(options: WranglerDevOptions, registry: &Path) -> Result<Self, StartError> {
+        Self::start_with_registry(options, Some(registry))
+    }
+
+    fn start_with_registry(options: WranglerDevOptions, registry: Option<&Path>) -> Result<Self, StartError> {
         let root = workspace_root();
         let node = find_node(&root).map_err(|error| StartError(error.to_string()))?;
         let state = tempfile::Builder::new()
@@ -79,9 +90,10 @@ impl WranglerDev {
             .env("PATH", path_with_node_first(&node))
             .env("WRANGLER_SEND_METRICS", "false")
             .env("WRANGLER_LOG_PATH", state.path().join("wrangler-logs"))
-            // A registry of its own: sessions sharing wrangler's default dev registry reload each
-            // other whenever one starts or stops, which drops isolate state mid-test.
-            .env("WRANGLER_REGISTRY_PATH", state.path().join("registry"))
+            // A registry of its own unless shared on purpose: sessions sharing wrangler's default
+            // dev registry reload each other whenever one starts or stops, which drops isolate
+            // state mid-test.
+            .env("WRANGLER_REGISTRY_PATH", registry.map_or_else(|| state.path().join("registry"), Path::to_path_buf))
             .env("NO_COLOR", "1");
         for config in &options.configs {
             command.arg("--config").arg(config);

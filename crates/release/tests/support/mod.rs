@@ -6,12 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use local_stack::canary::{Canary, CanaryOptions};
+use local_stack::canary::{Canary, CanaryOptions, CanaryPlacement};
 use local_stack::workspace_root;
 use release::plan::Split;
 use release::routing::SERVED_BY_HEADER;
 use release::stats::GatewayStats;
 
+#[allow(unused_imports)] // Not every test binary uses each.
 pub use local_stack::canary::{Load, Sample, user_keys};
 
 /// Tests share two cores; one stack at a time keeps latencies comparable.
@@ -74,9 +75,33 @@ fn rebuilt_public(into: &Path) -> PathBuf {
     target
 }
 
+/// A copy of `public/` as a tagged upload's build makes it (`release deploy` →
+/// `EDGESTACK_VERSION_TAG` → xtask's asset step): `_headers` with the tag's rule appended.
+pub fn tagged_public(into: &Path, name: &str, tag: &str) -> PathBuf {
+    let target = into.join(name);
+    copy_tree(&workspace_root().join("public"), &target);
+    let headers = target.join("_headers");
+    let policy = std::fs::read_to_string(&headers).unwrap();
+    let tagged = release::version_tag::with_tag_rule(policy, Some(tag)).unwrap();
+    std::fs::write(&headers, tagged).unwrap();
+    target
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
 impl Stack {
     pub fn start(green: Green) -> Self {
-        let started = Instant::now();
         let dir = tempfile::Builder::new().prefix("edgestack-rollout-").tempdir().unwrap();
         let options = CanaryOptions {
             green_vars: green
@@ -86,15 +111,16 @@ impl Stack {
                 .collect(),
             green_assets: green.new_assets.then(|| rebuilt_public(dir.path())),
         };
-        let canary = Canary::start(options).unwrap_or_else(|e| panic!("{e}"));
+        Self::start_placed(dir, options, CanaryPlacement::default())
+    }
+
+    /// The stack with `options` and `placement`; `dir` (which holds any asset copies) lives as
+    /// long as the stack.
+    pub fn start_placed(dir: tempfile::TempDir, options: CanaryOptions, placement: CanaryPlacement) -> Self {
+        let started = Instant::now();
+        let canary = Canary::start_placed(options, placement).unwrap_or_else(|e| panic!("{e}"));
         eprintln!("stack: devdb and wrangler dev ready in {:?}", started.elapsed());
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(15)))
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .build()
-            .into();
-        Self { canary, dir, agent }
+        Self { canary, dir, agent: agent() }
     }
 
     pub fn url(&self) -> &str {
@@ -165,6 +191,16 @@ impl Answer {
     pub fn all(&self, name: &str) -> Vec<&str> {
         self.headers.iter().filter(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str()).collect()
     }
+}
+
+/// A client as the tests use it: statuses are answers, redirects are not followed.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(15)))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into()
 }
 
 pub fn fetch(agent: &ureq::Agent, url: &str, headers: &[(&str, &str)]) -> Answer {
