@@ -3,7 +3,7 @@
 //! Regions are the keys replica URLs are configured under (e.g. `na`, `eu`, `ap`), so they are
 //! coarse on purpose: a continent picks the region, the colo is reported for humans.
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Header that sets the region under `wrangler dev`, where `request.cf` is a placeholder.
 /// Honoured only when the configuration says development.
@@ -13,6 +13,14 @@ pub const DEV_REGION_HEADER: &str = "x-edgestack-region";
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct RegionName(String);
+
+/// As the entry reads a service's health report: validated like any other region name.
+impl<'de> Deserialize<'de> for RegionName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = String::deserialize(deserializer)?;
+        Self::parse(&value).ok_or_else(|| serde::de::Error::custom(format!("not a region name: {value:?}")))
+    }
+}
 
 impl RegionName {
     pub fn parse(value: &str) -> Option<Self> {
@@ -38,14 +46,14 @@ impl RegionName {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RegionSource {
     Cloudflare,
     DevOverride,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestRegion {
     pub name: RegionName,
     /// The Cloudflare data centre (e.g. `LHR`), when known.

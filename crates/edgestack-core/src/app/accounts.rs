@@ -10,6 +10,7 @@ use crate::db::{Pipeline, Statement, StatementError};
 use crate::error::ApiError;
 use crate::ids::new_id;
 use crate::services::identity::{IDENTITY_TTL_MS, clear_identity_cookie, set_identity_cookie};
+use crate::services::internal_api::IssuedIdentity;
 
 use super::outbox;
 use super::{ApiResponse, Context, Database, Limiter, Platform};
@@ -243,7 +244,7 @@ pub async fn issue_identity<P: Platform>(context: &Context<'_, P>) -> Result<Api
     for_signed_in_user(context, |token, user| {
         let lifetime_ms = identity_lifetime_ms(context);
         let identity = signer.sign(&user.id, &token.hash(), context.request.now_ms, lifetime_ms);
-        ApiResponse::json(200, &serde_json::json!({ "identity": identity, "lifetime_ms": lifetime_ms }))
+        ApiResponse::json(200, &IssuedIdentity { identity, lifetime_ms })
     })
     .await
 }

@@ -3,18 +3,14 @@
 //! browser's identity cookie while it is valid, otherwise freshly signed by `accounts` (one
 //! hop in the same location), so most notes requests never touch the accounts database.
 
-use serde_json::Value;
-
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::health::HealthReport;
-use crate::region::DEV_REGION_HEADER;
-use crate::routes::{Method, Route};
+use crate::health::{DatabaseStatus, EntryHealthReport, HealthReport, ServiceHealth, ServicesHealth};
+use crate::region::{DEV_REGION_HEADER, RequestRegion};
+use crate::routes::Route;
 use crate::services::Service;
-use crate::services::identity::{
-    IDENTITY_COOKIE, IDENTITY_HEADER, IDENTITY_TTL_MS, clear_identity_cookie, set_identity_cookie,
-};
-use crate::services::internal_api;
+use crate::services::identity::{IDENTITY_COOKIE, IDENTITY_HEADER, clear_identity_cookie, set_identity_cookie};
+use crate::services::internal_api::{self, InternalRequest, IssuedIdentity};
 
 use super::{ApiRequest, ApiResponse, Context, Platform, ServiceRequest};
 
@@ -114,7 +110,7 @@ async fn identity<P: Platform>(platform: &P, config: &Config, request: &ApiReque
     {
         return IdentityOutcome::Cookie(token.to_string());
     }
-    let refresh = ServiceRequest::internal(Method::Post, "/internal/identity")
+    let refresh = ServiceRequest::internal(InternalRequest::IssueIdentity)
         .with_header("cookie", request.cookie_header())
         .with_header(DEV_REGION_HEADER, request.region_name(platform).as_str());
     let started = platform.now_ms();
@@ -122,13 +118,12 @@ async fn identity<P: Platform>(platform: &P, config: &Config, request: &ApiReque
     let elapsed_ms = platform.now_ms() - started;
     match answer {
         Ok(response) if response.status == 200 => {
-            let body = serde_json::from_slice::<Value>(&response.body).unwrap_or_default();
-            let token = body["identity"].as_str().map(str::to_string);
-            let lifetime_ms = body["lifetime_ms"].as_i64().unwrap_or(IDENTITY_TTL_MS);
             let db_requests = response.header("x-edgestack-db-requests").and_then(|n| n.parse().ok()).unwrap_or(0);
-            match token {
-                Some(token) => IdentityOutcome::Refreshed { token, lifetime_ms, elapsed_ms, db_requests },
-                None => {
+            match serde_json::from_slice::<IssuedIdentity>(&response.body) {
+                Ok(IssuedIdentity { identity, lifetime_ms }) => {
+                    IdentityOutcome::Refreshed { token: identity, lifetime_ms, elapsed_ms, db_requests }
+                }
+                Err(_) => {
                     IdentityOutcome::Failed(ApiResponse::error(&ApiError::UnexpectedServiceAnswer(Service::Accounts)))
                 }
             }
@@ -147,19 +142,26 @@ async fn identity<P: Platform>(platform: &P, config: &Config, request: &ApiReque
 pub async fn health<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let request = context.request;
     let region = request.region(context.platform);
-    let mut report = serde_json::to_value(HealthReport::new(context.config, &request.version, &region))
-        .map_err(|_| ApiError::Internal)?;
-    let mut all_configured = true;
-    for service in [Service::Accounts, Service::Notes] {
-        let probe = ServiceRequest::internal(Method::Get, "/internal/health")
-            .with_header(DEV_REGION_HEADER, region.name.as_str());
-        let answer = match context.platform.call_service(service, probe).await {
-            Ok(response) if response.status == 200 => serde_json::from_slice::<Value>(&response.body).ok(),
-            _ => None,
-        };
-        all_configured &= answer.as_ref().is_some_and(|health| health["database"] == "configured");
-        report["services"][service.as_str()] = answer.unwrap_or_else(|| serde_json::json!({ "status": "unreachable" }));
+    let services = ServicesHealth {
+        accounts: service_health(context.platform, Service::Accounts, &region).await,
+        notes: service_health(context.platform, Service::Notes, &region).await,
+    };
+    let mut entry = HealthReport::new(context.config, &request.version, &region);
+    entry.database = if services.accounts.has_database() && services.notes.has_database() {
+        DatabaseStatus::Configured
+    } else {
+        DatabaseStatus::NotConfigured
+    };
+    ApiResponse::json(200, &EntryHealthReport { entry, services })
+}
+
+/// What `service` answers to `GET /internal/health`, or unreachable.
+async fn service_health<P: Platform>(platform: &P, service: Service, region: &RequestRegion) -> ServiceHealth {
+    let probe = ServiceRequest::internal(InternalRequest::Health).with_header(DEV_REGION_HEADER, region.name.as_str());
+    match platform.call_service(service, probe).await {
+        Ok(response) if response.status == 200 => {
+            serde_json::from_slice(&response.body).map_or(ServiceHealth::UNREACHABLE, ServiceHealth::Reported)
+        }
+        _ => ServiceHealth::UNREACHABLE,
     }
-    report["database"] = Value::from(if all_configured { "configured" } else { "not_configured" });
-    ApiResponse::json(200, &report)
 }

@@ -31,7 +31,7 @@ use crate::region::{DEV_REGION_HEADER, Location, RegionName, RequestRegion};
 use crate::routes::{Method, Route, resolve};
 use crate::services::Service;
 use crate::services::identity::IDENTITY_HEADER;
-use crate::services::internal_api;
+use crate::services::internal_api::{self, InternalRequest};
 
 pub use database::{Database, ReaderRegion};
 pub use outbox::deliver_pending_deletions;
@@ -139,10 +139,10 @@ pub struct ServiceRequest {
 
 impl ServiceRequest {
     /// An internal API call: it names the internal API version this build speaks.
-    pub fn internal(method: Method, path: &str) -> Self {
+    pub fn internal(request: InternalRequest<'_>) -> Self {
         Self {
-            method,
-            url: format!("https://internal{path}"),
+            method: request.method(),
+            url: format!("https://internal{}", request.path()),
             headers: vec![(internal_api::VERSION_HEADER.to_string(), internal_api::CURRENT.to_string())],
             body: Vec::new(),
         }

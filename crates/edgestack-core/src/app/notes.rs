@@ -9,6 +9,7 @@ use crate::db::{FromRow, Pipeline, Statement};
 use crate::error::ApiError;
 use crate::ids::new_id;
 use crate::notes::{Cursor, NewNote, NoteChanges, PageRequest, PublicNote, sql};
+use crate::services::internal_api::NotesDeleted;
 
 use super::cache::{invalidate_deleted_notes, invalidate_note, read_through};
 use super::{ApiResponse, Context, Database, Platform};
@@ -130,7 +131,7 @@ pub async fn delete_all_of_owner<P: Platform>(
     let deleted = pipeline.push(sql::delete_all_of_owner(user_id));
     let deleted = database.run(&pipeline).await?.read(deleted)?;
     invalidate_deleted_notes(context, &deleted);
-    ApiResponse::json(200, &serde_json::json!({ "deleted_notes": deleted.len() }))
+    ApiResponse::json(200, &NotesDeleted { deleted_notes: deleted.len() })
 }
 
 pub async fn list_public<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {

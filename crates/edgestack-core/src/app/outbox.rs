@@ -13,8 +13,8 @@ use crate::db::Pipeline;
 use crate::error::ApiError;
 use crate::ids::new_id;
 use crate::notes::sql as notes_sql;
-use crate::routes::Method;
 use crate::services::Service;
+use crate::services::internal_api::InternalRequest;
 
 use super::cache::invalidate_deleted_notes;
 use super::{Context, Database, Platform, ReaderRegion, RequestReport, ServiceRequest};
@@ -50,14 +50,15 @@ pub async fn delete_account<P: Platform>(
     Ok(())
 }
 
-/// Tells `notes` and removes the row once it acknowledged; otherwise records the attempt.
+/// Tells `notes` and removes the row once it acknowledged (any 2xx, whatever the body says, so
+/// a notes release with another answer still acknowledges); otherwise records the attempt.
 pub async fn deliver<P: Platform>(
     platform: &P,
     database: &Database<'_, P>,
     deletion: &PendingDeletion,
     now_ms: i64,
 ) -> Result<(), String> {
-    let request = ServiceRequest::internal(Method::Delete, &format!("/internal/users/{}/notes", deletion.user_id));
+    let request = ServiceRequest::internal(InternalRequest::DeleteUserNotes { user_id: &deletion.user_id });
     let failure = match platform.call_service(Service::Notes, request).await {
         Ok(response) if (200..300).contains(&response.status) => {
             let mut delivered = Pipeline::write();
