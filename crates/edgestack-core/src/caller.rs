@@ -1,5 +1,5 @@
 //! Who a request acts for, in either shape of the app, and the statements that check it and
-//! record its activity. The notes statements name the owner through [`caller_sql!`]: a
+//! record its activity. The notes statements name the owner through `caller_sql!`: a
 //! subquery on the session in the single-Worker shape, the identity `accounts` signed in the
 //! services shape. Both forms bind `?1`–`?3` and are checked inside the statement that reads or
 //! changes the note, never by trusting a client's id.

@@ -1,6 +1,6 @@
 //! The statements behind sign-up, sign-in, sessions, password changes and the deletion outbox,
-//! each typed by the reader of its rows. Session conditions come from [`active_session!`] and
-//! [`session_user_id!`] alone.
+//! each typed by the reader of its rows. Session conditions come from `active_session!` and
+//! `session_user_id!` alone.
 
 use crate::accounts::session::SessionAuth;
 use crate::accounts::{PendingDeletion, SessionUser, UserCredentials};

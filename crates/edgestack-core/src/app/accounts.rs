@@ -1,4 +1,6 @@
-//! Sign-up, sign-in, sign-out, the current user, and password changes.
+//! Accounts endpoints: sign-up, sign-in, sign-out, the current user, password changes, account
+//! deletion, and (services shape) the identities `notes` trusts. See
+//! [docs/api.md § Accounts](../../../../docs/api.md#accounts).
 
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +93,10 @@ fn with_cookies_cleared<P: Platform>(context: &Context<'_, P>, response: ApiResp
     }
 }
 
+/// `POST /api/accounts` — sign up. Body `{"email", "password"}`. Answers `201 {"user"}` with
+/// the session cookie (and, in the services shape, the identity cookie).
+/// Errors: `400 invalid_email`, `400 weak_password` (8–128 characters), `409 email_taken`, the
+/// body errors, the database errors. [docs/api.md § Accounts](../../../../docs/api.md#accounts)
 pub async fn sign_up<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let input: Credentials = context.json_body()?;
     let email = Email::parse(&input.email)?;
@@ -122,6 +128,10 @@ async fn check_sign_in_budget<P: Platform>(context: &Context<'_, P>, email: &str
     if account_ok && client_ok { Ok(()) } else { Err(ApiError::RateLimited) }
 }
 
+/// `POST /api/sessions` — sign in. Body `{"email", "password"}`. Answers `200 {"user"}` with a
+/// new session cookie (and identity cookie); a session the client already had ends.
+/// Errors: `401 invalid_credentials` (never says which field), `429 rate_limited` with
+/// `Retry-After`, the body errors, the database errors. [docs/api.md § Accounts](../../../../docs/api.md#accounts)
 pub async fn sign_in<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let input: Credentials = context.json_body()?;
     let email_key = input.email.trim().to_lowercase();
@@ -162,6 +172,9 @@ pub async fn sign_in<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespons
     Ok(with_session_cookie(context, user_response(200, &user)?, &token, &user.id))
 }
 
+/// `DELETE /api/sessions/current` — sign out. No body. Answers `204` with the cookies cleared.
+/// Errors: `401 unauthenticated` (cookies cleared too), the database errors.
+/// [docs/api.md § Accounts](../../../../docs/api.md#accounts)
 pub async fn sign_out<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let (token, _) = context.session()?;
     let database = context.database()?;
@@ -188,6 +201,8 @@ async fn for_signed_in_user<P: Platform>(
     answer(&token, &signed_in.user)
 }
 
+/// `GET /api/me` — the signed-in user. Answers `200 {"user"}`.
+/// Errors: `401 unauthenticated`, the database errors. [docs/api.md § Accounts](../../../../docs/api.md#accounts)
 pub async fn me<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     for_signed_in_user(context, |_, user| user_response(200, user)).await
 }
@@ -210,6 +225,11 @@ async fn confirm_password<P: Platform>(
     Ok(credentials.user.id)
 }
 
+/// `PUT /api/me/password` — change the password. Body `{"current_password", "new_password"}`.
+/// Answers `204` with a new session cookie; every other session of the account ends.
+/// Errors: `401 unauthenticated`, `401 invalid_credentials`, `400 weak_password`,
+/// `429 rate_limited`, the body errors, the database errors.
+/// [docs/api.md § Accounts](../../../../docs/api.md#accounts)
 pub async fn change_password<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let input: PasswordChange = context.json_body()?;
     let (_, auth) = context.session()?;
@@ -227,7 +247,10 @@ pub async fn change_password<P: Platform>(context: &Context<'_, P>) -> Result<Ap
     Ok(with_session_cookie(context, ApiResponse::empty(204), &token, &user_id))
 }
 
-/// Deletes the account, its sessions and its notes (see `outbox::delete_account`).
+/// `DELETE /api/me` — delete the account, its sessions and its notes (`outbox::delete_account`).
+/// Body `{"password"}`. Answers `204` with the cookies cleared.
+/// Errors: `401 unauthenticated`, `401 invalid_credentials`, `429 rate_limited`, the body
+/// errors, the database errors. [docs/api.md § Accounts](../../../../docs/api.md#accounts)
 pub async fn delete_account<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let input: DeletionConfirmation = context.json_body()?;
     let (_, auth) = context.session()?;
@@ -237,8 +260,11 @@ pub async fn delete_account<P: Platform>(context: &Context<'_, P>) -> Result<Api
     Ok(with_cookies_cleared(context, ApiResponse::empty(204)))
 }
 
-/// Internal (entry → accounts): a signed identity for the request's session, which `notes`
-/// trusts for up to a minute.
+/// `POST /internal/identity` — internal (entry → accounts), with the browser's cookies: a signed
+/// identity for the request's session, which `notes` trusts for up to a minute. No body.
+/// Answers `200` [`IssuedIdentity`]. Errors: `401 unauthenticated`, `500 internal` (no signing
+/// key), the database errors. Not a client route: [docs/services.md](../../../../docs/services.md#who-is-calling-a-signed-identity-not-a-hop-per-request);
+/// the client API is [docs/api.md](../../../../docs/api.md).
 pub async fn issue_identity<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let signer = context.config.identity_signer.as_ref().ok_or(ApiError::Internal)?;
     for_signed_in_user(context, |token, user| {

@@ -30,6 +30,12 @@ enum IdentityOutcome {
     Failed(ApiResponse),
 }
 
+/// Every `/api` route a service owns (`Service::owner_of`), as [docs/api.md](../../../../docs/api.md) describes
+/// it: forwarded over the service's binding with the detected region and, for a signed-in notes
+/// route, the caller's identity. Answers what the service answers, with the hop in
+/// `Server-Timing`. Errors of its own: `503 service_unavailable` with `Retry-After` (a binding
+/// call failed), `502 service_error` (accounts' identity answer unreadable), and what accounts
+/// answers when it cannot issue an identity.
 pub async fn forward<P: Platform>(platform: &P, config: &Config, request: &ApiRequest, route: &Route) -> ApiResponse {
     let service = Service::owner_of(route);
     let mut outgoing = ServiceRequest {
@@ -137,8 +143,10 @@ async fn identity<P: Platform>(platform: &P, config: &Config, request: &ApiReque
     }
 }
 
-/// The entry's `/api/health`: its own report, plus each service's (version, database), so a
-/// release can see which version of every service is serving.
+/// `GET /api/health` on the entry: its own report, plus each service's (version, database), so
+/// a release can see which version of every service is serving; `database` is `configured`
+/// only when every service has one. No body. Answers `200` [`EntryHealthReport`] (a service that
+/// does not answer shows `{"status": "unreachable"}`). [docs/api.md § Health](../../../../docs/api.md#health)
 pub async fn health<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let request = context.request;
     let region = request.region(context.platform);

@@ -1,6 +1,15 @@
 //! The whole API as a function: an `ApiRequest` in, an `ApiResponse` out, with the runtime's
 //! I/O behind the small [`Platform`] trait. The worker implements `Platform` on workers-rs;
 //! nothing here knows about wasm.
+//!
+//! Each handler's doc gives its method, path, body, answer and errors, and links to
+//! [docs/api.md](../../../../docs/api.md). Two groups recur there: *the body errors* —
+//! `415 unsupported_media_type`, `413 body_too_large`, `400 empty_body` / `invalid_json` /
+//! `invalid_body` — and *the database errors* — `503 database_not_configured` or
+//! `database_unavailable` (with `Retry-After`), `502 database_error`, `500 internal`. Before any
+//! handler, the router may answer `404 not_found`, `405 method_not_allowed` (with `Allow`),
+//! `403 csrf` (state changes), `500 misconfigured` or `500 injected_fault`; internal routes also
+//! `400 unsupported_internal_api`. `error.rs` holds every status and code.
 
 mod accounts;
 mod cache;

@@ -1,5 +1,7 @@
 //! Notes endpoints: the owner's notes and the public feed. Each is one database round trip.
 //! The same handlers serve the single Worker and the `notes` service; only the [`Caller`] differs.
+//! See [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in) and
+//! [§ Public notes](../../../../docs/api.md#public-notes-anyone).
 
 use serde::Serialize;
 
@@ -49,6 +51,9 @@ async fn for_caller<P: Platform, R: FromRow>(
     Ok(outcome.read(rows)?)
 }
 
+/// `POST /api/notes` — create a note. Body `{"title", "body", "published"?: bool}`. Answers
+/// `201 {"note"}`. Errors: `400 invalid_title` (1–200 characters), `400 invalid_body_text`
+/// (at most 20,000), `401 unauthenticated`, the body errors, the database errors. [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
 pub async fn create<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let note = NewNote::parse(context.json_body()?)?;
     let caller = context.caller()?;
@@ -60,6 +65,9 @@ pub async fn create<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse
     ApiResponse::json(201, &NoteBody { note: created })
 }
 
+/// `GET /api/notes?limit=20&cursor=…` — the caller's notes, newest first. Answers
+/// `200 {"notes", "next_cursor"}`. Errors: `400 invalid_limit` (1–100), `400 invalid_cursor`,
+/// `401 unauthenticated`, the database errors. [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
 pub async fn list_mine<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let page = PageRequest::from_query(&context.request.query)?;
     let caller = context.caller()?;
@@ -70,6 +78,9 @@ pub async fn list_mine<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespo
     ApiResponse::json(200, &NotePage { notes, next_cursor })
 }
 
+/// `GET /api/notes/{id}` — one of the caller's notes. Answers `200 {"note"}`. Errors:
+/// `404 not_found` (also for another owner's note), `401 unauthenticated`, the database errors.
+/// [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
 pub async fn get_mine<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
     let caller = context.caller()?;
     let database = context.database()?;
@@ -90,6 +101,10 @@ async fn owner_write<P: Platform, R: FromRow>(
     Ok(rows.into_iter().next())
 }
 
+/// `PATCH /api/notes/{id}` — change a note's title, body or both. Body `{"title"?, "body"?}`.
+/// Answers `200 {"note"}`. Errors: `400 invalid_title`, `400 invalid_body_text`,
+/// `400 nothing_to_change`, `404 not_found`, `401 unauthenticated`, the body errors, the
+/// database errors. [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
 pub async fn update<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
     let changes = NoteChanges::parse(context.json_body()?)?;
     let note = owner_write(context, |caller| sql::update_mine(caller, id, &changes)).await?;
@@ -100,6 +115,9 @@ pub async fn update<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<A
     ApiResponse::json(200, &NoteBody { note })
 }
 
+/// `PUT /api/notes/{id}/publication` (`published`) and `DELETE /api/notes/{id}/publication`
+/// (private again). No body. Answers `200 {"note"}`. Errors: `404 not_found`,
+/// `401 unauthenticated`, the database errors. [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
 pub async fn set_published<P: Platform>(
     context: &Context<'_, P>,
     id: &str,
@@ -111,6 +129,8 @@ pub async fn set_published<P: Platform>(
     ApiResponse::json(200, &NoteBody { note })
 }
 
+/// `DELETE /api/notes/{id}` — delete a note. No body. Answers `204`. Errors: `404 not_found`,
+/// `401 unauthenticated`, the database errors. [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
 pub async fn delete<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
     let deleted = owner_write(context, |caller| sql::delete_mine(caller, id)).await?;
     if deleted.ok_or(ApiError::NoSuchNote)?.was_public {
@@ -119,8 +139,12 @@ pub async fn delete<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<A
     Ok(ApiResponse::empty(204))
 }
 
-/// Internal (from `accounts`' deletion outbox): removes every note of a deleted account and
-/// refuses the account's still-valid identities from now on. Idempotent, so redelivery is safe.
+/// `DELETE /internal/users/{id}/notes` — internal (from `accounts`' deletion outbox): removes
+/// every note of a deleted account and refuses the account's still-valid identities from now
+/// on. Idempotent, so redelivery is safe. No body. Answers `200` [`NotesDeleted`]. Errors: the
+/// database errors. Not a client route:
+/// [docs/services.md](../../../../docs/services.md#account-deletion-without-a-distributed-transaction); the client API
+/// is [docs/api.md](../../../../docs/api.md).
 pub async fn delete_all_of_owner<P: Platform>(
     context: &Context<'_, P>,
     user_id: &str,
@@ -134,6 +158,10 @@ pub async fn delete_all_of_owner<P: Platform>(
     ApiResponse::json(200, &NotesDeleted { deleted_notes: deleted.len() })
 }
 
+/// `GET /api/public/notes?limit=20&cursor=…` — the public feed, newest publication first, for
+/// anyone; cached (memory, then KV) and revalidated by ETag. Answers
+/// `200 {"notes": [public_note…], "next_cursor"}` or `304`. Errors: `400 invalid_limit`,
+/// `400 invalid_cursor`, the database errors. [docs/api.md § Public notes](../../../../docs/api.md#public-notes-anyone)
 pub async fn list_public<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let page = PageRequest::from_query(&context.request.query)?;
     let database = context.database()?;
@@ -150,6 +178,9 @@ pub async fn list_public<P: Platform>(context: &Context<'_, P>) -> Result<ApiRes
     .await
 }
 
+/// `GET /api/public/notes/{id}` — one published note, for anyone; cached like the feed.
+/// Answers `200 {"note": public_note}` or `304`. Errors: `404 not_found` (private or missing),
+/// the database errors. [docs/api.md § Public notes](../../../../docs/api.md#public-notes-anyone)
 pub async fn get_public<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
     let database = context.database()?;
     read_through(context, &CacheKey::public_note(id), async {

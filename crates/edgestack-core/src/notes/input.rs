@@ -42,9 +42,9 @@ pub struct NoteChanges {
 /// Which rule a note's input broke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoteInputError {
-    /// Empty (after trimming) or over [`MAX_TITLE_CHARS`].
+    /// Empty (after trimming) or over `MAX_TITLE_CHARS`.
     InvalidTitle,
-    /// Over [`MAX_BODY_CHARS`].
+    /// Over `MAX_BODY_CHARS`.
     InvalidBodyText,
     /// A change with neither a title nor a body.
     NothingToChange,
