@@ -62,7 +62,7 @@ struct DeployArgs {
     plan: RolloutPlan,
     /// Print every wrangler command (and the gate's query) instead of running it; the gate is
     /// not evaluated.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "local")]
     dry_run: bool,
     /// With --dry-run: the gate fails at this stage, to print the rollback path.
     #[arg(long, value_name = "STAGE", requires = "dry_run", value_parser = clap::value_parser!(u16).range(1..))]
@@ -475,6 +475,10 @@ mod tests {
         assert!(parse(&["deploy", "--oops"]).is_err());
         assert!(parse(&["deploy", "--plan"]).is_err());
         assert!(parse(&["deploy", "--min-stage", "5h"]).is_err());
+        // A dry run prints production's calls; the local gateway has none to print.
+        assert!(parse(&["deploy", "--dry-run", "--local", "http://x"]).is_err());
+        assert!(parse(&["deploy", "--dry-run-fail-stage", "1"]).is_err(), "needs --dry-run");
+        assert!(parse(&["deploy", "--dry-run", "--dry-run-fail-stage", "0"]).is_err());
         // The gateway token never travels as an argument.
         assert!(parse(&["deploy", "--local", "http://x", "--gateway-token", "t"]).is_err());
     }
