@@ -51,32 +51,49 @@ export async function postPipeline(url, authorization, body, deadlineMs) {
   }
 }
 
+/** What `readBody` sees when its deadline passes first. */
+const TIMED_OUT = Symbol("timed out");
+
 /**
  * The request body as one Uint8Array, read chunk by chunk and given up past `limit` bytes
- * (null then), so an oversized body is never buffered whole whatever its declared length.
- * Rejects when the body cannot be read.
+ * (null then), so an oversized body is never buffered whole whatever its declared length; and
+ * given up when it has not all arrived within `deadlineMs` (false then), so a body promised and
+ * never sent holds the request no longer than that. Rejects when the body cannot be read.
  */
-export async function readBody(request, limit) {
+export async function readBody(request, limit, deadlineMs) {
   if (request.body === null) return new Uint8Array(0);
   const reader = request.body.getReader();
-  const chunks = [];
-  let length = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    length += value.byteLength;
-    if (length > limit) {
-      reader.cancel().catch(() => {});
-      return null;
+  let timer;
+  const deadline = new Promise((resolve) => {
+    timer = setTimeout(() => resolve(TIMED_OUT), deadlineMs);
+  });
+  try {
+    const chunks = [];
+    let length = 0;
+    for (;;) {
+      const next = await Promise.race([reader.read(), deadline]);
+      if (next === TIMED_OUT) {
+        reader.cancel().catch(() => {});
+        return false;
+      }
+      const { done, value } = next;
+      if (done) break;
+      length += value.byteLength;
+      if (length > limit) {
+        reader.cancel().catch(() => {});
+        return null;
+      }
+      chunks.push(value);
     }
-    chunks.push(value);
+    if (chunks.length === 1) return chunks[0];
+    const body = new Uint8Array(length);
+    let offset = 0;
+    for (const chunk of chunks) {
+      body.set(chunk, offset);
+      offset += chunk.byteLength;
+    }
+    return body;
+  } finally {
+    clearTimeout(timer);
   }
-  if (chunks.length === 1) return chunks[0];
-  const body = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    body.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return body;
 }

@@ -34,18 +34,33 @@ extern "C" {
 #[wasm_bindgen(module = "/src/edge.js")]
 extern "C" {
     #[wasm_bindgen(js_name = readBody, catch)]
-    fn read_body(request: &web_sys::Request, limit: u32) -> Result<js_sys::Promise, JsValue>;
+    fn read_body(request: &web_sys::Request, limit: u32, deadline_ms: u32) -> Result<js_sys::Promise, JsValue>;
 
     #[wasm_bindgen(js_name = postPipeline, catch)]
     fn post_pipeline(url: &str, authorization: &str, body: &[u8], deadline_ms: u32)
     -> Result<js_sys::Promise, JsValue>;
 }
 
-/// The request body, or `None` when it is longer than `limit` bytes (never buffered whole).
-pub async fn body(request: &web_sys::Request, limit: usize) -> Result<Option<Vec<u8>>, JsValue> {
+/// How reading a request body ended.
+pub enum Body {
+    Read(Vec<u8>),
+    /// Longer than the limit (never buffered whole).
+    TooLarge,
+    /// Not all there when the deadline passed.
+    TimedOut,
+}
+
+/// The request body, at most `limit` bytes, all arrived within `deadline_ms`.
+pub async fn body(request: &web_sys::Request, limit: usize, deadline_ms: u32) -> Result<Body, JsValue> {
     let limit = u32::try_from(limit).unwrap_or(u32::MAX);
-    let body = JsFuture::from(read_body(request, limit)?).await?;
-    Ok((!body.is_null()).then(|| body.unchecked_into::<js_sys::Uint8Array>().to_vec()))
+    let body = JsFuture::from(read_body(request, limit, deadline_ms)?).await?;
+    Ok(if body.is_null() {
+        Body::TooLarge
+    } else if body.as_bool() == Some(false) {
+        Body::TimedOut
+    } else {
+        Body::Read(body.unchecked_into::<js_sys::Uint8Array>().to_vec())
+    })
 }
 
 /// How a subrequest ended.

@@ -19,7 +19,7 @@ use worker::wasm_bindgen::JsValue;
 use worker::worker_sys::web_sys;
 
 use crate::bindings;
-use crate::edge::{self, RequestHead};
+use crate::edge::{self, Body, RequestHead};
 use crate::platform::WorkerPlatform;
 
 pub const VERSION_ID_HEADER: &str = "x-edgestack-version-id";
@@ -38,7 +38,7 @@ pub async fn handle_api(
         Method::Get | Method::Head | Method::Options => Vec::new(),
         _ => match read_body(req).await {
             Ok(body) => body,
-            Err(error) => return into_response(ApiResponse::error(&error.into()), version),
+            Err(error) => return into_response(ApiResponse::error(&error), version),
         },
     };
     let headers = head.headers;
@@ -87,13 +87,22 @@ fn into_response(response: ApiResponse, version: &VersionInfo) -> Result<web_sys
     edge::response(response.status, headers, &response.body)
 }
 
-/// The body, refused past the limit without buffering it whole, whatever its declared length.
-async fn read_body(req: &web_sys::Request) -> Result<Vec<u8>, BodyError> {
+/// How long a request body may take to arrive, all of it: 64 KiB at 6.5 KB/s — slower than
+/// any client we serve, far less than the runtime would wait.
+const BODY_DEADLINE_MS: u32 = 10_000;
+
+/// The body, refused past the limit without buffering it whole, whatever its declared length,
+/// and refused with 408 when it has not all arrived within [`BODY_DEADLINE_MS`]: a client that
+/// promises a body and never sends it holds an isolate's request slot no longer than that
+/// (ASVS 5.0 15.2.2: defences against loss of availability through slow, resource-holding
+/// requests; 2.4.1).
+async fn read_body(req: &web_sys::Request) -> Result<Vec<u8>, ApiError> {
     check_declared_length(req.headers().get("content-length").ok().flatten().as_deref())?;
-    match edge::body(req, MAX_BODY_BYTES).await {
-        Ok(Some(body)) => Ok(body),
-        Ok(None) => Err(BodyError::TooLarge),
-        Err(_) => Err(BodyError::Unreadable),
+    match edge::body(req, MAX_BODY_BYTES, BODY_DEADLINE_MS).await {
+        Ok(Body::Read(body)) => Ok(body),
+        Ok(Body::TooLarge) => Err(BodyError::TooLarge.into()),
+        Ok(Body::TimedOut) => Err(ApiError::BodyTimeout),
+        Err(_) => Err(BodyError::Unreadable.into()),
     }
 }
 

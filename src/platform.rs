@@ -64,10 +64,12 @@ impl<'a> WorkerPlatform<'a> {
     }
 }
 
+/// The `[[ratelimits]]` binding of each limiter (wrangler.toml, services/accounts/wrangler.toml).
 fn limiter_binding(limiter: Limiter) -> &'static str {
     match limiter {
-        Limiter::SignInPerAccount => "SIGNIN_PER_ACCOUNT",
         Limiter::SignInPerClient => "SIGNIN_PER_CLIENT",
+        Limiter::SignInPerDevice => "SIGNIN_PER_DEVICE",
+        Limiter::SignUpPerClient => "SIGNUP_PER_CLIENT",
     }
 }
 
@@ -157,17 +159,13 @@ impl Platform for WorkerPlatform<'_> {
         }));
     }
 
-    async fn within_rate_limit(&self, limiter: Limiter, key: &str) -> bool {
+    /// A missing or failing binding is an `Err`, which the core turns into a refusal (fail
+    /// closed; `app::accounts::within_budget` says why).
+    async fn within_rate_limit(&self, limiter: Limiter, key: &str) -> Result<bool, String> {
         let binding = limiter_binding(limiter);
-        let outcome = match self.env.rate_limiter(binding) {
-            Ok(rate_limiter) => rate_limiter.limit(key.to_string()).await,
-            Err(error) => Err(error),
-        };
-        // Fail open: the limiter slows guessing down, it is not what keeps accounts safe.
-        outcome.map(|outcome| outcome.success).unwrap_or_else(|error| {
-            console_log!("rate limiter {binding} unavailable: {error}");
-            true
-        })
+        let rate_limiter = self.env.rate_limiter(binding).map_err(|error| format!("no {binding} binding: {error}"))?;
+        let outcome = rate_limiter.limit(key.to_string()).await.map_err(|error| format!("{binding}: {error}"))?;
+        Ok(outcome.success)
     }
 
     async fn sleep(&self, milliseconds: u32) {

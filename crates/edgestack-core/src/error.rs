@@ -44,8 +44,23 @@ pub enum ApiError {
     Unauthenticated,
     /// Sign-in or a password confirmation failed; never says which field was wrong.
     InvalidCredentials,
-    /// The sign-in budget of the account or the client is spent.
+    /// The sign-in budget of this client (untrusted attempts) or of this known device or
+    /// session (trusted attempts, password confirmations) is spent for the limiter's window.
     RateLimited,
+    /// Untrusted sign-ins for this email are paused after repeated attempts (progressive delay,
+    /// `accounts::throttle`); a device that signed in before is not held up by it.
+    SignInPaused {
+        retry_after_seconds: u32,
+    },
+    /// This client has signed up too often within the limiter's window.
+    SignUpRateLimited,
+    /// A rate limiter could not answer: the request is refused rather than let through
+    /// unlimited (fail closed).
+    RateLimiterUnavailable,
+    /// The request body did not arrive in time (`BODY_DEADLINE_MS` in the worker's edge).
+    BodyTimeout,
+    /// Creating or growing this note would pass the owner's quota (`notes::quota`).
+    NoteQuotaExceeded,
     EmailTaken,
     DatabaseNotConfigured,
     /// The database could not answer; the cause is logged, never shown.
@@ -124,6 +139,21 @@ impl ApiError {
             Self::Unauthenticated => (401, "unauthenticated", Borrowed("sign in first")),
             Self::InvalidCredentials => (401, "invalid_credentials", Borrowed("the email or the password is wrong")),
             Self::RateLimited => (429, "rate_limited", Borrowed("too many sign-in attempts; wait a minute")),
+            Self::SignInPaused { retry_after_seconds } => (
+                429,
+                "rate_limited",
+                Owned(format!(
+                    "too many sign-in attempts for this account; wait {retry_after_seconds} s, or sign in on a device you have signed in on before"
+                )),
+            ),
+            Self::SignUpRateLimited => {
+                (429, "rate_limited", Borrowed("too many sign-ups from this client; wait a minute"))
+            }
+            Self::RateLimiterUnavailable => {
+                (503, "rate_limiter_unavailable", Borrowed("sign-in is briefly unavailable; try again shortly"))
+            }
+            Self::BodyTimeout => (408, "body_timeout", Borrowed("the request body did not arrive in time")),
+            Self::NoteQuotaExceeded => (403, "quota_exceeded", Owned(crate::notes::quota::EXCEEDED.to_string())),
             Self::EmailTaken => (409, "email_taken", Borrowed("an account with this email already exists")),
             Self::DatabaseNotConfigured => {
                 (503, "database_not_configured", Borrowed("no database is configured for this deployment"))
@@ -151,7 +181,11 @@ impl ApiError {
         };
         let header = match self {
             Self::Route(RouteError::MethodNotAllowed { allow, .. }) => Some(("Allow", Borrowed(allow.as_str()))),
-            Self::RateLimited => Some(("Retry-After", Owned(crate::app::RATE_LIMIT_WINDOW_SECONDS.to_string()))),
+            Self::RateLimited | Self::SignUpRateLimited => {
+                Some(("Retry-After", Owned(crate::app::RATE_LIMIT_WINDOW_SECONDS.to_string())))
+            }
+            Self::SignInPaused { retry_after_seconds } => Some(("Retry-After", Owned(retry_after_seconds.to_string()))),
+            Self::RateLimiterUnavailable => Some(("Retry-After", Borrowed(RETRY_UNAVAILABLE_SECONDS))),
             Self::DatabaseNotConfigured => Some(("Retry-After", Borrowed(RETRY_NOT_CONFIGURED_SECONDS))),
             Self::Database(DbError::Unavailable(_)) | Self::ServiceUnavailable(_) => {
                 Some(("Retry-After", Borrowed(RETRY_UNAVAILABLE_SECONDS)))
@@ -327,11 +361,17 @@ mod tests {
         check(ApiError::Page(PageError::InvalidLimit), 400, "invalid_limit", None);
         check(ApiError::Page(PageError::InvalidCursor), 400, "invalid_cursor", None);
         check(ApiError::Email(InvalidEmail), 400, "invalid_email", None);
-        check(ApiError::Password(WeakPassword), 400, "weak_password", None);
+        check(ApiError::Password(WeakPassword::Length), 400, "weak_password", None);
+        check(ApiError::Password(WeakPassword::Common), 400, "weak_password", None);
         check(ApiError::Unauthenticated, 401, "unauthenticated", None);
         check(ApiError::from(IdentityError::Expired), 401, "unauthenticated", None);
         check(ApiError::InvalidCredentials, 401, "invalid_credentials", None);
         check(ApiError::RateLimited, 429, "rate_limited", retry("60"));
+        check(ApiError::SignInPaused { retry_after_seconds: 16 }, 429, "rate_limited", retry("16"));
+        check(ApiError::SignUpRateLimited, 429, "rate_limited", retry("60"));
+        check(ApiError::RateLimiterUnavailable, 503, "rate_limiter_unavailable", retry("5"));
+        check(ApiError::BodyTimeout, 408, "body_timeout", None);
+        check(ApiError::NoteQuotaExceeded, 403, "quota_exceeded", None);
         check(ApiError::EmailTaken, 409, "email_taken", None);
         check(ApiError::DatabaseNotConfigured, 503, "database_not_configured", retry("60"));
         check(ApiError::from(DbError::Unavailable("x".into())), 503, "database_unavailable", retry("5"));

@@ -1,8 +1,11 @@
-//! Passwords: the length policy (ASVS 5.0: 8 to 128 characters, no composition rules) and
-//! Argon2id hashing in PHC strings, compiled into the wasm.
+//! Passwords: the policy (ASVS 5.0 6.2.1/6.2.9: 8 to 128 characters, no composition rules;
+//! 6.2.4: none of the most common passwords) and Argon2id hashing in PHC strings, compiled into
+//! the wasm.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+
+use super::common_passwords;
 
 const MIN_CHARS: usize = 8;
 const MAX_CHARS: usize = 128;
@@ -16,20 +19,42 @@ impl std::fmt::Debug for Password {
     }
 }
 
-/// The input breaks the length policy.
+/// Which rule of the policy a new password breaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WeakPassword;
+pub enum WeakPassword {
+    /// Fewer than `MIN_CHARS` or more than `MAX_CHARS` characters.
+    Length,
+    /// One of the most common passwords ([`common_passwords`]).
+    Common,
+}
 
 impl std::fmt::Display for WeakPassword {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "use a password of {MIN_CHARS} to {MAX_CHARS} characters")
+        match self {
+            Self::Length => write!(f, "use a password of {MIN_CHARS} to {MAX_CHARS} characters"),
+            Self::Common => f.write_str("this password is one of the most common ones; choose another"),
+        }
     }
 }
 
 impl Password {
+    /// A password someone is choosing (sign-up, password change): it must meet the policy.
     pub fn parse(input: &str) -> Result<Self, WeakPassword> {
         let chars = input.chars().count();
-        if (MIN_CHARS..=MAX_CHARS).contains(&chars) { Ok(Self(input.to_string())) } else { Err(WeakPassword) }
+        if !(MIN_CHARS..=MAX_CHARS).contains(&chars) {
+            return Err(WeakPassword::Length);
+        }
+        if common_passwords::is_common(input) {
+            return Err(WeakPassword::Common);
+        }
+        Ok(Self(input.to_string()))
+    }
+
+    /// A password that was just verified against its stored hash, to hash again with today's
+    /// parameters: the policy applied when it was chosen, and a rule added since (a longer
+    /// common list) must not stop its owner from signing in.
+    pub fn verified(input: &str) -> Self {
+        Self(input.to_string())
     }
 
     pub fn as_str(&self) -> &str {
@@ -114,13 +139,17 @@ mod tests {
     const TEST_COST: HashCost = HashCost { memory_kib: 64, iterations: 1, parallelism: 1 };
 
     #[test]
-    fn policy_is_length_only() {
-        assert!(Password::parse("12345678").is_ok());
+    fn policy_is_length_and_not_common() {
         assert!(Password::parse("correct horse battery staple").is_ok());
         assert_eq!(crate::error::ApiError::from(Password::parse("1234567").unwrap_err()).code(), "weak_password");
-        assert!(Password::parse(&"x".repeat(128)).is_ok());
-        assert!(Password::parse(&"x".repeat(129)).is_err());
+        assert_eq!(Password::parse("1234567").unwrap_err(), WeakPassword::Length);
+        assert!(Password::parse(&"y".repeat(128)).is_ok());
+        assert_eq!(Password::parse(&"y".repeat(129)).unwrap_err(), WeakPassword::Length);
         assert!(Password::parse("ünïcödé!").is_ok(), "8 characters, more bytes");
+        for common in ["12345678", "password", "Password1", "qwertyui", "11111111", "iloveyou"] {
+            assert_eq!(Password::parse(common).unwrap_err(), WeakPassword::Common, "{common}");
+        }
+        assert_eq!(crate::error::ApiError::from(WeakPassword::Common).code(), "weak_password");
         assert!(!format!("{:?}", Password::parse("secret-password").unwrap()).contains("secret"));
     }
 

@@ -68,3 +68,31 @@ impl FromRow for PendingDeletion {
         Some(Self { id: row.text("id")?.to_string(), user_id: row.text("user_id")?.to_string() })
     }
 }
+
+/// A device the account signed in on before, still trusted (`throttle`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedDevice {
+    pub user_id: String,
+}
+
+impl FromRow for TrustedDevice {
+    const COLUMNS: &'static [&'static str] = &["user_id"];
+
+    fn from_row(row: Row<'_>) -> Option<Self> {
+        Some(Self { user_id: row.text("user_id")?.to_string() })
+    }
+}
+
+/// Where an account's untrusted sign-ins stand: when the next one may be checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleState {
+    pub next_allowed_at: i64,
+}
+
+impl FromRow for ThrottleState {
+    const COLUMNS: &'static [&'static str] = &["next_allowed_at"];
+
+    fn from_row(row: Row<'_>) -> Option<Self> {
+        Some(Self { next_allowed_at: row.integer("next_allowed_at")? })
+    }
+}

@@ -28,6 +28,11 @@ impl SessionToken {
         well_formed.then(|| Self(value.to_string()))
     }
 
+    /// The token as the cookie carries it.
+    pub(crate) fn value(&self) -> &str {
+        &self.0
+    }
+
     /// What the database stores and looks up.
     pub fn hash(&self) -> String {
         URL_SAFE_NO_PAD.encode(Sha256::digest(self.0.as_bytes()))

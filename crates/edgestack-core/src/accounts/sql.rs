@@ -1,10 +1,133 @@
-//! The statements behind sign-up, sign-in, sessions, password changes and the deletion outbox,
-//! each typed by the reader of its rows. Session conditions come from `active_session!` and
-//! `session_user_id!` alone.
+//! The statements behind sign-up, sign-in, sessions, password changes, sign-in throttling and
+//! the deletion outbox, each typed by the reader of its rows. Session conditions come from
+//! `active_session!` and `session_user_id!` alone; device trust from `trusted_device!` alone.
 
 use crate::accounts::session::SessionAuth;
-use crate::accounts::{PendingDeletion, SessionUser, UserCredentials};
-use crate::db::{Statement, integer, text};
+use crate::accounts::throttle::{
+    DEVICE_LIFETIME_MS, DEVICE_MAX_FAILURES, FIRST_DELAY_MS, FORGET_AFTER_MS, FREE_ATTEMPTS, MAX_DELAY_MS,
+};
+use crate::accounts::{PendingDeletion, SessionUser, ThrottleState, TrustedDevice, UserCredentials};
+use crate::db::{Statement, Value, integer, optional_text, text};
+
+/// A trusted device of the account: `?1` the device token's hash, `?2` the account's email,
+/// `?3` the failures that end trust, `?4` the oldest last use still trusted. Written once, so
+/// the statements of one sign-in agree on what "trusted" means.
+macro_rules! trusted_device {
+    () => {
+        "token_hash = ?1 AND failures < ?3 AND last_used_at > ?4 AND user_id = (SELECT id FROM users WHERE email = ?2)"
+    };
+}
+
+/// Who is signing in, as the sign-in statements see it: the device token's hash (if the
+/// request carried a device cookie) and the email as typed, normalized.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInAttempt {
+    pub device_hash: Option<String>,
+    pub email: String,
+    pub account_key: String,
+    pub now: i64,
+}
+
+impl SignInAttempt {
+    /// `?1`–`?4` of `trusted_device!`.
+    fn device_args(&self) -> Vec<Value> {
+        vec![
+            optional_text(self.device_hash.as_ref()),
+            text(&self.email),
+            integer(DEVICE_MAX_FAILURES),
+            integer(self.now - DEVICE_LIFETIME_MS),
+        ]
+    }
+}
+
+/// A row when the attempt comes from a device this account trusts.
+pub fn trusted_device(attempt: &SignInAttempt) -> Statement<TrustedDevice> {
+    Statement::new(concat!("SELECT user_id FROM trusted_devices WHERE ", trusted_device!()), attempt.device_args())
+}
+
+/// Counts an untrusted attempt on the account if its delay has passed, and returns a row only
+/// then: the check and the count are one statement, so parallel attempts cannot both pass.
+/// A trusted attempt is not counted here (and returns no row). The delay after the n-th
+/// attempt is `FIRST_DELAY_MS << (n − FREE_ATTEMPTS)` (none before), capped; a count older
+/// than `FORGET_AFTER_MS` starts over. See `throttle`.
+pub fn admit_untrusted_attempt(attempt: &SignInAttempt) -> Statement<ThrottleState> {
+    let mut args = attempt.device_args();
+    args.extend([
+        text(&attempt.account_key),
+        integer(attempt.now),
+        integer(attempt.now - FORGET_AFTER_MS),
+        integer(FREE_ATTEMPTS),
+        integer(FIRST_DELAY_MS),
+        integer(MAX_DELAY_MS),
+    ]);
+    Statement::new(
+        concat!(
+            "INSERT INTO sign_in_throttle (account_key, attempts, last_attempt_at, next_allowed_at) ",
+            "SELECT ?5, 1, ?6, ?6 WHERE NOT EXISTS (SELECT 1 FROM trusted_devices WHERE ",
+            trusted_device!(),
+            ") ON CONFLICT (account_key) DO UPDATE SET ",
+            "attempts = CASE WHEN last_attempt_at < ?7 THEN 1 ELSE attempts + 1 END, ",
+            "last_attempt_at = ?6, ",
+            "next_allowed_at = ?6 + CASE WHEN last_attempt_at < ?7 OR attempts + 1 < ?8 THEN 0 ",
+            "ELSE min(?9 << min(attempts + 1 - ?8, 30), ?10) END ",
+            "WHERE next_allowed_at <= ?6 OR last_attempt_at < ?7 ",
+            "RETURNING next_allowed_at"
+        ),
+        args,
+    )
+}
+
+/// Counts a trusted attempt as a failure of its device until it succeeds (the success resets
+/// it), so the check and the count need no second round trip.
+pub fn count_trusted_attempt(attempt: &SignInAttempt) -> Statement {
+    Statement::new(
+        concat!("UPDATE trusted_devices SET failures = failures + 1 WHERE ", trusted_device!()),
+        attempt.device_args(),
+    )
+}
+
+/// When the account's next untrusted attempt may be checked, if it has been throttled at all.
+pub fn throttle_state(account_key: &str) -> Statement<ThrottleState> {
+    Statement::new("SELECT next_allowed_at FROM sign_in_throttle WHERE account_key = ?1", vec![text(account_key)])
+}
+
+/// Counts nobody touched for a day: the table holds only recent attempts, whatever emails
+/// were typed.
+pub fn forget_stale_attempts(now: i64) -> Statement {
+    Statement::new("DELETE FROM sign_in_throttle WHERE last_attempt_at < ?1", vec![integer(now - FORGET_AFTER_MS)])
+}
+
+/// An untrusted success: the account's count starts over.
+pub fn reset_attempts(account_key: &str) -> Statement {
+    Statement::new("DELETE FROM sign_in_throttle WHERE account_key = ?1", vec![text(account_key)])
+}
+
+/// A trusted device signed in: its failures are forgotten and its trust renewed.
+pub fn device_signed_in(device_hash: &str, now: i64) -> Statement {
+    Statement::new(
+        "UPDATE trusted_devices SET failures = 0, last_used_at = ?2 WHERE token_hash = ?1",
+        vec![text(device_hash), integer(now)],
+    )
+}
+
+/// A browser that just signed in (or up) becomes a trusted device of the account.
+pub fn insert_trusted_device(device_hash: &str, user_id: &str, now: i64) -> Statement {
+    Statement::new(
+        "INSERT INTO trusted_devices (token_hash, user_id, created_at, last_used_at, failures) VALUES (?1, ?2, ?3, ?3, 0)",
+        vec![text(device_hash), text(user_id), integer(now)],
+    )
+}
+
+/// Keeps the account's `DEVICES_PER_ACCOUNT` most recently used devices.
+pub fn forget_old_devices(user_id: &str, keep: i64) -> Statement {
+    Statement::new(
+        concat!(
+            "DELETE FROM trusted_devices WHERE user_id = ?1 AND token_hash NOT IN ",
+            "(SELECT token_hash FROM trusted_devices WHERE user_id = ?1 ORDER BY last_used_at DESC LIMIT ?2)"
+        ),
+        vec![text(user_id), integer(keep)],
+    )
+}
 
 pub fn insert_user(id: &str, email: &str, password_hash: &str, now: i64) -> Statement {
     Statement::new(

@@ -4,8 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::device::{COOKIE_NAME as DEVICE_COOKIE, DeviceToken};
 use crate::accounts::password::{UNKNOWN_ACCOUNT_HASH, Verification};
 use crate::accounts::session::{SessionAuth, clear_cookie};
+use crate::accounts::sql::SignInAttempt;
+use crate::accounts::throttle::{self, DEVICE_LIFETIME_MS, DEVICES_PER_ACCOUNT};
 use crate::accounts::{Email, Password, SessionToken, User, sql};
 use crate::caller::Caller;
 use crate::db::{Pipeline, Statement, StatementError};
@@ -93,14 +96,81 @@ fn with_cookies_cleared<P: Platform>(context: &Context<'_, P>, response: ApiResp
     }
 }
 
+/// The client address the runtime saw, the key of the per-client limits.
+fn client_address<'a, P: Platform>(context: &Context<'a, P>) -> &'a str {
+    context.request.client_ip.as_deref().unwrap_or("unknown")
+}
+
+/// Counts this request against `limiter`'s budget for `key`; over budget → `over`.
+///
+/// Fails closed: a limiter that cannot answer (binding missing or failing) refuses the request
+/// with 503. Failing open would silently drop the per-client limits — one address guessing
+/// across every account, or hashing sign-ups, without bound — and a missing binding would go
+/// unnoticed; refused, it shows at once (the release gate sees the 5xx), and what it costs is
+/// sign-in and sign-up availability while the limiter is down.
+async fn within_budget<P: Platform>(
+    context: &Context<'_, P>,
+    limiter: Limiter,
+    key: &str,
+    over: ApiError,
+) -> Result<(), ApiError> {
+    match context.platform.within_rate_limit(limiter, key).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(over),
+        Err(error) => {
+            context.platform.log(&format!("rate limiter {limiter:?} unavailable, request refused: {error}"));
+            Err(ApiError::RateLimiterUnavailable)
+        }
+    }
+}
+
+/// Untrusted sign-in attempts from one address, across all accounts (credential stuffing).
+async fn check_client_budget<P: Platform>(context: &Context<'_, P>) -> Result<(), ApiError> {
+    let key = format!("client:{}", client_address(context));
+    within_budget(context, Limiter::SignInPerClient, &key, ApiError::RateLimited).await
+}
+
+/// The device cookie the browser sent, if well-formed.
+fn device_token<P: Platform>(context: &Context<'_, P>) -> Option<DeviceToken> {
+    context.request.cookies(DEVICE_COOKIE).find_map(DeviceToken::parse)
+}
+
+/// Makes the browser a trusted device of `user_id`: the statements that store a new device
+/// token (keeping the account's most recent devices), and its cookie.
+fn new_device<P: Platform>(
+    context: &Context<'_, P>,
+    pipeline: &mut Pipeline,
+    user_id: &str,
+) -> Result<String, ApiError> {
+    let device = DeviceToken::from_random(context.random()?);
+    pipeline.push(sql::insert_trusted_device(&device.hash(), user_id, context.request.now_ms));
+    pipeline.push(sql::forget_old_devices(user_id, DEVICES_PER_ACCOUNT));
+    Ok(device.set_cookie(DEVICE_LIFETIME_MS / 1000))
+}
+
+/// Whole seconds from `now` until `at`, at least one: a `Retry-After` never says 0.
+fn seconds_until(at: i64, now: i64) -> u32 {
+    u32::try_from(((at - now).max(1) + 999) / 1000).unwrap_or(u32::MAX)
+}
+
 /// `POST /api/accounts` — sign up. Body `{"email", "password"}`. Answers `201 {"user"}` with
-/// the session cookie (and, in the services shape, the identity cookie).
-/// Errors: `400 invalid_email`, `400 weak_password` (8–128 characters), `409 email_taken`, the
-/// body errors, the database errors. [docs/api.md § Accounts](../../../../docs/api.md#accounts)
+/// the session cookie (and, in the services shape, the identity cookie) and a device cookie.
+/// Errors: `400 invalid_email`, `400 weak_password` (8–128 characters, not a common one),
+/// `409 email_taken`, `429 rate_limited` (sign-ups per client), `503 rate_limiter_unavailable`,
+/// the body errors, the database errors. [docs/api.md § Accounts](../../../../docs/api.md#accounts)
+///
+/// ASVS 5.0 6.2.4: the password is checked against the common list (`Password::parse`).
+/// ASVS 5.0 2.4.1: sign-ups are limited per client address before any hashing, so neither
+/// account creation nor Argon2's CPU is free to automate. The 409 does tell that an email has
+/// an account (ASVS 6.3.8, level 3, is not met): without a mail channel to send the outcome out
+/// of band, the same answer for both would leave a user who mistyped nothing to go on. The
+/// limit bounds that probing to the sign-up budget per address (docs/api.md says so).
 pub async fn sign_up<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let input: Credentials = context.json_body()?;
     let email = Email::parse(&input.email)?;
     let password = Password::parse(&input.password)?;
+    let key = format!("signup:{}", client_address(context));
+    within_budget(context, Limiter::SignUpPerClient, &key, ApiError::SignUpRateLimited).await?;
     let database = context.database()?;
     let password_hash = context.hasher().hash(&password, &context.random()?).map_err(|e| hash_failure(context, e))?;
     let user_id = new_id(context.random()?);
@@ -109,6 +179,7 @@ pub async fn sign_up<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespons
     let mut pipeline = Pipeline::write();
     let new_user = pipeline.push(sql::insert_user(&user_id, email.as_str(), &password_hash, now));
     pipeline.push(session);
+    let device_cookie = new_device(context, &mut pipeline, &user_id)?;
     match database.run(&pipeline).await {
         Err(error) if error.of_statement(new_user).is_some_and(StatementError::is_unique_violation) => {
             return Err(ApiError::EmailTaken);
@@ -116,38 +187,65 @@ pub async fn sign_up<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespons
         outcome => outcome?,
     };
     let user = User { id: user_id, email: email.as_str().to_string(), created_at: now };
-    Ok(with_session_cookie(context, user_response(201, &user)?, &token, &user.id))
-}
-
-/// Every attempt counts against both the account's and the client's budget, so guessing is
-/// slow whichever of the two an attacker varies.
-async fn check_sign_in_budget<P: Platform>(context: &Context<'_, P>, email: &str) -> Result<(), ApiError> {
-    let client = context.request.client_ip.as_deref().unwrap_or("unknown");
-    let account_ok = context.platform.within_rate_limit(Limiter::SignInPerAccount, &format!("account:{email}")).await;
-    let client_ok = context.platform.within_rate_limit(Limiter::SignInPerClient, &format!("client:{client}")).await;
-    if account_ok && client_ok { Ok(()) } else { Err(ApiError::RateLimited) }
+    let response = with_session_cookie(context, user_response(201, &user)?, &token, &user.id);
+    Ok(response.with_header("Set-Cookie", device_cookie))
 }
 
 /// `POST /api/sessions` — sign in. Body `{"email", "password"}`. Answers `200 {"user"}` with a
-/// new session cookie (and identity cookie); a session the client already had ends.
-/// Errors: `401 invalid_credentials` (never says which field), `429 rate_limited` with
-/// `Retry-After`, the body errors, the database errors. [docs/api.md § Accounts](../../../../docs/api.md#accounts)
+/// new session cookie (and identity cookie), and a device cookie; a session the client already
+/// had ends. Errors: `401 invalid_credentials` (never says which field), `429 rate_limited`
+/// with `Retry-After`, `503 rate_limiter_unavailable`, the body errors, the database errors.
+/// [docs/api.md § Accounts](../../../../docs/api.md#accounts)
+///
+/// ASVS 5.0 6.3.1 (and 6.1.1, documented in `accounts::throttle`): guessing is slowed per
+/// account (progressive, global) and per client address, and a device the owner signed in on
+/// before is held up by neither, so strangers' failures cannot lock the owner out. One write
+/// transaction on the primary checks and counts the attempt and reads the credentials: the same
+/// one round trip before hashing that the credentials read alone used to cost.
 pub async fn sign_in<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let input: Credentials = context.json_body()?;
-    let email_key = input.email.trim().to_lowercase();
-    check_sign_in_budget(context, &email_key).await?;
+    let device = device_token(context);
+    // Without a device cookie the attempt cannot be trusted: refuse an address over its budget
+    // before touching the database.
+    if device.is_none() {
+        check_client_budget(context).await?;
+    }
     let database = context.database()?;
-    // A malformed email cannot belong to an account; it still costs a verification, so the
-    // answer's timing says nothing about which field was wrong.
-    let credentials = match Email::parse(&input.email) {
-        // From the primary: a replica could still hold a password that was just changed.
-        Ok(email) => {
-            let mut pipeline = Pipeline::authoritative_read();
-            let credentials = pipeline.push(sql::user_credentials(email.as_str()));
-            database.run(&pipeline).await?.first(credentials)?
-        }
-        Err(_) => None,
+    let now = context.request.now_ms;
+    // A malformed email cannot belong to an account; it is still counted and still costs a
+    // verification, so neither the answer nor its timing tells which field was wrong.
+    let email =
+        Email::parse(&input.email).map_or_else(|_| input.email.trim().to_lowercase(), |e| e.as_str().to_string());
+    let attempt = SignInAttempt {
+        device_hash: device.as_ref().map(DeviceToken::hash),
+        email,
+        account_key: throttle::account_key(&input.email),
+        now,
     };
+    // On the primary (a write): a replica could still hold a password that was just changed,
+    // and the count must be one for every Worker.
+    let mut pipeline = Pipeline::write();
+    pipeline.push(sql::forget_stale_attempts(now));
+    let trusted = pipeline.push(sql::trusted_device(&attempt));
+    let admitted = pipeline.push(sql::admit_untrusted_attempt(&attempt));
+    pipeline.push(sql::count_trusted_attempt(&attempt));
+    let throttled = pipeline.push(sql::throttle_state(&attempt.account_key));
+    let credentials = pipeline.push(sql::user_credentials(&attempt.email));
+    let outcome = database.run(&pipeline).await?;
+    let trusted = outcome.first(trusted)?.is_some();
+    match (&attempt.device_hash, trusted) {
+        (Some(device_hash), true) => {
+            let key = format!("device:{device_hash}");
+            within_budget(context, Limiter::SignInPerDevice, &key, ApiError::RateLimited).await?;
+        }
+        (Some(_), false) => check_client_budget(context).await?,
+        (None, _) => {}
+    }
+    if !trusted && outcome.first(admitted)?.is_none() {
+        let next_allowed_at = outcome.first(throttled)?.map_or(now, |state| state.next_allowed_at);
+        return Err(ApiError::SignInPaused { retry_after_seconds: seconds_until(next_allowed_at, now) });
+    }
+    let credentials = outcome.first(credentials)?;
     let stored_hash = credentials.as_ref().map_or(UNKNOWN_ACCOUNT_HASH, |found| found.password_hash.as_str());
     let hasher = context.hasher();
     let verification = hasher.verify(&input.password, stored_hash);
@@ -158,18 +256,31 @@ pub async fn sign_in<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespons
     let (token, session) = new_session(context, &user.id)?;
     let mut pipeline = Pipeline::write();
     pipeline.push(session);
-    if verification == Verification::MatchNeedsRehash
-        && let Ok(password) = Password::parse(&input.password)
-    {
+    if verification == Verification::MatchNeedsRehash {
+        let password = Password::verified(&input.password);
         let rehashed = hasher.hash(&password, &context.random()?).map_err(|e| hash_failure(context, e))?;
-        pipeline.push(sql::update_password_hash(&user.id, &rehashed, context.request.now_ms));
+        pipeline.push(sql::update_password_hash(&user.id, &rehashed, now));
     }
     // A session the client already had is replaced, not kept beside the new one.
     if let Some(previous) = context.request.session_token() {
         pipeline.push(sql::delete_session(&previous.hash()));
     }
+    let device_cookie = match (&attempt.device_hash, trusted) {
+        (Some(device_hash), true) => {
+            pipeline.push(sql::device_signed_in(device_hash, now));
+            None
+        }
+        _ => {
+            pipeline.push(sql::reset_attempts(&attempt.account_key));
+            Some(new_device(context, &mut pipeline, &user.id)?)
+        }
+    };
     database.run(&pipeline).await?;
-    Ok(with_session_cookie(context, user_response(200, &user)?, &token, &user.id))
+    let response = with_session_cookie(context, user_response(200, &user)?, &token, &user.id);
+    Ok(match device_cookie {
+        Some(cookie) => response.with_header("Set-Cookie", cookie),
+        None => response,
+    })
 }
 
 /// `DELETE /api/sessions/current` — sign out. No body. Answers `204` with the cookies cleared.
@@ -208,17 +319,20 @@ pub async fn me<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, Ap
 }
 
 /// The signed-in user's id once `password` is proven to be theirs: read from the primary (a
-/// replica could hold a password that was just changed) and rate-limited like sign-in.
+/// replica could hold a password that was just changed). Limited per session, never per
+/// account (ASVS 5.0 6.3.1): a stranger's failed sign-ins cannot stop the owner from changing
+/// the password or deleting the account, and a stolen session guesses slowly.
 async fn confirm_password<P: Platform>(
     context: &Context<'_, P>,
     database: &Database<'_, P>,
     auth: &SessionAuth,
     password: &str,
 ) -> Result<String, ApiError> {
+    let key = format!("session:{}", auth.token_hash);
+    within_budget(context, Limiter::SignInPerDevice, &key, ApiError::RateLimited).await?;
     let mut pipeline = Pipeline::authoritative_read();
     let credentials = pipeline.push(sql::session_credentials(auth));
     let credentials = database.run(&pipeline).await?.first(credentials)?.ok_or(ApiError::Unauthenticated)?;
-    check_sign_in_budget(context, &credentials.user.email).await?;
     if context.hasher().verify(password, &credentials.password_hash) == Verification::Mismatch {
         return Err(ApiError::InvalidCredentials);
     }
@@ -228,8 +342,10 @@ async fn confirm_password<P: Platform>(
 /// `PUT /api/me/password` — change the password. Body `{"current_password", "new_password"}`.
 /// Answers `204` with a new session cookie; every other session of the account ends.
 /// Errors: `401 unauthenticated`, `401 invalid_credentials`, `400 weak_password`,
-/// `429 rate_limited`, the body errors, the database errors.
+/// `429 rate_limited`, `503 rate_limiter_unavailable`, the body errors, the database errors.
 /// [docs/api.md § Accounts](../../../../docs/api.md#accounts)
+///
+/// ASVS 5.0 6.2.4: the new password is checked against the common list (`Password::parse`).
 pub async fn change_password<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let input: PasswordChange = context.json_body()?;
     let (_, auth) = context.session()?;

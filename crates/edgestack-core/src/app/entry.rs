@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::health::{DatabaseStatus, EntryHealthReport, HealthReport, ServiceHealth, ServicesHealth};
 use crate::region::{DEV_REGION_HEADER, RequestRegion};
-use crate::routes::Route;
+use crate::routes::{Method, Route};
 use crate::services::Service;
 use crate::services::identity::{IDENTITY_COOKIE, IDENTITY_HEADER, clear_identity_cookie, set_identity_cookie};
 use crate::services::internal_api::{self, InternalRequest, IssuedIdentity};
@@ -17,6 +17,26 @@ use super::{ApiRequest, ApiResponse, Context, Platform, ServiceRequest};
 /// Request headers that belong to one hop, or that only the entry may set.
 const NOT_FORWARDED: &[&str] =
     &["host", "content-length", "connection", "transfer-encoding", IDENTITY_HEADER, internal_api::VERSION_HEADER];
+
+/// How fresh the identity a notes request travels with must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Freshness {
+    /// A read: the browser's identity cookie while it is valid (up to its lifetime after the
+    /// session ended — the documented read bound).
+    Cached,
+    /// A state change: the session checked by `accounts` now, on its nearest replica — refused
+    /// once that replica has the sign-out, as the single Worker refuses a read (ASVS 5.0 7.4.1).
+    Checked,
+}
+
+impl Freshness {
+    fn of(method: Method) -> Self {
+        match method {
+            Method::Get | Method::Head | Method::Options => Self::Cached,
+            _ => Self::Checked,
+        }
+    }
+}
 
 /// How the identity for a notes request was found.
 enum IdentityOutcome {
@@ -50,7 +70,7 @@ pub async fn forward<P: Platform>(platform: &P, config: &Config, request: &ApiRe
     let mut extra_db_requests = 0;
     let mut set_cookie = None;
     if service == Service::Notes && needs_identity(route) {
-        match identity(platform, config, request).await {
+        match identity(platform, config, request, Freshness::of(request.method)).await {
             IdentityOutcome::Cookie(token) => {
                 timing.push("identity;desc=cookie".to_string());
                 outgoing = outgoing.with_header(IDENTITY_HEADER, token);
@@ -105,11 +125,21 @@ fn query_suffix(query: &str) -> String {
     if query.is_empty() { String::new() } else { format!("?{query}") }
 }
 
-async fn identity<P: Platform>(platform: &P, config: &Config, request: &ApiRequest) -> IdentityOutcome {
+/// The caller's identity for a notes request: from the cookie when `freshness` allows and it
+/// is valid for the session, else signed by `accounts` after checking the session (one hop,
+/// one accounts replica read; writes always take it, so a revoked session cannot write for
+/// the rest of its identity's lifetime).
+async fn identity<P: Platform>(
+    platform: &P,
+    config: &Config,
+    request: &ApiRequest,
+    freshness: Freshness,
+) -> IdentityOutcome {
     let Some(session) = request.session_token() else {
         return IdentityOutcome::Anonymous;
     };
-    if let Some(verifier) = &config.identity_verifier
+    if freshness == Freshness::Cached
+        && let Some(verifier) = &config.identity_verifier
         && let Some(token) = request
             .cookies(IDENTITY_COOKIE)
             .find(|token| verifier.verify_for_session(token, &session.hash(), request.now_ms).is_ok())

@@ -164,11 +164,17 @@ impl ServiceRequest {
     }
 }
 
-/// The rate limits the API applies.
+/// The rate limits the API applies through the runtime's limiter (per key, per window). The
+/// per-account sign-in limit is not one of them: it lives in the accounts database, global and
+/// progressive (`accounts::throttle`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limiter {
-    SignInPerAccount,
+    /// Untrusted sign-in attempts from one client address, whatever the account.
     SignInPerClient,
+    /// Sign-in attempts from one trusted device, and password confirmations in one session.
+    SignInPerDevice,
+    /// Sign-ups from one client address.
+    SignUpPerClient,
 }
 
 /// The request headers the API reads — all it is given: reading every header of a request costs
@@ -288,8 +294,9 @@ pub trait Platform {
     /// `write.value` gives at that moment. KV takes one write per second per key, so a refused
     /// write is retried once, a second later, with the value computed again.
     fn kv_put_in_background(&self, write: KvWrite);
-    /// `true` when `key` is still within `limiter`'s budget. Counts this call.
-    async fn within_rate_limit(&self, limiter: Limiter, key: &str) -> bool;
+    /// `Ok(true)` when `key` is still within `limiter`'s budget. Counts this call. `Err` when the
+    /// limiter could not answer (no binding, the binding failed): callers refuse the request.
+    async fn within_rate_limit(&self, limiter: Limiter, key: &str) -> Result<bool, String>;
     /// Waits; used only by the injected `slow` fault.
     async fn sleep(&self, milliseconds: u32);
     /// Sends a pipeline after the response, without delaying it.

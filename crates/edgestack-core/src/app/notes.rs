@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::cache::CacheKey;
 use crate::caller::Caller;
-use crate::db::{FromRow, Pipeline, Statement};
+use crate::db::{FromRow, Pipeline, PipelineOutcome, Statement};
 use crate::error::ApiError;
 use crate::ids::new_id;
 use crate::notes::{Cursor, NewNote, NoteChanges, PageRequest, PublicNote, sql};
@@ -27,19 +27,19 @@ struct NotePage<T> {
     next_cursor: Option<String>,
 }
 
-/// Runs `statement` for the caller, after the caller's check (so a signed-out caller gets a
-/// 401, not an empty answer); a session caller's write also records activity, a read does when
-/// it is due. Returns `statement`'s rows.
-async fn for_caller<P: Platform, R: FromRow>(
+/// Runs the statements `push` adds for the caller, after the caller's check (so a signed-out
+/// caller gets a 401, not an empty answer); a session caller's write also records activity, a
+/// read does when it is due. Returns the outcome and what `push` returned (its handles).
+async fn for_caller<P: Platform, T>(
     context: &Context<'_, P>,
     database: &Database<'_, P>,
     caller: &Caller,
-    statement: Statement<R>,
     write: bool,
-) -> Result<Vec<R>, ApiError> {
+    push: impl FnOnce(&mut Pipeline) -> T,
+) -> Result<(PipelineOutcome, T), ApiError> {
     let mut pipeline = if write { Pipeline::write() } else { Pipeline::read() };
     let check = pipeline.push(caller.check());
-    let rows = pipeline.push(statement);
+    let handles = push(&mut pipeline);
     if let (true, Some(touch)) = (write, caller.touch()) {
         pipeline.push(touch);
     }
@@ -48,20 +48,36 @@ async fn for_caller<P: Platform, R: FromRow>(
     if !write {
         context.record_activity_if_stale(database, caller, acting.last_seen_at);
     }
+    Ok((outcome, handles))
+}
+
+/// The rows of one statement run for the caller ([`for_caller`]).
+async fn rows_for_caller<P: Platform, R: FromRow>(
+    context: &Context<'_, P>,
+    database: &Database<'_, P>,
+    caller: &Caller,
+    statement: Statement<R>,
+    write: bool,
+) -> Result<Vec<R>, ApiError> {
+    let (outcome, rows) = for_caller(context, database, caller, write, |pipeline| pipeline.push(statement)).await?;
     Ok(outcome.read(rows)?)
 }
 
 /// `POST /api/notes` — create a note. Body `{"title", "body", "published"?: bool}`. Answers
-/// `201 {"note"}`. Errors: `400 invalid_title` (1–200 characters), `400 invalid_body_text`
-/// (at most 20,000), `401 unauthenticated`, the body errors, the database errors. [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
+/// `201 {"note"}`. Errors: `400 invalid_title` (1–200 characters, no control characters),
+/// `400 invalid_body_text` (at most 20,000; no control characters but tabs and line breaks),
+/// `403 quota_exceeded` (1,000 notes or 5 MiB of text per account, `notes::quota`),
+/// `401 unauthenticated`, the body errors, the database errors. [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
+///
+/// ASVS 5.0 2.4.1: the quota is checked in the insert itself, so it costs no round trip.
 pub async fn create<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let note = NewNote::parse(context.json_body()?)?;
     let caller = context.caller()?;
     let database = context.database()?;
     let id = new_id(context.random()?);
-    let created = for_caller(context, &database, &caller, sql::create(&caller, &id, &note), true).await?;
-    // The insert selects the owner from the caller: no row means the caller is not signed in.
-    let created = created.into_iter().next().ok_or(ApiError::Unauthenticated)?;
+    let created = rows_for_caller(context, &database, &caller, sql::create(&caller, &id, &note), true).await?;
+    // The caller may act (checked above), so no row means the quota refused the insert.
+    let created = created.into_iter().next().ok_or(ApiError::NoteQuotaExceeded)?;
     ApiResponse::json(201, &NoteBody { note: created })
 }
 
@@ -73,7 +89,7 @@ pub async fn list_mine<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespo
     let caller = context.caller()?;
     let database = context.database()?;
     let statement = sql::list_mine(&caller, &page.start(), page.fetch_limit());
-    let notes = for_caller(context, &database, &caller, statement, false).await?;
+    let notes = rows_for_caller(context, &database, &caller, statement, false).await?;
     let (notes, next_cursor) = page.finish(notes, |note| Cursor { timestamp: note.created_at, id: note.id.clone() });
     ApiResponse::json(200, &NotePage { notes, next_cursor })
 }
@@ -84,7 +100,7 @@ pub async fn list_mine<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespo
 pub async fn get_mine<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
     let caller = context.caller()?;
     let database = context.database()?;
-    let notes = for_caller(context, &database, &caller, sql::get_mine(&caller, id), false).await?;
+    let notes = rows_for_caller(context, &database, &caller, sql::get_mine(&caller, id), false).await?;
     let note = notes.into_iter().next().ok_or(ApiError::NoSuchNote)?;
     ApiResponse::json(200, &NoteBody { note })
 }
@@ -97,18 +113,28 @@ async fn owner_write<P: Platform, R: FromRow>(
 ) -> Result<Option<R>, ApiError> {
     let caller = context.caller()?;
     let database = context.database()?;
-    let rows = for_caller(context, &database, &caller, statement(&caller), true).await?;
+    let rows = rows_for_caller(context, &database, &caller, statement(&caller), true).await?;
     Ok(rows.into_iter().next())
 }
 
 /// `PATCH /api/notes/{id}` — change a note's title, body or both. Body `{"title"?, "body"?}`.
 /// Answers `200 {"note"}`. Errors: `400 invalid_title`, `400 invalid_body_text`,
-/// `400 nothing_to_change`, `404 not_found`, `401 unauthenticated`, the body errors, the
-/// database errors. [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
+/// `400 nothing_to_change`, `403 quota_exceeded` (the change would grow the account's text past
+/// 5 MiB), `404 not_found`, `401 unauthenticated`, the body errors, the database errors.
+/// [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
 pub async fn update<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
     let changes = NoteChanges::parse(context.json_body()?)?;
-    let note = owner_write(context, |caller| sql::update_mine(caller, id, &changes)).await?;
-    let note = note.ok_or(ApiError::NoSuchNote)?;
+    let caller = context.caller()?;
+    let database = context.database()?;
+    let (outcome, (owned, updated)) = for_caller(context, &database, &caller, true, |pipeline| {
+        (pipeline.push(sql::owns(&caller, id)), pipeline.push(sql::update_mine(&caller, id, &changes)))
+    })
+    .await?;
+    let note = match (outcome.first(updated)?, outcome.first(owned)?) {
+        (Some(note), _) => note,
+        (None, Some(_)) => return Err(ApiError::NoteQuotaExceeded),
+        (None, None) => return Err(ApiError::NoSuchNote),
+    };
     if note.published {
         invalidate_note(context, id);
     }

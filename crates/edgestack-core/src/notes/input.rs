@@ -42,9 +42,9 @@ pub struct NoteChanges {
 /// Which rule a note's input broke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoteInputError {
-    /// Empty (after trimming) or over `MAX_TITLE_CHARS`.
+    /// Empty (after trimming), over `MAX_TITLE_CHARS`, or holding a control character.
     InvalidTitle,
-    /// Over `MAX_BODY_CHARS`.
+    /// Over `MAX_BODY_CHARS`, or holding a control character other than tab and line breaks.
     InvalidBodyText,
     /// A change with neither a title nor a body.
     NothingToChange,
@@ -53,24 +53,41 @@ pub enum NoteInputError {
 impl fmt::Display for NoteInputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::InvalidTitle => write!(f, "a title has 1 to {MAX_TITLE_CHARS} characters"),
-            Self::InvalidBodyText => write!(f, "a note's body has at most {MAX_BODY_CHARS} characters"),
+            Self::InvalidTitle => {
+                write!(f, "a title has 1 to {MAX_TITLE_CHARS} characters and no control characters")
+            }
+            Self::InvalidBodyText => write!(
+                f,
+                "a note's body has at most {MAX_BODY_CHARS} characters and no control characters but tabs and line breaks"
+            ),
             Self::NothingToChange => f.write_str("send a title, a body, or both"),
         }
     }
 }
 
+/// Characters that change how the text around them is shown without being text: the bidi
+/// embeddings, overrides and isolates (a title shown in a list could otherwise reverse what
+/// follows it on the page).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A title is one line of text (ASVS 5.0 2.2.1: input is validated against what it is for): no
+/// control character at all (NUL, line breaks, escapes: `char::is_control`, Unicode's Cc) and
+/// no bidi control.
 fn title(value: &str) -> Result<String, NoteInputError> {
     let value = value.trim();
     let chars = value.chars().count();
-    if chars == 0 || chars > MAX_TITLE_CHARS {
+    if chars == 0 || chars > MAX_TITLE_CHARS || value.chars().any(|c| c.is_control() || is_bidi_control(c)) {
         return Err(NoteInputError::InvalidTitle);
     }
     Ok(value.to_string())
 }
 
+/// A body is text of several lines: tabs and line breaks are its only control characters.
 fn body(value: &str) -> Result<String, NoteInputError> {
-    if value.chars().count() > MAX_BODY_CHARS {
+    let stray_control = value.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'));
+    if value.chars().count() > MAX_BODY_CHARS || stray_control {
         return Err(NoteInputError::InvalidBodyText);
     }
     Ok(value.to_string())
@@ -129,6 +146,31 @@ mod tests {
         assert_eq!(new_note(&long_title).unwrap_err(), "invalid_title");
         let long_body = format!(r#"{{"title": "t", "body": "{}"}}"#, "x".repeat(20_001));
         assert_eq!(new_note(&long_body).unwrap_err(), "invalid_body_text");
+    }
+
+    #[test]
+    fn titles_hold_no_control_characters_and_bodies_only_tabs_and_line_breaks() {
+        for title in [
+            "a\u{0}b",
+            "line\nbreak",
+            "tab\there",
+            "bell\u{7}",
+            "del\u{7f}",
+            "c1\u{85}c1",
+            "rlo\u{202e}txt",
+            "iso\u{2067}",
+        ] {
+            let json = serde_json::json!({ "title": title }).to_string();
+            assert_eq!(new_note(&json).unwrap_err(), "invalid_title", "{title:?}");
+            let json = serde_json::json!({ "title": title }).to_string();
+            assert_eq!(changes(&json).unwrap_err(), "invalid_title", "{title:?}");
+        }
+        let fine = serde_json::json!({"title": "Zoë’s «notes» ✓ — 日本語", "body": "line one\r\nline two\n\tindented"});
+        assert!(new_note(&fine.to_string()).is_ok());
+        for body in ["nul\u{0}", "escape\u{1b}[31m", "form\u{c}feed"] {
+            let json = serde_json::json!({ "title": "t", "body": body }).to_string();
+            assert_eq!(new_note(&json).unwrap_err(), "invalid_body_text", "{body:?}");
+        }
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! Notes: input rules, pagination cursors, the SQL each operation runs, and the JSON shapes.
+//! Notes: input rules, pagination cursors, quotas, the SQL each operation runs, and the JSON
+//! shapes.
 
 mod input;
 pub mod page;
+pub mod quota;
 pub mod sql;
 
 pub use input::{NewNote, NewNoteBody, NoteChanges, NoteChangesBody, NoteInputError};
@@ -66,6 +68,20 @@ impl FromRow for PublicNote {
             body: row.text("body")?.to_string(),
             published_at: row.integer("published_at")?,
         })
+    }
+}
+
+/// A note the caller owns, by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoteId {
+    pub id: String,
+}
+
+impl FromRow for NoteId {
+    const COLUMNS: &'static [&'static str] = &["id"];
+
+    fn from_row(row: Row<'_>) -> Option<Self> {
+        Some(Self { id: row.text("id")?.to_string() })
     }
 }
 

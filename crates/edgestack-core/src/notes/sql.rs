@@ -6,7 +6,8 @@
 
 use crate::caller::Caller;
 use crate::db::{Statement, integer, optional_text, text};
-use crate::notes::{Cursor, DeletedNote, NewNote, Note, NoteChanges, PublicNote};
+use crate::notes::quota::{MAX_BYTES, MAX_NOTES};
+use crate::notes::{Cursor, DeletedNote, NewNote, Note, NoteChanges, NoteId, PublicNote};
 
 /// The columns [`Note`] reads, as SQL.
 macro_rules! note_columns {
@@ -21,13 +22,25 @@ fn caller_args(caller: &Caller, own: impl IntoIterator<Item = crate::db::Value>)
     args
 }
 
+/// The bytes a note's title and body take (UTF-8), as `note_usage`'s triggers count them.
+macro_rules! note_bytes {
+    ($title:expr, $body:expr) => {
+        concat!("length(CAST(", $title, " AS BLOB)) + length(CAST(", $body, " AS BLOB))")
+    };
+}
+
+/// Creates the note unless the owner already holds `notes::quota`'s limit of notes or bytes
+/// (ASVS 5.0 2.4.1); no row then, although the caller may act.
 pub fn create(caller: &Caller, id: &str, note: &NewNote) -> Statement<Note> {
     let published_at = if note.published { integer(caller.now()) } else { crate::db::null() };
     let sql = caller_sql!(caller;
         "INSERT INTO notes (id, owner_id, title, body, published_at, created_at, updated_at) ",
         "SELECT ?4, owner.id, ?5, ?6, ?7, ?2, ?2 FROM (SELECT ";
-        " AS id) AS owner WHERE owner.id IS NOT NULL RETURNING ", note_columns!());
-    Statement::new(sql, caller_args(caller, [text(id), text(&note.title), text(&note.body), published_at]))
+        " AS id) AS owner WHERE owner.id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM note_usage u ",
+        "WHERE u.owner_id = owner.id AND (u.notes >= ?8 OR u.bytes + ", note_bytes!("?5", "?6"), " > ?9)) ",
+        "RETURNING ", note_columns!());
+    let own = [text(id), text(&note.title), text(&note.body), published_at, integer(MAX_NOTES), integer(MAX_BYTES)];
+    Statement::new(sql, caller_args(caller, own))
 }
 
 pub fn list_mine(caller: &Caller, after: &Cursor, fetch_limit: i64) -> Statement<Note> {
@@ -42,12 +55,24 @@ pub fn get_mine(caller: &Caller, id: &str) -> Statement<Note> {
     Statement::new(sql, caller_args(caller, [text(id)]))
 }
 
+/// A row when the caller owns note `id`: tells a change the quota refused from a missing note.
+pub fn owns(caller: &Caller, id: &str) -> Statement<NoteId> {
+    let sql = caller_sql!(caller; "SELECT id FROM notes WHERE id = ?4 AND owner_id = "; "");
+    Statement::new(sql, caller_args(caller, [text(id)]))
+}
+
+/// Changes the note unless that grows the owner's text past `notes::quota::MAX_BYTES`
+/// (ASVS 5.0 2.4.1); a change that does not grow it always passes.
 pub fn update_mine(caller: &Caller, id: &str, changes: &NoteChanges) -> Statement<Note> {
     let sql = caller_sql!(caller;
         "UPDATE notes SET title = coalesce(?5, title), body = coalesce(?6, body), updated_at = ?2 ",
         "WHERE id = ?4 AND owner_id = ";
+        " AND (", note_bytes!("coalesce(?5, title)", "coalesce(?6, body)"), " <= ", note_bytes!("title", "body"),
+        " OR coalesce((SELECT bytes FROM note_usage WHERE owner_id = notes.owner_id), 0) - (",
+        note_bytes!("title", "body"), ") + ", note_bytes!("coalesce(?5, title)", "coalesce(?6, body)"), " <= ?7)",
         " RETURNING ", note_columns!());
-    let own = [text(id), optional_text(changes.title.as_ref()), optional_text(changes.body.as_ref())];
+    let own =
+        [text(id), optional_text(changes.title.as_ref()), optional_text(changes.body.as_ref()), integer(MAX_BYTES)];
     Statement::new(sql, caller_args(caller, own))
 }
 
@@ -126,6 +151,7 @@ mod tests {
             of(create(caller, "id", &note)),
             of(list_mine(caller, &cursor, 10)),
             of(get_mine(caller, "id")),
+            (owns(caller, "id").sql, owns(caller, "id").args.len()),
             of(update_mine(caller, "id", &changes)),
             of(set_published(caller, "id", true)),
             of(set_published(caller, "id", false)),

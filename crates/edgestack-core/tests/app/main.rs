@@ -6,6 +6,7 @@
 
 mod support;
 
+mod abuse;
 mod accounts;
 mod cache_consistency;
 mod client_headers;

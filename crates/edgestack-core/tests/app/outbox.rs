@@ -67,17 +67,21 @@ fn account_deletion_reaches_the_notes_service_after_it_recovers() {
     assert_eq!(stack.query_text("notes", "SELECT user_id FROM deleted_owners"), std::slice::from_ref(&user_id));
     let public_copy = stack.send(reader.get(&format!("/api/public/notes/{note}")).send());
     assert_eq!(public_copy.status(), 404, "the public copy is gone, cache included ({})", public_copy.cache_status());
-    // The deleted user's identity is still within its lifetime, but notes refuses it now.
-    let replay = stack.send(
+    // The deleted user's identity is still within its lifetime, but notes refuses it now. A read
+    // travels with it (a write would have its session checked by accounts first).
+    let stale_cookies = format!("{SESSION_COOKIE}={stale_session}; {IDENTITY_COOKIE}={stale_identity}");
+    let replay = stack.send(stack.client("na").get("/api/notes").header("cookie", &stale_cookies).send());
+    assert_eq!(replay.timing("identity"), ["cookie"], "the entry still accepts the unexpired identity");
+    assert_eq!(replay.status(), 401, "{}", replay.text());
+    let write = stack.send(
         stack
             .client("na")
             .post("/api/notes")
-            .header("cookie", &format!("{SESSION_COOKIE}={stale_session}; {IDENTITY_COOKIE}={stale_identity}"))
+            .header("cookie", &stale_cookies)
             .json(json!({"title": "from beyond"}))
             .send(),
     );
-    assert_eq!(replay.timing("identity"), ["cookie"], "the entry still accepts the unexpired identity");
-    assert_eq!(replay.status(), 401, "{}", replay.text());
+    assert_eq!((write.status(), write.timing("identity")), (401, vec!["none".to_string()]), "{}", write.text());
     assert_eq!(notes_of(&stack, &user_id), Vec::<String>::new());
     assert_eq!(stack.run_deletion_cron(), (0, 0), "nothing left to deliver");
 }

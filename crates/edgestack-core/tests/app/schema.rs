@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use devdb::sim::Cluster;
 use edgestack_core::accounts::session::SessionAuth;
-use edgestack_core::accounts::sql as accounts_sql;
+use edgestack_core::accounts::sql::{self as accounts_sql, SignInAttempt};
 use edgestack_core::caller::Caller;
 use edgestack_core::db::{FromRow, Statement};
 use edgestack_core::notes::{Cursor, NewNote, NoteChanges, sql as notes_sql};
@@ -39,9 +39,16 @@ fn verified_caller() -> Caller {
     Caller::Verified { user_id: "user".into(), now: 2_000, valid_until: 3_000 }
 }
 
-/// The `users`, `sessions` statements: in the single Worker's database and in `accounts`'.
+/// The `users`, `sessions`, `sign_in_throttle`, `trusted_devices` statements: in the single
+/// Worker's database and in `accounts`'.
 fn account_statements() -> Vec<Built> {
     let auth = SessionAuth { token_hash: "hash".into(), now: 2_000, active_since: 1_000 };
+    let attempt = SignInAttempt {
+        device_hash: Some("hash".into()),
+        email: "a@b.c".into(),
+        account_key: "key".into(),
+        now: 2_000,
+    };
     vec![
         built("accounts::sql::insert_user", accounts_sql::insert_user("id", "a@b.c", "hash", 1)),
         built("accounts::sql::insert_session", accounts_sql::insert_session("hash", "id", 1, 2)),
@@ -53,6 +60,15 @@ fn account_statements() -> Vec<Built> {
         built("accounts::sql::delete_user_sessions", accounts_sql::delete_user_sessions("id")),
         built("accounts::sql::session_credentials", accounts_sql::session_credentials(&auth)),
         built("accounts::sql::delete_user", accounts_sql::delete_user("id")),
+        built("accounts::sql::trusted_device", accounts_sql::trusted_device(&attempt)),
+        built("accounts::sql::admit_untrusted_attempt", accounts_sql::admit_untrusted_attempt(&attempt)),
+        built("accounts::sql::count_trusted_attempt", accounts_sql::count_trusted_attempt(&attempt)),
+        built("accounts::sql::throttle_state", accounts_sql::throttle_state("key")),
+        built("accounts::sql::forget_stale_attempts", accounts_sql::forget_stale_attempts(2_000)),
+        built("accounts::sql::reset_attempts", accounts_sql::reset_attempts("key")),
+        built("accounts::sql::device_signed_in", accounts_sql::device_signed_in("hash", 1)),
+        built("accounts::sql::insert_trusted_device", accounts_sql::insert_trusted_device("hash", "id", 1)),
+        built("accounts::sql::forget_old_devices", accounts_sql::forget_old_devices("id", 20)),
     ]
 }
 
@@ -77,6 +93,7 @@ fn caller_statements(caller: &Caller, form: &str) -> Vec<Built> {
         built(&name("notes::sql::create"), notes_sql::create(caller, "id", &note)),
         built(&name("notes::sql::list_mine"), notes_sql::list_mine(caller, &after, 21)),
         built(&name("notes::sql::get_mine"), notes_sql::get_mine(caller, "id")),
+        built(&name("notes::sql::owns"), notes_sql::owns(caller, "id")),
         built(&name("notes::sql::update_mine"), notes_sql::update_mine(caller, "id", &changes)),
         built(&name("notes::sql::set_published"), notes_sql::set_published(caller, "id", true)),
         built(&name("notes::sql::set_published"), notes_sql::set_published(caller, "id", false)),

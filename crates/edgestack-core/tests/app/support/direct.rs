@@ -107,7 +107,7 @@ impl Stack {
 
     /// A client whose requests reach `worker` itself, as another Worker's binding would.
     pub fn client_of(&self, worker: Rc<Worker>) -> Client {
-        Client { front: worker, cookies: Default::default(), region: None }
+        Client { front: worker, cookies: Default::default(), region: None, address: String::new() }
     }
 
     /// One run of the accounts Worker's cron (`scheduled`): `(delivered, still pending)`.

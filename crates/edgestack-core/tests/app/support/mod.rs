@@ -166,7 +166,7 @@ impl Stack {
     /// `region` in the development region header, as the local stack's clients do.
     pub fn client(&self, location: &'static str) -> Client {
         let front = self.locations.get(location).unwrap_or_else(|| panic!("no location {location}")).front.clone();
-        Client { front, cookies: Rc::default(), region: None }
+        Client { front, cookies: Rc::default(), region: None, address: next_client_address() }
     }
 
     /// The first location's browser naming `region` in the override header.
@@ -196,12 +196,27 @@ impl Stack {
     }
 }
 
-/// One browser: cookies as the browser would keep them (`Max-Age=0` deletes), a region header.
+/// One browser: cookies as the browser would keep them (`Max-Age=0` deletes), a region header,
+/// and its own address (`cf-connecting-ip`, as the edge sets it; none for a service called
+/// directly), so per-client rate limits count each browser apart unless a test names one.
 #[derive(Clone)]
 pub struct Client {
     front: Rc<Worker>,
     cookies: Rc<RefCell<BTreeMap<String, String>>>,
     pub region: Option<&'static str>,
+    pub address: String,
+}
+
+/// A new documentation-range address (RFC 5737) per browser.
+fn next_client_address() -> String {
+    thread_local! {
+        static NEXT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+    let n = NEXT.with(|next| {
+        next.set(next.get() + 1);
+        next.get()
+    });
+    format!("198.51.{}.{}", (n / 250) % 250, n % 250 + 1)
 }
 
 /// A request a `Client` is about to send.
@@ -239,6 +254,10 @@ impl Call {
         }
         if let Some(region) = client.region {
             headers.push(("x-edgestack-region".to_string(), region.to_string()));
+        }
+        if !client.address.is_empty() && !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("cf-connecting-ip"))
+        {
+            headers.push(("cf-connecting-ip".to_string(), client.address.clone()));
         }
         let request = client.front.api_request(method, &path, &headers, body);
         let response = client.front.handle(request).await;

@@ -52,12 +52,23 @@ pub struct Net {
     pub logs: RefCell<Vec<String>>,
     /// One-way latency of a KV operation.
     pub kv_latency_ms: Cell<f64>,
+    /// Every rate limiter answers an error (a missing or failing binding).
+    pub rate_limiter_down: Cell<bool>,
 }
 
 /// A KV read slower than this is abandoned for the database (as the worker does).
 const KV_DEADLINE_MS: f64 = 200.0;
 /// Rate-limit windows, as in wrangler.toml.
 const RATE_LIMIT_PERIOD_MS: f64 = 60_000.0;
+
+/// Each limiter's budget per window, as in wrangler.toml's `[[ratelimits]]`.
+pub fn rate_limit(limiter: Limiter) -> usize {
+    match limiter {
+        Limiter::SignInPerClient => 30,
+        Limiter::SignInPerDevice => 10,
+        Limiter::SignUpPerClient => 5,
+    }
+}
 
 impl Net {
     pub fn new(clock: Clock, seed: u64) -> Self {
@@ -70,6 +81,7 @@ impl Net {
             random: Cell::new(seed),
             logs: RefCell::default(),
             kv_latency_ms: Cell::new(2.0),
+            rate_limiter_down: Cell::new(false),
         }
     }
 
@@ -338,17 +350,17 @@ impl Platform for Worker {
         });
     }
 
-    async fn within_rate_limit(&self, limiter: Limiter, key: &str) -> bool {
-        let limit = match limiter {
-            Limiter::SignInPerAccount => 5,
-            Limiter::SignInPerClient => 30,
-        };
+    async fn within_rate_limit(&self, limiter: Limiter, key: &str) -> Result<bool, String> {
+        if self.net.rate_limiter_down.get() {
+            return Err("rate limiter unavailable (injected)".to_string());
+        }
+        let limit = rate_limit(limiter);
         let now = self.now_ms();
         let mut limits = self.limits.borrow_mut();
         let attempts = limits.entry((format!("{limiter:?}"), key.to_string())).or_default();
         attempts.retain(|at| now - at < RATE_LIMIT_PERIOD_MS);
         attempts.push(now);
-        attempts.len() <= limit
+        Ok(attempts.len() <= limit)
     }
 
     async fn sleep(&self, milliseconds: u32) {

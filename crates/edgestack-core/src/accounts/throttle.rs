@@ -1,0 +1,78 @@
+//! How password guessing is slowed without letting a stranger lock the owner out (ASVS 5.0
+//! 6.1.1: the controls, how they are configured, and how they prevent malicious lockout;
+//! 6.3.1: the controls themselves). docs/api.md § Sign-in limits says the same for clients.
+//!
+//! An attempt is *trusted* when the browser holds a device cookie (`device`) that this account
+//! signed in with before and that has failed fewer than [`DEVICE_MAX_FAILURES`] times since its
+//! last success; otherwise it is *untrusted*. Every attempt counts, before the password is
+//! checked, against exactly one budget:
+//!
+//! - **Untrusted attempts, per account** (global, in the accounts database): the first
+//!   [`FREE_ATTEMPTS`] are immediate; after the n-th more, the next waits
+//!   `FIRST_DELAY_MS × 2^(n − FREE_ATTEMPTS)`, at most [`MAX_DELAY_MS`] (429 with the exact
+//!   `Retry-After`, answered before any hashing). A refused attempt does not count, so
+//!   hammering does not lengthen the pause; the count is checked and raised in one statement of
+//!   a write transaction, so parallel attempts cannot slip past it; an untrusted success resets
+//!   it, a day without attempts forgets it. Keyed by the SHA-256 of the email as typed, so an
+//!   email with no account behaves exactly like one with an account.
+//! - **Untrusted attempts, per client address** (`SIGNIN_PER_CLIENT`, the Workers rate-limit
+//!   binding): what one address may try across all accounts (credential stuffing). Checked
+//!   before the database when the request carries no device cookie.
+//! - **Trusted attempts, per device** (`SIGNIN_PER_DEVICE`): neither budget above applies, so
+//!   no number of strangers' failures, from any addresses, delays the owner on a device they
+//!   signed in on before. The device's own failures are counted (in the same transaction) and
+//!   the [`DEVICE_MAX_FAILURES`]-th makes it untrusted, so a stolen device cookie buys a few
+//!   guesses at most; the binding keeps a trusted device from costing unbounded hashing.
+//! - **Password confirmations** (`PUT /api/me/password`, `DELETE /api/me`) need a session and
+//!   are limited per session (`SIGNIN_PER_DEVICE`, keyed by the session), never per account.
+//!
+//! What a stranger can still do: pause *untrusted* sign-ins of an account whose email they
+//! know, for up to [`MAX_DELAY_MS`] per attempt while they keep trying — a new device of the
+//! owner then waits too. That is the cost of a global per-account limit; without one, guesses
+//! from many addresses would have none. The owner's known devices are never paused.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+
+/// Untrusted attempts on one account that are never delayed.
+pub const FREE_ATTEMPTS: i64 = 5;
+/// The delay after the first attempt past the free ones; each further attempt doubles it.
+pub const FIRST_DELAY_MS: i64 = 1_000;
+/// The longest delay between two untrusted attempts on one account: 15 minutes, so a
+/// persistent attacker gets about 100 guesses a day (none of them a common password).
+pub const MAX_DELAY_MS: i64 = 15 * 60 * 1000;
+/// A count with no attempt for this long starts over.
+pub const FORGET_AFTER_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// A device whose sign-ins failed this many times in a row is trusted no more.
+pub const DEVICE_MAX_FAILURES: i64 = 5;
+/// A device not used to sign in for this long is trusted no more (its cookie's lifetime too).
+pub const DEVICE_LIFETIME_MS: i64 = 180 * 24 * 60 * 60 * 1000;
+/// Devices an account keeps; signing in on another forgets the longest unused.
+pub const DEVICES_PER_ACCOUNT: i64 = 20;
+
+/// The throttle's key for what was typed as the email: trimmed and lower-cased like
+/// `Email::parse`, then hashed, so the table holds no addresses and malformed input counts too.
+pub fn account_key(typed_email: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(typed_email.trim().to_lowercase().as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_ignores_case_and_surrounding_space_and_hides_the_address() {
+        assert_eq!(account_key(" Ada@Example.com "), account_key("ada@example.com"));
+        assert_ne!(account_key("ada@example.com"), account_key("bob@example.com"));
+        assert!(!account_key("ada@example.com").contains("ada"));
+    }
+
+    #[test]
+    fn the_longest_delay_is_reached_and_bounds_a_day_of_guessing() {
+        let doublings = (MAX_DELAY_MS / FIRST_DELAY_MS).ilog2();
+        assert_eq!(doublings, 9, "the cap is reached about ten attempts past the free ones");
+        assert!(FORGET_AFTER_MS / MAX_DELAY_MS <= 100);
+    }
+}
