@@ -67,7 +67,8 @@ struct DeployArgs {
     /// With --dry-run: the gate fails at this stage, to print the rollback path.
     #[arg(long, value_name = "STAGE", requires = "dry_run", value_parser = clap::value_parser!(u16).range(1..))]
     dry_run_fail_stage: Option<u16>,
-    /// Version tag [default: git rev-parse --short=12 HEAD].
+    /// Version tag, also named on every static response by the build's `_headers`
+    /// [default: git rev-parse --short=12 HEAD].
     #[arg(long, value_name = "REV")]
     tag: Option<String>,
     /// wrangler config of the worker [default: wrangler.toml].
