@@ -4,6 +4,14 @@
 //! number of milliseconds behind the primary and run thousands of requests in a second,
 //! deterministically, without sockets or a tokio runtime.
 //!
+//! Failover is modelled as devdb does it (docs/failover.md), on the caller's clock:
+//! [`Cluster::promote`] makes a replica the primary at its applied index and a new term, and
+//! fences the former primary at once (503 `PRIMARY_FENCED`). The other replicas keep serving
+//! what they have under their old term until they would have found the new primary
+//! ([`REDISCOVER_MS`] later); then a replica whose log is a prefix of the new history follows
+//! it, and one that applied entries the new primary never had stops (503 `REPLICA_DIVERGED`).
+//! Entries the promoted replica had not applied are gone from the history, as they are in devdb.
+//!
 //! Each pipeline runs on a fresh stream (a new connection), as `POST /v3/pipeline` without a
 //! baton does on the server; batons are refused, because a simulated cluster keeps no streams.
 
@@ -11,15 +19,30 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::db::{self, LogEntry};
+use crate::errors::{PRIMARY_FENCED, fenced_message};
 use crate::exec::Session;
 use crate::proto::{Error, PipelineReqBody, PipelineRespBody, StreamRequest, StreamResult};
-use crate::state::{Faults, Role, Shared};
+use crate::state::{Faults, NodeState, Role, Shared, TermStart};
+
+/// How long after a promotion the other replicas follow the new primary (or find that they
+/// cannot): devdb's replicas look for a new primary once theirs has failed for 1 s.
+pub const REDISCOVER_MS: f64 = 1_000.0;
+
+/// The name [`Cluster`]'s methods take (as `None`) for the node that started as the primary.
+const FIRST_PRIMARY: &str = "";
 
 /// Why a simulated server refused a whole request: the HTTP status and message devdb would send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub status: u16,
     pub message: String,
+}
+
+impl Refusal {
+    /// devdb's error code: the message's first word (`PRIMARY_FENCED: …`).
+    pub fn code(&self) -> &str {
+        self.message.split(':').next().unwrap_or_default()
+    }
 }
 
 impl std::fmt::Display for Refusal {
@@ -37,29 +60,28 @@ struct Node {
     shared: Shared,
     /// Hrana pipelines this node answered.
     pipelines: u64,
-}
-
-struct Replica {
-    node: Node,
-    /// Replication's own connection: the only writer of a replica.
-    applier: rusqlite::Connection,
-    /// Entries wait this long after their commit before this replica applies them.
+    /// Replication's own connection (the only writer of a replica); on the primary, the reader
+    /// of its log. Every node's file holds its log, so a promoted replica's log goes on.
+    log_conn: rusqlite::Connection,
+    /// Entries wait this long after their commit before this node applies them.
     lag_ms: f64,
 }
 
 /// A primary and named replicas, each a SQLite file under one folder.
 pub struct Cluster {
-    primary: Node,
-    replicas: BTreeMap<String, Replica>,
-    /// Every committed log entry with the time it committed, oldest first.
+    /// By name; the first primary's name is [`FIRST_PRIMARY`].
+    nodes: BTreeMap<String, Node>,
+    /// The node that takes writes now.
+    primary: String,
+    /// The current history's committed entries with the time each committed, oldest first.
     log: Vec<(f64, LogEntry)>,
-    /// Reads the primary's log after each pipeline.
-    log_reader: rusqlite::Connection,
+    /// When the last promotion happened.
+    promoted_at: f64,
 }
 
 impl Node {
-    fn new(path: PathBuf, role: Role, index: u64) -> Self {
-        Self { path, shared: Shared::new(role, index, Faults::default()), pipelines: 0 }
+    fn new(path: PathBuf, node: NodeState, log_conn: rusqlite::Connection) -> Self {
+        Self { path, shared: Shared::with_node(node, 0, Faults::default()), pipelines: 0, log_conn, lag_ms: 0.0 }
     }
 
     fn open_stream(&self) -> Result<Session, Refusal> {
@@ -74,6 +96,12 @@ impl Node {
     /// One stream for the whole pipeline, closed at the end as a baton-less client's is.
     fn run(&mut self, requests: Vec<StreamRequest>) -> Result<Vec<StreamResult>, Refusal> {
         self.pipelines += 1;
+        if let Role::Fenced { by_term, primary_url } = self.shared.role() {
+            return Err(refusal(503, format!("{PRIMARY_FENCED}: {}", fenced_message(by_term, primary_url.as_deref()))));
+        }
+        if let Some(why) = self.shared.diverged() {
+            return Err(refusal(503, format!("REPLICA_DIVERGED: {why}")));
+        }
         let mut session = self.open_stream()?;
         let mut closed = false;
         let mut results = Vec::with_capacity(requests.len());
@@ -92,26 +120,42 @@ impl Node {
         session.reset(&self.shared);
         Ok(results)
     }
+
+    /// The index after which the history this node follows leaves `terms` (the current
+    /// history): where the first term after this node's term began; `None` if it is current.
+    fn end_of_own_term(&self, terms: &[TermStart]) -> Option<u64> {
+        let term = self.shared.term();
+        terms.iter().find(|start| start.term > term).map(|start| start.from_index)
+    }
+}
+
+fn node_name(name: Option<&str>) -> &str {
+    name.unwrap_or(FIRST_PRIMARY)
 }
 
 impl Cluster {
     /// A fresh primary in `folder` (which must exist and should be empty) and one replica per
-    /// name in `replicas`, all at replication index 0.
+    /// name in `replicas`, all at replication index 0 and term 1.
     pub fn new(folder: &Path, replicas: &[&str]) -> Result<Self, String> {
         let primary_path = folder.join("primary.db");
         let log_reader = db::init(&primary_path).map_err(|e| format!("primary: {e}"))?;
-        let primary = Node::new(primary_path, Role::Primary, 0);
-        let mut cluster = Self { primary, replicas: BTreeMap::new(), log: Vec::new(), log_reader };
+        let first = NodeState::fresh(Role::Primary, "sim".to_string());
+        let mut nodes = BTreeMap::new();
         for name in replicas {
             let path = folder.join(format!("replica-{name}.db"));
             let applier = db::init(&path)
                 .and_then(|conn| conn.pragma_update(None, "synchronous", "OFF").map(|()| conn))
                 .map_err(|e| format!("replica {name}: {e}"))?;
-            let role = Role::Replica { primary_url: "sim://primary".to_string() };
-            let replica = Replica { node: Node::new(path, role, 0), applier, lag_ms: 0.0 };
-            cluster.replicas.insert((*name).to_string(), replica);
+            // As a devdb replica is once it has heard from its primary: its cluster, term, history.
+            let state = NodeState { role: Role::Replica { primary_url: "sim://primary".to_string() }, ..first.clone() };
+            nodes.insert((*name).to_string(), Node::new(path, state, applier));
         }
-        Ok(cluster)
+        nodes.insert(FIRST_PRIMARY.to_string(), Node::new(primary_path, first, log_reader));
+        Ok(Self { nodes, primary: FIRST_PRIMARY.to_string(), log: Vec::new(), promoted_at: f64::NEG_INFINITY })
+    }
+
+    fn node(&self, name: Option<&str>) -> Option<&Node> {
+        self.nodes.get(node_name(name))
     }
 
     /// Applies `dir/*.sql` in order on the primary, each in its own transaction, as
@@ -121,7 +165,8 @@ impl Cluster {
         for migration in crate::migrate::read_dir(dir)? {
             let sql = format!("BEGIN IMMEDIATE;\n{}\n;COMMIT;", migration.sql);
             let request = StreamRequest::Sequence { sql: Some(sql), sql_id: None, replication_index: None };
-            let results = self.primary.run(vec![request]).map_err(|e| e.to_string())?;
+            let primary = self.nodes.get_mut(&self.primary).ok_or("no primary")?;
+            let results = primary.run(vec![request]).map_err(|e| e.to_string())?;
             if let Some(StreamResult::Error { error }) = results.first() {
                 return Err(format!("{}: {} ({})", migration.name, error.message, error.code));
             }
@@ -132,80 +177,151 @@ impl Cluster {
 
     /// How long replica `name` waits before applying an entry; `None` if there is no such replica.
     pub fn set_lag(&mut self, name: &str, lag_ms: f64) -> Option<()> {
-        self.replicas.get_mut(name).map(|replica| replica.lag_ms = lag_ms)
+        self.nodes.get_mut(name).filter(|_| name != FIRST_PRIMARY).map(|replica| replica.lag_ms = lag_ms)
     }
 
-    /// The names of the replicas, in order.
+    /// The names of the replicas the cluster started with, in order (a promoted one included).
     pub fn replica_names(&self) -> Vec<String> {
-        self.replicas.keys().cloned().collect()
+        self.nodes.keys().filter(|name| *name != FIRST_PRIMARY).cloned().collect()
     }
 
-    /// The replication index of the primary (`None`) or of replica `Some(name)`.
-    pub fn index(&self, replica: Option<&str>) -> Option<u64> {
-        match replica {
-            None => Some(self.primary.shared.index()),
-            Some(name) => self.replicas.get(name).map(|replica| replica.node.shared.index()),
+    /// The replication index of the first primary (`None`) or of replica `Some(name)`.
+    pub fn index(&self, node: Option<&str>) -> Option<u64> {
+        self.node(node).map(|node| node.shared.index())
+    }
+
+    /// The term a node reports (devdb's `x-devdb-term`): a primary's own, a replica's
+    /// primary's; the first primary is `None`.
+    pub fn term(&self, node: Option<&str>) -> Option<u64> {
+        self.node(node).map(|node| node.shared.term())
+    }
+
+    /// The node that takes writes: `None` for the first primary, else the promoted replica.
+    pub fn primary(&self) -> Option<&str> {
+        (self.primary != FIRST_PRIMARY).then_some(self.primary.as_str())
+    }
+
+    /// The current primary's term and its history, `[{term, from_index}]` (devdb's
+    /// `GET /_devdb/primary`).
+    pub fn history(&self) -> (u64, Vec<TermStart>) {
+        let node = self.nodes.get(&self.primary).map(|node| node.shared.node());
+        node.map_or((0, Vec::new()), |node| (node.term, node.terms))
+    }
+
+    /// Pipelines answered by the first primary (`None`) or replica `Some(name)`.
+    pub fn pipelines(&self, node: Option<&str>) -> u64 {
+        self.node(node).map_or(0, |node| node.pipelines)
+    }
+
+    /// `devdb promote` on replica `name` at `now_ms`: it becomes the primary at its applied
+    /// index and a term above every term so far; the current primary is fenced. Entries the
+    /// promoted replica had not applied leave the history. Returns the new term.
+    pub fn promote(&mut self, name: &str, now_ms: f64) -> Result<u64, String> {
+        self.catch_up(now_ms).map_err(|e| e.to_string())?;
+        if name == self.primary || !self.nodes.contains_key(name) || name == FIRST_PRIMARY {
+            return Err(format!("`{name}` is not a replica of this cluster"));
         }
-    }
-
-    /// Pipelines answered by the primary (`None`) or replica `Some(name)`.
-    pub fn pipelines(&self, replica: Option<&str>) -> u64 {
-        match replica {
-            None => self.primary.pipelines,
-            Some(name) => self.replicas.get(name).map_or(0, |replica| replica.node.pipelines),
+        let (old_term, mut terms) = self.history();
+        let term = self.nodes.values().map(|node| node.shared.term()).max().unwrap_or(old_term).max(old_term) + 1;
+        let promoted = self.nodes.get_mut(name).ok_or("no such replica")?;
+        let from_index = promoted.shared.index();
+        terms.push(TermStart { term, from_index });
+        promoted.shared.update_node(|node| {
+            node.role = Role::Primary;
+            node.term = term;
+            node.terms = terms.clone();
+        });
+        promoted.shared.set_diverged(None);
+        let old = std::mem::replace(&mut self.primary, name.to_string());
+        if let Some(old) = self.nodes.get_mut(&old) {
+            let primary_url = Some(format!("sim://{name}"));
+            old.shared.update_node(|node| node.role = Role::Fenced { by_term: term, primary_url });
         }
+        self.log.retain(|(_, entry)| entry.idx <= from_index);
+        self.promoted_at = now_ms;
+        Ok(term)
     }
 
-    /// Answers a `POST /v3/pipeline` body at time `now_ms` on the primary (`None`) or replica
-    /// `Some(name)`: the JSON response body, or the HTTP refusal devdb would send.
-    pub fn pipeline(&mut self, replica: Option<&str>, body: &[u8], now_ms: f64) -> Result<Vec<u8>, Refusal> {
+    /// Answers a `POST /v3/pipeline` body at time `now_ms` on the first primary (`None`) or
+    /// replica `Some(name)`: the JSON response body, or the HTTP refusal devdb would send.
+    pub fn pipeline(&mut self, node: Option<&str>, body: &[u8], now_ms: f64) -> Result<Vec<u8>, Refusal> {
         self.catch_up(now_ms)?;
         let request: PipelineReqBody = serde_json::from_slice(body)
             .map_err(|e| refusal(400, format!("HRANA_PROTO_ERROR: invalid request body: {e}")))?;
         if request.baton.is_some() {
             return Err(refusal(400, "STREAM_EXPIRED: a simulated cluster keeps no streams"));
         }
-        let results = match replica {
-            None => {
-                let results = self.primary.run(request.requests)?;
-                self.collect_log(now_ms).map_err(|e| refusal(500, e))?;
-                results
-            }
-            Some(name) => {
-                let replica = self.replicas.get_mut(name).ok_or_else(|| refusal(404, format!("no replica {name}")))?;
-                replica.node.run(request.requests)?
-            }
-        };
+        let name = node_name(node).to_string();
+        let target = self.nodes.get_mut(&name).ok_or_else(|| refusal(404, format!("no node {name}")))?;
+        let results = target.run(request.requests)?;
+        if name == self.primary {
+            self.collect_log(now_ms).map_err(|e| refusal(500, e))?;
+        }
         let response = PipelineRespBody { baton: None, base_url: None, results };
         serde_json::to_vec(&response).map_err(|e| refusal(500, e.to_string()))
     }
 
-    /// Applies, on every replica, the entries whose lag has passed by `now_ms`.
+    /// Applies, on every replica, the entries whose lag has passed by `now_ms`; replicas that
+    /// would have found a new primary by then follow it, or stop if they cannot.
     pub fn catch_up(&mut self, now_ms: f64) -> Result<(), Refusal> {
-        for (name, replica) in &mut self.replicas {
-            let applied = replica.node.shared.index();
+        let (term, terms) = self.history();
+        let rediscovered = now_ms >= self.promoted_at + REDISCOVER_MS;
+        for (name, replica) in &mut self.nodes {
+            if *name == self.primary || replica.shared.diverged().is_some() {
+                continue;
+            }
+            if !matches!(replica.shared.role(), Role::Replica { .. }) {
+                continue;
+            }
+            let applied = replica.shared.index();
+            // Until it re-points, a replica of an older term can take only the entries its own
+            // history shares with the current one.
+            let mut shared_until = replica.end_of_own_term(&terms);
+            if rediscovered && let Some(end) = shared_until {
+                if applied > end {
+                    let lost = applied - end;
+                    let why = format!(
+                        "this history moved to term {term} at index {end}, so the {lost} entries after it were never part of it"
+                    );
+                    replica.shared.set_diverged(Some(why));
+                    continue;
+                }
+                let (terms, primary_url) = (terms.clone(), format!("sim://{}", self.primary));
+                replica.shared.update_node(|node| {
+                    node.term = term;
+                    node.terms = terms;
+                    node.role = Role::Replica { primary_url };
+                });
+                shared_until = None;
+            }
             // The log is in index order: start after what this replica has, stop at the first
             // entry still inside its lag (entries apply in order).
             let start = self.log.partition_point(|(_, entry)| entry.idx <= applied);
             let contiguous: Vec<LogEntry> = self.log[start..]
                 .iter()
-                .take_while(|(committed, _)| committed + replica.lag_ms <= now_ms)
+                .take_while(|(committed, entry)| {
+                    committed + replica.lag_ms <= now_ms && shared_until.is_none_or(|end| entry.idx <= end)
+                })
                 .map(|(_, entry)| entry.clone())
                 .collect();
             if contiguous.is_empty() {
                 continue;
             }
-            let index = db::apply_entries(&replica.applier, &contiguous)
+            let index = db::apply_entries(&replica.log_conn, &contiguous)
                 .map_err(|e| refusal(500, format!("replica {name}: applying the log failed: {e}")))?;
-            replica.node.shared.advance_index(index);
+            replica.shared.advance_index(index);
         }
         Ok(())
     }
 
-    /// Stamps entries committed since the last call with `now_ms`.
+    /// Stamps entries the primary committed since the last call with `now_ms`.
     fn collect_log(&mut self, now_ms: f64) -> Result<(), String> {
         let after = self.log.last().map_or(0, |(_, entry)| entry.idx);
-        let entries = db::read_log(&self.log_reader, after, u32::MAX).map_err(|e| e.to_string())?;
+        let primary = self.nodes.get(&self.primary).ok_or("no primary")?;
+        let entries = db::read_log(&primary.log_conn, after, u32::MAX).map_err(|e| e.to_string())?;
+        if let Some(last) = entries.last() {
+            primary.shared.advance_index(last.idx);
+        }
         self.log.extend(entries.into_iter().map(|entry| (now_ms, entry)));
         Ok(())
     }
@@ -256,5 +372,73 @@ mod tests {
         assert_eq!(body["results"][0]["type"], "error", "{body}");
         let with_baton = br#"{"baton": "b", "requests": []}"#;
         assert_eq!(cluster.pipeline(None, with_baton, 0.0).unwrap_err().status, 400);
+    }
+
+    fn write(cluster: &mut Cluster, node: Option<&str>, value: i64, now_ms: f64) -> Result<Vec<u8>, Refusal> {
+        cluster.pipeline(node, &execute(&format!("INSERT INTO t VALUES ({value})")), now_ms)
+    }
+
+    fn values(cluster: &mut Cluster, node: Option<&str>, now_ms: f64) -> Result<Vec<i64>, Refusal> {
+        let answer = cluster.pipeline(node, &execute("SELECT x FROM t ORDER BY x"), now_ms)?;
+        let rows = rows(&answer);
+        Ok(rows.as_array().unwrap().iter().map(|row| row[0]["value"].as_str().unwrap().parse().unwrap()).collect())
+    }
+
+    #[test]
+    fn a_promoted_replica_takes_writes_at_a_new_term_and_the_old_primary_is_fenced() {
+        let folder = tempfile::tempdir().unwrap();
+        let mut cluster = Cluster::new(folder.path(), &["eu", "ap"]).unwrap();
+        cluster.pipeline(None, &execute("CREATE TABLE t(x)"), 0.0).unwrap();
+        write(&mut cluster, None, 1, 0.0).unwrap();
+        cluster.catch_up(50.0).unwrap();
+        cluster.set_lag("eu", 500.0).unwrap();
+        write(&mut cluster, None, 2, 100.0).unwrap();
+        cluster.catch_up(200.0).unwrap();
+        assert_eq!((cluster.index(Some("eu")), cluster.index(Some("ap"))), (Some(2), Some(3)));
+
+        let term = cluster.promote("eu", 200.0).unwrap();
+
+        assert_eq!(term, 2);
+        assert_eq!(cluster.primary(), Some("eu"));
+        assert_eq!(
+            cluster.history(),
+            (2, vec![TermStart { term: 1, from_index: 0 }, TermStart { term: 2, from_index: 2 }])
+        );
+        let fenced = write(&mut cluster, None, 3, 300.0).unwrap_err();
+        assert_eq!((fenced.status, fenced.code()), (503, "PRIMARY_FENCED"), "{fenced}");
+        assert_eq!(cluster.pipeline(None, &execute("SELECT 1"), 300.0).unwrap_err().code(), "PRIMARY_FENCED");
+        write(&mut cluster, Some("eu"), 4, 300.0).unwrap();
+        assert_eq!(cluster.index(Some("eu")), Some(3), "term 2 goes on from index 2");
+        assert_eq!(cluster.term(Some("eu")), Some(2));
+        assert_eq!(values(&mut cluster, Some("eu"), 300.0).unwrap(), [1, 4], "write 2 was lost: eu never applied it");
+        assert!(cluster.promote("eu", 300.0).is_err(), "already the primary");
+    }
+
+    #[test]
+    fn replicas_follow_the_new_primary_after_rediscovery_or_stop_when_ahead_of_it() {
+        let folder = tempfile::tempdir().unwrap();
+        let mut cluster = Cluster::new(folder.path(), &["eu", "ap", "na"]).unwrap();
+        cluster.pipeline(None, &execute("CREATE TABLE t(x)"), 0.0).unwrap();
+        cluster.set_lag("eu", 1_000.0).unwrap();
+        cluster.set_lag("na", 1_000.0).unwrap();
+        write(&mut cluster, None, 1, 0.0).unwrap();
+        write(&mut cluster, None, 2, 500.0).unwrap();
+        cluster.catch_up(1_200.0).unwrap();
+        // eu and na applied up to index 2 (value 1); ap has everything (index 3).
+        assert_eq!(cluster.index(Some("ap")), Some(3));
+
+        cluster.promote("eu", 1_200.0).unwrap();
+        write(&mut cluster, Some("eu"), 5, 1_300.0).unwrap();
+
+        // Before it would have found the new primary, ap still serves its old term's data.
+        assert_eq!(values(&mut cluster, Some("ap"), 1_400.0).unwrap(), [1, 2]);
+        assert_eq!(cluster.term(Some("ap")), Some(1));
+        assert_eq!(cluster.term(Some("na")), Some(1), "na has not re-pointed yet either");
+        // Then ap, which holds an entry the new history lacks, stops; na follows term 2.
+        let stopped = values(&mut cluster, Some("ap"), 1_200.0 + REDISCOVER_MS + 1_000.0).unwrap_err();
+        assert_eq!((stopped.status, stopped.code()), (503, "REPLICA_DIVERGED"), "{stopped}");
+        assert_eq!(values(&mut cluster, Some("na"), 4_000.0).unwrap(), [1, 5]);
+        assert_eq!(cluster.term(Some("na")), Some(2));
+        assert_eq!(cluster.index(Some("na")), Some(3));
     }
 }
