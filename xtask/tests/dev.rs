@@ -132,6 +132,10 @@ fn credentials(n: usize) -> serde_json::Value {
 /// signed up (the data survived), signs up one more, checks the token stays off every command
 /// line, and is ended that way.
 fn every_ending_on_the_same_data(services: bool, endings: &[Ending]) {
+    // One `dev` at a time: wrangler sessions started at the same moment race for their local
+    // ports ("Address already in use", TOOLCHAIN.md), and the tests of this file run in parallel.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let data = tempfile::Builder::new().prefix("xtask-dev-test-").tempdir().unwrap();
     for (run, ending) in endings.iter().enumerate() {
         let dev = Dev::start(data.path(), services, data.path().join(format!("run-{run}.log")));
