@@ -158,7 +158,7 @@ pub fn edited_config(edit: impl Fn(String) -> String) -> std::path::PathBuf {
     let original = std::fs::read_to_string(root.join("wrangler.toml")).unwrap();
     let absolute = original
         .replace("main = \"build/index.js\"", &format!("main = \"{}\"", root.join("build/index.js").display()))
-        .replace("directory = \"public\"", &format!("directory = \"{}\"", root.join("public").display()))
+        .replace("directory = \"dist\"", &format!("directory = \"{}\"", root.join("dist").display()))
         .replace("[build]\n", &format!("[build]\ncwd = \"{}\"\n", root.display()))
         .replace(
             "watch_dir = [\"src\", \"crates/edgestack-core/src\", \"web\"]",

@@ -1,4 +1,5 @@
-//! Builds `public/` from `web/`: files in `web/assets/` get their content hash in the name
+//! Builds `dist/` (git-ignored, what `[assets] directory` names) from the site's source in
+//! `public/`: files in `public/assets/` get their content hash in the name
 //! (`app.css` → `app.3f9a1c2b4d.css`), references to them are rewritten, and `_headers`
 //! carries the cache and security policy from edgestack-core.
 //!
@@ -23,23 +24,22 @@ const REWRITTEN_KINDS: &[&str] = &["css", "js", "html"];
 /// Original name → fingerprinted name, for files under `/assets/`.
 pub type Manifest = BTreeMap<String, String>;
 
-pub fn build_public(root: &Path) -> Result<Manifest> {
-    let web = root.join("web");
-    let public = root.join("public");
-    let files = read_tree(&web)?;
+pub fn build_site(root: &Path) -> Result<Manifest> {
+    let (source, output) = (root.join("public"), root.join("dist"));
+    let files = read_tree(&source)?;
     let (mut outputs, manifest) = fingerprint(&files);
     let tag = std::env::var(release::version_tag::TAG_ENV).ok().filter(|tag| !tag.is_empty());
     outputs.insert("_headers".to_string(), headers_file(tag.as_deref())?.into_bytes());
-    // Untouched when nothing changed: wrangler watches public/ and reloads on any write.
-    if public.is_dir() && read_tree(&public)? == outputs {
+    // Untouched when nothing changed: wrangler watches dist/ and reloads on any write.
+    if output.is_dir() && read_tree(&output)? == outputs {
         return Ok(manifest);
     }
-    // Replace public/ whole so a renamed asset's old hash does not linger.
-    if public.exists() {
-        std::fs::remove_dir_all(&public).map_err(|e| format!("{}: {e}", public.display()))?;
+    // Replace dist/ whole so a renamed asset's old hash does not linger.
+    if output.exists() {
+        std::fs::remove_dir_all(&output).map_err(|e| format!("{}: {e}", output.display()))?;
     }
     for (relative, content) in outputs {
-        let path = public.join(&relative);
+        let path = output.join(&relative);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         }

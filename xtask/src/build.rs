@@ -44,7 +44,7 @@ pub fn build_worker(toolchain: &Toolchain) -> Result {
     // Several `wrangler dev` sessions starting together each run this; one builds, the others
     // wait and then find the stamp fresh.
     let _lock = BuildLock::acquire(&root.join("target/xtask-build.lock"))?;
-    assets::build_public(root)?;
+    assets::build_site(root)?;
     let digest = inputs_digest(root, WORKER_INPUTS)?;
     let stamp = root.join(STAMP);
     let built = ["build/index.js", "build/glue.js", "build/index_bg.wasm"].iter().all(|file| root.join(file).is_file());

@@ -30,7 +30,7 @@ struct Cli {
 enum Command {
     /// Install what building and testing need (idempotent, fast when done).
     Setup,
-    /// Fingerprint web/ into public/ (run by `build`).
+    /// Fingerprint the site's source in public/ into dist/ (run by `build`).
     Assets,
     /// Assets and the wasm worker (skipped when no input changed).
     Build,
@@ -118,7 +118,7 @@ fn main() -> ExitCode {
     }
     let outcome = match cli.command {
         Command::Setup => tools::Toolchain::ensure().map(|_| ()),
-        Command::Assets => assets::build_public(&local_stack::workspace_root()).map(|_| ()),
+        Command::Assets => assets::build_site(&local_stack::workspace_root()).map(|_| ()),
         Command::Build => tools::Toolchain::ensure().and_then(|toolchain| build::build_worker(&toolchain)),
         Command::BuildGateway => tools::Toolchain::ensure().and_then(|toolchain| build::build_gateway(&toolchain)),
         Command::BuildFront => tools::Toolchain::ensure().and_then(|toolchain| build::build_front(&toolchain)),

@@ -28,7 +28,7 @@ const SERVED_BY_HEADER: &str = "x-edgestack-served-by";
 pub struct CanaryOptions {
     /// Vars for green only, e.g. `EDGESTACK_INJECT_FAULT=errors`.
     pub green_vars: Vec<(String, String)>,
-    /// Green's static assets instead of `public/` (a new build of `web/`).
+    /// Green's static assets instead of `dist/` (a new build of `public/`).
     pub green_assets: Option<PathBuf>,
 }
 
@@ -38,7 +38,7 @@ pub struct CanaryPlacement {
     /// A dev registry shared with other `wrangler dev` sessions (the front Worker's), so their
     /// service bindings reach the gateway ([`WranglerDev::start_in_registry`]).
     pub registry: Option<PathBuf>,
-    /// Blue's static assets instead of `public/`.
+    /// Blue's static assets instead of `dist/`.
     pub blue_assets: Option<PathBuf>,
 }
 
@@ -248,11 +248,11 @@ mod tests {
 
     #[test]
     fn copies_make_paths_absolute_and_drop_the_build_step() {
-        let committed = "name = \"edgestack-green\"\nmain = \"../build/index.js\"\n\n[build]\ncommand = \"cargo xtask build-gateway\"\nwatch_dir = [\"src\"]\n\n[assets]\ndirectory = \"../public\"\nbinding = \"ASSETS\"\n";
+        let committed = "name = \"edgestack-green\"\nmain = \"../build/index.js\"\n\n[build]\ncommand = \"cargo xtask build-gateway\"\nwatch_dir = [\"src\"]\n\n[assets]\ndirectory = \"../dist\"\nbinding = \"ASSETS\"\n";
         let copy = standalone_config(committed, Path::new("/repo/gateway"), None);
         assert_eq!(
             copy,
-            "name = \"edgestack-green\"\nmain = \"/repo/gateway/../build/index.js\"\n\n[assets]\ndirectory = \"/repo/gateway/../public\"\nbinding = \"ASSETS\"\n"
+            "name = \"edgestack-green\"\nmain = \"/repo/gateway/../build/index.js\"\n\n[assets]\ndirectory = \"/repo/gateway/../dist\"\nbinding = \"ASSETS\"\n"
         );
         let copy = standalone_config(committed, Path::new("/repo/gateway"), Some(Path::new("/tmp/green-public")));
         assert!(copy.contains("directory = \"/tmp/green-public\"\n"), "{copy}");

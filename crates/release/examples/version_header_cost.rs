@@ -4,7 +4,7 @@
 //! cargo xtask build && cargo run -p release --example version_header_cost [-- ROUNDS SECONDS]
 //! ```
 //!
-//! Four `wrangler dev` sessions of the app Worker (root wrangler.toml, copies of `public/`), one
+//! Four `wrangler dev` sessions of the app Worker (root wrangler.toml, copies of `dist/`), one
 //! per way a static response could name its version, started one after another and measured in
 //! turn with `wrk` (2 threads, 16 connections), rounds alternating between them:
 //!
@@ -59,11 +59,11 @@ fn main() {
     let seconds: u32 = args.next().map_or(5, |n| n.parse().unwrap());
     let root = workspace_root();
     let dir = tempfile::Builder::new().prefix("edgestack-version-cost-").tempdir().unwrap();
-    let asset = std::fs::read_dir(root.join("public/assets"))
+    let asset = std::fs::read_dir(root.join("dist/assets"))
         .unwrap()
         .map(|entry| format!("/assets/{}", entry.unwrap().file_name().to_string_lossy()))
         .find(|path| path.ends_with(".js"))
-        .expect("a .js file in public/assets: run `cargo xtask build`");
+        .expect("a .js file in dist/assets: run `cargo xtask build`");
     let script = dir.path().join("summary.lua");
     std::fs::write(&script, LUA).unwrap();
 
@@ -131,7 +131,7 @@ fn main() {
 fn start(root: &Path, dir: &Path, variant: &Variant) -> WranglerDev {
     let folder = dir.join(variant.name.replace(' ', "-"));
     let public = folder.join("public");
-    copy_tree(&root.join("public"), &public);
+    copy_tree(&root.join("dist"), &public);
     if variant.tagged {
         let headers = public.join("_headers");
         let policy = std::fs::read_to_string(&headers).unwrap();

@@ -302,7 +302,7 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-/// Copies `build/` (the wasm worker) and `public/` (the static assets) into `into` and returns
+/// Copies `build/` (the wasm worker) and `dist/` (the built static assets) into `into` and returns
 /// the moves that point the sessions at the copies. `wrangler dev` reloads a Worker whose files
 /// change, so a rebuild in the same checkout during a run would otherwise swap the build under
 /// measurement — and its workerd process — mid-run. The copy is made under xtask's build lock
@@ -319,7 +319,7 @@ fn snapshot_build(into: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
         return Err(format!("cannot lock {}", lock_path.display()));
     }
     let mut relocations = Vec::new();
-    for folder in ["build", "public"] {
+    for folder in ["build", "dist"] {
         let (from, to) = (root.join(folder), into.join(folder));
         if to.exists() {
             std::fs::remove_dir_all(&to).map_err(|e| format!("{}: {e}", to.display()))?;
@@ -466,12 +466,12 @@ mod tests {
 
     #[test]
     fn session_configs_get_their_own_name_absolute_paths_and_no_build_step() {
-        let relocations = [(PathBuf::from("/repo/public"), PathBuf::from("/repo/target/snapshot/public"))];
-        let committed = "name = \"edgestack\"\nmain = \"build/index.js\"\n\n[build]\ncommand = \"cargo xtask build\"\nwatch_dir = [\"src\"]\n\n[assets]\ndirectory = \"../../public\"\nbinding = \"ASSETS\"\n\n[[kv_namespaces]]\nbinding = \"CACHE\"\n";
+        let relocations = [(PathBuf::from("/repo/dist"), PathBuf::from("/repo/target/snapshot/dist"))];
+        let committed = "name = \"edgestack\"\nmain = \"build/index.js\"\n\n[build]\ncommand = \"cargo xtask build\"\nwatch_dir = [\"src\"]\n\n[assets]\ndirectory = \"../../dist\"\nbinding = \"ASSETS\"\n\n[[kv_namespaces]]\nbinding = \"CACHE\"\n";
         let rewritten = rewrite_config(committed, Path::new("/repo/bench/peer"), "bench-peer-cache-on", &relocations);
         assert!(rewritten.starts_with("name = \"bench-peer-cache-on\"\n"), "{rewritten}");
         assert!(rewritten.contains("main = \"/repo/bench/peer/build/index.js\""), "{rewritten}");
-        assert!(rewritten.contains("directory = \"/repo/target/snapshot/public\""), "{rewritten}");
+        assert!(rewritten.contains("directory = \"/repo/target/snapshot/dist\""), "{rewritten}");
         assert!(!rewritten.contains("[build]") && !rewritten.contains("cargo xtask build"), "{rewritten}");
         assert!(rewritten.contains("[[kv_namespaces]]\nbinding = \"CACHE\""), "{rewritten}");
         let build = [(PathBuf::from("/repo/build"), PathBuf::from("/repo/target/snapshot/build"))];

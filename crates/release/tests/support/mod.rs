@@ -28,7 +28,7 @@ pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 pub struct Green {
     /// `EDGESTACK_INJECT_FAULT` for green only (`errors`, `slow:<ms>`).
     pub fault: Option<&'static str>,
-    /// Give green its own fingerprinted assets (a new build of `web/`), to exercise skew.
+    /// Give green its own fingerprinted assets (a new build of `public/`), to exercise skew.
     pub new_assets: bool,
 }
 
@@ -39,10 +39,10 @@ pub struct Stack {
     agent: ureq::Agent,
 }
 
-/// A copy of `public/` as a new build would fingerprint it: every asset changed, so it has a
+/// A copy of `dist/` as a new build would fingerprint it: every asset changed, so it has a
 /// new name, and the pages link the new names.
 fn rebuilt_public(into: &Path) -> PathBuf {
-    let public = workspace_root().join("public");
+    let public = workspace_root().join("dist");
     let target = into.join("green-public");
     std::fs::create_dir_all(target.join("assets")).unwrap();
     let mut renames = Vec::new();
@@ -75,11 +75,11 @@ fn rebuilt_public(into: &Path) -> PathBuf {
     target
 }
 
-/// A copy of `public/` as a tagged upload's build makes it (`release deploy` →
+/// A copy of `dist/` as a tagged upload's build makes it (`release deploy` →
 /// `EDGESTACK_VERSION_TAG` → xtask's asset step): `_headers` with the tag's rule appended.
 pub fn tagged_public(into: &Path, name: &str, tag: &str) -> PathBuf {
     let target = into.join(name);
-    copy_tree(&workspace_root().join("public"), &target);
+    copy_tree(&workspace_root().join("dist"), &target);
     let headers = target.join("_headers");
     let policy = std::fs::read_to_string(&headers).unwrap();
     let tagged = release::version_tag::with_tag_rule(policy, Some(tag)).unwrap();
