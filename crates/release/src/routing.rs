@@ -94,13 +94,10 @@ pub fn bucket_bps(key: &str) -> u16 {
     u16::try_from(mixed % 10_000).unwrap_or(0)
 }
 
-/// The sticky key in a `Cookie` header, if present and valid.
+/// The first valid sticky key in a `Cookie` header, read as browsers, HTTP/2 and the runtime
+/// deliver it (several fields joined with `, `: `edgestack_core::cookies`).
 pub fn sticky_key_from_cookies(cookie_header: &str) -> Option<StickyKey> {
-    cookie_header
-        .split(';')
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| name.trim() == CANARY_COOKIE)
-        .and_then(|(_, value)| StickyKey::parse(value.trim_matches('"')))
+    edgestack_core::cookies::values(cookie_header, CANARY_COOKIE).find_map(StickyKey::parse)
 }
 
 /// The value the override header asks for `worker_name`, if any. The header is a structured
@@ -226,6 +223,11 @@ mod tests {
         assert!(sticky_key_from_cookies("edgestack_canary=short").is_none());
         assert!(sticky_key_from_cookies("edgestack_canary=bad key!").is_none());
         assert!(sticky_key_from_cookies("other=user-0042").is_none());
+        // Two `Cookie` lines as the Workers runtime joins them.
+        let joined = sticky_key_from_cookies("theme=dark, edgestack_canary=user-0042").unwrap();
+        assert_eq!(joined.as_str(), "user-0042");
+        let quoted = sticky_key_from_cookies("edgestack_canary=\"user-0042\"").unwrap();
+        assert_eq!(quoted.as_str(), "user-0042");
         let minted = StickyKey::from_random([0xab; 16]);
         assert_eq!(minted.as_str().len(), 32);
         assert!(minted.set_cookie().starts_with("edgestack_canary=abab"));
