@@ -1,6 +1,7 @@
 //! Integration tests: the real worker under `wrangler dev`, driven over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod abuse;
 mod accounts;
 mod browser;
 mod contract;
