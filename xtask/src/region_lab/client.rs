@@ -107,6 +107,17 @@ pub struct UserClient {
     agent: ureq::Agent,
     /// name → value of every cookie the API set and has not cleared.
     cookies: BTreeMap<String, String>,
+    /// The address the edge would name for this user (`cf-connecting-ip`, which `wrangler dev`
+    /// passes on): each simulated user is its own client, as per-client limits (sign-ups: 5 a
+    /// minute per address) expect of real browsers.
+    address: String,
+}
+
+/// A documentation-range address (RFC 5737) no other client of this process has.
+fn next_address() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("198.51.{}.{}", (n / 250) % 250, n % 250 + 1)
 }
 
 impl UserClient {
@@ -117,7 +128,13 @@ impl UserClient {
             .max_redirects(0)
             .build()
             .into();
-        Self { base_url: base_url.to_string(), agent, cookies: BTreeMap::new() }
+        Self { base_url: base_url.to_string(), agent, cookies: BTreeMap::new(), address: next_address() }
+    }
+
+    /// From now on this client speaks from another address (a benchmark signing many users up
+    /// through one connection).
+    pub fn move_to_new_address(&mut self) {
+        self.address = next_address();
     }
 
     pub fn get(&mut self, path: &str) -> Result<Answer, String> {
@@ -135,6 +152,7 @@ impl UserClient {
         if method != "GET" {
             request = request.header("x-edgestack-client", "1");
         }
+        request = request.header("cf-connecting-ip", &self.address);
         if body.is_some() {
             request = request.header("content-type", "application/json");
         }
