@@ -7,6 +7,14 @@
 //! (plus the replica lag of the session check that issued it). A token names the session it
 //! was issued for (`sid`, the session token's hash), so it is worthless without that session's
 //! cookie and stops working at once when the browser signs in as someone else.
+//!
+//! A token also names what it is (`typ`: an identity) and whom it is for (`aud`: the notes
+//! service, which the entry checks it for), so nothing else the key might ever sign can pass
+//! for one, and it is accepted by no service it was not issued to (ASVS 5.0 9.2.2, 9.2.3,
+//! 9.2.4). Tokens without the two claims are the previous release's: `accounts` issued them
+//! while a newer `notes` or entry may already run (services deploy in any order,
+//! `tests/api/contract.rs`), and they expire within [`IDENTITY_TTL_MS`] of issue. Once the
+//! previous release issues the claims too, `LEGACY_UNBOUND` goes and they become required.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,7 +22,18 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 pub const IDENTITY_TTL_MS: i64 = 60_000;
+/// Still 1: the previous `notes` release refuses any other version, and ignores the claims
+/// this one adds (`typ`, `aud`).
 const TOKEN_VERSION: u8 = 1;
+/// What an identity token is (`typ`).
+pub const IDENTITY_TYPE: &str = "edgestack-identity";
+/// Whom it is for (`aud`): the notes service, on whose behalf the entry also checks it.
+pub const IDENTITY_AUDIENCE: &str = "notes";
+/// Whether a token without `typ` and `aud` (the previous release's) is still accepted.
+const LEGACY_UNBOUND: bool = true;
+/// How far in the future a token's issue time may be and still be believed: the Workers of
+/// one deployment read the same clock, so this only absorbs rounding.
+const CLOCK_SKEW_MS: i64 = 5_000;
 
 /// Where the browser keeps its identity between requests, so the entry asks `accounts` for a
 /// new one only once a minute.
@@ -46,6 +65,12 @@ pub struct Identity {
     pub issued_at_ms: i64,
     #[serde(rename = "exp")]
     pub expires_at_ms: i64,
+    /// [`IDENTITY_TYPE`]; absent in the previous release's tokens.
+    #[serde(rename = "typ", default, skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+    /// [`IDENTITY_AUDIENCE`]; absent in the previous release's tokens.
+    #[serde(rename = "aud", default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +80,12 @@ pub enum IdentityError {
     Expired,
     UnsupportedVersion,
     OtherSession,
+    /// Signed by `accounts` but not an identity (another `typ`).
+    WrongType,
+    /// An identity for another service (another `aud`).
+    WrongAudience,
+    /// Issued in the future.
+    NotYetValid,
 }
 
 /// 32 bytes as unpadded base64url: how keys travel in vars and secrets.
@@ -104,6 +135,8 @@ impl IdentitySigner {
             session_hash: session_hash.to_string(),
             issued_at_ms: now_ms,
             expires_at_ms: now_ms + lifetime_ms.clamp(1, IDENTITY_TTL_MS),
+            token_type: Some(IDENTITY_TYPE.to_string()),
+            audience: Some(IDENTITY_AUDIENCE.to_string()),
         };
         // Serializing a struct of strings and integers cannot fail.
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&identity).unwrap_or_default());
@@ -132,6 +165,9 @@ impl IdentityVerifier {
         Ok(identity)
     }
 
+    /// The identity in `token`: its signature checked before anything in it is read (ASVS 5.0
+    /// 9.1.1; Ed25519 only, with the configured public key: 9.1.2, 9.1.3), then its type and
+    /// audience (9.2.2, 9.2.3) and its validity span (9.2.1).
     pub fn verify(&self, token: &str, now_ms: i64) -> Result<Identity, IdentityError> {
         let (payload, signature) = token.split_once('.').ok_or(IdentityError::Malformed)?;
         let signature: [u8; 64] = URL_SAFE_NO_PAD
@@ -146,6 +182,19 @@ impl IdentityVerifier {
         let identity: Identity = serde_json::from_slice(&json).map_err(|_| IdentityError::Malformed)?;
         if identity.version != TOKEN_VERSION {
             return Err(IdentityError::UnsupportedVersion);
+        }
+        let bound = |claim: &Option<String>, expected: &str| match claim {
+            Some(value) => value == expected,
+            None => LEGACY_UNBOUND,
+        };
+        if !bound(&identity.token_type, IDENTITY_TYPE) {
+            return Err(IdentityError::WrongType);
+        }
+        if !bound(&identity.audience, IDENTITY_AUDIENCE) {
+            return Err(IdentityError::WrongAudience);
+        }
+        if identity.issued_at_ms > now_ms + CLOCK_SKEW_MS {
+            return Err(IdentityError::NotYetValid);
         }
         if now_ms >= identity.expires_at_ms {
             return Err(IdentityError::Expired);
@@ -199,6 +248,42 @@ mod tests {
         let capped = verifier.verify(&signer.sign("u", "s", 0, 10 * IDENTITY_TTL_MS), 1).unwrap();
         assert_eq!(capped.expires_at_ms, IDENTITY_TTL_MS);
         assert!(set_identity_cookie("t", 1_500).ends_with("Max-Age=2"));
+    }
+
+    /// A payload signed with the identity key, as `accounts` would sign it.
+    fn signed(signer: &IdentitySigner, payload: &str) -> String {
+        let payload = URL_SAFE_NO_PAD.encode(payload);
+        let signature = URL_SAFE_NO_PAD.encode(signer.key.sign(payload.as_bytes()).to_bytes());
+        format!("{payload}.{signature}")
+    }
+
+    #[test]
+    fn an_identity_names_its_type_and_audience_and_nothing_else_signed_passes_for_one() {
+        let (signer, verifier) = pair(5);
+        let token = signer.sign("u", "s", 0, IDENTITY_TTL_MS);
+        let identity = verifier.verify(&token, 1).unwrap();
+        assert_eq!(identity.token_type.as_deref(), Some(IDENTITY_TYPE));
+        assert_eq!(identity.audience.as_deref(), Some(IDENTITY_AUDIENCE));
+        let claims = |typ: &str, aud: &str| {
+            format!(r#"{{"v":1,"sub":"u","sid":"s","iat":0,"exp":60000,"typ":"{typ}","aud":"{aud}"}}"#)
+        };
+        let other_type = signed(&signer, &claims("edgestack-device", IDENTITY_AUDIENCE));
+        assert_eq!(verifier.verify(&other_type, 1), Err(IdentityError::WrongType));
+        let other_audience = signed(&signer, &claims(IDENTITY_TYPE, "accounts"));
+        assert_eq!(verifier.verify(&other_audience, 1), Err(IdentityError::WrongAudience));
+        let future = signer.sign("u", "s", 100_000, IDENTITY_TTL_MS);
+        assert_eq!(verifier.verify(&future, 100_000 - CLOCK_SKEW_MS - 1), Err(IdentityError::NotYetValid));
+        assert!(verifier.verify(&future, 100_000 - CLOCK_SKEW_MS).is_ok(), "rounding between Workers");
+    }
+
+    /// The previous release's tokens carry neither claim; while it may still issue them they
+    /// verify (`LEGACY_UNBOUND`), and only until they expire.
+    #[test]
+    fn the_previous_releases_unbound_tokens_verify_until_they_expire() {
+        let (signer, verifier) = pair(6);
+        let legacy = signed(&signer, r#"{"v":1,"sub":"u","sid":"s","iat":0,"exp":60000}"#);
+        assert_eq!(verifier.verify(&legacy, 1).map(|identity| identity.audience), Ok(None));
+        assert_eq!(verifier.verify(&legacy, 60_000), Err(IdentityError::Expired));
     }
 
     #[test]
