@@ -68,6 +68,9 @@ pub enum Exchange {
     Answered {
         status: u16,
         body: Vec<u8>,
+        /// The answering node's term (`x-devdb-term`), when `postPipeline` passes it on as the
+        /// third element of its answer and the node sends one (docs/failover.md).
+        term: Option<u64>,
     },
     /// The deadline passed first.
     TimedOut,
@@ -81,7 +84,8 @@ pub async fn post(url: &str, authorization: &str, body: &[u8], deadline_ms: u32)
     if status == 0 {
         return Ok(Exchange::TimedOut);
     }
-    Ok(Exchange::Answered { status, body: answer.get(1).unchecked_into::<js_sys::Uint8Array>().to_vec() })
+    let term = answer.get(2).as_string().and_then(|term| term.trim().parse().ok());
+    Ok(Exchange::Answered { status, body: answer.get(1).unchecked_into::<js_sys::Uint8Array>().to_vec(), term })
 }
 
 /// What the API reads of a request besides its body: method, URL, and the headers it reads

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use edgestack_core::app::{ApiResponse, IsolateState, KvWrite, Limiter, Platform, ServiceRequest};
+use edgestack_core::datapath::HranaAnswer;
 use edgestack_core::db::DbError;
 use edgestack_core::region::Location;
 use edgestack_core::services::Service;
@@ -119,7 +120,13 @@ impl Platform for WorkerPlatform<'_> {
         self.location.get_or_init(read).clone()
     }
 
-    async fn send_pipeline(&self, url: &str, token: &str, body: Vec<u8>, deadline_ms: u32) -> Result<Vec<u8>, DbError> {
+    async fn send_pipeline(
+        &self,
+        url: &str,
+        token: &str,
+        body: Vec<u8>,
+        deadline_ms: u32,
+    ) -> Result<HranaAnswer, DbError> {
         post_pipeline(url.to_string(), token.to_string(), body, Duration::from_millis(u64::from(deadline_ms))).await
     }
 
@@ -175,8 +182,10 @@ impl Platform for WorkerPlatform<'_> {
     fn send_pipeline_in_background(&self, url: &str, token: &str, body: Vec<u8>) {
         let (url, token) = (url.to_string(), token.to_string());
         self.background.wait_until(Box::pin(async move {
-            if let Err(error) = post_pipeline(url, token, body, Duration::from_secs(5)).await {
-                console_log!("background pipeline failed: {error}");
+            match post_pipeline(url, token, body, Duration::from_secs(5)).await {
+                Ok(answer) if (200..300).contains(&answer.status) => {}
+                Ok(answer) => console_log!("background pipeline answered HTTP {}", answer.status),
+                Err(error) => console_log!("background pipeline failed: {error}"),
             }
         }));
     }
@@ -210,23 +219,17 @@ impl Platform for WorkerPlatform<'_> {
     }
 }
 
-/// `POST {url}/v3/pipeline`. The deadline is the runtime's own (`AbortSignal.timeout`): it
-/// covers the body too — a server that stalls mid-answer is as slow as one that never answers.
-async fn post_pipeline(url: String, token: String, body: Vec<u8>, deadline: Duration) -> Result<Vec<u8>, DbError> {
+/// `POST {url}/v3/pipeline`: whatever the endpoint answered (the core reads the status and a
+/// refusal's code, `datapath::failover`). The deadline is the runtime's own
+/// (`AbortSignal.timeout`): it covers the body too — a server that stalls mid-answer is as slow
+/// as one that never answers.
+async fn post_pipeline(url: String, token: String, body: Vec<u8>, deadline: Duration) -> Result<HranaAnswer, DbError> {
     let unavailable = |why: String| DbError::Unavailable(why);
     let milliseconds = u32::try_from(deadline.as_millis()).unwrap_or(u32::MAX);
     let exchange = edge::post(&format!("{url}/v3/pipeline"), &format!("Bearer {token}"), &body, milliseconds).await;
-    let (status, bytes) = match exchange.map_err(|error| unavailable(describe(&error)))? {
-        Exchange::Answered { status, body } => (status, body),
-        Exchange::TimedOut => return Err(unavailable(format!("no answer within {deadline:?}"))),
-    };
-    match status {
-        200..=299 => Ok(bytes),
-        500..=599 => Err(unavailable(format!("HTTP {status}"))),
-        _ => Err(DbError::Protocol(format!(
-            "HTTP {status}: {}",
-            String::from_utf8_lossy(&bytes).chars().take(200).collect::<String>()
-        ))),
+    match exchange.map_err(|error| unavailable(describe(&error)))? {
+        Exchange::Answered { status, body, term } => Ok(HranaAnswer { status, body, term }),
+        Exchange::TimedOut => Err(unavailable(format!("no answer within {deadline:?}"))),
     }
 }
 

@@ -61,6 +61,9 @@ pub enum InjectedFault {
 /// Where reads and writes go, and how they are cached (Levels 3 and 4).
 #[derive(Clone, PartialEq, Eq)]
 pub struct DataPathConfig {
+    /// The deployment's database (`main`, `accounts` or `notes`): the audience its
+    /// read-your-writes tokens are bound to, and the key of its primary record in KV.
+    pub database: &'static str,
     pub primary_region: RegionName,
     /// Replica URLs by region; empty means every read goes to the primary.
     pub replicas: BTreeMap<RegionName, String>,
@@ -74,6 +77,7 @@ pub struct DataPathConfig {
 impl fmt::Debug for DataPathConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DataPathConfig")
+            .field("database", &self.database)
             .field("primary_region", &self.primary_region)
             .field("replicas", &self.replicas)
             .field("consistency_key", &"<redacted>")
@@ -228,7 +232,12 @@ impl Config {
             Some(_) if environment == Environment::Production => return Err(ConfigError::FaultInProduction),
             Some(value) => Some(parse_fault(value.trim()).ok_or(ConfigError::BadFault(value))?),
         };
+        let service = match lookup(SERVICE_VAR) {
+            None => Service::Monolith,
+            Some(value) => Service::parse(&value).ok_or(ConfigError::UnknownService(value))?,
+        };
         let data_path = DataPathConfig {
+            database: database_name(service),
             primary_region: region_var(&lookup, PRIMARY_REGION_VAR)?
                 .unwrap_or_else(|| RegionName::from_continent("NA")),
             replicas: parse_replicas(lookup(REPLICAS_VAR).as_deref().unwrap_or(""))?,
@@ -260,10 +269,6 @@ impl Config {
         if dev_region.is_some() && environment == Environment::Production {
             return Err(ConfigError::DevOnly(DEV_REGION_VAR));
         }
-        let service = match lookup(SERVICE_VAR) {
-            None => Service::Monolith,
-            Some(value) => Service::parse(&value).ok_or(ConfigError::UnknownService(value))?,
-        };
         let key = |name: &'static str| -> Result<Option<[u8; 32]>, ConfigError> {
             lookup(name).map(|value| decode_key(&value).ok_or(ConfigError::BadKey(name))).transpose()
         };
@@ -298,6 +303,16 @@ impl Config {
     /// Development-only behaviour (the region override header) is allowed only here.
     pub fn is_development(&self) -> bool {
         self.environment == Environment::Development
+    }
+}
+
+/// The database a deployment of `service` owns. Each service has its own database, and a token
+/// or a primary record of one must never be taken for another's; the entry owns none.
+fn database_name(service: Service) -> &'static str {
+    match service {
+        Service::Monolith | Service::Entry => "main",
+        Service::Accounts => "accounts",
+        Service::Notes => "notes",
     }
 }
 
@@ -461,6 +476,8 @@ mod tests {
         assert!(!format!("{accounts:?}").contains(&seed), "the signing key is redacted");
         let notes = parse(&[(SERVICE_VAR, "notes"), (IDENTITY_PUBLIC_KEY_VAR, &public)]).unwrap();
         assert!(notes.identity_verifier.is_some());
+        let databases = (parse(&[]).unwrap().data_path.database, accounts.data_path.database, notes.data_path.database);
+        assert_eq!(databases, ("main", "accounts", "notes"), "each service's tokens and record are its own");
     }
 
     #[test]

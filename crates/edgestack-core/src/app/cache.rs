@@ -40,7 +40,7 @@ where
     }
     let platform = context.platform;
     let memory = &platform.isolate().memory;
-    let required = context.consistency.map(|token| token.replication_index);
+    let required = context.requirement.map(|requirement| requirement.index);
     let from_memory = memory.borrow().get(key, platform.now_ms()).cloned();
     if let Some(entry) = from_memory.filter(|entry| entry.is_fresh_for(required)) {
         context.report.borrow_mut().cache = CacheStatus::HitMemory;

@@ -3,11 +3,21 @@
 //! replica; every round trip is recorded for `Server-Timing`, and failures are [`DbError`]s,
 //! which `?` turns into API errors (503 with `Retry-After` when no database can answer — never
 //! a hang or a bare 500; see `error.rs`).
+//!
+//! After a failover (docs/failover.md): when the primary fails, the isolate reads the primary
+//! record from KV (at most once a second) and, if it names another primary, sends the
+//! operation there once — a read always, a write only when the old node ran none of it
+//! (`datapath::failover`). While nothing fails nothing here reads KV or allocates beyond what
+//! a request did before.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use crate::config::{DataPathConfig, DatabaseConfig};
-use crate::datapath::{ConsistencyToken, Endpoint, Role, Topology};
+use crate::datapath::failover::check_answer;
+use crate::datapath::primary::record_key;
+use crate::datapath::{
+    ConsistencyToken, Endpoint, Failure, HranaAnswer, PrimaryRecord, Requirement, Role, Topology, round_trip_ms,
+};
 use crate::db::{DbError, Pipeline, PipelineKind, PipelineOutcome};
 use crate::region::RegionName;
 
@@ -26,8 +36,27 @@ pub struct Database<'a, P: Platform> {
     data_path: &'a DataPathConfig,
     topology: Topology,
     region: ReaderRegion<'a>,
-    consistency: Option<ConsistencyToken>,
+    /// What reads must reflect for this client; lowered when the primary itself answers below
+    /// it (the token is not believed beyond what the primary has).
+    requirement: Cell<Option<Requirement>>,
     report: &'a RefCell<RequestReport>,
+}
+
+/// Why one attempt on one endpoint produced no outcome.
+enum Missed {
+    /// The endpoint failed: another one may answer.
+    Endpoint(Failure),
+    /// The endpoint answered, and the answer is the error (a statement refused).
+    Answer(DbError),
+}
+
+impl Missed {
+    fn into_db_error(self) -> DbError {
+        match self {
+            Self::Endpoint(failure) => failure.into_db_error(),
+            Self::Answer(error) => error,
+        }
+    }
 }
 
 impl<'a, P: Platform> Database<'a, P> {
@@ -36,13 +65,22 @@ impl<'a, P: Platform> Database<'a, P> {
         config: &'a DatabaseConfig,
         data_path: &'a DataPathConfig,
         region: ReaderRegion<'a>,
-        consistency: Option<ConsistencyToken>,
+        requirement: Option<Requirement>,
         report: &'a RefCell<RequestReport>,
     ) -> Self {
-        Self { platform, config, data_path, topology: data_path.topology(config), region, consistency, report }
+        let mut topology = data_path.topology(config);
+        // Only after a failover does the isolate hold a record; until then the configured
+        // primary is used as it is.
+        if let Some(record) = platform.isolate().primary.borrow().record() {
+            topology.primary = primary_endpoint(data_path, record);
+            // The promoted replica is the primary now, not a replica beside it.
+            topology.replicas.retain(|_, replica| replica.url != record.url);
+        }
+        Self { platform, config, data_path, topology, region, requirement: Cell::new(requirement), report }
     }
 
-    /// One round trip (two when a replica turns out to be behind the client's own writes).
+    /// One round trip (two when a replica turns out to be behind the client's own writes, or
+    /// the primary failed and the record names a new one).
     /// Statement failures of a read come back per statement in the outcome; a failed write
     /// statement is `DbError::Statement` (the transaction was rolled back).
     pub async fn run(&self, pipeline: &Pipeline) -> Result<PipelineOutcome, DbError> {
@@ -54,45 +92,102 @@ impl<'a, P: Platform> Database<'a, P> {
 
     /// The smallest replication index a read must reflect for this client.
     pub fn required_index(&self) -> Option<u64> {
-        self.consistency.map(|token| token.replication_index)
+        self.requirement.get().map(|requirement| requirement.index)
     }
 
     async fn on_primary(&self, pipeline: &Pipeline) -> Result<PipelineOutcome, DbError> {
-        let body = pipeline.request_body()?;
-        let outcome = self.send(&self.topology.primary, body, self.data_path.primary_deadline_ms).await;
-        let outcome = outcome.and_then(|response| pipeline.parse_response(&response))?;
-        if pipeline.kind == PipelineKind::Write
-            && let Some(index) = outcome.replication_index
-        {
+        let primary = &self.topology.primary;
+        let deadline = self.data_path.primary_deadline_ms;
+        let missed = match self.attempt(primary, pipeline, pipeline.request_body()?, deadline).await {
+            Ok(answered) => return Ok(self.take_primary_answer(pipeline, answered)),
+            Err(missed) => missed,
+        };
+        let failure = match missed {
+            Missed::Endpoint(failure) if failure.is_primary_failure() => failure,
+            other => return Err(other.into_db_error()),
+        };
+        let Some(replacement) = self.replacement_for(primary).await else {
+            return Err(failure.into_db_error());
+        };
+        if !failure.may_retry(pipeline.kind) {
+            self.platform.log(&format!(
+                "primary {} failed ({failure}); the write may have run there, so it is not sent to {}",
+                primary.url, replacement.url
+            ));
+            return Err(failure.into_db_error());
+        }
+        self.platform.log(&format!("primary {} failed ({failure}); sending to {}", primary.url, replacement.url));
+        self.report.borrow_mut().fallbacks.push((primary.label(), "failed"));
+        match self.attempt(&replacement, pipeline, pipeline.request_body()?, deadline).await {
+            Ok(answered) => Ok(self.take_primary_answer(pipeline, answered)),
+            Err(missed) => Err(missed.into_db_error()),
+        }
+    }
+
+    /// An answer of the primary: a write's index becomes the client's new token; an answer
+    /// below the client's token caps it.
+    fn take_primary_answer(&self, pipeline: &Pipeline, (outcome, term): (PipelineOutcome, Option<u64>)) -> PipelineOutcome {
+        let Some(index) = outcome.replication_index else { return outcome };
+        if pipeline.kind == PipelineKind::Write {
+            let term = term.or_else(|| self.platform.isolate().primary.borrow().term()).unwrap_or(0);
             let mut report = self.report.borrow_mut();
             report.written_index = report.written_index.max(Some(index));
+            report.token = Some(ConsistencyToken { term, replication_index: index });
+        } else {
+            self.cap_at_primary(index, term);
         }
-        Ok(outcome)
+        outcome
+    }
+
+    /// The primary answered at `index`: a token above it is not believed beyond it (ASVS 5.0
+    /// 2.2.1, input checked against the logical limits the server knows — nothing the primary
+    /// has not written can be waited for), and the client's cookie is corrected. Legitimate
+    /// tokens are never above the primary; one is after a restore or a failover that lost
+    /// writes, or when it was minted for another database.
+    fn cap_at_primary(&self, index: u64, term: Option<u64>) {
+        let Some(requirement) = self.requirement.get().filter(|requirement| index < requirement.index) else {
+            return;
+        };
+        self.platform.log(&format!(
+            "read-your-writes token at index {} is ahead of the primary ({index}): believed only up to {index}",
+            requirement.index
+        ));
+        let known = self.platform.isolate().primary.borrow().term();
+        let term = term.or(known);
+        self.requirement.set(Some(Requirement { index, term }));
+        let mut report = self.report.borrow_mut();
+        if report.token.is_none() {
+            report.token = Some(ConsistencyToken { term: term.unwrap_or(0), replication_index: index });
+        }
     }
 
     async fn read(&self, pipeline: &Pipeline) -> Result<PipelineOutcome, DbError> {
         let body = pipeline.request_body()?;
         // Without replicas every read goes to the primary, wherever the reader is.
-        let plan: Vec<Endpoint> = if self.topology.replicas.is_empty() {
-            vec![self.topology.primary.clone()]
+        let (plan, region): (Vec<Endpoint>, Option<RegionName>) = if self.topology.replicas.is_empty() {
+            (vec![self.topology.primary.clone()], None)
         } else {
             let region = match self.region {
                 ReaderRegion::Known(region) => region.clone(),
                 ReaderRegion::Of(request) => request.region_name(self.platform),
             };
             let breakers = self.platform.isolate().breakers.borrow();
-            self.topology.read_plan(&region, &breakers, self.platform.now_ms()).into_iter().cloned().collect()
+            let plan =
+                self.topology.read_plan(&region, &breakers, self.platform.now_ms()).into_iter().cloned().collect();
+            (plan, Some(region))
         };
         let mut last_error = DbError::Unavailable("no endpoint to read from".into());
         for endpoint in &plan {
             let is_replica = endpoint.role == Role::Replica;
             let deadline =
                 if is_replica { self.data_path.replica_deadline_ms } else { self.data_path.primary_deadline_ms };
-            let answer = self.send(endpoint, body.clone(), deadline).await;
-            let outcome = match answer.and_then(|response| pipeline.parse_response(&response)) {
-                Ok(outcome) => outcome,
-                Err(error) if !is_replica => return Err(error),
-                Err(error) => {
+            let (outcome, term) = match self.attempt(endpoint, pipeline, body.clone(), deadline).await {
+                Ok(answered) => answered,
+                Err(missed) if !is_replica => {
+                    return self.read_after_primary_failure(endpoint, pipeline, missed, &plan, region.as_ref()).await;
+                }
+                Err(missed) => {
+                    let error = missed.into_db_error();
                     self.platform.isolate().breakers.borrow_mut().record_failure(&endpoint.url, self.platform.now_ms());
                     self.platform.log(&format!("read from {} failed, falling back: {error}", endpoint.label()));
                     self.report.borrow_mut().fallbacks.push((endpoint.label(), "failed"));
@@ -101,35 +196,153 @@ impl<'a, P: Platform> Database<'a, P> {
                 }
             };
             self.platform.isolate().breakers.borrow_mut().record_success(&endpoint.url);
-            if is_replica {
-                // A replica that misses the schema or a row's write is not an answer either.
-                let behind =
-                    self.required_index().is_some_and(|required| outcome.replication_index.unwrap_or(0) < required);
-                if behind || outcome.results.iter().any(Result::is_err) {
-                    self.report.borrow_mut().fallbacks.push((endpoint.label(), "behind"));
-                    continue;
-                }
+            if !is_replica {
+                return Ok(self.take_primary_answer(pipeline, (outcome, term)));
             }
-            return Ok(outcome);
+            if self.serves_read(endpoint, &outcome, term) {
+                return Ok(outcome);
+            }
         }
         Err(last_error)
     }
 
-    async fn send(&self, endpoint: &Endpoint, body: Vec<u8>, deadline_ms: u32) -> Result<Vec<u8>, DbError> {
+    /// Whether a replica's answer is one: not below the client's writes (nor of another
+    /// history), and not missing the schema or a row's write. Otherwise it is noted `behind`.
+    fn serves_read(&self, replica: &Endpoint, outcome: &PipelineOutcome, term: Option<u64>) -> bool {
+        let behind =
+            self.requirement.get().is_some_and(|requirement| !requirement.met_by(outcome.replication_index, term));
+        if behind || outcome.results.iter().any(Result::is_err) {
+            self.report.borrow_mut().fallbacks.push((replica.label(), "behind"));
+            return false;
+        }
+        true
+    }
+
+    /// The read plan's last resort, the primary, failed. The record's primary answers instead
+    /// if it names another one (a read is safe to send again); otherwise the replicas the plan
+    /// left out as farther than the primary, nearest first — slower, but an answer.
+    async fn read_after_primary_failure(
+        &self,
+        primary: &Endpoint,
+        pipeline: &Pipeline,
+        missed: Missed,
+        tried: &[Endpoint],
+        region: Option<&RegionName>,
+    ) -> Result<PipelineOutcome, DbError> {
+        let failure = match missed {
+            Missed::Endpoint(failure) if failure.is_primary_failure() => failure,
+            other => return Err(other.into_db_error()),
+        };
+        self.report.borrow_mut().fallbacks.push((primary.label(), "failed"));
+        if let Some(replacement) = self.replacement_for(primary).await {
+            self.platform.log(&format!("primary {} failed ({failure}); reading from {}", primary.url, replacement.url));
+            let deadline = self.data_path.primary_deadline_ms;
+            return match self.attempt(&replacement, pipeline, pipeline.request_body()?, deadline).await {
+                Ok(answered) => Ok(self.take_primary_answer(pipeline, answered)),
+                Err(missed) => Err(missed.into_db_error()),
+            };
+        }
+        let Some(region) = region else { return Err(failure.into_db_error()) };
+        let mut farther: Vec<&Endpoint> = {
+            let breakers = self.platform.isolate().breakers.borrow();
+            let now = self.platform.now_ms();
+            self.topology
+                .replicas
+                .values()
+                .filter(|replica| !tried.iter().any(|endpoint| endpoint.url == replica.url))
+                .filter(|replica| breakers.allows(&replica.url, now))
+                .collect()
+        };
+        farther.sort_by_key(|replica| round_trip_ms(region, &replica.region));
+        for replica in farther {
+            let body = pipeline.request_body()?;
+            match self.attempt(replica, pipeline, body, self.data_path.replica_deadline_ms).await {
+                Ok((outcome, term)) if self.serves_read(replica, &outcome, term) => return Ok(outcome),
+                Ok(_) => {}
+                Err(_) => self.report.borrow_mut().fallbacks.push((replica.label(), "failed")),
+            }
+        }
+        Err(failure.into_db_error())
+    }
+
+    /// The primary the record names now, if it is not `failed` — after asking KV again when
+    /// the isolate may (once per `RECHECK_INTERVAL_MS`).
+    async fn replacement_for(&self, failed: &Endpoint) -> Option<Endpoint> {
+        refresh_primary_record(self.platform, self.data_path.database).await;
+        let state = self.platform.isolate().primary.borrow();
+        let record = state.record().filter(|record| record.url != failed.url)?;
+        Some(primary_endpoint(self.data_path, record))
+    }
+
+    /// One pipeline on one endpoint: its outcome and the answering node's term, or why not.
+    async fn attempt(
+        &self,
+        endpoint: &Endpoint,
+        pipeline: &Pipeline,
+        body: Vec<u8>,
+        deadline_ms: u32,
+    ) -> Result<(PipelineOutcome, Option<u64>), Missed> {
+        let answer = self.send(endpoint, body, deadline_ms).await.map_err(Missed::Endpoint)?;
+        match pipeline.parse_response(&answer.body) {
+            Ok(outcome) => Ok((outcome, answer.term)),
+            // Fenced while the write ran: it was rolled back, nothing of it committed.
+            Err(error) => Err(Failure::of_statement(&error).map_or(Missed::Answer(error), Missed::Endpoint)),
+        }
+    }
+
+    async fn send(&self, endpoint: &Endpoint, body: Vec<u8>, deadline_ms: u32) -> Result<HranaAnswer, Failure> {
         let started = self.platform.now_ms();
         let answer = self.platform.send_pipeline(&endpoint.url, &self.config.auth_token, body, deadline_ms).await;
         let elapsed = self.platform.now_ms() - started;
         self.report.borrow_mut().round_trips.push((endpoint.label(), elapsed));
-        answer
+        answer.map_err(Failure::of_transport).and_then(check_answer)
     }
 
     /// Fire and forget to the primary, for bookkeeping the response does not depend on.
     pub fn run_in_background(&self, pipeline: &Pipeline) {
         match pipeline.request_body() {
             Ok(body) => {
-                self.platform.send_pipeline_in_background(&self.config.primary_url, &self.config.auth_token, body)
+                self.platform.send_pipeline_in_background(&self.topology.primary.url, &self.config.auth_token, body)
             }
             Err(error) => self.platform.log(&format!("background pipeline not sent: {error}")),
         }
     }
+}
+
+/// The record's primary as an endpoint, in the region of the replica it was promoted from
+/// when it is one of the configured replicas (so the read plan measures distance to where the
+/// primary now is), else in the configured primary region.
+fn primary_endpoint(data_path: &DataPathConfig, record: &PrimaryRecord) -> Endpoint {
+    let region = data_path
+        .replicas
+        .iter()
+        .find(|(_, url)| **url == record.url)
+        .map_or_else(|| data_path.primary_region.clone(), |(region, _)| region.clone());
+    Endpoint { url: record.url.clone(), region, role: Role::Primary }
+}
+
+/// Reads the primary record of `database` from KV into the isolate, if the isolate may ask
+/// again (once per `RECHECK_INTERVAL_MS`); `true` when it named a new primary or term. A
+/// malformed record is logged and ignored, and a KV failure leaves the isolate as it was.
+pub async fn refresh_primary_record<P: Platform>(platform: &P, database: &str) -> bool {
+    if !platform.isolate().primary.borrow_mut().claim_check(platform.now_ms()) {
+        return false;
+    }
+    let key = record_key(database);
+    let found = match platform.kv_get_many(&[&key]).await {
+        Ok(values) => values.into_iter().next().flatten(),
+        Err(error) => {
+            platform.log(&format!("KV read of {key} failed: {error}"));
+            return false;
+        }
+    };
+    let record = found.as_deref().and_then(PrimaryRecord::parse);
+    if found.is_some() && record.is_none() {
+        platform.log(&format!("{key} is not a primary record (`{{\"url\", \"term\", \"terms\"}}`): ignored"));
+    }
+    let changed = platform.isolate().primary.borrow_mut().update(record);
+    if changed && let Some(record) = platform.isolate().primary.borrow().record() {
+        platform.log(&format!("primary of {database} is now {} (term {})", record.url, record.term));
+    }
+    changed
 }

@@ -31,7 +31,7 @@ use crate::caller::Caller;
 use crate::config::{Config, ConfigError, InjectedFault};
 use crate::cookies;
 use crate::csrf::{self, CLIENT_HEADER, CsrfEvidence};
-use crate::datapath::{CircuitBreakers, ConsistencyToken};
+use crate::datapath::{CircuitBreakers, ConsistencyToken, HranaAnswer, PrimaryState, Requirement};
 use crate::db::Pipeline;
 use crate::error::ApiError;
 use crate::health::VersionInfo;
@@ -42,7 +42,7 @@ use crate::services::Service;
 use crate::services::identity::IDENTITY_HEADER;
 use crate::services::internal_api::{self, InternalRequest};
 
-pub use database::{Database, ReaderRegion};
+pub use database::{Database, ReaderRegion, refresh_primary_record};
 pub use outbox::deliver_pending_deletions;
 
 /// A request as the core needs it; the worker fills it from the runtime.
@@ -221,11 +221,13 @@ impl KvWrite {
 }
 
 /// State an isolate keeps between requests (Workers reuse module state within one isolate):
-/// circuit breakers and the memory cache tier. Losing it only costs a few slower requests.
+/// circuit breakers, the memory cache tier, and the primary record once a failure made the
+/// isolate read it. Losing it only costs a few slower requests.
 #[derive(Debug, Default)]
 pub struct IsolateState {
     pub breakers: RefCell<CircuitBreakers>,
     pub memory: RefCell<MemoryCache>,
+    pub primary: RefCell<PrimaryState>,
 }
 
 /// Where a cacheable read was answered from, for `Server-Timing`.
@@ -263,6 +265,9 @@ pub struct RequestReport {
     pub fallbacks: Vec<(String, &'static str)>,
     /// The primary's replication index after this request's writes.
     pub written_index: Option<u64>,
+    /// The read-your-writes token the client gets: after a write, or corrected when the one it
+    /// presented asked for more than the history holds.
+    pub token: Option<ConsistencyToken>,
     pub cache: CacheStatus,
 }
 
@@ -278,15 +283,16 @@ pub trait Platform {
     /// cached answer (docs/performance.md). Cron events have no location.
     fn location(&self) -> Location;
     fn isolate(&self) -> &IsolateState;
-    /// `POST {url}/v3/pipeline` with the bearer token; the response body on 2xx. Gives up after
-    /// `deadline_ms` with `DbError::Unavailable`.
+    /// `POST {url}/v3/pipeline` with the bearer token: whatever the endpoint answered (any
+    /// status; the core decides what it means, `datapath::failover`). `DbError::Unavailable`
+    /// when no answer came: unreachable, lost on the way, or not within `deadline_ms`.
     async fn send_pipeline(
         &self,
         url: &str,
         token: &str,
         body: Vec<u8>,
         deadline_ms: u32,
-    ) -> Result<Vec<u8>, crate::db::DbError>;
+    ) -> Result<HranaAnswer, crate::db::DbError>;
     /// The KV values of `keys`, in order, read concurrently (`None`: no such key). Errors and
     /// timeouts of any read are `Err`; callers fall through to the database.
     async fn kv_get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, String>;
@@ -315,6 +321,9 @@ pub struct Context<'a, P: Platform> {
     pub report: RefCell<RequestReport>,
     /// The client's last write, if it carries a valid token.
     pub consistency: Option<ConsistencyToken>,
+    /// What reads must reflect for this client: its token judged against the history of
+    /// terms the isolate knows (`ConsistencyToken::requirement`).
+    pub requirement: Option<Requirement>,
 }
 
 impl<P: Platform> Context<'_, P> {
@@ -334,7 +343,7 @@ impl<P: Platform> Context<'_, P> {
             config,
             &self.config.data_path,
             ReaderRegion::Of(self.request),
-            self.consistency,
+            self.requirement,
             &self.report,
         ))
     }
@@ -462,8 +471,14 @@ async fn dispatch<P: Platform>(
     let consistency = ConsistencyToken::newest(
         request.cookies(config.service.consistency_cookie()),
         &config.data_path.consistency_key,
+        config.data_path.database,
     );
-    let context = Context { platform, config, request, report: RefCell::default(), consistency };
+    let report = RefCell::default();
+    let requirement = match consistency {
+        Some(token) => Some(requirement_of(platform, config, token, &report).await),
+        None => None,
+    };
+    let context = Context { platform, config, request, report, consistency, requirement };
     let started = platform.now_ms();
     let response = route_to_handler(&context, &route).await;
     let mut response = finish(&context, &route, response, platform.now_ms() - started);
@@ -515,10 +530,13 @@ fn finish<P: Platform>(
     response = response
         .with_header("Server-Timing", timing.join(", "))
         .with_header("x-edgestack-db-requests", report.round_trips.len().to_string());
-    let previous = context.consistency.map(|token| token.replication_index);
-    if let Some(written) = report.written_index.filter(|written| Some(*written) > previous)
-        && let Some(cookie) = (ConsistencyToken { replication_index: written })
-            .set_cookie(context.config.service.consistency_cookie(), &context.config.data_path.consistency_key)
+    let data_path = &context.config.data_path;
+    if let Some(token) = report.token.filter(|token| Some(*token) != context.consistency)
+        && let Some(cookie) = token.set_cookie(
+            context.config.service.consistency_cookie(),
+            &data_path.consistency_key,
+            data_path.database,
+        )
     {
         response = response.with_header("Set-Cookie", cookie);
     }
@@ -526,4 +544,33 @@ fn finish<P: Platform>(
         response = cache::conditional(context.request, response);
     }
     response
+}
+
+/// What the client's token asks of this request's reads. A token of a newer term than the
+/// isolate knows makes it read the primary record first (a failover happened that this isolate
+/// has not seen fail). A token from before a failover whose last writes the new history lacks
+/// asks only for what survived, and the client's cookie is corrected to that
+/// (docs/failover.md#read-your-writes-tokens-carry-the-term).
+async fn requirement_of<P: Platform>(
+    platform: &P,
+    config: &Config,
+    token: ConsistencyToken,
+    report: &RefCell<RequestReport>,
+) -> Requirement {
+    let believed_term = platform.isolate().primary.borrow().believed_term();
+    if token.term > believed_term {
+        refresh_primary_record(platform, config.data_path.database).await;
+    }
+    let state = platform.isolate().primary.borrow();
+    let history = state.record().map(|record| record.history());
+    let requirement = token.requirement(history);
+    if token.outlived_its_term(history) {
+        platform.log(&format!(
+            "read-your-writes token at index {} of term {} is past the end of that term ({}): its later writes were lost in the failover",
+            token.replication_index, token.term, requirement.index
+        ));
+        let corrected = ConsistencyToken { term: requirement.term.unwrap_or(0), replication_index: requirement.index };
+        report.borrow_mut().token = Some(corrected);
+    }
+    requirement
 }

@@ -1,12 +1,18 @@
 //! Which database answers: writes go to the primary; reads go to the nearest replica, then to
 //! any replica nearer than the primary, then to the primary — skipping endpoints whose circuit
 //! breaker is open. With no replicas configured every read goes to the primary (Level 1).
+//! After a failover the primary is the one the primary record names (`primary`), and
+//! read-your-writes tokens are judged against its history of terms (`consistency`).
 
 mod breaker;
 mod consistency;
+pub mod failover;
+pub mod primary;
 
 pub use breaker::CircuitBreakers;
-pub use consistency::ConsistencyToken;
+pub use consistency::{ConsistencyToken, Requirement};
+pub use failover::{Failure, HranaAnswer};
+pub use primary::{History, PrimaryRecord, PrimaryState, TermStart};
 
 use std::collections::BTreeMap;
 

@@ -12,6 +12,7 @@ mod cache_consistency;
 mod client_headers;
 mod data_path;
 mod entry;
+mod failover;
 mod hostile;
 mod internal_routes;
 mod notes;

@@ -12,6 +12,7 @@ use edgestack_core::app::{
     self, API_REQUEST_HEADERS, ApiRequest, ApiResponse, IsolateState, KvWrite, Limiter, Platform, ServiceRequest,
 };
 use edgestack_core::config::Config;
+use edgestack_core::datapath::HranaAnswer;
 use edgestack_core::datapath::round_trip_ms;
 use edgestack_core::db::DbError;
 use edgestack_core::health::VersionInfo;
@@ -137,7 +138,9 @@ impl Net {
     }
 
     /// One Hrana pipeline from a Worker in `from_region`, with the network's latency, faults and
-    /// the caller's deadline, answered by the in-process cluster.
+    /// the caller's deadline, answered by the in-process cluster as devdb answers over HTTP:
+    /// refusals as `{"message", "code"}` with their status, and the node's term
+    /// (`x-devdb-term`).
     async fn pipeline(
         &self,
         from_region: &str,
@@ -145,7 +148,7 @@ impl Net {
         token: &str,
         body: Vec<u8>,
         deadline_ms: f64,
-    ) -> Result<Vec<u8>, DbError> {
+    ) -> Result<HranaAnswer, DbError> {
         let host = url.trim_start_matches("http://").trim_end_matches('/').to_string();
         let endpoint = self.endpoints.borrow().get(&host).cloned();
         let Some(endpoint) = endpoint else {
@@ -173,16 +176,20 @@ impl Net {
             self.cluster(&endpoint.database, |cluster| cluster.pipeline(endpoint.replica.as_deref(), &body, now))
                 .map_err(|refusal| (refusal.status, refusal.message))
         };
+        let term = self.cluster(&endpoint.database, |cluster| cluster.term(endpoint.replica.as_deref()));
         if 2.0 * one_way > deadline_ms {
             self.clock.sleep(deadline_ms - one_way).await;
             return Err(timed_out());
         }
         self.clock.sleep(one_way).await;
-        match answer {
-            Ok(body) => Ok(body),
-            Err((status, message)) if status >= 500 => Err(DbError::Unavailable(format!("HTTP {status}: {message}"))),
-            Err((status, message)) => Err(DbError::Protocol(format!("HTTP {status}: {message}"))),
-        }
+        Ok(match answer {
+            Ok(body) => HranaAnswer { status: 200, body, term },
+            Err((status, message)) => {
+                let code = message.split(':').next().unwrap_or_default().to_string();
+                let body = serde_json::to_vec(&serde_json::json!({"message": message, "code": code})).unwrap();
+                HranaAnswer { status, body, term }
+            }
+        })
     }
 }
 
@@ -313,7 +320,13 @@ impl Platform for Worker {
         }
     }
 
-    async fn send_pipeline(&self, url: &str, token: &str, body: Vec<u8>, deadline_ms: u32) -> Result<Vec<u8>, DbError> {
+    async fn send_pipeline(
+        &self,
+        url: &str,
+        token: &str,
+        body: Vec<u8>,
+        deadline_ms: u32,
+    ) -> Result<HranaAnswer, DbError> {
         self.net.pipeline(&self.location, url, token, body, f64::from(deadline_ms)).await
     }
 
@@ -370,8 +383,10 @@ impl Platform for Worker {
     fn send_pipeline_in_background(&self, url: &str, token: &str, body: Vec<u8>) {
         let (net, location, url, token) = (self.net.clone(), self.location.clone(), url.to_string(), token.to_string());
         self.net.clock.spawn(async move {
-            if let Err(error) = net.pipeline(&location, &url, &token, body, 5_000.0).await {
-                net.logs.borrow_mut().push(format!("background pipeline failed: {error}"));
+            match net.pipeline(&location, &url, &token, body, 5_000.0).await {
+                Ok(answer) if answer.status == 200 => {}
+                Ok(answer) => net.logs.borrow_mut().push(format!("background pipeline answered {}", answer.status)),
+                Err(error) => net.logs.borrow_mut().push(format!("background pipeline failed: {error}")),
             }
         });
     }

@@ -1,0 +1,376 @@
+//! Failover in-process (issue #13, docs/failover.md): a replica promoted in the simulated
+//! cluster (`devdb::sim`, which fences the old primary as devdb does), the primary record
+//! written to KV as an operator would, and the Worker finding the new primary through it —
+//! which operations it sends again and which it does not, what a read-your-writes token from
+//! before the failover asks for, and a replica still on the old term. Beside them, issue #17's
+//! token binding: a token is worth nothing for another database, a token ahead of the primary
+//! is believed only up to it, and an identity names its type and audience.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::{Signer, SigningKey};
+use edgestack_core::datapath::ConsistencyToken;
+use edgestack_core::datapath::primary::{RECHECK_INTERVAL_MS, record_key};
+use serde_json::{Value, json};
+
+use crate::support::{Client, EndpointFault, Options, Shape, Stack, each_shape, signed_up_user};
+
+/// The simulated Workers' `CONSISTENCY_KEY` (`support::Stack::new`).
+const SIM_CONSISTENCY_KEY: &[u8] = b"sim-consistency-key";
+
+fn cookie_name(stack: &Stack) -> &'static str {
+    match stack.options.shape {
+        Shape::Monolith => "__Host-edgestack_consistency",
+        Shape::Services => "__Host-edgestack_consistency_notes",
+    }
+}
+
+/// The primary of `database` stops answering (connection refused), as when its process dies.
+fn kill_primary(stack: &Stack, database: &str) {
+    stack.net.set_fault(database, None, EndpointFault { down: true, ..EndpointFault::default() });
+}
+
+/// `devdb promote` on replica `region` of `database`, then the operator's `wrangler kv key put`
+/// of the primary record, written in location `na` (where the test's Workers run).
+fn promote_and_publish(stack: &mut Stack, database: &str, region: &str) -> u64 {
+    let now = stack.now_ms();
+    let term = stack.net.cluster(database, |cluster| cluster.promote(region, now)).unwrap();
+    let (_, terms) = stack.net.cluster(database, |cluster| cluster.history());
+    let terms: Vec<Value> =
+        terms.iter().map(|start| json!({"term": start.term, "from_index": start.from_index.to_string()})).collect();
+    let record = json!({"url": format!("http://{database}-{region}.sim"), "term": term, "terms": terms});
+    let now = stack.now_ms();
+    stack.kv.borrow_mut().put("na", &record_key(database), record.to_string().into_bytes(), 86_400, now).unwrap();
+    term
+}
+
+/// The first column of `sql`'s rows on node `node` of `database` (a replica's region, or the
+/// one promoted), read from the cluster itself.
+fn rows_on(stack: &Stack, database: &str, node: &str, sql: &str) -> Vec<String> {
+    let body = json!({"requests": [{"type": "execute", "stmt": {"sql": sql}}, {"type": "close"}]});
+    let body = serde_json::to_vec(&body).unwrap();
+    let now = stack.now_ms();
+    let answer = stack.net.cluster(database, |cluster| cluster.pipeline(Some(node), &body, now)).unwrap();
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    let rows = answer["results"][0]["response"]["result"]["rows"].as_array().cloned().unwrap_or_default();
+    rows.iter().map(|row| row[0]["value"].as_str().unwrap_or("NULL").to_string()).collect()
+}
+
+fn note_titles(stack: &Stack, database: &str, node: &str) -> Vec<String> {
+    rows_on(stack, database, node, "SELECT title FROM notes ORDER BY title")
+}
+
+/// `(term, index)` of a read-your-writes cookie (`2.<term>.<index>.<mac>`).
+fn token_of(value: &str) -> (u64, u64) {
+    let parts: Vec<&str> = value.split('.').collect();
+    assert_eq!((parts.len(), parts[0]), (4, "2"), "not a v2 token: {value}");
+    (parts[1].parse().unwrap(), parts[2].parse().unwrap())
+}
+
+fn titles(response: &crate::support::Response) -> Vec<String> {
+    let mut titles: Vec<String> = response.json()["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|note| note["title"].as_str().unwrap().into())
+        .collect();
+    titles.sort();
+    titles
+}
+
+#[test]
+fn the_worker_finds_the_promoted_primary_through_the_record_without_a_redeploy() {
+    each_shape(|mut stack| {
+        let database = stack.notes_db();
+        let user = signed_up_user(&mut stack, "switch@example.com");
+        let before = user.create_note(&mut stack, "before", "");
+        stack.replicate();
+        kill_primary(&stack, database);
+
+        // Until a replica is promoted and the record says so: writes 503, reads go on.
+        let refused = stack.send(user.post("/api/notes").json(json!({"title": "refused"})).send());
+        assert_eq!((refused.status(), refused.error_code().as_str()), (503, "database_unavailable"));
+        let read = stack.send(user.in_region("eu").get(&format!("/api/notes/{before}")).send());
+        assert_eq!((read.status(), read.db_targets()), (200, vec!["replica-eu".to_string()]), "{}", read.text());
+        // From na the primary is the nearest copy; when it fails, the farther replicas answer.
+        let from_na = stack.send(user.get(&format!("/api/notes/{before}")).send());
+        assert_eq!(from_na.status(), 200, "{}", from_na.text());
+        assert_eq!(from_na.db_targets(), ["primary", "replica-eu"]);
+        assert_eq!(from_na.timing("fallback"), ["primary failed"]);
+        assert_eq!(promote_and_publish(&mut stack, database, "eu"), 2);
+        stack.advance(RECHECK_INTERVAL_MS);
+
+        // The first write after the record still meets the dead primary; the isolate reads the
+        // record then, but does not send this write on: a lost connection may follow a commit.
+        let unknown = stack.send(user.post("/api/notes").json(json!({"title": "unknown"})).send());
+        assert_eq!(unknown.status(), 503, "{}", unknown.text());
+        assert_eq!(stack.logs_containing("it is not sent to http://").len(), 1);
+        // From then on the isolate writes to the new primary, in one round trip.
+        let after = stack.send(user.post("/api/notes").json(json!({"title": "after"})).send());
+        assert_eq!(after.status(), 201, "{}", after.text());
+        assert_eq!(after.db_targets(), ["primary"]);
+        assert_eq!(note_titles(&stack, database, "eu"), ["after", "before"], "the refused writes ran nowhere");
+        let (term, index) = token_of(&user.cookie(cookie_name(&stack)).unwrap());
+        assert_eq!((term, index), (2, stack.replication_index(database, Some("eu"))), "the token names term 2");
+        assert_eq!(stack.logs_containing(&format!("is now http://{database}-eu.sim (term 2)")).len(), 1);
+    });
+}
+
+#[test]
+fn a_write_the_fenced_old_primary_refused_is_sent_once_to_the_new_primary() {
+    let mut stack = Stack::monolith();
+    let user = signed_up_user(&mut stack, "fenced@example.com");
+    stack.replicate();
+    // The old primary keeps running: the promotion fences it (503 PRIMARY_FENCED, nothing ran).
+    promote_and_publish(&mut stack, "main", "ap");
+
+    let created = stack.send(user.post("/api/notes").json(json!({"title": "once"})).send());
+
+    assert_eq!(created.status(), 201, "{}", created.text());
+    assert_eq!(created.db_targets(), ["primary", "primary"]);
+    assert_eq!(created.timing("fallback"), ["primary failed"]);
+    assert_eq!(note_titles(&stack, "main", "ap"), ["once"], "exactly once");
+    let next = stack.send(user.post("/api/notes").json(json!({"title": "next"})).send());
+    assert_eq!((next.status(), next.db_targets()), (201, vec!["primary".to_string()]));
+}
+
+#[test]
+fn a_read_that_needs_the_primary_is_read_from_the_new_one_and_public_reads_never_fail() {
+    let mut stack = Stack::monolith();
+    let author = signed_up_user(&mut stack, "reader@example.com");
+    let public = author.publish_note(&mut stack, "public", "");
+    stack.replicate();
+    stack.set_lag("main", "eu", 60_000.0);
+    let fresh = author.create_note(&mut stack, "fresh", "");
+    let author = author.in_region("eu");
+    let anonymous = stack.client_in_region("eu");
+    kill_primary(&stack, "main");
+    // Everyone else reads the replica; nobody notices the primary is gone.
+    let feed = stack.send(anonymous.get(&format!("/api/public/notes/{public}")).send());
+    assert_eq!(feed.status(), 200);
+
+    promote_and_publish(&mut stack, "main", "ap");
+    let own = stack.send(author.get(&format!("/api/notes/{fresh}")).send());
+
+    assert_eq!(own.status(), 200, "{}", own.text());
+    assert_eq!(own.db_targets(), ["replica-eu", "primary", "primary"]);
+    assert_eq!(own.timing("fallback"), ["replica-eu behind", "primary failed"]);
+    for _ in 0..20 {
+        stack.advance(250.0);
+        let read = stack.send(anonymous.get(&format!("/api/public/notes/{public}")).send());
+        assert_eq!(read.status(), 200, "{}", read.text());
+    }
+}
+
+/// A client wrote its last note just before the primary died, and the promoted replica never
+/// had it. Its token asks for more than the new history holds; the new primary's answer caps
+/// it, and the client sees what survived — its lost note missing — at once, with its cookie
+/// corrected: the request neither waits nor fails.
+fn read_after_losing_the_last_write(stack: &mut Stack, token_term: Option<u64>) {
+    let database = stack.notes_db();
+    let user = signed_up_user(stack, "before@example.com");
+    user.create_note(stack, "kept", "");
+    stack.replicate();
+    stack.set_lag(database, "eu", 60_000.0);
+    stack.set_lag(database, "ap", 60_000.0);
+    user.create_note(stack, "lost", "");
+    let (term, index) = token_of(&user.cookie(cookie_name(stack)).unwrap());
+    assert_eq!(term, 1, "the primary reports its term (x-devdb-term)");
+    if let Some(term) = token_term {
+        let token = ConsistencyToken { term, replication_index: index };
+        user.set_cookie(cookie_name(stack), &token.encode(SIM_CONSISTENCY_KEY, database).unwrap());
+    }
+    kill_primary(stack, database);
+    promote_and_publish(stack, database, "eu");
+    let promoted_at = stack.replication_index(database, Some("eu"));
+    assert!(promoted_at < index, "the promoted replica lacks the last write");
+
+    let list = stack.send(user.get("/api/notes").send());
+
+    assert_eq!(list.status(), 200, "{}", list.text());
+    assert_eq!(titles(&list), ["kept"]);
+    assert_eq!(token_of(&user.cookie(cookie_name(stack)).unwrap()).1, promoted_at, "believed up to the new primary");
+    assert_eq!(stack.logs_containing("is ahead of the primary").len(), 1);
+    let again = stack.send(user.get("/api/notes").send());
+    assert_eq!((again.status(), again.db_requests()), (200, 1), "nothing waits for the lost index");
+}
+
+#[test]
+fn a_token_from_before_the_failover_asks_only_for_what_survived() {
+    each_shape(|mut stack| read_after_losing_the_last_write(&mut stack, None));
+}
+
+/// The same with a token of unknown term (0), as a worker mints it when neither a record nor
+/// the answering node named the term.
+#[test]
+fn a_token_of_unknown_term_from_before_the_failover_is_capped_alike() {
+    each_shape(|mut stack| read_after_losing_the_last_write(&mut stack, Some(0)));
+}
+
+/// A token of a known term whose index is past where the history moved on: it asks only for
+/// its term's end, so a replica of the new history answers at once.
+#[test]
+fn a_token_of_an_older_term_asks_only_for_what_its_term_kept() {
+    let mut stack = Stack::monolith();
+    let user = signed_up_user(&mut stack, "older@example.com");
+    user.create_note(&mut stack, "first", "");
+    stack.replicate();
+    // Failover 1 (nothing lost): the isolate learns term 2 and mints term-2 tokens from then on.
+    promote_and_publish(&mut stack, "main", "eu");
+    stack.advance(2_000.0);
+    user.create_note(&mut stack, "second", "");
+    stack.replicate();
+    stack.set_lag("main", "ap", 60_000.0);
+    user.create_note(&mut stack, "lost", "");
+    let (term, index) = token_of(&user.cookie("__Host-edgestack_consistency").unwrap());
+    assert_eq!(term, 2);
+    // Failover 2, to ap, which never applied "lost": term 3 begins below the token.
+    stack.net.set_fault("main", Some("eu"), EndpointFault { down: true, ..EndpointFault::default() });
+    assert_eq!(promote_and_publish(&mut stack, "main", "ap"), 3);
+    stack.advance(RECHECK_INTERVAL_MS);
+    let end_of_term_2 = stack.replication_index("main", Some("ap"));
+    assert!(end_of_term_2 < index);
+    // The isolate meets the dead primary once (a write, not sent on), and so reads the record.
+    let unknown = stack.send(user.post("/api/notes").json(json!({"title": "unknown"})).send());
+    assert_eq!(unknown.status(), 503);
+
+    let list = stack.send(user.in_region("ap").get("/api/notes").send());
+
+    assert_eq!(list.status(), 200, "{}", list.text());
+    assert_eq!(titles(&list), ["first", "second"]);
+    assert_eq!(list.db_targets(), ["primary"], "ap is the primary now, and nothing waits for the lost index");
+    assert_eq!(token_of(&user.cookie("__Host-edgestack_consistency").unwrap()), (2, end_of_term_2));
+    assert_eq!(stack.logs_containing("past the end of that term").len(), 1);
+}
+
+/// The replica ap applied entries of term 1 the new primary never had. For about a second it
+/// still serves them under term 1 with an index at or above the client's term-2 write — which
+/// an index alone would take for that write. Its term says otherwise.
+#[test]
+fn a_replica_still_on_the_old_term_is_not_taken_for_the_new_history() {
+    let mut stack = Stack::monolith();
+    let user = signed_up_user(&mut stack, "terms@example.com").in_region("ap");
+    stack.replicate();
+    stack.set_lag("main", "eu", 60_000.0);
+    for n in 0..3 {
+        user.create_note(&mut stack, &format!("lost {n}"), "");
+    }
+    kill_primary(&stack, "main");
+    promote_and_publish(&mut stack, "main", "eu");
+    let unknown = stack.send(user.post("/api/notes").json(json!({"title": "unknown"})).send());
+    assert_eq!(unknown.status(), 503, "the isolate reads the record on this failure");
+    let mine = user.create_note(&mut stack, "mine", "");
+    let (term, index) = token_of(&user.cookie("__Host-edgestack_consistency").unwrap());
+    assert_eq!(term, 2);
+    assert!(stack.replication_index("main", Some("ap")) >= index, "ap's index alone would pass");
+    assert!(!note_titles(&stack, "main", "ap").contains(&"mine".to_string()), "but ap lacks the write");
+
+    let read = stack.send(user.get(&format!("/api/notes/{mine}")).send());
+
+    assert_eq!(read.status(), 200, "{}", read.text());
+    assert_eq!(read.db_targets(), ["replica-ap", "primary"]);
+    assert_eq!(read.timing("fallback"), ["replica-ap behind"]);
+}
+
+/// Issue #17: in the services shape the accounts database's cookie, replayed as the notes
+/// cookie, sent every anonymous feed read past both caches to the notes primary.
+#[test]
+fn a_read_your_writes_cookie_is_worth_nothing_for_another_database() {
+    let mut stack = Stack::services();
+    let author = signed_up_user(&mut stack, "author@example.com");
+    author.publish_note(&mut stack, "public", "");
+    for n in 0..5 {
+        signed_up_user(&mut stack, &format!("pusher{n}@example.com"));
+    }
+    let accounts_token = author.cookie("__Host-edgestack_consistency_accounts").unwrap();
+    let (_, accounts_index) = token_of(&accounts_token);
+    assert!(accounts_index > stack.replication_index("notes", None), "it would have skipped every cached entry");
+    stack.replicate();
+    let anonymous = stack.client("na");
+    assert_eq!(stack.send(anonymous.get("/api/public/notes").send()).status(), 200);
+
+    let replayed = stack.client("na");
+    replayed.set_cookie("__Host-edgestack_consistency_notes", &accounts_token);
+    let feed = stack.send(replayed.get("/api/public/notes").send());
+
+    assert_eq!(feed.status(), 200, "{}", feed.text());
+    assert_eq!((feed.cache_status().as_str(), feed.db_requests()), ("hit-memory", 0), "the cookie was ignored");
+    assert!(feed.header("set-cookie").is_none());
+}
+
+/// A validly signed token far ahead of the primary (as after a restore) costs one trip to the
+/// primary; its answer caps the token and corrects the cookie, and the next read is local.
+#[test]
+fn a_token_ahead_of_the_primary_is_believed_only_up_to_it() {
+    each_shape(|mut stack| {
+        let database = stack.notes_db();
+        let user = signed_up_user(&mut stack, "ahead@example.com").in_region("eu");
+        user.create_note(&mut stack, "mine", "");
+        stack.replicate();
+        let primary_index = stack.replication_index(database, None);
+        let ahead = ConsistencyToken { term: 0, replication_index: primary_index + 1_000 };
+        user.set_cookie(cookie_name(&stack), &ahead.encode(SIM_CONSISTENCY_KEY, database).unwrap());
+
+        let capped = stack.send(user.get("/api/notes").send());
+
+        assert_eq!(capped.status(), 200, "{}", capped.text());
+        assert_eq!(capped.db_targets(), ["replica-eu", "primary"]);
+        let (_, corrected) = token_of(&user.cookie(cookie_name(&stack)).unwrap());
+        assert_eq!(corrected, primary_index);
+        let next = stack.send(user.get("/api/notes").send());
+        assert_eq!(next.db_targets(), ["replica-eu"], "the corrected token is met by the replica");
+        assert!(next.header("set-cookie").is_none() || !next.header("set-cookie").unwrap().contains("consistency"));
+    });
+}
+
+/// The identity payload `accounts` signs (seed `[7; 32]` in the simulated stack), with `extra`
+/// claims.
+fn identity_signed_by_accounts(user_id: &str, session_hash: &str, now_ms: i64, extra: Value) -> String {
+    let mut claims = json!({"v": 1, "sub": user_id, "sid": session_hash, "iat": now_ms, "exp": now_ms + 30_000});
+    claims.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let signature = SigningKey::from_bytes(&[7; 32]).sign(payload.as_bytes());
+    format!("{payload}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+}
+
+fn session_hash(client: &Client) -> String {
+    let token = client.cookie("__Host-edgestack_session").unwrap();
+    edgestack_core::accounts::session::SessionToken::parse(&token).unwrap().hash()
+}
+
+#[test]
+fn an_identity_for_another_audience_or_of_another_type_is_refused() {
+    let mut stack = Stack::new(Options { shape: Shape::Services, ..Options::default() });
+    let user = signed_up_user(&mut stack, "identity@example.com");
+    let note = user.create_note(&mut stack, "mine", "");
+    let user_id = user.user_id(&mut stack);
+    let now = stack.now_ms() as i64;
+    let hash = session_hash(&user);
+    let notes = stack.client_of(stack.service("notes"));
+    notes.set_cookie("__Host-edgestack_session", &user.cookie("__Host-edgestack_session").unwrap());
+    let path = format!("/api/notes/{note}");
+    let with_identity = |stack: &mut Stack, identity: &str| {
+        stack.send(notes.get(&path).header("x-edgestack-identity", identity).header("x-edgestack-region", "na").send())
+    };
+
+    let bound = identity_signed_by_accounts(&user_id, &hash, now, json!({"typ": "edgestack-identity", "aud": "notes"}));
+    let other_audience =
+        identity_signed_by_accounts(&user_id, &hash, now, json!({"typ": "edgestack-identity", "aud": "accounts"}));
+    let other_type =
+        identity_signed_by_accounts(&user_id, &hash, now, json!({"typ": "edgestack-device", "aud": "notes"}));
+
+    assert_eq!(with_identity(&mut stack, &bound).status(), 200, "the control: the same claims, bound right");
+    assert_eq!(with_identity(&mut stack, &other_audience).status(), 401);
+    assert_eq!(with_identity(&mut stack, &other_type).status(), 401);
+    // The entry will not forward one from the cookie either: it fetches a proper identity.
+    let planted = stack.client("na");
+    planted.set_cookie("__Host-edgestack_session", &user.cookie("__Host-edgestack_session").unwrap());
+    planted.set_cookie("__Host-edgestack_identity", &other_audience);
+    let read = stack.send(planted.get(&path).send());
+    assert_eq!((read.status(), read.timing("identity")), (200, vec!["refreshed".to_string()]));
+    // And what accounts issues names both.
+    let issued = user.cookie("__Host-edgestack_identity").unwrap();
+    let claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(issued.split('.').next().unwrap()).unwrap()).unwrap();
+    assert_eq!((claims["typ"].as_str(), claims["aud"].as_str()), (Some("edgestack-identity"), Some("notes")));
+}
