@@ -163,6 +163,68 @@ impl DevDb {
             .map_err(|e| e.to_string())
     }
 
+    /// `POST /_devdb/promote`: this replica becomes the primary at its applied index and a new
+    /// term (docs/failover.md). Answers the node's `/_devdb/primary` view.
+    pub fn promote(&self) -> Result<serde_json::Value, String> {
+        self.admin_post("promote", serde_json::json!({}))
+    }
+
+    /// `POST /_devdb/follow`: this replica (or fenced former primary) follows `primary`; with
+    /// `resync` it drops its data first and copies the primary's.
+    pub fn follow(&self, primary: &DevDb, resync: bool) -> Result<serde_json::Value, String> {
+        self.admin_post("follow", serde_json::json!({"primary": primary.url, "resync": resync}))
+    }
+
+    /// `GET /_devdb/primary`: what this node knows of its cluster's primary (role, term, index,
+    /// the history of terms).
+    pub fn primary_view(&self) -> Result<serde_json::Value, String> {
+        self.admin_get("primary")
+    }
+
+    /// The primary record the worker reads from KV after a failover (`v1/primary/<database>`):
+    /// this node's URL, term and history of terms, from its own view — so call it on the node
+    /// just promoted.
+    pub fn primary_record(&self) -> Result<String, String> {
+        let view = self.primary_view()?;
+        if view["role"] != "primary" {
+            return Err(format!("{} is not a primary: {view}", self.url));
+        }
+        let record = serde_json::json!({"url": self.url, "term": view["term"], "terms": view["terms"]}).to_string();
+        // The worker's own parser decides what a record is; a record it would ignore is an error here.
+        edgestack_core::datapath::PrimaryRecord::parse(record.as_bytes())
+            .map(|record| record.encode())
+            .ok_or_else(|| format!("{} answered no usable primary record: {view}", self.url))
+    }
+
+    fn admin_get(&self, endpoint: &str) -> Result<serde_json::Value, String> {
+        let mut response = Self::agent()
+            .get(&format!("{}/_devdb/{endpoint}", self.url))
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .call()
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = response.body_mut().read_to_vec().map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("/_devdb/{endpoint}: HTTP {status}: {}", String::from_utf8_lossy(&body)));
+        }
+        serde_json::from_slice(&body).map_err(|e| e.to_string())
+    }
+
+    fn admin_post(&self, endpoint: &str, body: serde_json::Value) -> Result<serde_json::Value, String> {
+        let mut response = Self::agent()
+            .post(&format!("{}/_devdb/{endpoint}", self.url))
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = response.body_mut().read_to_vec().map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("/_devdb/{endpoint}: HTTP {status}: {}", String::from_utf8_lossy(&body)));
+        }
+        serde_json::from_slice(&body).map_err(|e| e.to_string())
+    }
+
     pub fn set_faults(&self, faults: &Faults) -> Result<(), String> {
         let mut body = serde_json::Map::new();
         if let Some(latency) = faults.latency_ms {

@@ -38,6 +38,10 @@ pub struct WranglerDev {
     pub started_in: Duration,
     process: GroupChild,
     log_path: PathBuf,
+    /// The session's configs (the first is the Worker it serves) and where it keeps local
+    /// state (KV among it), for [`Self::kv_put`].
+    configs: Vec<PathBuf>,
+    persist: PathBuf,
     // Dropped after `process`, so the state folder outlives workerd.
     _state: tempfile::TempDir,
 }
@@ -74,6 +78,7 @@ impl WranglerDev {
             .map_err(|error| StartError(format!("temp dir: {error}")))?;
         let port = free_port().map_err(|error| StartError(format!("free port: {error}")))?;
         let inspector_port = free_port().map_err(|error| StartError(format!("free port: {error}")))?;
+        let persist = state.path().join("persist");
 
         let mut command = Command::new(&node);
         command
@@ -83,7 +88,7 @@ impl WranglerDev {
             .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
             .args(["--inspector-port", &inspector_port.to_string()])
             .arg("--persist-to")
-            .arg(state.path().join("persist"))
+            .arg(&persist)
             .args(["--show-interactive-dev-session=false", "--log-level", "info"])
             // `/__scheduled` fires the first Worker's cron (the entry relays it to accounts).
             .arg("--test-scheduled")
@@ -114,6 +119,8 @@ impl WranglerDev {
             started_in: Duration::ZERO,
             process,
             log_path,
+            configs: options.configs.clone(),
+            persist,
             _state: state,
         };
         dev.wait_until_ready(options.ready_timeout)?;
@@ -131,6 +138,42 @@ impl WranglerDev {
 
     pub fn log_path(&self) -> &Path {
         &self.log_path
+    }
+
+    /// Writes `value` under `key` in the local KV namespace `binding` of the Worker `config`
+    /// describes (one of this session's configs), as `wrangler kv key put --local` does in a
+    /// project: the running session sees it at its next read. An operator's failover writes the
+    /// primary record the same way in production, without `--local` (docs/failover.md).
+    pub fn kv_put(&self, config: &Path, binding: &str, key: &str, value: &str) -> Result<(), String> {
+        if !self.configs.iter().any(|known| known == config) {
+            return Err(format!("{} is not a config of this wrangler dev session", config.display()));
+        }
+        let root = workspace_root();
+        let node = find_node(&root).map_err(|error| error.to_string())?;
+        let mut command = Command::new(&node);
+        command
+            .current_dir(&root)
+            .arg(root.join("node_modules/wrangler/bin/wrangler.js"))
+            .args(["kv", "key", "put", "--local", "--binding", binding])
+            .arg("--persist-to")
+            .arg(&self.persist)
+            .arg("--config")
+            .arg(config)
+            .args([key, value])
+            .env("PATH", path_with_node_first(&node))
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("NO_COLOR", "1");
+        let output = crate::process::output(&mut command)?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!("wrangler kv key put {key} failed: {}", String::from_utf8_lossy(&output.stderr)))
+        }
+    }
+
+    /// The session's configs, the Worker it serves first.
+    pub fn configs(&self) -> &[PathBuf] {
+        &self.configs
     }
 
     /// The process id of `wrangler` (node), the leader of the session's process group.
