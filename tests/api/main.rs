@@ -7,6 +7,7 @@ mod browser;
 mod contract;
 mod edge;
 mod errors;
+mod failover;
 mod health;
 mod helpers;
 mod hostile;
