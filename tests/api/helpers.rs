@@ -238,11 +238,6 @@ impl TestApp {
         (client, email)
     }
 
-    /// The schema of every database, to prove hostile input changed nothing.
-    pub fn schema(&self) -> Vec<String> {
-        self.query_text("SELECT type || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_schema ORDER BY name")
-    }
-
     /// The deployment's databases: one, or the accounts and the notes database.
     pub fn databases(&self) -> Vec<&DevDb> {
         std::iter::once(&self.db).chain(self.notes_db.as_ref()).collect()

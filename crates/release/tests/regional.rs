@@ -96,11 +96,12 @@ fn the_front_worker_sends_one_regions_users_to_green_and_everyone_else_to_blue()
         blue_assets: Some(tagged_public(dir.path(), "blue-public", BLUE_TAG)),
     };
     let stack = Stack::start_placed(dir, options, placement);
-    let asset = std::fs::read_dir(local_stack::workspace_root().join("public/assets"))
+    // A fingerprinted script of the build both versions serve (`dist/`, not the source in `public/`).
+    let asset = std::fs::read_dir(local_stack::workspace_root().join("dist/assets"))
         .unwrap()
         .map(|entry| format!("/assets/{}", entry.unwrap().file_name().to_string_lossy()))
-        .find(|path| path.ends_with(".js"))
-        .unwrap();
+        .find(|path| path.ends_with(".js") && path.matches('.').count() >= 2)
+        .expect("a fingerprinted script in dist/assets");
     let visitor = Visitor { agent: agent(), asset: &asset };
 
     // The new version is deployed at 0 %: without the front Worker, everyone gets blue.
