@@ -30,6 +30,10 @@ pub enum ReaderRegion<'a> {
     Of(&'a ApiRequest),
 }
 
+/// While the primary is down and no replica has the client's writes yet, how long a read waits
+/// before it asks the replicas (and the record) again.
+pub const WAIT_STEP_MS: u32 = 250;
+
 pub struct Database<'a, P: Platform> {
     platform: &'a P,
     config: &'a DatabaseConfig,
@@ -126,7 +130,11 @@ impl<'a, P: Platform> Database<'a, P> {
 
     /// An answer of the primary: a write's index becomes the client's new token; an answer
     /// below the client's token caps it.
-    fn take_primary_answer(&self, pipeline: &Pipeline, (outcome, term): (PipelineOutcome, Option<u64>)) -> PipelineOutcome {
+    fn take_primary_answer(
+        &self,
+        pipeline: &Pipeline,
+        (outcome, term): (PipelineOutcome, Option<u64>),
+    ) -> PipelineOutcome {
         let Some(index) = outcome.replication_index else { return outcome };
         if pipeline.kind == PipelineKind::Write {
             let term = term.or_else(|| self.platform.isolate().primary.borrow().term()).unwrap_or(0);
@@ -219,8 +227,12 @@ impl<'a, P: Platform> Database<'a, P> {
     }
 
     /// The read plan's last resort, the primary, failed. The record's primary answers instead
-    /// if it names another one (a read is safe to send again); otherwise the replicas the plan
-    /// left out as farther than the primary, nearest first — slower, but an answer.
+    /// if it names another one (a read is safe to send again). Otherwise every replica is asked
+    /// — the farther ones the plan left out first, nearest first — and then again every
+    /// [`WAIT_STEP_MS`] until the primary's deadline has passed once more: while a failover is
+    /// under way, a replica catches up with writes it already pulled, and the record appears.
+    /// Only an answer that meets the client's token is taken; a read is refused (503) rather
+    /// than shown without the client's own writes.
     async fn read_after_primary_failure(
         &self,
         primary: &Endpoint,
@@ -234,35 +246,65 @@ impl<'a, P: Platform> Database<'a, P> {
             other => return Err(other.into_db_error()),
         };
         self.report.borrow_mut().fallbacks.push((primary.label(), "failed"));
-        if let Some(replacement) = self.replacement_for(primary).await {
-            self.platform.log(&format!("primary {} failed ({failure}); reading from {}", primary.url, replacement.url));
-            let deadline = self.data_path.primary_deadline_ms;
-            return match self.attempt(&replacement, pipeline, pipeline.request_body()?, deadline).await {
-                Ok(answered) => Ok(self.take_primary_answer(pipeline, answered)),
-                Err(missed) => Err(missed.into_db_error()),
+        let mut replicas: Vec<&Endpoint> = self.topology.replicas.values().collect();
+        let Some(region) = region.filter(|_| !replicas.is_empty()) else {
+            return match self.replacement_for(primary).await {
+                Some(replacement) => self.read_on_replacement(primary, &replacement, pipeline, &failure).await,
+                None => Err(failure.into_db_error()),
             };
-        }
-        let Some(region) = region else { return Err(failure.into_db_error()) };
-        let mut farther: Vec<&Endpoint> = {
-            let breakers = self.platform.isolate().breakers.borrow();
-            let now = self.platform.now_ms();
-            self.topology
-                .replicas
-                .values()
-                .filter(|replica| !tried.iter().any(|endpoint| endpoint.url == replica.url))
-                .filter(|replica| breakers.allows(&replica.url, now))
-                .collect()
         };
-        farther.sort_by_key(|replica| round_trip_ms(region, &replica.region));
-        for replica in farther {
-            let body = pipeline.request_body()?;
-            match self.attempt(replica, pipeline, body, self.data_path.replica_deadline_ms).await {
-                Ok((outcome, term)) if self.serves_read(replica, &outcome, term) => return Ok(outcome),
-                Ok(_) => {}
-                Err(_) => self.report.borrow_mut().fallbacks.push((replica.label(), "failed")),
+        // Those the plan did not try first, then by distance.
+        replicas.sort_by_key(|replica| {
+            (tried.iter().any(|endpoint| endpoint.url == replica.url), round_trip_ms(region, &replica.region))
+        });
+        let give_up_at = self.platform.now_ms() + f64::from(self.data_path.primary_deadline_ms);
+        loop {
+            if let Some(replacement) = self.replacement_for(primary).await {
+                return self.read_on_replacement(primary, &replacement, pipeline, &failure).await;
             }
+            for replica in &replicas {
+                if !self.platform.isolate().breakers.borrow().allows(&replica.url, self.platform.now_ms()) {
+                    continue;
+                }
+                let body = pipeline.request_body()?;
+                match self.attempt(replica, pipeline, body, self.data_path.replica_deadline_ms).await {
+                    Ok((outcome, term)) => {
+                        self.platform.isolate().breakers.borrow_mut().record_success(&replica.url);
+                        if self.serves_read(replica, &outcome, term) {
+                            return Ok(outcome);
+                        }
+                    }
+                    Err(_) => {
+                        self.platform
+                            .isolate()
+                            .breakers
+                            .borrow_mut()
+                            .record_failure(&replica.url, self.platform.now_ms());
+                        self.report.borrow_mut().fallbacks.push((replica.label(), "failed"));
+                    }
+                }
+            }
+            let left_ms = give_up_at - self.platform.now_ms();
+            if left_ms <= 0.0 {
+                return Err(failure.into_db_error());
+            }
+            self.platform.sleep(WAIT_STEP_MS.min(left_ms.ceil() as u32)).await;
         }
-        Err(failure.into_db_error())
+    }
+
+    async fn read_on_replacement(
+        &self,
+        primary: &Endpoint,
+        replacement: &Endpoint,
+        pipeline: &Pipeline,
+        failure: &Failure,
+    ) -> Result<PipelineOutcome, DbError> {
+        self.platform.log(&format!("primary {} failed ({failure}); reading from {}", primary.url, replacement.url));
+        let deadline = self.data_path.primary_deadline_ms;
+        match self.attempt(replacement, pipeline, pipeline.request_body()?, deadline).await {
+            Ok(answered) => Ok(self.take_primary_answer(pipeline, answered)),
+            Err(missed) => Err(missed.into_db_error()),
+        }
     }
 
     /// The primary the record names now, if it is not `failed` — after asking KV again when

@@ -303,7 +303,7 @@ pub trait Platform {
     /// `Ok(true)` when `key` is still within `limiter`'s budget. Counts this call. `Err` when the
     /// limiter could not answer (no binding, the binding failed): callers refuse the request.
     async fn within_rate_limit(&self, limiter: Limiter, key: &str) -> Result<bool, String>;
-    /// Waits; used only by the injected `slow` fault.
+    /// Waits: the injected `slow` fault, and a read waiting out a failover (`Database`).
     async fn sleep(&self, milliseconds: u32);
     /// Sends a pipeline after the response, without delaying it.
     fn send_pipeline_in_background(&self, url: &str, token: &str, body: Vec<u8>);

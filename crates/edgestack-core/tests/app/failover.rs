@@ -162,6 +162,40 @@ fn a_read_that_needs_the_primary_is_read_from_the_new_one_and_public_reads_never
     }
 }
 
+/// While the primary is down and no record names another, a read that needs the client's
+/// last write waits for a replica that has pulled it to apply it; one that no replica will
+/// ever have is refused once the primary's deadline has passed again — never answered without
+/// the client's write.
+#[test]
+fn with_the_primary_down_a_read_waits_for_its_write_to_reach_a_replica() {
+    let mut stack = Stack::monolith();
+    let user = signed_up_user(&mut stack, "waits@example.com").in_region("eu");
+    stack.replicate();
+    stack.set_lag("main", "eu", 1_000.0);
+    stack.set_lag("main", "ap", 1_000.0);
+    let arriving = user.create_note(&mut stack, "arriving", "");
+    kill_primary(&stack, "main");
+
+    let started = stack.now_ms();
+    let read = stack.send(user.get(&format!("/api/notes/{arriving}")).send());
+    let waited = stack.now_ms() - started;
+
+    assert_eq!(read.status(), 200, "{}", read.text());
+    assert!((800.0..1_600.0).contains(&waited), "answered once a replica applied the write: {waited} ms");
+    assert_eq!(read.timing("fallback")[..3], ["replica-eu behind", "primary failed", "replica-ap behind"]);
+
+    stack.set_lag("main", "eu", 60_000.0);
+    stack.set_lag("main", "ap", 60_000.0);
+    stack.net.set_fault("main", None, EndpointFault::default());
+    let never = user.create_note(&mut stack, "never replicated", "");
+    kill_primary(&stack, "main");
+    let started = stack.now_ms();
+    let refused = stack.send(user.get(&format!("/api/notes/{never}")).send());
+    let waited = stack.now_ms() - started;
+    assert_eq!((refused.status(), refused.error_code().as_str()), (503, "database_unavailable"));
+    assert!((5_000.0..5_600.0).contains(&waited), "refused after the primary's deadline: {waited} ms");
+}
+
 /// A client wrote its last note just before the primary died, and the promoted replica never
 /// had it. Its token asks for more than the new history holds; the new primary's answer caps
 /// it, and the client sees what survived — its lost note missing — at once, with its cookie
