@@ -9,6 +9,7 @@ mod bench_peer;
 mod build;
 mod canary;
 mod dev;
+mod drill;
 mod region_lab;
 mod tools;
 
@@ -61,6 +62,10 @@ enum Command {
     /// Benchmarks that print figures (none of them is a test).
     #[command(subcommand)]
     Bench(Bench),
+    /// Drills that break the local stack on purpose and report what it cost
+    /// (`drill failover`: docs/failover.md).
+    #[command(subcommand)]
+    Drill(drill::Drill),
 }
 
 #[derive(Args)]
@@ -134,6 +139,7 @@ fn main() -> ExitCode {
         Command::Bench(Bench::App) => bench::app(),
         Command::Bench(Bench::Regions) => region_lab::run(),
         Command::Bench(Bench::Peer { rounds, seconds, shapes }) => bench_peer::run(rounds, seconds, &shapes),
+        Command::Drill(drill) => drill::run(drill),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
