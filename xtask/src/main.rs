@@ -11,6 +11,7 @@ mod canary;
 mod dev;
 mod drill;
 mod region_lab;
+mod svg;
 mod tools;
 
 use std::path::PathBuf;

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use super::report::{Figures, Results, ShapeResult};
+use crate::svg::{escape, nice_axis};
 
 /// edgestack, peer, floor (the region lab's first colours; the floor in grey).
 const COLOURS: [(&str, &str); 3] =
@@ -203,24 +204,6 @@ fn short_name(name: &str) -> String {
         n if n.starts_with("POST /api/notes") => "create note".into(),
         other => other.to_string(),
     }
-}
-
-/// An axis maximum at or above `largest` and a round tick step giving 4–10 ticks.
-fn nice_axis(largest: f64) -> (f64, f64) {
-    if !largest.is_finite() || largest <= 0.0 {
-        return (100.0, 20.0);
-    }
-    let magnitude = 10f64.powf((largest / 5.0).log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
-        .iter()
-        .map(|factor| factor * magnitude)
-        .find(|step| largest / step <= 6.0)
-        .unwrap_or(10.0 * magnitude);
-    ((largest / step).ceil().max(1.0) * step, step)
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use super::load::Op;
 use super::report::{RunResult, acknowledged, failed_read, ryw_violation};
 use super::stack::REGIONS;
+use crate::svg::escape;
 
 const LEFT: f64 = 96.0;
 const RIGHT: f64 = 24.0;
@@ -222,10 +223,6 @@ fn legend(svg: &mut String, top: f64) {
         r##"<text x="{LEFT}" y="{:.1}" font-size="11" fill="#444">seconds from the kill · shaded: no write acknowledged · one tick per request, when its answer came, in its region's lane</text>"##,
         line_y + 20.0
     );
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::report::{ConfigurationResult, Report};
+use crate::svg::{escape, nice_axis};
 
 /// One colour per configuration, in order (enough for Level 5 and a few more).
 const PALETTE: [&str; 6] = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1"];
@@ -185,36 +186,9 @@ fn region_caption(region: &str, report: &Report) -> String {
     if region == report.round_trip_ms.primary_region { format!("{region} (primary)") } else { region.to_string() }
 }
 
-/// An axis maximum at or above `largest` and a tick step giving 4–10 ticks.
-fn nice_axis(largest: f64) -> (f64, f64) {
-    if !largest.is_finite() || largest <= 0.0 {
-        return (100.0, 20.0);
-    }
-    let rough = largest / 5.0;
-    let magnitude = 10f64.powf(rough.log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
-        .iter()
-        .map(|factor| factor * magnitude)
-        .find(|step| largest / step <= 6.0)
-        .unwrap_or(10.0 * magnitude);
-    ((largest / step).ceil().max(1.0) * step, step)
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn axis_covers_the_largest_value_with_round_steps() {
-        assert_eq!(nice_axis(0.0), (100.0, 20.0));
-        let (max, step) = nice_axis(437.0);
-        assert!(max >= 437.0 && max / step <= 10.0, "{max} {step}");
-        assert_eq!(nice_axis(100.0), (100.0, 20.0));
-    }
 
     #[test]
     fn a_configuration_without_answers_shows_dashes_not_bars() {
@@ -245,10 +219,5 @@ mod tests {
         assert!(svg.contains("Level 1: primary only, no cache"));
         assert_eq!(svg.matches(">–</text>").count(), 6, "p50 and p95 for three regions");
         assert!(!svg.contains("<title>"), "no bars without data");
-    }
-
-    #[test]
-    fn escapes_markup() {
-        assert_eq!(escape("a<b & \"c\""), "a&lt;b &amp; &quot;c&quot;");
     }
 }
