@@ -1,6 +1,7 @@
 // Samples the CPU of a Worker under `wrangler dev` through its V8 inspector (wrangler serves it
 // on 127.0.0.1:9229 by default) and prints where the time went: self and inclusive time per
-// function, wasm functions by name. Run it while a load generator drives the Worker:
+// function, wasm functions by name — build with `EDGESTACK_WASM_NAMES=keep cargo xtask build`
+// first, since a normal build drops the names. Run it while a load generator drives the Worker:
 //   node bench/profile/cpu-profile.mjs [seconds=5] [ws://127.0.0.1:9229/ws] [out.cpuprofile]
 // Proportions are what it is for: sampling time is wall-clock inside the isolate, so absolute
 // figures move with the machine's load, the split between functions much less.

@@ -45,7 +45,9 @@ pub fn build_worker(toolchain: &Toolchain) -> Result {
     // wait and then find the stamp fresh.
     let _lock = BuildLock::acquire(&root.join("target/xtask-build.lock"))?;
     assets::build_site(root)?;
-    let digest = inputs_digest(root, WORKER_INPUTS)?;
+    let keep_names = keeps_wasm_names();
+    // A build with names is another build: switching either way rebuilds.
+    let digest = inputs_digest(root, WORKER_INPUTS)? + if keep_names { "+names" } else { "" };
     let stamp = root.join(STAMP);
     let built = ["build/index.js", "build/glue.js", "build/index_bg.wasm"].iter().all(|file| root.join(file).is_file());
     if built && std::fs::read_to_string(&stamp).is_ok_and(|recorded| recorded.trim() == digest) {
@@ -55,7 +57,9 @@ pub fn build_worker(toolchain: &Toolchain) -> Result {
     command.current_dir(root).arg("--release");
     toolchain.apply_env(&mut command);
     run(&mut command)?;
-    strip_names(toolchain, &root.join("build/index_bg.wasm"))?;
+    if !keep_names {
+        strip_names(toolchain, &root.join("build/index_bg.wasm"))?;
+    }
     install_entry(root)?;
     std::fs::write(&stamp, digest).map_err(|e| format!("{}: {e}", stamp.display()))
 }
@@ -71,6 +75,12 @@ const WASM_FEATURES: &[&str] = &[
     "reference-types",
     "exception-handling",
 ];
+
+/// `EDGESTACK_WASM_NAMES=keep` keeps the app Worker's function names, for a CPU profile that
+/// names wasm functions (`bench/profile/cpu-profile.mjs`); never for a deployment.
+fn keeps_wasm_names() -> bool {
+    std::env::var("EDGESTACK_WASM_NAMES").is_ok_and(|value| value == "keep")
+}
 
 /// Drops the wasm `name` section, which worker-build keeps on purpose (`wasm-opt --debuginfo`):
 /// for the app Worker 164 KB raw, ≈ 47 KB of its ≈ 355 KB gzip, downloaded and compiled by every
