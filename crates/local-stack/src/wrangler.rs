@@ -57,6 +57,9 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
+/// How many times a session is started on new ports when one was taken (see `start_with_registry`).
+const PORT_ATTEMPTS: u32 = 3;
+
 impl WranglerDev {
     pub fn start(options: WranglerDevOptions) -> Result<Self, StartError> {
         Self::start_with_registry(options, None)
@@ -69,7 +72,22 @@ impl WranglerDev {
         Self::start_with_registry(options, Some(registry))
     }
 
+    /// Starts the session, again on new ports (at most [`PORT_ATTEMPTS`] times) when wrangler
+    /// finds one taken: a port found free is closed again before wrangler binds it, and on a
+    /// busy machine another session or workerd's own listeners can take it in between.
     fn start_with_registry(options: WranglerDevOptions, registry: Option<&Path>) -> Result<Self, StartError> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(&options, registry) {
+                Err(StartError(message)) if attempt < PORT_ATTEMPTS && message.contains("Address already in use") => {
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    fn start_once(options: &WranglerDevOptions, registry: Option<&Path>) -> Result<Self, StartError> {
         let root = workspace_root();
         let node = find_node(&root).map_err(|error| StartError(error.to_string()))?;
         let state = tempfile::Builder::new()
