@@ -47,7 +47,8 @@ pub fn run(rounds: u32, seconds: u32, only: &[String]) -> Result {
     build::build_worker(&toolchain)?;
     let out_dir = toolchain.root.join("target/bench-peer");
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
-    let stack = Stack::start(&out_dir)?;
+    let writing_seconds = WARM_UP_SECONDS + rounds * seconds;
+    let stack = Stack::start(&out_dir, stack::writers_needed(writing_seconds))?;
     let mut shapes = shapes(&stack.seed);
     if !only.is_empty() {
         if let Some(unknown) = only.iter().find(|key| !shapes.iter().any(|shape| shape.key == key.as_str())) {

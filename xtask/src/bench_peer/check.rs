@@ -315,6 +315,7 @@ mod tests {
             body: None,
             same_body,
             expected_status: 200,
+            rotating_cookies: Vec::new(),
         }
     }
 
@@ -373,7 +374,11 @@ mod tests {
 
     #[test]
     fn probes_ask_for_each_refusal_and_the_revalidation() {
-        let seed = super::super::stack::Seed { session_token: "t".into(), note_ids: vec!["n".into()] };
+        let seed = super::super::stack::Seed {
+            session_token: "t".into(),
+            note_ids: vec!["n".into()],
+            writer_tokens: vec!["w".into()],
+        };
         let shapes = super::super::stack::shapes(&seed);
         let probes = probes(&shapes, Some("\"e\""));
         let statuses: Vec<u16> = probes.iter().map(|probe| probe.expected_status).collect();

@@ -104,6 +104,20 @@ fn lua_script(shape: &Shape) -> String {
     if let Some(body) = &shape.body {
         script.push_str(&format!("wrk.body = {}\n", lua_string(body)));
     }
+    if !shape.rotating_cookies.is_empty() {
+        let cookies: Vec<String> = shape.rotating_cookies.iter().map(|cookie| lua_string(cookie)).collect();
+        script.push_str(&format!(
+            r#"local cookies = {{{}}}
+local turn = 0
+request = function()
+  turn = turn % #cookies + 1
+  wrk.headers["Cookie"] = cookies[turn]
+  return wrk.format()
+end
+"#,
+            cookies.join(", ")
+        ));
+    }
     script.push_str(&format!(
         r#"
 done = function(summary, latency, requests)
@@ -156,12 +170,33 @@ mod tests {
             body: Some(r#"{"title":"t"}"#.into()),
             same_body: false,
             expected_status: 201,
+            rotating_cookies: Vec::new(),
         };
         let script = lua_script(&shape);
         assert!(script.contains("wrk.method = \"POST\"\n"), "{script}");
         assert!(script.contains("wrk.headers[\"X-Edgestack-Client\"] = \"1\"\n"), "{script}");
         assert!(script.contains(r#"wrk.body = "{\"title\":\"t\"}""#), "{script}");
         assert!(script.contains(RESULT_MARKER), "{script}");
+        assert!(!script.contains("request = function"), "one request for every call: {script}");
+    }
+
+    #[test]
+    fn rotating_cookies_take_turns_one_a_request() {
+        let shape = Shape {
+            key: "create-note",
+            name: "POST /api/notes",
+            method: "POST",
+            path: "/api/notes".into(),
+            read_cache: true,
+            headers: vec![("Cookie", "s=a".into())],
+            body: None,
+            same_body: false,
+            expected_status: 201,
+            rotating_cookies: vec!["s=a".into(), "s=b".into()],
+        };
+        let script = lua_script(&shape);
+        assert!(script.contains(r#"local cookies = {"s=a", "s=b"}"#), "{script}");
+        assert!(script.contains("wrk.headers[\"Cookie\"] = cookies[turn]"), "{script}");
     }
 
     #[test]

@@ -252,6 +252,18 @@ impl Results {
                 shape.peer.cpu_us - shape.floor.cpu_us,
                 own_ratio_text(shape.own_cpu_ratio)
             ));
+            let failing: Vec<&str> = [(&shape.edgestack, "edgestack"), (&shape.peer, "peer")]
+                .into_iter()
+                .filter(|(figures, _)| figures.errors > 0)
+                .map(|(_, side)| side)
+                .collect();
+            if !failing.is_empty() {
+                out.push_str(&format!(
+                    "{:<38} NOT COMPARABLE: {} answered errors (a refusal is cheaper than the work)\n",
+                    "",
+                    failing.join(" and ")
+                ));
+            }
         }
         out
     }
@@ -396,6 +408,7 @@ mod tests {
             body: None,
             same_body: false,
             expected_status: 200,
+            rotating_cookies: Vec::new(),
         }
     }
 
@@ -437,6 +450,26 @@ mod tests {
         let results = Results::new(&[shape("health")], &measurements, 1, 1);
         assert_eq!(results.shapes[0].own_cpu_ratio, None);
         assert_eq!(results.to_json()["shapes"][0]["own_cpu_ratio"], Value::Null);
+    }
+
+    #[test]
+    fn a_side_that_answered_errors_is_flagged_as_not_comparable() {
+        let clean = |mut measurement: Measurement| {
+            measurement.errors = 0;
+            measurement
+        };
+        let flagged = |edgestack_errors: u64| {
+            let mut edgestack = clean(run("health", Side::Edgestack, 1.0, 900.0));
+            edgestack.errors = edgestack_errors;
+            let measurements = vec![
+                edgestack,
+                clean(run("health", Side::Peer, 1.0, 800.0)),
+                clean(run("health", Side::Floor, 1.0, 600.0)),
+            ];
+            Results::new(&[shape("health")], &measurements, 1, 1).render_table()
+        };
+        assert!(flagged(7).contains("NOT COMPARABLE: edgestack answered errors"), "{}", flagged(7));
+        assert!(!flagged(0).contains("NOT COMPARABLE"), "{}", flagged(0));
     }
 
     #[test]

@@ -20,10 +20,25 @@ use crate::Result;
 const SEEDED_NOTES: usize = 20;
 const NOTE_BODY_BYTES: usize = 500;
 
-/// What the seed made: the bench user's session and its notes.
+/// Notes one writer may create before the note quota (`notes::quota::MAX_NOTES`) refuses it,
+/// less a margin for the check's writes.
+const WRITES_PER_WRITER: u32 = 900;
+/// More writes a second than either side reaches here, for sizing the writers.
+const MAX_WRITES_PER_SECOND: u32 = 600;
+
+/// What the seed made: the bench user's session and its notes, and the writers' sessions.
 pub struct Seed {
     pub session_token: String,
     pub note_ids: Vec<String>,
+    /// Sessions of the users the write shape takes turns with, so that no user reaches the
+    /// note quota during a run (it would answer 403 fast and flatter the figures).
+    pub writer_tokens: Vec<String>,
+}
+
+/// Writers enough for `seconds` of writes by both sides (they share the database, so the
+/// quota counts both) at up to [`MAX_WRITES_PER_SECOND`].
+pub fn writers_needed(seconds: u32) -> usize {
+    (2 * seconds * MAX_WRITES_PER_SECOND).div_ceil(WRITES_PER_WRITER).max(1) as usize
 }
 
 /// One measured request shape.
@@ -43,6 +58,8 @@ pub struct Shape {
     /// their ETags); otherwise only the JSON's shape is compared.
     pub same_body: bool,
     pub expected_status: u16,
+    /// `Cookie` values the load takes in turn, one a request (empty: `headers` only).
+    pub rotating_cookies: Vec<String>,
 }
 
 pub fn shapes(seed: &Seed) -> Vec<Shape> {
@@ -58,8 +75,11 @@ pub fn shapes(seed: &Seed) -> Vec<Shape> {
         body: None,
         same_body,
         expected_status: 200,
+        rotating_cookies: Vec::new(),
     };
     let new_note = json!({"title": "bench write", "body": note_body(0)}).to_string();
+    let writer_cookie = |token: &String| format!("{}={token}", edgestack_core::accounts::session::COOKIE_NAME);
+    let writers: Vec<String> = seed.writer_tokens.iter().map(writer_cookie).collect();
     vec![
         get("health", "GET /api/health", "/api/health".into(), true, Vec::new(), false),
         get(
@@ -86,7 +106,7 @@ pub fn shapes(seed: &Seed) -> Vec<Shape> {
             path: "/api/notes".into(),
             read_cache: true,
             headers: vec![
-                cookie,
+                ("Cookie", writers.first().cloned().unwrap_or_default()),
                 // The CSRF rule: a client that is not a browser proves itself with this header.
                 ("X-Edgestack-Client", "1".into()),
                 ("Content-Type", "application/json".into()),
@@ -94,6 +114,7 @@ pub fn shapes(seed: &Seed) -> Vec<Shape> {
             body: Some(new_note),
             same_body: false,
             expected_status: 201,
+            rotating_cookies: writers,
         },
     ]
 }
@@ -131,7 +152,8 @@ pub struct Stack {
 }
 
 impl Stack {
-    pub fn start(out_dir: &Path) -> Result<Self> {
+    /// `writers`: users the write shape takes turns with ([`writers_needed`]).
+    pub fn start(out_dir: &Path, writers: usize) -> Result<Self> {
         let token = random_hex(16)?;
         let db = DevDb::start_primary(&token, 0)?;
         db.migrate()?;
@@ -158,7 +180,7 @@ impl Stack {
             }
             let session = Session::start(side, read_cache, &configs, &relocations, vars)?;
             if seed.is_none() {
-                seed = Some(seed_database(&session.base_url)?);
+                seed = Some(seed_database(&session.base_url, writers)?);
             }
             sessions.push(session);
         }
@@ -399,17 +421,23 @@ pub fn ticks_per_second() -> f64 {
 
 /// One user (signed up through edgestack's API, so the session is a real one) and its
 /// published notes.
-fn seed_database(base_url: &str) -> Result<Seed> {
+fn seed_database(base_url: &str, writers: usize) -> Result<Seed> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
         .into();
+    // Each sign-up from an address of its own (`cf-connecting-ip`, which `wrangler dev` passes
+    // on): the sign-up limit per address would refuse the sixth.
+    let addresses = std::cell::Cell::new(0u32);
     let post =
         |path: &str, cookie: Option<&str>, body: serde_json::Value| -> Result<(u16, Vec<String>, serde_json::Value)> {
+            addresses.set(addresses.get() + 1);
+            let address = format!("198.51.{}.{}", addresses.get() / 250, addresses.get() % 250 + 1);
             let mut request = agent
                 .post(&format!("{base_url}{path}"))
                 .header("X-Edgestack-Client", "1")
+                .header("cf-connecting-ip", &address)
                 .header("Content-Type", "application/json");
             if let Some(cookie) = cookie {
                 request = request.header("Cookie", cookie);
@@ -426,19 +454,23 @@ fn seed_database(base_url: &str) -> Result<Seed> {
             let json = serde_json::from_str(&text).map_err(|e| format!("POST {path} answered {status} {text}: {e}"))?;
             Ok((status, cookies, json))
         };
-    let email = format!("bench-{}@example.com", random_hex(6)?);
-    let (status, cookies, answer) =
-        post("/api/accounts", None, json!({"email": email, "password": "correct horse battery staple"}))?;
-    if status != 201 {
-        return Err(format!("seeding: sign-up answered {status}: {answer}"));
-    }
-    let prefix = format!("{}=", edgestack_core::accounts::session::COOKIE_NAME);
-    let session_token = cookies
-        .iter()
-        .filter_map(|cookie| cookie.split(';').next()?.trim().strip_prefix(&prefix))
-        .find(|value| SessionToken::parse(value).is_some())
-        .map(String::from)
-        .ok_or("seeding: sign-up set no session cookie")?;
+    let sign_up = || -> Result<String> {
+        let email = format!("bench-{}@example.com", random_hex(6)?);
+        let (status, cookies, answer) =
+            post("/api/accounts", None, json!({"email": email, "password": "correct horse battery staple"}))?;
+        if status != 201 {
+            return Err(format!("seeding: sign-up answered {status}: {answer}"));
+        }
+        let prefix = format!("{}=", edgestack_core::accounts::session::COOKIE_NAME);
+        cookies
+            .iter()
+            .filter_map(|cookie| cookie.split(';').next()?.trim().strip_prefix(&prefix))
+            .find(|value| SessionToken::parse(value).is_some())
+            .map(String::from)
+            .ok_or_else(|| "seeding: sign-up set no session cookie".to_string())
+    };
+    let session_token = sign_up()?;
+    let writer_tokens = (0..writers).map(|_| sign_up()).collect::<Result<Vec<_>>>()?;
     let cookie = format!("{}={session_token}", edgestack_core::accounts::session::COOKIE_NAME);
     let mut note_ids = Vec::new();
     for n in 0..SEEDED_NOTES {
@@ -447,7 +479,7 @@ fn seed_database(base_url: &str) -> Result<Seed> {
         let id = answer["note"]["id"].as_str().filter(|_| status == 201);
         note_ids.push(id.ok_or_else(|| format!("seeding: note {n} answered {status}: {answer}"))?.to_string());
     }
-    Ok(Seed { session_token, note_ids })
+    Ok(Seed { session_token, note_ids, writer_tokens })
 }
 
 /// Random hex from the OS, for the database token and a unique email.
