@@ -34,7 +34,8 @@ export function recordRequest(dataset, versionId, route, statusClass, latencyMs)
 
 /**
  * `POST url` of a Hrana pipeline within `deadlineMs` (the runtime's own timer: it covers the
- * body too). Resolves to `[status, body bytes]`, or `[0, null]` when the deadline passed.
+ * body too). Resolves to `[status, body bytes, x-devdb-term or null]` — the answering node's
+ * term (docs/failover.md), which Turso does not send — or `[0, null]` when the deadline passed.
  */
 export async function postPipeline(url, authorization, body, deadlineMs) {
   try {
@@ -44,7 +45,7 @@ export async function postPipeline(url, authorization, body, deadlineMs) {
       body,
       signal: AbortSignal.timeout(deadlineMs),
     });
-    return [response.status, new Uint8Array(await response.arrayBuffer())];
+    return [response.status, new Uint8Array(await response.arrayBuffer()), response.headers.get("x-devdb-term")];
   } catch (error) {
     if (error?.name === "TimeoutError") return [0, null];
     throw error;

@@ -188,6 +188,8 @@ mod edge {
         let app = spawn_app_with_replicas(&[("eu", 0)], DEV);
         let (writer, _) = app.signed_up_client();
         writer.create_note("before", "");
+        // The answering node's term reaches the worker (`x-devdb-term`): the first primary's.
+        assert_eq!(token_of(&writer.cookie_named(COOKIE).unwrap()).0, 1, "the token names term 1");
         wait_for_replica(&app, "eu");
         app.db.kill();
         let refused = writer.send("POST", "/api/notes", Some(&json!({"title": "refused"})));
@@ -212,6 +214,7 @@ mod edge {
 
         assert!(statuses.len() <= 3 && statuses[..statuses.len() - 1].iter().all(|s| *s == 503), "{statuses:?}");
         assert_eq!(written.db_targets(), ["primary"]);
+        assert_eq!(token_of(&set_cookie(&written, COOKIE).unwrap()).0, 2, "a write of the new term");
         let acknowledged = written.json()["note"]["title"].as_str().unwrap().to_string();
         assert_eq!(titles_on(&app, replica(&app, "eu")), [acknowledged.clone(), "before".to_string()]);
         // The old primary comes back fenced; the worker keeps writing to the new one.
