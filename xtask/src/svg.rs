@@ -15,6 +15,25 @@ pub fn nice_axis(largest: f64) -> (f64, f64) {
     ((largest / step).ceil().max(1.0) * step, step)
 }
 
+/// The start of a chart `width` × `height` px: the `<svg>` element, a white background and the
+/// bold `title` at `left`, 28 px down (the subtitle goes at 50 px).
+pub fn open(width: f64, height: f64, left: f64, title: &str) -> String {
+    format!(
+        concat!(
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="Helvetica, Arial, sans-serif">"#,
+            "\n",
+            r#"<rect width="100%" height="100%" fill="white"/>"#,
+            "\n",
+            r#"<text x="{left}" y="28" font-size="18" font-weight="bold">{title}</text>"#,
+            "\n"
+        ),
+        width = width,
+        height = height,
+        left = left,
+        title = escape(title)
+    )
+}
+
 /// `text` safe inside an SVG element or a double-quoted attribute.
 pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
@@ -31,6 +50,21 @@ mod tests {
         let (max, step) = nice_axis(437.0);
         assert!(max >= 437.0 && max / step <= 10.0 && max / step >= 4.0, "{max} {step}");
         assert_eq!(nice_axis(100.0), (100.0, 20.0));
+    }
+
+    #[test]
+    fn a_chart_opens_with_its_size_background_and_escaped_title() {
+        let start = open(800.0, 600.4, 70.0, "a <b>");
+        assert!(
+            start.starts_with(
+                r#"<svg xmlns="http://www.w3.org/2000/svg" width="800" height="600" viewBox="0 0 800 600""#
+            )
+        );
+        assert!(start.contains(r#"<rect width="100%" height="100%" fill="white"/>"#));
+        assert!(
+            start.ends_with("<text x=\"70\" y=\"28\" font-size=\"18\" font-weight=\"bold\">a &lt;b&gt;</text>\n"),
+            "{start}"
+        );
     }
 
     #[test]

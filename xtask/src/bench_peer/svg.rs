@@ -27,16 +27,8 @@ pub fn render(results: &Results) -> String {
     let plot_width = (shapes.len() as f64 * (group_width + GROUP_GAP) + GROUP_GAP).max(720.0);
     let width = LEFT + plot_width + RIGHT;
     let height = TOP + 2.0 * PANEL_HEIGHT + PANEL_GAP + BOTTOM;
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="Helvetica, Arial, sans-serif">"#
-    );
-    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        svg,
-        r#"<text x="{LEFT}" y="28" font-size="18" font-weight="bold">edgestack vs the JavaScript Worker a team would write (bench peer)</text>"#
-    );
+    let mut svg =
+        crate::svg::open(width, height, LEFT, "edgestack vs the JavaScript Worker a team would write (bench peer)");
     let load = results.load_average.map_or_else(String::new, |(start, end)| format!(" · load {start:.1} → {end:.1}"));
     let subtitle = format!(
         "{} · {}{load} · wrk 2 threads / 16 connections · {} round(s) × {} s per shape and side · medians",

@@ -42,15 +42,11 @@ pub fn render(results: &[RunResult], subtitle: &str) -> String {
         results.iter().map(|r| r.details.timeline.end_s - r.details.timeline.kill_s).fold(1.0_f64, f64::max).ceil();
     let x = |seconds_from_kill: f64| LEFT + (seconds_from_kill - from) / (to - from) * PLOT_WIDTH;
 
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="Helvetica, Arial, sans-serif">"#
-    );
-    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        svg,
-        r#"<text x="{LEFT}" y="28" font-size="18" font-weight="bold">edgestack failover drill: the primary killed under load, a replica promoted, the worker switched</text>"#
+    let mut svg = crate::svg::open(
+        width,
+        height,
+        LEFT,
+        "edgestack failover drill: the primary killed under load, a replica promoted, the worker switched",
     );
     let _ = writeln!(svg, r##"<text x="{LEFT}" y="50" font-size="12" fill="#444">{}</text>"##, escape(subtitle));
 

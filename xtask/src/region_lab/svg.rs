@@ -37,16 +37,8 @@ pub fn render(report: &Report) -> String {
     let (axis_max, step) = nice_axis(largest);
     let y = |ms: f64| TOP + PLOT_HEIGHT - (ms / axis_max).min(1.0) * PLOT_HEIGHT;
 
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="Helvetica, Arial, sans-serif">"#
-    );
-    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        svg,
-        r#"<text x="{LEFT}" y="28" font-size="18" font-weight="bold">edgestack region lab: request latency per region (client side)</text>"#
-    );
+    let mut svg =
+        crate::svg::open(width, height, LEFT, "edgestack region lab: request latency per region (client side)");
     for (line, text) in subtitle(report).iter().enumerate() {
         let _ = writeln!(
             svg,
