@@ -197,26 +197,28 @@ impl DevDb {
     }
 
     fn admin_get(&self, endpoint: &str) -> Result<serde_json::Value, String> {
-        let mut response = Self::agent()
+        let response = Self::agent()
             .get(&format!("{}/_devdb/{endpoint}", self.url))
             .header("Authorization", &format!("Bearer {}", self.token))
-            .call()
-            .map_err(|e| e.to_string())?;
-        let status = response.status();
-        let body = response.body_mut().read_to_vec().map_err(|e| e.to_string())?;
-        if !status.is_success() {
-            return Err(format!("/_devdb/{endpoint}: HTTP {status}: {}", String::from_utf8_lossy(&body)));
-        }
-        serde_json::from_slice(&body).map_err(|e| e.to_string())
+            .call();
+        Self::admin_answer(endpoint, response)
     }
 
     fn admin_post(&self, endpoint: &str, body: serde_json::Value) -> Result<serde_json::Value, String> {
-        let mut response = Self::agent()
+        let response = Self::agent()
             .post(&format!("{}/_devdb/{endpoint}", self.url))
             .header("Authorization", &format!("Bearer {}", self.token))
             .header("Content-Type", "application/json")
-            .send(body.to_string())
-            .map_err(|e| e.to_string())?;
+            .send(body.to_string());
+        Self::admin_answer(endpoint, response)
+    }
+
+    /// An admin endpoint's JSON, or its status and body as the error.
+    fn admin_answer(
+        endpoint: &str,
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<serde_json::Value, String> {
+        let mut response = response.map_err(|e| e.to_string())?;
         let status = response.status();
         let body = response.body_mut().read_to_vec().map_err(|e| e.to_string())?;
         if !status.is_success() {

@@ -158,9 +158,8 @@ mod tests {
         assert_eq!(lua_string("é\n"), "\"\\195\\169\\010\"");
     }
 
-    #[test]
-    fn scripts_carry_the_request_and_print_one_json_line() {
-        let shape = Shape {
+    fn create_note() -> Shape {
+        Shape {
             key: "create-note",
             name: "POST /api/notes",
             method: "POST",
@@ -171,8 +170,12 @@ mod tests {
             same_body: false,
             expected_status: 201,
             rotating_cookies: Vec::new(),
-        };
-        let script = lua_script(&shape);
+        }
+    }
+
+    #[test]
+    fn scripts_carry_the_request_and_print_one_json_line() {
+        let script = lua_script(&create_note());
         assert!(script.contains("wrk.method = \"POST\"\n"), "{script}");
         assert!(script.contains("wrk.headers[\"X-Edgestack-Client\"] = \"1\"\n"), "{script}");
         assert!(script.contains(r#"wrk.body = "{\"title\":\"t\"}""#), "{script}");
@@ -183,16 +186,9 @@ mod tests {
     #[test]
     fn rotating_cookies_take_turns_one_a_request() {
         let shape = Shape {
-            key: "create-note",
-            name: "POST /api/notes",
-            method: "POST",
-            path: "/api/notes".into(),
-            read_cache: true,
             headers: vec![("Cookie", "s=a".into())],
-            body: None,
-            same_body: false,
-            expected_status: 201,
             rotating_cookies: vec!["s=a".into(), "s=b".into()],
+            ..create_note()
         };
         let script = lua_script(&shape);
         assert!(script.contains(r#"local cookies = {"s=a", "s=b"}"#), "{script}");
