@@ -45,19 +45,14 @@ pub fn assets(env: &Env) -> worker::Result<Fetcher> {
 
 /// One Analytics Engine data point per API response, for the release gate (docs/releases.md):
 /// index and blob1 the version id, blob2 the route (`/api/<first segment>`, so ids never reach
-/// analytics), blob3 the status class, double1 the latency in ms. Without the binding (or if
-/// the write fails) the response is unaffected.
-pub fn record_request(env: &Env, version: &VersionInfo, path: &str, status: u16, latency_ms: f64) {
-    let Ok(dataset) = Reflect::get(env, &JsValue::from_str(REQUEST_METRICS)) else {
-        return;
-    };
-    if dataset.is_undefined() {
-        return;
-    }
+/// analytics), blob3 the status class, double1 the latency in ms; the version is the one the
+/// isolate's first response handed the edge. Without the binding (or if the write fails) the
+/// response is unaffected.
+pub fn record_request(env: &Env, path: &str, status: u16, latency_ms: f64) {
     let route = path.split('/').filter(|segment| !segment.is_empty()).take(2).collect::<Vec<_>>().join("/");
     let status_class = format!("{}xx", status / 100);
     // A lost data point only thins the release gate's sample.
-    let _ = crate::edge::record_request(&dataset, &version.id, &format!("/{route}"), &status_class, latency_ms);
+    let _ = crate::edge::record_request(env, REQUEST_METRICS, &format!("/{route}"), &status_class, latency_ms);
 }
 
 #[wasm_bindgen]

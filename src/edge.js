@@ -1,35 +1,53 @@
 // The HTTP edge's crossings between wasm and JavaScript, one per step (src/http.rs). Each call
-// from wasm into JavaScript, and each string it carries, costs a conversion; reading a request
-// header by header, building a response header by header and an Analytics Engine data point
-// element by element cost more than the rest of a health check. So each step crosses once,
-// with the headers as one string of `name\nvalue\n` lines (header names and values never
-// contain a line break: the Headers API refuses them). See docs/performance.md.
+// from wasm into JavaScript, and each string it carries, costs a conversion; building a
+// response header by header and an Analytics Engine data point element by element cost more
+// than the rest of a health check. So each step crosses once, with the headers as one string of
+// `name\nvalue\n` lines (header names and values never contain a line break: the Headers API
+// refuses them), and a request header crosses only when the API reads it. See
+// docs/performance.md.
 
-/**
- * `method\nurl\nname\nvalue…` for those of `names` (`\n`-separated, lower-case) the request
- * carries. Asking for the few headers the API reads costs far less than iterating them all.
- */
-export function requestHead(request, names) {
-  const headers = request.headers;
-  let head = `${request.method}\n${request.url}`;
-  for (const name of names.split("\n")) {
-    const value = headers.get(name);
-    if (value !== null) head += `\n${name}\n${value}`;
-  }
-  return head;
+/** `method\nurl` of a request. */
+export function requestHead(request) {
+  return `${request.method}\n${request.url}`;
 }
 
-/** A Response from a status, `name\nvalue\n…` header lines and a body (or null). */
+/** One request header by its lower-case name (repeated fields joined with `, `), or null. */
+export function requestHeader(request, name) {
+  return request.headers.get(name);
+}
+
+/**
+ * What every API response and data point of this isolate carries, handed over once by
+ * `prepareIsolate`: the version id, and the standard response headers as a `Headers` object that
+ * each response copies in one native call instead of appending them one by one.
+ */
+let isolate = null;
+
+/** Keeps the version id and the standard headers (`name\nvalue\n` lines) for this isolate. */
+export function prepareIsolate(versionId, standardLines) {
+  isolate = { versionId, standard: new Headers(pairs(standardLines)) };
+}
+
+/** A Response from a status, its own `name\nvalue\n` header lines, the standard headers, and a body (or null). */
 export function respond(status, headerLines, body) {
-  const headers = new Headers();
-  const lines = headerLines.split("\n");
-  for (let i = 0; i + 1 < lines.length; i += 2) headers.append(lines[i], lines[i + 1]);
+  const headers = new Headers(isolate.standard);
+  for (const [name, value] of pairs(headerLines)) headers.append(name, value);
   return new Response(body, { status, headers });
 }
 
-/** One data point (docs/releases.md: index and blob1 the version, blob2 the route, blob3 the status class, double1 the latency). */
-export function recordRequest(dataset, versionId, route, statusClass, latencyMs) {
-  dataset.writeDataPoint({ indexes: [versionId], blobs: [versionId, route, statusClass], doubles: [latencyMs] });
+function pairs(lines) {
+  const fields = lines.split("\n");
+  const result = [];
+  for (let i = 0; i + 1 < fields.length; i += 2) result.push([fields[i], fields[i + 1]]);
+  return result;
+}
+
+/** One data point in `env[binding]` (docs/releases.md: index and blob1 the version, blob2 the route, blob3 the status class, double1 the latency); none without the binding. */
+export function recordRequest(env, binding, route, statusClass, latencyMs) {
+  const dataset = env[binding];
+  if (dataset === undefined) return;
+  const version = isolate.versionId;
+  dataset.writeDataPoint({ indexes: [version], blobs: [version, route, statusClass], doubles: [latencyMs] });
 }
 
 /**

@@ -1,9 +1,10 @@
 //! The crossings between wasm and the runtime's JavaScript objects that every request makes,
 //! one call each (`src/edge.js` says why).
 
+use std::rc::Rc;
 use std::sync::OnceLock;
 
-use edgestack_core::app::API_REQUEST_HEADERS;
+use edgestack_core::app::RequestHeaders;
 use worker::js_sys;
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
@@ -16,15 +17,21 @@ extern "C" {
     // `catch` on every import: a JavaScript exception must come back as an error, never unwind
     // through wasm (which would reset the instance).
     #[wasm_bindgen(js_name = requestHead, catch)]
-    fn request_head(request: &web_sys::Request, names: &str) -> Result<String, JsValue>;
+    fn request_head(request: &web_sys::Request) -> Result<String, JsValue>;
+
+    #[wasm_bindgen(js_name = requestHeader, catch)]
+    fn request_header(request: &web_sys::Request, name: &str) -> Result<Option<String>, JsValue>;
+
+    #[wasm_bindgen(js_name = prepareIsolate, catch)]
+    fn prepare_isolate_js(version_id: &str, standard_lines: &str) -> Result<(), JsValue>;
 
     #[wasm_bindgen(catch)]
     fn respond(status: u16, header_lines: &str, body: Option<&[u8]>) -> Result<web_sys::Response, JsValue>;
 
     #[wasm_bindgen(js_name = recordRequest, catch)]
     pub fn record_request(
-        dataset: &JsValue,
-        version_id: &str,
+        env: &JsValue,
+        binding: &str,
         route: &str,
         status_class: &str,
         latency_ms: f64,
@@ -39,6 +46,12 @@ extern "C" {
     #[wasm_bindgen(js_name = postPipeline, catch)]
     fn post_pipeline(url: &str, authorization: &str, body: &[u8], deadline_ms: u32)
     -> Result<js_sys::Promise, JsValue>;
+}
+
+/// The runtime's clock in milliseconds since the Unix epoch (in Workers it advances only across
+/// I/O): `Date.now()`, without the `Date` object `worker::Date::now` builds on every call.
+pub fn now_ms() -> f64 {
+    js_sys::Date::now()
 }
 
 /// How reading a request body ended.
@@ -88,39 +101,51 @@ pub async fn post(url: &str, authorization: &str, body: &[u8], deadline_ms: u32)
     Ok(Exchange::Answered { status, body: answer.get(1).unchecked_into::<js_sys::Uint8Array>().to_vec(), term })
 }
 
-/// What the API reads of a request besides its body: method, URL, and the headers it reads
-/// ([`API_REQUEST_HEADERS`], lower-case names).
+/// The request line: method and URL (the runtime's serialization).
 pub struct RequestHead {
     pub method: String,
     pub url: String,
-    pub headers: Vec<(String, String)>,
 }
 
 impl RequestHead {
     pub fn of(request: &web_sys::Request) -> Result<Self, JsValue> {
-        static NAMES: OnceLock<String> = OnceLock::new();
-        let names = NAMES.get_or_init(|| API_REQUEST_HEADERS.join("\n"));
-        request_head(request, names).map(|head| Self::parse(&head))
-    }
-
-    fn parse(head: &str) -> Self {
-        let mut lines = head.split('\n');
-        let method = lines.next().unwrap_or_default().to_string();
-        let url = lines.next().unwrap_or_default().to_string();
-        let mut headers = Vec::new();
-        while let (Some(name), Some(value)) = (lines.next(), lines.next()) {
-            headers.push((name.to_string(), value.to_string()));
-        }
-        Self { method, url, headers }
+        let head = request_head(request)?;
+        let (method, url) = head.split_once('\n').unwrap_or((&head, ""));
+        Ok(Self { method: method.to_string(), url: url.to_string() })
     }
 }
 
-/// A runtime `Response` from a status, headers and a body (empty: none, as 204 and 304 need).
+/// The request's headers for the core, each read from the runtime when the API first asks for
+/// it: most routes read two or three of [`API_REQUEST_HEADERS`](edgestack_core::app::API_REQUEST_HEADERS).
+pub fn request_headers(request: &web_sys::Request) -> RequestHeaders {
+    // The handle, not `Request.clone()` (which would tee the body).
+    let request = Clone::clone(request);
+    // A header the runtime cannot read is treated as absent, as a request without it.
+    RequestHeaders::from_source(Rc::new(move |name: &str| request_header(&request, name).ok().flatten()))
+}
+
+/// Hands `src/edge.js` what every API response and data point carries — the version id and
+/// the standard headers — once per wasm instance (the instance a panic resets hands them
+/// again; they never change within an isolate).
+pub fn prepare_isolate<'a>(version_id: &str, standard_headers: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    static PREPARED: OnceLock<()> = OnceLock::new();
+    PREPARED.get_or_init(|| {
+        // Cannot fail short of a broken build; `respond` would then fail each request with 500.
+        let _ = prepare_isolate_js(version_id, &header_lines(standard_headers));
+    });
+}
+
+/// A runtime `Response` from a status, its own headers after the standard ones, and a body
+/// (empty: none, as 204 and 304 need).
 pub fn response<'a>(
     status: u16,
     headers: impl IntoIterator<Item = (&'a str, &'a str)>,
     body: &[u8],
 ) -> Result<web_sys::Response, JsValue> {
+    respond(status, &header_lines(headers), (!body.is_empty()).then_some(body))
+}
+
+fn header_lines<'a>(headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     let mut lines = String::new();
     for (name, value) in headers {
         lines.push_str(name);
@@ -128,5 +153,5 @@ pub fn response<'a>(
         lines.push_str(value);
         lines.push('\n');
     }
-    respond(status, &lines, (!body.is_empty()).then_some(body))
+    lines
 }

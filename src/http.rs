@@ -10,11 +10,8 @@ use edgestack_core::assets::{PRIVATE_NO_STORE, SECURITY_HEADERS};
 use edgestack_core::error::ApiError;
 use edgestack_core::health::VersionInfo;
 use edgestack_core::json_body::{BodyError, MAX_BODY_BYTES, check_declared_length};
-use edgestack_core::region::{DEV_REGION_HEADER, RegionName};
 use edgestack_core::request_url::RequestUrl;
 use edgestack_core::routes::Method;
-use edgestack_core::services::Service;
-use worker::Date;
 use worker::wasm_bindgen::JsValue;
 use worker::worker_sys::web_sys;
 
@@ -38,53 +35,51 @@ pub async fn handle_api(
         Method::Get | Method::Head | Method::Options => Vec::new(),
         _ => match read_body(req).await {
             Ok(body) => body,
-            Err(error) => return into_response(ApiResponse::error(&error), version),
+            Err(error) => return into_response(ApiResponse::error(&error)),
         },
     };
-    let headers = head.headers;
-    let header = |name: &str| headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone());
-    // Services are reachable only through the entry's bindings, and the entry always names the
-    // region it detected; the public entry honours the header only in development.
-    let allow_region_override = config
-        .is_ok_and(|config| config.is_development() || matches!(config.service, Service::Accounts | Service::Notes));
-    let dev_region = config.ok().and_then(|config| config.dev_region.as_ref()).map(|r| r.as_str().to_string());
-    let region_override =
-        RegionName::from_override(header(DEV_REGION_HEADER).or(dev_region).as_deref(), allow_region_override);
+    let headers = edge::request_headers(req);
     let request = ApiRequest {
         method,
         path: url.path.to_string(),
         query: url.query.to_string(),
-        client_ip: header("cf-connecting-ip"),
+        region_override: ApiRequest::region_override(config.ok(), &headers),
         headers,
         body,
         origin: url.origin.to_string(),
-        now_ms: i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX),
-        region_override,
+        now_ms: edge::now_ms() as i64,
         version: version.clone(),
     };
-    into_response(app::handle(platform, config, &request).await, version)
+    into_response(app::handle(platform, config, &request).await)
 }
 
 /// The JSON 500 for a request the worker itself failed (never a handler's answer: the core
 /// turns every handler error into a JSON response).
-pub fn internal_error(version: &VersionInfo) -> Result<web_sys::Response, JsValue> {
-    into_response(ApiResponse::error(&ApiError::Internal), version)
+pub fn internal_error() -> Result<web_sys::Response, JsValue> {
+    into_response(ApiResponse::error(&ApiError::Internal))
 }
 
 /// A path outside `/api` reaching a Worker without static assets (a service).
-pub fn not_found(version: &VersionInfo) -> Result<web_sys::Response, JsValue> {
-    into_response(ApiResponse::error(&ApiError::NoSuchPath), version)
+pub fn not_found() -> Result<web_sys::Response, JsValue> {
+    into_response(ApiResponse::error(&ApiError::NoSuchPath))
 }
 
 /// The core's answer as a runtime `Response`, with the headers every API response carries:
-/// who answered, the security policy, and no caching unless the handler chose a policy.
-fn into_response(response: ApiResponse, version: &VersionInfo) -> Result<web_sys::Response, JsValue> {
+/// who answered and the security policy (given once: [`prepare_isolate`]), and no caching unless the
+/// handler chose a policy.
+fn into_response(response: ApiResponse) -> Result<web_sys::Response, JsValue> {
     // Appended in order, so several Set-Cookie headers survive.
     let own = response.headers.iter().map(|(name, value)| (name.as_str(), value.as_str()));
-    let standard = [(VERSION_ID_HEADER, version.id.as_str()), (VERSION_TAG_HEADER, version.tag.as_str())];
     let default_cache = response.header("cache-control").is_none().then_some(("Cache-Control", PRIVATE_NO_STORE));
-    let headers = own.chain(standard).chain(SECURITY_HEADERS.iter().copied()).chain(default_cache);
-    edge::response(response.status, headers, &response.body)
+    edge::response(response.status, own.chain(default_cache), &response.body)
+}
+
+/// Gives the edge the headers every API response carries besides its own — the version that
+/// answered and [`SECURITY_HEADERS`] — and the version for the data points, once per isolate,
+/// before its first response.
+pub fn prepare_isolate(version: &VersionInfo) {
+    let standard = [(VERSION_ID_HEADER, version.id.as_str()), (VERSION_TAG_HEADER, version.tag.as_str())];
+    edge::prepare_isolate(&version.id, standard.into_iter().chain(SECURITY_HEADERS.iter().copied()));
 }
 
 /// How long a request body may take to arrive, all of it: 64 KiB at 6.5 KB/s — slower than

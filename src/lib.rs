@@ -18,7 +18,7 @@ use wasm_bindgen::prelude::wasm_bindgen;
 use worker::js_sys;
 use worker::wasm_bindgen::JsValue;
 use worker::wasm_bindgen_futures::future_to_promise;
-use worker::{Context, Date, Env, Error, Request, Result, ScheduleContext, ScheduledEvent, event};
+use worker::{Context, Env, Error, Request, Result, ScheduleContext, ScheduledEvent, event};
 
 use edgestack_core::health::VersionInfo;
 use edgestack_core::request_url::RequestUrl;
@@ -52,17 +52,18 @@ pub fn handle_fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Co
 
 async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> std::result::Result<web_sys::Response, JsValue> {
     let version = bindings::version_info(&env);
+    http::prepare_isolate(version);
     match respond(req, &env, &ctx, version).await {
         Ok(response) => Ok(response),
         Err(error) => {
             worker::console_error!("request failed: {error}");
-            http::internal_error(version)
+            http::internal_error()
         }
     }
 }
 
 async fn respond(req: web_sys::Request, env: &Env, ctx: &Context, version: &VersionInfo) -> Result<web_sys::Response> {
-    let started = Date::now().as_millis();
+    let started = edge::now_ms();
     let head = RequestHead::of(&req)?;
     // The runtime's own serialization, split rather than parsed again (docs/performance.md).
     let href = head.url.clone();
@@ -75,12 +76,12 @@ async fn respond(req: web_sys::Request, env: &Env, ctx: &Context, version: &Vers
         // Only reached if the assets configuration sends a non-API path here.
         let answer = match bindings::assets(env) {
             Ok(assets) => web_sys::Response::from(assets.fetch_request(Request::from(req)).await?),
-            Err(_) => http::not_found(version)?,
+            Err(_) => http::not_found()?,
         };
         http::with_standard_headers(answer, version)
     };
-    let latency_ms = Date::now().as_millis().saturating_sub(started) as f64;
-    bindings::record_request(env, version, path, response.status(), latency_ms);
+    let latency_ms = (edge::now_ms() - started).max(0.0);
+    bindings::record_request(env, path, response.status(), latency_ms);
     Ok(response)
 }
 
@@ -106,7 +107,7 @@ async fn scheduled(event: ScheduledEvent, env: Env, ctx: ScheduleContext) {
         Service::Monolith | Service::Notes => return,
     }
     let platform = WorkerPlatform::new(&env, &ctx, None);
-    let now_ms = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX);
+    let now_ms = edge::now_ms() as i64;
     match edgestack_core::app::deliver_pending_deletions(&platform, config, now_ms).await {
         Ok(report) => {
             worker::console_log!("deletion outbox: {} delivered, {} pending", report.delivered, report.failed)

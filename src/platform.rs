@@ -17,7 +17,7 @@ use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::worker_sys::ext::RequestExt;
 use worker::worker_sys::web_sys;
-use worker::{Context, Date, Env, Headers, Method, Request, RequestInit, ScheduleContext, console_log};
+use worker::{Context, Env, Headers, Method, Request, RequestInit, ScheduleContext, console_log};
 
 use crate::edge::{self, Exchange};
 
@@ -102,7 +102,7 @@ impl Platform for WorkerPlatform<'_> {
     }
 
     fn now_ms(&self) -> f64 {
-        Date::now().as_millis() as f64
+        crate::edge::now_ms()
     }
 
     fn isolate(&self) -> &IsolateState {
@@ -152,7 +152,7 @@ impl Platform for WorkerPlatform<'_> {
                     // KV takes one write per second per key: the retry waits that second out.
                     let _ = timer(KV_WRITE_INTERVAL).await;
                 }
-                let Some(value) = (write.value)(isolate, Date::now().as_millis() as f64) else { return };
+                let Some(value) = (write.value)(isolate, crate::edge::now_ms()) else { return };
                 let put = kv.put_bytes(&write.key, &value).map(|put| put.expiration_ttl(u64::from(write.ttl_seconds)));
                 let outcome = match put {
                     Ok(put) => put.execute().await,

@@ -98,7 +98,7 @@ fn with_cookies_cleared<P: Platform>(context: &Context<'_, P>, response: ApiResp
 
 /// The client address the runtime saw, the key of the per-client limits.
 fn client_address<'a, P: Platform>(context: &Context<'a, P>) -> &'a str {
-    context.request.client_ip.as_deref().unwrap_or("unknown")
+    context.request.client_ip().unwrap_or("unknown")
 }
 
 /// Counts this request against `limiter`'s budget for `key`; over budget → `over`.

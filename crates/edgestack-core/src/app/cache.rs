@@ -127,7 +127,7 @@ fn public_json(body: Vec<u8>) -> ApiResponse {
 /// Adds a strong ETag and answers 304 when the client already has this body.
 pub fn conditional(request: &ApiRequest, response: ApiResponse) -> ApiResponse {
     let etag = format!("\"{}\"", URL_SAFE_NO_PAD.encode(&Sha256::digest(&response.body)[..16]));
-    let matches = request.headers.iter().any(|(name, value)| name == "if-none-match" && none_match(value, &etag));
+    let matches = request.header("if-none-match").is_some_and(|value| none_match(value, &etag));
     if matches {
         let kept: Vec<(String, String)> =
             response.headers.into_iter().filter(|(name, _)| !name.eq_ignore_ascii_case("content-type")).collect();

@@ -61,7 +61,10 @@ pub async fn forward<P: Platform>(platform: &P, config: &Config, request: &ApiRe
     let mut outgoing = ServiceRequest {
         method: request.method,
         url: format!("{}{}{}", request.origin, request.path, query_suffix(&request.query)),
-        headers: request.headers.iter().filter(|(name, _)| !NOT_FORWARDED.contains(&name.as_str())).cloned().collect(),
+        headers: (request.headers.present())
+            .filter(|(name, _)| !NOT_FORWARDED.contains(name))
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect(),
         body: request.body.clone(),
     }
     .with_header(DEV_REGION_HEADER, request.region_name(platform).as_str())

@@ -17,6 +17,7 @@ mod database;
 mod entry;
 mod notes;
 mod outbox;
+mod request_headers;
 mod system;
 
 use std::cell::RefCell;
@@ -44,6 +45,7 @@ use crate::services::internal_api::{self, InternalRequest};
 
 pub use database::{Database, ReaderRegion, refresh_primary_record};
 pub use outbox::deliver_pending_deletions;
+pub use request_headers::{HeaderSource, RequestHeaders};
 
 /// A request as the core needs it; the worker fills it from the runtime.
 #[derive(Debug, Clone)]
@@ -51,12 +53,11 @@ pub struct ApiRequest {
     pub method: Method,
     pub path: String,
     pub query: String,
-    /// Lower-case names; only [`API_REQUEST_HEADERS`].
-    pub headers: Vec<(String, String)>,
+    /// Only [`API_REQUEST_HEADERS`], each read when first asked for.
+    pub headers: RequestHeaders,
     pub body: Vec<u8>,
     /// `scheme://host[:port]` of the request URL, for the CSRF check.
     pub origin: String,
-    pub client_ip: Option<String>,
     pub now_ms: i64,
     /// The region the request named and the edge honoured (development, or a service reached
     /// through the entry); otherwise the region is the runtime's [`Platform::location`].
@@ -65,22 +66,36 @@ pub struct ApiRequest {
 }
 
 impl ApiRequest {
+    /// The region a request may name for itself: its [`DEV_REGION_HEADER`], else the configured
+    /// development default — honoured only in development, or on a service reached through the
+    /// entry (which always names the region it detected), and the header is read only then.
+    pub fn region_override(config: Option<&Config>, headers: &RequestHeaders) -> Option<RegionName> {
+        let config = config?;
+        if !(config.is_development() || matches!(config.service, Service::Accounts | Service::Notes)) {
+            return None;
+        }
+        let named = headers.get(DEV_REGION_HEADER).or(config.dev_region.as_ref().map(RegionName::as_str));
+        RegionName::from_override(named, true)
+    }
+
+    /// The client's address as Cloudflare's edge gives it (`cf-connecting-ip`).
+    pub fn client_ip(&self) -> Option<&str> {
+        self.header("cf-connecting-ip")
+    }
+
+    /// The value of one of [`API_REQUEST_HEADERS`] (see [`RequestHeaders::get`]).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
+        self.headers.get(name)
     }
 
     /// The values of every cookie named `name`, from every `Cookie` field (see [`cookies`]).
     pub fn cookies<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers
-            .iter()
-            .filter(|(key, _)| key.eq_ignore_ascii_case("cookie"))
-            .flat_map(move |(_, value)| cookies::values(value, name))
+        self.header("cookie").into_iter().flat_map(move |value| cookies::values(value, name))
     }
 
     /// Every `Cookie` field joined into one, as a service hop forwards them.
     pub fn cookie_header(&self) -> String {
-        let fields = self.headers.iter().filter(|(key, _)| key.eq_ignore_ascii_case("cookie"));
-        fields.map(|(_, value)| value.as_str()).collect::<Vec<_>>().join("; ")
+        self.header("cookie").unwrap_or_default().to_string()
     }
 
     /// Where the request is served, with the colo, as `/api/health` reports it.

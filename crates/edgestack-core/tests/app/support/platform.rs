@@ -9,14 +9,14 @@ use std::rc::Rc;
 
 use devdb::sim::Cluster;
 use edgestack_core::app::{
-    self, API_REQUEST_HEADERS, ApiRequest, ApiResponse, IsolateState, KvWrite, Limiter, Platform, ServiceRequest,
+    self, ApiRequest, ApiResponse, IsolateState, KvWrite, Limiter, Platform, RequestHeaders, ServiceRequest,
 };
 use edgestack_core::config::Config;
 use edgestack_core::datapath::HranaAnswer;
 use edgestack_core::datapath::round_trip_ms;
 use edgestack_core::db::DbError;
 use edgestack_core::health::VersionInfo;
-use edgestack_core::region::{DEV_REGION_HEADER, Location, RegionName};
+use edgestack_core::region::{Location, RegionName};
 use edgestack_core::routes::Method;
 use edgestack_core::services::Service;
 
@@ -254,33 +254,17 @@ impl Worker {
     ) -> ApiRequest {
         let config = self.config().ok();
         let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
-        // As the worker's edge does: only the headers the API reads (repeated fields joined
-        // with `, `, as the runtime's `Headers.get` joins them).
-        let headers: Vec<(String, String)> = API_REQUEST_HEADERS
-            .iter()
-            .filter_map(|name| {
-                let values: Vec<&str> =
-                    headers.iter().filter(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect();
-                (!values.is_empty()).then(|| (name.to_string(), values.join(", ")))
-            })
-            .collect();
-        let header = |name: &str| headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone());
-        let allow_override = config.as_ref().is_some_and(|config| {
-            config.is_development() || matches!(config.service, Service::Accounts | Service::Notes)
-        });
-        let dev_region = config.as_ref().and_then(|config| config.dev_region.as_ref()).map(|r| r.as_str().to_string());
-        let region_override =
-            RegionName::from_override(header(DEV_REGION_HEADER).or(dev_region).as_deref(), allow_override);
+        // As the worker's edge does: the headers the API reads, on first use.
+        let headers = RequestHeaders::from_fields(headers);
         ApiRequest {
             method: Method::parse(method),
             path: path.to_string(),
             query: query.to_string(),
-            client_ip: header("cf-connecting-ip"),
+            region_override: ApiRequest::region_override(config.as_ref(), &headers),
             headers,
             body,
             origin: "https://edgestack.test".to_string(),
             now_ms: self.net.clock.now_ms() as i64,
-            region_override,
             version: self.version.clone(),
         }
     }
