@@ -38,8 +38,15 @@ impl fmt::Display for CsrfRefusal {
     }
 }
 
+/// Whether a request of `method` must prove it comes from this site: safe methods (RFC 9110
+/// §9.2.1) change nothing, so a cross-site one does no harm. Callers ask before gathering the
+/// evidence, which costs a header read each on Workers.
+pub fn needs_proof(method: Method) -> bool {
+    !matches!(method, Method::Get | Method::Head | Method::Options)
+}
+
 pub fn check(method: Method, evidence: &CsrfEvidence<'_>) -> Result<(), CsrfRefusal> {
-    if matches!(method, Method::Get | Method::Head | Method::Options) {
+    if !needs_proof(method) {
         return Ok(());
     }
     if let Some(origin) = evidence.origin {

@@ -79,6 +79,12 @@ impl Route {
     pub fn is_internal(&self) -> bool {
         matches!(self, Self::IssueIdentity | Self::InternalHealth | Self::DeleteUserNotes(_))
     }
+
+    /// Whether the handler reads or writes a database. Those that do not — health checks and
+    /// violation reports — need no read-your-writes token, so the request's cookie is not read.
+    pub fn uses_database(&self) -> bool {
+        !matches!(self, Self::Health | Self::InternalHealth | Self::CspReport)
+    }
 }
 
 /// Builds a route from the path's `{id}`, if the pattern has one.

@@ -449,7 +449,7 @@ async fn dispatch<P: Platform>(
     }
     // Violation reports come from the browser itself, without same-origin proof, and change
     // no state: they are only logged. Internal routes are reachable only over service bindings.
-    let needs_csrf_proof = route != Route::CspReport && !route.is_internal();
+    let needs_csrf_proof = route != Route::CspReport && !route.is_internal() && csrf::needs_proof(request.method);
     if needs_csrf_proof {
         csrf::check(
             request.method,
@@ -483,11 +483,16 @@ async fn dispatch<P: Platform>(
     if config.service == Service::Entry && Service::owner_of(&route) != Service::Entry {
         return Ok(entry::forward(platform, config, request, &route).await);
     }
-    let consistency = ConsistencyToken::newest(
-        request.cookies(config.service.consistency_cookie()),
-        &config.data_path.consistency_key,
-        config.data_path.database,
-    );
+    let consistency = route
+        .uses_database()
+        .then(|| {
+            ConsistencyToken::newest(
+                request.cookies(config.service.consistency_cookie()),
+                &config.data_path.consistency_key,
+                config.data_path.database,
+            )
+        })
+        .flatten();
     let report = RefCell::default();
     let requirement = match consistency {
         Some(token) => Some(requirement_of(platform, config, token, &report).await),

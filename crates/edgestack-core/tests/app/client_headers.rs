@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::support::{Stack, signed_up};
+use crate::support::{Options, Shape, Stack, signed_up};
 
 fn published(stack: &mut Stack) -> String {
     let author = stack.client("na");
@@ -98,4 +98,32 @@ fn the_consistency_cookie_in_a_second_field_still_reads_your_writes() {
     );
     assert_eq!(read.status(), 200, "{}", read.text());
     assert_eq!(read.db_targets(), ["replica-eu", "primary"], "the lagging replica was passed over");
+}
+
+/// On Workers each request header the API reads is a call from wasm into the runtime, so a
+/// route reads only what it needs (docs/performance.md): a health check none, a public read
+/// its read-your-writes cookie and its validator, whatever the client sends.
+#[test]
+fn each_route_reads_only_the_request_headers_it_needs() {
+    let vars = vec![("EDGESTACK_ENV", "production".to_string())];
+    let mut stack = Stack::new(Options { shape: Shape::Monolith, vars, ..Options::default() });
+    let id = published(&mut stack);
+    let front = stack.locations["na"].front.clone();
+    let reader = stack.client("na");
+    let mut reads_of = |call: crate::support::Call| {
+        front.header_reads.borrow_mut().clear();
+        let response = stack.send(call.send());
+        assert!(response.status() < 400, "{}", response.text());
+        std::mem::take(&mut *front.header_reads.borrow_mut())
+    };
+    let everything = |call: crate::support::Call| {
+        call.header("Origin", "https://elsewhere.example")
+            .header("Sec-Fetch-Site", "cross-site")
+            .header("X-Edgestack-Client", "1")
+            .header("If-None-Match", "\"x\"")
+            .header("x-edgestack-region", "eu")
+    };
+
+    assert_eq!(reads_of(everything(reader.get("/api/health"))), Vec::<String>::new());
+    assert_eq!(reads_of(everything(reader.get(&format!("/api/public/notes/{id}")))), ["cookie", "if-none-match"]);
 }

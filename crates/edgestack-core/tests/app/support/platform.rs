@@ -218,6 +218,9 @@ pub struct Worker {
     pub bindings: RefCell<BTreeMap<&'static str, Rc<Worker>>>,
     /// Attempts per `(limiter, key)` in this location (the binding counts per location).
     limits: RefCell<HashMap<(String, String), Vec<f64>>>,
+    /// The request headers the API read, in order, for every request so far: on Workers each
+    /// read is a call from wasm into the runtime (`RequestHeaders`).
+    pub header_reads: Rc<RefCell<Vec<String>>>,
 }
 
 impl Worker {
@@ -231,6 +234,7 @@ impl Worker {
             version: VersionInfo { id: "sim-version".into(), tag: "sim".into(), timestamp: String::new() },
             bindings: RefCell::default(),
             limits: RefCell::default(),
+            header_reads: Rc::default(),
         }
     }
 
@@ -255,7 +259,12 @@ impl Worker {
         let config = self.config().ok();
         let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
         // As the worker's edge does: the headers the API reads, on first use.
-        let headers = RequestHeaders::from_fields(headers);
+        let fields = RequestHeaders::from_fields(headers);
+        let reads = Rc::clone(&self.header_reads);
+        let headers = RequestHeaders::from_source(Rc::new(move |name: &str| {
+            reads.borrow_mut().push(name.to_string());
+            fields.get(name).map(str::to_string)
+        }));
         ApiRequest {
             method: Method::parse(method),
             path: path.to_string(),
