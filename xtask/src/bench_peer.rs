@@ -9,6 +9,7 @@
 //! group, so Ctrl-C, SIGTERM and SIGHUP (xtask's handler) and a kill (the guardian) end them.
 
 mod check;
+mod cpus;
 mod load;
 mod report;
 mod stack;
@@ -48,7 +49,15 @@ pub fn run(rounds: u32, seconds: u32, only: &[String]) -> Result {
     let out_dir = toolchain.root.join("target/bench-peer");
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
     let writing_seconds = WARM_UP_SECONDS + rounds * seconds;
-    let stack = Stack::start(&out_dir, stack::writers_needed(writing_seconds))?;
+    // After the build, which needs every core: from here on what this process starts inherits
+    // the rest, and each Worker is moved to its own core (`cpus`).
+    let machine = report::machine();
+    let placement = cpus::plan();
+    if let Some(placement) = &placement {
+        cpus::pin_self(&placement.rest)?;
+        eprintln!("bench peer: {}", placement.describe());
+    }
+    let stack = Stack::start(&out_dir, stack::writers_needed(writing_seconds), placement.as_ref().map(|p| p.worker))?;
     let mut shapes = shapes(&stack.seed);
     if !only.is_empty() {
         if let Some(unknown) = only.iter().find(|key| !shapes.iter().any(|shape| shape.key == key.as_str())) {
@@ -87,6 +96,10 @@ pub fn run(rounds: u32, seconds: u32, only: &[String]) -> Result {
     // Stop the stack before writing: nothing measured depends on it any more.
     drop(stack);
     let mut results = report::Results::new(&shapes, &measurements, rounds, seconds);
+    results.machine = match &placement {
+        Some(placement) => format!("{machine}; {}", placement.describe()),
+        None => machine,
+    };
     results.load_average = load_at_start.zip(report::load_average_1m());
     println!("{}", results.render_table());
     let json_path = out_dir.join("results.json");

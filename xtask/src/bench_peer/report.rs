@@ -346,8 +346,9 @@ fn round(value: f64, decimals: i32) -> Value {
     serde_json::Number::from_f64((value * factor).round() / factor).map_or(Value::Null, Value::Number)
 }
 
-/// `nproc N, <CPU model>`, as the README's Benchmarks section names the machine.
-fn machine() -> String {
+/// `nproc N, <CPU model>`, as the README's Benchmarks section names the machine (read before
+/// the bench pins itself to fewer cores).
+pub fn machine() -> String {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo

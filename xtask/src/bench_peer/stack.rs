@@ -152,8 +152,9 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// `writers`: users the write shape takes turns with ([`writers_needed`]).
-    pub fn start(out_dir: &Path, writers: usize) -> Result<Self> {
+    /// `writers`: users the write shape takes turns with ([`writers_needed`]); `worker_cpu`:
+    /// the core each session's Worker process is pinned to, if any (`cpus`).
+    pub fn start(out_dir: &Path, writers: usize, worker_cpu: Option<usize>) -> Result<Self> {
         let token = random_hex(16)?;
         let db = DevDb::start_primary(&token, 0)?;
         db.migrate()?;
@@ -179,6 +180,9 @@ impl Stack {
                 vars.push(("BENCH_NOTE_ID".into(), seed.note_ids.first().cloned().unwrap_or_default()));
             }
             let session = Session::start(side, read_cache, &configs, &relocations, vars)?;
+            if let Some(cpu) = worker_cpu {
+                super::cpus::pin_process(session.worker_pid, cpu)?;
+            }
             if seed.is_none() {
                 seed = Some(seed_database(&session.base_url, writers)?);
             }
