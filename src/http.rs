@@ -8,7 +8,7 @@
 use edgestack_core::app::{self, ApiRequest, ApiResponse};
 use edgestack_core::assets::{PRIVATE_NO_STORE, SECURITY_HEADERS};
 use edgestack_core::error::ApiError;
-use edgestack_core::health::VersionInfo;
+use edgestack_core::health::{VERSION_ID_HEADER, VERSION_TAG_HEADER, VersionInfo};
 use edgestack_core::json_body::{BodyError, MAX_BODY_BYTES, check_declared_length};
 use edgestack_core::request_url::RequestUrl;
 use edgestack_core::routes::Method;
@@ -18,9 +18,6 @@ use worker::worker_sys::web_sys;
 use crate::bindings;
 use crate::edge::{self, Body, RequestHead};
 use crate::platform::WorkerPlatform;
-
-pub const VERSION_ID_HEADER: &str = "x-edgestack-version-id";
-pub const VERSION_TAG_HEADER: &str = "x-edgestack-version-tag";
 
 pub async fn handle_api(
     req: &web_sys::Request,

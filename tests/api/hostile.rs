@@ -4,6 +4,8 @@
 
 use serde_json::json;
 
+use edgestack_core::assets::SECURITY_HEADERS;
+
 use crate::helpers::spawn_app;
 
 #[test]
@@ -27,6 +29,12 @@ fn api_responses_carry_security_cache_and_timing_headers() {
         assert!(response.header("content-security-policy").is_some_and(|v| v.contains("default-src 'self'")), "{what}");
         assert_eq!(response.header("x-content-type-options"), Some("nosniff"), "{what}");
         assert!(response.header("referrer-policy").is_some(), "{what}");
+        // Once each, also where the services shape's entry passes a service's answer on.
+        for name in
+            SECURITY_HEADERS.iter().map(|(name, _)| *name).chain(["x-edgestack-version-id", "x-edgestack-version-tag"])
+        {
+            assert_eq!(response.headers_named(name).len(), 1, "{what}: {name} {:?}", response.headers_named(name));
+        }
         let timing = response.header("server-timing").unwrap_or_else(|| panic!("no Server-Timing on {what}"));
         assert!(timing.contains("cache;desc=") && timing.contains("total;dur="), "{what}: {timing}");
         assert!(response.header("x-edgestack-db-requests").is_some(), "{what}");

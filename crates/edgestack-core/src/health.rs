@@ -9,6 +9,11 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::region::RequestRegion;
 
+/// Who answered: every response the worker sends names the version that served it
+/// (docs/releases.md), beside [`SECURITY_HEADERS`](crate::assets::SECURITY_HEADERS).
+pub const VERSION_ID_HEADER: &str = "x-edgestack-version-id";
+pub const VERSION_TAG_HEADER: &str = "x-edgestack-version-tag";
+
 /// The running version as the version metadata binding reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionInfo {

@@ -3,9 +3,13 @@
 //! browser's identity cookie while it is valid, otherwise freshly signed by `accounts` (one
 //! hop in the same location), so most notes requests never touch the accounts database.
 
+use crate::assets::SECURITY_HEADERS;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::health::{DatabaseStatus, EntryHealthReport, HealthReport, ServiceHealth, ServicesHealth};
+use crate::health::{
+    DatabaseStatus, EntryHealthReport, HealthReport, ServiceHealth, ServicesHealth, VERSION_ID_HEADER,
+    VERSION_TAG_HEADER,
+};
 use crate::region::{DEV_REGION_HEADER, RequestRegion};
 use crate::routes::{Method, Route};
 use crate::services::Service;
@@ -106,8 +110,12 @@ pub async fn forward<P: Platform>(platform: &P, config: &Config, request: &ApiRe
     timing.push(format!("hop;desc={};dur={hop_ms:.1}", service.as_str()));
     let service_timing = response.header("server-timing").map(str::to_string);
     let db_requests = response.header("x-edgestack-db-requests").and_then(|count| count.parse::<u64>().ok());
+    // The entry's own edge adds who answered and the security policy to whatever it sends, so
+    // the service's would repeat them (`X-Content-Type-Options: nosniff, nosniff`).
+    let replaced = ["server-timing", "x-edgestack-db-requests", VERSION_ID_HEADER, VERSION_TAG_HEADER];
+    let security = SECURITY_HEADERS.iter().map(|(name, _)| *name);
     response.headers.retain(|(name, _)| {
-        !name.eq_ignore_ascii_case("server-timing") && !name.eq_ignore_ascii_case("x-edgestack-db-requests")
+        !replaced.iter().copied().chain(security.clone()).any(|dropped| name.eq_ignore_ascii_case(dropped))
     });
     let timing = service_timing.into_iter().chain(timing).collect::<Vec<_>>().join(", ");
     response = response
