@@ -129,10 +129,14 @@ pub fn request_headers(request: &web_sys::Request) -> RequestHeaders {
 /// again; they never change within an isolate).
 pub fn prepare_isolate<'a>(version_id: &str, standard_headers: impl IntoIterator<Item = (&'a str, &'a str)>) {
     static PREPARED: OnceLock<()> = OnceLock::new();
-    PREPARED.get_or_init(|| {
-        // Cannot fail short of a broken build; `respond` would then fail each request with 500.
-        let _ = prepare_isolate_js(version_id, &header_lines(standard_headers));
-    });
+    if PREPARED.get().is_some() {
+        return;
+    }
+    // Kept only once it took: a value the Headers API refuses (say, a version tag outside
+    // Latin-1) fails each response with 500 while it stands, and is tried again each request.
+    if prepare_isolate_js(version_id, &header_lines(standard_headers)).is_ok() {
+        let _ = PREPARED.set(());
+    }
 }
 
 /// A runtime `Response` from a status, its own headers after the standard ones, and a body

@@ -25,7 +25,8 @@ use load::LoadRun;
 use report::{Measurement, Side};
 use stack::{Stack, shapes};
 
-/// wrk's settings: two threads (one per core here) and 16 connections, as in issue #15.
+/// wrk's settings: two threads and 16 connections, as in issue #15 (pinned, both threads share
+/// the cores the Workers do not use: `cpus`).
 pub const THREADS: u32 = 2;
 pub const CONNECTIONS: u32 = 16;
 /// Unmeasured seconds per shape and side before the first round: isolates start, V8 compiles
@@ -50,7 +51,7 @@ pub fn run(rounds: u32, seconds: u32, only: &[String]) -> Result {
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
     let writing_seconds = WARM_UP_SECONDS + rounds * seconds;
     // After the build, which needs every core: from here on what this process starts inherits
-    // the rest, and each Worker is moved to its own core (`cpus`).
+    // the rest, and the Workers are moved to a core of their own (`cpus`).
     let machine = report::machine();
     let placement = cpus::plan();
     if let Some(placement) = &placement {

@@ -1,11 +1,12 @@
-//! Where the bench's processes run: the Worker under measurement on a core of its own, and
+//! Where the bench's processes run: the Workers on a core of their own (one is loaded at a time), and
 //! everything else — devdb, wrangler and its entry proxies, wrk — on the others.
 //!
 //! On a small shared machine the Worker's workerd otherwise competes with wrk and the proxies
-//! for the same cores, and its CPU time per request swings by ±15 % from run to run; with a
-//! core of its own the same build measures within about ±2 % (docs/performance.md, "How it is
-//! measured"). Only one Worker is loaded at a time, so all six share that core. Linux only
-//! (`sched_setaffinity`); elsewhere, and with a single core, nothing is pinned.
+//! for the same cores, and its CPU time per request swings by ±15 % from run to run. Pinned,
+//! and with the sides alternating in short slices, the same build measures within about ±2 %
+//! against itself (docs/performance.md, "How it is measured"). Only one Worker is loaded at a
+//! time, so all six share that core. Linux only (`sched_setaffinity`); elsewhere, and with a
+//! single core, nothing is pinned.
 
 use crate::Result;
 
@@ -36,7 +37,8 @@ pub fn plan() -> Option<Placement> {
     Placement::of(&imp::allowed_cpus())
 }
 
-/// Pins this process, and so every process it starts from now on, to `cpus`.
+/// Pins the calling thread, and so every process it starts from now on, to `cpus` (the bench
+/// starts every process from its main thread, which calls this).
 pub fn pin_self(cpus: &[usize]) -> Result {
     imp::pin(0, cpus)
 }
@@ -46,7 +48,12 @@ pub fn pin_process(pid: u32, cpu: usize) -> Result {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|e| format!("process {pid}: {e}"))?;
     for task in tasks.flatten() {
         if let Some(tid) = task.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) {
-            imp::pin(tid, &[cpu])?;
+            match imp::pin(tid, &[cpu]) {
+                Ok(()) => {}
+                // The thread ended since the folder was read: nothing left to pin.
+                Err(error) if error.contains("No such process") => {}
+                Err(error) => return Err(error),
+            }
         }
     }
     Ok(())
