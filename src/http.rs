@@ -75,8 +75,13 @@ fn into_response(response: ApiResponse) -> Result<web_sys::Response, JsValue> {
 /// answered and [`SECURITY_HEADERS`] — and the version for the data points, once per isolate,
 /// before its first response.
 pub fn prepare_isolate(version: &VersionInfo) {
-    let standard = [(VERSION_ID_HEADER, version.id.as_str()), (VERSION_TAG_HEADER, version.tag.as_str())];
-    edge::prepare_isolate(&version.id, standard.into_iter().chain(SECURITY_HEADERS.iter().copied()));
+    edge::prepare_isolate(&version.id, standard_headers(version));
+}
+
+/// Who answered, then the security policy: what every response of this worker carries.
+fn standard_headers(version: &VersionInfo) -> impl Iterator<Item = (&str, &str)> {
+    let who = [(VERSION_ID_HEADER, version.id.as_str()), (VERSION_TAG_HEADER, version.tag.as_str())];
+    who.into_iter().chain(SECURITY_HEADERS.iter().copied())
 }
 
 /// How long a request body may take to arrive, all of it: 64 KiB at 6.5 KB/s — slower than
@@ -103,9 +108,7 @@ async fn read_body(req: &web_sys::Request) -> Result<Vec<u8>, ApiError> {
 /// through from another fetch have immutable headers; those keep theirs.
 pub fn with_standard_headers(response: web_sys::Response, version: &VersionInfo) -> web_sys::Response {
     let headers = response.headers();
-    let _ = headers.set(VERSION_ID_HEADER, &version.id);
-    let _ = headers.set(VERSION_TAG_HEADER, &version.tag);
-    for (name, value) in SECURITY_HEADERS {
+    for (name, value) in standard_headers(version) {
         let _ = headers.set(name, value);
     }
     if !headers.has("cache-control").unwrap_or(true) {

@@ -40,7 +40,7 @@ pub fn plan() -> Option<Placement> {
 /// Pins the calling thread, and so every process it starts from now on, to `cpus` (the bench
 /// starts every process from its main thread, which calls this).
 pub fn pin_self(cpus: &[usize]) -> Result {
-    imp::pin(0, cpus)
+    imp::pin(0, cpus).map_err(|error| format!("cannot pin the bench to CPU {cpus:?}: {error}"))
 }
 
 /// Pins every thread of process `pid` to `cpu` (threads it starts later inherit it).
@@ -51,8 +51,8 @@ pub fn pin_process(pid: u32, cpu: usize) -> Result {
             match imp::pin(tid, &[cpu]) {
                 Ok(()) => {}
                 // The thread ended since the folder was read: nothing left to pin.
-                Err(error) if error.contains("No such process") => {}
-                Err(error) => return Err(error),
+                Err(error) if error.raw_os_error() == Some(imp::NO_SUCH_THREAD) => {}
+                Err(error) => return Err(format!("cannot pin thread {tid} of process {pid} to CPU {cpu}: {error}")),
             }
         }
     }
@@ -61,8 +61,6 @@ pub fn pin_process(pid: u32, cpu: usize) -> Result {
 
 #[cfg(target_os = "linux")]
 mod imp {
-    use crate::Result;
-
     pub fn allowed_cpus() -> Vec<usize> {
         // SAFETY: `set` is a plain bit set that sched_getaffinity fills; the CPU_* helpers only
         // read and write within it.
@@ -75,8 +73,10 @@ mod imp {
         }
     }
 
+    pub const NO_SUCH_THREAD: i32 = libc::ESRCH;
+
     /// `tid` 0 is the calling thread.
-    pub fn pin(tid: i32, cpus: &[usize]) -> Result {
+    pub fn pin(tid: i32, cpus: &[usize]) -> std::io::Result<()> {
         // SAFETY: as above; sched_setaffinity only reads `set`.
         let status = unsafe {
             let mut set: libc::cpu_set_t = std::mem::zeroed();
@@ -85,23 +85,20 @@ mod imp {
             }
             libc::sched_setaffinity(tid, size_of::<libc::cpu_set_t>(), &set)
         };
-        if status == 0 {
-            Ok(())
-        } else {
-            Err(format!("cannot pin thread {tid} to CPU {cpus:?}: {}", std::io::Error::last_os_error()))
-        }
+        if status == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
     }
 }
 
 #[cfg(not(target_os = "linux"))]
 mod imp {
-    use crate::Result;
+    /// Unused here: `pin` pins nothing and never fails.
+    pub const NO_SUCH_THREAD: i32 = 3;
 
     pub fn allowed_cpus() -> Vec<usize> {
         Vec::new()
     }
 
-    pub fn pin(_tid: i32, _cpus: &[usize]) -> Result {
+    pub fn pin(_tid: i32, _cpus: &[usize]) -> std::io::Result<()> {
         Ok(())
     }
 }

@@ -112,11 +112,11 @@ pub async fn forward<P: Platform>(platform: &P, config: &Config, request: &ApiRe
     let db_requests = response.header("x-edgestack-db-requests").and_then(|count| count.parse::<u64>().ok());
     // The entry's own edge adds who answered and the security policy to whatever it sends, so
     // the service's would repeat them (`X-Content-Type-Options: nosniff, nosniff`).
-    let replaced = ["server-timing", "x-edgestack-db-requests", VERSION_ID_HEADER, VERSION_TAG_HEADER];
-    let security = SECURITY_HEADERS.iter().map(|(name, _)| *name);
-    response.headers.retain(|(name, _)| {
-        !replaced.iter().copied().chain(security.clone()).any(|dropped| name.eq_ignore_ascii_case(dropped))
-    });
+    let replaced = ["server-timing", "x-edgestack-db-requests", VERSION_ID_HEADER, VERSION_TAG_HEADER]
+        .into_iter()
+        .chain(SECURITY_HEADERS.iter().map(|(name, _)| *name))
+        .collect::<Vec<_>>();
+    response.headers.retain(|(name, _)| !replaced.iter().any(|dropped| name.eq_ignore_ascii_case(dropped)));
     let timing = service_timing.into_iter().chain(timing).collect::<Vec<_>>().join(", ");
     response = response
         .with_header("Server-Timing", timing)
