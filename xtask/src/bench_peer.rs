@@ -73,7 +73,7 @@ pub fn run(rounds: u32, seconds: u32, only: &[String]) -> Result {
     let generator = load::Wrk { program: wrk, scripts: out_dir.join("wrk") };
     for shape in &shapes {
         for side in Side::ALL {
-            generator.run(&stack.session(side, shape.read_cache)?.base_url, shape, WARM_UP_SECONDS)?;
+            generator.run(&stack.session(side, shape.read_cache)?.load_url, shape, WARM_UP_SECONDS)?;
         }
     }
     let load_at_start = report::load_average_1m();
@@ -86,7 +86,7 @@ pub fn run(rounds: u32, seconds: u32, only: &[String]) -> Result {
                 // Requests the previous run left in flight end before this run's counters are read.
                 std::thread::sleep(SETTLE);
                 let before = stack.sample(session)?;
-                let run: LoadRun = generator.run(&session.base_url, shape, seconds)?;
+                let run: LoadRun = generator.run(&session.load_url, shape, seconds)?;
                 let after = stack.sample(session)?;
                 let measurement = Measurement::new(shape, side, &run, &before, &after);
                 eprintln!("bench peer: round {}/{rounds} {}", round + 1, measurement.one_line());

@@ -76,6 +76,30 @@ pub fn survivors_after(processes: &[Process], timeout: Duration) -> Vec<Process>
     }
 }
 
+/// The IPv4 TCP ports `pid` listens on (its socket descriptors matched against
+/// `/proc/net/tcp`'s `LISTEN` rows, state `0A`), in ascending order; none when it is gone.
+pub fn listening_ports(pid: u32) -> Vec<u16> {
+    let Ok(descriptors) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return Vec::new() };
+    let inodes: std::collections::HashSet<String> = descriptors
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter_map(|target| Some(target.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.to_string()))
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let mut ports: Vec<u16> = table
+        .lines()
+        .skip(1)
+        .filter_map(|row| {
+            let fields: Vec<&str> = row.split_whitespace().collect();
+            let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
+            let port = u16::from_str_radix(local.rsplit_once(':')?.1, 16).ok()?;
+            (*state == "0A" && inodes.contains(*inode)).then_some(port)
+        })
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
 fn read(pid: u32) -> Option<Process> {
     let dir = Path::new("/proc").join(pid.to_string());
     let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
@@ -110,5 +134,14 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(survivors_after(&[found.unwrap()], Duration::from_secs(1)).is_empty());
+    }
+
+    #[test]
+    fn finds_the_ports_a_process_listens_on() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(listening_ports(std::process::id()).contains(&port));
+        drop(listener);
+        assert!(!listening_ports(std::process::id()).contains(&port));
     }
 }

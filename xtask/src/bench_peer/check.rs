@@ -58,7 +58,7 @@ pub fn same_answers(stack: &Stack, shapes: &[Shape], dump_dir: &Path) -> Result 
     for shape in shapes {
         let mut answers = Vec::new();
         for side in Side::ALL {
-            let base_url = &stack.session(side, shape.read_cache)?.base_url;
+            let base_url = &stack.session(side, shape.read_cache)?.load_url;
             let answer = settled_answer(&agent, base_url, shape)?;
             let dump = dump_dir.join(format!("{}-{}.txt", shape.key, side.as_str()));
             std::fs::write(&dump, answer.dump()).map_err(|e| format!("{}: {e}", dump.display()))?;
@@ -76,7 +76,7 @@ pub fn same_answers(stack: &Stack, shapes: &[Shape], dump_dir: &Path) -> Result 
     for probe in probes(shapes, public_etag.as_deref()) {
         let mut answers = Vec::new();
         for side in [Side::Edgestack, Side::Peer] {
-            let answer = request(&agent, &stack.session(side, probe.read_cache)?.base_url, &probe)?;
+            let answer = request(&agent, &stack.session(side, probe.read_cache)?.load_url, &probe)?;
             let dump = dump_dir.join(format!("{}-{}.txt", probe.key, side.as_str()));
             std::fs::write(&dump, answer.dump()).map_err(|e| format!("{}: {e}", dump.display()))?;
             answers.push(answer);

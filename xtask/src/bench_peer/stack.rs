@@ -133,7 +133,12 @@ fn note_body(n: usize) -> String {
 pub struct Session {
     pub side: Side,
     pub read_cache: bool,
+    /// wrangler's entry proxy: where the seed signs up (it passes `cf-connecting-ip` on).
     pub base_url: String,
+    /// The Worker process's own socket behind that proxy, where the check and the load go: the
+    /// proxy is `wrangler dev`'s alone (production has none), and each request through it cost
+    /// the Worker process too, so the load skips it (bench/README.md).
+    pub load_url: String,
     worker_pid: u32,
     dev: WranglerDev,
 }
@@ -220,12 +225,13 @@ impl Session {
         let options = WranglerDevOptions { configs: vec![config], vars, ready_timeout: Duration::from_secs(180) };
         let dev = WranglerDev::start(options).map_err(|error| explain_start_failure(&name, &error.0))?;
         let worker_pid = worker_process(&dev)?;
+        let load_url = worker_socket(worker_pid)?;
         eprintln!(
-            "bench peer: {name} at {} in {:.1} s (Worker process {worker_pid})",
+            "bench peer: {name} at {} in {:.1} s (Worker process {worker_pid}, load to {load_url})",
             dev.base_url,
             started.elapsed().as_secs_f64()
         );
-        Ok(Self { side, read_cache, base_url: dev.base_url.clone(), worker_pid, dev })
+        Ok(Self { side, read_cache, base_url: dev.base_url.clone(), load_url, worker_pid, dev })
     }
 
     /// User + system CPU time of the Worker's process so far, in clock ticks.
@@ -399,6 +405,24 @@ fn worker_process(dev: &WranglerDev) -> Result<u32> {
             other.len()
         )),
     }
+}
+
+/// The Worker process's own HTTP socket: of the ports it listens on (its entry socket, the
+/// V8 inspector, workerd's debug port), the one that answers `GET /api/health` with a 200.
+fn worker_socket(worker_pid: u32) -> Result<String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let ports = inspect::listening_ports(worker_pid);
+    ports
+        .iter()
+        .map(|port| format!("http://127.0.0.1:{port}"))
+        .find(|url| agent.get(&format!("{url}/api/health")).call().is_ok_and(|answer| answer.status() == 200))
+        .ok_or_else(|| {
+            format!("the Worker's workerd (pid {worker_pid}) answers GET /api/health on none of its ports {ports:?}")
+        })
 }
 
 /// The fields of `/proc/<pid>/stat` after `(comm)`, which may itself hold spaces: index 0 is
