@@ -8,6 +8,7 @@
 //! Every process it starts (devdb, wrangler and its workerd, wrk) runs in a local-stack process
 //! group, so Ctrl-C, SIGTERM and SIGHUP (xtask's handler) and a kill (the guardian) end them.
 
+pub mod ab;
 mod check;
 mod cpus;
 mod load;

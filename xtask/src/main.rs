@@ -105,6 +105,24 @@ enum Bench {
         #[arg(long, value_delimiter = ',')]
         shapes: Vec<String>,
     },
+    /// Two builds of the worker (copies of `build/`) under the same load at the same time,
+    /// sharing one pinned core: each one's Worker CPU per request and B ÷ A, for one change's
+    /// cost (bench/README.md). A build against itself shows the method's own spread.
+    Ab {
+        /// The build before the change (a copy of `build/`).
+        a: PathBuf,
+        /// The build after it.
+        b: PathBuf,
+        /// The request shape (health, public-note, public-note-cached, own-note, create-note).
+        #[arg(long, default_value = "health")]
+        shape: String,
+        /// Measured rounds.
+        #[arg(long, default_value_t = 8)]
+        rounds: u32,
+        /// Seconds per round.
+        #[arg(long, default_value_t = 4)]
+        seconds: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -140,6 +158,9 @@ fn main() -> ExitCode {
         Command::Bench(Bench::App) => bench::app(),
         Command::Bench(Bench::Regions) => region_lab::run(),
         Command::Bench(Bench::Peer { rounds, seconds, shapes }) => bench_peer::run(rounds, seconds, &shapes),
+        Command::Bench(Bench::Ab { a, b, shape, rounds, seconds }) => {
+            bench_peer::ab::run(&a, &b, &shape, rounds, seconds)
+        }
         Command::Drill(drill) => drill::run(drill),
     };
     match outcome {
@@ -220,6 +241,15 @@ mod tests {
         let cli = Cli::try_parse_from(["xtask", "release", "deploy", "--help"]).unwrap();
         let Command::Release { args } = cli.command else { panic!("not release") };
         assert_eq!(args, ["deploy", "--help"]);
+    }
+
+    #[test]
+    fn bench_ab_takes_two_builds_and_a_shape() {
+        let cli = Cli::try_parse_from(["xtask", "bench", "ab", "/tmp/a", "/tmp/b", "--shape", "public-note"]).unwrap();
+        let Command::Bench(Bench::Ab { a, b, shape, rounds, seconds }) = cli.command else { panic!("not bench ab") };
+        assert_eq!((a, b), (PathBuf::from("/tmp/a"), PathBuf::from("/tmp/b")));
+        assert_eq!((shape.as_str(), rounds, seconds), ("public-note", 8, 4));
+        assert!(Cli::try_parse_from(["xtask", "bench", "ab", "/tmp/a"]).is_err(), "B is required");
     }
 
     #[test]

@@ -139,7 +139,7 @@ pub struct Session {
     /// proxy is `wrangler dev`'s alone (production has none), and each request through it cost
     /// the Worker process too, so the load skips it (bench/README.md).
     pub load_url: String,
-    worker_pid: u32,
+    pub(super) worker_pid: u32,
     dev: WranglerDev,
 }
 
@@ -184,7 +184,8 @@ impl Stack {
                 vars.push(("BENCH_SESSION_HASH".into(), token.hash()));
                 vars.push(("BENCH_NOTE_ID".into(), seed.note_ids.first().cloned().unwrap_or_default()));
             }
-            let session = Session::start(side, read_cache, &configs, &relocations, vars)?;
+            let name = format!("bench-{}-cache-{}", side.as_str(), if read_cache { "on" } else { "off" });
+            let session = Session::start(side, read_cache, &name, &configs, &relocations, vars)?;
             if let Some(cpu) = worker_cpu {
                 super::cpus::pin_process(session.worker_pid, cpu)?;
             }
@@ -212,22 +213,24 @@ impl Stack {
 }
 
 impl Session {
-    fn start(
+    /// `name`: the session's own Worker name and config folder under `configs`; `relocations`
+    /// point the committed config's paths at copies (`snapshot_build`, or a build to compare).
+    pub(super) fn start(
         side: Side,
         read_cache: bool,
+        name: &str,
         configs: &Path,
         relocations: &[(PathBuf, PathBuf)],
         vars: Vec<(String, String)>,
     ) -> Result<Self> {
-        let name = format!("bench-{}-cache-{}", side.as_str(), if read_cache { "on" } else { "off" });
-        let config = session_config(side, &name, configs, relocations)?;
+        let config = session_config(side, name, configs, relocations)?;
         let started = Instant::now();
         let options = WranglerDevOptions { configs: vec![config], vars, ready_timeout: Duration::from_secs(180) };
-        let dev = WranglerDev::start(options).map_err(|error| explain_start_failure(&name, &error.0))?;
+        let dev = WranglerDev::start(options).map_err(|error| explain_start_failure(name, &error.0))?;
         let worker_pid = worker_process(&dev)?;
         let load_url = worker_socket(worker_pid)?;
         eprintln!(
-            "bench peer: {name} at {} in {:.1} s (Worker process {worker_pid}, load to {load_url})",
+            "bench: {name} at {} in {:.1} s (Worker process {worker_pid}, load to {load_url})",
             dev.base_url,
             started.elapsed().as_secs_f64()
         );
@@ -235,7 +238,7 @@ impl Session {
     }
 
     /// User + system CPU time of the Worker's process so far, in clock ticks.
-    fn cpu_ticks(&self) -> Result<u64> {
+    pub(super) fn cpu_ticks(&self) -> Result<u64> {
         cpu_ticks(self.worker_pid).map_err(|error| {
             format!(
                 "{}: the Worker's workerd (pid {}) is gone ({error}): wrangler restarted or lost it mid-run, so its CPU time cannot be read; its log:\n{}",
@@ -449,7 +452,7 @@ pub fn ticks_per_second() -> f64 {
 
 /// One user (signed up through edgestack's API, so the session is a real one) and its
 /// published notes.
-fn seed_database(base_url: &str, writers: usize) -> Result<Seed> {
+pub(super) fn seed_database(base_url: &str, writers: usize) -> Result<Seed> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
@@ -511,7 +514,7 @@ fn seed_database(base_url: &str, writers: usize) -> Result<Seed> {
 }
 
 /// Random hex from the OS, for the database token and a unique email.
-fn random_hex(bytes: usize) -> Result<String> {
+pub(super) fn random_hex(bytes: usize) -> Result<String> {
     use std::io::Read;
     let mut buffer = vec![0u8; bytes];
     std::fs::File::open("/dev/urandom")

@@ -1,0 +1,145 @@
+//! `cargo xtask bench ab A B`: two builds of the worker (copies of `build/`) under the same load
+//! at the same time, for one change's cost. Both Worker processes share one pinned core and
+//! each gets its own `wrk`, so whatever slows the machine slows both alike: measured one after
+//! the other, a lone Worker's CPU per request moves by more than most single changes
+//! (bench/README.md). Prints, per round and in total, each side's Worker CPU per request and
+//! B ÷ A; run a build against itself to see the method's own spread (here B read about 1 % low,
+//! so a small change is run in both orders).
+
+use std::path::{Path, PathBuf};
+
+use local_stack::devdb::DevDb;
+
+use super::cpus;
+use super::load::{LoadRun, Wrk};
+use super::report::Side;
+use super::stack::{self, Seed, Session};
+use crate::Result;
+use crate::tools::Toolchain;
+
+/// One build's session and its running totals.
+struct Contender {
+    label: &'static str,
+    session: Session,
+    wrk: Wrk,
+    ticks: u64,
+    requests: u64,
+    errors: u64,
+}
+
+pub fn run(a: &Path, b: &Path, shape_key: &str, rounds: u32, seconds: u32) -> Result {
+    if rounds == 0 || seconds == 0 {
+        return Err("bench ab: --rounds and --seconds must be at least 1".into());
+    }
+    let (a, b) = (build_dir(a)?, build_dir(b)?);
+    // Which sessions the shape needs (cache on or off) is known before the seed exists.
+    let placeholder = Seed { session_token: String::new(), note_ids: Vec::new(), writer_tokens: Vec::new() };
+    let read_cache = stack::shapes(&placeholder)
+        .iter()
+        .find(|shape| shape.key == shape_key)
+        .map(|shape| shape.read_cache)
+        .ok_or_else(|| {
+            format!("bench ab: no shape `{shape_key}` (health, public-note, public-note-cached, own-note, create-note)")
+        })?;
+    let toolchain = Toolchain::ensure()?;
+    let wrk = super::load_generator().ok_or("bench ab needs `wrk` on PATH: `cargo xtask setup` installs it")?;
+    // The static assets (`dist/`) both sessions serve; the builds compared are the folders given.
+    crate::build::build_worker(&toolchain)?;
+    let out_dir = toolchain.root.join("target/bench-ab");
+    let placement = cpus::plan();
+    if let Some(placement) = &placement {
+        cpus::pin_self(&placement.rest)?;
+        eprintln!("bench ab: {}; both Workers share it", placement.describe());
+    }
+    // Declared before the sessions, so it is dropped (stopped) after them.
+    let db = DevDb::start_primary(&stack::random_hex(16)?, 0)?;
+    db.migrate()?;
+    let root_build = toolchain.root.join("build");
+    let mut contenders = Vec::new();
+    for (label, dir) in [("A", &a), ("B", &b)] {
+        let mut vars = db.worker_vars();
+        vars.push(("READ_CACHE".into(), if read_cache { "on" } else { "off" }.into()));
+        let name = format!("bench-ab-{}", label.to_lowercase());
+        let relocations = [(root_build.clone(), dir.clone())];
+        let session = Session::start(Side::Edgestack, read_cache, &name, &out_dir.join("configs"), &relocations, vars)?;
+        if let Some(placement) = &placement {
+            cpus::pin_process(session.worker_pid, placement.worker)?;
+        }
+        let wrk = Wrk { program: wrk.clone(), scripts: out_dir.join(format!("wrk-{}", label.to_lowercase())) };
+        contenders.push(Contender { label, session, wrk, ticks: 0, requests: 0, errors: 0 });
+    }
+    let seed = stack::seed_database(&contenders[0].session.base_url, stack::writers_needed(rounds * seconds + 2))?;
+    let shape = stack::shapes(&seed)
+        .into_iter()
+        .find(|shape| shape.key == shape_key)
+        .ok_or("the shape exists once the seed does")?;
+    eprintln!("bench ab: {} — A {} · B {}; warming up", shape.name, a.display(), b.display());
+    load_both(&contenders, &shape, 2)?;
+    let mut ratios = Vec::new();
+    for round in 1..=rounds {
+        let before: Vec<u64> = contenders.iter().map(|c| c.session.cpu_ticks()).collect::<Result<_>>()?;
+        let runs = load_both(&contenders, &shape, seconds)?;
+        let after: Vec<u64> = contenders.iter().map(|c| c.session.cpu_ticks()).collect::<Result<_>>()?;
+        let mut line = format!("bench ab: round {round}/{rounds}");
+        let mut per_request = Vec::new();
+        for (i, contender) in contenders.iter_mut().enumerate() {
+            let ticks = after[i] - before[i];
+            contender.ticks += ticks;
+            contender.requests += runs[i].requests;
+            contender.errors += runs[i].errors();
+            let us = micros_per_request(ticks, runs[i].requests);
+            per_request.push(us);
+            line.push_str(&format!("  {} {us:.0} µs/req {:.0} req/s", contender.label, runs[i].rps()));
+        }
+        let ratio = per_request[1] / per_request[0];
+        ratios.push(ratio);
+        eprintln!("{line}  B ÷ A {ratio:.3}");
+    }
+    let (a_total, b_total) = (&contenders[0], &contenders[1]);
+    let (a_us, b_us) =
+        (micros_per_request(a_total.ticks, a_total.requests), micros_per_request(b_total.ticks, b_total.requests));
+    let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    println!(
+        "{}: Worker CPU per request A {a_us:.0} µs, B {b_us:.0} µs over {} and {} requests; B ÷ A {:.3} (rounds {low:.3}–{high:.3})",
+        shape.name,
+        a_total.requests,
+        b_total.requests,
+        b_us / a_us
+    );
+    if a_total.errors + b_total.errors > 0 {
+        return Err(format!(
+            "bench ab: errors under load (A {}, B {}): the figures compare failures, not the builds",
+            a_total.errors, b_total.errors
+        ));
+    }
+    Ok(())
+}
+
+/// `dir` if it holds a worker build (`index.js` beside its wasm), made absolute.
+fn build_dir(dir: &Path) -> Result<PathBuf> {
+    let absolute = std::fs::canonicalize(dir).map_err(|e| format!("bench ab: {}: {e}", dir.display()))?;
+    for file in ["index.js", "index_bg.wasm"] {
+        if !absolute.join(file).is_file() {
+            return Err(format!(
+                "bench ab: {} has no {file}: give copies of `build/` (cp -r build /tmp/a after `cargo xtask build`)",
+                dir.display()
+            ));
+        }
+    }
+    Ok(absolute)
+}
+
+/// Both sides' `wrk` at once, each on its own Worker.
+fn load_both(contenders: &[Contender], shape: &stack::Shape, seconds: u32) -> Result<Vec<LoadRun>> {
+    std::thread::scope(|scope| {
+        let runs: Vec<_> =
+            contenders.iter().map(|c| scope.spawn(move || c.wrk.run(&c.session.load_url, shape, seconds))).collect();
+        runs.into_iter().map(|run| run.join().map_err(|_| "a load thread panicked".to_string())?).collect()
+    })
+}
+
+fn micros_per_request(ticks: u64, requests: u64) -> f64 {
+    let seconds = ticks as f64 / stack::ticks_per_second();
+    if requests == 0 { 0.0 } else { seconds * 1e6 / requests as f64 }
+}
