@@ -3,10 +3,10 @@
 //! each gets its own `wrk`, so whatever slows the machine slows both alike: measured one after
 //! the other, a lone Worker's CPU per request moves by more than most single changes
 //! (bench/README.md). Prints, per round and in total, each side's Worker CPU per request and
-//! B ÷ A; run a build against itself to see the method's own spread (here B read about 1 % low,
-//! so a small change is run in both orders).
+//! B ÷ A; a build against itself shows the method's own spread (bench/README.md).
 
 use std::path::{Path, PathBuf};
+use std::sync::Barrier;
 
 use local_stack::devdb::DevDb;
 
@@ -24,7 +24,6 @@ struct Contender {
     wrk: Wrk,
     ticks: u64,
     requests: u64,
-    errors: u64,
 }
 
 pub fn run(a: &Path, b: &Path, shape_key: &str, rounds: u32, seconds: u32) -> Result {
@@ -34,51 +33,65 @@ pub fn run(a: &Path, b: &Path, shape_key: &str, rounds: u32, seconds: u32) -> Re
     let (a, b) = (build_dir(a)?, build_dir(b)?);
     // Which sessions the shape needs (cache on or off) is known before the seed exists.
     let placeholder = Seed { session_token: String::new(), note_ids: Vec::new(), writer_tokens: Vec::new() };
-    let read_cache = stack::shapes(&placeholder)
-        .iter()
-        .find(|shape| shape.key == shape_key)
-        .map(|shape| shape.read_cache)
-        .ok_or_else(|| {
-            format!("bench ab: no shape `{shape_key}` (health, public-note, public-note-cached, own-note, create-note)")
+    let known = stack::shapes(&placeholder);
+    let read_cache =
+        known.iter().find(|shape| shape.key == shape_key).map(|shape| shape.read_cache).ok_or_else(|| {
+            let keys: Vec<&str> = known.iter().map(|shape| shape.key).collect();
+            format!("bench ab: no shape `{shape_key}` ({})", keys.join(", "))
         })?;
     let toolchain = Toolchain::ensure()?;
     let wrk = super::load_generator().ok_or("bench ab needs `wrk` on PATH: `cargo xtask setup` installs it")?;
-    // The static assets (`dist/`) both sessions serve; the builds compared are the folders given.
+    // The static assets (`dist/`) both sessions serve, from a copy (`snapshot_build`): a build
+    // in the checkout during the run must not make wrangler reload the Workers under load.
     crate::build::build_worker(&toolchain)?;
     let out_dir = toolchain.root.join("target/bench-ab");
+    let snapshot = stack::snapshot_build(&out_dir.join("snapshot"))?;
+    let dist = snapshot.into_iter().find(|(from, _)| from.ends_with("dist")).ok_or("the snapshot copies dist/")?;
     let placement = cpus::plan();
-    if let Some(placement) = &placement {
-        cpus::pin_self(&placement.rest)?;
-        eprintln!("bench ab: {}; both Workers share it", placement.describe());
+    match &placement {
+        Some(placement) => {
+            cpus::pin_self(&placement.rest)?;
+            eprintln!("bench ab: {}; both Workers share it", placement.describe());
+        }
+        None => eprintln!("bench ab: fewer than two cores, nothing pinned"),
     }
     // Declared before the sessions, so it is dropped (stopped) after them.
     let db = DevDb::start_primary(&stack::random_hex(16)?, 0)?;
     db.migrate()?;
     let root_build = toolchain.root.join("build");
-    let mut contenders = Vec::new();
-    for (label, dir) in [("A", &a), ("B", &b)] {
+    let start = |name: &str, dir: &Path| {
         let mut vars = db.worker_vars();
         vars.push(("READ_CACHE".into(), if read_cache { "on" } else { "off" }.into()));
-        let name = format!("bench-ab-{}", label.to_lowercase());
-        let relocations = [(root_build.clone(), dir.clone())];
-        let session = Session::start(Side::Edgestack, read_cache, &name, &out_dir.join("configs"), &relocations, vars)?;
+        let relocations = [(root_build.clone(), dir.to_path_buf()), dist.clone()];
+        Session::start(Side::Edgestack, read_cache, name, &out_dir.join("configs"), &relocations, vars)
+    };
+    // The seed's sign-ups (an Argon2id hash each, which grows the isolate's wasm memory for
+    // good) go through a session of their own, so that neither side measured has made them.
+    let seed = {
+        let seeder = start("bench-ab-seed", &a)?;
+        stack::seed_database(&seeder.base_url, stack::writers_needed(super::WARM_UP_SECONDS + rounds * seconds))?
+    };
+    let mut contenders = Vec::new();
+    for (label, dir) in [("A", &a), ("B", &b)] {
+        let session = start(&format!("bench-ab-{}", label.to_lowercase()), dir)?;
         if let Some(placement) = &placement {
             cpus::pin_process(session.worker_pid, placement.worker)?;
         }
         let wrk = Wrk { program: wrk.clone(), scripts: out_dir.join(format!("wrk-{}", label.to_lowercase())) };
-        contenders.push(Contender { label, session, wrk, ticks: 0, requests: 0, errors: 0 });
+        contenders.push(Contender { label, session, wrk, ticks: 0, requests: 0 });
     }
-    let seed = stack::seed_database(&contenders[0].session.base_url, stack::writers_needed(rounds * seconds + 2))?;
     let shape = stack::shapes(&seed)
         .into_iter()
         .find(|shape| shape.key == shape_key)
         .ok_or("the shape exists once the seed does")?;
     eprintln!("bench ab: {} — A {} · B {}; warming up", shape.name, a.display(), b.display());
-    load_both(&contenders, &shape, 2)?;
+    load_both(&contenders, &shape, super::WARM_UP_SECONDS, false)?;
     let mut ratios = Vec::new();
     for round in 1..=rounds {
+        // Requests the last run left in flight end before the counters are read.
+        std::thread::sleep(super::SETTLE);
         let before: Vec<u64> = contenders.iter().map(|c| c.session.cpu_ticks()).collect::<Result<_>>()?;
-        let runs = load_both(&contenders, &shape, seconds)?;
+        let runs = load_both(&contenders, &shape, seconds, round % 2 == 0)?;
         let after: Vec<u64> = contenders.iter().map(|c| c.session.cpu_ticks()).collect::<Result<_>>()?;
         let mut line = format!("bench ab: round {round}/{rounds}");
         let mut per_request = Vec::new();
@@ -86,10 +99,17 @@ pub fn run(a: &Path, b: &Path, shape_key: &str, rounds: u32, seconds: u32) -> Re
             let ticks = after[i] - before[i];
             contender.ticks += ticks;
             contender.requests += runs[i].requests;
-            contender.errors += runs[i].errors();
             let us = micros_per_request(ticks, runs[i].requests);
             per_request.push(us);
             line.push_str(&format!("  {} {us:.0} µs/req {:.0} req/s", contender.label, runs[i].rps()));
+            if runs[i].requests == 0 || runs[i].errors() > 0 {
+                return Err(format!(
+                    "{line}: {} answered {} of {} requests with errors; the figures would compare failures, not the builds",
+                    contender.label,
+                    runs[i].errors(),
+                    runs[i].requests
+                ));
+            }
         }
         let ratio = per_request[1] / per_request[0];
         ratios.push(ratio);
@@ -107,12 +127,6 @@ pub fn run(a: &Path, b: &Path, shape_key: &str, rounds: u32, seconds: u32) -> Re
         b_total.requests,
         b_us / a_us
     );
-    if a_total.errors + b_total.errors > 0 {
-        return Err(format!(
-            "bench ab: errors under load (A {}, B {}): the figures compare failures, not the builds",
-            a_total.errors, b_total.errors
-        ));
-    }
     Ok(())
 }
 
@@ -130,12 +144,28 @@ fn build_dir(dir: &Path) -> Result<PathBuf> {
     Ok(absolute)
 }
 
-/// Both sides' `wrk` at once, each on its own Worker.
-fn load_both(contenders: &[Contender], shape: &stack::Shape, seconds: u32) -> Result<Vec<LoadRun>> {
+/// Both sides' `wrk` at once, each on its own Worker, released together; `b_first` turns
+/// which one is started first, so neither always has the core to itself for the first moment.
+fn load_both(contenders: &[Contender], shape: &stack::Shape, seconds: u32, b_first: bool) -> Result<Vec<LoadRun>> {
+    let start = Barrier::new(contenders.len());
+    let mut order: Vec<usize> = (0..contenders.len()).collect();
+    if b_first {
+        order.reverse();
+    }
     std::thread::scope(|scope| {
-        let runs: Vec<_> =
-            contenders.iter().map(|c| scope.spawn(move || c.wrk.run(&c.session.load_url, shape, seconds))).collect();
-        runs.into_iter().map(|run| run.join().map_err(|_| "a load thread panicked".to_string())?).collect()
+        let mut runs: Vec<(usize, _)> = order
+            .into_iter()
+            .map(|i| {
+                let (contender, start) = (&contenders[i], &start);
+                let run = scope.spawn(move || {
+                    start.wait();
+                    contender.wrk.run(&contender.session.load_url, shape, seconds)
+                });
+                (i, run)
+            })
+            .collect();
+        runs.sort_by_key(|(i, _)| *i);
+        runs.into_iter().map(|(_, run)| run.join().map_err(|_| "a load thread panicked".to_string())?).collect()
     })
 }
 

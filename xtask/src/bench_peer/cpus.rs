@@ -1,12 +1,12 @@
-//! Where the bench's processes run: the Workers on a core of their own (one is loaded at a time), and
-//! everything else — devdb, wrangler and its entry proxies, wrk — on the others.
+//! Where the bench's processes run: the Workers on a core of their own, and everything else —
+//! devdb, wrangler and its entry proxies, wrk — on the others.
 //!
 //! On a small shared machine the Worker's workerd otherwise competes with wrk and the proxies
-//! for the same cores, and its CPU time per request swings by ±15 % from run to run. Pinned,
-//! and with the sides alternating in short slices, the same build measures within about ±2 %
-//! against itself (docs/performance.md, "How it is measured"). Only one Worker is loaded at a
-//! time, so all six share that core. Linux only (`sched_setaffinity`); elsewhere, and with a
-//! single core, nothing is pinned.
+//! for the same cores, and its CPU time per request swings by ±15 % from run to run; pinned, it
+//! still drifts with the machine (docs/performance.md, "How it is measured"). `bench peer`
+//! loads one Worker at a time, so all six share that core; `bench ab` loads its two at once
+//! there. Linux only (`sched_setaffinity`); elsewhere, and with a single core, nothing is
+//! pinned.
 
 use crate::Result;
 
@@ -37,8 +37,8 @@ pub fn plan() -> Option<Placement> {
     Placement::of(&imp::allowed_cpus())
 }
 
-/// Pins the calling thread, and so every process it starts from now on, to `cpus` (the bench
-/// starts every process from its main thread, which calls this).
+/// Pins the calling thread, and so every thread and process it starts from now on, to `cpus`
+/// (the bench's main thread calls this before it starts anything).
 pub fn pin_self(cpus: &[usize]) -> Result {
     imp::pin(0, cpus).map_err(|error| format!("cannot pin the bench to CPU {cpus:?}: {error}"))
 }

@@ -136,8 +136,8 @@ pub struct Session {
     /// wrangler's entry proxy: where the seed signs up (it passes `cf-connecting-ip` on).
     pub base_url: String,
     /// The Worker process's own socket behind that proxy, where the check and the load go: the
-    /// proxy is `wrangler dev`'s alone (production has none), and each request through it cost
-    /// the Worker process too, so the load skips it (bench/README.md).
+    /// proxy is `wrangler dev`'s alone (production has none), and each request through it also
+    /// cost the Worker process more, so the load skips it (bench/README.md).
     pub load_url: String,
     pub(super) worker_pid: u32,
     dev: WranglerDev,
@@ -343,7 +343,7 @@ fn normalize(path: &Path) -> PathBuf {
 /// measurement — and its workerd process — mid-run. The copy is made under xtask's build lock
 /// (`target/xtask-build.lock`, which `cargo xtask build` holds while it writes), so it never
 /// catches a build half written.
-fn snapshot_build(into: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
+pub(super) fn snapshot_build(into: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
     use std::os::fd::AsRawFd;
     let root = local_stack::workspace_root();
     let lock_path = root.join("target/xtask-build.lock");
@@ -411,7 +411,8 @@ fn worker_process(dev: &WranglerDev) -> Result<u32> {
 }
 
 /// The Worker process's own HTTP socket: of the ports it listens on (its entry socket, the
-/// V8 inspector, workerd's debug port), the one that answers `GET /api/health` with a 200.
+/// V8 inspector, workerd's debug port), the one that answers `GET /api/health` with a 200 —
+/// exactly one, or the bench cannot tell which it is measuring.
 fn worker_socket(worker_pid: u32) -> Result<String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -419,13 +420,18 @@ fn worker_socket(worker_pid: u32) -> Result<String> {
         .build()
         .into();
     let ports = inspect::listening_ports(worker_pid);
-    ports
+    let answering: Vec<String> = ports
         .iter()
         .map(|port| format!("http://127.0.0.1:{port}"))
-        .find(|url| agent.get(&format!("{url}/api/health")).call().is_ok_and(|answer| answer.status() == 200))
-        .ok_or_else(|| {
-            format!("the Worker's workerd (pid {worker_pid}) answers GET /api/health on none of its ports {ports:?}")
-        })
+        .filter(|url| agent.get(&format!("{url}/api/health")).call().is_ok_and(|answer| answer.status() == 200))
+        .collect();
+    match <[String; 1]>::try_from(answering) {
+        Ok([url]) => Ok(url),
+        Err(answering) => Err(format!(
+            "the Worker's workerd (pid {worker_pid}) answers GET /api/health on {} of its ports {ports:?}, not on exactly one",
+            answering.len()
+        )),
+    }
 }
 
 /// The fields of `/proc/<pid>/stat` after `(comm)`, which may itself hold spaces: index 0 is
