@@ -128,8 +128,17 @@ mod tests {
     #[test]
     fn finds_this_process_and_its_children() {
         let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
-        let tree = tree(std::process::id());
-        let found = tree.iter().find(|p| p.pid == child.id()).cloned();
+        // Between fork and exec the child is in the tree with an empty command line (a CI run
+        // caught it there), so wait for the exec to show.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let (tree, found) = loop {
+            let tree = tree(std::process::id());
+            let found = tree.iter().find(|p| p.pid == child.id()).cloned();
+            if found.as_ref().is_some_and(|p| p.command_line == "sleep 30") || Instant::now() >= deadline {
+                break (tree, found);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
         assert!(found.as_ref().is_some_and(|p| p.command_line == "sleep 30"), "{tree:?}");
         child.kill().unwrap();
         child.wait().unwrap();
