@@ -1,6 +1,8 @@
 //! What runs on this machine, read from Linux's `/proc`: for tests that prove a stack left
 //! no process behind (by process id, never by name) and put no secret on a command line.
 
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -76,28 +78,56 @@ pub fn survivors_after(processes: &[Process], timeout: Duration) -> Vec<Process>
     }
 }
 
-/// The IPv4 TCP ports `pid` listens on (its socket descriptors matched against
-/// `/proc/net/tcp`'s `LISTEN` rows, state `0A`), in ascending order; none when it is gone.
-pub fn listening_ports(pid: u32) -> Vec<u16> {
+/// The TCP sockets `pid` listens on, IPv4 and IPv6 (its socket descriptors matched against the
+/// `LISTEN` rows, state `0A`, of `/proc/net/tcp` and `/proc/net/tcp6`), sorted; a socket bound
+/// to every address (`0.0.0.0`, `::`) is given as that family's loopback, where a client on
+/// this machine reaches it. None when the process is gone.
+pub fn listening_sockets(pid: u32) -> Vec<SocketAddr> {
     let Ok(descriptors) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return Vec::new() };
-    let inodes: std::collections::HashSet<String> = descriptors
+    let inodes: HashSet<String> = descriptors
         .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
         .filter_map(|target| Some(target.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.to_string()))
         .collect();
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    let mut ports: Vec<u16> = table
-        .lines()
-        .skip(1)
+    let mut sockets: Vec<SocketAddr> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .into_iter()
+        .flat_map(|table| {
+            std::fs::read_to_string(table).unwrap_or_default().lines().skip(1).map(String::from).collect::<Vec<_>>()
+        })
         .filter_map(|row| {
             let fields: Vec<&str> = row.split_whitespace().collect();
             let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
-            let port = u16::from_str_radix(local.rsplit_once(':')?.1, 16).ok()?;
-            (*state == "0A" && inodes.contains(*inode)).then_some(port)
+            (*state == "0A" && inodes.contains(*inode)).then(|| socket_address(local)).flatten()
         })
         .collect();
-    ports.sort_unstable();
-    ports.dedup();
-    ports
+    sockets.sort_unstable();
+    sockets.dedup();
+    sockets
+}
+
+/// `0100007F:1F90` (`/proc/net/tcp`) or 32 hex digits and a port (`tcp6`) as an address. The
+/// kernel prints the address as 32-bit words in the host's byte order, the port as a number.
+fn socket_address(local: &str) -> Option<SocketAddr> {
+    let (address, port) = local.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    if !matches!(address.len(), 8 | 32) {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(16);
+    for word in address.as_bytes().chunks(8) {
+        let word = u32::from_str_radix(std::str::from_utf8(word).ok()?, 16).ok()?;
+        bytes.extend_from_slice(&word.to_ne_bytes());
+    }
+    let ip = match bytes.len() {
+        4 => IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?),
+        16 => IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?),
+        _ => return None,
+    };
+    let ip = match ip {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    Some(SocketAddr::new(ip, port))
 }
 
 fn read(pid: u32) -> Option<Process> {
@@ -146,11 +176,25 @@ mod tests {
     }
 
     #[test]
-    fn finds_the_ports_a_process_listens_on() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        assert!(listening_ports(std::process::id()).contains(&port));
-        drop(listener);
-        assert!(!listening_ports(std::process::id()).contains(&port));
+    fn finds_the_sockets_a_process_listens_on_in_both_families() {
+        for bind in ["127.0.0.1:0", "[::1]:0"] {
+            let listener = std::net::TcpListener::bind(bind).unwrap();
+            let address = listener.local_addr().unwrap();
+            assert!(listening_sockets(std::process::id()).contains(&address), "{address}");
+            drop(listener);
+            assert!(!listening_sockets(std::process::id()).contains(&address), "{address} closed");
+        }
+    }
+
+    #[test]
+    fn reads_the_kernels_address_form() {
+        assert_eq!(socket_address("0100007F:1F90"), Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(socket_address("00000000:0050"), Some("127.0.0.1:80".parse().unwrap()));
+        let loopback6 =
+            format!("{}:1F90", [0u32, 0, 0, u32::from_ne_bytes([0, 0, 0, 1])].map(|w| format!("{w:08X}")).concat());
+        assert_eq!(socket_address(&loopback6), Some("[::1]:8080".parse().unwrap()));
+        assert_eq!(socket_address(&format!("{}:0050", "0".repeat(32))), Some("[::1]:80".parse().unwrap()));
+        assert_eq!(socket_address("0100007F"), None);
+        assert_eq!(socket_address("01007F:0050"), None);
     }
 }

@@ -2,7 +2,8 @@
 //! at the same time, for one change's cost. Both Worker processes share one pinned core and
 //! each gets its own `wrk`, so whatever slows the machine slows both alike: measured one after
 //! the other, a lone Worker's CPU per request moves by more than most single changes
-//! (bench/README.md). Prints, per round and in total, each side's Worker CPU per request and
+//! (bench/README.md). Before anything is measured, A and B must answer the shape alike (by
+//! bench peer's rules, `check`). Prints, per round and in total, each side's Worker CPU per request and
 //! B ÷ A; a build against itself shows the method's own spread (bench/README.md).
 
 use std::path::{Path, PathBuf};
@@ -84,7 +85,13 @@ pub fn run(a: &Path, b: &Path, shape_key: &str, rounds: u32, seconds: u32) -> Re
         .into_iter()
         .find(|shape| shape.key == shape_key)
         .ok_or("the shape exists once the seed does")?;
-    eprintln!("bench ab: {} — A {} · B {}; warming up", shape.name, a.display(), b.display());
+    super::check::same_builds(
+        &shape,
+        &contenders[0].session.load_url,
+        &contenders[1].session.load_url,
+        &out_dir.join("answers"),
+    )?;
+    eprintln!("bench ab: {} — A {} · B {}; they answer alike; warming up", shape.name, a.display(), b.display());
     load_both(&contenders, &shape, super::WARM_UP_SECONDS, false)?;
     let mut ratios = Vec::new();
     for round in 1..=rounds {

@@ -4,7 +4,8 @@
 //! same body — byte for byte where both read the same rows, else the same JSON shape — and
 //! the same refusals and revalidation on a few probes beside the measured shapes (no session,
 //! no CSRF proof, a note that does not exist, a matching `If-None-Match`). Any difference
-//! stops the bench with the list and both answers saved for reading.
+//! stops the bench with the list and both answers saved for reading. `bench ab` holds its two
+//! builds to the same rules on the shape it measures.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -46,13 +47,43 @@ impl Answer {
     }
 }
 
-pub fn same_answers(stack: &Stack, shapes: &[Shape], dump_dir: &Path) -> Result {
+/// `bench ab`'s check: builds A and B (at `a_url` and `b_url`) answer `shape` alike, by the
+/// same rules as edgestack and the peer, so that a change measured cheaper did not get there by
+/// answering something else. Both answers are saved in `dump_dir`.
+pub fn same_builds(shape: &Shape, a_url: &str, b_url: &str, dump_dir: &Path) -> Result {
     std::fs::create_dir_all(dump_dir).map_err(|e| format!("{}: {e}", dump_dir.display()))?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+    let agent = agent();
+    let mut answers = Vec::new();
+    for (label, url) in [("a", a_url), ("b", b_url)] {
+        let answer = settled_answer(&agent, url, shape)?;
+        let dump = dump_dir.join(format!("{}-{label}.txt", shape.key));
+        std::fs::write(&dump, answer.dump()).map_err(|e| format!("{}: {e}", dump.display()))?;
+        answers.push(answer);
+    }
+    let differences = compare(shape, ("A", &answers[0]), ("B", &answers[1]));
+    if differences.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "bench ab: A and B do not answer {} alike, so their figures would not compare the same work:\n  {}\n(both answers are in {})",
+            shape.name,
+            differences.join("\n  "),
+            dump_dir.display()
+        ))
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
-        .into();
+        .into()
+}
+
+pub fn same_answers(stack: &Stack, shapes: &[Shape], dump_dir: &Path) -> Result {
+    std::fs::create_dir_all(dump_dir).map_err(|e| format!("{}: {e}", dump_dir.display()))?;
+    let agent = agent();
     let mut differences = Vec::new();
     let mut public_etag = None;
     for shape in shapes {
@@ -68,7 +99,11 @@ pub fn same_answers(stack: &Stack, shapes: &[Shape], dump_dir: &Path) -> Result 
         if shape.key == PUBLIC_CACHED {
             public_etag = edgestack.values("etag").first().map(|etag| etag.to_string());
         }
-        differences.extend(compare(shape, edgestack, peer).into_iter().map(|why| format!("{}: {why}", shape.name)));
+        differences.extend(
+            compare(shape, ("edgestack", edgestack), ("the peer", peer))
+                .into_iter()
+                .map(|why| format!("{}: {why}", shape.name)),
+        );
         if !(200..300).contains(&floor.status) {
             differences.push(format!("{}: the floor answered {}", shape.name, floor.status));
         }
@@ -82,7 +117,11 @@ pub fn same_answers(stack: &Stack, shapes: &[Shape], dump_dir: &Path) -> Result 
             answers.push(answer);
         }
         let [edgestack, peer] = answers.as_slice() else { return Err("two answers per probe".into()) };
-        differences.extend(compare(&probe, edgestack, peer).into_iter().map(|why| format!("{}: {why}", probe.name)));
+        differences.extend(
+            compare(&probe, ("edgestack", edgestack), ("the peer", peer))
+                .into_iter()
+                .map(|why| format!("{}: {why}", probe.name)),
+        );
     }
     if differences.is_empty() {
         Ok(())
@@ -187,13 +226,18 @@ fn request(agent: &ureq::Agent, base_url: &str, shape: &Shape) -> Result<Answer>
     Ok(Answer { status, headers, body })
 }
 
-/// Every way `peer` differs from `edgestack` for `shape`.
-fn compare(shape: &Shape, edgestack: &Answer, peer: &Answer) -> Vec<String> {
+/// Every way the second answer differs from the first for `shape`; each side is named by its
+/// label.
+fn compare(
+    shape: &Shape,
+    (first_label, first): (&str, &Answer),
+    (second_label, second): (&str, &Answer),
+) -> Vec<String> {
     let mut differences = Vec::new();
-    if edgestack.status != shape.expected_status || peer.status != shape.expected_status {
+    if first.status != shape.expected_status || second.status != shape.expected_status {
         differences.push(format!(
-            "status: edgestack {}, peer {} (expected {})",
-            edgestack.status, peer.status, shape.expected_status
+            "status: {first_label} {}, {second_label} {} (expected {})",
+            first.status, second.status, shape.expected_status
         ));
     }
     let names = |answer: &Answer| -> BTreeSet<String> {
@@ -204,15 +248,15 @@ fn compare(shape: &Shape, edgestack: &Answer, peer: &Answer) -> Vec<String> {
             .filter(|name| !TRANSPORT_HEADERS.contains(&name.as_str()))
             .collect()
     };
-    let (edgestack_names, peer_names) = (names(edgestack), names(peer));
-    for name in edgestack_names.difference(&peer_names) {
-        differences.push(format!("header {name}: only edgestack sends it"));
+    let (first_names, second_names) = (names(first), names(second));
+    for name in first_names.difference(&second_names) {
+        differences.push(format!("header {name}: only {first_label} sends it"));
     }
-    for name in peer_names.difference(&edgestack_names) {
-        differences.push(format!("header {name}: only the peer sends it"));
+    for name in second_names.difference(&first_names) {
+        differences.push(format!("header {name}: only {second_label} sends it"));
     }
-    for name in edgestack_names.intersection(&peer_names) {
-        let (ours, theirs) = (edgestack.values(name), peer.values(name));
+    for name in first_names.intersection(&second_names) {
+        let (ours, theirs) = (first.values(name), second.values(name));
         let (ours, theirs): (Vec<String>, Vec<String>) = match name.as_str() {
             "server-timing" => {
                 (ours.iter().map(|v| timing_form(v)).collect(), theirs.iter().map(|v| timing_form(v)).collect())
@@ -224,22 +268,24 @@ fn compare(shape: &Shape, edgestack: &Answer, peer: &Answer) -> Vec<String> {
             _ => (ours.iter().map(|v| v.to_string()).collect(), theirs.iter().map(|v| v.to_string()).collect()),
         };
         if ours != theirs {
-            differences.push(format!("header {name}: edgestack {ours:?}, peer {theirs:?}"));
+            differences.push(format!("header {name}: {first_label} {ours:?}, {second_label} {theirs:?}"));
         }
     }
     if shape.same_body {
-        if edgestack.body != peer.body {
+        if first.body != second.body {
             differences.push(format!(
-                "body: edgestack {}, peer {}",
-                String::from_utf8_lossy(&edgestack.body),
-                String::from_utf8_lossy(&peer.body)
+                "body: {first_label} {}, {second_label} {}",
+                String::from_utf8_lossy(&first.body),
+                String::from_utf8_lossy(&second.body)
             ));
         }
     } else {
         let form = |answer: &Answer| serde_json::from_slice::<Value>(&answer.body).ok().map(|json| json_form(&json));
-        match (form(edgestack), form(peer)) {
+        match (form(first), form(second)) {
             (Some(ours), Some(theirs)) if ours == theirs => {}
-            (ours, theirs) => differences.push(format!("JSON shape: edgestack {ours:?}, peer {theirs:?}")),
+            (ours, theirs) => {
+                differences.push(format!("JSON shape: {first_label} {ours:?}, {second_label} {theirs:?}"))
+            }
         }
     }
     differences
@@ -340,7 +386,7 @@ mod tests {
             ],
             r#"{"a":1}"#,
         );
-        assert_eq!(compare(&shape(true), &ours, &theirs), Vec::<String>::new());
+        assert_eq!(compare(&shape(true), ("edgestack", &ours), ("the peer", &theirs)), Vec::<String>::new());
     }
 
     #[test]
@@ -359,9 +405,9 @@ mod tests {
             &[("cache-control", "no-store"), ("server-timing", "cache;desc=none, total;dur=1")],
             r#"{"note":{"id":"b","n":"1"}}"#,
         );
-        let found = compare(&shape(false), &ours, &theirs).join("\n");
+        let found = compare(&shape(false), ("edgestack", &ours), ("the peer", &theirs)).join("\n");
         for expected in [
-            "status: edgestack 200, peer 201",
+            "status: edgestack 200, the peer 201",
             "header etag: only edgestack",
             "header cache-control",
             "header server-timing",
@@ -369,7 +415,9 @@ mod tests {
         ] {
             assert!(found.contains(expected), "{expected} in:\n{found}");
         }
-        assert!(!compare(&shape(true), &ours, &theirs).join("\n").contains("JSON shape"), "byte comparison instead");
+        let bytes = compare(&shape(true), ("A", &ours), ("B", &theirs)).join("\n");
+        assert!(!bytes.contains("JSON shape"), "byte comparison instead");
+        assert!(bytes.contains("status: A 200, B 201"), "each side named by its label:\n{bytes}");
     }
 
     #[test]

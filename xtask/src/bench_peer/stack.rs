@@ -1,8 +1,9 @@
-//! The bench's stack: one devdb primary with its seed (a user, a session, 20 published notes),
-//! and six `wrangler dev` sessions — edgestack, the peer and the floor, each with `READ_CACHE=on`
-//! and `off` — started one after another (started together they race for wrangler's ports),
-//! each with its own name, port and state folder. Also finds the workerd process that runs each
-//! session's Worker, whose CPU time the bench samples.
+//! The bench's stack: one devdb primary with its seed (a user, a session, 20 published notes)
+//! made through a seeding session of its own, and six measured `wrangler dev` sessions —
+//! edgestack, the peer and the floor, each with `READ_CACHE=on` and `off` — started one after
+//! another (started together they race for wrangler's ports), each with its own name, port and
+//! state folder. Also finds the workerd process that runs each session's Worker, whose CPU time
+//! the bench samples.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -166,8 +167,16 @@ impl Stack {
         eprintln!("bench peer: devdb primary at {}", db.url);
         let configs = out_dir.join("configs");
         let relocations = snapshot_build(&out_dir.join("snapshot"))?;
+        // The seed's sign-ups (an Argon2id hash each, which grows an isolate's wasm memory for
+        // good) go through a session of their own, stopped before the measured ones start, so
+        // that no measured Worker has made them and the sides start alike.
+        let seed = {
+            let mut vars = db.worker_vars();
+            vars.push(("READ_CACHE".into(), "off".into()));
+            let seeder = Session::start(Side::Edgestack, false, "bench-peer-seed", &configs, &relocations, vars)?;
+            seed_database(&seeder.base_url, writers)?
+        };
         let mut sessions = Vec::new();
-        let mut seed = None;
         for (side, read_cache) in [
             (Side::Edgestack, true),
             (Side::Edgestack, false),
@@ -179,7 +188,6 @@ impl Stack {
             let mut vars = db.worker_vars();
             vars.push(("READ_CACHE".into(), if read_cache { "on" } else { "off" }.into()));
             if side == Side::Floor {
-                let seed: &Seed = seed.as_ref().ok_or("the seed is made before the floor starts")?;
                 let token = SessionToken::parse(&seed.session_token).ok_or("the seeded session token is malformed")?;
                 vars.push(("BENCH_SESSION_HASH".into(), token.hash()));
                 vars.push(("BENCH_NOTE_ID".into(), seed.note_ids.first().cloned().unwrap_or_default()));
@@ -189,12 +197,8 @@ impl Stack {
             if let Some(cpu) = worker_cpu {
                 super::cpus::pin_process(session.worker_pid, cpu)?;
             }
-            if seed.is_none() {
-                seed = Some(seed_database(&session.base_url, writers)?);
-            }
             sessions.push(session);
         }
-        let seed = seed.ok_or("no session was started")?;
         Ok(Self { sessions, db, seed })
     }
 
@@ -410,7 +414,7 @@ fn worker_process(dev: &WranglerDev) -> Result<u32> {
     }
 }
 
-/// The Worker process's own HTTP socket: of the ports it listens on (its entry socket, the
+/// The Worker process's own HTTP socket: of the sockets it listens on (its entry socket, the
 /// V8 inspector, workerd's debug port), the one that answers `GET /api/health` with a 200 —
 /// exactly one, or the bench cannot tell which it is measuring.
 fn worker_socket(worker_pid: u32) -> Result<String> {
@@ -419,16 +423,16 @@ fn worker_socket(worker_pid: u32) -> Result<String> {
         .timeout_global(Some(Duration::from_secs(5)))
         .build()
         .into();
-    let ports = inspect::listening_ports(worker_pid);
-    let answering: Vec<String> = ports
+    let sockets = inspect::listening_sockets(worker_pid);
+    let answering: Vec<String> = sockets
         .iter()
-        .map(|port| format!("http://127.0.0.1:{port}"))
+        .map(|socket| format!("http://{socket}"))
         .filter(|url| agent.get(&format!("{url}/api/health")).call().is_ok_and(|answer| answer.status() == 200))
         .collect();
     match <[String; 1]>::try_from(answering) {
         Ok([url]) => Ok(url),
         Err(answering) => Err(format!(
-            "the Worker's workerd (pid {worker_pid}) answers GET /api/health on {} of its ports {ports:?}, not on exactly one",
+            "the Worker's workerd (pid {worker_pid}) answers GET /api/health on {} of its sockets {sockets:?}, not on exactly one",
             answering.len()
         )),
     }
