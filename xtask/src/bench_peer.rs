@@ -1,7 +1,7 @@
 //! `cargo xtask bench peer`: edgestack against the JavaScript Worker a team would write instead
 //! (`bench/peer`), with a floor Worker (`bench/floor`) that shows the runtime's own cost per
-//! shape. One devdb primary, six `wrangler dev` sessions (each side with `READ_CACHE=on` and
-//! `off`), a fairness check that both sides answer alike, then every shape on every side in
+//! shape. One devdb primary seeded through a `wrangler dev` session of its own, six measured
+//! sessions (each side with `READ_CACHE=on` and `off`), a fairness check that both sides answer alike, then every shape on every side in
 //! turn with `wrk`, for `rounds` × `seconds`. Prints a table and writes
 //! `target/bench-peer/results.json`, `table.md` and `chart.svg`. See bench/README.md.
 //!
@@ -36,10 +36,17 @@ const WARM_UP_SECONDS: u32 = 2;
 /// Pause between runs: wrk ends with requests in flight, whose database requests and CPU time
 /// must not be counted in the next run.
 const SETTLE: Duration = Duration::from_millis(300);
+/// The bounds of `--rounds` and `--seconds` (the CLI refuses others): enough for any run this
+/// machine can afford, and small enough that the writers a run needs stay countable.
+pub const ROUNDS: std::ops::RangeInclusive<i64> = 1..=1000;
+pub const SECONDS: std::ops::RangeInclusive<i64> = 1..=600;
 
 pub fn run(rounds: u32, seconds: u32, only: &[String]) -> Result {
-    if rounds == 0 || seconds == 0 {
-        return Err("bench peer: --rounds and --seconds must be at least 1".into());
+    // Before anything starts: a misspelt shape should not cost the stack's start.
+    let known = shapes(&stack::Seed::default());
+    if let Some(unknown) = only.iter().find(|key| !known.iter().any(|shape| shape.key == key.as_str())) {
+        let keys: Vec<&str> = known.iter().map(|shape| shape.key).collect();
+        return Err(format!("bench peer: no shape `{unknown}` ({})", keys.join(", ")));
     }
     let started = Instant::now();
     // Installs what is missing, `wrk` included where it can (`ensure_load_generator`).
@@ -62,9 +69,6 @@ pub fn run(rounds: u32, seconds: u32, only: &[String]) -> Result {
     let stack = Stack::start(&out_dir, stack::writers_needed(writing_seconds), placement.as_ref().map(|p| p.worker))?;
     let mut shapes = shapes(&stack.seed);
     if !only.is_empty() {
-        if let Some(unknown) = only.iter().find(|key| !shapes.iter().any(|shape| shape.key == key.as_str())) {
-            return Err(format!("bench peer: no shape `{unknown}`"));
-        }
         shapes.retain(|shape| only.iter().any(|key| key == shape.key));
     }
     check::same_answers(&stack, &shapes, &out_dir.join("check"))?;

@@ -39,6 +39,10 @@ const FRONT_INPUTS: &[&str] = &[
     "Cargo.lock",
 ];
 
+/// What a worker build holds (in `build/`): wrangler's entry, wasm-bindgen's glue it imports,
+/// and the wasm.
+pub const WORKER_FILES: [&str; 3] = ["index.js", "glue.js", "index_bg.wasm"];
+
 pub fn build_worker(toolchain: &Toolchain) -> Result {
     let root = &toolchain.root;
     // Several `wrangler dev` sessions starting together each run this; one builds, the others
@@ -49,7 +53,7 @@ pub fn build_worker(toolchain: &Toolchain) -> Result {
     // A build with names is another build: switching either way rebuilds.
     let digest = inputs_digest(root, WORKER_INPUTS)? + if keep_names { "+names" } else { "" };
     let stamp = root.join(STAMP);
-    let built = ["build/index.js", "build/glue.js", "build/index_bg.wasm"].iter().all(|file| root.join(file).is_file());
+    let built = WORKER_FILES.iter().all(|file| root.join("build").join(file).is_file());
     if built && std::fs::read_to_string(&stamp).is_ok_and(|recorded| recorded.trim() == digest) {
         return Ok(());
     }

@@ -94,11 +94,11 @@ enum Bench {
     Regions,
     /// edgestack against a JavaScript peer Worker and a floor Worker under `wrk` (bench/README.md).
     Peer {
-        /// Measured rounds per shape and side.
-        #[arg(long, default_value_t = 3)]
+        /// Measured rounds per shape and side (1–1000).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(bench_peer::ROUNDS))]
         rounds: u32,
-        /// Seconds per measured run.
-        #[arg(long, default_value_t = 5)]
+        /// Seconds per measured run (1–600).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(bench_peer::SECONDS))]
         seconds: u32,
         /// Only these shapes (keys: health, public-note, public-note-cached, own-note,
         /// create-note), comma-separated; all by default.
@@ -116,11 +116,11 @@ enum Bench {
         /// The request shape (health, public-note, public-note-cached, own-note, create-note).
         #[arg(long, default_value = "health")]
         shape: String,
-        /// Measured rounds.
-        #[arg(long, default_value_t = 8)]
+        /// Measured rounds (1–1000).
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(bench_peer::ROUNDS))]
         rounds: u32,
-        /// Seconds per round.
-        #[arg(long, default_value_t = 4)]
+        /// Seconds per round (1–600).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(bench_peer::SECONDS))]
         seconds: u32,
     },
 }
@@ -258,5 +258,17 @@ mod tests {
         assert!(matches!(cli.command, Command::Bench(Bench::Peer { rounds: 1, seconds: 2, .. })));
         let cli = Cli::try_parse_from(["xtask", "bench", "peer"]).unwrap();
         assert!(matches!(cli.command, Command::Bench(Bench::Peer { rounds: 3, seconds: 5, .. })));
+    }
+
+    #[test]
+    fn bench_runs_outside_their_bounds_are_refused_before_anything_starts() {
+        for command in [&["bench", "peer"][..], &["bench", "ab", "/tmp/a", "/tmp/b"]] {
+            for (flag, value) in [("--rounds", "0"), ("--rounds", "1001"), ("--seconds", "0"), ("--seconds", "601")] {
+                let args = ["xtask"].iter().chain(command).chain(&[flag, value]).copied().collect::<Vec<_>>();
+                assert!(Cli::try_parse_from(&args).is_err(), "{args:?}");
+            }
+            let longest = ["xtask"].iter().chain(command).chain(&["--rounds", "1000", "--seconds", "600"]).copied();
+            assert!(Cli::try_parse_from(longest.collect::<Vec<_>>()).is_ok());
+        }
     }
 }

@@ -81,7 +81,7 @@ pub fn survivors_after(processes: &[Process], timeout: Duration) -> Vec<Process>
 /// The TCP sockets `pid` listens on, IPv4 and IPv6 (its socket descriptors matched against the
 /// `LISTEN` rows, state `0A`, of `/proc/net/tcp` and `/proc/net/tcp6`), sorted; a socket bound
 /// to every address (`0.0.0.0`, `::`) is given as that family's loopback, where a client on
-/// this machine reaches it. None when the process is gone.
+/// this machine reaches it. Empty when the process is gone.
 pub fn listening_sockets(pid: u32) -> Vec<SocketAddr> {
     let Ok(descriptors) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return Vec::new() };
     let inodes: HashSet<String> = descriptors

@@ -28,26 +28,27 @@ struct Contender {
 }
 
 pub fn run(a: &Path, b: &Path, shape_key: &str, rounds: u32, seconds: u32) -> Result {
-    if rounds == 0 || seconds == 0 {
-        return Err("bench ab: --rounds and --seconds must be at least 1".into());
-    }
     let (a, b) = (build_dir(a)?, build_dir(b)?);
-    // Which sessions the shape needs (cache on or off) is known before the seed exists.
-    let placeholder = Seed { session_token: String::new(), note_ids: Vec::new(), writer_tokens: Vec::new() };
-    let known = stack::shapes(&placeholder);
-    let read_cache =
-        known.iter().find(|shape| shape.key == shape_key).map(|shape| shape.read_cache).ok_or_else(|| {
+    // Which sessions the shape needs (cache on or off), and whether it writes, is known before
+    // the seed exists.
+    let known = stack::shapes(&Seed::default());
+    let (read_cache, writes) = known
+        .iter()
+        .find(|shape| shape.key == shape_key)
+        .map(|shape| (shape.read_cache, shape.method == "POST"))
+        .ok_or_else(|| {
             let keys: Vec<&str> = known.iter().map(|shape| shape.key).collect();
             format!("bench ab: no shape `{shape_key}` ({})", keys.join(", "))
         })?;
     let toolchain = Toolchain::ensure()?;
     let wrk = super::load_generator().ok_or("bench ab needs `wrk` on PATH: `cargo xtask setup` installs it")?;
     // The static assets (`dist/`) both sessions serve, from a copy (`snapshot_build`): a build
-    // in the checkout during the run must not make wrangler reload the Workers under load.
-    crate::build::build_worker(&toolchain)?;
+    // in the checkout during the run must not make wrangler reload the Workers under load. The
+    // worker itself is A's and B's, so the checkout's need not build.
+    crate::assets::build_site(&toolchain.root)?;
     let out_dir = toolchain.root.join("target/bench-ab");
-    let snapshot = stack::snapshot_build(&out_dir.join("snapshot"))?;
-    let dist = snapshot.into_iter().find(|(from, _)| from.ends_with("dist")).ok_or("the snapshot copies dist/")?;
+    let snapshot = stack::snapshot_build(&out_dir.join("snapshot"), &["dist"])?;
+    let dist = snapshot.into_iter().next().ok_or("the snapshot copies dist/")?;
     let placement = cpus::plan();
     match &placement {
         Some(placement) => {
@@ -70,7 +71,8 @@ pub fn run(a: &Path, b: &Path, shape_key: &str, rounds: u32, seconds: u32) -> Re
     // good) go through a session of their own, so that neither side measured has made them.
     let seed = {
         let seeder = start("bench-ab-seed", &a)?;
-        stack::seed_database(&seeder.base_url, stack::writers_needed(super::WARM_UP_SECONDS + rounds * seconds))?
+        let writers = if writes { stack::writers_needed(super::WARM_UP_SECONDS + rounds * seconds) } else { 1 };
+        stack::seed_database(&seeder.base_url, writers)?
     };
     let mut contenders = Vec::new();
     for (label, dir) in [("A", &a), ("B", &b)] {
@@ -140,7 +142,7 @@ pub fn run(a: &Path, b: &Path, shape_key: &str, rounds: u32, seconds: u32) -> Re
 /// `dir` if it holds a worker build (`index.js` beside its wasm), made absolute.
 fn build_dir(dir: &Path) -> Result<PathBuf> {
     let absolute = std::fs::canonicalize(dir).map_err(|e| format!("bench ab: {}: {e}", dir.display()))?;
-    for file in ["index.js", "index_bg.wasm"] {
+    for file in crate::build::WORKER_FILES {
         if !absolute.join(file).is_file() {
             return Err(format!(
                 "bench ab: {} has no {file}: give copies of `build/` (cp -r build /tmp/a after `cargo xtask build`)",

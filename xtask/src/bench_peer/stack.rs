@@ -28,6 +28,8 @@ const WRITES_PER_WRITER: u32 = 900;
 const MAX_WRITES_PER_SECOND: u32 = 600;
 
 /// What the seed made: the bench user's session and its notes, and the writers' sessions.
+/// (Empty: for the shapes' keys and kinds before anything is seeded.)
+#[derive(Default)]
 pub struct Seed {
     pub session_token: String,
     pub note_ids: Vec<String>,
@@ -56,7 +58,8 @@ pub struct Shape {
     pub headers: Vec<(&'static str, String)>,
     pub body: Option<String>,
     /// Both sides read the same rows, so their bodies must be byte for byte the same (and so
-    /// their ETags); otherwise only the JSON's shape is compared.
+    /// their ETags); otherwise the JSON is, value for value but for ids and times
+    /// (`check::VARYING_FIELDS`).
     pub same_body: bool,
     pub expected_status: u16,
     /// `Cookie` values the load takes in turn, one a request (empty: `headers` only).
@@ -166,7 +169,7 @@ impl Stack {
         db.migrate()?;
         eprintln!("bench peer: devdb primary at {}", db.url);
         let configs = out_dir.join("configs");
-        let relocations = snapshot_build(&out_dir.join("snapshot"))?;
+        let relocations = snapshot_build(&out_dir.join("snapshot"), &["build", "dist"])?;
         // The seed's sign-ups (an Argon2id hash each, which grows an isolate's wasm memory for
         // good) go through a session of their own, stopped before the measured ones start, so
         // that no measured Worker has made them and the sides start alike.
@@ -347,7 +350,7 @@ fn normalize(path: &Path) -> PathBuf {
 /// measurement — and its workerd process — mid-run. The copy is made under xtask's build lock
 /// (`target/xtask-build.lock`, which `cargo xtask build` holds while it writes), so it never
 /// catches a build half written.
-pub(super) fn snapshot_build(into: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
+pub(super) fn snapshot_build(into: &Path, folders: &[&str]) -> Result<Vec<(PathBuf, PathBuf)>> {
     use std::os::fd::AsRawFd;
     let root = local_stack::workspace_root();
     let lock_path = root.join("target/xtask-build.lock");
@@ -358,7 +361,7 @@ pub(super) fn snapshot_build(into: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
         return Err(format!("cannot lock {}", lock_path.display()));
     }
     let mut relocations = Vec::new();
-    for folder in ["build", "dist"] {
+    for folder in folders {
         let (from, to) = (root.join(folder), into.join(folder));
         if to.exists() {
             std::fs::remove_dir_all(&to).map_err(|e| format!("{}: {e}", to.display()))?;
@@ -536,6 +539,13 @@ pub(super) fn random_hex(bytes: usize) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_longest_run_allowed_counts_its_writers_without_overflow() {
+        let seconds =
+            super::super::WARM_UP_SECONDS + *super::super::ROUNDS.end() as u32 * *super::super::SECONDS.end() as u32;
+        assert!(writers_needed(seconds) > writers_needed(super::super::WARM_UP_SECONDS));
+    }
 
     #[test]
     fn session_configs_get_their_own_name_absolute_paths_and_no_build_step() {
