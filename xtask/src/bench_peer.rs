@@ -1,9 +1,10 @@
 //! `cargo xtask bench peer`: edgestack against the JavaScript Worker a team would write instead
 //! (`bench/peer`), with a floor Worker (`bench/floor`) that shows the runtime's own cost per
 //! shape. One devdb primary seeded through a `wrangler dev` session of its own, six measured
-//! sessions (each side with `READ_CACHE=on` and `off`), a fairness check that both sides answer alike, then every shape on every side in
-//! turn with `wrk`, for `rounds` × `seconds`. Prints a table and writes
-//! `target/bench-peer/results.json`, `table.md` and `chart.svg`. See bench/README.md.
+//! sessions (each side with `READ_CACHE=on` and `off`), a fairness check that both sides answer
+//! alike, then every shape on every side in turn with `wrk`, for `rounds` × `seconds`. Prints a
+//! table and writes `target/bench-peer/results.json`, `table.md` and `chart.svg`. See
+//! bench/README.md.
 //!
 //! Every process it starts (devdb, wrangler and its workerd, wrk) runs in a local-stack process
 //! group, so Ctrl-C, SIGTERM and SIGHUP (xtask's handler) and a kill (the guardian) end them.

@@ -3,8 +3,8 @@
 //! each gets its own `wrk`, so whatever slows the machine slows both alike: measured one after
 //! the other, a lone Worker's CPU per request moves by more than most single changes
 //! (bench/README.md). Before anything is measured, A and B must answer the shape alike (by
-//! bench peer's rules, `check`). Prints, per round and in total, each side's Worker CPU per request and
-//! B ÷ A; a build against itself shows the method's own spread (bench/README.md).
+//! bench peer's rules, `check`). Prints, per round and in total, each side's Worker CPU per
+//! request and B ÷ A; a build against itself shows the method's own spread (bench/README.md).
 
 use std::path::{Path, PathBuf};
 use std::sync::Barrier;
@@ -139,7 +139,7 @@ pub fn run(a: &Path, b: &Path, shape_key: &str, rounds: u32, seconds: u32) -> Re
     Ok(())
 }
 
-/// `dir` if it holds a worker build (`index.js` beside its wasm), made absolute.
+/// `dir` if it holds a worker build (`build::WORKER_FILES`), made absolute.
 fn build_dir(dir: &Path) -> Result<PathBuf> {
     let absolute = std::fs::canonicalize(dir).map_err(|e| format!("bench ab: {}: {e}", dir.display()))?;
     for file in crate::build::WORKER_FILES {
