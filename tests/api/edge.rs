@@ -1,7 +1,7 @@
 //! The edge data path (Levels 3 and 4) over `wrangler dev` and real devdb processes: what only
 //! the real worker and database can show — replica lag and round trips counted by devdb itself,
 //! the worker's own fetch deadline, a primary process killed mid-stream, the real KV binding and
-//! a Worker without one, and the reported unpublish case. Every decision of the data path and
+//! a Worker without one, and the reported unpublish and create-published cases. Every decision of the data path and
 //! the cache (plans, fallbacks, breakers, tokens, tiers, ETags, `Server-Timing`) is tested
 //! in-process: `crates/edgestack-core/tests/app/{data_path,read_cache}.rs`.
 
@@ -162,6 +162,29 @@ fn without_kv_public_reads_fall_through_to_the_database() {
     assert_eq!((after_memory_expired.status, after_memory_expired.cache_status().as_str()), (200, "miss"));
     assert_eq!(after_memory_expired.db_targets(), ["primary"], "KV failed, the database answered");
     assert_eq!(after_memory_expired.json()["note"]["body"], "still served");
+}
+
+/// A report over the real worker: a note created with `"published": true` was missing from feed
+/// pages cached before it, until they expired, while one published later showed at once.
+#[test]
+fn a_note_created_published_shows_on_feed_pages_cached_before_it() {
+    let app = spawn_app();
+    let (author, _) = app.signed_up_client();
+    let reader = app.client();
+    let pages = ["/api/public/notes?limit=13", "/api/public/notes?limit=5"];
+    for page in pages {
+        assert_eq!(reader.send("GET", page, None).status, 200);
+        assert_eq!(reader.send("GET", page, None).cache_status(), "hit-memory", "{page} cached before the create");
+    }
+    let body = json!({"title": "createdpub", "body": "b", "published": true});
+    let created = author.send("POST", "/api/notes", Some(&body));
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = created.json()["note"]["id"].as_str().unwrap().to_string();
+    for page in pages {
+        let feed = reader.send("GET", page, None);
+        let listed = feed.json()["notes"].as_array().unwrap().iter().any(|note| note["id"] == id.as_str());
+        assert!(listed, "{page} does not list the new public note ({})", feed.cache_status());
+    }
 }
 
 /// Issue #11's report, step by step over the real worker: an unpublish acknowledged while the

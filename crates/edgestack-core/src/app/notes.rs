@@ -78,6 +78,10 @@ pub async fn create<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse
     let created = rows_for_caller(context, &database, &caller, sql::create(&caller, &id, &note), true).await?;
     // The caller may act (checked above), so no row means the quota refused the insert.
     let created = created.into_iter().next().ok_or(ApiError::NoteQuotaExceeded)?;
+    // Born public, it is on the feed pages cached before it existed.
+    if created.published {
+        invalidate_note(context, &id);
+    }
     ApiResponse::json(201, &NoteBody { note: created })
 }
 

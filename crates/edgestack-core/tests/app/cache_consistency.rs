@@ -49,6 +49,41 @@ fn an_unpublished_note_is_not_refilled_from_a_lagging_replica() {
     }
 }
 
+/// A note can be born public (`"published": true` on create): every cached feed page must
+/// then list it as soon as one published later would be (docs/edge-data-path.md). A report
+/// found a create that left cached pages stale until they expired.
+#[test]
+fn a_note_created_published_reaches_every_cached_feed_page() {
+    let mut stack = Stack::monolith();
+    let author = stack.client_in_region("na");
+    signed_up(&mut stack, &author, "author@example.com");
+    let readers = [stack.client_in_region("na"), stack.client_in_region("eu")];
+    let pages = ["/api/public/notes", "/api/public/notes?limit=5"];
+    for reader in &readers {
+        for page in pages {
+            assert_eq!(stack.send(reader.get(page).send()).status(), 200);
+            let again = stack.send(reader.get(page).send());
+            assert!(
+                again.cache_status().starts_with("hit"),
+                "{page} is cached before the create: {}",
+                again.cache_status()
+            );
+        }
+    }
+    let body = json!({"title": "born public", "body": "b", "published": true});
+    let created = stack.send(author.post("/api/notes").json(body).send());
+    assert_eq!(created.status(), 201, "{}", created.text());
+    let id = created.json()["note"]["id"].as_str().unwrap().to_string();
+    stack.advance(100.0);
+    for (reader, region) in readers.iter().zip(["na", "eu"]) {
+        for page in pages {
+            let feed = stack.send(reader.get(page).send());
+            let listed = feed.json()["notes"].as_array().unwrap().iter().any(|note| note["id"] == id.as_str());
+            assert!(listed, "{region} {page} does not list the new public note ({})", feed.cache_status());
+        }
+    }
+}
+
 /// The public state of one note as anonymous readers must see it: its title while published.
 type PublicState = Option<String>;
 
@@ -148,9 +183,9 @@ struct Run {
     stale: Vec<String>,
 }
 
-/// One seeded run: an author makes `changes` random changes (create, publish, unpublish, edit,
-/// delete) while replica lags move between 0 and 3 s and anonymous readers in every region (and
-/// the author) read the notes and the feed at random moments.
+/// One seeded run: an author makes `changes` random changes (create, private or published;
+/// publish, unpublish, edit, delete) while replica lags move between 0 and 3 s and anonymous
+/// readers in every region (and the author) read the notes and the feed at random moments.
 fn random_run(seed: u64, shape: Shape, locations: Vec<&'static str>, changes: usize) -> Run {
     let kv_propagation_ms = 2_000.0;
     let mut stack =
@@ -196,7 +231,15 @@ fn random_run(seed: u64, shape: Shape, locations: Vec<&'static str>, changes: us
                 titles += 1;
                 let title = format!("title {titles}");
                 let (call, id) = match (choice, existing.len()) {
-                    (0, _) | (_, 0) => (author.post("/api/notes").json(json!({"title": title, "body": "b"})), None),
+                    (0, _) | (_, 0) => {
+                        let published = rng.borrow_mut().below(2) == 0;
+                        (
+                            author
+                                .post("/api/notes")
+                                .json(json!({"title": title, "body": "b", "published": published})),
+                            None,
+                        )
+                    }
                     (n, len) => {
                         let id = existing[rng.borrow_mut().below(len as u64) as usize].clone();
                         let call = match n {
@@ -214,9 +257,13 @@ fn random_run(seed: u64, shape: Shape, locations: Vec<&'static str>, changes: us
                 let mut history = history.borrow_mut();
                 match id {
                     None => {
-                        let id = response.json()["note"]["id"].as_str().unwrap().to_string();
+                        let note = response.json()["note"].clone();
+                        let id = note["id"].as_str().unwrap().to_string();
                         ids.borrow_mut().push(id.clone());
-                        history.notes.insert(id, vec![(acked, None)]);
+                        let state = note["published_at"].as_i64().and(note["title"].as_str().map(str::to_string));
+                        // Not public before it existed: until the create is acknowledged (and
+                        // within a lagging replica's allowance after) a reader may not see it.
+                        history.notes.insert(id, vec![(0.0, None), (acked, state)]);
                     }
                     Some((id, n)) => {
                         let state = if n == 5 {
