@@ -167,6 +167,10 @@ impl fmt::Display for RouteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NoRoute { path } => write!(f, "no API route at {path}"),
+            // A method the API knows nothing of (TRACE, PROPFIND, …) is not named back.
+            Self::MethodNotAllowed { method: Method::Other, allow } => {
+                write!(f, "this method is not allowed here; use {allow}")
+            }
             Self::MethodNotAllowed { method, allow } => {
                 write!(f, "{} is not allowed here; use {allow}", method.as_str())
             }
@@ -250,5 +254,16 @@ mod tests {
         assert_eq!(error.headers(), vec![("Allow", "GET, HEAD".to_string())]);
         let error = ApiError::from(resolve(Method::Get, "/api/csp-reports").unwrap_err());
         assert_eq!(error.headers(), vec![("Allow", "POST".to_string())]);
+    }
+
+    /// A report read "OTHER is not allowed here" for TRACE: a method the API does not know is
+    /// not named at all, a known one by its name.
+    #[test]
+    fn a_405_names_only_methods_it_knows() {
+        let message = |method: &str| resolve(Method::parse(method), "/api/health").unwrap_err().to_string();
+        for unknown in ["TRACE", "PROPFIND", "BREW"] {
+            assert_eq!(message(unknown), "this method is not allowed here; use GET, HEAD", "{unknown}");
+        }
+        assert_eq!(message("delete"), "DELETE is not allowed here; use GET, HEAD");
     }
 }

@@ -72,19 +72,28 @@ fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
-/// A title is one line of text (ASVS 5.0 2.2.1: input is validated against what it is for): no
-/// control character at all (NUL, line breaks, escapes: `char::is_control`, Unicode's Cc) and
-/// no bidi control.
+/// Unicode's own line breaks outside Cc: LINE SEPARATOR (Zl) and PARAGRAPH SEPARATOR (Zp).
+fn is_unicode_line_break(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// A title is one line of text (ASVS 5.0 2.2.1: input is validated against what it is for),
+/// trimmed of surrounding white space: no control character at all (NUL, line breaks, escapes:
+/// `char::is_control`, Unicode's Cc), no Unicode line or paragraph separator and no bidi
+/// control.
 fn title(value: &str) -> Result<String, NoteInputError> {
     let value = value.trim();
     let chars = value.chars().count();
-    if chars == 0 || chars > MAX_TITLE_CHARS || value.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+    let refused = |c: char| c.is_control() || is_unicode_line_break(c) || is_bidi_control(c);
+    if chars == 0 || chars > MAX_TITLE_CHARS || value.chars().any(refused) {
         return Err(NoteInputError::InvalidTitle);
     }
     Ok(value.to_string())
 }
 
-/// A body is text of several lines: tabs and line breaks are its only control characters.
+/// A body is text of several lines: tabs and line breaks are its only control characters (Cc).
+/// Bidi controls stay allowed: mixed-direction prose needs them, and a body is shown as its own
+/// block, where the Unicode bidi algorithm ends their reach (a title is shown inline, in lists).
 fn body(value: &str) -> Result<String, NoteInputError> {
     let stray_control = value.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'));
     if value.chars().count() > MAX_BODY_CHARS || stray_control {
@@ -159,6 +168,8 @@ mod tests {
             "c1\u{85}c1",
             "rlo\u{202e}txt",
             "iso\u{2067}",
+            "line\u{2028}separator",
+            "paragraph\u{2029}separator",
         ] {
             let json = serde_json::json!({ "title": title }).to_string();
             assert_eq!(new_note(&json).unwrap_err(), "invalid_title", "{title:?}");
@@ -170,6 +181,10 @@ mod tests {
         for body in ["nul\u{0}", "escape\u{1b}[31m", "form\u{c}feed"] {
             let json = serde_json::json!({ "title": "t", "body": body }).to_string();
             assert_eq!(new_note(&json).unwrap_err(), "invalid_body_text", "{body:?}");
+        }
+        for body in ["one\u{2028}two", "\u{202b}עברית\u{202c} and English"] {
+            let json = serde_json::json!({ "title": "t", "body": body }).to_string();
+            assert_eq!(new_note(&json).unwrap().body, body, "a body may hold Unicode line breaks and bidi controls");
         }
     }
 

@@ -62,10 +62,12 @@ pub fn owns(caller: &Caller, id: &str) -> Statement<NoteId> {
 }
 
 /// Changes the note unless that grows the owner's text past `notes::quota::MAX_BYTES`
-/// (ASVS 5.0 2.4.1); a change that does not grow it always passes.
+/// (ASVS 5.0 2.4.1); a change that does not grow it always passes. Every change keeps
+/// `updated_at` at least where it was: changes reach the primary in another order than their
+/// requests' clocks, and a client that syncs by `updated_at` must never see it go back.
 pub fn update_mine(caller: &Caller, id: &str, changes: &NoteChanges) -> Statement<Note> {
     let sql = caller_sql!(caller;
-        "UPDATE notes SET title = coalesce(?5, title), body = coalesce(?6, body), updated_at = ?2 ",
+        "UPDATE notes SET title = coalesce(?5, title), body = coalesce(?6, body), updated_at = max(updated_at, ?2) ",
         "WHERE id = ?4 AND owner_id = ";
         " AND (", note_bytes!("coalesce(?5, title)", "coalesce(?6, body)"), " <= ", note_bytes!("title", "body"),
         " OR coalesce((SELECT bytes FROM note_usage WHERE owner_id = notes.owner_id), 0) - (",
@@ -76,14 +78,16 @@ pub fn update_mine(caller: &Caller, id: &str, changes: &NoteChanges) -> Statemen
     Statement::new(sql, caller_args(caller, own))
 }
 
+/// Publishes (keeping the first `published_at`) or makes private; `updated_at` as in
+/// [`update_mine`].
 pub fn set_published(caller: &Caller, id: &str, published: bool) -> Statement<Note> {
     let sql = if published {
         caller_sql!(caller;
-            "UPDATE notes SET published_at = coalesce(published_at, ?2), updated_at = ?2 WHERE id = ?4 AND owner_id = ";
+            "UPDATE notes SET published_at = coalesce(published_at, ?2), updated_at = max(updated_at, ?2) WHERE id = ?4 AND owner_id = ";
             " RETURNING ", note_columns!())
     } else {
         caller_sql!(caller;
-            "UPDATE notes SET published_at = NULL, updated_at = ?2 WHERE id = ?4 AND owner_id = ";
+            "UPDATE notes SET published_at = NULL, updated_at = max(updated_at, ?2) WHERE id = ?4 AND owner_id = ";
             " RETURNING ", note_columns!())
     };
     Statement::new(sql, caller_args(caller, [text(id)]))

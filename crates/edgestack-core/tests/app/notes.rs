@@ -275,3 +275,50 @@ fn a_note_created_published_is_public_at_once() {
         assert_eq!(public_note(&mut stack, &id).status(), 200);
     });
 }
+
+/// A report: parallel edits of one note all succeeded, but the final `updated_at` was older than
+/// another edit's acknowledged one — each took its request's clock, and the database applied
+/// them in another order. Here an edit from far away starts first and reaches the primary
+/// last; every change must leave `updated_at` no lower than any acknowledged before it, in
+/// both shapes, for edits and for publishing.
+#[test]
+fn updated_at_never_goes_back_when_changes_apply_out_of_order() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use crate::support::{Options, Shape, signed_up};
+
+    for shape in [Shape::Monolith, Shape::Services] {
+        let mut stack = Stack::new(Options { shape, locations: vec!["na", "ap"], ..Options::default() });
+        let near = stack.client("na");
+        signed_up(&mut stack, &near, "author@example.com");
+        let far = stack.client("ap");
+        let session = edgestack_core::accounts::session::COOKIE_NAME;
+        far.set_cookie(session, &near.cookie(session).unwrap());
+        let created = stack.send(near.post("/api/notes").json(json!({"title": "t"})).send());
+        let id = created.json()["note"]["id"].as_str().unwrap().to_string();
+        let path = format!("/api/notes/{id}");
+        type Change = fn(&Client, &str) -> crate::support::Call;
+        let changes: [(&str, Change); 2] = [
+            ("edit", |client, path| client.patch(path).json(json!({"title": "changed"}))),
+            ("publish", |client, path| client.put(&format!("{path}/publication"))),
+        ];
+        for (change, call) in changes {
+            stack.advance(1_000.0);
+            let far_answer = Rc::new(RefCell::new(None));
+            let slot = far_answer.clone();
+            let far_call = call(&far, &path).send();
+            stack.rt.spawn(async move { *slot.borrow_mut() = Some(far_call.await) });
+            stack.advance(5.0);
+            let near_answer = stack.send(call(&near, &path).send());
+            stack.rt.settle();
+            let far_answer = far_answer.borrow_mut().take().expect("the far change was answered");
+            assert_eq!((near_answer.status(), far_answer.status()), (200, 200), "{shape:?} {change}");
+            let near_at = near_answer.json()["note"]["updated_at"].as_i64().unwrap();
+            let far_at = far_answer.json()["note"]["updated_at"].as_i64().unwrap();
+            let stored = stack.send(near.get(&path).send()).json()["note"]["updated_at"].as_i64().unwrap();
+            assert!(far_at >= near_at, "{shape:?} {change}: applied after, acknowledged {far_at} < {near_at}");
+            assert!(stored >= near_at.max(far_at), "{shape:?} {change}: stored {stored} went back");
+        }
+    }
+}
