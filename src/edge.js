@@ -70,6 +70,15 @@ export async function postPipeline(url, authorization, body, deadlineMs) {
   }
 }
 
+/**
+ * Gives up the request body unread, for a request refused before its body is needed: without
+ * this, a runtime that drains unread bodies before answering (wrangler dev's middleware) waits
+ * for all the bytes a client declared, and one that never sends them is never answered.
+ */
+export function discardBody(request) {
+  request.body?.cancel().catch(() => {});
+}
+
 /** What `readBody` sees when its deadline passes first. */
 const TIMED_OUT = Symbol("timed out");
 

@@ -43,6 +43,10 @@ extern "C" {
     #[wasm_bindgen(js_name = readBody, catch)]
     fn read_body(request: &web_sys::Request, limit: u32, deadline_ms: u32) -> Result<js_sys::Promise, JsValue>;
 
+    /// Gives up the request body unread (`src/edge.js` `discardBody` says why).
+    #[wasm_bindgen(js_name = discardBody)]
+    pub fn discard_body(request: &web_sys::Request);
+
     #[wasm_bindgen(js_name = postPipeline, catch)]
     fn post_pipeline(url: &str, authorization: &str, body: &[u8], deadline_ms: u32)
     -> Result<js_sys::Promise, JsValue>;

@@ -94,7 +94,10 @@ const BODY_DEADLINE_MS: u32 = 10_000;
 /// (ASVS 5.0 15.2.2: defences against loss of availability through slow, resource-holding
 /// requests; 2.4.1).
 async fn read_body(req: &web_sys::Request) -> Result<Vec<u8>, ApiError> {
-    check_declared_length(req.headers().get("content-length").ok().flatten().as_deref())?;
+    if let Err(refused) = check_declared_length(req.headers().get("content-length").ok().flatten().as_deref()) {
+        edge::discard_body(req);
+        return Err(refused.into());
+    }
     match edge::body(req, MAX_BODY_BYTES, BODY_DEADLINE_MS).await {
         Ok(Body::Read(body)) => Ok(body),
         Ok(Body::TooLarge) => Err(BodyError::TooLarge.into()),

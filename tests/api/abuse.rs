@@ -174,6 +174,32 @@ fn a_body_promised_and_never_sent_is_refused_at_its_deadline() {
     assert!(waited >= Duration::from_secs(9) && waited < Duration::from_secs(20), "{waited:?}");
 }
 
+/// A report: a body declared over 64 KiB of which only a few bytes arrive got no answer at all
+/// under `wrangler dev` — the worker refused it from the header without reading, and wrangler
+/// waited to drain the rest. The refusal discards the body, so it is answered at once.
+#[test]
+fn a_body_declared_too_large_is_refused_at_once_even_if_never_sent() {
+    let app = spawn_app();
+    let address = app.dev.base_url.trim_start_matches("http://").to_string();
+    let mut stream = TcpStream::connect(&address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let head = format!(
+        "POST /api/notes HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         X-Edgestack-Client: 1\r\nContent-Length: 70000\r\nConnection: close\r\n\r\n{{\"title\":\"x\"}}"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let started = Instant::now();
+
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+
+    let waited = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 413"), "after {waited:?}: {answer}");
+    assert!(answer.contains("body_too_large"), "{answer}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+}
+
 /// Without its binding, the per-client limiter cannot answer: sign-in is refused (503), never
 /// let through unlimited.
 #[test]
