@@ -149,26 +149,29 @@ fn notes_are_limited_per_account_and_titles_refuse_control_characters() {
     assert_eq!(count, ["1000"]);
 }
 
+/// `POST path` over a raw socket declaring `declared` body bytes and sending only `sent`; the
+/// whole answer (read up to `patience`) and how long it took from the last byte sent.
+fn post_short_body(app: &TestApp, path: &str, declared: usize, sent: &str, patience: Duration) -> (String, Duration) {
+    let address = app.dev.base_url.trim_start_matches("http://").to_string();
+    let mut stream = TcpStream::connect(&address).unwrap();
+    stream.set_read_timeout(Some(patience)).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         X-Edgestack-Client: 1\r\nContent-Length: {declared}\r\nConnection: close\r\n\r\n{sent}"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    (String::from_utf8_lossy(&answer).into_owned(), started.elapsed())
+}
+
 /// A client that declares a body and never sends it gets 408 once the worker's body deadline
 /// (10 s) passes, not whenever the runtime gives up.
 #[test]
 fn a_body_promised_and_never_sent_is_refused_at_its_deadline() {
     let app = spawn_app();
-    let address = app.dev.base_url.trim_start_matches("http://").to_string();
-    let mut stream = TcpStream::connect(&address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let head = format!(
-        "POST /api/sessions HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
-         X-Edgestack-Client: 1\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{{\"email\":"
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    let started = Instant::now();
-
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    let answer = String::from_utf8_lossy(&answer);
-
-    let waited = started.elapsed();
+    let (answer, waited) = post_short_body(&app, "/api/sessions", 100, "{\"email\":", Duration::from_secs(30));
     assert!(answer.starts_with("HTTP/1.1 408"), "after {waited:?}: {answer}");
     assert!(answer.contains("body_timeout"), "{answer}");
     assert!(waited >= Duration::from_secs(9) && waited < Duration::from_secs(20), "{waited:?}");
@@ -180,21 +183,7 @@ fn a_body_promised_and_never_sent_is_refused_at_its_deadline() {
 #[test]
 fn a_body_declared_too_large_is_refused_at_once_even_if_never_sent() {
     let app = spawn_app();
-    let address = app.dev.base_url.trim_start_matches("http://").to_string();
-    let mut stream = TcpStream::connect(&address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    let head = format!(
-        "POST /api/notes HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
-         X-Edgestack-Client: 1\r\nContent-Length: 70000\r\nConnection: close\r\n\r\n{{\"title\":\"x\"}}"
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    let started = Instant::now();
-
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    let answer = String::from_utf8_lossy(&answer);
-
-    let waited = started.elapsed();
+    let (answer, waited) = post_short_body(&app, "/api/notes", 70_000, "{\"title\":\"x\"}", Duration::from_secs(15));
     assert!(answer.starts_with("HTTP/1.1 413"), "after {waited:?}: {answer}");
     assert!(answer.contains("body_too_large"), "{answer}");
     assert!(waited < Duration::from_secs(5), "{waited:?}");

@@ -280,7 +280,7 @@ fn a_note_created_published_is_public_at_once() {
 /// another edit's acknowledged one — each took its request's clock, and the database applied
 /// them in another order. Here an edit from far away starts first and reaches the primary
 /// last; every change must leave `updated_at` no lower than any acknowledged before it, in
-/// both shapes, for edits and for publishing.
+/// both shapes, for edits, publishing and unpublishing (the three statements that set it).
 #[test]
 fn updated_at_never_goes_back_when_changes_apply_out_of_order() {
     use std::cell::RefCell;
@@ -299,9 +299,10 @@ fn updated_at_never_goes_back_when_changes_apply_out_of_order() {
         let id = created.json()["note"]["id"].as_str().unwrap().to_string();
         let path = format!("/api/notes/{id}");
         type Change = fn(&Client, &str) -> crate::support::Call;
-        let changes: [(&str, Change); 2] = [
+        let changes: [(&str, Change); 3] = [
             ("edit", |client, path| client.patch(path).json(json!({"title": "changed"}))),
             ("publish", |client, path| client.put(&format!("{path}/publication"))),
+            ("unpublish", |client, path| client.delete(&format!("{path}/publication"))),
         ];
         for (change, call) in changes {
             stack.advance(1_000.0);
