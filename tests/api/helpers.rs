@@ -293,6 +293,11 @@ const CONSISTENCY_COOKIE_PREFIX: &str = "__Host-edgestack_consistency";
 
 impl TestClient<'_> {
     pub fn send(&self, method: &str, path: &str, body: Option<&Value>) -> TestResponse {
+        self.send_with(method, path, &[], body)
+    }
+
+    /// [`Self::send`] with `headers` added to this request only.
+    pub fn send_with(&self, method: &str, path: &str, extra: &[(&str, &str)], body: Option<&Value>) -> TestResponse {
         let cookie_header = self
             .cookies
             .lock()
@@ -306,6 +311,7 @@ impl TestClient<'_> {
             headers.push(("cookie", &cookie_header));
         }
         headers.extend(self.extra_headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        headers.extend(extra);
         let body = body.map(|value| value.to_string().into_bytes());
         let response = self.app.request(method, path, &headers, body.as_deref());
         for set_cookie in response.headers_named("set-cookie") {

@@ -11,5 +11,6 @@ mod failover;
 mod health;
 mod helpers;
 mod hostile;
+mod notes;
 mod services;
 mod static_assets;

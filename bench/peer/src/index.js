@@ -321,7 +321,7 @@ async function getMyNote(context) {
   touchIfStale(context, auth, user);
   const row = note.rows[0];
   if (!row) throw notFound();
-  return jsonAnswer(200, { note: noteJson(row) });
+  return noteAnswer(200, row);
 }
 
 async function createNote(context) {
@@ -342,7 +342,7 @@ async function createNote(context) {
   );
   const row = created.rows[0];
   if (!session.rows[0] || !row) throw unauthenticated();
-  const answer = jsonAnswer(201, { note: noteJson(row) });
+  const answer = noteAnswer(201, row);
   // @libsql/client does not surface the primary's replication index, so the cookie signs the
   // write's time instead: the same HMAC work and the same header as edgestack's token.
   answer.headers.push(["Set-Cookie", await consistencyCookie(context, context.now)]);
@@ -437,6 +437,13 @@ function parseNewNote(bytes) {
     throw new ApiError(400, "invalid_body_text", `a note's body has at most ${MAX_BODY_CHARS} characters`);
   }
   return { title, body, published: input.published ?? false };
+}
+
+/** `{"note"}` with the note's ETag, as edgestack tags an owner's note: its version, `updated_at`. */
+function noteAnswer(status, row) {
+  const answer = jsonAnswer(status, { note: noteJson(row) });
+  answer.headers.push(["ETag", `"${row.updated_at}"`]);
+  return answer;
 }
 
 function noteJson(row) {

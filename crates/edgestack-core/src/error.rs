@@ -30,6 +30,11 @@ pub enum ApiError {
     NoSuchPath,
     /// A note that does not exist or is not the caller's: the same answer for both.
     NoSuchNote,
+    /// `If-Match` is neither `*` nor a list of entity tags.
+    InvalidIfMatch,
+    /// The note exists but is not the version `If-Match` names (RFC 9110 §13.1.1): someone
+    /// changed it since the client read it.
+    PreconditionFailed,
     /// An internal request in an API version this build does not serve.
     InternalApiVersion(VersionError),
     Csrf(CsrfRefusal),
@@ -154,6 +159,14 @@ impl ApiError {
             }
             Self::BodyTimeout => (408, "body_timeout", Borrowed("the request body did not arrive in time")),
             Self::NoteQuotaExceeded => (403, "quota_exceeded", Owned(crate::notes::quota::EXCEEDED.to_string())),
+            Self::InvalidIfMatch => {
+                (400, "invalid_if_match", Borrowed("If-Match must be * or a comma-separated list of entity tags"))
+            }
+            Self::PreconditionFailed => (
+                412,
+                "precondition_failed",
+                Borrowed("the note has changed since the version If-Match names; read it again"),
+            ),
             Self::EmailTaken => (409, "email_taken", Borrowed("an account with this email already exists")),
             Self::DatabaseNotConfigured => {
                 (503, "database_not_configured", Borrowed("no database is configured for this deployment"))
@@ -372,6 +385,8 @@ mod tests {
         check(ApiError::RateLimiterUnavailable, 503, "rate_limiter_unavailable", retry("5"));
         check(ApiError::BodyTimeout, 408, "body_timeout", None);
         check(ApiError::NoteQuotaExceeded, 403, "quota_exceeded", None);
+        check(ApiError::InvalidIfMatch, 400, "invalid_if_match", None);
+        check(ApiError::PreconditionFailed, 412, "precondition_failed", None);
         check(ApiError::EmailTaken, 409, "email_taken", None);
         check(ApiError::DatabaseNotConfigured, 503, "database_not_configured", retry("60"));
         check(ApiError::from(DbError::Unavailable("x".into())), 503, "database_unavailable", retry("5"));

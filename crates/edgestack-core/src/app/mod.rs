@@ -29,6 +29,7 @@ use crate::accounts::password::{CURRENT_COST, PasswordHasher};
 use crate::accounts::session::{COOKIE_NAME as SESSION_COOKIE, SessionAuth, SessionToken};
 use crate::cache::MemoryCache;
 use crate::caller::Caller;
+use crate::conditional::IfMatch;
 use crate::config::{Config, ConfigError, InjectedFault};
 use crate::cookies;
 use crate::csrf::{self, CLIENT_HEADER, CsrfEvidence};
@@ -202,6 +203,7 @@ pub const API_REQUEST_HEADERS: &[&str] = &[
     "sec-fetch-site",
     CLIENT_HEADER,
     "if-none-match",
+    "if-match",
     "cf-connecting-ip",
     DEV_REGION_HEADER,
     IDENTITY_HEADER,
@@ -399,6 +401,14 @@ impl<P: Platform> Context<'_, P> {
             pipeline.push(touch);
             database.run_in_background(&pipeline);
         }
+    }
+
+    /// The request's `If-Match` precondition, if it sent one.
+    ///
+    /// # Errors
+    /// [`ApiError::InvalidIfMatch`] when the field is not `*` or a list of entity tags.
+    pub fn if_match(&self) -> Result<Option<IfMatch>, ApiError> {
+        self.request.header("if-match").map(IfMatch::parse).transpose().map_err(|_| ApiError::InvalidIfMatch)
     }
 
     /// The request's body as `T`: declared as JSON, then parsed.

@@ -7,10 +7,13 @@ use serde::Serialize;
 
 use crate::cache::CacheKey;
 use crate::caller::Caller;
+use crate::conditional::IfMatch;
 use crate::db::{FromRow, Pipeline, PipelineOutcome, Statement};
 use crate::error::ApiError;
 use crate::ids::new_id;
-use crate::notes::{Cursor, NewNote, NoteChanges, PageRequest, PublicNote, sql};
+use crate::notes::{
+    Cursor, NewNote, Note, NoteChanges, NoteVersion, PageRequest, PublicNote, admitted_versions, etag, sql,
+};
 use crate::services::internal_api::NotesDeleted;
 
 use super::cache::{invalidate_deleted_notes, invalidate_note, read_through};
@@ -19,6 +22,24 @@ use super::{ApiResponse, Context, Database, Platform};
 #[derive(Serialize)]
 struct NoteBody<T> {
     note: T,
+}
+
+/// `{"note"}` with the note's entity tag (`notes::etag`), for a later `If-Match`.
+fn note_response(status: u16, note: &Note) -> Result<ApiResponse, ApiError> {
+    Ok(ApiResponse::json(status, &NoteBody { note })?.with_header("ETag", note.etag()))
+}
+
+/// Why an owner-checked write changed nothing, from the note's version read in the same
+/// transaction (`sql::owns`): no such note of the caller's (404), a version `If-Match` does not
+/// admit (412), else `otherwise` (the statement's own condition refused it).
+fn refused(current: Option<NoteVersion>, condition: Option<&IfMatch>, otherwise: ApiError) -> ApiError {
+    match (current, condition) {
+        (None, _) => ApiError::NoSuchNote,
+        (Some(current), Some(condition)) if !condition.admits(&etag(current.updated_at)) => {
+            ApiError::PreconditionFailed
+        }
+        (Some(_), _) => otherwise,
+    }
 }
 
 #[derive(Serialize)]
@@ -82,7 +103,7 @@ pub async fn create<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse
     if created.published {
         invalidate_note(context, &id);
     }
-    ApiResponse::json(201, &NoteBody { note: created })
+    note_response(201, &created)
 }
 
 /// `GET /api/notes?limit=20&cursor=…` — the caller's notes, newest first. Answers
@@ -98,72 +119,96 @@ pub async fn list_mine<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespo
     ApiResponse::json(200, &NotePage { notes, next_cursor })
 }
 
-/// `GET /api/notes/{id}` — one of the caller's notes. Answers `200 {"note"}`. Errors:
-/// `404 not_found` (also for another owner's note), `401 unauthenticated`, the database errors.
-/// [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
+/// `GET /api/notes/{id}` — one of the caller's notes. Answers `200 {"note"}` with its `ETag`.
+/// Errors: `404 not_found` (also for another owner's note), `412 precondition_failed` (an
+/// `If-Match` it does not satisfy), `400 invalid_if_match`, `401 unauthenticated`, the
+/// database errors. [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
 pub async fn get_mine<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
+    let condition = context.if_match()?;
     let caller = context.caller()?;
     let database = context.database()?;
     let notes = rows_for_caller(context, &database, &caller, sql::get_mine(&caller, id), false).await?;
     let note = notes.into_iter().next().ok_or(ApiError::NoSuchNote)?;
-    ApiResponse::json(200, &NoteBody { note })
+    if condition.is_some_and(|condition| !condition.admits(&note.etag())) {
+        return Err(ApiError::PreconditionFailed);
+    }
+    note_response(200, &note)
 }
 
-/// Runs one owner-checked write on a note and returns the row it returned (`None`: no such
-/// note of this owner).
+/// Runs one owner-checked write on a note under the request's `If-Match` (bound by `statement`
+/// from `notes::admitted_versions`) and returns the row it returned. Errors as [`refused`]:
+/// `404`, `412`, and `400 invalid_if_match`.
 async fn owner_write<P: Platform, R: FromRow>(
     context: &Context<'_, P>,
-    statement: impl FnOnce(&Caller) -> Statement<R>,
-) -> Result<Option<R>, ApiError> {
+    id: &str,
+    statement: impl FnOnce(&Caller, Option<&str>) -> Statement<R>,
+) -> Result<R, ApiError> {
+    let condition = context.if_match()?;
+    let admitted = condition.as_ref().and_then(admitted_versions);
     let caller = context.caller()?;
     let database = context.database()?;
-    let rows = rows_for_caller(context, &database, &caller, statement(&caller), true).await?;
-    Ok(rows.into_iter().next())
+    // Without a precondition the only refusal is a missing note: no need to read its version.
+    let (outcome, (current, written)) = for_caller(context, &database, &caller, true, |pipeline| {
+        let current = condition.is_some().then(|| pipeline.push(sql::owns(&caller, id)));
+        (current, pipeline.push(statement(&caller, admitted.as_deref())))
+    })
+    .await?;
+    if let Some(row) = outcome.first(written)? {
+        return Ok(row);
+    }
+    let current = match current {
+        Some(current) => outcome.first(current)?,
+        None => None,
+    };
+    Err(refused(current, condition.as_ref(), ApiError::NoSuchNote))
 }
 
 /// `PATCH /api/notes/{id}` — change a note's title, body or both. Body `{"title"?, "body"?}`.
-/// Answers `200 {"note"}`. Errors: `400 invalid_title`, `400 invalid_body_text`,
-/// `400 nothing_to_change`, `403 quota_exceeded` (the change would grow the account's text past
-/// 5 MiB), `404 not_found`, `401 unauthenticated`, the body errors, the database errors.
+/// Answers `200 {"note"}` with its new `ETag`. Errors: `400 invalid_title`,
+/// `400 invalid_body_text`, `400 nothing_to_change`, `403 quota_exceeded` (the change would grow
+/// the account's text past 5 MiB), `404 not_found`, `412 precondition_failed`,
+/// `400 invalid_if_match`, `401 unauthenticated`, the body errors, the database errors.
 /// [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
 pub async fn update<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
     let changes = NoteChanges::parse(context.json_body()?)?;
+    let condition = context.if_match()?;
+    let admitted = condition.as_ref().and_then(admitted_versions);
     let caller = context.caller()?;
     let database = context.database()?;
-    let (outcome, (owned, updated)) = for_caller(context, &database, &caller, true, |pipeline| {
-        (pipeline.push(sql::owns(&caller, id)), pipeline.push(sql::update_mine(&caller, id, &changes)))
+    let (outcome, (current, updated)) = for_caller(context, &database, &caller, true, |pipeline| {
+        let current = pipeline.push(sql::owns(&caller, id));
+        (current, pipeline.push(sql::update_mine(&caller, id, &changes, admitted.as_deref())))
     })
     .await?;
-    let note = match (outcome.first(updated)?, outcome.first(owned)?) {
-        (Some(note), _) => note,
-        (None, Some(_)) => return Err(ApiError::NoteQuotaExceeded),
-        (None, None) => return Err(ApiError::NoSuchNote),
+    let Some(note) = outcome.first(updated)? else {
+        return Err(refused(outcome.first(current)?, condition.as_ref(), ApiError::NoteQuotaExceeded));
     };
     if note.published {
         invalidate_note(context, id);
     }
-    ApiResponse::json(200, &NoteBody { note })
+    note_response(200, &note)
 }
 
 /// `PUT /api/notes/{id}/publication` (`published`) and `DELETE /api/notes/{id}/publication`
-/// (private again). No body. Answers `200 {"note"}`. Errors: `404 not_found`,
-/// `401 unauthenticated`, the database errors. [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
+/// (private again). No body. Answers `200 {"note"}` with its new `ETag`. Errors:
+/// `404 not_found`, `412 precondition_failed`, `400 invalid_if_match`, `401 unauthenticated`,
+/// the database errors. [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
 pub async fn set_published<P: Platform>(
     context: &Context<'_, P>,
     id: &str,
     published: bool,
 ) -> Result<ApiResponse, ApiError> {
-    let note = owner_write(context, |caller| sql::set_published(caller, id, published)).await?;
-    let note = note.ok_or(ApiError::NoSuchNote)?;
+    let note = owner_write(context, id, |caller, admitted| sql::set_published(caller, id, published, admitted)).await?;
     invalidate_note(context, id);
-    ApiResponse::json(200, &NoteBody { note })
+    note_response(200, &note)
 }
 
 /// `DELETE /api/notes/{id}` — delete a note. No body. Answers `204`. Errors: `404 not_found`,
-/// `401 unauthenticated`, the database errors. [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
+/// `412 precondition_failed`, `400 invalid_if_match`, `401 unauthenticated`, the database
+/// errors. [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
 pub async fn delete<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
-    let deleted = owner_write(context, |caller| sql::delete_mine(caller, id)).await?;
-    if deleted.ok_or(ApiError::NoSuchNote)?.was_public {
+    let deleted = owner_write(context, id, |caller, admitted| sql::delete_mine(caller, id, admitted)).await?;
+    if deleted.was_public {
         invalidate_note(context, id);
     }
     Ok(ApiResponse::empty(204))

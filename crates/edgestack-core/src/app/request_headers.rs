@@ -1,7 +1,7 @@
 //! The request headers the API reads ([`API_REQUEST_HEADERS`]), each fetched from the runtime
 //! the first time the API asks for it.
 //!
-//! Most routes read two or three of the eleven: a health check reads none outside development,
+//! Most routes read two or three of the twelve: a health check reads none outside development,
 //! a public read `if-none-match` and the cookie. On Workers every header read is a call from
 //! wasm into the runtime, so the worker's edge asks only for what a route reads
 //! (docs/performance.md, change 11).

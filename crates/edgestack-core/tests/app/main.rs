@@ -14,6 +14,7 @@ mod data_path;
 mod entry;
 mod failover;
 mod hostile;
+mod if_match;
 mod internal_routes;
 mod notes;
 mod outbox;

@@ -94,10 +94,10 @@ fn caller_statements(caller: &Caller, form: &str) -> Vec<Built> {
         built(&name("notes::sql::list_mine"), notes_sql::list_mine(caller, &after, 21)),
         built(&name("notes::sql::get_mine"), notes_sql::get_mine(caller, "id")),
         built(&name("notes::sql::owns"), notes_sql::owns(caller, "id")),
-        built(&name("notes::sql::update_mine"), notes_sql::update_mine(caller, "id", &changes)),
-        built(&name("notes::sql::set_published"), notes_sql::set_published(caller, "id", true)),
-        built(&name("notes::sql::set_published"), notes_sql::set_published(caller, "id", false)),
-        built(&name("notes::sql::delete_mine"), notes_sql::delete_mine(caller, "id")),
+        built(&name("notes::sql::update_mine"), notes_sql::update_mine(caller, "id", &changes, Some("[1]"))),
+        built(&name("notes::sql::set_published"), notes_sql::set_published(caller, "id", true, Some("[]"))),
+        built(&name("notes::sql::set_published"), notes_sql::set_published(caller, "id", false, None)),
+        built(&name("notes::sql::delete_mine"), notes_sql::delete_mine(caller, "id", Some("[1,2]"))),
     ];
     // Only a session has activity to record; an identity's is recorded in accounts.
     statements.extend(caller.touch().map(|touch| built(&name("caller::touch"), touch)));

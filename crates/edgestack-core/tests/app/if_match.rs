@@ -1,0 +1,199 @@
+//! `If-Match` on a note's routes (RFC 9110 §13.1.1): a change made on top of a version someone
+//! else has since replaced is refused with 412, never applied over theirs — in both shapes, for
+//! every route that reads or changes one note.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use serde_json::{Value, json};
+
+use crate::support::{Call, Client, Options, Shape, Stack, each_shape, signed_up, signed_up_user};
+
+/// The note as its owner reads it, and the read's `ETag`.
+fn read(stack: &mut Stack, owner: &Client, id: &str) -> (Value, String) {
+    let response = stack.send(owner.get(&format!("/api/notes/{id}")).send());
+    assert_eq!(response.status(), 200, "{}", response.text());
+    let etag = response.header("etag").expect("a note's read has an ETag").to_string();
+    (response.json()["note"].clone(), etag)
+}
+
+type Change = fn(&Client, &str) -> Call;
+
+/// Every route that changes one note, by name: `(name, call on the note's path)`.
+const CHANGES: [(&str, Change); 4] = [
+    ("edit", |client, path| client.patch(path).json(json!({"body": "changed"}))),
+    ("publish", |client, path| client.put(&format!("{path}/publication"))),
+    ("unpublish", |client, path| client.delete(&format!("{path}/publication"))),
+    ("delete", |client, path| client.delete(path)),
+];
+
+#[test]
+fn a_note_is_tagged_by_its_version_and_each_change_gives_a_new_tag() {
+    each_shape(|mut stack| {
+        let owner = signed_up_user(&mut stack, "tags@example.com");
+        let created = stack.send(owner.post("/api/notes").json(json!({"title": "t"})).send());
+        let id = created.json()["note"]["id"].as_str().unwrap().to_string();
+        let created_tag = created.header("etag").expect("a created note has an ETag").to_string();
+        let (note, tag) = read(&mut stack, &owner, &id);
+        assert_eq!(tag, created_tag);
+        assert_eq!(tag, format!("\"{}\"", note["updated_at"]), "the tag is the version docs/api.md names");
+        let mut seen = vec![tag];
+        for (change, call) in &CHANGES[..3] {
+            let answer = stack.send(call(&owner, &format!("/api/notes/{id}")).send());
+            assert_eq!(answer.status(), 200, "{change}: {}", answer.text());
+            let tag = answer.header("etag").expect("a changed note has an ETag").to_string();
+            assert_eq!(tag, format!("\"{}\"", answer.json()["note"]["updated_at"]), "{change}");
+            assert!(!seen.contains(&tag), "{change} kept a tag already given: {tag} in {seen:?}");
+            assert_eq!(read(&mut stack, &owner, &id).1, tag, "{change}: a read gives the same tag");
+            seen.push(tag);
+        }
+    });
+}
+
+/// A change whose request's clock is behind the version it lands on (a far location's, applied
+/// after a near one's) still moves the version: otherwise two versions would share a tag, and an
+/// `If-Match` naming the first would admit a change on top of the second.
+#[test]
+fn a_change_applied_out_of_clock_order_still_gets_a_new_tag() {
+    for shape in [Shape::Monolith, Shape::Services] {
+        let (mut stack, near, far) = near_and_far(shape, "order@example.com");
+        let id = near.create_note(&mut stack, "t", "");
+        let path = format!("/api/notes/{id}");
+        for (change, call) in &CHANGES[..3] {
+            stack.advance(1_000.0);
+            let far_answer = Rc::new(RefCell::new(None));
+            let slot = far_answer.clone();
+            let far_call = call(&far, &path).send();
+            stack.rt.spawn(async move { *slot.borrow_mut() = Some(far_call.await) });
+            stack.advance(5.0);
+            let near_answer = stack.send(call(&near, &path).send());
+            stack.rt.settle();
+            let far_answer = far_answer.borrow_mut().take().expect("the far change was answered");
+            let (near_tag, far_tag) = (near_answer.header("etag").unwrap(), far_answer.header("etag").unwrap());
+            assert_ne!(near_tag, far_tag, "{shape:?} {change}: two versions, one tag");
+            assert_eq!(read(&mut stack, &near, &id).1, far_tag, "{shape:?} {change}: the far change applied last");
+        }
+    }
+}
+
+/// A stack with the primary near `na`, a user signed in there, and the same session at `ap`.
+fn near_and_far(shape: Shape, email: &str) -> (Stack, Client, Client) {
+    let mut stack = Stack::new(Options { shape, locations: vec!["na", "ap"], ..Options::default() });
+    let near = stack.client("na");
+    signed_up(&mut stack, &near, email);
+    let far = stack.client("ap");
+    let session = edgestack_core::accounts::session::COOKIE_NAME;
+    far.set_cookie(session, &near.cookie(session).unwrap());
+    (stack, near, far)
+}
+
+#[test]
+fn a_change_on_top_of_a_replaced_version_is_refused_and_changes_nothing() {
+    each_shape(|mut stack| {
+        let owner = signed_up_user(&mut stack, "writer@example.com");
+        for (change, call) in CHANGES {
+            let id = owner.create_note(&mut stack, "t", "original");
+            let path = format!("/api/notes/{id}");
+            let (_, stale) = read(&mut stack, &owner, &id);
+            stack.advance(1.0);
+            // Another tab replaces the version `stale` names.
+            let replaced = stack.send(owner.patch(&path).json(json!({"title": "theirs"})).send());
+            assert_eq!(replaced.status(), 200);
+            let (before, current) = read(&mut stack, &owner, &id);
+            let weak = format!("W/{current}");
+            let unknown = format!("\"{}\"", i64::MAX);
+            let plus = format!("\"+{}\"", current.trim_matches('"'));
+            for tag in [stale.as_str(), weak.as_str(), unknown.as_str(), plus.as_str(), "\"x\""] {
+                let refused = stack.send(call(&owner, &path).header("if-match", tag).send());
+                assert_eq!(
+                    (refused.status(), refused.error_code().as_str()),
+                    (412, "precondition_failed"),
+                    "{change} with If-Match: {tag}"
+                );
+                assert_eq!(read(&mut stack, &owner, &id), (before.clone(), current.clone()), "{change} changed it");
+            }
+            for malformed in ["", "abc", "\"abc", "\"a\"\"b\"", "W/", "\"x\", *"] {
+                let refused = stack.send(call(&owner, &path).header("if-match", malformed).send());
+                assert_eq!(
+                    (refused.status(), refused.error_code().as_str()),
+                    (400, "invalid_if_match"),
+                    "{change} with If-Match: {malformed:?}"
+                );
+                assert_eq!(read(&mut stack, &owner, &id), (before.clone(), current.clone()), "{change} changed it");
+            }
+            let listed = format!("{stale}, \"x\", {current}");
+            let applied = stack.send(call(&owner, &path).header("if-match", &listed).send());
+            assert!(matches!(applied.status(), 200 | 204), "{change} with the current tag listed: {}", applied.text());
+        }
+    });
+}
+
+#[test]
+fn if_match_star_needs_the_note_and_a_note_not_yours_is_404_whatever_the_tag() {
+    each_shape(|mut stack| {
+        let owner = signed_up_user(&mut stack, "star@example.com");
+        let other = signed_up_user(&mut stack, "other@example.com");
+        let id = owner.create_note(&mut stack, "t", "");
+        let (note, tag) = read(&mut stack, &owner, &id);
+        for (change, call) in CHANGES {
+            for path in [format!("/api/notes/{id}"), format!("/api/notes/{}", "A".repeat(22))] {
+                for if_match in ["*", tag.as_str(), "\"x\""] {
+                    let answer = stack.send(call(&other, &path).header("if-match", if_match).send());
+                    assert_eq!(
+                        (answer.status(), answer.error_code().as_str()),
+                        (404, "not_found"),
+                        "{change} {path} by another user, If-Match: {if_match}"
+                    );
+                }
+            }
+        }
+        assert_eq!(read(&mut stack, &owner, &id), (note, tag.clone()), "another user's attempts changed nothing");
+        // The owner's read is conditional too: a tag it does not satisfy is 412, `*` is any version.
+        let path = format!("/api/notes/{id}");
+        for (if_match, status) in [("\"x\"", 412), ("*", 200), (tag.as_str(), 200)] {
+            let answer = stack.send(owner.get(&path).header("if-match", if_match).send());
+            assert_eq!(answer.status(), status, "GET with If-Match: {if_match}");
+        }
+        let starred = stack.send(owner.patch(&path).header("if-match", "*").json(json!({"title": "any"})).send());
+        assert_eq!(starred.status(), 200);
+        assert_eq!(stack.send(owner.delete(&path).header("if-match", "*").send()).status(), 204);
+        let gone = stack.send(owner.delete(&path).header("if-match", "*").send());
+        assert_eq!((gone.status(), gone.error_code().as_str()), (404, "not_found"), "`*` on a deleted note");
+    });
+}
+
+/// Two clients edit the same version at once; the far one's change reaches the primary last.
+/// Without `If-Match` the last write wins silently; with it exactly one applies and the other
+/// learns it lost (412, or 404 when the first deleted the note) — on every route.
+#[test]
+fn of_two_changes_racing_from_one_version_exactly_one_applies() {
+    for shape in [Shape::Monolith, Shape::Services] {
+        let (mut stack, near, far) = near_and_far(shape, "racer@example.com");
+        for (change, call) in CHANGES {
+            let id = near.create_note(&mut stack, "t", "original");
+            let path = format!("/api/notes/{id}");
+            let (_, tag) = read(&mut stack, &near, &id);
+            let far_answer = Rc::new(RefCell::new(None));
+            let slot = far_answer.clone();
+            let far_call = far.patch(&path).header("if-match", &tag).json(json!({"body": "far"})).send();
+            stack.rt.spawn(async move { *slot.borrow_mut() = Some(far_call.await) });
+            let near_answer = stack.send(call(&near, &path).header("if-match", &tag).send());
+            stack.rt.settle();
+            let far_answer = far_answer.borrow_mut().take().expect("the far change was answered");
+            let statuses = (near_answer.status(), far_answer.status());
+            let expected_far = if change == "delete" { 404 } else { 412 };
+            assert!(matches!(near_answer.status(), 200 | 204), "{shape:?} {change}: {statuses:?}");
+            assert_eq!(far_answer.status(), expected_far, "{shape:?} {change}: {}", far_answer.text());
+            let stored = stack.send(near.get(&path).send());
+            if change == "delete" {
+                assert_eq!(stored.status(), 404, "{shape:?}");
+            } else {
+                assert_eq!(
+                    stored.json()["note"],
+                    near_answer.json()["note"],
+                    "{shape:?} {change}: the far edit applied"
+                );
+            }
+        }
+    }
+}
