@@ -306,6 +306,7 @@ async function getPublicNote(context) {
 }
 
 async function getMyNote(context) {
+  const condition = ifMatchOf(context.request);
   const auth = await sessionAuth(context);
   const [session, note] = await query(context, (db) =>
     db.batch(
@@ -321,6 +322,9 @@ async function getMyNote(context) {
   touchIfStale(context, auth, user);
   const row = note.rows[0];
   if (!row) throw notFound();
+  if (condition !== null && condition !== "*" && !condition.includes(`"${row.updated_at}"`)) {
+    throw new ApiError(412, "precondition_failed", "the note has changed since the version If-Match names; read it again");
+  }
   return noteAnswer(200, row);
 }
 
@@ -437,6 +441,24 @@ function parseNewNote(bytes) {
     throw new ApiError(400, "invalid_body_text", `a note's body has at most ${MAX_BODY_CHARS} characters`);
   }
   return { title, body, published: input.published ?? false };
+}
+
+/**
+ * `If-Match` as edgestack reads it (RFC 9110 §13.1.1): null without one, `"*"`, or the listed
+ * strong tags (a weak one never matches); anything else is a 400.
+ */
+function ifMatchOf(request) {
+  const value = request.headers.get("If-Match");
+  if (value === null) return null;
+  if (value.trim() === "*") return "*";
+  const tags = value
+    .split(",")
+    .map((tag) => tag.trim())
+    .filter((tag) => tag !== "");
+  if (tags.length === 0 || !tags.every((tag) => /^(W\/)?"[^"]*"$/.test(tag))) {
+    throw new ApiError(400, "invalid_if_match", "If-Match must be * or a comma-separated list of entity tags");
+  }
+  return tags.filter((tag) => !tag.startsWith("W/"));
 }
 
 /** `{"note"}` with the note's ETag, as edgestack tags an owner's note: its version, `updated_at`. */

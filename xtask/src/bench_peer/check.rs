@@ -3,8 +3,8 @@
 //! those that name a version, a time or a signature), the same `Server-Timing` entries and the
 //! same body — byte for byte where both read the same rows, else the same JSON value for value
 //! but for ids and times (`VARYING_FIELDS`) — and the same refusals and revalidation on a few
-//! probes beside the measured shapes (no session, no CSRF proof, a note that does not exist, a
-//! matching `If-None-Match`). Any difference stops the bench with the list and both answers
+//! probes beside the measured shapes (no session, an `If-Match` of another version, no CSRF
+//! proof, a note that does not exist, a matching `If-None-Match`). Any difference stops the bench with the list and both answers
 //! saved for reading. `bench ab` holds its two builds to the same rules on the shape it
 //! measures.
 
@@ -152,6 +152,16 @@ fn probes(shapes: &[Shape], public_etag: Option<&str>) -> Vec<Shape> {
             headers: Vec::new(),
             same_body: true,
             expected_status: 401,
+            ..own.clone()
+        });
+        let mut stale = own.headers.clone();
+        stale.push(("If-Match", "\"0\"".to_string()));
+        probes.push(Shape {
+            key: "probe-stale-if-match",
+            name: "GET /api/notes/{id} with an If-Match of another version (412)",
+            headers: stale,
+            same_body: true,
+            expected_status: 412,
             ..own.clone()
         });
         probes.push(Shape {
@@ -505,12 +515,14 @@ mod tests {
         let shapes = super::super::stack::shapes(&seed);
         let probes = probes(&shapes, Some("\"e\""));
         let statuses: Vec<u16> = probes.iter().map(|probe| probe.expected_status).collect();
-        assert_eq!(statuses, [401, 404, 403, 304]);
+        assert_eq!(statuses, [401, 412, 404, 403, 304]);
         assert!(probes[0].headers.is_empty(), "no session cookie");
-        assert!(!probes[2].headers.iter().any(|(name, _)| *name == "X-Edgestack-Client"));
-        assert!(probes[2].headers.iter().any(|(name, _)| *name == "Cookie"), "signed in, only the proof is missing");
-        assert_eq!(probes[3].headers, vec![("If-None-Match", "\"e\"".to_string())]);
-        assert_eq!(super::probes(&shapes, None).len(), 3, "no ETag, no revalidation probe");
+        assert!(probes[1].headers.iter().any(|(name, _)| *name == "Cookie"), "signed in, only the version is wrong");
+        assert!(probes[1].headers.iter().any(|(name, _)| *name == "If-Match"));
+        assert!(!probes[3].headers.iter().any(|(name, _)| *name == "X-Edgestack-Client"));
+        assert!(probes[3].headers.iter().any(|(name, _)| *name == "Cookie"), "signed in, only the proof is missing");
+        assert_eq!(probes[4].headers, vec![("If-None-Match", "\"e\"".to_string())]);
+        assert_eq!(super::probes(&shapes, None).len(), 4, "no ETag, no revalidation probe");
     }
 
     #[test]
