@@ -19,10 +19,11 @@ const STATE_CHANGING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 
 /**
  * Calls the API and answers the parsed JSON body (null for 204), or throws an ApiError whose
- * message is the server's `error.message` — fit to show to the user as it is.
+ * message is the server's `error.message` — fit to show to the user as it is. `extraHeaders`
+ * go on this request only (e.g. `If-Match`).
  */
-export async function api(method, path, body) {
-  const headers = { accept: "application/json" };
+export async function api(method, path, body, extraHeaders = {}) {
+  const headers = { ...extraHeaders, accept: "application/json" };
   // The browser's Origin header already proves same-origin; this header is a second proof
   // that also satisfies the CSRF check when a proxy strips Origin.
   if (STATE_CHANGING.has(method)) headers["x-edgestack-client"] = "1";
@@ -64,6 +65,9 @@ function fallbackMessage(response) {
   if (response.status >= 500) return `The server had a problem (${response.status}). Please try again.`;
   return `The request failed (${response.status} ${response.statusText}).`.replace(" )", ")");
 }
+
+/** `If-Match` for the version of `note` the page shows: a change on top of another is refused (docs/api.md). */
+export const versionOf = (note) => ({ "if-match": `"${note.updated_at}"` });
 
 /** Path segment for an opaque id. */
 export const idPath = (id) => encodeURIComponent(String(id));

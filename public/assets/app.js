@@ -2,7 +2,7 @@
 // User content is only ever set with textContent: notes are attacker-controlled text.
 //
 // Imports must name modules that sort before "app.js" (see the note in api.js).
-import { ApiError, api, el, idPath, publicNoteUrl, showHealth, timeElement } from "/assets/api.js";
+import { ApiError, api, el, idPath, publicNoteUrl, showHealth, timeElement, versionOf } from "/assets/api.js";
 
 const PAGE_SIZE = 20;
 const EXCERPT_CHARS = 280;
@@ -299,11 +299,30 @@ async function saveNote(event) {
     return;
   }
   const editingId = state.editingId;
-  const data = await busy(form, () =>
-    editingId
-      ? api("PATCH", `/api/notes/${idPath(editingId)}`, { title, body })
-      : api("POST", "/api/notes", { title, body, published: $("note-publish").checked }),
-  );
+  const shown = editingId ? state.my.notes.get(editingId) : null;
+  let conflict = false;
+  const data = await busy(form, async () => {
+    if (!editingId) return api("POST", "/api/notes", { title, body, published: $("note-publish").checked });
+    const path = `/api/notes/${idPath(editingId)}`;
+    try {
+      // Saved only on top of the version the editor opened: another tab's or device's change
+      // since then is never overwritten unseen.
+      return await api("PATCH", path, { title, body }, shown ? versionOf(shown) : {});
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 412)) throw error;
+      conflict = true;
+      const current = await api("GET", path);
+      if (current?.note) showMyNote(current.note);
+      return null;
+    }
+  });
+  if (conflict) {
+    say(
+      "This note was changed in another tab or on another device since you opened it; it is shown below as it is now. Your text is still in the editor: save again to replace that version with it.",
+      "error",
+    );
+    return;
+  }
   if (!data?.note) return;
   const item = showMyNote(data.note, { prepend: !editingId });
   stopEditing();

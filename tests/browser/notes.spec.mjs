@@ -2,7 +2,8 @@
 //
 //   BASE_URL=http://127.0.0.1:8787 ARTIFACTS_DIR=target/browser node tests/browser/notes.spec.mjs
 //
-// One scenario, two users: A signs up, writes and publishes a note; B (signed out, fresh
+// One scenario, two users: A signs up, writes a note (an edit from a second tab is not
+// overwritten by A's stale editor) and publishes it; B (signed out, fresh
 // context) finds it in the public feed and reads its public page; A sees it in "my notes",
 // deletes it (so runs leave no public notes behind; B then gets the not-found page) and signs out. Also fails on any page error, CSP violation or asset that does not load.
 // Plain Node (no test framework): exit code 0 on success, 1 on failure.
@@ -149,6 +150,35 @@ async function scenario(browser) {
     await visible(a.page, note, `a note titled "${title}" in #my-notes-list`);
     await expectText(note.locator('[data-testid="note-state"]'), "Private", "its state");
   });
+
+  await step(
+    "A's save from an editor opened before a second tab's change does not overwrite it",
+    "the conflict told and the text kept; saving again applies it",
+    async () => {
+      await myNote(a.page).locator('button[data-action="edit"]').click();
+      await a.page.locator("#note-cancel:visible").waitFor();
+      const second = await a.context.newPage();
+      try {
+        await second.goto(`${BASE_URL}/`);
+        await visible(second, myNote(second), "the note in the second tab");
+        await myNote(second).locator('button[data-action="edit"]').click();
+        await second.fill("#note-body", `Changed in a second tab (${run}).`);
+        await second.click("#note-save");
+        await visible(second, second.locator("#status", { hasText: "Changes saved." }), "the second tab's save");
+      } finally {
+        await second.close();
+      }
+      await a.page.fill("#note-body", `${body} `);
+      await a.page.click("#note-save");
+      await visible(a.page, a.page.locator("#status", { hasText: "changed in another tab" }), "the conflict message");
+      await visible(a.page, myNote(a.page).locator(".excerpt", { hasText: "Changed in a second tab" }), "the second tab's version in the list");
+      if ((await a.page.inputValue("#note-body")) !== `${body} `) throw new Error("the editor lost the text");
+      await a.page.fill("#note-body", body);
+      await a.page.click("#note-save");
+      await visible(a.page, a.page.locator("#status", { hasText: "Changes saved." }), "the second save");
+      await visible(a.page, myNote(a.page).locator(".excerpt", { hasText: "Written by the browser test" }), "A's text in the list");
+    },
+  );
 
   await step("A publishes the note", "its state to become Published", async () => {
     const note = myNote(a.page);
