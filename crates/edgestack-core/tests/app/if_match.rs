@@ -2,12 +2,9 @@
 //! else has since replaced is refused with 412, never applied over theirs — in both shapes, for
 //! every route that reads or changes one note.
 
-use std::cell::RefCell;
-use std::rc::Rc;
-
 use serde_json::{Value, json};
 
-use crate::support::{Call, Client, Options, Shape, Stack, each_shape, signed_up, signed_up_user};
+use crate::support::{Call, Client, Shape, Stack, each_shape, one_user_near_and_far, signed_up_user};
 
 /// The note as its owner reads it, and the read's `ETag`.
 fn read(stack: &mut Stack, owner: &Client, id: &str) -> (Value, String) {
@@ -56,35 +53,17 @@ fn a_note_is_tagged_by_its_version_and_each_change_gives_a_new_tag() {
 #[test]
 fn a_change_applied_out_of_clock_order_still_gets_a_new_tag() {
     for shape in [Shape::Monolith, Shape::Services] {
-        let (mut stack, near, far) = near_and_far(shape, "order@example.com");
+        let (mut stack, near, far) = one_user_near_and_far(shape, "order@example.com");
         let id = near.create_note(&mut stack, "t", "");
         let path = format!("/api/notes/{id}");
         for (change, call) in &CHANGES[..3] {
             stack.advance(1_000.0);
-            let far_answer = Rc::new(RefCell::new(None));
-            let slot = far_answer.clone();
-            let far_call = call(&far, &path).send();
-            stack.rt.spawn(async move { *slot.borrow_mut() = Some(far_call.await) });
-            stack.advance(5.0);
-            let near_answer = stack.send(call(&near, &path).send());
-            stack.rt.settle();
-            let far_answer = far_answer.borrow_mut().take().expect("the far change was answered");
+            let (far_answer, near_answer) = stack.overlapping(call(&far, &path), 5.0, call(&near, &path));
             let (near_tag, far_tag) = (near_answer.header("etag").unwrap(), far_answer.header("etag").unwrap());
             assert_ne!(near_tag, far_tag, "{shape:?} {change}: two versions, one tag");
             assert_eq!(read(&mut stack, &near, &id).1, far_tag, "{shape:?} {change}: the far change applied last");
         }
     }
-}
-
-/// A stack with the primary near `na`, a user signed in there, and the same session at `ap`.
-fn near_and_far(shape: Shape, email: &str) -> (Stack, Client, Client) {
-    let mut stack = Stack::new(Options { shape, locations: vec!["na", "ap"], ..Options::default() });
-    let near = stack.client("na");
-    signed_up(&mut stack, &near, email);
-    let far = stack.client("ap");
-    let session = edgestack_core::accounts::session::COOKIE_NAME;
-    far.set_cookie(session, &near.cookie(session).unwrap());
-    (stack, near, far)
 }
 
 #[test]
@@ -168,18 +147,14 @@ fn if_match_star_needs_the_note_and_a_note_not_yours_is_404_whatever_the_tag() {
 #[test]
 fn of_two_changes_racing_from_one_version_exactly_one_applies() {
     for shape in [Shape::Monolith, Shape::Services] {
-        let (mut stack, near, far) = near_and_far(shape, "racer@example.com");
+        let (mut stack, near, far) = one_user_near_and_far(shape, "racer@example.com");
         for (change, call) in CHANGES {
             let id = near.create_note(&mut stack, "t", "original");
             let path = format!("/api/notes/{id}");
             let (_, tag) = read(&mut stack, &near, &id);
-            let far_answer = Rc::new(RefCell::new(None));
-            let slot = far_answer.clone();
-            let far_call = far.patch(&path).header("if-match", &tag).json(json!({"body": "far"})).send();
-            stack.rt.spawn(async move { *slot.borrow_mut() = Some(far_call.await) });
-            let near_answer = stack.send(call(&near, &path).header("if-match", &tag).send());
-            stack.rt.settle();
-            let far_answer = far_answer.borrow_mut().take().expect("the far change was answered");
+            let far_edit = far.patch(&path).header("if-match", &tag).json(json!({"body": "far"}));
+            let (far_answer, near_answer) =
+                stack.overlapping(far_edit, 0.0, call(&near, &path).header("if-match", &tag));
             let statuses = (near_answer.status(), far_answer.status());
             let expected_far = if change == "delete" { 404 } else { 412 };
             assert!(matches!(near_answer.status(), 200 | 204), "{shape:?} {change}: {statuses:?}");

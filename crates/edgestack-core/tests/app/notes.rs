@@ -283,18 +283,10 @@ fn a_note_created_published_is_public_at_once() {
 /// both shapes, for edits, publishing and unpublishing (the three statements that set it).
 #[test]
 fn updated_at_never_goes_back_when_changes_apply_out_of_order() {
-    use std::cell::RefCell;
-    use std::rc::Rc;
-
-    use crate::support::{Options, Shape, signed_up};
+    use crate::support::{Shape, one_user_near_and_far};
 
     for shape in [Shape::Monolith, Shape::Services] {
-        let mut stack = Stack::new(Options { shape, locations: vec!["na", "ap"], ..Options::default() });
-        let near = stack.client("na");
-        signed_up(&mut stack, &near, "author@example.com");
-        let far = stack.client("ap");
-        let session = edgestack_core::accounts::session::COOKIE_NAME;
-        far.set_cookie(session, &near.cookie(session).unwrap());
+        let (mut stack, near, far) = one_user_near_and_far(shape, "author@example.com");
         let created = stack.send(near.post("/api/notes").json(json!({"title": "t"})).send());
         let id = created.json()["note"]["id"].as_str().unwrap().to_string();
         let path = format!("/api/notes/{id}");
@@ -306,14 +298,7 @@ fn updated_at_never_goes_back_when_changes_apply_out_of_order() {
         ];
         for (change, call) in changes {
             stack.advance(1_000.0);
-            let far_answer = Rc::new(RefCell::new(None));
-            let slot = far_answer.clone();
-            let far_call = call(&far, &path).send();
-            stack.rt.spawn(async move { *slot.borrow_mut() = Some(far_call.await) });
-            stack.advance(5.0);
-            let near_answer = stack.send(call(&near, &path).send());
-            stack.rt.settle();
-            let far_answer = far_answer.borrow_mut().take().expect("the far change was answered");
+            let (far_answer, near_answer) = stack.overlapping(call(&far, &path), 5.0, call(&near, &path));
             assert_eq!((near_answer.status(), far_answer.status()), (200, 200), "{shape:?} {change}");
             let near_at = near_answer.json()["note"]["updated_at"].as_i64().unwrap();
             let far_at = far_answer.json()["note"]["updated_at"].as_i64().unwrap();

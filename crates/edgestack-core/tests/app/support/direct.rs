@@ -7,7 +7,7 @@ use std::rc::Rc;
 use edgestack_core::app::deliver_pending_deletions;
 use serde_json::{Value, json};
 
-use super::{Call, Client, Options, Shape, Stack, Worker};
+use super::{Call, Client, Options, Response, Shape, Stack, Worker};
 
 /// The password `signed_up` and `signed_up_user` use.
 pub const PASSWORD: &str = "correct horse battery";
@@ -163,4 +163,28 @@ pub fn signed_up_user(stack: &mut Stack, email: &str) -> Client {
     let client = stack.client(stack.options.locations[0]);
     super::signed_up(stack, &client, email);
     client
+}
+
+/// A stack of `shape` with the primary near `na`, a user signed up there as `email`, and the
+/// same session in a second browser at `ap` (far from the primary).
+pub fn one_user_near_and_far(shape: Shape, email: &str) -> (Stack, Client, Client) {
+    let mut stack = Stack::new(Options { shape, locations: vec!["na", "ap"], ..Options::default() });
+    let near = stack.client("na");
+    super::signed_up(&mut stack, &near, email);
+    let far = stack.client("ap");
+    let session = edgestack_core::accounts::session::COOKIE_NAME;
+    far.set_cookie(session, &near.cookie(session).unwrap());
+    (stack, near, far)
+}
+
+impl Stack {
+    /// Sends `first`, then `second` `after_ms` later while `first` is still under way, and
+    /// returns both answers (`first`'s, `second`'s): two clients acting at once. From a far
+    /// location `first` reaches the primary after `second` does, though its clock is earlier.
+    pub fn overlapping(&mut self, first: Call, after_ms: f64, second: Call) -> (Response, Response) {
+        let first = self.rt.spawn(first.send());
+        self.advance(after_ms);
+        let second = self.send(second.send());
+        (self.rt.wait(first), second)
+    }
 }

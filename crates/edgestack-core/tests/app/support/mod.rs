@@ -18,7 +18,7 @@ use edgestack_core::app::ApiResponse;
 use edgestack_core::services::identity::{IdentitySigner, encode_key};
 use serde_json::Value;
 
-pub use direct::{PASSWORD, each_shape, signed_up_user};
+pub use direct::{PASSWORD, each_shape, one_user_near_and_far, signed_up_user};
 pub use kv::Kv;
 pub use platform::{EndpointFault, Net, Worker};
 pub use runtime::Runtime;
