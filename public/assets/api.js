@@ -66,8 +66,8 @@ function fallbackMessage(response) {
   return `The request failed (${response.status} ${response.statusText}).`.replace(" )", ")");
 }
 
-/** `If-Match` for the version of `note` the page shows: a change on top of another is refused (docs/api.md). */
-export const versionOf = (note) => ({ "if-match": `"${note.updated_at}"` });
+/** `If-Match` for a note's version (its `updated_at`): a change on top of another is refused (docs/api.md). */
+export const ifVersion = (updatedAt) => ({ "if-match": `"${updatedAt}"` });
 
 /** Path segment for an opaque id. */
 export const idPath = (id) => encodeURIComponent(String(id));

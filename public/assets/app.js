@@ -2,7 +2,7 @@
 // User content is only ever set with textContent: notes are attacker-controlled text.
 //
 // Imports must name modules that sort before "app.js" (see the note in api.js).
-import { ApiError, api, el, idPath, publicNoteUrl, showHealth, timeElement, versionOf } from "/assets/api.js";
+import { ApiError, api, el, idPath, publicNoteUrl, showHealth, timeElement, ifVersion } from "/assets/api.js";
 
 const PAGE_SIZE = 20;
 const EXCERPT_CHARS = 280;
@@ -12,6 +12,9 @@ const $ = (id) => document.getElementById(id);
 const state = {
   user: null,
   editingId: null,
+  // The version (`updated_at`) of the note the editor opened, or last showed after a conflict:
+  // a save applies only on top of it.
+  editingVersion: null,
   my: { notes: new Map(), cursor: null, generation: 0 },
   feed: { notes: new Map(), cursor: null, generation: 0 },
 };
@@ -269,6 +272,7 @@ function forgetMyNote(id) {
 
 function startEditing(note) {
   state.editingId = note.id;
+  state.editingVersion = note.updated_at;
   $("note-form-heading").textContent = "Edit note";
   $("note-title").value = note.title;
   $("note-body").value = note.body ?? "";
@@ -281,6 +285,7 @@ function startEditing(note) {
 
 function stopEditing() {
   state.editingId = null;
+  state.editingVersion = null;
   $("note-form").reset();
   $("note-form-heading").textContent = "New note";
   $("note-publish-row").hidden = false;
@@ -299,7 +304,6 @@ async function saveNote(event) {
     return;
   }
   const editingId = state.editingId;
-  const shown = editingId ? state.my.notes.get(editingId) : null;
   let conflict = false;
   const data = await busy(form, async () => {
     if (!editingId) return api("POST", "/api/notes", { title, body, published: $("note-publish").checked });
@@ -307,12 +311,16 @@ async function saveNote(event) {
     try {
       // Saved only on top of the version the editor opened: another tab's or device's change
       // since then is never overwritten unseen.
-      return await api("PATCH", path, { title, body }, shown ? versionOf(shown) : {});
+      return await api("PATCH", path, { title, body }, ifVersion(state.editingVersion));
     } catch (error) {
       if (!(error instanceof ApiError && error.status === 412)) throw error;
       conflict = true;
       const current = await api("GET", path);
-      if (current?.note) showMyNote(current.note);
+      if (current?.note) {
+        showMyNote(current.note);
+        // The user has now been shown this version: saving again replaces it, knowingly.
+        if (state.editingId === editingId) state.editingVersion = current.note.updated_at;
+      }
       return null;
     }
   });
@@ -345,12 +353,15 @@ async function onMyNoteAction(event) {
   if (action === "delete" && !window.confirm(`Delete “${note?.title ?? "this note"}”? This cannot be undone.`)) return;
 
   const path = `/api/notes/${idPath(id)}`;
+  // Only on top of the version the list shows: what the user chose to publish or delete.
+  const version = note ? ifVersion(note.updated_at) : {};
   const requests = {
-    publish: () => api("PUT", `${path}/publication`),
-    unpublish: () => api("DELETE", `${path}/publication`),
-    delete: () => api("DELETE", path),
+    publish: () => api("PUT", `${path}/publication`, undefined, version),
+    unpublish: () => api("DELETE", `${path}/publication`, undefined, version),
+    delete: () => api("DELETE", path, undefined, version),
   };
   let missing = false;
+  let conflict = false;
   const data = await busy(button, async () => {
     try {
       return await requests[action]();
@@ -359,10 +370,18 @@ async function onMyNoteAction(event) {
         missing = true;
         return null;
       }
+      if (error instanceof ApiError && error.status === 412) {
+        conflict = true;
+        const current = await api("GET", path);
+        if (current?.note) showMyNote(current.note);
+        return null;
+      }
       throw error;
     }
   });
-  if (missing) {
+  if (conflict) {
+    say("This note was changed in another tab or on another device; it is shown below as it is now. Check it and try again.", "error");
+  } else if (missing) {
     forgetMyNote(id);
     say("That note no longer exists.", "error");
   } else if (action === "delete" && data === null) {

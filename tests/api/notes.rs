@@ -1,6 +1,6 @@
-//! A note's entity tag and `If-Match` on the wire: the `ETag` the worker sends, and a stale
-//! precondition refused with the API's JSON 412 — through the entry to the notes service in the
-//! services shape, which must forward `If-Match`. The rules in full are tested in-process
+//! A note's entity tag and its preconditions on the wire: the `ETag` the worker sends, a stale
+//! `If-Match` refused with the API's JSON 412, a revalidation's 304 — through the entry to the
+//! notes service in the services shape, which must forward both fields. The rules in full are tested in-process
 //! (`crates/edgestack-core/tests/app/if_match.rs`).
 
 use serde_json::json;
@@ -27,6 +27,15 @@ fn a_stale_if_match_is_412_and_the_current_tag_applies_the_edit() {
     assert_eq!((mine.status, mine.error_code().as_str()), (412, "precondition_failed"));
     let read = client.send("GET", &path, None);
     assert_eq!((read.json()["note"]["body"].as_str(), read.header("etag")), (Some("theirs"), Some(current.as_str())));
+
+    let revalidated = client.send_with("GET", &path, &[("if-none-match", &current)], None);
+    assert_eq!((revalidated.status, revalidated.header("etag")), (304, Some(current.as_str())));
+    assert!(revalidated.body.is_empty());
+
+    // The runtime drops an empty If-Match; the API documents it as none.
+    let unconditional = client.send_with("PATCH", &path, &[("if-match", "")], Some(&json!({"body": "theirs"})));
+    assert_eq!(unconditional.status, 200, "{}", unconditional.text());
+    let current = unconditional.header("etag").unwrap().to_string();
 
     let malformed = client.send_with("DELETE", &path, &[("if-match", "theirs")], None);
     assert_eq!((malformed.status, malformed.error_code().as_str()), (400, "invalid_if_match"));

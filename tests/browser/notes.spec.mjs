@@ -152,7 +152,7 @@ async function scenario(browser) {
   });
 
   await step(
-    "A's save from an editor opened before a second tab's change does not overwrite it",
+    "A's publish and save from a page opened before a second tab's change do not overwrite it",
     "the conflict told and the text kept; saving again applies it",
     async () => {
       await myNote(a.page).locator('button[data-action="edit"]').click();
@@ -168,6 +168,11 @@ async function scenario(browser) {
       } finally {
         await second.close();
       }
+      // Publishing from the stale list is refused too, and refreshes the list — which must not
+      // let the editor's save through on top of the version it never showed in the editor.
+      await myNote(a.page).locator('button[data-action="publish"]').click();
+      await visible(a.page, a.page.locator("#status", { hasText: "Check it and try again" }), "the conflict on publishing");
+      await expectText(myNote(a.page).locator('[data-testid="note-state"]'), "Private", "its state");
       await a.page.fill("#note-body", `${body} `);
       await a.page.click("#note-save");
       await visible(a.page, a.page.locator("#status", { hasText: "changed in another tab" }), "the conflict message");

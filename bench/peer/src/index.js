@@ -306,7 +306,7 @@ async function getPublicNote(context) {
 }
 
 async function getMyNote(context) {
-  const condition = ifMatchOf(context.request);
+  const preconditions = preconditionsOf(context.request);
   const auth = await sessionAuth(context);
   const [session, note] = await query(context, (db) =>
     db.batch(
@@ -322,8 +322,8 @@ async function getMyNote(context) {
   touchIfStale(context, auth, user);
   const row = note.rows[0];
   if (!row) throw notFound();
-  if (condition !== null && condition !== "*" && !condition.includes(`"${row.updated_at}"`)) {
-    throw new ApiError(412, "precondition_failed", "the note has changed since the version If-Match names; read it again");
+  if (notModified(preconditions, String(row.updated_at))) {
+    return { status: 304, headers: [["ETag", `"${row.updated_at}"`]], body: null };
   }
   return noteAnswer(200, row);
 }
@@ -444,21 +444,44 @@ function parseNewNote(bytes) {
 }
 
 /**
- * `If-Match` as edgestack reads it (RFC 9110 §13.1.1): null without one, `"*"`, or the listed
- * strong tags (a weak one never matches); anything else is a 400.
+ * The tags of an `If-Match` / `If-None-Match` list as edgestack reads them: `"*"`, an array of
+ * `{ weak, opaque }`, or null when the value is not a list of entity tags (commas may sit inside
+ * a tag; white space is spaces and tabs).
  */
-function ifMatchOf(request) {
-  const value = request.headers.get("If-Match");
-  if (value === null) return null;
-  if (value.trim() === "*") return "*";
-  const tags = value
-    .split(",")
-    .map((tag) => tag.trim())
-    .filter((tag) => tag !== "");
-  if (tags.length === 0 || !tags.every((tag) => /^(W\/)?"[^"]*"$/.test(tag))) {
+function listedTags(value) {
+  const text = value.replace(/^[ \t]+|[ \t]+$/g, "");
+  if (text === "*") return "*";
+  const element = /[ \t,]*(W\/)?"([^"\x00-\x20\x7f]*)"[ \t]*(?:,|$)/y;
+  const tags = [];
+  while (!/^[ \t,]*$/.test(text.slice(element.lastIndex))) {
+    const match = element.exec(text);
+    if (match === null) return null;
+    tags.push({ weak: match[1] !== undefined, opaque: match[2] });
+  }
+  return tags.length > 0 ? tags : null;
+}
+
+/** The owner's note's preconditions (RFC 9110 §13.2.2), as edgestack evaluates them on a read. */
+function preconditionsOf(request) {
+  const field = (name) => {
+    const value = request.headers.get(name);
+    return value === null || value.trim() === "" ? null : value;
+  };
+  const ifMatch = field("If-Match");
+  const matchTags = ifMatch === null ? null : listedTags(ifMatch);
+  if (ifMatch !== null && matchTags === null) {
     throw new ApiError(400, "invalid_if_match", "If-Match must be * or a comma-separated list of entity tags");
   }
-  return tags.filter((tag) => !tag.startsWith("W/"));
+  const ifNoneMatch = field("If-None-Match");
+  return { matchTags, noneMatchTags: ifNoneMatch === null ? null : listedTags(ifNoneMatch) };
+}
+
+/** 412 when If-Match refuses version `opaque`, true when If-None-Match names it (a 304). */
+function notModified({ matchTags, noneMatchTags }, opaque) {
+  if (matchTags !== null && matchTags !== "*" && !matchTags.some((tag) => !tag.weak && tag.opaque === opaque)) {
+    throw new ApiError(412, "precondition_failed", "the note has changed since the version If-Match names; read it again");
+  }
+  return noneMatchTags === "*" || (noneMatchTags ?? []).some((tag) => tag.opaque === opaque);
 }
 
 /** `{"note"}` with the note's ETag, as edgestack tags an owner's note: its version, `updated_at`. */

@@ -4,7 +4,7 @@
 //! same body — byte for byte where both read the same rows, else the same JSON value for value
 //! but for ids and times (`VARYING_FIELDS`) — and the same refusals and revalidation on a few
 //! probes beside the measured shapes (no session, an `If-Match` of another version, no CSRF
-//! proof, a note that does not exist, a matching `If-None-Match`). Any difference stops the bench with the list and both answers
+//! proof, a note that does not exist, a matching `If-None-Match` on the own and the public note). Any difference stops the bench with the list and both answers
 //! saved for reading. `bench ab` holds its two builds to the same rules on the shape it
 //! measures.
 
@@ -86,7 +86,7 @@ pub fn same_answers(stack: &Stack, shapes: &[Shape], dump_dir: &Path) -> Result 
     std::fs::create_dir_all(dump_dir).map_err(|e| format!("{}: {e}", dump_dir.display()))?;
     let agent = agent();
     let mut differences = Vec::new();
-    let mut public_etag = None;
+    let mut etags = Etags::default();
     for shape in shapes {
         let mut answers = Vec::new();
         for side in Side::ALL {
@@ -97,8 +97,11 @@ pub fn same_answers(stack: &Stack, shapes: &[Shape], dump_dir: &Path) -> Result 
             answers.push(answer);
         }
         let [edgestack, peer, floor] = answers.as_slice() else { return Err("three answers per shape".into()) };
-        if shape.key == PUBLIC_CACHED {
-            public_etag = edgestack.values("etag").first().map(|etag| etag.to_string());
+        let etag = edgestack.values("etag").first().map(|etag| etag.to_string());
+        match shape.key {
+            PUBLIC_CACHED => etags.public = etag,
+            OWN_NOTE => etags.own = etag,
+            _ => {}
         }
         differences.extend(
             compare(shape, ("edgestack", edgestack), ("the peer", peer))
@@ -109,7 +112,7 @@ pub fn same_answers(stack: &Stack, shapes: &[Shape], dump_dir: &Path) -> Result 
             differences.push(format!("{}: the floor answered {}", shape.name, floor.status));
         }
     }
-    for probe in probes(shapes, public_etag.as_deref()) {
+    for probe in probes(shapes, &etags) {
         let mut answers = Vec::new();
         for side in [Side::Edgestack, Side::Peer] {
             let answer = request(&agent, &stack.session(side, probe.read_cache)?.load_url, &probe)?;
@@ -135,17 +138,25 @@ pub fn same_answers(stack: &Stack, shapes: &[Shape], dump_dir: &Path) -> Result 
     }
 }
 
-/// The measured shape whose answer carries the ETag the revalidation probe sends back.
+/// The measured shapes whose answers carry the ETags the revalidation probes send back.
 const PUBLIC_CACHED: &str = "public-note-cached";
+const OWN_NOTE: &str = "own-note";
+
+/// The ETags edgestack sent on the measured shapes, for the revalidation probes.
+#[derive(Default)]
+struct Etags {
+    public: Option<String>,
+    own: Option<String>,
+}
 /// An id of the right form that no note has.
 const UNKNOWN_NOTE_ID: &str = "AAAAAAAAAAAAAAAAAAAAAA";
 
 /// Error paths and revalidation next to the measured shapes, each asked once and never
 /// measured: the peer must refuse and revalidate as edgestack does, word for word.
-fn probes(shapes: &[Shape], public_etag: Option<&str>) -> Vec<Shape> {
+fn probes(shapes: &[Shape], etags: &Etags) -> Vec<Shape> {
     let find = |key: &str| shapes.iter().find(|shape| shape.key == key);
     let mut probes = Vec::new();
-    if let Some(own) = find("own-note") {
+    if let Some(own) = find(OWN_NOTE) {
         probes.push(Shape {
             key: "probe-no-session",
             name: "GET /api/notes/{id} without a session (401)",
@@ -184,7 +195,19 @@ fn probes(shapes: &[Shape], public_etag: Option<&str>) -> Vec<Shape> {
             ..create.clone()
         });
     }
-    if let (Some(public), Some(etag)) = (find(PUBLIC_CACHED), public_etag) {
+    if let (Some(own), Some(etag)) = (find(OWN_NOTE), &etags.own) {
+        let mut revalidate = own.headers.clone();
+        revalidate.push(("If-None-Match", etag.clone()));
+        probes.push(Shape {
+            key: "probe-revalidate-own",
+            name: "GET /api/notes/{id} with its ETag (304)",
+            headers: revalidate,
+            same_body: true,
+            expected_status: 304,
+            ..own.clone()
+        });
+    }
+    if let (Some(public), Some(etag)) = (find(PUBLIC_CACHED), &etags.public) {
         probes.push(Shape {
             key: "probe-revalidate",
             name: "GET /api/public/notes/{id} with its ETag (304)",
@@ -513,16 +536,19 @@ mod tests {
             writer_tokens: vec!["w".into()],
         };
         let shapes = super::super::stack::shapes(&seed);
-        let probes = probes(&shapes, Some("\"e\""));
+        let etags = Etags { public: Some("\"e\"".into()), own: Some("\"1\"".into()) };
+        let probes = probes(&shapes, &etags);
         let statuses: Vec<u16> = probes.iter().map(|probe| probe.expected_status).collect();
-        assert_eq!(statuses, [401, 412, 404, 403, 304]);
+        assert_eq!(statuses, [401, 412, 404, 403, 304, 304]);
         assert!(probes[0].headers.is_empty(), "no session cookie");
         assert!(probes[1].headers.iter().any(|(name, _)| *name == "Cookie"), "signed in, only the version is wrong");
         assert!(probes[1].headers.iter().any(|(name, _)| *name == "If-Match"));
         assert!(!probes[3].headers.iter().any(|(name, _)| *name == "X-Edgestack-Client"));
         assert!(probes[3].headers.iter().any(|(name, _)| *name == "Cookie"), "signed in, only the proof is missing");
-        assert_eq!(probes[4].headers, vec![("If-None-Match", "\"e\"".to_string())]);
-        assert_eq!(super::probes(&shapes, None).len(), 4, "no ETag, no revalidation probe");
+        assert!(probes[4].headers.contains(&("If-None-Match", "\"1\"".to_string())));
+        assert!(probes[4].headers.iter().any(|(name, _)| *name == "Cookie"), "the owner revalidates");
+        assert_eq!(probes[5].headers, vec![("If-None-Match", "\"e\"".to_string())]);
+        assert_eq!(super::probes(&shapes, &Etags::default()).len(), 4, "no ETag, no revalidation probe");
     }
 
     #[test]

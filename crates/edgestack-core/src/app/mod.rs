@@ -29,7 +29,7 @@ use crate::accounts::password::{CURRENT_COST, PasswordHasher};
 use crate::accounts::session::{COOKIE_NAME as SESSION_COOKIE, SessionAuth, SessionToken};
 use crate::cache::MemoryCache;
 use crate::caller::Caller;
-use crate::conditional::IfMatch;
+use crate::conditional::{IfMatch, IfNoneMatch, Preconditions};
 use crate::config::{Config, ConfigError, InjectedFault};
 use crate::cookies;
 use crate::csrf::{self, CLIENT_HEADER, CsrfEvidence};
@@ -403,12 +403,16 @@ impl<P: Platform> Context<'_, P> {
         }
     }
 
-    /// The request's `If-Match` precondition, if it sent one.
+    /// The request's `If-Match` and `If-None-Match`. An empty field counts as none: the Workers
+    /// runtime drops an empty one before the Worker sees it, so every host reads it the same way.
+    /// A malformed `If-None-Match` names nothing ([`IfNoneMatch::parse`]).
     ///
     /// # Errors
-    /// [`ApiError::InvalidIfMatch`] when the field is not `*` or a list of entity tags.
-    pub fn if_match(&self) -> Result<Option<IfMatch>, ApiError> {
-        self.request.header("if-match").map(IfMatch::parse).transpose().map_err(|_| ApiError::InvalidIfMatch)
+    /// [`ApiError::InvalidIfMatch`] when `If-Match` is not `*` or a list of entity tags.
+    pub fn preconditions(&self) -> Result<Preconditions, ApiError> {
+        let field = |name| self.request.header(name).filter(|value| !value.trim_matches([' ', '\t']).is_empty());
+        let if_match = field("if-match").map(IfMatch::parse).transpose().map_err(|_| ApiError::InvalidIfMatch)?;
+        Ok(Preconditions { if_match, if_none_match: field("if-none-match").and_then(IfNoneMatch::parse) })
     }
 
     /// The request's body as `T`: declared as JSON, then parsed.

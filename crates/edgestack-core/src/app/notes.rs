@@ -7,12 +7,12 @@ use serde::Serialize;
 
 use crate::cache::CacheKey;
 use crate::caller::Caller;
-use crate::conditional::IfMatch;
+use crate::conditional::{Preconditions, Verdict};
 use crate::db::{FromRow, Pipeline, PipelineOutcome, Statement};
 use crate::error::ApiError;
 use crate::ids::new_id;
 use crate::notes::{
-    Cursor, NewNote, Note, NoteChanges, NoteVersion, PageRequest, PublicNote, admitted_versions, etag, sql,
+    Cursor, NewNote, Note, NoteChanges, NoteVersion, PageRequest, PublicNote, VersionCondition, etag, sql,
 };
 use crate::services::internal_api::NotesDeleted;
 
@@ -30,15 +30,15 @@ fn note_response(status: u16, note: &Note) -> Result<ApiResponse, ApiError> {
 }
 
 /// Why an owner-checked write changed nothing, from the note's version read in the same
-/// transaction (`sql::owns`): no such note of the caller's (404), a version `If-Match` does not
-/// admit (412), else `otherwise` (the statement's own condition refused it).
-fn refused(current: Option<NoteVersion>, condition: Option<&IfMatch>, otherwise: ApiError) -> ApiError {
-    match (current, condition) {
-        (None, _) => ApiError::NoSuchNote,
-        (Some(current), Some(condition)) if !condition.admits(&etag(current.updated_at)) => {
+/// transaction (`sql::owns`): no such note of the caller's (404), a version its preconditions
+/// refuse (412), else `otherwise` (the statement's own condition refused it).
+fn refused(current: Option<NoteVersion>, preconditions: &Preconditions, otherwise: ApiError) -> ApiError {
+    match current {
+        None => ApiError::NoSuchNote,
+        Some(current) if preconditions.verdict(&etag(current.updated_at), false) == Verdict::Failed => {
             ApiError::PreconditionFailed
         }
-        (Some(_), _) => otherwise,
+        Some(_) => otherwise,
     }
 }
 
@@ -119,38 +119,40 @@ pub async fn list_mine<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespo
     ApiResponse::json(200, &NotePage { notes, next_cursor })
 }
 
-/// `GET /api/notes/{id}` — one of the caller's notes. Answers `200 {"note"}` with its `ETag`.
-/// Errors: `404 not_found` (also for another owner's note), `412 precondition_failed` (an
-/// `If-Match` it does not satisfy), `400 invalid_if_match`, `401 unauthenticated`, the
-/// database errors. [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
+/// `GET /api/notes/{id}` — one of the caller's notes. Answers `200 {"note"}` with its `ETag`,
+/// or `304` when `If-None-Match` names that version. Errors: `404 not_found` (also for another
+/// owner's note), `412 precondition_failed` (an `If-Match` it does not satisfy),
+/// `400 invalid_if_match`, `401 unauthenticated`, the database errors.
+/// [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
 pub async fn get_mine<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
-    let condition = context.if_match()?;
+    let preconditions = context.preconditions()?;
     let caller = context.caller()?;
     let database = context.database()?;
     let notes = rows_for_caller(context, &database, &caller, sql::get_mine(&caller, id), false).await?;
     let note = notes.into_iter().next().ok_or(ApiError::NoSuchNote)?;
-    if condition.is_some_and(|condition| !condition.admits(&note.etag())) {
-        return Err(ApiError::PreconditionFailed);
+    match preconditions.verdict(&note.etag(), true) {
+        Verdict::Proceed => note_response(200, &note),
+        Verdict::NotModified => Ok(ApiResponse::empty(304).with_header("ETag", note.etag())),
+        Verdict::Failed => Err(ApiError::PreconditionFailed),
     }
-    note_response(200, &note)
 }
 
-/// Runs one owner-checked write on a note under the request's `If-Match` (bound by `statement`
-/// from `notes::admitted_versions`) and returns the row it returned. Errors as [`refused`]:
-/// `404`, `412`, and `400 invalid_if_match`.
+/// Runs one owner-checked write on a note under the request's preconditions (bound by
+/// `statement` as a [`VersionCondition`]) and returns the row it returned. Errors as
+/// [`refused`]: `404`, `412`, and `400 invalid_if_match`.
 async fn owner_write<P: Platform, R: FromRow>(
     context: &Context<'_, P>,
     id: &str,
-    statement: impl FnOnce(&Caller, Option<&str>) -> Statement<R>,
+    statement: impl FnOnce(&Caller, &VersionCondition) -> Statement<R>,
 ) -> Result<R, ApiError> {
-    let condition = context.if_match()?;
-    let admitted = condition.as_ref().and_then(admitted_versions);
+    let preconditions = context.preconditions()?;
+    let condition = VersionCondition::of(&preconditions);
     let caller = context.caller()?;
     let database = context.database()?;
     // Without a precondition the only refusal is a missing note: no need to read its version.
     let (outcome, (current, written)) = for_caller(context, &database, &caller, true, |pipeline| {
-        let current = condition.is_some().then(|| pipeline.push(sql::owns(&caller, id)));
-        (current, pipeline.push(statement(&caller, admitted.as_deref())))
+        let current = (!preconditions.is_empty()).then(|| pipeline.push(sql::owns(&caller, id)));
+        (current, pipeline.push(statement(&caller, &condition)))
     })
     .await?;
     if let Some(row) = outcome.first(written)? {
@@ -160,7 +162,7 @@ async fn owner_write<P: Platform, R: FromRow>(
         Some(current) => outcome.first(current)?,
         None => None,
     };
-    Err(refused(current, condition.as_ref(), ApiError::NoSuchNote))
+    Err(refused(current, &preconditions, ApiError::NoSuchNote))
 }
 
 /// `PATCH /api/notes/{id}` — change a note's title, body or both. Body `{"title"?, "body"?}`.
@@ -171,17 +173,17 @@ async fn owner_write<P: Platform, R: FromRow>(
 /// [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
 pub async fn update<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
     let changes = NoteChanges::parse(context.json_body()?)?;
-    let condition = context.if_match()?;
-    let admitted = condition.as_ref().and_then(admitted_versions);
+    let preconditions = context.preconditions()?;
+    let condition = VersionCondition::of(&preconditions);
     let caller = context.caller()?;
     let database = context.database()?;
     let (outcome, (current, updated)) = for_caller(context, &database, &caller, true, |pipeline| {
         let current = pipeline.push(sql::owns(&caller, id));
-        (current, pipeline.push(sql::update_mine(&caller, id, &changes, admitted.as_deref())))
+        (current, pipeline.push(sql::update_mine(&caller, id, &changes, &condition)))
     })
     .await?;
     let Some(note) = outcome.first(updated)? else {
-        return Err(refused(outcome.first(current)?, condition.as_ref(), ApiError::NoteQuotaExceeded));
+        return Err(refused(outcome.first(current)?, &preconditions, ApiError::NoteQuotaExceeded));
     };
     if note.published {
         invalidate_note(context, id);
@@ -198,7 +200,8 @@ pub async fn set_published<P: Platform>(
     id: &str,
     published: bool,
 ) -> Result<ApiResponse, ApiError> {
-    let note = owner_write(context, id, |caller, admitted| sql::set_published(caller, id, published, admitted)).await?;
+    let note =
+        owner_write(context, id, |caller, condition| sql::set_published(caller, id, published, condition)).await?;
     invalidate_note(context, id);
     note_response(200, &note)
 }
@@ -207,7 +210,7 @@ pub async fn set_published<P: Platform>(
 /// `412 precondition_failed`, `400 invalid_if_match`, `401 unauthenticated`, the database
 /// errors. [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
 pub async fn delete<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
-    let deleted = owner_write(context, id, |caller, admitted| sql::delete_mine(caller, id, admitted)).await?;
+    let deleted = owner_write(context, id, |caller, condition| sql::delete_mine(caller, id, condition)).await?;
     if deleted.was_public {
         invalidate_note(context, id);
     }

@@ -11,7 +11,7 @@ pub use page::{Cursor, PageError, PageRequest};
 
 use serde::Serialize;
 
-use crate::conditional::IfMatch;
+use crate::conditional::{IfMatch, IfNoneMatch, Preconditions};
 use crate::db::{FromRow, Row};
 
 /// A note as its owner sees it.
@@ -87,21 +87,40 @@ pub fn etag(updated_at: i64) -> String {
     format!("\"{updated_at}\"")
 }
 
-/// The versions an `If-Match` admits, as the write statements bind them: `None` for `*` (any
-/// version: the note must exist), else a JSON array of the `updated_at` values its strong tags
-/// name — a tag that is not one of ours names none, so an empty array admits nothing.
-pub fn admitted_versions(condition: &IfMatch) -> Option<String> {
-    match condition {
-        IfMatch::Any => None,
-        IfMatch::Strong(tags) => {
-            // Only a tag written exactly as `etag` writes it: `"+5"` or `"05"` is not `"5"`.
-            let versions: Vec<i64> = tags
-                .iter()
-                .filter_map(|tag| tag.parse::<i64>().ok().filter(|version| version.to_string() == *tag))
-                .collect();
-            Some(serde_json::to_string(&versions).unwrap_or_else(|_| "[]".to_string()))
-        }
+/// A change's preconditions as its statement binds them (`sql`'s `version_condition!`): the
+/// versions `If-Match` admits (`None`: any) and those `If-None-Match` excludes (`None`: none;
+/// `"*"`: every one), each a JSON array of `updated_at` values. A tag that is not one of ours
+/// names no version.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VersionCondition {
+    pub admitted: Option<String>,
+    pub excluded: Option<String>,
+}
+
+impl VersionCondition {
+    pub fn of(preconditions: &Preconditions) -> Self {
+        let admitted = match &preconditions.if_match {
+            None | Some(IfMatch::Any) => None,
+            Some(IfMatch::Strong(tags)) => Some(versions(tags)),
+        };
+        let excluded = match &preconditions.if_none_match {
+            None => None,
+            Some(IfNoneMatch::Any) => Some("*".to_string()),
+            Some(IfNoneMatch::Tags(tags)) => Some(versions(tags)),
+        };
+        Self { admitted, excluded }
     }
+}
+
+/// The versions `tags` name, as a JSON array: only a tag written exactly as [`etag`] writes it
+/// (`"+5"` or `"05"` is not `"5"`).
+fn versions(tags: &[String]) -> String {
+    let versions: Vec<String> = tags
+        .iter()
+        .filter_map(|tag| tag.parse::<i64>().ok().filter(|version| version.to_string() == *tag))
+        .map(|version| version.to_string())
+        .collect();
+    format!("[{}]", versions.join(","))
 }
 
 /// The current version of a note the caller owns.

@@ -7,7 +7,7 @@
 use crate::caller::Caller;
 use crate::db::{Statement, integer, optional_text, text};
 use crate::notes::quota::{MAX_BYTES, MAX_NOTES};
-use crate::notes::{Cursor, DeletedNote, NewNote, Note, NoteChanges, NoteVersion, PublicNote};
+use crate::notes::{Cursor, DeletedNote, NewNote, Note, NoteChanges, NoteVersion, PublicNote, VersionCondition};
 
 /// The columns [`Note`] reads, as SQL.
 macro_rules! note_columns {
@@ -22,12 +22,33 @@ fn caller_args(caller: &Caller, own: impl IntoIterator<Item = crate::db::Value>)
     args
 }
 
-/// `If-Match` as a condition on the row: argument `$n` is `notes::admitted_versions` (NULL: any
-/// version). Checked in the statement that writes, so no change can slip in between.
-macro_rules! admitted_version {
-    ($n:literal) => {
-        concat!(" AND (", $n, " IS NULL OR updated_at IN (SELECT value FROM json_each(", $n, ")))")
+/// A change's preconditions as a condition on the row, checked in the statement that writes so
+/// no change can slip in between: `$admitted` and `$excluded` bind
+/// `notes::VersionCondition` (`If-Match`, `If-None-Match`; `'*'` excludes every version).
+macro_rules! version_condition {
+    ($admitted:literal, $excluded:literal) => {
+        concat!(
+            " AND (",
+            $admitted,
+            " IS NULL OR updated_at IN (SELECT value FROM json_each(",
+            $admitted,
+            ")))",
+            " AND (",
+            $excluded,
+            " IS NULL OR (",
+            $excluded,
+            " <> '*' AND updated_at NOT IN ",
+            "(SELECT value FROM json_each(CASE WHEN ",
+            $excluded,
+            " = '*' THEN '[]' ELSE ",
+            $excluded,
+            " END))))"
+        )
     };
+}
+
+fn version_args(condition: &VersionCondition) -> [crate::db::Value; 2] {
+    [optional_text(condition.admitted.as_ref()), optional_text(condition.excluded.as_ref())]
 }
 
 /// The bytes a note's title and body take (UTF-8), as `note_usage`'s triggers count them.
@@ -64,56 +85,51 @@ pub fn get_mine(caller: &Caller, id: &str) -> Statement<Note> {
 }
 
 /// The version of note `id` when the caller owns it (no row otherwise): tells a change that
-/// `If-Match` or the quota refused from a missing note.
+/// its preconditions or the quota refused from a missing note.
 pub fn owns(caller: &Caller, id: &str) -> Statement<NoteVersion> {
     let sql = caller_sql!(caller; "SELECT updated_at FROM notes WHERE id = ?4 AND owner_id = "; "");
     Statement::new(sql, caller_args(caller, [text(id)]))
 }
 
 /// Changes the note unless that grows the owner's text past `notes::quota::MAX_BYTES`
-/// (ASVS 5.0 2.4.1; a change that does not grow it always passes) or it is not a version
-/// `admitted` names (`If-Match`). Every change moves `updated_at` forward, by at least 1 ms:
+/// (ASVS 5.0 2.4.1; a change that does not grow it always passes) or `condition` refuses the
+/// note's version. Every change moves `updated_at` forward, by at least 1 ms:
 /// changes reach the primary in another order than their requests' clocks, so the clock alone
 /// could send it back (a client that syncs by `updated_at` must never see that) or leave it
 /// where it was (two versions with one entity tag, `notes::etag`).
-pub fn update_mine(caller: &Caller, id: &str, changes: &NoteChanges, admitted: Option<&str>) -> Statement<Note> {
+pub fn update_mine(caller: &Caller, id: &str, changes: &NoteChanges, condition: &VersionCondition) -> Statement<Note> {
     let sql = caller_sql!(caller;
         "UPDATE notes SET title = coalesce(?5, title), body = coalesce(?6, body), updated_at = max(updated_at + 1, ?2) ",
         "WHERE id = ?4 AND owner_id = ";
         " AND (", note_bytes!("coalesce(?5, title)", "coalesce(?6, body)"), " <= ", note_bytes!("title", "body"),
         " OR coalesce((SELECT bytes FROM note_usage WHERE owner_id = notes.owner_id), 0) - (",
         note_bytes!("title", "body"), ") + ", note_bytes!("coalesce(?5, title)", "coalesce(?6, body)"), " <= ?7)",
-        admitted_version!("?8"), " RETURNING ", note_columns!());
-    let own = [
-        text(id),
-        optional_text(changes.title.as_ref()),
-        optional_text(changes.body.as_ref()),
-        integer(MAX_BYTES),
-        optional_text(admitted),
-    ];
-    Statement::new(sql, caller_args(caller, own))
+        version_condition!("?8", "?9"), " RETURNING ", note_columns!());
+    let own =
+        [text(id), optional_text(changes.title.as_ref()), optional_text(changes.body.as_ref()), integer(MAX_BYTES)];
+    Statement::new(sql, caller_args(caller, own.into_iter().chain(version_args(condition))))
 }
 
-/// Publishes (keeping the first `published_at`) or makes private, if a version `admitted`
-/// names; `updated_at` as in [`update_mine`].
-pub fn set_published(caller: &Caller, id: &str, published: bool, admitted: Option<&str>) -> Statement<Note> {
+/// Publishes (keeping the first `published_at`) or makes private, unless `condition` refuses
+/// the note's version; `updated_at` as in [`update_mine`].
+pub fn set_published(caller: &Caller, id: &str, published: bool, condition: &VersionCondition) -> Statement<Note> {
     let sql = if published {
         caller_sql!(caller;
             "UPDATE notes SET published_at = coalesce(published_at, ?2), updated_at = max(updated_at + 1, ?2) WHERE id = ?4 AND owner_id = ";
-            admitted_version!("?5"), " RETURNING ", note_columns!())
+            version_condition!("?5", "?6"), " RETURNING ", note_columns!())
     } else {
         caller_sql!(caller;
             "UPDATE notes SET published_at = NULL, updated_at = max(updated_at + 1, ?2) WHERE id = ?4 AND owner_id = ";
-            admitted_version!("?5"), " RETURNING ", note_columns!())
+            version_condition!("?5", "?6"), " RETURNING ", note_columns!())
     };
-    Statement::new(sql, caller_args(caller, [text(id), optional_text(admitted)]))
+    Statement::new(sql, caller_args(caller, std::iter::once(text(id)).chain(version_args(condition))))
 }
 
-/// Deletes the note if a version `admitted` names (`If-Match`; `None`: any).
-pub fn delete_mine(caller: &Caller, id: &str, admitted: Option<&str>) -> Statement<DeletedNote> {
+/// Deletes the note unless `condition` refuses its version.
+pub fn delete_mine(caller: &Caller, id: &str, condition: &VersionCondition) -> Statement<DeletedNote> {
     let sql = caller_sql!(caller; "DELETE FROM notes WHERE id = ?4 AND owner_id = ";
-        admitted_version!("?5"), " RETURNING id, published_at");
-    Statement::new(sql, caller_args(caller, [text(id), optional_text(admitted)]))
+        version_condition!("?5", "?6"), " RETURNING id, published_at");
+    Statement::new(sql, caller_args(caller, std::iter::once(text(id)).chain(version_args(condition))))
 }
 
 /// Every note of a deleted account, for cache invalidation of the published ones.
@@ -174,11 +190,11 @@ mod tests {
             of(list_mine(caller, &cursor, 10)),
             of(get_mine(caller, "id")),
             (owns(caller, "id").sql, owns(caller, "id").args.len()),
-            of(update_mine(caller, "id", &changes, Some("[1]"))),
-            of(set_published(caller, "id", true, None)),
-            of(set_published(caller, "id", false, None)),
+            of(update_mine(caller, "id", &changes, &VersionCondition::default())),
+            of(set_published(caller, "id", true, &VersionCondition::default())),
+            of(set_published(caller, "id", false, &VersionCondition::default())),
         ]);
-        let deleted = delete_mine(caller, "id", None);
+        let deleted = delete_mine(caller, "id", &VersionCondition::default());
         statements.push((deleted.sql, deleted.args.len()));
         statements
     }

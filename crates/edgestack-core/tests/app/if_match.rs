@@ -1,6 +1,7 @@
 //! `If-Match` on a note's routes (RFC 9110 §13.1.1): a change made on top of a version someone
 //! else has since replaced is refused with 412, never applied over theirs — in both shapes, for
-//! every route that reads or changes one note.
+//! every route that reads or changes one note. And `If-None-Match` there (§13.1.2): a read of
+//! the version named is a 304, a change to it a 412.
 
 use serde_json::{Value, json};
 
@@ -91,7 +92,7 @@ fn a_change_on_top_of_a_replaced_version_is_refused_and_changes_nothing() {
                 );
                 assert_eq!(read(&mut stack, &owner, &id), (before.clone(), current.clone()), "{change} changed it");
             }
-            for malformed in ["", "abc", "\"abc", "\"a\"\"b\"", "W/", "\"x\", *"] {
+            for malformed in ["abc", "\"abc", "\"a\"\"b\"", "\"x\" \"y\"", "W/", "\"x\", *"] {
                 let refused = stack.send(call(&owner, &path).header("if-match", malformed).send());
                 assert_eq!(
                     (refused.status(), refused.error_code().as_str()),
@@ -135,6 +136,12 @@ fn if_match_star_needs_the_note_and_a_note_not_yours_is_404_whatever_the_tag() {
         }
         let starred = stack.send(owner.patch(&path).header("if-match", "*").json(json!({"title": "any"})).send());
         assert_eq!(starred.status(), 200);
+        // The Workers runtime drops an empty If-Match before the Worker sees it: none it is, here too.
+        for blank in ["", " \t "] {
+            let unconditional =
+                stack.send(owner.patch(&path).header("if-match", blank).json(json!({"body": "b"})).send());
+            assert_eq!(unconditional.status(), 200, "If-Match: {blank:?}: {}", unconditional.text());
+        }
         assert_eq!(stack.send(owner.delete(&path).header("if-match", "*").send()).status(), 204);
         let gone = stack.send(owner.delete(&path).header("if-match", "*").send());
         assert_eq!((gone.status(), gone.error_code().as_str()), (404, "not_found"), "`*` on a deleted note");
@@ -171,4 +178,48 @@ fn of_two_changes_racing_from_one_version_exactly_one_applies() {
             }
         }
     }
+}
+
+#[test]
+fn if_none_match_revalidates_an_owners_read_and_refuses_a_change_to_the_version_named() {
+    each_shape(|mut stack| {
+        let owner = signed_up_user(&mut stack, "none-match@example.com");
+        for (change, call) in CHANGES {
+            let id = owner.create_note(&mut stack, "t", "original");
+            let path = format!("/api/notes/{id}");
+            let (before, current) = read(&mut stack, &owner, &id);
+            let weak = format!("W/{current}");
+            for (if_none_match, status) in [(current.as_str(), 304), (weak.as_str(), 304), ("*", 304), ("\"0\"", 200)] {
+                let answer = stack.send(owner.get(&path).header("if-none-match", if_none_match).send());
+                assert_eq!(answer.status(), status, "GET with If-None-Match: {if_none_match}");
+                assert_eq!(answer.header("etag"), Some(current.as_str()), "If-None-Match: {if_none_match}");
+                if status == 304 {
+                    assert!(answer.0.body.is_empty());
+                }
+            }
+            // If-Match is evaluated first (§13.2.2): a version it refuses is 412 even when named.
+            let both = owner.get(&path).header("if-match", "\"0\"").header("if-none-match", &current);
+            assert_eq!(stack.send(both.send()).status(), 412);
+            for if_none_match in [current.as_str(), weak.as_str(), "*"] {
+                let refused = stack.send(call(&owner, &path).header("if-none-match", if_none_match).send());
+                assert_eq!(
+                    (refused.status(), refused.error_code().as_str()),
+                    (412, "precondition_failed"),
+                    "{change} with If-None-Match: {if_none_match}"
+                );
+                assert_eq!(read(&mut stack, &owner, &id), (before.clone(), current.clone()), "{change} changed it");
+            }
+            // A tag of another version, or a malformed field (which names nothing, as on the public
+            // reads): the change applies.
+            let unnamed: &[&str] = if change == "delete" { &["not a tag"] } else { &["\"0\"", "not a tag"] };
+            for if_none_match in unnamed {
+                let applied = stack.send(call(&owner, &path).header("if-none-match", if_none_match).send());
+                assert!(
+                    matches!(applied.status(), 200 | 204),
+                    "{change}, If-None-Match {if_none_match}: {}",
+                    applied.text()
+                );
+            }
+        }
+    });
 }

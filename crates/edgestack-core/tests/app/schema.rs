@@ -12,7 +12,7 @@ use edgestack_core::accounts::session::SessionAuth;
 use edgestack_core::accounts::sql::{self as accounts_sql, SignInAttempt};
 use edgestack_core::caller::Caller;
 use edgestack_core::db::{FromRow, Statement};
-use edgestack_core::notes::{Cursor, NewNote, NoteChanges, sql as notes_sql};
+use edgestack_core::notes::{Cursor, NewNote, NoteChanges, VersionCondition, sql as notes_sql};
 use serde_json::{Value, json};
 
 use crate::support::migrations;
@@ -88,16 +88,21 @@ fn caller_statements(caller: &Caller, form: &str) -> Vec<Built> {
     let changes = NoteChanges { title: Some("t".into()), body: None };
     let after = Cursor { timestamp: 1, id: "x".into() };
     let name = |function: &str| format!("{function} ({form})");
+    let both = VersionCondition { admitted: Some("[1]".into()), excluded: Some("[1,2]".into()) };
+    let star = VersionCondition { admitted: Some("[]".into()), excluded: Some("*".into()) };
     let mut statements = vec![
         built(&name("caller::check"), caller.check()),
         built(&name("notes::sql::create"), notes_sql::create(caller, "id", &note)),
         built(&name("notes::sql::list_mine"), notes_sql::list_mine(caller, &after, 21)),
         built(&name("notes::sql::get_mine"), notes_sql::get_mine(caller, "id")),
         built(&name("notes::sql::owns"), notes_sql::owns(caller, "id")),
-        built(&name("notes::sql::update_mine"), notes_sql::update_mine(caller, "id", &changes, Some("[1]"))),
-        built(&name("notes::sql::set_published"), notes_sql::set_published(caller, "id", true, Some("[]"))),
-        built(&name("notes::sql::set_published"), notes_sql::set_published(caller, "id", false, None)),
-        built(&name("notes::sql::delete_mine"), notes_sql::delete_mine(caller, "id", Some("[1,2]"))),
+        built(&name("notes::sql::update_mine"), notes_sql::update_mine(caller, "id", &changes, &both)),
+        built(&name("notes::sql::set_published"), notes_sql::set_published(caller, "id", true, &star)),
+        built(
+            &name("notes::sql::set_published"),
+            notes_sql::set_published(caller, "id", false, &VersionCondition::default()),
+        ),
+        built(&name("notes::sql::delete_mine"), notes_sql::delete_mine(caller, "id", &both)),
     ];
     // Only a session has activity to record; an identity's is recorded in accounts.
     statements.extend(caller.touch().map(|touch| built(&name("caller::touch"), touch)));
