@@ -70,6 +70,15 @@ impl ClientCounters {
         Ok(out)
     }
 
+    /// Counts from zero again, as a new connection would: a connection kept for the next stream
+    /// (`sim`) shows that stream `changes()` and `total_changes()` of 0 until it writes.
+    pub fn restart(&self, conn: &Connection) {
+        let raw = Raw::of(conn);
+        let mut hidden = self.lock();
+        hidden.total = raw.total;
+        hidden.last = Some((0, raw));
+    }
+
     fn changes(&self, raw: Raw) -> u64 {
         match self.lock().last {
             Some((visible, left)) if left == raw => visible,

@@ -6,6 +6,7 @@
 //! them; inside a client transaction the entries commit or roll back with the client's work.
 
 use std::collections::HashMap;
+use std::ops::DerefMut;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -56,16 +57,22 @@ impl Session {
     pub fn new(conn: Connection, capture: bool) -> rusqlite::Result<Self> {
         let anchor = if capture { Some(HookAnchor::install(&conn)?) } else { None };
         let counters = ClientCounters::install(&conn)?;
+        // Room for every statement an application sends (edgestack's are about forty).
+        conn.set_prepared_statement_cache_capacity(128);
         Ok(Self { _anchor: anchor, conn, counters, sqls: HashMap::new(), pending: false })
     }
 
-    /// Ends the stream's use of the connection: no open transaction, no stored SQL.
+    /// Ends the stream's use of the connection: no open transaction, no stored SQL, and the
+    /// counters a stream reads (`changes()`, `total_changes()`, `last_insert_rowid()`) back at
+    /// zero, so a connection kept for another stream shows it what a new one would.
     pub fn reset(&mut self, shared: &Shared) {
         if !self.conn.is_autocommit() {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
         self.sqls.clear();
         self.publish(shared);
+        crate::capture::set_last_insert_rowid(&self.conn, 0);
+        self.counters.restart(&self.conn);
     }
 
     /// Once a transaction that wrote log entries has ended, expose the new committed index.
@@ -152,7 +159,9 @@ impl Session {
         }
         Stats::bump(&shared.stats.statements, 1);
         let mut target = self.target(shared);
-        let mut st = target.conn.prepare(&sql).map_err(sql_error)?;
+        // Cached per connection: the same few statements come again and again, and SQLite's
+        // parser was a large share of an in-process test's time.
+        let mut st = target.conn.prepare_cached(&sql).map_err(sql_error)?;
         bind(&mut st, &stmt.args, &stmt.named_args)?;
         let result = run_statement(&mut target, st, &sql, stmt.want_rows.unwrap_or(true));
         self.publish(shared);
@@ -204,7 +213,7 @@ impl Session {
             Stats::bump(&shared.stats.statements, 1);
             // A sequence has no arguments, so the expanded text is the statement's own.
             let text = st.expanded_sql().unwrap_or_default();
-            if let Err(e) = run_statement(&mut target, st, &text, false) {
+            if let Err(e) = run_statement(&mut target, Box::new(st), &text, false) {
                 outcome = Err(e);
                 break;
             }
@@ -345,7 +354,13 @@ impl Outcome {
 
 /// Runs one prepared statement (whose text is `sql`) to completion; writes on the primary are
 /// captured and logged.
-fn run_statement(t: &mut Target<'_>, mut st: Statement<'_>, sql: &str, want_rows: bool) -> Result<StmtResult, Error> {
+/// `st` is a statement from the connection's cache (a client's) or one of a sequence's.
+fn run_statement<'c, S: DerefMut<Target = Statement<'c>>>(
+    t: &mut Target<'_>,
+    mut st: S,
+    sql: &str,
+    want_rows: bool,
+) -> Result<StmtResult, Error> {
     let started = Instant::now();
     let conn = t.conn;
     let kind = Kind::of(sql);
