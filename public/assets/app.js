@@ -293,6 +293,13 @@ function stopEditing() {
   $("note-save").textContent = "Save note";
 }
 
+/** After a 412: the note at `path` as it is now, shown in the list (and answered). */
+async function showCurrentVersion(path) {
+  const current = await api("GET", path);
+  if (current?.note) showMyNote(current.note);
+  return current?.note ?? null;
+}
+
 async function saveNote(event) {
   event.preventDefault();
   const form = event.currentTarget;
@@ -315,12 +322,9 @@ async function saveNote(event) {
     } catch (error) {
       if (!(error instanceof ApiError && error.status === 412)) throw error;
       conflict = true;
-      const current = await api("GET", path);
-      if (current?.note) {
-        showMyNote(current.note);
-        // The user has now been shown this version: saving again replaces it, knowingly.
-        if (state.editingId === editingId) state.editingVersion = current.note.updated_at;
-      }
+      const current = await showCurrentVersion(path);
+      // The user has now been shown this version: saving again replaces it, knowingly.
+      if (current && state.editingId === editingId) state.editingVersion = current.updated_at;
       return null;
     }
   });
@@ -372,8 +376,7 @@ async function onMyNoteAction(event) {
       }
       if (error instanceof ApiError && error.status === 412) {
         conflict = true;
-        const current = await api("GET", path);
-        if (current?.note) showMyNote(current.note);
+        await showCurrentVersion(path);
         return null;
       }
       throw error;

@@ -138,20 +138,23 @@ pub async fn get_mine<P: Platform>(context: &Context<'_, P>, id: &str) -> Result
 }
 
 /// Runs one owner-checked write on a note under the request's preconditions (bound by
-/// `statement` as a [`VersionCondition`]) and returns the row it returned. Errors as
-/// [`refused`]: `404`, `412`, and `400 invalid_if_match`.
+/// `statement` as a [`VersionCondition`]) and returns the row it returned. `own_refusal` is the
+/// error when the statement's own condition (the quota) refused an existing note. Errors as
+/// [`refused`]: `404`, `412`, `own_refusal`, and `400 invalid_if_match`.
 async fn owner_write<P: Platform, R: FromRow>(
     context: &Context<'_, P>,
     id: &str,
+    own_refusal: Option<ApiError>,
     statement: impl FnOnce(&Caller, &VersionCondition) -> Statement<R>,
 ) -> Result<R, ApiError> {
     let preconditions = context.preconditions()?;
     let condition = VersionCondition::of(&preconditions);
     let caller = context.caller()?;
     let database = context.database()?;
-    // Without a precondition the only refusal is a missing note: no need to read its version.
+    // With nothing but ownership to refuse it, a missing row says it all: no version to read.
+    let read_version = own_refusal.is_some() || !preconditions.is_empty();
     let (outcome, (current, written)) = for_caller(context, &database, &caller, true, |pipeline| {
-        let current = (!preconditions.is_empty()).then(|| pipeline.push(sql::owns(&caller, id)));
+        let current = read_version.then(|| pipeline.push(sql::owns(&caller, id)));
         (current, pipeline.push(statement(&caller, &condition)))
     })
     .await?;
@@ -162,7 +165,7 @@ async fn owner_write<P: Platform, R: FromRow>(
         Some(current) => outcome.first(current)?,
         None => None,
     };
-    Err(refused(current, &preconditions, ApiError::NoSuchNote))
+    Err(refused(current, &preconditions, own_refusal.unwrap_or(ApiError::NoSuchNote)))
 }
 
 /// `PATCH /api/notes/{id}` — change a note's title, body or both. Body `{"title"?, "body"?}`.
@@ -173,18 +176,10 @@ async fn owner_write<P: Platform, R: FromRow>(
 /// [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
 pub async fn update<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
     let changes = NoteChanges::parse(context.json_body()?)?;
-    let preconditions = context.preconditions()?;
-    let condition = VersionCondition::of(&preconditions);
-    let caller = context.caller()?;
-    let database = context.database()?;
-    let (outcome, (current, updated)) = for_caller(context, &database, &caller, true, |pipeline| {
-        let current = pipeline.push(sql::owns(&caller, id));
-        (current, pipeline.push(sql::update_mine(&caller, id, &changes, &condition)))
+    let note = owner_write(context, id, Some(ApiError::NoteQuotaExceeded), |caller, condition| {
+        sql::update_mine(caller, id, &changes, condition)
     })
     .await?;
-    let Some(note) = outcome.first(updated)? else {
-        return Err(refused(outcome.first(current)?, &preconditions, ApiError::NoteQuotaExceeded));
-    };
     if note.published {
         invalidate_note(context, id);
     }
@@ -200,8 +195,8 @@ pub async fn set_published<P: Platform>(
     id: &str,
     published: bool,
 ) -> Result<ApiResponse, ApiError> {
-    let note =
-        owner_write(context, id, |caller, condition| sql::set_published(caller, id, published, condition)).await?;
+    let note = owner_write(context, id, None, |caller, condition| sql::set_published(caller, id, published, condition))
+        .await?;
     invalidate_note(context, id);
     note_response(200, &note)
 }
@@ -210,7 +205,7 @@ pub async fn set_published<P: Platform>(
 /// `412 precondition_failed`, `400 invalid_if_match`, `401 unauthenticated`, the database
 /// errors. [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
 pub async fn delete<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
-    let deleted = owner_write(context, id, |caller, condition| sql::delete_mine(caller, id, condition)).await?;
+    let deleted = owner_write(context, id, None, |caller, condition| sql::delete_mine(caller, id, condition)).await?;
     if deleted.was_public {
         invalidate_note(context, id);
     }

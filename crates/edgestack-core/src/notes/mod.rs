@@ -88,9 +88,8 @@ pub fn etag(updated_at: i64) -> String {
 }
 
 /// A change's preconditions as its statement binds them (`sql`'s `version_condition!`): the
-/// versions `If-Match` admits (`None`: any) and those `If-None-Match` excludes (`None`: none;
-/// `"*"`: every one), each a JSON array of `updated_at` values. A tag that is not one of ours
-/// names no version.
+/// versions it may act on (`None`: any) and those it may not (`None`: none), each a JSON array
+/// of `updated_at` values. A tag that is not one of ours names no version.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VersionCondition {
     pub admitted: Option<String>,
@@ -99,13 +98,17 @@ pub struct VersionCondition {
 
 impl VersionCondition {
     pub fn of(preconditions: &Preconditions) -> Self {
-        let admitted = match &preconditions.if_match {
+        let mut admitted = match &preconditions.if_match {
             None | Some(IfMatch::Any) => None,
             Some(IfMatch::Strong(tags)) => Some(versions(tags)),
         };
         let excluded = match &preconditions.if_none_match {
             None => None,
-            Some(IfNoneMatch::Any) => Some("*".to_string()),
+            // A change under `If-None-Match: *` acts only where no note is: on none of ours.
+            Some(IfNoneMatch::Any) => {
+                admitted = Some(versions(&[]));
+                None
+            }
             Some(IfNoneMatch::Tags(tags)) => Some(versions(tags)),
         };
         Self { admitted, excluded }

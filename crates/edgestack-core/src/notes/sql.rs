@@ -23,8 +23,7 @@ fn caller_args(caller: &Caller, own: impl IntoIterator<Item = crate::db::Value>)
 }
 
 /// A change's preconditions as a condition on the row, checked in the statement that writes so
-/// no change can slip in between: `$admitted` and `$excluded` bind
-/// `notes::VersionCondition` (`If-Match`, `If-None-Match`; `'*'` excludes every version).
+/// no change can slip in between: `$admitted` and `$excluded` bind `notes::VersionCondition`.
 macro_rules! version_condition {
     ($admitted:literal, $excluded:literal) => {
         concat!(
@@ -35,14 +34,9 @@ macro_rules! version_condition {
             ")))",
             " AND (",
             $excluded,
-            " IS NULL OR (",
+            " IS NULL OR updated_at NOT IN (SELECT value FROM json_each(",
             $excluded,
-            " <> '*' AND updated_at NOT IN ",
-            "(SELECT value FROM json_each(CASE WHEN ",
-            $excluded,
-            " = '*' THEN '[]' ELSE ",
-            $excluded,
-            " END))))"
+            ")))"
         )
     };
 }
