@@ -18,11 +18,27 @@ export class ApiError extends Error {
 const STATE_CHANGING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 
 /**
+ * The last change sent: the next one waits for its answer. Each change's answer sets the
+ * read-your-writes cookie, and the browser keeps whichever arrives last; of two changes under
+ * way at once, the one the database took first can answer last, and its cookie would not cover
+ * the other change (docs/edge-data-path.md).
+ */
+let lastChange = Promise.resolve();
+
+/**
  * Calls the API and answers the parsed JSON body (null for 204), or throws an ApiError whose
  * message is the server's `error.message` — fit to show to the user as it is. `extraHeaders`
- * go on this request only (e.g. `If-Match`).
+ * go on this request only (e.g. `If-Match`). Changes (POST, PUT, PATCH, DELETE) are sent one
+ * at a time, each after the previous one's answer.
  */
-export async function api(method, path, body, extraHeaders = {}) {
+export function api(method, path, body, extraHeaders = {}) {
+  if (!STATE_CHANGING.has(method)) return send(method, path, body, extraHeaders);
+  const answer = lastChange.then(() => send(method, path, body, extraHeaders));
+  lastChange = answer.catch(() => {});
+  return answer;
+}
+
+async function send(method, path, body, extraHeaders) {
   const headers = { ...extraHeaders, accept: "application/json" };
   // The browser's Origin header already proves same-origin; this header is a second proof
   // that also satisfies the CSRF check when a proxy strips Origin.

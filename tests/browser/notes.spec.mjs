@@ -3,7 +3,8 @@
 //   BASE_URL=http://127.0.0.1:8787 ARTIFACTS_DIR=target/browser node tests/browser/notes.spec.mjs
 //
 // One scenario, two users: A signs up, writes a note (an edit from a second tab is not
-// overwritten by A's stale editor) and publishes it; B (signed out, fresh
+// overwritten by A's stale editor) and publishes it with a second note at once (the page sends
+// one change at a time); B (signed out, fresh
 // context) finds it in the public feed and reads its public page; A sees it in "my notes",
 // deletes it (so runs leave no public notes behind; B then gets the not-found page) and signs out. Also fails on any page error, CSP violation or asset that does not load.
 // Plain Node (no test framework): exit code 0 on success, 1 on failure.
@@ -185,13 +186,60 @@ async function scenario(browser) {
     },
   );
 
-  await step("A publishes the note", "its state to become Published", async () => {
-    const note = myNote(a.page);
-    await note.locator('button[data-action="publish"]').click();
-    await visible(a.page, note.locator('[data-testid="note-state"]', { hasText: "Published" }), "the Published badge");
-    await visible(a.page, note.locator('[data-testid="note-public-link"]'), "a link to the public page");
-    await screenshot(a.page, "1-a-published");
-  });
+  await step(
+    "A publishes the note and a second one at once",
+    "both Published, the second change sent only after the first was answered",
+    async () => {
+      const otherTitle = `Second note ${run}`;
+      await a.page.fill("#note-title", otherTitle);
+      await a.page.click("#note-save");
+      const other = a.page.locator('#my-notes-list [data-testid="my-note"]').filter({
+        has: a.page.locator('[data-testid="note-title"]', { hasText: otherTitle }),
+      });
+      await visible(a.page, other, `a note titled "${otherTitle}" in #my-notes-list`);
+      // Each change's answer sets the read-your-writes cookie and the browser keeps the last
+      // one to arrive, so the page sends its changes one at a time (docs/edge-data-path.md).
+      const timeline = [];
+      const isPublication = (request) => request.method() === "PUT" && request.url().endsWith("/publication");
+      const started = (request) => isPublication(request) && timeline.push(`sent ${request.url()}`);
+      const answered = (request) => isPublication(request) && timeline.push(`answered ${request.url()}`);
+      a.page.on("request", started);
+      a.page.on("requestfinished", answered);
+      // The first change is held a moment on its way, so that the second click comes while it
+      // is under way.
+      let held = false;
+      const holdFirst = async (route) => {
+        if (!held) {
+          held = true;
+          await new Promise((resolve) => setTimeout(resolve, 500));
+        }
+        await route.continue();
+      };
+      await a.page.route("**/api/notes/*/publication", holdFirst);
+      try {
+        const note = myNote(a.page);
+        await Promise.all([
+          note.locator('button[data-action="publish"]').click(),
+          other.locator('button[data-action="publish"]').click(),
+        ]);
+        for (const [item, what] of [[note, title], [other, otherTitle]]) {
+          await visible(a.page, item.locator('[data-testid="note-state"]', { hasText: "Published" }), `${what} Published`);
+        }
+        await visible(a.page, note.locator('[data-testid="note-public-link"]'), "a link to the public page");
+      } finally {
+        await a.page.unroute("**/api/notes/*/publication", holdFirst);
+        a.page.off("request", started);
+        a.page.off("requestfinished", answered);
+      }
+      const kinds = timeline.map((event) => event.split(" ")[0]).join(", ");
+      if (kinds !== "sent, answered, sent, answered") throw new Error(`the two changes overlapped: ${timeline.join("; ")}`);
+      await screenshot(a.page, "1-a-published");
+      // Runs leave no public notes behind.
+      a.page.once("dialog", (dialog) => dialog.accept());
+      await other.locator('button[data-action="delete"]').click();
+      await other.waitFor({ state: "detached" });
+    },
+  );
 
   const b = await newUser(browser, "B");
   let publicUrl = "";

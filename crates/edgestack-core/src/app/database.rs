@@ -128,7 +128,8 @@ impl<'a, P: Platform> Database<'a, P> {
         }
     }
 
-    /// An answer of the primary: a write's index becomes the client's new token; an answer
+    /// An answer of the primary: a write's index becomes the client's new token (raised to
+    /// cover this isolate's overlapping writes, [`token_for_write`](crate::datapath::primary::PrimaryState::token_for_write)); an answer
     /// below the client's token caps it.
     fn take_primary_answer(
         &self,
@@ -137,10 +138,16 @@ impl<'a, P: Platform> Database<'a, P> {
     ) -> PipelineOutcome {
         let Some(index) = outcome.replication_index else { return outcome };
         if pipeline.kind == PipelineKind::Write {
-            let term = term.or_else(|| self.platform.isolate().primary.borrow().term()).unwrap_or(0);
+            let mut primary = self.platform.isolate().primary.borrow_mut();
+            let term = term.or_else(|| primary.term()).unwrap_or(0);
+            let token = primary.token_for_write(
+                ConsistencyToken { term, replication_index: index },
+                self.platform.now_ms(),
+                f64::from(self.data_path.primary_deadline_ms),
+            );
             let mut report = self.report.borrow_mut();
             report.written_index = report.written_index.max(Some(index));
-            report.token = Some(ConsistencyToken { term, replication_index: index });
+            report.token = Some(token);
         } else {
             self.cap_at_primary(index, term);
         }

@@ -10,6 +10,8 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::consistency::ConsistencyToken;
+
 /// An isolate asks KV for the record at most this often: a failing primary costs one KV read
 /// per second per isolate, not one per request, and a record written by the operator is seen
 /// within this interval (plus KV's propagation to other locations).
@@ -106,6 +108,8 @@ pub struct PrimaryState {
     record: Option<PrimaryRecord>,
     /// When KV was last asked, whatever it answered.
     checked_at_ms: Option<f64>,
+    /// The newest write this isolate has seen the primary acknowledge, and when.
+    newest_write: Option<(ConsistencyToken, f64)>,
 }
 
 impl PrimaryState {
@@ -138,6 +142,30 @@ impl PrimaryState {
             self.checked_at_ms = Some(now_ms);
         }
         may
+    }
+
+    /// The read-your-writes token for a write the primary acknowledged as `written` at
+    /// `now_ms`: its own, raised to the newest write this isolate saw acknowledged in the same
+    /// term within the last `window_ms`.
+    ///
+    /// A browser keeps the `Set-Cookie` of whichever answer reaches it last. When one client
+    /// has two changes under way, the one that reached the primary first (the lower index) can
+    /// answer last, and its cookie would replace the other's: the client's next read could come
+    /// from a replica that has the first change and not the second. Each answer's token
+    /// therefore covers every write this isolate acknowledged while it was under way — no
+    /// request waits on the primary longer than `window_ms` (its deadline), so a newer write
+    /// this isolate saw before then was acknowledged while this one was still pending. Raising
+    /// a token past another client's write only sends a read to the primary sooner; the window
+    /// keeps a primary whose index went back (a restore) from raising tokens for long.
+    pub fn token_for_write(&mut self, written: ConsistencyToken, now_ms: f64, window_ms: f64) -> ConsistencyToken {
+        let recent = self.newest_write.filter(|(_, at)| now_ms - at <= window_ms).map(|(token, _)| token);
+        if recent.is_none_or(|newest| written >= newest) {
+            self.newest_write = Some((written, now_ms));
+        }
+        match recent {
+            Some(newest) if newest.term == written.term => written.max(newest),
+            _ => written,
+        }
     }
 
     /// Takes what KV answered. A record replaces the known one only at the same or a higher
@@ -192,6 +220,31 @@ mod tests {
         assert_eq!(history.end_of(1), Some(10));
         assert_eq!(history.end_of(2), Some(10), "a term this history never had ended where the next began");
         assert_eq!(history.end_of(3), None);
+    }
+
+    #[test]
+    fn a_write_token_covers_the_isolates_newer_writes_of_its_term_within_the_window() {
+        let token = |term, replication_index| ConsistencyToken { term, replication_index };
+        let mut state = PrimaryState::default();
+        assert_eq!(state.token_for_write(token(1, 10), 0.0, 5_000.0), token(1, 10));
+        // Reached the primary before index 10, answered after it.
+        assert_eq!(state.token_for_write(token(1, 9), 4_000.0, 5_000.0), token(1, 10));
+        assert_eq!(state.token_for_write(token(1, 12), 4_100.0, 5_000.0), token(1, 12));
+        assert_eq!(state.token_for_write(token(1, 11), 9_100.0, 5_000.0), token(1, 12), "4 900 ms after index 12");
+        assert_eq!(state.token_for_write(token(1, 3), 9_200.0, 5_000.0), token(1, 3), "past the window: not raised");
+        assert_eq!(
+            state.token_for_write(token(1, 4), 9_300.0, 5_000.0),
+            token(1, 4),
+            "the expired index 12 is forgotten"
+        );
+        // After a failover, an index of another term says nothing about this one.
+        assert_eq!(state.token_for_write(token(2, 2), 9_400.0, 5_000.0), token(2, 2));
+        assert_eq!(state.token_for_write(token(1, 8), 9_500.0, 5_000.0), token(1, 8));
+        assert_eq!(
+            state.token_for_write(token(2, 1), 9_600.0, 5_000.0),
+            token(2, 2),
+            "an older term's answer left term 2's newest"
+        );
     }
 
     #[test]

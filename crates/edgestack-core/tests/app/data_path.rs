@@ -190,6 +190,62 @@ fn each_service_database_has_its_own_read_your_writes_cookie() {
     assert_eq!(me.db_targets(), ["replica-eu"], "the accounts replica is not held to the notes index");
 }
 
+/// One browser sends two changes at once; the first reaches the primary first (the lower
+/// replication index) but its answer comes back last, so its `Set-Cookie` is the one the
+/// browser keeps. That cookie must still cover the second change: the replica holds the first
+/// change and not the second, and the browser's next read of the second note must not be
+/// served from it. Both shapes; the Worker in `eu`.
+#[test]
+fn overlapping_changes_leave_a_cookie_that_covers_both() {
+    for shape in [Shape::Monolith, Shape::Services] {
+        let mut stack = Stack::new(Options { shape, locations: vec!["eu"], ..Options::default() });
+        let database = stack.notes_db();
+        let user = signed_up_user(&mut stack, "both@example.com");
+        let first = user.create_note(&mut stack, "first", "");
+        let second = user.create_note(&mut stack, "second", "");
+        stack.replicate();
+
+        // The first change's round trip to the primary is slow both ways.
+        stack.net.set_fault(database, None, fault(|f| f.extra_latency_ms = 200.0));
+        let slow =
+            stack.rt.spawn(user.patch(&format!("/api/notes/{first}")).json(json!({"title": "first, edited"})).send());
+        stack.advance(300.0);
+        stack.net.set_fault(database, None, EndpointFault::default());
+        // The replica applies the first change, then falls far behind.
+        stack.replicate();
+        let first_index = stack.replication_index(database, Some("eu"));
+        stack.set_lag(database, "eu", 60_000.0);
+        let fast =
+            stack.send(user.patch(&format!("/api/notes/{second}")).json(json!({"title": "second, edited"})).send());
+        let slow = stack.rt.wait(slow);
+        assert_eq!((slow.status(), fast.status()), (200, 200), "{shape:?}: {} / {}", slow.text(), fast.text());
+        assert_eq!(
+            stack.replication_index(database, Some("eu")),
+            first_index,
+            "{shape:?}: the replica lacks the second"
+        );
+
+        let cookie = consistency_cookie(shape);
+        let token_of = |response: &Response| {
+            let set = response.headers_named("set-cookie").into_iter().find(|set| set.starts_with(cookie)).unwrap();
+            token_index(set.split(';').next().unwrap().split_once('=').unwrap().1)
+        };
+        assert!(token_of(&fast) > first_index, "{shape:?}: the second change's own token is past the replica");
+        let kept = token_index(&user.cookie(cookie).unwrap());
+        assert!(kept >= token_of(&fast), "{shape:?}: the cookie the browser kept ({kept}) covers both changes");
+        let read = stack.send(user.get(&format!("/api/notes/{second}")).send());
+        assert_eq!(read.json()["note"]["title"], "second, edited", "{shape:?}: {:?}", read.db_targets());
+        assert_eq!(read.db_targets(), ["replica-eu", "primary"], "{shape:?}");
+    }
+}
+
+fn consistency_cookie(shape: Shape) -> &'static str {
+    match shape {
+        Shape::Monolith => CONSISTENCY_COOKIE,
+        Shape::Services => "__Host-edgestack_consistency_notes",
+    }
+}
+
 /// Ten thousand write → read pairs from eight users while the replica's lag moves between 0
 /// and 2 s: every read shows the write before it.
 #[test]
