@@ -140,11 +140,8 @@ impl<'a, P: Platform> Database<'a, P> {
         if pipeline.kind == PipelineKind::Write {
             let mut primary = self.platform.isolate().primary.borrow_mut();
             let term = term.or_else(|| primary.term()).unwrap_or(0);
-            let token = primary.token_for_write(
-                ConsistencyToken { term, replication_index: index },
-                self.platform.now_ms(),
-                f64::from(self.data_path.primary_deadline_ms),
-            );
+            let written = ConsistencyToken { term, replication_index: index };
+            let token = primary.token_for_write(written, self.platform.now_ms(), self.primary_deadline_ms());
             let mut report = self.report.borrow_mut();
             report.written_index = report.written_index.max(Some(index));
             report.token = Some(token);
@@ -167,13 +164,21 @@ impl<'a, P: Platform> Database<'a, P> {
             "read-your-writes token at index {} is ahead of the primary ({index}): believed only up to {index}",
             requirement.index
         ));
-        let known = self.platform.isolate().primary.borrow().term();
-        let term = term.or(known);
+        let mut primary = self.platform.isolate().primary.borrow_mut();
+        let term = term.or(primary.term());
         self.requirement.set(Some(Requirement { index, term }));
+        let capped = ConsistencyToken { term: term.unwrap_or(0), replication_index: index };
+        primary.forget_writes_past(capped);
         let mut report = self.report.borrow_mut();
         if report.token.is_none() {
-            report.token = Some(ConsistencyToken { term: term.unwrap_or(0), replication_index: index });
+            report.token = Some(primary.covering(capped, self.platform.now_ms(), self.primary_deadline_ms()));
         }
+    }
+
+    /// How long a request can wait on the primary: the window within which an acknowledged
+    /// write may belong to a request still under way.
+    fn primary_deadline_ms(&self) -> f64 {
+        f64::from(self.data_path.primary_deadline_ms)
     }
 
     async fn read(&self, pipeline: &Pipeline) -> Result<PipelineOutcome, DbError> {

@@ -604,7 +604,8 @@ async fn requirement_of<P: Platform>(
             token.replication_index, token.term, requirement.index
         ));
         let corrected = ConsistencyToken { term: requirement.term.unwrap_or(0), replication_index: requirement.index };
-        report.borrow_mut().token = Some(corrected);
+        let window_ms = f64::from(config.data_path.primary_deadline_ms);
+        report.borrow_mut().token = Some(state.covering(corrected, platform.now_ms(), window_ms));
     }
     requirement
 }

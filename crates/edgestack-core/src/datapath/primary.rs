@@ -145,26 +145,45 @@ impl PrimaryState {
     }
 
     /// The read-your-writes token for a write the primary acknowledged as `written` at
-    /// `now_ms`: its own, raised to the newest write this isolate saw acknowledged in the same
-    /// term within the last `window_ms`.
+    /// `now_ms`: [`Self::covering`] it, after counting it among the isolate's writes.
+    pub fn token_for_write(&mut self, written: ConsistencyToken, now_ms: f64, window_ms: f64) -> ConsistencyToken {
+        let token = self.covering(written, now_ms, window_ms);
+        if self.newest_write.is_none_or(|(newest, at)| now_ms - at > window_ms || written >= newest) {
+            self.newest_write = Some((written, now_ms));
+        }
+        token
+    }
+
+    /// `token`, raised to the newest write this isolate saw the primary acknowledge within the
+    /// last `window_ms` — what every read-your-writes cookie an answer sets must cover.
     ///
     /// A browser keeps the `Set-Cookie` of whichever answer reaches it last. When one client
     /// has two changes under way, the one that reached the primary first (the lower index) can
     /// answer last, and its cookie would replace the other's: the client's next read could come
-    /// from a replica that has the first change and not the second. Each answer's token
-    /// therefore covers every write this isolate acknowledged while it was under way — no
-    /// request waits on the primary longer than `window_ms` (its deadline), so a newer write
-    /// this isolate saw before then was acknowledged while this one was still pending. Raising
-    /// a token past another client's write only sends a read to the primary sooner; the window
-    /// keeps a primary whose index went back (a restore) from raising tokens for long.
-    pub fn token_for_write(&mut self, written: ConsistencyToken, now_ms: f64, window_ms: f64) -> ConsistencyToken {
-        let recent = self.newest_write.filter(|(_, at)| now_ms - at <= window_ms).map(|(token, _)| token);
-        if recent.is_none_or(|newest| written >= newest) {
-            self.newest_write = Some((written, now_ms));
+    /// from a replica that has the first change and not the second. The same holds for a read
+    /// that corrects a client's cookie while a change is under way. No request waits on the
+    /// primary longer than `window_ms` (its deadline), so a write this isolate saw acknowledged
+    /// within it may belong to a request still under way. Tokens order by term, then index: a
+    /// newer term's token asks for that term's history, which holds whatever survived of the
+    /// older one. Raising a token past another client's write only sends a read to the primary
+    /// sooner; the window keeps a primary whose index went back (a restore) from raising tokens
+    /// for long.
+    ///
+    /// A write the known history or the primary itself has since lost never raises a token:
+    /// see [`Self::forget_writes_past`].
+    pub fn covering(&self, token: ConsistencyToken, now_ms: f64, window_ms: f64) -> ConsistencyToken {
+        let history = self.record.as_ref().map(PrimaryRecord::history);
+        match self.newest_write {
+            Some((newest, at)) if now_ms - at <= window_ms && !newest.outlived_its_term(history) => token.max(newest),
+            _ => token,
         }
-        match recent {
-            Some(newest) if newest.term == written.term => written.max(newest),
-            _ => written,
+    }
+
+    /// The primary answered at `answered`: a write of the same term past it was lost (a
+    /// restore), and no token is raised to it any more.
+    pub fn forget_writes_past(&mut self, answered: ConsistencyToken) {
+        if self.newest_write.is_some_and(|(newest, _)| newest.term == answered.term && newest > answered) {
+            self.newest_write = None;
         }
     }
 
@@ -223,7 +242,7 @@ mod tests {
     }
 
     #[test]
-    fn a_write_token_covers_the_isolates_newer_writes_of_its_term_within_the_window() {
+    fn a_token_covers_the_isolates_newer_writes_within_the_window() {
         let token = |term, replication_index| ConsistencyToken { term, replication_index };
         let mut state = PrimaryState::default();
         assert_eq!(state.token_for_write(token(1, 10), 0.0, 5_000.0), token(1, 10));
@@ -237,14 +256,27 @@ mod tests {
             token(1, 4),
             "the expired index 12 is forgotten"
         );
-        // After a failover, an index of another term says nothing about this one.
+        // After a failover the newer term's token asks for more, whatever the indexes.
         assert_eq!(state.token_for_write(token(2, 2), 9_400.0, 5_000.0), token(2, 2));
-        assert_eq!(state.token_for_write(token(1, 8), 9_500.0, 5_000.0), token(1, 8));
-        assert_eq!(
-            state.token_for_write(token(2, 1), 9_600.0, 5_000.0),
-            token(2, 2),
-            "an older term's answer left term 2's newest"
-        );
+        assert_eq!(state.token_for_write(token(1, 8), 9_500.0, 5_000.0), token(2, 2));
+        assert_eq!(state.token_for_write(token(2, 1), 9_600.0, 5_000.0), token(2, 2), "term 2's newest is kept");
+        // A read that corrects a cookie covers the writes too; it records nothing itself.
+        assert_eq!(state.covering(token(1, 7), 9_700.0, 5_000.0), token(2, 2));
+        assert_eq!(state.covering(token(1, 7), 14_401.0, 5_000.0), token(1, 7), "past the window");
+        // The primary went back to index 1 of term 2 (a restore): its index 2 was lost.
+        state.forget_writes_past(token(2, 1));
+        assert_eq!(state.covering(token(2, 1), 9_800.0, 5_000.0), token(2, 1));
+    }
+
+    #[test]
+    fn a_write_lost_in_a_failover_raises_no_token() {
+        let token = |term, replication_index| ConsistencyToken { term, replication_index };
+        let mut state = PrimaryState::default();
+        assert_eq!(state.token_for_write(token(2, 24), 0.0, 5_000.0), token(2, 24));
+        let failover = r#"{"url": "http://x", "term": 3, "terms": [{"term": 1, "from_index": 0}, {"term": 2, "from_index": 10}, {"term": 3, "from_index": 22}]}"#;
+        assert!(state.update(PrimaryRecord::parse(failover.as_bytes())));
+        assert_eq!(state.covering(token(2, 22), 100.0, 5_000.0), token(2, 22), "term 2 ended at 22");
+        assert_eq!(state.token_for_write(token(3, 23), 200.0, 5_000.0), token(3, 23));
     }
 
     #[test]
