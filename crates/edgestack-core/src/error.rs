@@ -136,6 +136,7 @@ impl ApiError {
                 let code = match error {
                     PageError::InvalidLimit => "invalid_limit",
                     PageError::InvalidCursor => "invalid_cursor",
+                    PageError::Repeated(_) => "repeated_parameter",
                 };
                 (400, code, Owned(error.to_string()))
             }
@@ -373,6 +374,7 @@ mod tests {
         check(ApiError::NoteInput(NoteInputError::NothingToChange), 400, "nothing_to_change", None);
         check(ApiError::Page(PageError::InvalidLimit), 400, "invalid_limit", None);
         check(ApiError::Page(PageError::InvalidCursor), 400, "invalid_cursor", None);
+        check(ApiError::Page(PageError::Repeated("limit")), 400, "repeated_parameter", None);
         check(ApiError::Email(InvalidEmail), 400, "invalid_email", None);
         check(ApiError::Password(WeakPassword::Length), 400, "weak_password", None);
         check(ApiError::Password(WeakPassword::Common), 400, "weak_password", None);

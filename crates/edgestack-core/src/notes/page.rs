@@ -30,6 +30,8 @@ pub enum PageError {
     InvalidLimit,
     /// `cursor` is not one this API gave out.
     InvalidCursor,
+    /// The named parameter appears more than once: which one counts would be a guess.
+    Repeated(&'static str),
 }
 
 impl fmt::Display for PageError {
@@ -37,6 +39,7 @@ impl fmt::Display for PageError {
         match self {
             Self::InvalidLimit => write!(f, "limit is a number from 1 to {MAX_LIMIT}"),
             Self::InvalidCursor => f.write_str("cursor is not one this API gave out"),
+            Self::Repeated(name) => write!(f, "{name} is given more than once"),
         }
     }
 }
@@ -60,10 +63,21 @@ impl Cursor {
 }
 
 impl PageRequest {
-    /// Reads `limit` and `cursor` from a query string; other parameters are ignored.
+    /// Reads `limit` and `cursor` from a query string (`application/x-www-form-urlencoded`, as
+    /// `URLSearchParams` writes it: percent-encoding and `+` decoded); other parameters are
+    /// ignored, and either of the two given twice is refused.
     pub fn from_query(query: &str) -> Result<Self, PageError> {
         let mut page = Self { limit: DEFAULT_LIMIT, after: None };
-        for (name, value) in query.split('&').filter_map(|pair| pair.split_once('=')) {
+        let mut seen = [false; 2];
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            let (slot, name) = match name.as_ref() {
+                "limit" => (0, "limit"),
+                "cursor" => (1, "cursor"),
+                _ => continue,
+            };
+            if std::mem::replace(&mut seen[slot], true) {
+                return Err(PageError::Repeated(name));
+            }
             match name {
                 "limit" => {
                     page.limit = value
@@ -73,7 +87,7 @@ impl PageRequest {
                         .ok_or(PageError::InvalidLimit)?;
                 }
                 "cursor" if !value.is_empty() => {
-                    page.after = Some(Cursor::decode(value).ok_or(PageError::InvalidCursor)?);
+                    page.after = Some(Cursor::decode(&value).ok_or(PageError::InvalidCursor)?);
                 }
                 _ => {}
             }
@@ -120,7 +134,14 @@ mod tests {
     fn query_parsing() {
         assert_eq!(PageRequest::from_query("").unwrap(), PageRequest { limit: 20, after: None });
         assert_eq!(PageRequest::from_query("limit=5&x=y").unwrap().limit, 5);
-        for bad in ["limit=0", "limit=101", "limit=abc", "limit=-1", "cursor=zzz"] {
+        assert_eq!(PageRequest::from_query("%6Cimit=%35&x&cursor=").unwrap().limit, 5, "decoded as a form");
+        let cursor = Cursor { timestamp: 7, id: new_id([1; 16]) };
+        let query = format!("cursor={}", cursor.encode());
+        assert_eq!(PageRequest::from_query(&query).unwrap().after, Some(cursor));
+        for (repeated, name) in [("limit=5&limit=10", "limit"), ("cursor=&limit=5&cursor=", "cursor")] {
+            assert_eq!(PageRequest::from_query(repeated), Err(PageError::Repeated(name)), "{repeated}");
+        }
+        for bad in ["limit=0", "limit=101", "limit=abc", "limit=-1", "cursor=zzz", "limit=5&limit=5", "limit= 5"] {
             let error = crate::error::ApiError::from(PageRequest::from_query(bad).unwrap_err());
             assert_eq!(error.status(), 400, "{bad}");
         }

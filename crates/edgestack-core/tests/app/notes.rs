@@ -100,13 +100,26 @@ fn my_notes_page_newest_first_with_a_cursor() {
         let default_page = stack.send(owner.get("/api/notes").send()).json();
         assert_eq!(ids_len(&default_page), 5);
         assert_eq!(default_page["next_cursor"], Value::Null);
-        for bad in ["limit=0", "limit=101", "limit=x", "cursor=garbage"] {
+        let walked_with_encoded_names = walk_pages(&mut stack, &owner, "/api/notes?%6Cimit=%32", 2);
+        assert_eq!(walked_with_encoded_names, newest_first, "the query is read as a form");
+        for (bad, code) in BAD_PAGES {
             let response = stack.send(owner.get(&format!("/api/notes?{bad}")).send());
-            assert_eq!(response.status(), 400, "{bad}");
-            assert!(!response.error_code().is_empty());
+            assert_eq!((response.status(), response.error_code()), (400, code.to_string()), "{bad}");
         }
     });
 }
+
+/// Page parameters both lists refuse, and the error code of each.
+const BAD_PAGES: [(&str, &str); 8] = [
+    ("limit=0", "invalid_limit"),
+    ("limit=101", "invalid_limit"),
+    ("limit=-1", "invalid_limit"),
+    ("limit=x", "invalid_limit"),
+    ("cursor=garbage", "invalid_cursor"),
+    ("cursor=%%%", "invalid_cursor"),
+    ("limit=5&limit=10", "repeated_parameter"),
+    ("cursor=&limit=2&cursor=", "repeated_parameter"),
+];
 
 fn ids_len(page: &Value) -> usize {
     page["notes"].as_array().unwrap().len()
@@ -131,10 +144,14 @@ fn the_public_feed_pages_newest_publication_first_and_lists_only_published_notes
             [&published[0], &published[4], &published[3], &published[2], &published[1]].map(String::clone).to_vec();
         assert_eq!(seen, expected);
         assert!(!seen.contains(&private));
-        for bad in ["limit=0", "limit=101", "limit=-1", "cursor=%%%"] {
+        for (bad, code) in BAD_PAGES {
             let response = stack.send(reader.get(&format!("/api/public/notes?{bad}")).send());
-            assert_eq!(response.status(), 400, "{bad}: {}", response.text());
-            assert!(!response.error_code().is_empty());
+            assert_eq!(
+                (response.status(), response.error_code()),
+                (400, code.to_string()),
+                "{bad}: {}",
+                response.text()
+            );
         }
     });
 }
