@@ -1,7 +1,7 @@
 //! The edgestack worker: the thin wasm layer between Cloudflare's runtime and edgestack-core.
 //!
 //! One build serves every shape (`EDGESTACK_SERVICE`): the single Worker and the entry reach
-//! this code for `/api/*` only (`run_worker_first`; Workers Static Assets answers the rest);
+//! this code for `/api` and `/api/*` only (`run_worker_first`; Workers Static Assets answers the rest);
 //! the `accounts` and `notes` services have no assets and no public route, only their service
 //! bindings, and also answer `/internal/*`.
 
@@ -69,7 +69,7 @@ async fn respond(req: web_sys::Request, env: &Env, ctx: &Context, version: &Vers
     let href = head.url.clone();
     let url = RequestUrl::split(&href).ok_or_else(|| Error::RustError(format!("not a URL: {href}")))?;
     let path = url.path;
-    let response = if path.starts_with("/api/") || path.starts_with("/internal/") {
+    let response = if path == "/api" || path.starts_with("/api/") || path.starts_with("/internal/") {
         let platform = WorkerPlatform::new(env, ctx, Some(&req));
         http::handle_api(&req, head, url, &platform, version).await?
     } else {

@@ -17,6 +17,8 @@ fn api_responses_carry_security_cache_and_timing_headers() {
     let private = [
         ("health", app.get("/api/health")),
         ("404", app.get("/api/nope")),
+        // The API's root is the Worker's too (`run_worker_first`), not the site's 404 page.
+        ("404 at /api", app.get("/api")),
         ("401", app.client().send("GET", "/api/me", None)),
         ("me", author.send("GET", "/api/me", None)),
         ("my notes", author.send("GET", "/api/notes", None)),

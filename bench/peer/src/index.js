@@ -113,7 +113,7 @@ export default {
     const version = env.CF_VERSION_METADATA ?? { id: "", tag: "", timestamp: "" };
     const url = new URL(request.url);
     // Static assets answer everything outside /api/ before this Worker runs (run_worker_first).
-    if (!url.pathname.startsWith("/api/")) return env.ASSETS.fetch(request);
+    if (url.pathname !== "/api" && !url.pathname.startsWith("/api/")) return env.ASSETS.fetch(request);
     const response = await handleApi(request, url, env, ctx, version);
     recordRequest(env, version, url.pathname, response.status, Date.now() - started);
     return withStandardHeaders(response, version);
