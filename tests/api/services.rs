@@ -22,7 +22,7 @@ fn pipelines(app: &TestApp) -> Vec<u64> {
 }
 
 /// Internal routes are for service bindings only. On the public entry `/internal/*` is not a
-/// Worker-first path (`run_worker_first = ["/api/*"]`), so Static Assets answers it with the
+/// Worker-first path (`run_worker_first = ["/api", "/api/*"]`), so Static Assets answers it with the
 /// site's 404 page (and other methods with its own 405) and no Worker code runs — deliberately: the entry would refuse these routes
 /// with the API's JSON 404 (proved in-process, `tests/app/internal_routes.rs`), but a path that
 /// never reaches a Worker cannot be opened by a routing bug either. Every Worker response
