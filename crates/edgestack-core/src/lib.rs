@@ -20,6 +20,17 @@ macro_rules! session_user_id {
     };
 }
 
+/// A condition for a write that rests on a password checked in an earlier round trip (a
+/// password change, an account deletion): the signed-in caller (`?1`–`?3`, [`active_session!`])
+/// is account `?4`, which still has the password hash `?5` the check verified. A password
+/// change or a deletion that committed in between — a password change ends every session —
+/// makes it false, so the write does nothing rather than act on a check that no longer holds.
+macro_rules! confirmed_account {
+    () => {
+        concat!("EXISTS (SELECT 1 FROM users WHERE id = ?4 AND password_hash = ?5 AND id = ", session_user_id!(), ")")
+    };
+}
+
 /// The verified caller's id as a SQL subquery: `?1` user id, `?2` now, `?3` the identity's
 /// expiry. An expired identity or a deleted account matches no row.
 macro_rules! verified_user_id {

@@ -143,6 +143,66 @@ pub fn insert_session(token_hash: &str, user_id: &str, now: i64, expires_at: i64
     )
 }
 
+/// A session for the account whose password this sign-in verified (`verified_hash`). The row's
+/// `user_id` is the account's id only while the account still has that hash, else NULL, which
+/// the column refuses (NOT NULL): the whole write is rolled back
+/// ([`StatementError::is_not_null_violation`](crate::db::StatementError::is_not_null_violation)).
+/// So a password change or an account deletion that committed after the check leaves no
+/// session made with the old password, and no trusted device either.
+pub fn insert_verified_session(
+    token_hash: &str,
+    user_id: &str,
+    now: i64,
+    expires_at: i64,
+    verified_hash: &str,
+) -> Statement {
+    Statement::new(
+        concat!(
+            "INSERT INTO sessions (token_hash, user_id, created_at, last_seen_at, expires_at) VALUES ",
+            "(?1, (SELECT id FROM users WHERE id = ?2 AND password_hash = ?5), ?3, ?3, ?4)"
+        ),
+        vec![text(token_hash), text(user_id), integer(now), integer(expires_at), text(verified_hash)],
+    )
+}
+
+/// An account's password, checked in an earlier round trip by the signed-in caller `auth`:
+/// the arguments of [`confirmed_account!`].
+pub struct ConfirmedAccount<'a> {
+    pub auth: &'a SessionAuth,
+    pub user_id: &'a str,
+    pub password_hash: &'a str,
+}
+
+impl ConfirmedAccount<'_> {
+    /// `?1`–`?5`, then `more` from `?6` on.
+    pub fn args(&self, more: impl IntoIterator<Item = Value>) -> Vec<Value> {
+        let mut args = self.auth.args();
+        args.extend([text(self.user_id), text(self.password_hash)]);
+        args.extend(more);
+        args
+    }
+}
+
+/// The caller's new session after a password change, made like
+/// [`insert_verified_session`]: `user_id` is NULL — refused, the write rolled back — unless
+/// the account is still [`confirmed_account!`]. Goes first in the change's write.
+pub fn insert_confirmed_session(
+    confirmed: &ConfirmedAccount<'_>,
+    token_hash: &str,
+    now: i64,
+    expires_at: i64,
+) -> Statement {
+    Statement::new(
+        concat!(
+            "INSERT INTO sessions (token_hash, user_id, created_at, last_seen_at, expires_at) ",
+            "VALUES (?6, (SELECT ?4 WHERE ",
+            confirmed_account!(),
+            "), ?7, ?7, ?8)"
+        ),
+        confirmed.args([text(token_hash), integer(now), integer(expires_at)]),
+    )
+}
+
 /// Sign-in reads the stored hash to verify the password before anything is written.
 pub fn user_credentials(email: &str) -> Statement<UserCredentials> {
     Statement::new("SELECT id, email, password_hash, created_at FROM users WHERE email = ?1", vec![text(email)])
@@ -179,8 +239,9 @@ pub fn delete_session(token_hash: &str) -> Statement {
     Statement::new("DELETE FROM sessions WHERE token_hash = ?1 RETURNING user_id", vec![text(token_hash)])
 }
 
-pub fn delete_user_sessions(user_id: &str) -> Statement {
-    Statement::new("DELETE FROM sessions WHERE user_id = ?1", vec![text(user_id)])
+/// Every session of the account but `kept` (the one a password change just made).
+pub fn delete_other_sessions(user_id: &str, kept: &str) -> Statement {
+    Statement::new("DELETE FROM sessions WHERE user_id = ?1 AND token_hash <> ?2", vec![text(user_id), text(kept)])
 }
 
 /// The signed-in user's stored credentials, for a password change or an account deletion.
@@ -191,16 +252,33 @@ pub fn session_credentials(auth: &SessionAuth) -> Statement<UserCredentials> {
     )
 }
 
-pub fn delete_user(user_id: &str) -> Statement {
-    Statement::new("DELETE FROM users WHERE id = ?1", vec![text(user_id)])
+/// Deletes the account if it is still [`confirmed_account!`]; returns a row if it did.
+pub fn delete_confirmed_user(confirmed: &ConfirmedAccount<'_>) -> Statement {
+    Statement::new(
+        concat!("DELETE FROM users WHERE id = ?4 AND ", confirmed_account!(), " RETURNING id"),
+        confirmed.args([]),
+    )
 }
 
-/// The services shape: written in the same transaction as the user's deletion, so the notes
-/// service hears of every deletion even if the first delivery fails (docs/services.md).
-pub fn enqueue_user_deletion(id: &str, user_id: &str, now: i64) -> Statement {
+/// The sessions of an account deleted earlier in the same write (none if it was not: a
+/// database without foreign-key enforcement does not cascade).
+pub fn delete_sessions_of_deleted_user(user_id: &str) -> Statement {
     Statement::new(
-        "INSERT INTO deletion_outbox (id, user_id, created_at, attempts) VALUES (?1, ?2, ?3, 0)",
-        vec![text(id), text(user_id), integer(now)],
+        "DELETE FROM sessions WHERE user_id = ?1 AND NOT EXISTS (SELECT 1 FROM users WHERE id = ?1)",
+        vec![text(user_id)],
+    )
+}
+
+/// The services shape: written in the same transaction as the user's deletion, before it and
+/// on the same [`confirmed_account!`] condition, so the notes service hears of every deletion
+/// even if the first delivery fails (docs/services.md), and of no deletion that did not happen.
+pub fn enqueue_confirmed_user_deletion(id: &str, confirmed: &ConfirmedAccount<'_>, now: i64) -> Statement {
+    Statement::new(
+        concat!(
+            "INSERT INTO deletion_outbox (id, user_id, created_at, attempts) SELECT ?6, ?4, ?7, 0 WHERE ",
+            confirmed_account!()
+        ),
+        confirmed.args([text(id), integer(now)]),
     )
 }
 

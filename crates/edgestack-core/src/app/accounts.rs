@@ -9,7 +9,7 @@ use crate::accounts::password::{UNKNOWN_ACCOUNT_HASH, Verification};
 use crate::accounts::session::{SessionAuth, clear_cookie};
 use crate::accounts::sql::SignInAttempt;
 use crate::accounts::throttle::{self, DEVICE_LIFETIME_MS, DEVICES_PER_ACCOUNT};
-use crate::accounts::{Email, Password, SessionToken, User, sql};
+use crate::accounts::{Email, Password, SessionToken, User, UserCredentials, sql};
 use crate::caller::Caller;
 use crate::db::{Pipeline, Statement, StatementError};
 use crate::error::ApiError;
@@ -54,7 +54,7 @@ fn hash_failure<P: Platform>(context: &Context<'_, P>, error: String) -> ApiErro
     ApiError::Internal
 }
 
-/// A new session for `user_id`: the token for the cookie and the statement that stores its hash.
+/// A new account's first session: the token for the cookie and the statement that stores its hash.
 fn new_session<P: Platform>(context: &Context<'_, P>, user_id: &str) -> Result<(SessionToken, Statement), ApiError> {
     let token = SessionToken::from_random(context.random()?);
     let now = context.request.now_ms;
@@ -252,10 +252,12 @@ pub async fn sign_in<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespons
     let (Some(credentials), Verification::Match | Verification::MatchNeedsRehash) = (credentials, &verification) else {
         return Err(ApiError::InvalidCredentials);
     };
-    let user = credentials.user;
-    let (token, session) = new_session(context, &user.id)?;
+    let UserCredentials { user, password_hash: verified_hash } = credentials;
+    let token = SessionToken::from_random(context.random()?);
     let mut pipeline = Pipeline::write();
-    pipeline.push(session);
+    let expires_at = now + context.config.session.absolute_ms;
+    // First: unless the account still has the password just verified, it rolls the write back.
+    let session = pipeline.push(sql::insert_verified_session(&token.hash(), &user.id, now, expires_at, &verified_hash));
     if verification == Verification::MatchNeedsRehash {
         let password = Password::verified(&input.password);
         let rehashed = hasher.hash(&password, &context.random()?).map_err(|e| hash_failure(context, e))?;
@@ -275,7 +277,11 @@ pub async fn sign_in<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespons
             Some(new_device(context, &mut pipeline, &user.id)?)
         }
     };
-    database.run(&pipeline).await?;
+    database.run(&pipeline).await.map_err(|error| match error.of_statement(session) {
+        // Changed or deleted since the check: the password is not the account's any more.
+        Some(refused) if refused.is_not_null_violation() => ApiError::InvalidCredentials,
+        _ => error.into(),
+    })?;
     let response = with_session_cookie(context, user_response(200, &user)?, &token, &user.id);
     Ok(match device_cookie {
         Some(cookie) => response.with_header("Set-Cookie", cookie),
@@ -318,8 +324,10 @@ pub async fn me<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, Ap
     for_signed_in_user(context, |_, user| user_response(200, user)).await
 }
 
-/// The signed-in user's id once `password` is proven to be theirs: read from the primary (a
-/// replica could hold a password that was just changed). Limited per session, never per
+/// The signed-in user's credentials once `password` is proven to be theirs: read from the
+/// primary (a replica could hold a password that was just changed). What the caller then
+/// writes is conditioned on them still holding ([`sql::ConfirmedAccount`]): the check and the
+/// write are two round trips, and a password change may end this session in between. Limited per session, never per
 /// account (ASVS 5.0 6.3.1): a stranger's failed sign-ins cannot stop the owner from changing
 /// the password or deleting the account, and a stolen session guesses slowly.
 async fn confirm_password<P: Platform>(
@@ -327,7 +335,7 @@ async fn confirm_password<P: Platform>(
     database: &Database<'_, P>,
     auth: &SessionAuth,
     password: &str,
-) -> Result<String, ApiError> {
+) -> Result<UserCredentials, ApiError> {
     let key = format!("session:{}", auth.token_hash);
     within_budget(context, Limiter::SignInPerDevice, &key, ApiError::RateLimited).await?;
     let mut pipeline = Pipeline::authoritative_read();
@@ -336,7 +344,7 @@ async fn confirm_password<P: Platform>(
     if context.hasher().verify(password, &credentials.password_hash) == Verification::Mismatch {
         return Err(ApiError::InvalidCredentials);
     }
-    Ok(credentials.user.id)
+    Ok(credentials)
 }
 
 /// `PUT /api/me/password` — change the password. Body `{"current_password", "new_password"}`.
@@ -351,16 +359,25 @@ pub async fn change_password<P: Platform>(context: &Context<'_, P>) -> Result<Ap
     let (_, auth) = context.session()?;
     let new_password = Password::parse(&input.new_password)?;
     let database = context.database()?;
-    let user_id = confirm_password(context, &database, &auth, &input.current_password).await?;
+    let credentials = confirm_password(context, &database, &auth, &input.current_password).await?;
     let new_hash = context.hasher().hash(&new_password, &context.random()?).map_err(|e| hash_failure(context, e))?;
-    let (token, session) = new_session(context, &user_id)?;
-    // Every session of the account ends, this one included; the caller gets a fresh one.
+    let user_id = credentials.user.id.as_str();
+    let confirmed = sql::ConfirmedAccount { auth: &auth, user_id, password_hash: &credentials.password_hash };
+    let token = SessionToken::from_random(context.random()?);
+    let now = context.request.now_ms;
+    // Every session of the account ends, this one included; the caller gets a fresh one — made
+    // first, so that a change or a deletion since the check rolls the whole write back.
     let mut pipeline = Pipeline::write();
-    pipeline.push(sql::update_password_hash(&user_id, &new_hash, context.request.now_ms));
-    pipeline.push(sql::delete_user_sessions(&user_id));
-    pipeline.push(session);
-    database.run(&pipeline).await?;
-    Ok(with_session_cookie(context, ApiResponse::empty(204), &token, &user_id))
+    let expires_at = now + context.config.session.absolute_ms;
+    let session = pipeline.push(sql::insert_confirmed_session(&confirmed, &token.hash(), now, expires_at));
+    pipeline.push(sql::update_password_hash(user_id, &new_hash, now));
+    pipeline.push(sql::delete_other_sessions(user_id, &token.hash()));
+    database.run(&pipeline).await.map_err(|error| match error.of_statement(session) {
+        // Another change ended this session after the check.
+        Some(refused) if refused.is_not_null_violation() => ApiError::Unauthenticated,
+        _ => error.into(),
+    })?;
+    Ok(with_session_cookie(context, ApiResponse::empty(204), &token, user_id))
 }
 
 /// `DELETE /api/me` — delete the account, its sessions and its notes (`outbox::delete_account`).
@@ -371,8 +388,10 @@ pub async fn delete_account<P: Platform>(context: &Context<'_, P>) -> Result<Api
     let input: DeletionConfirmation = context.json_body()?;
     let (_, auth) = context.session()?;
     let database = context.database()?;
-    let user_id = confirm_password(context, &database, &auth, &input.password).await?;
-    outbox::delete_account(context, &database, &user_id).await?;
+    let credentials = confirm_password(context, &database, &auth, &input.password).await?;
+    let confirmed =
+        sql::ConfirmedAccount { auth: &auth, user_id: &credentials.user.id, password_hash: &credentials.password_hash };
+    outbox::delete_account(context, &database, &confirmed).await?;
     Ok(with_cookies_cleared(context, ApiResponse::empty(204)))
 }
 

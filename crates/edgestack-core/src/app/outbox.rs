@@ -22,30 +22,40 @@ use super::{Context, Database, Platform, ReaderRegion, RequestReport, ServiceReq
 /// Rows one cron run works through; the rest wait a minute.
 const BATCH: i64 = 100;
 
-/// Deletes the account `user_id`, its sessions and its notes. One Worker: one transaction.
+/// Deletes the confirmed account, its sessions and its notes. One Worker: one transaction.
 /// Services: the user and an outbox row in one `accounts` transaction, then the notes through
-/// the outbox (delivered now if `notes` answers, else by the cron retry).
+/// the outbox (delivered now if `notes` answers, else by the cron retry). Every statement is
+/// conditioned on the account still being confirmed (a password change since the check ends
+/// the caller's session): then nothing is deleted and the answer is `401 unauthenticated`.
 pub async fn delete_account<P: Platform>(
     context: &Context<'_, P>,
     database: &Database<'_, P>,
-    user_id: &str,
+    confirmed: &sql::ConfirmedAccount<'_>,
 ) -> Result<(), ApiError> {
+    let user_id = confirmed.user_id;
     let mut pipeline = Pipeline::write();
     if context.config.service == Service::Accounts {
-        pipeline.push(sql::delete_user_sessions(user_id));
-        pipeline.push(sql::delete_user(user_id));
         let deletion = PendingDeletion { id: new_id(context.random()?), user_id: user_id.to_string() };
-        pipeline.push(sql::enqueue_user_deletion(&deletion.id, user_id, context.request.now_ms));
-        database.run(&pipeline).await?;
+        pipeline.push(sql::enqueue_confirmed_user_deletion(&deletion.id, confirmed, context.request.now_ms));
+        let deleted = pipeline.push(sql::delete_confirmed_user(confirmed));
+        pipeline.push(sql::delete_sessions_of_deleted_user(user_id));
+        if database.run(&pipeline).await?.first(deleted)?.is_none() {
+            return Err(ApiError::Unauthenticated);
+        }
         if let Err(error) = deliver(context.platform, database, &deletion, context.request.now_ms).await {
             context.platform.log(&format!("notes of deleted user {user_id} are left for the retry: {error}"));
         }
     } else {
-        let deleted_notes = pipeline.push(notes_sql::delete_all_of_owner(user_id));
-        pipeline.push(sql::delete_user_sessions(user_id));
-        pipeline.push(sql::delete_user(user_id));
-        let deleted_notes = database.run(&pipeline).await?.read(deleted_notes)?;
-        invalidate_deleted_notes(context, &deleted_notes);
+        // The notes first: deleting the account's row would take them with it (ON DELETE
+        // CASCADE) before they could be listed for the cache.
+        let deleted_notes = pipeline.push(notes_sql::delete_all_of_confirmed_owner(confirmed));
+        let deleted = pipeline.push(sql::delete_confirmed_user(confirmed));
+        pipeline.push(sql::delete_sessions_of_deleted_user(user_id));
+        let outcome = database.run(&pipeline).await?;
+        if outcome.first(deleted)?.is_none() {
+            return Err(ApiError::Unauthenticated);
+        }
+        invalidate_deleted_notes(context, &outcome.read(deleted_notes)?);
     }
     Ok(())
 }

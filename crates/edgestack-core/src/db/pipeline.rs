@@ -64,6 +64,12 @@ impl StatementError {
     pub fn is_unique_violation(&self) -> bool {
         self.message.contains("UNIQUE constraint failed")
     }
+
+    /// A NULL where the column refuses one: how a write that rests on an earlier check is
+    /// rolled back when the check no longer holds (`accounts::sql::insert_verified_session`).
+    pub fn is_not_null_violation(&self) -> bool {
+        self.message.contains("NOT NULL constraint failed")
+    }
 }
 
 /// Why a pipeline produced no usable answer.

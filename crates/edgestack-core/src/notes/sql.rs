@@ -4,6 +4,7 @@
 //! by trusting an id from the client. Caller values bind `?1`–`?3`; the statement's own from `?4`.
 //! Each statement is typed by the reader of its rows.
 
+use crate::accounts::sql::ConfirmedAccount;
 use crate::caller::Caller;
 use crate::db::{Statement, integer, optional_text, text};
 use crate::notes::quota::{MAX_BYTES, MAX_NOTES};
@@ -126,7 +127,18 @@ pub fn delete_mine(caller: &Caller, id: &str, condition: &VersionCondition) -> S
     Statement::new(sql, caller_args(caller, std::iter::once(text(id)).chain(version_args(condition))))
 }
 
-/// Every note of a deleted account, for cache invalidation of the published ones.
+/// One Worker: every note of the account being deleted in the same write, if it is still
+/// [`confirmed_account!`] (checked before the account's row goes), for cache invalidation of
+/// the published ones.
+pub fn delete_all_of_confirmed_owner(confirmed: &ConfirmedAccount<'_>) -> Statement<DeletedNote> {
+    Statement::new(
+        concat!("DELETE FROM notes WHERE owner_id = ?4 AND ", confirmed_account!(), " RETURNING id, published_at"),
+        confirmed.args([]),
+    )
+}
+
+/// The services shape's `notes`: every note of a deleted account, for cache invalidation of
+/// the published ones.
 pub fn delete_all_of_owner(user_id: &str) -> Statement<DeletedNote> {
     Statement::new("DELETE FROM notes WHERE owner_id = ?1 RETURNING id, published_at", vec![text(user_id)])
 }

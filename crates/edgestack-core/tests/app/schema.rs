@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use devdb::sim::Cluster;
 use edgestack_core::accounts::session::SessionAuth;
-use edgestack_core::accounts::sql::{self as accounts_sql, SignInAttempt};
+use edgestack_core::accounts::sql::{self as accounts_sql, ConfirmedAccount, SignInAttempt};
 use edgestack_core::caller::Caller;
 use edgestack_core::db::{FromRow, Statement};
 use edgestack_core::notes::{Cursor, NewNote, NoteChanges, VersionCondition, sql as notes_sql};
@@ -49,6 +49,7 @@ fn account_statements() -> Vec<Built> {
         account_key: "key".into(),
         now: 2_000,
     };
+    let confirmed = ConfirmedAccount { auth: &auth, user_id: "id", password_hash: "hash" };
     vec![
         built("accounts::sql::insert_user", accounts_sql::insert_user("id", "a@b.c", "hash", 1)),
         built("accounts::sql::insert_session", accounts_sql::insert_session("hash", "id", 1, 2)),
@@ -57,9 +58,18 @@ fn account_statements() -> Vec<Built> {
         built("accounts::sql::session_user", accounts_sql::session_user(&auth)),
         built("accounts::sql::touch_session", accounts_sql::touch_session(&auth)),
         built("accounts::sql::delete_session", accounts_sql::delete_session("hash")),
-        built("accounts::sql::delete_user_sessions", accounts_sql::delete_user_sessions("id")),
+        built(
+            "accounts::sql::insert_verified_session",
+            accounts_sql::insert_verified_session("hash", "id", 1, 2, "hash"),
+        ),
+        built(
+            "accounts::sql::insert_confirmed_session",
+            accounts_sql::insert_confirmed_session(&confirmed, "hash", 1, 2),
+        ),
+        built("accounts::sql::delete_other_sessions", accounts_sql::delete_other_sessions("id", "hash")),
         built("accounts::sql::session_credentials", accounts_sql::session_credentials(&auth)),
-        built("accounts::sql::delete_user", accounts_sql::delete_user("id")),
+        built("accounts::sql::delete_confirmed_user", accounts_sql::delete_confirmed_user(&confirmed)),
+        built("accounts::sql::delete_sessions_of_deleted_user", accounts_sql::delete_sessions_of_deleted_user("id")),
         built("accounts::sql::trusted_device", accounts_sql::trusted_device(&attempt)),
         built("accounts::sql::admit_untrusted_attempt", accounts_sql::admit_untrusted_attempt(&attempt)),
         built("accounts::sql::count_trusted_attempt", accounts_sql::count_trusted_attempt(&attempt)),
@@ -74,8 +84,13 @@ fn account_statements() -> Vec<Built> {
 
 /// The deletion outbox: `accounts`' database only.
 fn outbox_statements() -> Vec<Built> {
+    let auth = SessionAuth { token_hash: "hash".into(), now: 2_000, active_since: 1_000 };
+    let confirmed = ConfirmedAccount { auth: &auth, user_id: "user", password_hash: "hash" };
     vec![
-        built("accounts::sql::enqueue_user_deletion", accounts_sql::enqueue_user_deletion("id", "user", 1)),
+        built(
+            "accounts::sql::enqueue_confirmed_user_deletion",
+            accounts_sql::enqueue_confirmed_user_deletion("id", &confirmed, 1),
+        ),
         built("accounts::sql::pending_user_deletions", accounts_sql::pending_user_deletions(100)),
         built("accounts::sql::user_deletion_delivered", accounts_sql::user_deletion_delivered("id")),
         built("accounts::sql::user_deletion_failed", accounts_sql::user_deletion_failed("id", 1, "why")),
@@ -122,7 +137,16 @@ fn public_note_statements() -> Vec<Built> {
 
 /// What each database is sent: the single Worker acts for sessions; `notes` for identities.
 fn statements_by_database() -> Vec<(&'static str, Vec<Built>)> {
-    let monolith = [account_statements(), caller_statements(&session_caller(), "session"), public_note_statements()];
+    let auth = SessionAuth { token_hash: "hash".into(), now: 2_000, active_since: 1_000 };
+    let confirmed = ConfirmedAccount { auth: &auth, user_id: "user", password_hash: "hash" };
+    let account_deletion =
+        vec![built("notes::sql::delete_all_of_confirmed_owner", notes_sql::delete_all_of_confirmed_owner(&confirmed))];
+    let monolith = [
+        account_statements(),
+        caller_statements(&session_caller(), "session"),
+        public_note_statements(),
+        account_deletion,
+    ];
     let accounts = [account_statements(), outbox_statements()];
     let mut notes = vec![built("notes::sql::remember_deleted_owner", notes_sql::remember_deleted_owner("user", 1))];
     notes.extend(caller_statements(&verified_caller(), "verified"));
