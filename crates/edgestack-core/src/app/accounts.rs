@@ -391,8 +391,12 @@ pub async fn delete_account<P: Platform>(context: &Context<'_, P>) -> Result<Api
     let credentials = confirm_password(context, &database, &auth, &input.password).await?;
     let confirmed =
         sql::ConfirmedAccount { auth: &auth, user_id: &credentials.user.id, password_hash: &credentials.password_hash };
-    outbox::delete_account(context, &database, &confirmed).await?;
-    Ok(with_cookies_cleared(context, ApiResponse::empty(204)))
+    let notes_token = outbox::delete_account(context, &database, &confirmed).await?;
+    let response = with_cookies_cleared(context, ApiResponse::empty(204));
+    Ok(match notes_token {
+        Some(cookie) => response.with_header("Set-Cookie", cookie),
+        None => response,
+    })
 }
 
 /// `POST /internal/identity` — internal (entry → accounts), with the browser's cookies: a signed

@@ -27,11 +27,15 @@ const BATCH: i64 = 100;
 /// the outbox (delivered now if `notes` answers, else by the cron retry). Every statement is
 /// conditioned on the account still being confirmed (a password change since the check ends
 /// the caller's session): then nothing is deleted and the answer is `401 unauthenticated`.
+///
+/// Answers the `Set-Cookie` of the notes service's read-your-writes token when `notes` took
+/// the deletion at once, for the client: without it the author's next read of the deleted
+/// notes could come from a notes replica that has not applied the deletion yet.
 pub async fn delete_account<P: Platform>(
     context: &Context<'_, P>,
     database: &Database<'_, P>,
     confirmed: &sql::ConfirmedAccount<'_>,
-) -> Result<(), ApiError> {
+) -> Result<Option<String>, ApiError> {
     let user_id = confirmed.user_id;
     let mut pipeline = Pipeline::write();
     if context.config.service == Service::Accounts {
@@ -42,9 +46,13 @@ pub async fn delete_account<P: Platform>(
         if database.run(&pipeline).await?.first(deleted)?.is_none() {
             return Err(ApiError::Unauthenticated);
         }
-        if let Err(error) = deliver(context.platform, database, &deletion, context.request.now_ms).await {
-            context.platform.log(&format!("notes of deleted user {user_id} are left for the retry: {error}"));
-        }
+        return Ok(match deliver(context.platform, database, &deletion, context.request.now_ms).await {
+            Ok(notes_token) => notes_token,
+            Err(error) => {
+                context.platform.log(&format!("notes of deleted user {user_id} are left for the retry: {error}"));
+                None
+            }
+        });
     } else {
         // The notes first: deleting the account's row would take them with it (ON DELETE
         // CASCADE) before they could be listed for the cache.
@@ -57,23 +65,31 @@ pub async fn delete_account<P: Platform>(
         }
         invalidate_deleted_notes(context, &outcome.read(deleted_notes)?);
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Tells `notes` and removes the row once it acknowledged (any 2xx, whatever the body says, so
 /// a notes release with another answer still acknowledges); otherwise records the attempt.
+/// Answers the `Set-Cookie` of the read-your-writes token `notes` sent with its
+/// acknowledgement, if any.
 pub async fn deliver<P: Platform>(
     platform: &P,
     database: &Database<'_, P>,
     deletion: &PendingDeletion,
     now_ms: i64,
-) -> Result<(), String> {
+) -> Result<Option<String>, String> {
     let request = ServiceRequest::internal(InternalRequest::DeleteUserNotes { user_id: &deletion.user_id });
     let failure = match platform.call_service(Service::Notes, request).await {
         Ok(response) if (200..300).contains(&response.status) => {
             let mut delivered = Pipeline::write();
             delivered.push(sql::user_deletion_delivered(&deletion.id));
-            return database.run(&delivered).await.map(|_| ()).map_err(|error| error.to_string());
+            database.run(&delivered).await.map_err(|error| error.to_string())?;
+            let notes_cookie = format!("{}=", Service::Notes.consistency_cookie());
+            let token = response
+                .headers
+                .into_iter()
+                .find(|(name, value)| name.eq_ignore_ascii_case("set-cookie") && value.starts_with(&notes_cookie));
+            return Ok(token.map(|(_, value)| value));
         }
         Ok(response) => format!("notes answered {}: {}", response.status, String::from_utf8_lossy(&response.body)),
         Err(error) => error,
@@ -111,7 +127,8 @@ pub async fn deliver_pending_deletions<P: Platform>(
     let mut delivery = DeliveryReport::default();
     for deletion in &pending {
         match deliver(platform, &database, deletion, now_ms).await {
-            Ok(()) => delivery.delivered += 1,
+            // No client to hand the notes token to.
+            Ok(_) => delivery.delivered += 1,
             Err(error) => {
                 platform.log(&format!("deletion of user {} not delivered yet: {error}", deletion.user_id));
                 delivery.failed += 1;

@@ -180,3 +180,33 @@ fn the_single_worker_deletes_an_account_and_its_notes_in_one_transaction() {
 fn notes_of_main(stack: &Stack, user_id: &str) -> Vec<String> {
     stack.query_text("main", &format!("SELECT id FROM notes WHERE owner_id = '{user_id}'"))
 }
+
+/// The author of a published note deletes the account while the replicas lag: the author's
+/// next reads of the public note and the feed no longer show it (docs/edge-data-path.md, "the
+/// change, at once" for its author), in the services shape too, where the notes go through the
+/// outbox: `accounts` passes on the notes service's read-your-writes cookie of the deletion.
+#[test]
+fn the_author_no_longer_reads_the_notes_of_the_account_just_deleted() {
+    crate::support::each_shape(|mut stack| {
+        let author = stack.client_in_region("eu");
+        crate::support::signed_up(&mut stack, &author, "author@example.com");
+        let created = stack.send(author.post("/api/notes").json(json!({"title": "pub", "published": true})).send());
+        let id = created.json()["note"]["id"].as_str().unwrap().to_string();
+        let path = format!("/api/public/notes/{id}");
+        stack.advance(1_000.0);
+        assert_eq!(stack.send(author.get(&path).send()).status(), 200);
+        stack.replicate();
+        for database in [stack.notes_db(), stack.accounts_db()] {
+            stack.set_lag(database, "eu", 3_000.0);
+        }
+
+        assert_eq!(delete_account(&mut stack, &author).status(), 204);
+        stack.advance(50.0);
+
+        let note = stack.send(author.get(&path).send());
+        assert_eq!(note.status(), 404, "{:?}: {:?}", stack.options.shape, note.db_targets());
+        let feed = stack.send(author.get("/api/public/notes").send()).json();
+        let listed = feed["notes"].as_array().unwrap().iter().any(|note| note["id"] == id.as_str());
+        assert!(!listed, "{:?}: the feed still lists the deleted account's note", stack.options.shape);
+    });
+}
