@@ -90,9 +90,14 @@ impl CacheKey {
         Self { key: format!("v1/public/note/{id}"), scope: Scope::Note(id.to_string()) }
     }
 
-    pub fn public_feed(page: &PageRequest) -> Self {
+    /// The feed page's key; none for a page after an unsigned cursor (`notes::page`), which
+    /// is never cached: its point is the client's choice, and so would be the key.
+    pub fn public_feed(page: &PageRequest) -> Option<Self> {
+        if page.unsigned {
+            return None;
+        }
         let cursor = page.after.as_ref().map_or_else(|| "first".to_string(), |cursor| cursor.encode());
-        Self { key: format!("v1/public/feed/{}/{cursor}", page.limit), scope: Scope::Feed }
+        Some(Self { key: format!("v1/public/feed/{}/{cursor}", page.limit), scope: Scope::Feed })
     }
 }
 
@@ -290,7 +295,7 @@ mod tests {
     #[test]
     fn a_floor_hides_older_entries_and_refuses_older_fills_for_its_lifetime() {
         let mut memory = MemoryCache::default();
-        let feed_page = CacheKey::public_feed(&PageRequest { limit: 5, after: None });
+        let feed_page = CacheKey::public_feed(&PageRequest { limit: 5, after: None, unsigned: false }).unwrap();
         memory.put(&note("a"), entry(9), 0.0);
         memory.put(&feed_page, entry(9), 0.0);
         memory.raise_floor(&Scope::Feed, 10, 0.0);
@@ -338,7 +343,10 @@ mod tests {
         assert_eq!(scopes_changed_by_note("abc"), [Scope::Note("abc".into()), Scope::Feed]);
         assert_eq!(CacheKey::public_note("abc").scope.floor_key(), "v1/floor/note/abc");
         assert_eq!(Scope::Feed.floor_key(), "v1/floor/feed");
-        let later_page = PageRequest { limit: 20, after: Some(crate::notes::Cursor { timestamp: 5, id: "x".into() }) };
-        assert_eq!(CacheKey::public_feed(&later_page).scope, Scope::Feed);
+        let cursor = crate::notes::Cursor { timestamp: 5, id: "x".into() };
+        let later_page = PageRequest { limit: 20, after: Some(cursor), unsigned: false };
+        assert_eq!(CacheKey::public_feed(&later_page).unwrap().scope, Scope::Feed);
+        let unsigned = PageRequest { unsigned: true, ..later_page };
+        assert_eq!(CacheKey::public_feed(&unsigned), None, "a point the client chose is no cache key");
     }
 }

@@ -27,17 +27,22 @@ const PUBLIC_CACHE_CONTROL: &str = "public, max-age=0, must-revalidate";
 /// Answers from the cache when an entry is fresh enough for this client and not below its
 /// scope's floor; otherwise runs `load` (which returns the JSON body and the replication index
 /// it was read at) and fills both tiers — unless the answer is older than a change this isolate
-/// knows of, which a lagging replica may still serve but nobody may keep.
-pub async fn read_through<P, F>(context: &Context<'_, P>, key: &CacheKey, load: F) -> Result<ApiResponse, ApiError>
+/// knows of, which a lagging replica may still serve but nobody may keep. Without a `key`, or
+/// with the cache off, `load` answers alone (`cache;desc=bypass`).
+pub async fn read_through<P, F>(
+    context: &Context<'_, P>,
+    key: Option<&CacheKey>,
+    load: F,
+) -> Result<ApiResponse, ApiError>
 where
     P: Platform,
     F: Future<Output = Result<(Vec<u8>, Option<u64>), ApiError>>,
 {
-    if !context.config.data_path.read_cache {
+    let Some(key) = key.filter(|_| context.config.data_path.read_cache) else {
         context.report.borrow_mut().cache = CacheStatus::Bypass;
         let (body, _) = load.await?;
         return Ok(public_json(body));
-    }
+    };
     let platform = context.platform;
     let memory = &platform.isolate().memory;
     let required = context.requirement.map(|requirement| requirement.index);

@@ -12,7 +12,7 @@ use crate::db::{FromRow, Pipeline, PipelineOutcome, Statement};
 use crate::error::ApiError;
 use crate::ids::new_id;
 use crate::notes::{
-    Cursor, NewNote, Note, NoteChanges, NoteVersion, PageRequest, PublicNote, VersionCondition, etag, sql,
+    Cursor, CursorSigner, NewNote, Note, NoteChanges, NoteVersion, PageRequest, PublicNote, VersionCondition, etag, sql,
 };
 use crate::services::internal_api::NotesDeleted;
 
@@ -110,12 +110,14 @@ pub async fn create<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse
 /// `200 {"notes", "next_cursor"}`. Errors: `400 invalid_limit` (1–100), `400 invalid_cursor`,
 /// `401 unauthenticated`, the database errors. [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
 pub async fn list_mine<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
-    let page = PageRequest::from_query(&context.request.query)?;
+    let signer = CursorSigner::new(&context.config.data_path.consistency_key, "mine");
+    let page = PageRequest::from_query(&context.request.query, &signer)?;
     let caller = context.caller()?;
     let database = context.database()?;
     let statement = sql::list_mine(&caller, &page.start(), page.fetch_limit());
     let notes = rows_for_caller(context, &database, &caller, statement, false).await?;
-    let (notes, next_cursor) = page.finish(notes, |note| Cursor { timestamp: note.created_at, id: note.id.clone() });
+    let (notes, next_cursor) =
+        page.finish(notes, |note| Cursor { timestamp: note.created_at, id: note.id.clone() }, &signer);
     ApiResponse::json(200, &NotePage { notes, next_cursor })
 }
 
@@ -236,15 +238,16 @@ pub async fn delete_all_of_owner<P: Platform>(
 /// `200 {"notes": [public_note…], "next_cursor"}` or `304`. Errors: `400 invalid_limit`,
 /// `400 invalid_cursor`, the database errors. [docs/api.md § Public notes](../../../../docs/api.md#public-notes-anyone)
 pub async fn list_public<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
-    let page = PageRequest::from_query(&context.request.query)?;
+    let signer = CursorSigner::new(&context.config.data_path.consistency_key, "public");
+    let page = PageRequest::from_query(&context.request.query, &signer)?;
     let database = context.database()?;
-    read_through(context, &CacheKey::public_feed(&page), async {
+    read_through(context, CacheKey::public_feed(&page).as_ref(), async {
         let mut pipeline = Pipeline::read();
         let notes = pipeline.push(sql::list_public(&page.start(), page.fetch_limit()));
         let outcome = database.run(&pipeline).await?;
         let notes: Vec<PublicNote> = outcome.read(notes)?;
         let (notes, next_cursor) =
-            page.finish(notes, |note| Cursor { timestamp: note.published_at, id: note.id.clone() });
+            page.finish(notes, |note| Cursor { timestamp: note.published_at, id: note.id.clone() }, &signer);
         let body = serde_json::to_vec(&NotePage { notes, next_cursor }).map_err(|_| ApiError::Internal)?;
         Ok((body, outcome.replication_index))
     })
@@ -256,7 +259,7 @@ pub async fn list_public<P: Platform>(context: &Context<'_, P>) -> Result<ApiRes
 /// the database errors. [docs/api.md § Public notes](../../../../docs/api.md#public-notes-anyone)
 pub async fn get_public<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
     let database = context.database()?;
-    read_through(context, &CacheKey::public_note(id), async {
+    read_through(context, Some(&CacheKey::public_note(id)), async {
         let mut pipeline = Pipeline::read();
         let note = pipeline.push(sql::get_public(id));
         let outcome = database.run(&pipeline).await?;

@@ -7,7 +7,7 @@ pub mod quota;
 pub mod sql;
 
 pub use input::{NewNote, NewNoteBody, NoteChanges, NoteChangesBody, NoteInputError};
-pub use page::{Cursor, PageError, PageRequest};
+pub use page::{Cursor, CursorSigner, PageError, PageRequest};
 
 use serde::Serialize;
 

@@ -1,10 +1,19 @@
 //! Keyset pagination: a page ends at (timestamp, id), the cursor names that point, and the next
 //! page starts strictly after it — stable while notes are added, and an index range scan.
+//!
+//! A cursor is `<point>.<mac>`: the point in base64url, and an HMAC-SHA256 (first 16 bytes) of
+//! it bound to its purpose and its list, so the API reads only cursors it gave out. Without the
+//! MAC anyone could name any point, and each one made up would be a new cache key of the public
+//! feed: a database read, a memory-tier slot and a KV write per request, for free. A cursor of
+//! the release before (the point alone) is still read for now — a gradual deployment hands out
+//! both — but its page is never cached.
 
 use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use crate::ids::parse_id;
 
@@ -21,7 +30,50 @@ pub struct Cursor {
 pub struct PageRequest {
     pub limit: i64,
     pub after: Option<Cursor>,
+    /// Whether `after` came without a MAC (a cursor of the release before): read, never cached.
+    pub unsigned: bool,
 }
+
+/// Signs and checks the cursors of one list with the deployment's secret (`CONSISTENCY_KEY`,
+/// or the key derived from the database token: `config::DataPathConfig::consistency_key`).
+pub struct CursorSigner<'a> {
+    key: &'a [u8],
+    /// `public` or `mine`: a cursor of one list is not one of the other.
+    list: &'static str,
+}
+
+impl<'a> CursorSigner<'a> {
+    pub fn new(key: &'a [u8], list: &'static str) -> Self {
+        Self { key, list }
+    }
+
+    fn mac(&self, point: &str) -> Option<Hmac<Sha256>> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.key).ok()?;
+        mac.update(format!("edgestack-cursor-v1\n{}\n{point}", self.list).as_bytes());
+        Some(mac)
+    }
+
+    /// `<point>.<mac>`.
+    pub fn sign(&self, cursor: &Cursor) -> String {
+        let point = cursor.encode();
+        let mac = self.mac(&point).map(|mac| mac.finalize().into_bytes()).unwrap_or_default();
+        format!("{point}.{}", URL_SAFE_NO_PAD.encode(&mac[..MAC_BYTES.min(mac.len())]))
+    }
+
+    /// The cursor and whether it was signed; `None` for one this API did not give out (a
+    /// forged or altered MAC, another list's, or not a point at all).
+    fn check(&self, value: &str) -> Option<(Cursor, bool)> {
+        let Some((point, signature)) = value.split_once('.') else {
+            return Some((Cursor::decode(value)?, false));
+        };
+        let signature = URL_SAFE_NO_PAD.decode(signature).ok().filter(|signature| signature.len() == MAC_BYTES)?;
+        self.mac(point)?.verify_truncated_left(&signature).ok()?;
+        Some((Cursor::decode(point)?, true))
+    }
+}
+
+/// The MAC's length in a cursor: 128 bits.
+const MAC_BYTES: usize = 16;
 
 /// Which query parameter was wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,8 +118,8 @@ impl PageRequest {
     /// Reads `limit` and `cursor` from a query string (`application/x-www-form-urlencoded`, as
     /// `URLSearchParams` writes it: percent-encoding and `+` decoded); other parameters are
     /// ignored, and either of the two given twice is refused.
-    pub fn from_query(query: &str) -> Result<Self, PageError> {
-        let mut page = Self { limit: DEFAULT_LIMIT, after: None };
+    pub fn from_query(query: &str, signer: &CursorSigner<'_>) -> Result<Self, PageError> {
+        let mut page = Self { limit: DEFAULT_LIMIT, after: None, unsigned: false };
         let mut seen = [false; 2];
         for (name, value) in form_urlencoded::parse(query.as_bytes()) {
             let (slot, name) = match name.as_ref() {
@@ -87,7 +139,9 @@ impl PageRequest {
                         .ok_or(PageError::InvalidLimit)?;
                 }
                 "cursor" if !value.is_empty() => {
-                    page.after = Some(Cursor::decode(&value).ok_or(PageError::InvalidCursor)?);
+                    let (cursor, signed) = signer.check(&value).ok_or(PageError::InvalidCursor)?;
+                    page.after = Some(cursor);
+                    page.unsigned = !signed;
                 }
                 _ => {}
             }
@@ -104,14 +158,19 @@ impl PageRequest {
         self.after.clone().unwrap_or_else(Cursor::start)
     }
 
-    /// Trims the extra row and names the cursor of the next page, if there is one.
-    pub fn finish<T>(&self, mut items: Vec<T>, cursor_of: impl Fn(&T) -> Cursor) -> (Vec<T>, Option<String>) {
+    /// Trims the extra row and names the signed cursor of the next page, if there is one.
+    pub fn finish<T>(
+        &self,
+        mut items: Vec<T>,
+        cursor_of: impl Fn(&T) -> Cursor,
+        signer: &CursorSigner<'_>,
+    ) -> (Vec<T>, Option<String>) {
         let limit = usize::try_from(self.limit).unwrap_or(usize::MAX);
         if items.len() <= limit {
             return (items, None);
         }
         items.truncate(limit);
-        let next = items.last().map(|item| cursor_of(item).encode());
+        let next = items.last().map(|item| signer.sign(&cursor_of(item)));
         (items, next)
     }
 }
@@ -130,30 +189,54 @@ mod tests {
         }
     }
 
+    const KEY: &[u8] = b"test key";
+
+    fn query(query: &str) -> Result<PageRequest, PageError> {
+        PageRequest::from_query(query, &CursorSigner::new(KEY, "public"))
+    }
+
     #[test]
     fn query_parsing() {
-        assert_eq!(PageRequest::from_query("").unwrap(), PageRequest { limit: 20, after: None });
-        assert_eq!(PageRequest::from_query("limit=5&x=y").unwrap().limit, 5);
-        assert_eq!(PageRequest::from_query("%6Cimit=%35&x&cursor=").unwrap().limit, 5, "decoded as a form");
+        assert_eq!(query("").unwrap(), PageRequest { limit: 20, after: None, unsigned: false });
+        assert_eq!(query("limit=5&x=y").unwrap().limit, 5);
+        assert_eq!(query("%6Cimit=%35&x&cursor=").unwrap().limit, 5, "decoded as a form");
         let cursor = Cursor { timestamp: 7, id: new_id([1; 16]) };
-        let query = format!("cursor={}", cursor.encode());
-        assert_eq!(PageRequest::from_query(&query).unwrap().after, Some(cursor));
+        let signed = CursorSigner::new(KEY, "public").sign(&cursor);
+        assert_eq!(
+            query(&format!("cursor={signed}")).unwrap(),
+            PageRequest { limit: 20, after: Some(cursor.clone()), unsigned: false }
+        );
+        let legacy = query(&format!("cursor={}", cursor.encode())).unwrap();
+        assert_eq!((legacy.after, legacy.unsigned), (Some(cursor.clone()), true), "the release before's cursor");
         for (repeated, name) in [("limit=5&limit=10", "limit"), ("cursor=&limit=5&cursor=", "cursor")] {
-            assert_eq!(PageRequest::from_query(repeated), Err(PageError::Repeated(name)), "{repeated}");
+            assert_eq!(query(repeated), Err(PageError::Repeated(name)), "{repeated}");
         }
+        let other_list = CursorSigner::new(KEY, "mine").sign(&cursor);
+        let other_key = CursorSigner::new(b"another key", "public").sign(&cursor);
+        let (point, mac) = signed.split_once('.').unwrap();
+        let moved = format!("{}.{mac}", Cursor { timestamp: 8, ..cursor.clone() }.encode());
+        let short = format!("{point}.{}", &mac[..mac.len() - 2]);
+        for bad in
+            ["cursor=zzz", &format!("cursor={other_list}"), &format!("cursor={other_key}"), &format!("cursor={moved}")]
+        {
+            assert_eq!(query(bad), Err(PageError::InvalidCursor), "{bad}");
+        }
+        assert_eq!(query(&format!("cursor={short}")), Err(PageError::InvalidCursor));
         for bad in ["limit=0", "limit=101", "limit=abc", "limit=-1", "cursor=zzz", "limit=5&limit=5", "limit= 5"] {
-            let error = crate::error::ApiError::from(PageRequest::from_query(bad).unwrap_err());
+            let error = crate::error::ApiError::from(query(bad).unwrap_err());
             assert_eq!(error.status(), 400, "{bad}");
         }
     }
 
     #[test]
     fn finish_trims_and_points_at_the_last_item() {
-        let page = PageRequest { limit: 2, after: None };
+        let page = PageRequest { limit: 2, after: None, unsigned: false };
+        let signer = CursorSigner::new(KEY, "public");
         let cursor_of = |n: &i64| Cursor { timestamp: *n, id: new_id([0; 16]) };
-        let (items, next) = page.finish(vec![30, 20, 10], cursor_of);
+        let (items, next) = page.finish(vec![30, 20, 10], cursor_of, &signer);
         assert_eq!(items, vec![30, 20]);
-        assert_eq!(Cursor::decode(&next.unwrap()).unwrap().timestamp, 20);
-        assert_eq!(page.finish(vec![30, 20], cursor_of).1, None);
+        let (cursor, signed) = signer.check(&next.unwrap()).unwrap();
+        assert_eq!((cursor.timestamp, signed), (20, true));
+        assert_eq!(page.finish(vec![30, 20], cursor_of, &signer).1, None);
     }
 }

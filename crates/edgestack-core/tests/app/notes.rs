@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use edgestack_core::notes::Cursor;
 use serde_json::{Value, json};
 
 use crate::support::{Client, Stack, each_shape, signed_up_user};
@@ -120,6 +121,54 @@ const BAD_PAGES: [(&str, &str); 8] = [
     ("limit=5&limit=10", "repeated_parameter"),
     ("cursor=&limit=2&cursor=", "repeated_parameter"),
 ];
+
+/// A cursor naming `timestamp` and a well-formed id, as a client could make one up: the
+/// release before's form (the point alone), or that with a made-up MAC.
+fn made_up_cursors(timestamp: i64) -> (String, String) {
+    let point = Cursor { timestamp, id: "AAAAAAAAAAAAAAAAAAAAAA".into() }.encode();
+    let signed_looking = format!("{point}.{}", "A".repeat(22));
+    (point, signed_looking)
+}
+
+/// A cursor is read only if this API gave it out: a made-up MAC is refused, and a page after a
+/// point without one (the release before's cursors, still read during a gradual deployment) is
+/// never cached — each made-up point would otherwise be a new cache key, a database read and
+/// a KV write for anyone, for free.
+#[test]
+fn made_up_cursors_are_refused_or_never_cached() {
+    each_shape(|mut stack| {
+        let author = signed_up_user(&mut stack, "cursors@example.com");
+        for n in 0..3 {
+            author.publish_note(&mut stack, &format!("public {n}"), "");
+        }
+        let reader = stack.client("na");
+        for list in ["/api/public/notes", "/api/notes"] {
+            let (_, signed_looking) = made_up_cursors(9_000_000_000_000);
+            let refused = stack.send(author.get(&format!("{list}?cursor={signed_looking}")).send());
+            assert_eq!((refused.status(), refused.error_code()), (400, "invalid_cursor".into()), "{list}");
+        }
+        let mine = stack.send(author.get("/api/notes?limit=1").send()).json();
+        let public_cursor = format!("/api/public/notes?limit=1&cursor={}", mine["next_cursor"].as_str().unwrap());
+        let other_lists = stack.send(reader.get(&public_cursor).send());
+        assert_eq!(other_lists.status(), 400, "a cursor of the owner's list is not one of the feed");
+
+        let keys_before = stack.kv.borrow().keys_written();
+        for n in 0..20 {
+            let (point, _) = made_up_cursors(9_000_000_000_000 - n);
+            let page = stack.send(reader.get(&format!("/api/public/notes?cursor={point}")).send());
+            assert_eq!(page.status(), 200, "{}", page.text());
+            assert_eq!(page.cache_status(), "bypass");
+            assert_eq!(page.json()["notes"].as_array().unwrap().len(), 3);
+        }
+        stack.advance(1_000.0);
+        assert_eq!(stack.kv.borrow().keys_written(), keys_before, "a made-up point was stored");
+        let first = stack.send(reader.get("/api/public/notes?limit=2").send());
+        let next = format!("/api/public/notes?limit=2&cursor={}", first.json()["next_cursor"].as_str().unwrap());
+        stack.send(reader.get(&next).send());
+        let again = stack.send(reader.get(&next).send());
+        assert_eq!(again.cache_status(), "hit-memory", "a page after a cursor the API gave out is cached");
+    });
+}
 
 fn ids_len(page: &Value) -> usize {
     page["notes"].as_array().unwrap().len()

@@ -74,6 +74,11 @@ impl Kv {
         Ok(())
     }
 
+    /// How many keys were ever written.
+    pub fn keys_written(&self) -> usize {
+        self.versions.len()
+    }
+
     /// The value of `key` as every location will eventually see it (for assertions).
     pub fn settled(&self, key: &str, now_ms: f64) -> Option<Vec<u8>> {
         let latest = self.versions.get(key)?.iter().max_by(|a, b| a.written_at.total_cmp(&b.written_at))?;
