@@ -78,3 +78,4 @@ pub mod region;
 pub mod request_url;
 pub mod routes;
 pub mod services;
+pub mod text;

@@ -1,6 +1,12 @@
 //! An email address, parsed once: trimmed, lower-cased, shape-checked. Not proof of ownership.
+//! No character in it may be invisible — white space, controls, format characters (Unicode Cf:
+//! a soft hyphen, a zero-width space): an address that shows like another must not be a second
+//! account (and IDNA2008 allows none of them in a domain). Not normalized to NFC: an account's
+//! address is compared as it was typed.
 
 use std::fmt;
+
+use crate::text::is_format;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
@@ -20,7 +26,8 @@ const MAX_LENGTH: usize = 254;
 impl Email {
     pub fn parse(input: &str) -> Result<Self, InvalidEmail> {
         let email = input.trim().to_lowercase();
-        if email.is_empty() || email.len() > MAX_LENGTH || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        let invisible = |c: char| c.is_whitespace() || c.is_control() || is_format(c);
+        if email.is_empty() || email.len() > MAX_LENGTH || email.chars().any(invisible) {
             return Err(InvalidEmail);
         }
         let (local, domain) = email.rsplit_once('@').ok_or(InvalidEmail)?;
@@ -68,6 +75,10 @@ mod tests {
             "ada@example..com",
             "ada@example.com.",
             "a\u{0}@example.com",
+            "a@ex\u{ad}ample.com",
+            "a@example.com\u{200b}",
+            "\u{feff}a@example.com",
+            "a\u{200d}@example.com",
         ] {
             check(bad, None);
         }

@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use crate::text::is_visible;
+
 const MAX_TITLE_CHARS: usize = 200;
 const MAX_BODY_CHARS: usize = 20_000;
 
@@ -80,12 +82,14 @@ fn is_unicode_line_break(c: char) -> bool {
 /// A title is one line of text (ASVS 5.0 2.2.1: input is validated against what it is for),
 /// trimmed of surrounding white space: no control character at all (NUL, line breaks, escapes:
 /// `char::is_control`, Unicode's Cc), no Unicode line or paragraph separator and no bidi
-/// control.
+/// control — and at least one character that shows ([`is_visible`]): a title of zero-width
+/// characters alone would show as an empty line in every list. Format characters between
+/// visible ones stay allowed (an emoji sequence is joined by U+200D, Persian needs U+200C).
 fn title(value: &str) -> Result<String, NoteInputError> {
     let value = value.trim();
     let chars = value.chars().count();
     let refused = |c: char| c.is_control() || is_unicode_line_break(c) || is_bidi_control(c);
-    if chars == 0 || chars > MAX_TITLE_CHARS || value.chars().any(refused) {
+    if chars == 0 || chars > MAX_TITLE_CHARS || value.chars().any(refused) || !value.chars().any(is_visible) {
         return Err(NoteInputError::InvalidTitle);
     }
     Ok(value.to_string())
@@ -170,6 +174,10 @@ mod tests {
             "iso\u{2067}",
             "line\u{2028}separator",
             "paragraph\u{2029}separator",
+            "\u{feff}",
+            "\u{200b}\u{200b}",
+            "\u{200e}\u{200f}\u{61c}",
+            "\u{2060} \u{ad}",
         ] {
             let json = serde_json::json!({ "title": title }).to_string();
             assert_eq!(new_note(&json).unwrap_err(), "invalid_title", "{title:?}");
@@ -178,6 +186,10 @@ mod tests {
         }
         let fine = serde_json::json!({"title": "Zoë’s «notes» ✓ — 日本語", "body": "line one\r\nline two\n\tindented"});
         assert!(new_note(&fine.to_string()).is_ok());
+        for title in ["👩\u{200d}💻 work", "می\u{200c}خواهم"] {
+            let json = serde_json::json!({ "title": title }).to_string();
+            assert_eq!(new_note(&json).unwrap().title, title, "joiners between visible characters stay");
+        }
         for body in ["nul\u{0}", "escape\u{1b}[31m", "form\u{c}feed"] {
             let json = serde_json::json!({ "title": "t", "body": body }).to_string();
             assert_eq!(new_note(&json).unwrap_err(), "invalid_body_text", "{body:?}");
