@@ -162,10 +162,16 @@ impl MemoryCache {
         if self.floors.len() >= MEMORY_CAPACITY && !self.floors.contains_key(scope) {
             self.floors.retain(|_, floor| now_ms < floor.expires_at);
         }
-        // Still full of live floors: forgetting one only costs fills until KV's copy is read.
+        // Still full of live floors: forgetting one only costs fills until KV's copy is read —
+        // so never one whose KV write is still to be sent, or no isolate would ever read it
+        // (those are at most the scopes changed here within a second).
         if self.floors.len() >= MEMORY_CAPACITY
-            && let Some(oldest) =
-                self.floors.iter().min_by(|a, b| a.1.expires_at.total_cmp(&b.1.expires_at)).map(|(s, _)| s.clone())
+            && let Some(oldest) = self
+                .floors
+                .iter()
+                .filter(|(_, floor)| !floor.scheduled)
+                .min_by(|a, b| a.1.expires_at.total_cmp(&b.1.expires_at))
+                .map(|(s, _)| s.clone())
         {
             self.floors.remove(&oldest);
         }
@@ -336,6 +342,26 @@ mod tests {
         memory.put(&note("k"), entry(1), KV_REFILL_INTERVAL_MS);
         memory.raise_floor(&Scope::Note("k".into()), 2, KV_REFILL_INTERVAL_MS + 1.0);
         assert!(memory.claim_kv_fill("v1/public/note/k", KV_REFILL_INTERVAL_MS + 2.0), "an invalidated key may refill");
+    }
+
+    #[test]
+    fn a_full_isolate_forgets_a_sent_floor_never_one_still_to_be_written_to_kv() {
+        let mut memory = MemoryCache::default();
+        let note = |n: usize| Scope::Note(format!("note-{n}"));
+        memory.raise_floor(&note(0), 5, 0.0);
+        assert_eq!(memory.schedule_floor_write(&note(0), 0.0), Some(0.0));
+        for n in 1..MEMORY_CAPACITY {
+            let at = n as f64;
+            memory.raise_floor(&note(n), 5, at);
+            memory.schedule_floor_write(&note(n), at);
+            memory.send_floor_write(&note(n), at);
+        }
+        let now = MEMORY_CAPACITY as f64;
+        memory.raise_floor(&note(MEMORY_CAPACITY), 5, now);
+        assert_eq!(memory.floor(&note(0), now), 5, "its KV write is still pending");
+        assert_eq!(memory.send_floor_write(&note(0), now), Some(5));
+        assert_eq!(memory.floor(&note(1), now), 0, "the oldest sent floor made room");
+        assert_eq!(memory.floor(&note(2), now), 5);
     }
 
     #[test]
