@@ -20,14 +20,15 @@ macro_rules! session_user_id {
     };
 }
 
-/// A condition for a write that rests on a password checked in an earlier round trip (a
-/// password change, an account deletion): the signed-in caller (`?1`–`?3`, [`active_session!`])
-/// is account `?4`, which still has the password hash `?5` the check verified. A password
-/// change or a deletion that committed in between — a password change ends every session —
-/// makes it false, so the write does nothing rather than act on a check that no longer holds.
+/// A condition for a write that rests on a password the signed-in caller confirmed in an
+/// earlier round trip (a password change, an account deletion): the caller's session (`?1`–`?3`,
+/// [`active_session!`]) is still active and account `?4`'s. A password change ends every
+/// session of the account and a deletion removes it, so either one committed in between makes
+/// it false, and the write does nothing rather than act on a check that no longer holds. (Not
+/// the hash itself: a sign-in elsewhere may rehash the same password meanwhile.)
 macro_rules! confirmed_account {
     () => {
-        concat!("EXISTS (SELECT 1 FROM users WHERE id = ?4 AND password_hash = ?5 AND id = ", session_user_id!(), ")")
+        concat!("EXISTS (SELECT 1 FROM users WHERE id = ?4 AND id = ", session_user_id!(), ")")
     };
 }
 

@@ -165,19 +165,18 @@ pub fn insert_verified_session(
     )
 }
 
-/// An account's password, checked in an earlier round trip by the signed-in caller `auth`:
+/// An account whose password the signed-in caller `auth` confirmed in an earlier round trip:
 /// the arguments of [`confirmed_account!`].
 pub struct ConfirmedAccount<'a> {
     pub auth: &'a SessionAuth,
     pub user_id: &'a str,
-    pub password_hash: &'a str,
 }
 
 impl ConfirmedAccount<'_> {
-    /// `?1`–`?5`, then `more` from `?6` on.
+    /// `?1`–`?4`, then `more` from `?5` on.
     pub fn args(&self, more: impl IntoIterator<Item = Value>) -> Vec<Value> {
         let mut args = self.auth.args();
-        args.extend([text(self.user_id), text(self.password_hash)]);
+        args.push(text(self.user_id));
         args.extend(more);
         args
     }
@@ -195,9 +194,9 @@ pub fn insert_confirmed_session(
     Statement::new(
         concat!(
             "INSERT INTO sessions (token_hash, user_id, created_at, last_seen_at, expires_at) ",
-            "VALUES (?6, (SELECT ?4 WHERE ",
+            "VALUES (?5, (SELECT ?4 WHERE ",
             confirmed_account!(),
-            "), ?7, ?7, ?8)"
+            "), ?6, ?6, ?7)"
         ),
         confirmed.args([text(token_hash), integer(now), integer(expires_at)]),
     )
@@ -275,7 +274,7 @@ pub fn delete_sessions_of_deleted_user(user_id: &str) -> Statement {
 pub fn enqueue_confirmed_user_deletion(id: &str, confirmed: &ConfirmedAccount<'_>, now: i64) -> Statement {
     Statement::new(
         concat!(
-            "INSERT INTO deletion_outbox (id, user_id, created_at, attempts) SELECT ?6, ?4, ?7, 0 WHERE ",
+            "INSERT INTO deletion_outbox (id, user_id, created_at, attempts) SELECT ?5, ?4, ?6, 0 WHERE ",
             confirmed_account!()
         ),
         confirmed.args([text(id), integer(now)]),

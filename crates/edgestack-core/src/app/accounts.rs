@@ -362,7 +362,7 @@ pub async fn change_password<P: Platform>(context: &Context<'_, P>) -> Result<Ap
     let credentials = confirm_password(context, &database, &auth, &input.current_password).await?;
     let new_hash = context.hasher().hash(&new_password, &context.random()?).map_err(|e| hash_failure(context, e))?;
     let user_id = credentials.user.id.as_str();
-    let confirmed = sql::ConfirmedAccount { auth: &auth, user_id, password_hash: &credentials.password_hash };
+    let confirmed = sql::ConfirmedAccount { auth: &auth, user_id };
     let token = SessionToken::from_random(context.random()?);
     let now = context.request.now_ms;
     // Every session of the account ends, this one included; the caller gets a fresh one — made
@@ -389,8 +389,7 @@ pub async fn delete_account<P: Platform>(context: &Context<'_, P>) -> Result<Api
     let (_, auth) = context.session()?;
     let database = context.database()?;
     let credentials = confirm_password(context, &database, &auth, &input.password).await?;
-    let confirmed =
-        sql::ConfirmedAccount { auth: &auth, user_id: &credentials.user.id, password_hash: &credentials.password_hash };
+    let confirmed = sql::ConfirmedAccount { auth: &auth, user_id: &credentials.user.id };
     let notes_token = outbox::delete_account(context, &database, &confirmed).await?;
     let response = with_cookies_cleared(context, ApiResponse::empty(204));
     Ok(match notes_token {

@@ -49,7 +49,7 @@ fn account_statements() -> Vec<Built> {
         account_key: "key".into(),
         now: 2_000,
     };
-    let confirmed = ConfirmedAccount { auth: &auth, user_id: "id", password_hash: "hash" };
+    let confirmed = ConfirmedAccount { auth: &auth, user_id: "id" };
     vec![
         built("accounts::sql::insert_user", accounts_sql::insert_user("id", "a@b.c", "hash", 1)),
         built("accounts::sql::insert_session", accounts_sql::insert_session("hash", "id", 1, 2)),
@@ -85,7 +85,7 @@ fn account_statements() -> Vec<Built> {
 /// The deletion outbox: `accounts`' database only.
 fn outbox_statements() -> Vec<Built> {
     let auth = SessionAuth { token_hash: "hash".into(), now: 2_000, active_since: 1_000 };
-    let confirmed = ConfirmedAccount { auth: &auth, user_id: "user", password_hash: "hash" };
+    let confirmed = ConfirmedAccount { auth: &auth, user_id: "user" };
     vec![
         built(
             "accounts::sql::enqueue_confirmed_user_deletion",
@@ -138,7 +138,7 @@ fn public_note_statements() -> Vec<Built> {
 /// What each database is sent: the single Worker acts for sessions; `notes` for identities.
 fn statements_by_database() -> Vec<(&'static str, Vec<Built>)> {
     let auth = SessionAuth { token_hash: "hash".into(), now: 2_000, active_since: 1_000 };
-    let confirmed = ConfirmedAccount { auth: &auth, user_id: "user", password_hash: "hash" };
+    let confirmed = ConfirmedAccount { auth: &auth, user_id: "user" };
     let account_deletion =
         vec![built("notes::sql::delete_all_of_confirmed_owner", notes_sql::delete_all_of_confirmed_owner(&confirmed))];
     let monolith = [
