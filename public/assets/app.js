@@ -158,8 +158,15 @@ async function loadPage(list, path, ul, more, empty, render, reset) {
   const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
   if (list.cursor) query.set("cursor", list.cursor);
   ul.setAttribute("aria-busy", "true");
+  let restart = false;
   try {
-    const data = await busy(more, () => api("GET", `${path}?${query}`));
+    const data = await busy(more, () => api("GET", `${path}?${query}`)).catch((error) => {
+      // A cursor another version of the API gave out (during a gradual deployment, or after
+      // a rollback) is refused: start the list over instead of stopping at an error.
+      if (!(error instanceof ApiError && error.code === "invalid_cursor" && list.cursor)) throw error;
+      restart = true;
+      return null;
+    });
     if (!data || generation !== list.generation) return;
     for (const note of data.notes ?? []) {
       if (list.notes.has(note.id)) continue;
@@ -172,6 +179,7 @@ async function loadPage(list, path, ul, more, empty, render, reset) {
   } finally {
     if (generation === list.generation) ul.removeAttribute("aria-busy");
   }
+  if (restart && generation === list.generation) await loadPage(list, path, ul, more, empty, render, true);
 }
 
 const loadMyNotes = (reset) =>

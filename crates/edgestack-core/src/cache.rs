@@ -97,7 +97,9 @@ impl CacheKey {
             return None;
         }
         let cursor = page.after.as_ref().map_or_else(|| "first".to_string(), |cursor| cursor.encode());
-        Some(Self { key: format!("v1/public/feed/{}/{cursor}", page.limit), scope: Scope::Feed })
+        // v2: its pages hand out signed cursors, which the release before refuses; under their
+        // own keys, that release never serves them from KV during a gradual deployment.
+        Some(Self { key: format!("v2/public/feed/{}/{cursor}", page.limit), scope: Scope::Feed })
     }
 }
 
