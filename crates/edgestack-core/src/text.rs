@@ -1,39 +1,37 @@
 //! What a character looks like, for the rules on user-typed text (titles, email addresses).
 
-/// Whether `c` shows as something: not white space and not a [format character](is_format).
+/// Whether `c` shows as something: not white space, not [default-ignorable](is_default_ignorable),
+/// and not U+2800 BRAILLE PATTERN BLANK (a letter-like blank that fonts draw as nothing).
 pub fn is_visible(c: char) -> bool {
-    !c.is_whitespace() && !is_format(c)
+    !c.is_whitespace() && !is_default_ignorable(c) && c != '\u{2800}'
 }
 
-/// Unicode's format characters (general category Cf, Unicode 16.0 `DerivedGeneralCategory.txt`):
-/// zero-width spaces and joiners, the soft hyphen, the byte-order mark, bidi marks and
-/// controls, tags. Drawn as nothing. The list, not a general-category crate: its tables of
-/// every category added 17 KB of gzip to the wasm every new isolate loads, for one category
-/// that changes once in years.
-pub fn is_format(c: char) -> bool {
+/// Unicode's `Default_Ignorable_Code_Point` (Unicode 16.0 `DerivedCoreProperties.txt`): what a
+/// renderer draws as nothing unless it supports it — zero-width spaces and joiners, the soft
+/// hyphen, the byte-order mark, bidi marks and controls, the combining grapheme joiner,
+/// variation selectors, Hangul fillers, tags. The list, not a Unicode-properties crate: its
+/// tables of every general category added 17 KB of gzip to the wasm every new isolate loads,
+/// for one property that changes once in years.
+pub fn is_default_ignorable(c: char) -> bool {
     matches!(
         c,
         '\u{AD}'
-            | '\u{600}'..='\u{605}'
+            | '\u{34F}'
             | '\u{61C}'
-            | '\u{6DD}'
-            | '\u{70F}'
-            | '\u{890}'..='\u{891}'
-            | '\u{8E2}'
-            | '\u{180E}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
             | '\u{200B}'..='\u{200F}'
             | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{206F}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
             | '\u{FEFF}'
-            | '\u{FFF9}'..='\u{FFFB}'
-            | '\u{110BD}'
-            | '\u{110CD}'
-            | '\u{13430}'..='\u{1343F}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFF8}'
             | '\u{1BCA0}'..='\u{1BCA3}'
             | '\u{1D173}'..='\u{1D17A}'
-            | '\u{E0001}'
-            | '\u{E0020}'..='\u{E007F}'
+            | '\u{E0000}'..='\u{E0FFF}'
     )
 }
 
@@ -42,11 +40,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn format_characters_are_invisible_and_letters_symbols_and_marks_are_not() {
-        for c in ['\u{AD}', '\u{200B}', '\u{200D}', '\u{200E}', '\u{2060}', '\u{FEFF}', '\u{E0041}', ' ', '\u{3000}'] {
+    fn ignorable_characters_and_blanks_are_invisible_and_letters_symbols_and_marks_are_not() {
+        for c in [
+            '\u{AD}',
+            '\u{34F}',
+            '\u{200B}',
+            '\u{200D}',
+            '\u{200E}',
+            '\u{2060}',
+            '\u{3164}',
+            '\u{FE0F}',
+            '\u{FEFF}',
+            '\u{FFA0}',
+            '\u{E0041}',
+            '\u{E0100}',
+            '\u{2800}',
+            ' ',
+            '\u{3000}',
+        ] {
             assert!(!is_visible(c), "{c:?}");
         }
-        for c in ['a', 'é', '日', '✓', '👩', '\u{301}', '-', '\u{2010}'] {
+        for c in ['a', 'é', '日', '✓', '👩', '\u{301}', '-', '\u{2010}', '\u{600}'] {
             assert!(is_visible(c), "{c:?}");
         }
     }

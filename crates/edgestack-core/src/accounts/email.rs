@@ -1,12 +1,12 @@
 //! An email address, parsed once: trimmed, lower-cased, shape-checked. Not proof of ownership.
-//! No character in it may be invisible — white space, controls, format characters (Unicode Cf:
-//! a soft hyphen, a zero-width space): an address that shows like another must not be a second
-//! account (and IDNA2008 allows none of them in a domain). Not normalized to NFC: an account's
+//! No character in it may be invisible — white space, controls, default-ignorable characters
+//! (a soft hyphen, a zero-width space, a variation selector, a Hangul filler): an address that
+//! shows like another must not be a second account (IDNA2008 allows none of them in a domain). Not normalized to NFC: an account's
 //! address is compared as it was typed.
 
 use std::fmt;
 
-use crate::text::is_format;
+use crate::text::is_visible;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
@@ -26,7 +26,7 @@ const MAX_LENGTH: usize = 254;
 impl Email {
     pub fn parse(input: &str) -> Result<Self, InvalidEmail> {
         let email = input.trim().to_lowercase();
-        let invisible = |c: char| c.is_whitespace() || c.is_control() || is_format(c);
+        let invisible = |c: char| c.is_control() || !is_visible(c);
         if email.is_empty() || email.len() > MAX_LENGTH || email.chars().any(invisible) {
             return Err(InvalidEmail);
         }
@@ -79,6 +79,10 @@ mod tests {
             "a@example.com\u{200b}",
             "\u{feff}a@example.com",
             "a\u{200d}@example.com",
+            "a\u{34f}@example.com",
+            "a\u{fe0f}@example.com",
+            "a\u{3164}@example.com",
+            "a\u{e0100}@example.com",
         ] {
             check(bad, None);
         }

@@ -83,7 +83,7 @@ fn is_unicode_line_break(c: char) -> bool {
 /// trimmed of surrounding white space: no control character at all (NUL, line breaks, escapes:
 /// `char::is_control`, Unicode's Cc), no Unicode line or paragraph separator and no bidi
 /// control — and at least one character that shows ([`is_visible`]): a title of zero-width
-/// characters alone would show as an empty line in every list. Format characters between
+/// characters alone would show as an empty line in every list. Ignorable characters between
 /// visible ones stay allowed (an emoji sequence is joined by U+200D, Persian needs U+200C).
 fn title(value: &str) -> Result<String, NoteInputError> {
     let value = value.trim();
@@ -178,6 +178,9 @@ mod tests {
             "\u{200b}\u{200b}",
             "\u{200e}\u{200f}\u{61c}",
             "\u{2060} \u{ad}",
+            "\u{3164}\u{3164}",
+            "\u{2800}",
+            "\u{fe0f}",
         ] {
             let json = serde_json::json!({ "title": title }).to_string();
             assert_eq!(new_note(&json).unwrap_err(), "invalid_title", "{title:?}");
