@@ -211,17 +211,17 @@ async function scenario(browser) {
       const holdFirst = async (route) => {
         if (!held) {
           held = true;
-          await new Promise((resolve) => setTimeout(resolve, 500));
+          await new Promise((resolve) => setTimeout(resolve, 1500));
         }
         await route.continue();
       };
       await a.page.route("**/api/notes/*/publication", holdFirst);
       try {
         const note = myNote(a.page);
-        await Promise.all([
-          note.locator('button[data-action="publish"]').click(),
-          other.locator('button[data-action="publish"]').click(),
-        ]);
+        // One click after the other (two clicks at once can land on a list that is still
+        // moving); the second comes while the first change is held.
+        await note.locator('button[data-action="publish"]').click();
+        await other.locator('button[data-action="publish"]').click();
         for (const [item, what] of [[note, title], [other, otherTitle]]) {
           await visible(a.page, item.locator('[data-testid="note-state"]', { hasText: "Published" }), `${what} Published`);
         }
