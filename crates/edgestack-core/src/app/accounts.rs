@@ -324,18 +324,18 @@ pub async fn me<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, Ap
     for_signed_in_user(context, |_, user| user_response(200, user)).await
 }
 
-/// The signed-in user's credentials once `password` is proven to be theirs: read from the
-/// primary (a replica could hold a password that was just changed). What the caller then
-/// writes is conditioned on them still holding ([`sql::ConfirmedAccount`]): the check and the
-/// write are two round trips, and a password change may end this session in between. Limited per session, never per
-/// account (ASVS 5.0 6.3.1): a stranger's failed sign-ins cannot stop the owner from changing
+/// The signed-in user's id once `password` is proven to be theirs: read from the primary (a
+/// replica could hold a password that was just changed). What the caller then writes is
+/// conditioned on the session still being active ([`sql::ConfirmedAccount`]): the check and the
+/// write are two round trips, and a password change may end the session in between. Limited
+/// per session, never per account (ASVS 5.0 6.3.1): a stranger's failed sign-ins cannot stop the owner from changing
 /// the password or deleting the account, and a stolen session guesses slowly.
 async fn confirm_password<P: Platform>(
     context: &Context<'_, P>,
     database: &Database<'_, P>,
     auth: &SessionAuth,
     password: &str,
-) -> Result<UserCredentials, ApiError> {
+) -> Result<String, ApiError> {
     let key = format!("session:{}", auth.token_hash);
     within_budget(context, Limiter::SignInPerDevice, &key, ApiError::RateLimited).await?;
     let mut pipeline = Pipeline::authoritative_read();
@@ -344,7 +344,7 @@ async fn confirm_password<P: Platform>(
     if context.hasher().verify(password, &credentials.password_hash) == Verification::Mismatch {
         return Err(ApiError::InvalidCredentials);
     }
-    Ok(credentials)
+    Ok(credentials.user.id)
 }
 
 /// `PUT /api/me/password` — change the password. Body `{"current_password", "new_password"}`.
@@ -359,9 +359,9 @@ pub async fn change_password<P: Platform>(context: &Context<'_, P>) -> Result<Ap
     let (_, auth) = context.session()?;
     let new_password = Password::parse(&input.new_password)?;
     let database = context.database()?;
-    let credentials = confirm_password(context, &database, &auth, &input.current_password).await?;
+    let user_id = confirm_password(context, &database, &auth, &input.current_password).await?;
     let new_hash = context.hasher().hash(&new_password, &context.random()?).map_err(|e| hash_failure(context, e))?;
-    let user_id = credentials.user.id.as_str();
+    let user_id = user_id.as_str();
     let confirmed = sql::ConfirmedAccount { auth: &auth, user_id };
     let token = SessionToken::from_random(context.random()?);
     let now = context.request.now_ms;
@@ -388,8 +388,8 @@ pub async fn delete_account<P: Platform>(context: &Context<'_, P>) -> Result<Api
     let input: DeletionConfirmation = context.json_body()?;
     let (_, auth) = context.session()?;
     let database = context.database()?;
-    let credentials = confirm_password(context, &database, &auth, &input.password).await?;
-    let confirmed = sql::ConfirmedAccount { auth: &auth, user_id: &credentials.user.id };
+    let user_id = confirm_password(context, &database, &auth, &input.password).await?;
+    let confirmed = sql::ConfirmedAccount { auth: &auth, user_id: &user_id };
     let notes_token = outbox::delete_account(context, &database, &confirmed).await?;
     let response = with_cookies_cleared(context, ApiResponse::empty(204));
     Ok(match notes_token {
