@@ -71,7 +71,8 @@ pub async fn delete_account<P: Platform>(
 /// Tells `notes` and removes the row once it acknowledged (any 2xx, whatever the body says, so
 /// a notes release with another answer still acknowledges); otherwise records the attempt.
 /// Answers the `Set-Cookie` of the read-your-writes token `notes` sent with its
-/// acknowledgement, if any.
+/// acknowledgement, if any — also when the row could not be removed: the notes are deleted
+/// either way, and the row only brings one more (idempotent) delivery from the cron.
 pub async fn deliver<P: Platform>(
     platform: &P,
     database: &Database<'_, P>,
@@ -81,14 +82,16 @@ pub async fn deliver<P: Platform>(
     let request = ServiceRequest::internal(InternalRequest::DeleteUserNotes { user_id: &deletion.user_id });
     let failure = match platform.call_service(Service::Notes, request).await {
         Ok(response) if (200..300).contains(&response.status) => {
-            let mut delivered = Pipeline::write();
-            delivered.push(sql::user_deletion_delivered(&deletion.id));
-            database.run(&delivered).await.map_err(|error| error.to_string())?;
             let notes_cookie = format!("{}=", Service::Notes.consistency_cookie());
             let token = response
                 .headers
                 .into_iter()
                 .find(|(name, value)| name.eq_ignore_ascii_case("set-cookie") && value.starts_with(&notes_cookie));
+            let mut delivered = Pipeline::write();
+            delivered.push(sql::user_deletion_delivered(&deletion.id));
+            if let Err(error) = database.run(&delivered).await {
+                platform.log(&format!("deletion {} delivered, its row is left for the cron: {error}", deletion.id));
+            }
             return Ok(token.map(|(_, value)| value));
         }
         Ok(response) => format!("notes answered {}: {}", response.status, String::from_utf8_lossy(&response.body)),

@@ -3,6 +3,7 @@
 //! (`edgestack_core::app::deliver_pending_deletions`) retries every row `notes` has not
 //! acknowledged; a delivered row is removed, and the deleted user's identity is refused.
 
+use edgestack_core::services::Service;
 use serde_json::json;
 
 use crate::support::{Client, EndpointFault, PASSWORD, Stack, signed_up_user};
@@ -209,4 +210,47 @@ fn the_author_no_longer_reads_the_notes_of_the_account_just_deleted() {
         let listed = feed["notes"].as_array().unwrap().iter().any(|note| note["id"] == id.as_str());
         assert!(!listed, "{:?}: the feed still lists the deleted account's note", stack.options.shape);
     });
+}
+
+/// `notes` took the deletion, then `accounts` lost its primary before it could remove the
+/// outbox row: the author still gets the notes service's read-your-writes cookie (the notes
+/// are gone whatever happens to the row), and the row waits for the cron, whose second,
+/// idempotent delivery removes it.
+#[test]
+fn a_row_left_after_notes_acknowledged_still_hands_the_author_the_deletion() {
+    let mut stack = Stack::services();
+    let author = stack.client_in_region("eu");
+    crate::support::signed_up(&mut stack, &author, "kept@example.com");
+    let note = author.publish_note(&mut stack, "pub", "");
+    let user_id = author.user_id(&mut stack);
+    let path = format!("/api/public/notes/{note}");
+    stack.advance(1_000.0);
+    assert_eq!(stack.send(author.get(&path).send()).status(), 200);
+    stack.replicate();
+    stack.set_lag("notes", "eu", 3_000.0);
+
+    let deletion = stack.rt.spawn(author.delete("/api/me").json(json!({"password": PASSWORD})).send());
+    for _ in 0..10_000 {
+        if notes_of(&stack, &user_id).is_empty() {
+            break;
+        }
+        stack.advance(1.0);
+    }
+    assert_eq!(notes_of(&stack, &user_id), Vec::<String>::new(), "notes took the deletion");
+    stack.net.set_fault("accounts", None, EndpointFault { down: true, ..EndpointFault::default() });
+    let deleted = stack.rt.wait(deletion);
+
+    assert_eq!(deleted.status(), 204, "{}", deleted.text());
+    let notes_cookie = format!("{}=", Service::Notes.consistency_cookie());
+    let handed = deleted.headers_named("set-cookie").iter().any(|cookie| cookie.starts_with(&notes_cookie));
+    assert!(handed, "{:?}", deleted.headers_named("set-cookie"));
+    assert_eq!(outbox_rows(&stack, &user_id).len(), 1, "the row waits for the cron");
+    assert_eq!(stack.logs_containing("delivered, its row is left for the cron").len(), 1);
+    stack.advance(50.0);
+    let read = stack.send(author.get(&path).send());
+    assert_eq!(read.status(), 404, "{:?}", read.db_targets());
+
+    stack.net.set_fault("accounts", None, EndpointFault::default());
+    assert_eq!(stack.run_deletion_cron(), (1, 0));
+    assert_eq!(outbox_rows(&stack, &user_id), Vec::<Vec<Option<String>>>::new());
 }
