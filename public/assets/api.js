@@ -26,6 +26,14 @@ const STATE_CHANGING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 let lastChange = Promise.resolve();
 
 /**
+ * How long a change may go unanswered (ms) before the page gives up on it, so that one
+ * connection that never answers does not hold every later change in the queue above. The
+ * worker answers well within it: its own deadlines are 10 s for a request body and 5 s per
+ * database request (docs/edge-data-path.md).
+ */
+export const CHANGE_DEADLINE_MS = 20_000;
+
+/**
  * Calls the API and answers the parsed JSON body (null for 204), or throws an ApiError whose
  * message is the server's `error.message` — fit to show to the user as it is. `extraHeaders`
  * go on this request only (e.g. `If-Match`). Changes (POST, PUT, PATCH, DELETE) are sent one
@@ -48,12 +56,26 @@ async function send(method, path, body, extraHeaders) {
     headers["content-type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  let response;
+  // A timer and a controller rather than AbortSignal.timeout: timers are what a test's fake
+  // clock (Playwright's) moves on. The signal also ends the reading of the answer.
+  const abort = STATE_CHANGING.has(method) ? new AbortController() : null;
+  const deadline = abort ? setTimeout(() => abort.abort(), CHANGE_DEADLINE_MS) : 0;
+  if (abort) init.signal = abort.signal;
   try {
-    response = await fetch(path, init);
-  } catch {
+    return await answerOf(await fetch(path, init));
+  } catch (error) {
+    if (error instanceof ApiError) throw error;
+    if (abort?.signal.aborted) {
+      const seconds = CHANGE_DEADLINE_MS / 1000;
+      throw new ApiError(0, "timeout", `No answer from the server within ${seconds} s. The change may have been saved: reload the page to see.`);
+    }
     throw new ApiError(0, "network", "Could not reach the server. Check your connection and try again.");
+  } finally {
+    clearTimeout(deadline);
   }
+}
+
+async function answerOf(response) {
   if (response.status === 204) return null;
   const text = await response.text();
   let data = null;

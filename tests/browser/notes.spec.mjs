@@ -2,8 +2,9 @@
 //
 //   BASE_URL=http://127.0.0.1:8787 ARTIFACTS_DIR=target/browser node tests/browser/notes.spec.mjs
 //
-// One scenario, two users: A signs up, writes a note (an edit from a second tab is not
-// overwritten by A's stale editor) and publishes it with a second note at once (the page sends
+// One scenario, two users: A signs up, writes a note (a change the server never answers is
+// given up after the page's deadline; an edit from a second tab is not overwritten by A's stale
+// editor) and publishes it with a second note at once (the page sends
 // one change at a time); B (signed out, fresh
 // context) finds it in the public feed and reads its public page; A sees it in "my notes",
 // deletes it (so runs leave no public notes behind; B then gets the not-found page) and signs out. Also fails on any page error, CSP violation or asset that does not load.
@@ -151,6 +152,43 @@ async function scenario(browser) {
     await visible(a.page, note, `a note titled "${title}" in #my-notes-list`);
     await expectText(note.locator('[data-testid="note-state"]'), "Private", "its state");
   });
+
+  await step(
+    "A's change that the server never answers is given up",
+    "the page says so after its deadline (20 s, on the page's fake clock), and the next change goes through",
+    async () => {
+      const page = await a.context.newPage();
+      const unanswered = `Unanswered ${run}`;
+      // The first note created from this page is held on its way and never answered.
+      const held = [];
+      const holdCreate = (route) => (route.request().method() === "POST" && held.length === 0 ? held.push(route) : route.continue());
+      try {
+        await page.clock.install();
+        await page.goto(`${BASE_URL}/`);
+        await visible(page, myNote(page), "A's note in a new tab");
+        await page.route("**/api/notes", holdCreate);
+        await page.fill("#note-title", unanswered);
+        const sent = page.waitForRequest((request) => request.method() === "POST" && request.url().endsWith("/api/notes"));
+        await page.click("#note-save");
+        await sent;
+        await page.clock.runFor(21_000);
+        await visible(page, page.locator("#status", { hasText: "No answer from the server within 20 s" }), "the deadline's message");
+        await page.click("#note-save");
+        const created = page.locator('#my-notes-list [data-testid="my-note"]').filter({
+          has: page.locator('[data-testid="note-title"]', { hasText: unanswered }),
+        });
+        await visible(page, created, `the note "${unanswered}", saved by the second click`);
+        if (held.length !== 1) throw new Error(`${held.length} creations were held`);
+        page.once("dialog", (dialog) => dialog.accept());
+        await created.locator('button[data-action="delete"]').click();
+        await created.waitFor({ state: "detached" });
+      } finally {
+        await page.unroute("**/api/notes", holdCreate);
+        for (const route of held) await route.abort().catch(() => {});
+        await page.close();
+      }
+    },
+  );
 
   await step(
     "A's publish and save from a page opened before a second tab's change do not overwrite it",
