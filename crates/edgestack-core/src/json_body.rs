@@ -61,6 +61,23 @@ pub fn check_json_content_type(content_type: Option<&str>, also_accept: &[&str])
     if is_json { Ok(()) } else { Err(BodyError::NotJson) }
 }
 
+/// Parses a whole API request body, which is always a JSON object (docs/api.md), as `T`.
+///
+/// serde's derived `Deserialize` also takes a struct from an array of its fields in order, so
+/// `["title", "body", true]` would make a note: anything but an object is refused before `T`
+/// sees it, and the error never names a Rust type.
+///
+/// # Errors
+/// As [`parse_json`]; a body that is JSON but not an object is [`BodyError::UnexpectedShape`].
+pub fn parse_json_object<T: DeserializeOwned>(body: &[u8]) -> Result<T, BodyError> {
+    let first = body.iter().find(|byte| !byte.is_ascii_whitespace());
+    if first.is_some_and(|byte| *byte != b'{') {
+        parse_json::<serde::de::IgnoredAny>(body)?;
+        return Err(BodyError::UnexpectedShape("the body must be a JSON object".into()));
+    }
+    parse_json(body)
+}
+
 /// Parses a whole body; the error says where the JSON went wrong, never anything internal.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, BodyError> {
     if body.len() > MAX_BODY_BYTES {
@@ -106,6 +123,21 @@ mod tests {
         check(r#"{"name": 5}"#, Err("invalid_body"));
         check(r#"{"name":"a","extra":1}"#, Err("invalid_body"));
         check("[]", Err("invalid_body"));
+    }
+
+    #[test]
+    fn an_api_body_is_an_object_never_an_array_of_its_fields() {
+        assert_eq!(parse_json_object::<Probe>(br#" {"name":"a"}"#), Ok(Probe { name: "a".into() }));
+        assert_eq!(parse_json::<Probe>(br#"["a"]"#), Ok(Probe { name: "a".into() }), "serde's own rule");
+        for body in [r#"["a"]"#, "[]", "null", "5", r#""a""#, "true"] {
+            let refused = parse_json_object::<Probe>(body.as_bytes()).unwrap_err();
+            assert_eq!(refused, BodyError::UnexpectedShape("the body must be a JSON object".into()), "{body}");
+            assert_eq!(refused.to_string(), "malformed JSON body: the body must be a JSON object");
+        }
+        for (body, code) in [("[1,", "invalid_json"), ("", "empty_body"), ("{", "invalid_json")] {
+            let refused = parse_json_object::<Probe>(body.as_bytes()).unwrap_err();
+            assert_eq!(ApiError::from(refused).code(), code, "{body:?}");
+        }
     }
 
     #[test]

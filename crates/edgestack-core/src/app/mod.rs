@@ -37,7 +37,7 @@ use crate::datapath::{CircuitBreakers, ConsistencyToken, HranaAnswer, PrimarySta
 use crate::db::Pipeline;
 use crate::error::ApiError;
 use crate::health::VersionInfo;
-use crate::json_body::{BodyError, check_json_content_type, parse_json};
+use crate::json_body::{BodyError, check_json_content_type, parse_json_object};
 use crate::region::{DEV_REGION_HEADER, Location, RegionName, RequestRegion};
 use crate::routes::{Method, Route, resolve};
 use crate::services::Service;
@@ -415,10 +415,10 @@ impl<P: Platform> Context<'_, P> {
         Ok(Preconditions { if_match, if_none_match: field("if-none-match").and_then(IfNoneMatch::parse) })
     }
 
-    /// The request's body as `T`: declared as JSON, then parsed.
+    /// The request's body as `T`: declared as JSON, then parsed from a JSON object.
     pub fn json_body<T: DeserializeOwned>(&self) -> Result<T, BodyError> {
         check_json_content_type(self.request.header("content-type"), &[])?;
-        parse_json(&self.request.body)
+        parse_json_object(&self.request.body)
     }
 }
 

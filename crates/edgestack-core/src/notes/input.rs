@@ -128,16 +128,16 @@ impl NoteChanges {
 mod tests {
     use super::*;
     use crate::error::ApiError;
-    use crate::json_body::parse_json;
+    use crate::json_body::parse_json_object;
 
     /// A body as the handler reads it: JSON first, then the rules; errors as the API's `code`.
     fn new_note(json: &str) -> Result<NewNote, String> {
-        let input = parse_json(json.as_bytes()).map_err(|e| ApiError::from(e).code().to_string())?;
+        let input = parse_json_object(json.as_bytes()).map_err(|e| ApiError::from(e).code().to_string())?;
         NewNote::parse(input).map_err(|e| ApiError::from(e).code().to_string())
     }
 
     fn changes(json: &str) -> Result<NoteChanges, String> {
-        let input = parse_json(json.as_bytes()).map_err(|e| ApiError::from(e).code().to_string())?;
+        let input = parse_json_object(json.as_bytes()).map_err(|e| ApiError::from(e).code().to_string())?;
         NoteChanges::parse(input).map_err(|e| ApiError::from(e).code().to_string())
     }
 

@@ -175,3 +175,42 @@ fn a_thousand_hostile_requests_get_4xx_and_change_nothing() {
         assert!(hashes_before.iter().any(|line| line.starts_with("alice@example.com")));
     });
 }
+
+/// Every JSON route takes an object only (docs/api.md): the same fields as an array in order —
+/// which serde's derived structs accept on their own — are `400 invalid_body`, the message names
+/// no Rust type, and nothing changes. Found by a review: an array created and published a note,
+/// edited one and changed a password.
+#[test]
+fn a_body_that_is_an_array_of_the_fields_is_refused_on_every_json_route() {
+    use crate::support::PASSWORD;
+    each_shape(|mut stack| {
+        let owner = signed_up_user(&mut stack, "arrays@example.com");
+        let note = owner.create_note(&mut stack, "kept", "as it was");
+        let new_password = "a brand new passphrase 42";
+        for (method, path, body) in [
+            ("POST", "/api/accounts".to_string(), json!(["second@example.com", PASSWORD])),
+            ("POST", "/api/sessions".to_string(), json!(["arrays@example.com", PASSWORD])),
+            ("POST", "/api/notes".to_string(), json!(["array-title", "array body", true])),
+            ("PATCH", format!("/api/notes/{note}"), json!(["patched", null])),
+            ("PUT", "/api/me/password".to_string(), json!([PASSWORD, new_password])),
+            ("DELETE", "/api/me".to_string(), json!([PASSWORD])),
+            ("POST", "/api/notes".to_string(), json!(null)),
+            ("POST", "/api/notes".to_string(), json!("a note")),
+        ] {
+            let response = stack.send(owner.bare(method, &path).header("x-edgestack-client", "1").json(body).send());
+            let error = &response.json()["error"];
+            assert_eq!((response.status(), error["code"].as_str()), (400, Some("invalid_body")), "{method} {path}");
+            assert_eq!(error["message"], "malformed JSON body: the body must be a JSON object", "{method} {path}");
+        }
+        let notes = stack.send(owner.get("/api/notes").send()).json();
+        let titles: Vec<&str> =
+            notes["notes"].as_array().unwrap().iter().map(|n| n["title"].as_str().unwrap()).collect();
+        assert_eq!(titles, ["kept"], "no note made or changed");
+        let users = stack.query_text(stack.accounts_db(), "SELECT email FROM users ORDER BY email");
+        assert_eq!(users, ["arrays@example.com"], "no account made or deleted");
+        let sign_in = json!({"email": "arrays@example.com", "password": PASSWORD});
+        let signed_in =
+            stack.send(owner.bare("POST", "/api/sessions").header("x-edgestack-client", "1").json(sign_in).send());
+        assert_eq!(signed_in.status(), 200, "the password is unchanged");
+    });
+}
