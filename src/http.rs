@@ -5,7 +5,7 @@
 //! once: workers-rs' `Request` wrapper reads the URL, method, headers and `cf` of every request
 //! up front, and a `Response` wrapper is converted again on the way out (docs/performance.md).
 
-use edgestack_core::app::{self, ApiRequest, ApiResponse};
+use edgestack_core::app::{self, ApiRequest, ApiResponse, BodyPlan};
 use edgestack_core::assets::{PRIVATE_NO_STORE, SECURITY_HEADERS};
 use edgestack_core::error::ApiError;
 use edgestack_core::health::{VERSION_ID_HEADER, VERSION_TAG_HEADER, VersionInfo};
@@ -27,26 +27,31 @@ pub async fn handle_api(
     version: &VersionInfo,
 ) -> Result<web_sys::Response, JsValue> {
     let config = bindings::config(platform.env);
-    let method = Method::parse(&head.method);
-    let body = match method {
-        Method::Get | Method::Head | Method::Options => Vec::new(),
-        _ => match read_body(req).await {
-            Ok(body) => body,
-            Err(error) => return into_response(ApiResponse::error(&error)),
-        },
-    };
     let headers = edge::request_headers(req);
-    let request = ApiRequest {
-        method,
+    let mut request = ApiRequest {
+        method: Method::parse(&head.method),
         path: url.path.to_string(),
         query: url.query.to_string(),
         region_override: ApiRequest::region_override(config.ok(), &headers),
         headers,
-        body,
+        body: Vec::new(),
         origin: url.origin.to_string(),
         now_ms: edge::now_ms() as i64,
         version: version.clone(),
     };
+    match app::body_plan(platform, config, &request) {
+        BodyPlan::Read => match read_body(req).await {
+            Ok(body) => request.body = body,
+            Err(error) => return into_response(ApiResponse::error(&error)),
+        },
+        // A GET or HEAD has no body to give up (the runtime makes it null).
+        BodyPlan::Ignore if matches!(request.method, Method::Get | Method::Head) => {}
+        BodyPlan::Ignore => edge::discard_body(req),
+        BodyPlan::Refuse(refusal) => {
+            edge::discard_body(req);
+            return into_response(refusal);
+        }
+    }
     into_response(app::handle(platform, config, &request).await)
 }
 

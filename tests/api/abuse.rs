@@ -152,12 +152,25 @@ fn notes_are_limited_per_account_and_titles_refuse_control_characters() {
 /// `POST path` over a raw socket declaring `declared` body bytes and sending only `sent`; the
 /// whole answer (read up to `patience`) and how long it took from the last byte sent.
 fn post_short_body(app: &TestApp, path: &str, declared: usize, sent: &str, patience: Duration) -> (String, Duration) {
+    short_body(app, "POST", path, "X-Edgestack-Client: 1\r\n", declared, sent, patience)
+}
+
+/// As [`post_short_body`], with any method and `extra` header lines (each ending in CRLF).
+fn short_body(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    extra: &str,
+    declared: usize,
+    sent: &str,
+    patience: Duration,
+) -> (String, Duration) {
     let address = app.dev.base_url.trim_start_matches("http://").to_string();
     let mut stream = TcpStream::connect(&address).unwrap();
     stream.set_read_timeout(Some(patience)).unwrap();
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
-         X-Edgestack-Client: 1\r\nContent-Length: {declared}\r\nConnection: close\r\n\r\n{sent}"
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         {extra}Content-Length: {declared}\r\nConnection: close\r\n\r\n{sent}"
     );
     stream.write_all(head.as_bytes()).unwrap();
     let started = Instant::now();
@@ -175,6 +188,25 @@ fn a_body_promised_and_never_sent_is_refused_at_its_deadline() {
     assert!(answer.starts_with("HTTP/1.1 408"), "after {waited:?}: {answer}");
     assert!(answer.contains("body_timeout"), "{answer}");
     assert!(waited >= Duration::from_secs(9) && waited < Duration::from_secs(20), "{waited:?}");
+}
+
+/// A request refused from its head, or to a route that takes no body, is answered at once even
+/// when the body it declares never arrives (a review found `POST /api/nope` waiting for the body
+/// deadline, 10 s, to answer 408).
+#[test]
+fn a_request_that_needs_no_body_is_answered_without_waiting_for_one() {
+    let app = spawn_app();
+    let proof = "X-Edgestack-Client: 1\r\n";
+    for (method, path, extra, status) in [
+        ("POST", "/api/nope", proof, "404"),
+        ("PUT", "/api/health", proof, "405"),
+        ("POST", "/api/notes", "", "403"),
+        ("DELETE", "/api/sessions/current", proof, "401"),
+    ] {
+        let (answer, waited) = short_body(&app, method, path, extra, 100, "{\"title\":", Duration::from_secs(15));
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{method} {path} after {waited:?}: {answer}");
+        assert!(waited < Duration::from_secs(5), "{method} {path}: {waited:?}");
+    }
 }
 
 /// A report: a body declared over 64 KiB of which only a few bytes arrive got no answer at all

@@ -80,6 +80,21 @@ impl Route {
         matches!(self, Self::IssueIdentity | Self::InternalHealth | Self::DeleteUserNotes(_))
     }
 
+    /// Whether the handler reads a request body (all of them JSON objects, docs/api.md). The
+    /// edge reads none for the other routes ([`crate::app::body_plan`]).
+    pub fn takes_body(&self) -> bool {
+        matches!(
+            self,
+            Self::CspReport
+                | Self::SignUp
+                | Self::SignIn
+                | Self::ChangePassword
+                | Self::DeleteAccount
+                | Self::CreateNote
+                | Self::UpdateNote(_)
+        )
+    }
+
     /// Whether the handler reads or writes a database. Those that do not — health checks and
     /// violation reports — need no read-your-writes token, so the request's cookie is not read.
     pub fn uses_database(&self) -> bool {

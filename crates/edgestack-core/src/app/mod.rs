@@ -438,18 +438,49 @@ pub async fn handle<P: Platform>(
 ) -> ApiResponse {
     match dispatch(platform, config, request).await {
         Ok(response) => response,
-        // Refused before reaching the data path: no cache, no database.
-        Err(error) => error_response(platform, &error)
-            .with_header("Server-Timing", "cache;desc=none, total;dur=0.0")
-            .with_header("x-edgestack-db-requests", "0"),
+        Err(error) => refusal(platform, &error),
     }
 }
 
-async fn dispatch<P: Platform>(
+/// What the edge does with a request's body, decided from its head alone (see [`body_plan`]).
+#[derive(Debug)]
+pub enum BodyPlan {
+    /// The request is refused whatever its body: answer this without reading it.
+    Refuse(ApiResponse),
+    /// The route reads a body: read it (bounded in size and time) into [`ApiRequest::body`].
+    Read,
+    /// The route reads none: leave [`ApiRequest::body`] empty and discard what was sent.
+    Ignore,
+}
+
+/// Decides, before any of the body is read, whether the request needs it: a request with no
+/// route, a method the path does not allow, or no same-origin proof is answered at once, and
+/// a route that takes no body never waits for one. Without this, a client that declares a body
+/// and never sends it held even a refused request for the body deadline (10 s), and a 64 KiB
+/// body to a path that does not exist was buffered before its 404 (review finding).
+/// `request.body` is not looked at.
+pub fn body_plan<P: Platform>(platform: &P, config: Result<&Config, &ConfigError>, request: &ApiRequest) -> BodyPlan {
+    match admit(platform, config, request) {
+        Ok((route, _)) if route.takes_body() => BodyPlan::Read,
+        Ok(_) => BodyPlan::Ignore,
+        Err(error) => BodyPlan::Refuse(refusal(platform, &error)),
+    }
+}
+
+/// A refusal before the data path: no cache, no database.
+fn refusal<P: Platform>(platform: &P, error: &ApiError) -> ApiResponse {
+    error_response(platform, error)
+        .with_header("Server-Timing", "cache;desc=none, total;dur=0.0")
+        .with_header("x-edgestack-db-requests", "0")
+}
+
+/// What a request's head alone decides: its route, that this deployment serves it, and the
+/// same-origin proof of a state change.
+fn admit<'c, P: Platform>(
     platform: &P,
-    config: Result<&Config, &ConfigError>,
+    config: Result<&'c Config, &ConfigError>,
     request: &ApiRequest,
-) -> Result<ApiResponse, ApiError> {
+) -> Result<(Route, &'c Config), ApiError> {
     let route = resolve(request.method, &request.path)?;
     let config = config.map_err(|error| {
         platform.log(&format!("configuration error: {error}"));
@@ -475,6 +506,15 @@ async fn dispatch<P: Platform>(
             },
         )?;
     }
+    Ok((route, config))
+}
+
+async fn dispatch<P: Platform>(
+    platform: &P,
+    config: Result<&Config, &ConfigError>,
+    request: &ApiRequest,
+) -> Result<ApiResponse, ApiError> {
+    let (route, config) = admit(platform, config, request)?;
     match (config.injected_fault, &route) {
         (_, Route::Health) | (None, _) => {}
         (Some(InjectedFault::Errors), _) => {

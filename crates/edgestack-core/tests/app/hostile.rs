@@ -214,3 +214,54 @@ fn a_body_that_is_an_array_of_the_fields_is_refused_on_every_json_route() {
         assert_eq!(signed_in.status(), 200, "the password is unchanged");
     });
 }
+
+/// The edge asks before reading a body whether the request needs one (`app::body_plan`): no
+/// route, a method the path does not allow and a state change without same-origin proof are
+/// refused from the head alone, and a route that takes no body gets none. A review found a
+/// body declared and never sent held `POST /api/nope` for the body deadline (10 s) before a 408.
+#[test]
+fn a_request_is_refused_or_spared_its_body_before_any_of_it_is_read() {
+    use edgestack_core::app::{self, BodyPlan};
+    each_shape(|mut stack| {
+        let owner = signed_up_user(&mut stack, "plan@example.com");
+        let note = owner.create_note(&mut stack, "kept", "");
+        let front = stack.front();
+        let config = front.config();
+        let proof = [("x-edgestack-client".to_string(), "1".to_string())];
+        let cross_site = [("origin".to_string(), "https://evil.example".to_string())];
+        let plan = |method: &str, path: &str, headers: &[(String, String)]| {
+            // A body the plan must not need to look at: it is not even JSON.
+            let request = front.api_request(method, path, headers, b"not read".to_vec());
+            match app::body_plan(&*front, config.as_ref(), &request) {
+                BodyPlan::Refuse(response) => format!("refuse {}", response.status),
+                BodyPlan::Read => "read".to_string(),
+                BodyPlan::Ignore => "ignore".to_string(),
+            }
+        };
+        let note_path = format!("/api/notes/{note}");
+        let publication = format!("{note_path}/publication");
+        for (method, path, headers, expected) in [
+            ("POST", "/api/nope", &proof[..], "refuse 404"),
+            ("PUT", "/api/health", &proof[..], "refuse 405"),
+            ("PROPFIND", "/api/notes", &proof[..], "refuse 405"),
+            ("POST", "/api/notes", &cross_site[..], "refuse 403"),
+            ("POST", "/api/notes", &[][..], "refuse 403"),
+            ("POST", "/api/notes", &proof[..], "read"),
+            ("PATCH", &note_path, &proof[..], "read"),
+            ("POST", "/api/accounts", &proof[..], "read"),
+            ("POST", "/api/sessions", &proof[..], "read"),
+            ("PUT", "/api/me/password", &proof[..], "read"),
+            ("DELETE", "/api/me", &proof[..], "read"),
+            ("POST", "/api/csp-reports", &[][..], "read"),
+            ("DELETE", &note_path, &proof[..], "ignore"),
+            ("PUT", &publication, &proof[..], "ignore"),
+            ("DELETE", "/api/sessions/current", &proof[..], "ignore"),
+            ("GET", "/api/health", &[][..], "ignore"),
+        ] {
+            assert_eq!(plan(method, path, headers), expected, "{method} {path}");
+        }
+        // A route that takes no body answers as before whatever is sent with it.
+        let unpublished = stack.send(owner.delete(&publication).body(b"{ not json").send());
+        assert_eq!(unpublished.status(), 200, "{}", unpublished.text());
+    });
+}

@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use devdb::sim::Cluster;
 use edgestack_core::app::{
-    self, ApiRequest, ApiResponse, IsolateState, KvWrite, Limiter, Platform, RequestHeaders, ServiceRequest,
+    self, ApiRequest, ApiResponse, BodyPlan, IsolateState, KvWrite, Limiter, Platform, RequestHeaders, ServiceRequest,
 };
 use edgestack_core::config::Config;
 use edgestack_core::datapath::HranaAnswer;
@@ -278,9 +278,16 @@ impl Worker {
         }
     }
 
-    /// What `app::handle` answers this Worker's request.
-    pub async fn handle(&self, request: ApiRequest) -> ApiResponse {
+    /// What this Worker answers, as the edge (src/http.rs) makes it: the body plan from the
+    /// request's head first — a refusal before the body is looked at, no body for a route that
+    /// takes none — then `app::handle`.
+    pub async fn handle(&self, mut request: ApiRequest) -> ApiResponse {
         let config = self.config();
+        match app::body_plan(self, config.as_ref(), &request) {
+            BodyPlan::Refuse(refusal) => return refusal,
+            BodyPlan::Ignore => request.body.clear(),
+            BodyPlan::Read => {}
+        }
         app::handle(self, config.as_ref(), &request).await
     }
 
