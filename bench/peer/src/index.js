@@ -479,7 +479,7 @@ function preconditionsOf(request) {
 /** 412 when If-Match refuses version `opaque`, true when If-None-Match names it (a 304). */
 function notModified({ matchTags, noneMatchTags }, opaque) {
   if (matchTags !== null && matchTags !== "*" && !matchTags.some((tag) => !tag.weak && tag.opaque === opaque)) {
-    throw new ApiError(412, "precondition_failed", "the note has changed since the version If-Match names; read it again");
+    throw new ApiError(412, "precondition_failed", "the note does not match the request's If-Match or If-None-Match; read it again");
   }
   return noneMatchTags === "*" || (noneMatchTags ?? []).some((tag) => tag.opaque === opaque);
 }

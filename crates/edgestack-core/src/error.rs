@@ -166,7 +166,7 @@ impl ApiError {
             Self::PreconditionFailed => (
                 412,
                 "precondition_failed",
-                Borrowed("the note has changed since the version If-Match names; read it again"),
+                Borrowed("the note does not match the request's If-Match or If-None-Match; read it again"),
             ),
             Self::EmailTaken => (409, "email_taken", Borrowed("an account with this email already exists")),
             Self::DatabaseNotConfigured => {

@@ -139,17 +139,17 @@ pub async fn get_mine<P: Platform>(context: &Context<'_, P>, id: &str) -> Result
     }
 }
 
-/// Runs one owner-checked write on a note under the request's preconditions (bound by
-/// `statement` as a [`VersionCondition`]) and returns the row it returned. `own_refusal` is the
-/// error when the statement's own condition (the quota) refused an existing note. Errors as
-/// [`refused`]: `404`, `412`, `own_refusal`, and `400 invalid_if_match`.
+/// Runs one owner-checked write on a note under the request's `preconditions` (read by the
+/// route before anything else, bound by `statement` as a [`VersionCondition`]) and returns the
+/// row it returned. `own_refusal` is the error when the statement's own condition (the quota)
+/// refused an existing note. Errors as [`refused`]: `404`, `412`, `own_refusal`.
 async fn owner_write<P: Platform, R: FromRow>(
     context: &Context<'_, P>,
     id: &str,
+    preconditions: Preconditions,
     own_refusal: Option<ApiError>,
     statement: impl FnOnce(&Caller, &VersionCondition) -> Statement<R>,
 ) -> Result<R, ApiError> {
-    let preconditions = context.preconditions()?;
     let condition = VersionCondition::of(&preconditions);
     let caller = context.caller()?;
     let database = context.database()?;
@@ -177,8 +177,10 @@ async fn owner_write<P: Platform, R: FromRow>(
 /// `400 invalid_if_match`, `401 unauthenticated`, the body errors, the database errors.
 /// [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
 pub async fn update<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
+    // A malformed If-Match is refused before the body is looked at, as on every route (docs/api.md).
+    let preconditions = context.preconditions()?;
     let changes = NoteChanges::parse(context.json_body()?)?;
-    let note = owner_write(context, id, Some(ApiError::NoteQuotaExceeded), |caller, condition| {
+    let note = owner_write(context, id, preconditions, Some(ApiError::NoteQuotaExceeded), |caller, condition| {
         sql::update_mine(caller, id, &changes, condition)
     })
     .await?;
@@ -197,8 +199,11 @@ pub async fn set_published<P: Platform>(
     id: &str,
     published: bool,
 ) -> Result<ApiResponse, ApiError> {
-    let note = owner_write(context, id, None, |caller, condition| sql::set_published(caller, id, published, condition))
-        .await?;
+    let preconditions = context.preconditions()?;
+    let note = owner_write(context, id, preconditions, None, |caller, condition| {
+        sql::set_published(caller, id, published, condition)
+    })
+    .await?;
     invalidate_note(context, id);
     note_response(200, &note)
 }
@@ -207,7 +212,10 @@ pub async fn set_published<P: Platform>(
 /// `412 precondition_failed`, `400 invalid_if_match`, `401 unauthenticated`, the database
 /// errors. [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
 pub async fn delete<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
-    let deleted = owner_write(context, id, None, |caller, condition| sql::delete_mine(caller, id, condition)).await?;
+    let preconditions = context.preconditions()?;
+    let deleted =
+        owner_write(context, id, preconditions, None, |caller, condition| sql::delete_mine(caller, id, condition))
+            .await?;
     if deleted.was_public {
         invalidate_note(context, id);
     }

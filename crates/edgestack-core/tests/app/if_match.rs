@@ -101,6 +101,11 @@ fn a_change_on_top_of_a_replaced_version_is_refused_and_changes_nothing() {
                 );
                 assert_eq!(read(&mut stack, &owner, &id), (before.clone(), current.clone()), "{change} changed it");
             }
+            // Checked before anything else: before a body that is not even JSON (a review
+            // found PATCH answering invalid_json here), before a body sent where none is read.
+            let broken = call(&owner, &path).header("if-match", "abc").body(b"{\"title\":");
+            let refused = stack.send(broken.send());
+            assert_eq!(refused.error_code(), "invalid_if_match", "{change} with a broken body too");
             let listed = format!("{stale}, \"x\", {current}");
             let applied = stack.send(call(&owner, &path).header("if-match", &listed).send());
             assert!(matches!(applied.status(), 200 | 204), "{change} with the current tag listed: {}", applied.text());
@@ -207,6 +212,9 @@ fn if_none_match_revalidates_an_owners_read_and_refuses_a_change_to_the_version_
                     (412, "precondition_failed"),
                     "{change} with If-None-Match: {if_none_match}"
                 );
+                // The message names the field that can have refused it, not If-Match alone.
+                let message = refused.json()["error"]["message"].as_str().unwrap_or_default().to_string();
+                assert!(message.contains("If-None-Match"), "{change}: {message}");
                 assert_eq!(read(&mut stack, &owner, &id), (before.clone(), current.clone()), "{change} changed it");
             }
             // A tag of another version, or a malformed field (which names nothing, as on the public
