@@ -132,9 +132,10 @@ impl PageRequest {
             }
             match name {
                 "limit" => {
-                    page.limit = value
-                        .parse()
-                        .ok()
+                    // Digits only: Rust's integer parser would also take a leading `+`.
+                    page.limit = Some(&value)
+                        .filter(|value| value.bytes().all(|byte| byte.is_ascii_digit()))
+                        .and_then(|value| value.parse().ok())
                         .filter(|limit| (1..=MAX_LIMIT).contains(limit))
                         .ok_or(PageError::InvalidLimit)?;
                 }
@@ -222,7 +223,17 @@ mod tests {
             assert_eq!(query(bad), Err(PageError::InvalidCursor), "{bad}");
         }
         assert_eq!(query(&format!("cursor={short}")), Err(PageError::InvalidCursor));
-        for bad in ["limit=0", "limit=101", "limit=abc", "limit=-1", "cursor=zzz", "limit=5&limit=5", "limit= 5"] {
+        for bad in [
+            "limit=0",
+            "limit=101",
+            "limit=abc",
+            "limit=-1",
+            "cursor=zzz",
+            "limit=5&limit=5",
+            "limit= 5",
+            "limit=%2B5",
+            "limit=+5",
+        ] {
             let error = crate::error::ApiError::from(query(bad).unwrap_err());
             assert_eq!(error.status(), 400, "{bad}");
         }
