@@ -166,6 +166,9 @@ impl Session {
         let result = run_statement(&mut target, st, &sql, stmt.want_rows.unwrap_or(true));
         self.publish(shared);
         let mut result = result?;
+        // As sqld labels (its current frame once the program has run): the index when the
+        // statement ended, which may name a write that committed during it and that its rows
+        // do not show (tests::an_answer_carries_the_index_when_it_ended_…).
         result.replication_index = Some(shared.index());
         Ok(result)
     }
@@ -476,6 +479,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::proto::BatchStep;
     use crate::state::{Faults, Role};
 
     struct Node {
@@ -732,6 +736,67 @@ mod tests {
         assert!(s.session.conn.is_autocommit(), "the transaction holding a write of the old term is gone");
         assert_eq!(s.ints("SELECT count(*) FROM f"), vec![0]);
         check_error(s.exec("BEGIN IMMEDIATE"), "PRIMARY_FENCED", &refused.message, "begin immediate");
+    }
+
+    /// devdb labels an answer as sqld does (`current_frame_no` once the program has run): with
+    /// the committed index when the request ended. A write that commits while a read runs is
+    /// in that index but not in the read's rows, so the index of an answer is no proof of what
+    /// it shows; the index of a request that ended before the read began is (edgestack's index
+    /// probe, docs/edge-data-path.md). Pinned here so devdb never labels more kindly than Turso.
+    #[test]
+    fn an_answer_carries_the_index_when_it_ended_and_one_before_the_read_bounds_its_rows() {
+        for as_batch in [false, true] {
+            let node = Node::primary();
+            let mut setup = node.stream();
+            setup.ok("CREATE TABLE n(v TEXT)");
+            setup.ok("INSERT INTO n VALUES ('old')");
+            let before = node.shared.index();
+
+            // The reader stops on its first row, its snapshot taken, until the write commits.
+            let (reading, wait_for_read) = std::sync::mpsc::channel::<()>();
+            let (written, wait_for_write) = std::sync::mpsc::channel::<()>();
+            let mut reader = node.stream();
+            reader
+                .session
+                .conn
+                .create_scalar_function("pause", 0, rusqlite::functions::FunctionFlags::SQLITE_UTF8, move |_| {
+                    reading.send(()).unwrap();
+                    wait_for_write.recv().unwrap();
+                    Ok(0)
+                })
+                .unwrap();
+            let probe = reader.ok("SELECT 1");
+            let mut writer = node.stream();
+            let (rows, label) = std::thread::scope(|scope| {
+                let read = scope.spawn(move || {
+                    let select = Stmt {
+                        sql: Some("SELECT v, pause() FROM n".into()),
+                        sql_id: None,
+                        args: vec![],
+                        named_args: vec![],
+                        want_rows: None,
+                        replication_index: None,
+                    };
+                    if as_batch {
+                        let step = BatchStep { condition: None, stmt: select };
+                        let mut result =
+                            reader.session.batch(reader.shared, &Batch { steps: vec![step], replication_index: None });
+                        (result.step_results.remove(0).unwrap().rows, result.replication_index)
+                    } else {
+                        let result = reader.session.execute(reader.shared, &select).unwrap();
+                        (result.rows, result.replication_index)
+                    }
+                });
+                wait_for_read.recv().unwrap();
+                assert_eq!(writer.ok("UPDATE n SET v = 'new'").replication_index, Some(before + 1));
+                written.send(()).unwrap();
+                read.join().unwrap()
+            });
+            let shown: Vec<&Value> = rows.iter().map(|row| &row[0]).collect();
+            assert_eq!(shown, [&Value::Text("old".into())], "the read's snapshot predates the write");
+            assert_eq!(label, Some(before + 1), "batch {as_batch}: labelled as sqld does, with the later index");
+            assert_eq!(probe.replication_index, Some(before), "the probe's index is one the rows are as new as");
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use crate::db::{self, LogEntry};
 use crate::errors::{PRIMARY_FENCED, fenced_message};
 use crate::exec::Session;
-use crate::proto::{Error, PipelineReqBody, PipelineRespBody, StreamRequest, StreamResult};
+use crate::proto::{Error, PipelineReqBody, PipelineRespBody, StreamRequest, StreamResponse, StreamResult};
 use crate::state::{Faults, NodeState, Role, Shared, TermStart};
 
 /// How long after a promotion the other replicas follow the new primary (or find that they
@@ -65,6 +65,9 @@ struct Node {
     log_conn: rusqlite::Connection,
     /// Entries wait this long after their commit before this node applies them.
     lag_ms: f64,
+    /// Replica: the primary's committed entries land while each pipeline's last statement runs
+    /// (see [`Cluster::set_replication_during_reads`]).
+    replicates_during_reads: bool,
     /// The connection of the last stream, reset, and whether it was opened read-only: the next
     /// pipeline in the same role takes it. Opening one per pipeline (SQLite reads the schema,
     /// devdb sets its pragmas and hooks) was most of an in-process test's time.
@@ -86,7 +89,7 @@ pub struct Cluster {
 impl Node {
     fn new(path: PathBuf, node: NodeState, log_conn: rusqlite::Connection) -> Self {
         let shared = Shared::with_node(node, 0, Faults::default());
-        Self { path, shared, pipelines: 0, log_conn, lag_ms: 0.0, idle: None }
+        Self { path, shared, pipelines: 0, log_conn, lag_ms: 0.0, replicates_during_reads: false, idle: None }
     }
 
     /// A stream's connection: the idle one if it was opened for this role, else a new one.
@@ -193,6 +196,17 @@ impl Cluster {
         self.nodes.get_mut(name).filter(|_| name != FIRST_PRIMARY).map(|replica| replica.lag_ms = lag_ms)
     }
 
+    /// Replica `name` from now on receives, while it answers each pipeline, every entry the
+    /// primary has committed (its lag notwithstanding), at the moment the pipeline's last
+    /// statement has read its rows and not yet ended: its rows miss the entries, its index
+    /// names them. That is what a sqld replica answers when replication lands mid-read (it
+    /// labels an answer with its index once the program has run), drawn at the worst moment;
+    /// requests before the last one keep their own index, as they ended before. `None` if
+    /// there is no such replica.
+    pub fn set_replication_during_reads(&mut self, name: &str, on: bool) -> Option<()> {
+        self.nodes.get_mut(name).filter(|_| name != FIRST_PRIMARY).map(|replica| replica.replicates_during_reads = on)
+    }
+
     /// The names of the replicas the cluster started with, in order (a promoted one included).
     pub fn replica_names(&self) -> Vec<String> {
         self.nodes.keys().filter(|name| *name != FIRST_PRIMARY).cloned().collect()
@@ -266,9 +280,16 @@ impl Cluster {
         }
         let name = node_name(node).to_string();
         let target = self.nodes.get_mut(&name).ok_or_else(|| refusal(404, format!("no node {name}")))?;
-        let results = target.run(request.requests)?;
+        let mut results = target.run(request.requests)?;
         if name == self.primary {
             self.collect_log(now_ms).map_err(|e| refusal(500, e))?;
+        } else if target.replicates_during_reads {
+            let lag = std::mem::replace(&mut target.lag_ms, f64::NEG_INFINITY);
+            let caught_up = self.catch_up(now_ms);
+            let target = self.nodes.get_mut(&name).ok_or_else(|| refusal(404, format!("no node {name}")))?;
+            target.lag_ms = lag;
+            caught_up?;
+            relabel_last_statement(&mut results, target.shared.index());
         }
         let response = PipelineRespBody { baton: None, base_url: None, results };
         serde_json::to_vec(&response).map_err(|e| refusal(500, e.to_string()))
@@ -340,6 +361,27 @@ impl Cluster {
     }
 }
 
+/// Gives the last execute or batch answer among `results` the index `index`, as the moment it
+/// ended would have.
+fn relabel_last_statement(results: &mut [StreamResult], index: u64) {
+    for result in results.iter_mut().rev() {
+        match result {
+            StreamResult::Ok { response: StreamResponse::Execute { result } } => {
+                result.replication_index = Some(index);
+                return;
+            }
+            StreamResult::Ok { response: StreamResponse::Batch { result } } => {
+                result.replication_index = Some(index);
+                for step in result.step_results.iter_mut().flatten() {
+                    step.replication_index = Some(index);
+                }
+                return;
+            }
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,6 +416,34 @@ mod tests {
         assert_eq!(rows(&late), serde_json::json!([[{"type": "integer", "value": "7"}]]));
         assert_eq!(cluster.index(Some("eu")), Some(2));
         assert_eq!((cluster.pipelines(None), cluster.pipelines(Some("eu"))), (2, 2));
+    }
+
+    /// sqld's answer when replication lands mid-read, drawn at its worst: the last statement's
+    /// rows miss the entries its index names; a statement that ended before keeps its index.
+    #[test]
+    fn replication_during_a_read_is_named_by_the_last_statements_index_only() {
+        let folder = tempfile::tempdir().unwrap();
+        let mut cluster = Cluster::new(folder.path(), &["eu"]).unwrap();
+        cluster.pipeline(None, &execute("CREATE TABLE t(x)"), 0.0).unwrap();
+        cluster.pipeline(None, &execute("INSERT INTO t VALUES (1)"), 0.0).unwrap();
+        cluster.catch_up(0.0).unwrap();
+        cluster.set_lag("eu", 60_000.0).unwrap();
+        cluster.pipeline(None, &execute("UPDATE t SET x = 2"), 1.0).unwrap();
+        cluster.set_replication_during_reads("eu", true).unwrap();
+        let probe_then_read = serde_json::json!({"requests": [
+            {"type": "execute", "stmt": {"sql": "SELECT 1"}},
+            {"type": "batch", "batch": {"steps": [{"stmt": {"sql": "SELECT x FROM t"}}]}},
+            {"type": "close"},
+        ]});
+        let answer = cluster.pipeline(Some("eu"), &serde_json::to_vec(&probe_then_read).unwrap(), 2.0).unwrap();
+        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        let (probe, read) = (&answer["results"][0]["response"]["result"], &answer["results"][1]["response"]["result"]);
+        assert_eq!(probe["replication_index"], "2", "{answer}");
+        assert_eq!(read["step_results"][0]["rows"], serde_json::json!([[{"type": "integer", "value": "1"}]]));
+        assert_eq!(read["replication_index"], "3", "the index names the update the rows miss: {answer}");
+        assert_eq!(cluster.index(Some("eu")), Some(3));
+        let after = cluster.pipeline(Some("eu"), &execute("SELECT x FROM t"), 3.0).unwrap();
+        assert_eq!(rows(&after), serde_json::json!([[{"type": "integer", "value": "2"}]]));
     }
 
     /// Each pipeline is a new stream, as a baton-less client's is, though the node keeps its

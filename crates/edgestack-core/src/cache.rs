@@ -3,7 +3,8 @@
 //!
 //! Staleness contract (docs/edge-data-path.md):
 //! - an entry lives at most `KV_TTL_SECONDS` in KV and `MEMORY_TTL_MS` in an isolate, and
-//!   records the replication index it was read at;
+//!   records a replication index its rows are at least as new as (the read's index probe,
+//!   `db::pipeline`);
 //! - a change leaves a **floor** — the change's replication index — on every scope it touches
 //!   (the note, and the whole public feed), in this isolate at once and in KV for
 //!   `FLOOR_TTL_SECONDS`. An entry below its scope's floor is never served, and a read below

@@ -1,9 +1,10 @@
 //! Read-through caching of public query results (memory tier, then KV, then the database) and
 //! HTTP revalidation (ETag / If-None-Match → 304) of public responses.
 //!
-//! We cache query results, not HTTP responses in a shared edge cache: an entry carries the
-//! replication index it was read at, so a client that just wrote can skip older entries; a
-//! shared HTTP cache cannot make that per-client decision. HTTP caching only revalidates.
+//! We cache query results, not HTTP responses in a shared edge cache: an entry carries a
+//! replication index its rows are at least as new as, so a client that just wrote can skip
+//! older entries; a shared HTTP cache cannot make that per-client decision. HTTP caching only
+//! revalidates.
 
 use std::future::Future;
 
@@ -25,22 +26,25 @@ use super::{ApiRequest, ApiResponse, CacheStatus, Context, IsolateState, KvWrite
 const PUBLIC_CACHE_CONTROL: &str = "public, max-age=0, must-revalidate";
 
 /// Answers from the cache when an entry is fresh enough for this client and not below its
-/// scope's floor; otherwise runs `load` (which returns the JSON body and the replication index
-/// it was read at) and fills both tiers — unless the answer is older than a change this isolate
-/// knows of, which a lagging replica may still serve but nobody may keep. Without a `key`, or
-/// with the cache off, `load` answers alone (`cache;desc=bypass`).
-pub async fn read_through<P, F>(
+/// scope's floor; otherwise runs `load(kept)` and fills both tiers — unless the answer is older
+/// than a change this isolate knows of, which a lagging replica may still serve but nobody may
+/// keep. `load` returns the JSON body and, when `kept`, an index its rows are at least as new
+/// as (`Pipeline::cacheable_read`: never the answer's own index, which can name a change that
+/// landed during the read). Without a `key`, or with the cache off, `load(false)` answers
+/// alone (`cache;desc=bypass`).
+pub async fn read_through<P, L, F>(
     context: &Context<'_, P>,
     key: Option<&CacheKey>,
-    load: F,
+    load: L,
 ) -> Result<ApiResponse, ApiError>
 where
     P: Platform,
+    L: FnOnce(bool) -> F,
     F: Future<Output = Result<(Vec<u8>, Option<u64>), ApiError>>,
 {
     let Some(key) = key.filter(|_| context.config.data_path.read_cache) else {
         context.report.borrow_mut().cache = CacheStatus::Bypass;
-        let (body, _) = load.await?;
+        let (body, _) = load(false).await?;
         return Ok(public_json(body));
     };
     let platform = context.platform;
@@ -74,7 +78,7 @@ where
         return Ok(public_json(entry.body));
     }
     context.report.borrow_mut().cache = CacheStatus::Miss;
-    let (body, replication_index) = load.await?;
+    let (body, replication_index) = load(true).await?;
     // An answer without an index cannot be proven fresh for anyone who wrote: do not keep it.
     // The floor is read again now: a change may have landed while the database answered.
     if let Some(replication_index) = replication_index {

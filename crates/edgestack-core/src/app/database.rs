@@ -94,6 +94,19 @@ impl<'a, P: Platform> Database<'a, P> {
         }
     }
 
+    /// The body for `pipeline`, with the index probe when the answer's index must vouch for its
+    /// rows: a read the cache keeps, or a read a replica may answer for a client whose writes
+    /// it must show (`serves_read`). Elsewhere the probe would only cost time: a primary's
+    /// answer is the newest there is, and its index is used only to cap a token.
+    fn request_body(&self, pipeline: &Pipeline) -> Result<Vec<u8>, DbError> {
+        let must_prove = pipeline.is_kept() || (self.requirement.get().is_some() && !self.topology.replicas.is_empty());
+        if pipeline.kind == PipelineKind::Read && must_prove {
+            pipeline.request_body_with_probe()
+        } else {
+            pipeline.request_body()
+        }
+    }
+
     /// The smallest replication index a read must reflect for this client.
     pub fn required_index(&self) -> Option<u64> {
         self.requirement.get().map(|requirement| requirement.index)
@@ -102,7 +115,7 @@ impl<'a, P: Platform> Database<'a, P> {
     async fn on_primary(&self, pipeline: &Pipeline) -> Result<PipelineOutcome, DbError> {
         let primary = &self.topology.primary;
         let deadline = self.data_path.primary_deadline_ms;
-        let missed = match self.attempt(primary, pipeline, pipeline.request_body()?, deadline).await {
+        let missed = match self.attempt(primary, pipeline, self.request_body(pipeline)?, deadline).await {
             Ok(answered) => return Ok(self.take_primary_answer(pipeline, answered)),
             Err(missed) => missed,
         };
@@ -122,7 +135,7 @@ impl<'a, P: Platform> Database<'a, P> {
         }
         self.platform.log(&format!("primary {} failed ({failure}); sending to {}", primary.url, replacement.url));
         self.report.borrow_mut().fallbacks.push((primary.label(), "failed"));
-        match self.attempt(&replacement, pipeline, pipeline.request_body()?, deadline).await {
+        match self.attempt(&replacement, pipeline, self.request_body(pipeline)?, deadline).await {
             Ok(answered) => Ok(self.take_primary_answer(pipeline, answered)),
             Err(missed) => Err(missed.into_db_error()),
         }
@@ -182,7 +195,7 @@ impl<'a, P: Platform> Database<'a, P> {
     }
 
     async fn read(&self, pipeline: &Pipeline) -> Result<PipelineOutcome, DbError> {
-        let body = pipeline.request_body()?;
+        let body = self.request_body(pipeline)?;
         // Without replicas every read goes to the primary, wherever the reader is.
         let (plan, region): (Vec<Endpoint>, Option<RegionName>) = if self.topology.replicas.is_empty() {
             (vec![self.topology.primary.clone()], None)
@@ -228,9 +241,11 @@ impl<'a, P: Platform> Database<'a, P> {
 
     /// Whether a replica's answer is one: not below the client's writes (nor of another
     /// history), and not missing the schema or a row's write. Otherwise it is noted `behind`.
+    /// The index that must meet the client's token is the one from before the read (the
+    /// answer's own may name the client's write though the rows missed it).
     fn serves_read(&self, replica: &Endpoint, outcome: &PipelineOutcome, term: Option<u64>) -> bool {
         let behind =
-            self.requirement.get().is_some_and(|requirement| !requirement.met_by(outcome.replication_index, term));
+            self.requirement.get().is_some_and(|requirement| !requirement.met_by(outcome.index_before_read, term));
         if behind || outcome.results.iter().any(Result::is_err) {
             self.report.borrow_mut().fallbacks.push((replica.label(), "behind"));
             return false;
@@ -278,7 +293,7 @@ impl<'a, P: Platform> Database<'a, P> {
                 if !self.platform.isolate().breakers.borrow().allows(&replica.url, self.platform.now_ms()) {
                     continue;
                 }
-                let body = pipeline.request_body()?;
+                let body = self.request_body(pipeline)?;
                 match self.attempt(replica, pipeline, body, self.data_path.replica_deadline_ms).await {
                     Ok((outcome, term)) => {
                         self.platform.isolate().breakers.borrow_mut().record_success(&replica.url);
@@ -313,7 +328,7 @@ impl<'a, P: Platform> Database<'a, P> {
     ) -> Result<PipelineOutcome, DbError> {
         self.platform.log(&format!("primary {} failed ({failure}); reading from {}", primary.url, replacement.url));
         let deadline = self.data_path.primary_deadline_ms;
-        match self.attempt(replacement, pipeline, pipeline.request_body()?, deadline).await {
+        match self.attempt(replacement, pipeline, self.request_body(pipeline)?, deadline).await {
             Ok(answered) => Ok(self.take_primary_answer(pipeline, answered)),
             Err(missed) => Err(missed.into_db_error()),
         }

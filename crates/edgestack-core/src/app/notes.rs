@@ -249,15 +249,15 @@ pub async fn list_public<P: Platform>(context: &Context<'_, P>) -> Result<ApiRes
     let signer = CursorSigner::new(&context.config.data_path.consistency_key, "public");
     let page = PageRequest::from_query(&context.request.query, &signer)?;
     let database = context.database()?;
-    read_through(context, CacheKey::public_feed(&page).as_ref(), async {
-        let mut pipeline = Pipeline::read();
+    read_through(context, CacheKey::public_feed(&page).as_ref(), |kept| async move {
+        let mut pipeline = Pipeline::cacheable_read(kept);
         let notes = pipeline.push(sql::list_public(&page.start(), page.fetch_limit()));
         let outcome = database.run(&pipeline).await?;
         let notes: Vec<PublicNote> = outcome.read(notes)?;
         let (notes, next_cursor) =
             page.finish(notes, |note| Cursor { timestamp: note.published_at, id: note.id.clone() }, &signer);
         let body = serde_json::to_vec(&NotePage { notes, next_cursor }).map_err(|_| ApiError::Internal)?;
-        Ok((body, outcome.replication_index))
+        Ok((body, outcome.index_before_read))
     })
     .await
 }
@@ -267,13 +267,13 @@ pub async fn list_public<P: Platform>(context: &Context<'_, P>) -> Result<ApiRes
 /// the database errors. [docs/api.md § Public notes](../../../../docs/api.md#public-notes-anyone)
 pub async fn get_public<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<ApiResponse, ApiError> {
     let database = context.database()?;
-    read_through(context, Some(&CacheKey::public_note(id)), async {
-        let mut pipeline = Pipeline::read();
+    read_through(context, Some(&CacheKey::public_note(id)), |kept| async move {
+        let mut pipeline = Pipeline::cacheable_read(kept);
         let note = pipeline.push(sql::get_public(id));
         let outcome = database.run(&pipeline).await?;
         let note = outcome.first(note)?.ok_or(ApiError::NoSuchNote)?;
         let body = serde_json::to_vec(&NoteBody { note }).map_err(|_| ApiError::Internal)?;
-        Ok((body, outcome.replication_index))
+        Ok((body, outcome.index_before_read))
     })
     .await
 }

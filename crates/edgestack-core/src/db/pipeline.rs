@@ -4,14 +4,20 @@
 //! `BEGIN IMMEDIATE … COMMIT` whose steps each run only if the previous one succeeded, with a
 //! `ROLLBACK` when anything failed — atomic in one round trip.
 //!
+//! A server labels each answer with its replication index when the answer ended (sqld: its
+//! current frame once the program has run), so a change that lands while a read runs is in the
+//! index but not in the rows. Where the index must vouch for the rows, a read is preceded, on
+//! the same stream, by an **index probe** (`SELECT 1`): it ended before the read began, so the
+//! read sees at least everything its index names ([`PipelineOutcome::index_before_read`]).
+//!
 //! Each statement pushed on a pipeline gets a [`StatementHandle`]; its result is read, and its
 //! failure recognised, through that handle — never by position.
 
 use std::marker::PhantomData;
 
 use libsql_hrana::proto::{
-    Batch, BatchCond, BatchResult, BatchStep, BatchStreamReq, CloseStreamReq, PipelineReqBody, PipelineRespBody, Stmt,
-    StmtResult, StreamRequest, StreamResponse, StreamResult,
+    Batch, BatchCond, BatchResult, BatchStep, BatchStreamReq, CloseStreamReq, ExecuteStreamReq, PipelineReqBody,
+    PipelineRespBody, Stmt, StmtResult, StreamRequest, StreamResponse, StreamResult,
 };
 
 use super::{FromRow, ReadError, Rows, Statement};
@@ -30,6 +36,8 @@ pub enum PipelineKind {
 pub struct Pipeline {
     pub kind: PipelineKind,
     statements: Vec<Statement>,
+    /// A cache keeps the answer, so it needs [`PipelineOutcome::index_before_read`].
+    kept: bool,
 }
 
 /// Where one statement's result is in its pipeline's outcome, typed by the reader of its rows.
@@ -111,11 +119,16 @@ impl std::fmt::Display for DbError {
     }
 }
 
-/// The answer to a pipeline: one result per statement, and the server's replication index.
+/// The answer to a pipeline: one result per statement, and replication indexes.
 #[derive(Debug, Clone)]
 pub struct PipelineOutcome {
     pub results: Vec<Result<Rows, StatementError>>,
+    /// The server's index when the answer ended: for a write, at least the write's own. For a
+    /// read it may name changes the rows do not show, so nothing that trusts the rows uses it.
     pub replication_index: Option<u64>,
+    /// Sent with an index probe only ([`Pipeline::request_body_with_probe`]): the server's
+    /// index before the read began, which every row the read returned is at least as new as.
+    pub index_before_read: Option<u64>,
 }
 
 impl PipelineOutcome {
@@ -142,17 +155,28 @@ impl PipelineOutcome {
 
 impl Pipeline {
     pub fn read() -> Self {
-        Self { kind: PipelineKind::Read, statements: Vec::new() }
+        Self { kind: PipelineKind::Read, statements: Vec::new(), kept: false }
+    }
+
+    /// A read whose answer the read cache keeps when `kept`: it then carries the index probe,
+    /// since an entry is labelled with the index its rows are at least as new as.
+    pub fn cacheable_read(kept: bool) -> Self {
+        Self { kind: PipelineKind::Read, statements: Vec::new(), kept }
     }
 
     /// Reads for decisions a stale copy must not make, such as checking a password that may
     /// just have changed.
     pub fn authoritative_read() -> Self {
-        Self { kind: PipelineKind::AuthoritativeRead, statements: Vec::new() }
+        Self { kind: PipelineKind::AuthoritativeRead, statements: Vec::new(), kept: false }
     }
 
     pub fn write() -> Self {
-        Self { kind: PipelineKind::Write, statements: Vec::new() }
+        Self { kind: PipelineKind::Write, statements: Vec::new(), kept: false }
+    }
+
+    /// Whether a cache keeps this read's answer ([`Self::cacheable_read`]).
+    pub fn is_kept(&self) -> bool {
+        self.kept
     }
 
     /// Adds `statement`; its result is read through the handle.
@@ -162,29 +186,47 @@ impl Pipeline {
         StatementHandle { index, reader: PhantomData }
     }
 
-    /// The JSON body for `POST /v3/pipeline`.
+    /// The JSON body for `POST /v3/pipeline`: the batch, then `close`.
     pub fn request_body(&self) -> Result<Vec<u8>, DbError> {
+        self.body(false)
+    }
+
+    /// [`Self::request_body`] with the index probe first, for an answer that carries
+    /// [`PipelineOutcome::index_before_read`].
+    pub fn request_body_with_probe(&self) -> Result<Vec<u8>, DbError> {
+        self.body(true)
+    }
+
+    fn body(&self, probe: bool) -> Result<Vec<u8>, DbError> {
         let steps = match self.kind {
             PipelineKind::Read | PipelineKind::AuthoritativeRead => {
                 self.statements.iter().map(|s| step(stmt(s), None)).collect()
             }
             PipelineKind::Write => transaction_steps(&self.statements),
         };
-        let body = PipelineReqBody {
-            baton: None,
-            requests: vec![
-                StreamRequest::Batch(BatchStreamReq { batch: Batch { steps, replication_index: None } }),
-                StreamRequest::Close(CloseStreamReq {}),
-            ],
-        };
+        let mut requests = Vec::with_capacity(3);
+        if probe {
+            requests.push(StreamRequest::Execute(ExecuteStreamReq { stmt: raw("SELECT 1") }));
+        }
+        requests.push(StreamRequest::Batch(BatchStreamReq { batch: Batch { steps, replication_index: None } }));
+        requests.push(StreamRequest::Close(CloseStreamReq {}));
+        let body = PipelineReqBody { baton: None, requests };
         serde_json::to_vec(&body).map_err(|e| DbError::Protocol(format!("cannot encode pipeline: {e}")))
     }
 
-    /// Reads the server's answer to [`Self::request_body`].
+    /// Reads the server's answer to [`Self::request_body`] or [`Self::request_body_with_probe`]
+    /// (an execute result before the batch's is the probe's).
     pub fn parse_response(&self, body: &[u8]) -> Result<PipelineOutcome, DbError> {
         let response: PipelineRespBody =
             serde_json::from_slice(body).map_err(|e| DbError::Protocol(format!("not a pipeline response: {e}")))?;
-        let batch = match response.results.into_iter().next() {
+        let mut results = response.results.into_iter().peekable();
+        let mut index_before_read = None;
+        if let Some(StreamResult::Ok { response: StreamResponse::Execute(probe) }) =
+            results.next_if(|result| matches!(result, StreamResult::Ok { response: StreamResponse::Execute(_) }))
+        {
+            index_before_read = probe.result.replication_index;
+        }
+        let batch = match results.next() {
             Some(StreamResult::Ok { response: StreamResponse::Batch(batch) }) => batch.result,
             Some(StreamResult::Error { error }) => {
                 return Err(DbError::Protocol(format!("pipeline refused: {} ({})", error.message, error.code)));
@@ -211,7 +253,7 @@ impl Pipeline {
                 results
             }
         };
-        Ok(PipelineOutcome { results, replication_index })
+        Ok(PipelineOutcome { results, replication_index, index_before_read })
     }
 }
 
@@ -355,6 +397,31 @@ mod tests {
         assert!(failed.of_statement(insert).is_some_and(StatementError::is_unique_violation));
         assert_eq!(failed.of_statement(select), None, "the failure names its own statement only");
         assert_eq!(outcome.read(select).unwrap(), [A::Text("x".into())]);
+    }
+
+    /// The probe goes first on the same stream, so it ended before the read began; its index is
+    /// the one the rows vouch for, the batch's (which can name a change made during the read)
+    /// stays the answer's own.
+    #[test]
+    fn a_probed_read_sends_select_1_first_and_reports_its_index_apart() {
+        let (pipeline, _, select) = pipeline(Pipeline::cacheable_read(true));
+        assert!(pipeline.is_kept());
+        let body: Json = serde_json::from_slice(&pipeline.request_body_with_probe().unwrap()).unwrap();
+        let types: Vec<&str> =
+            body["requests"].as_array().unwrap().iter().map(|r| r["type"].as_str().unwrap()).collect();
+        assert_eq!(types, ["execute", "batch", "close"]);
+        assert_eq!(body["requests"][0]["stmt"]["sql"], "SELECT 1");
+        let answer = serde_json::to_vec(&json!({"baton": null, "base_url": null, "results": [
+            {"type": "ok", "response": {"type": "execute", "result": ok_result(json!([[{"type": "integer", "value": "1"}]]))}},
+            {"type": "ok", "response": {"type": "batch", "result": {"step_results": [null, ok_result(json!([[{"type": "text", "value": "x"}]]))], "step_errors": [null, null], "replication_index": "42"}}},
+            {"type": "ok", "response": {"type": "close"}}
+        ]}))
+        .unwrap();
+        let outcome = pipeline.parse_response(&answer).unwrap();
+        assert_eq!((outcome.index_before_read, outcome.replication_index), (Some(5), Some(42)));
+        assert_eq!(outcome.read(select).unwrap(), [A::Text("x".into())]);
+        let unprobed = pipeline.parse_response(&response(json!([null, ok_result(json!([]))]), json!([null, null])));
+        assert_eq!(unprobed.unwrap().index_before_read, None, "no probe, no index vouching for the rows");
     }
 
     #[test]

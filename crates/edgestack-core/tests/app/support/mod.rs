@@ -186,6 +186,13 @@ impl Stack {
         self.net.cluster(database, |cluster| cluster.set_lag(region, lag_ms)).unwrap();
     }
 
+    /// From now on replica `region` of `database` receives what the primary committed while
+    /// it answers each pipeline's last statement: the rows miss it, the index names it
+    /// (`devdb::sim::Cluster::set_replication_during_reads`, sqld's labelling at its worst).
+    pub fn replicate_during_reads(&self, database: &str, region: &str) {
+        self.net.cluster(database, |cluster| cluster.set_replication_during_reads(region, true)).unwrap();
+    }
+
     /// Lets `ms` of simulated time pass (replication, TTLs, background work).
     pub fn advance(&mut self, ms: f64) {
         self.rt.advance(ms);
