@@ -39,20 +39,27 @@ pub async fn handle_api(
         now_ms: edge::now_ms() as i64,
         version: version.clone(),
     };
-    match app::body_plan(platform, config, &request) {
-        BodyPlan::Read => match read_body(req).await {
-            Ok(body) => request.body = body,
+    let admitted = match app::body_plan(platform, config, &request) {
+        BodyPlan::Read(admitted) => match read_body(req).await {
+            Ok(body) => {
+                request.body = body;
+                admitted
+            }
             Err(error) => return into_response(ApiResponse::error(&error)),
         },
-        // A GET or HEAD has no body to give up (the runtime makes it null).
-        BodyPlan::Ignore if matches!(request.method, Method::Get | Method::Head) => {}
-        BodyPlan::Ignore => edge::discard_body(req),
+        BodyPlan::Ignore(admitted) => {
+            // A GET or HEAD has no body to give up (the runtime makes it null).
+            if !matches!(request.method, Method::Get | Method::Head) {
+                edge::discard_body(req);
+            }
+            admitted
+        }
         BodyPlan::Refuse(refusal) => {
             edge::discard_body(req);
             return into_response(refusal);
         }
-    }
-    into_response(app::handle(platform, config, &request).await)
+    };
+    into_response(app::handle(platform, admitted, &request).await)
 }
 
 /// The JSON 500 for a request the worker itself failed (never a handler's answer: the core

@@ -430,13 +430,9 @@ pub fn error_response<P: Platform>(platform: &P, error: &ApiError) -> ApiRespons
     ApiResponse::error(error)
 }
 
-/// The API. Never fails: every error is a JSON response.
-pub async fn handle<P: Platform>(
-    platform: &P,
-    config: Result<&Config, &ConfigError>,
-    request: &ApiRequest,
-) -> ApiResponse {
-    match dispatch(platform, config, request).await {
+/// The API for a request [`body_plan`] admitted. Never fails: every error is a JSON response.
+pub async fn handle<P: Platform>(platform: &P, admitted: Admitted<'_>, request: &ApiRequest) -> ApiResponse {
+    match dispatch(platform, admitted, request).await {
         Ok(response) => response,
         Err(error) => refusal(platform, &error),
     }
@@ -444,13 +440,22 @@ pub async fn handle<P: Platform>(
 
 /// What the edge does with a request's body, decided from its head alone (see [`body_plan`]).
 #[derive(Debug)]
-pub enum BodyPlan {
+pub enum BodyPlan<'c> {
     /// The request is refused whatever its body: answer this without reading it.
     Refuse(ApiResponse),
-    /// The route reads a body: read it (bounded in size and time) into [`ApiRequest::body`].
-    Read,
-    /// The route reads none: leave [`ApiRequest::body`] empty and discard what was sent.
-    Ignore,
+    /// The route reads a body: read it (bounded in size and time) into [`ApiRequest::body`],
+    /// then [`handle`].
+    Read(Admitted<'c>),
+    /// The route reads none: leave [`ApiRequest::body`] empty, discard what was sent, [`handle`].
+    Ignore(Admitted<'c>),
+}
+
+/// A request's head passed [`body_plan`]'s checks: its route, and the configuration that
+/// serves it. Only `body_plan` makes one, so [`handle`] never runs on an unchecked head.
+#[derive(Debug)]
+pub struct Admitted<'c> {
+    route: Route,
+    config: &'c Config,
 }
 
 /// Decides, before any of the body is read, whether the request needs it: a request with no
@@ -459,10 +464,14 @@ pub enum BodyPlan {
 /// and never sends it held even a refused request for the body deadline (10 s), and a 64 KiB
 /// body to a path that does not exist was buffered before its 404 (review finding).
 /// `request.body` is not looked at.
-pub fn body_plan<P: Platform>(platform: &P, config: Result<&Config, &ConfigError>, request: &ApiRequest) -> BodyPlan {
+pub fn body_plan<'c, P: Platform>(
+    platform: &P,
+    config: Result<&'c Config, &ConfigError>,
+    request: &ApiRequest,
+) -> BodyPlan<'c> {
     match admit(platform, config, request) {
-        Ok((route, _)) if route.takes_body() => BodyPlan::Read,
-        Ok(_) => BodyPlan::Ignore,
+        Ok(admitted) if admitted.route.takes_body() => BodyPlan::Read(admitted),
+        Ok(admitted) => BodyPlan::Ignore(admitted),
         Err(error) => BodyPlan::Refuse(refusal(platform, &error)),
     }
 }
@@ -480,7 +489,7 @@ fn admit<'c, P: Platform>(
     platform: &P,
     config: Result<&'c Config, &ConfigError>,
     request: &ApiRequest,
-) -> Result<(Route, &'c Config), ApiError> {
+) -> Result<Admitted<'c>, ApiError> {
     let route = resolve(request.method, &request.path)?;
     let config = config.map_err(|error| {
         platform.log(&format!("configuration error: {error}"));
@@ -506,15 +515,14 @@ fn admit<'c, P: Platform>(
             },
         )?;
     }
-    Ok((route, config))
+    Ok(Admitted { route, config })
 }
 
 async fn dispatch<P: Platform>(
     platform: &P,
-    config: Result<&Config, &ConfigError>,
+    Admitted { route, config }: Admitted<'_>,
     request: &ApiRequest,
 ) -> Result<ApiResponse, ApiError> {
-    let (route, config) = admit(platform, config, request)?;
     match (config.injected_fault, &route) {
         (_, Route::Health) | (None, _) => {}
         (Some(InjectedFault::Errors), _) => {

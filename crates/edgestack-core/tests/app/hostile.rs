@@ -234,8 +234,8 @@ fn a_request_is_refused_or_spared_its_body_before_any_of_it_is_read() {
             let request = front.api_request(method, path, headers, b"not read".to_vec());
             match app::body_plan(&*front, config.as_ref(), &request) {
                 BodyPlan::Refuse(response) => format!("refuse {}", response.status),
-                BodyPlan::Read => "read".to_string(),
-                BodyPlan::Ignore => "ignore".to_string(),
+                BodyPlan::Read(_) => "read".to_string(),
+                BodyPlan::Ignore(_) => "ignore".to_string(),
             }
         };
         let note_path = format!("/api/notes/{note}");

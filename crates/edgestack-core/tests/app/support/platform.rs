@@ -283,12 +283,15 @@ impl Worker {
     /// takes none — then `app::handle`.
     pub async fn handle(&self, mut request: ApiRequest) -> ApiResponse {
         let config = self.config();
-        match app::body_plan(self, config.as_ref(), &request) {
+        let admitted = match app::body_plan(self, config.as_ref(), &request) {
             BodyPlan::Refuse(refusal) => return refusal,
-            BodyPlan::Ignore => request.body.clear(),
-            BodyPlan::Read => {}
-        }
-        app::handle(self, config.as_ref(), &request).await
+            BodyPlan::Ignore(admitted) => {
+                request.body.clear();
+                admitted
+            }
+            BodyPlan::Read(admitted) => admitted,
+        };
+        app::handle(self, admitted, &request).await
     }
 
     fn kv_op<T>(&self, op: impl FnOnce(&mut Kv, f64) -> T) -> T {
