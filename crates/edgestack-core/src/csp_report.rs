@@ -6,6 +6,7 @@
 use std::fmt;
 
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::json_body::{BodyError, parse_json};
 
@@ -82,11 +83,18 @@ struct ReportingBody {
     blocked_url: String,
 }
 
+/// The violations in a report body (at most [`MAX_REPORTS`], fields clipped).
+///
+/// # Errors
+/// [`CspReportError::Body`] when the body is not JSON (or empty, or too large);
+/// [`CspReportError::NotAReport`] when it is neither format — including a report or entry given
+/// as an array of its fields, which serde's derived structs would take in field order.
 pub fn parse_reports(body: &[u8]) -> Result<Vec<CspViolation>, CspReportError> {
-    let parsed: ReportBody = parse_json(body).map_err(|error| match error {
-        BodyError::UnexpectedShape(_) => CspReportError::NotAReport,
-        other => CspReportError::Body(other),
-    })?;
+    let value: Value = parse_json(body).map_err(CspReportError::Body)?;
+    if !has_report_shape(&value) {
+        return Err(CspReportError::NotAReport);
+    }
+    let parsed: ReportBody = serde_json::from_value(value).map_err(|_| CspReportError::NotAReport)?;
     let violations: Vec<CspViolation> = match parsed {
         ReportBody::Legacy { report } => vec![CspViolation {
             document: clip(&report.document_uri),
@@ -105,6 +113,18 @@ pub fn parse_reports(body: &[u8]) -> Result<Vec<CspViolation>, CspReportError> {
             .collect(),
     };
     Ok(violations)
+}
+
+/// Objects wherever either format has one: the legacy body and its `csp-report`, or every
+/// Reporting API entry and its `body`.
+fn has_report_shape(value: &Value) -> bool {
+    match value {
+        Value::Object(fields) => fields.get("csp-report").is_some_and(Value::is_object),
+        Value::Array(entries) => entries
+            .iter()
+            .all(|entry| entry.as_object().is_some_and(|entry| entry.get("body").is_some_and(Value::is_object))),
+        _ => false,
+    }
 }
 
 /// Reports are attacker-controlled text headed for the log: keep them short.
@@ -138,9 +158,16 @@ mod tests {
         assert_eq!(reports[0].directive, "img-src");
     }
 
+    /// A review found a report or an entry given as an array of its fields taken in field order
+    /// (and logged as a violation), as serde's derived structs allow.
     #[test]
     fn malformed_reports_are_400() {
-        for body in [&b"{"[..], b"{}", b"\"text\"", b"[1,2]", b""] {
+        let fields_as_arrays: [&[u8]; 3] = [
+            br#"{"csp-report":["https://app/","script-src","script-src","https://evil/x.js"]}"#,
+            br#"[["csp-violation",{"documentURL":"https://app/"}]]"#,
+            br#"[{"type":"csp-violation","body":["https://app/","img-src","data"]}]"#,
+        ];
+        for body in [&b"{"[..], b"{}", b"\"text\"", b"[1,2]", b""].into_iter().chain(fields_as_arrays) {
             let error = crate::error::ApiError::from(parse_reports(body).unwrap_err());
             assert_eq!(error.status(), 400, "{}", String::from_utf8_lossy(body));
         }
