@@ -87,8 +87,12 @@ pub struct CacheKey {
 }
 
 impl CacheKey {
+    /// v2: entries labelled with their read's index probe (`db::pipeline`); the release before
+    /// labelled them with the answer's own index, which can name a change the rows missed, and
+    /// its entries would pass that change's floor. Under their own keys, neither release reads
+    /// the other's during a gradual deployment.
     pub fn public_note(id: &str) -> Self {
-        Self { key: format!("v1/public/note/{id}"), scope: Scope::Note(id.to_string()) }
+        Self { key: format!("v2/public/note/{id}"), scope: Scope::Note(id.to_string()) }
     }
 
     /// The feed page's key; none for a page after an unsigned cursor (`notes::page`), which
@@ -99,8 +103,9 @@ impl CacheKey {
         }
         let cursor = page.after.as_ref().map_or_else(|| "first".to_string(), |cursor| cursor.encode());
         // v2: its pages hand out signed cursors, which the release before refuses; under their
-        // own keys, that release never serves them from KV during a gradual deployment.
-        Some(Self { key: format!("v2/public/feed/{}/{cursor}", page.limit), scope: Scope::Feed })
+        // own keys, that release never serves them from KV during a gradual deployment. v3: as
+        // `public_note`'s v2, labelled with the index probe's index.
+        Some(Self { key: format!("v3/public/feed/{}/{cursor}", page.limit), scope: Scope::Feed })
     }
 }
 

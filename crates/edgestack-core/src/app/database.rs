@@ -94,17 +94,18 @@ impl<'a, P: Platform> Database<'a, P> {
         }
     }
 
-    /// The body for `pipeline`, with the index probe when the answer's index must vouch for its
-    /// rows: a read the cache keeps, or a read a replica may answer for a client whose writes
-    /// it must show (`serves_read`). Elsewhere the probe would only cost time: a primary's
-    /// answer is the newest there is, and its index is used only to cap a token.
+    /// Whether `pipeline` is sent with the index probe: when the answer's index must vouch for
+    /// its rows — a read the cache keeps, or a read a replica may answer for a client whose
+    /// writes it must show (`serves_read`). Elsewhere the probe would only cost time: a
+    /// primary's answer is the newest there is, and its index is used only to cap a token. The
+    /// same for every attempt of one request: a requirement is only ever lowered, never dropped.
+    fn probes(&self, pipeline: &Pipeline) -> bool {
+        pipeline.kind == PipelineKind::Read
+            && (pipeline.is_kept() || (self.requirement.get().is_some() && !self.topology.replicas.is_empty()))
+    }
+
     fn request_body(&self, pipeline: &Pipeline) -> Result<Vec<u8>, DbError> {
-        let must_prove = pipeline.is_kept() || (self.requirement.get().is_some() && !self.topology.replicas.is_empty());
-        if pipeline.kind == PipelineKind::Read && must_prove {
-            pipeline.request_body_with_probe()
-        } else {
-            pipeline.request_body()
-        }
+        if self.probes(pipeline) { pipeline.request_body_with_probe() } else { pipeline.request_body() }
     }
 
     /// The smallest replication index a read must reflect for this client.
@@ -352,7 +353,12 @@ impl<'a, P: Platform> Database<'a, P> {
         deadline_ms: u32,
     ) -> Result<(PipelineOutcome, Option<u64>), Missed> {
         let answer = self.send(endpoint, body, deadline_ms).await.map_err(Missed::Endpoint)?;
-        match pipeline.parse_response(&answer.body) {
+        let parsed = if self.probes(pipeline) {
+            pipeline.parse_probed_response(&answer.body)
+        } else {
+            pipeline.parse_response(&answer.body)
+        };
+        match parsed {
             Ok(outcome) => Ok((outcome, answer.term)),
             // Fenced while the write ran: it was rolled back, nothing of it committed.
             Err(error) => Err(Failure::of_statement(&error).map_or(Missed::Answer(error), Missed::Endpoint)),

@@ -214,18 +214,30 @@ impl Pipeline {
         serde_json::to_vec(&body).map_err(|e| DbError::Protocol(format!("cannot encode pipeline: {e}")))
     }
 
-    /// Reads the server's answer to [`Self::request_body`] or [`Self::request_body_with_probe`]
-    /// (an execute result before the batch's is the probe's).
+    /// Reads the server's answer to [`Self::request_body`].
     pub fn parse_response(&self, body: &[u8]) -> Result<PipelineOutcome, DbError> {
+        self.parse(body, false)
+    }
+
+    /// Reads the server's answer to [`Self::request_body_with_probe`]. A probe that failed
+    /// vouches for nothing (`index_before_read` is `None`) but does not fail the read.
+    pub fn parse_probed_response(&self, body: &[u8]) -> Result<PipelineOutcome, DbError> {
+        self.parse(body, true)
+    }
+
+    fn parse(&self, body: &[u8], probed: bool) -> Result<PipelineOutcome, DbError> {
         let response: PipelineRespBody =
             serde_json::from_slice(body).map_err(|e| DbError::Protocol(format!("not a pipeline response: {e}")))?;
-        let mut results = response.results.into_iter().peekable();
-        let mut index_before_read = None;
-        if let Some(StreamResult::Ok { response: StreamResponse::Execute(probe) }) =
-            results.next_if(|result| matches!(result, StreamResult::Ok { response: StreamResponse::Execute(_) }))
-        {
-            index_before_read = probe.result.replication_index;
-        }
+        let mut results = response.results.into_iter();
+        let index_before_read = if probed {
+            match results.next() {
+                Some(StreamResult::Ok { response: StreamResponse::Execute(probe) }) => probe.result.replication_index,
+                Some(StreamResult::Error { .. }) => None,
+                _ => return Err(DbError::Protocol("pipeline response without the probe's result".into())),
+            }
+        } else {
+            None
+        };
         let batch = match results.next() {
             Some(StreamResult::Ok { response: StreamResponse::Batch(batch) }) => batch.result,
             Some(StreamResult::Error { error }) => {
@@ -417,11 +429,26 @@ mod tests {
             {"type": "ok", "response": {"type": "close"}}
         ]}))
         .unwrap();
-        let outcome = pipeline.parse_response(&answer).unwrap();
+        let outcome = pipeline.parse_probed_response(&answer).unwrap();
         assert_eq!((outcome.index_before_read, outcome.replication_index), (Some(5), Some(42)));
         assert_eq!(outcome.read(select).unwrap(), [A::Text("x".into())]);
         let unprobed = pipeline.parse_response(&response(json!([null, ok_result(json!([]))]), json!([null, null])));
         assert_eq!(unprobed.unwrap().index_before_read, None, "no probe, no index vouching for the rows");
+
+        // A probe the server refused vouches for nothing; the read itself still stands (a
+        // review found its error taken for the batch's, failing the read).
+        let refused = serde_json::to_vec(&json!({"baton": null, "base_url": null, "results": [
+            {"type": "error", "error": {"message": "boom", "code": "X"}},
+            {"type": "ok", "response": {"type": "batch", "result": {"step_results": [null, ok_result(json!([[{"type": "text", "value": "x"}]]))], "step_errors": [null, null], "replication_index": "42"}}},
+            {"type": "ok", "response": {"type": "close"}}
+        ]}))
+        .unwrap();
+        let outcome = pipeline.parse_probed_response(&refused).unwrap();
+        assert_eq!((outcome.index_before_read, outcome.replication_index), (None, Some(42)));
+        assert_eq!(outcome.read(select).unwrap(), [A::Text("x".into())]);
+        // An answer that lacks the probe's result is not a reading of this request.
+        let without_probe = response(json!([null, ok_result(json!([]))]), json!([null, null]));
+        assert!(matches!(pipeline.parse_probed_response(&without_probe), Err(DbError::Protocol(_))));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! once by its author and by readers of the same isolate, KV failures or slowness fall through
 //! to the database, `READ_CACHE=off` bypasses both, and public answers revalidate with ETags.
 
+use edgestack_core::cache::CacheKey;
 use serde_json::json;
 
 use crate::support::{Options, Stack, each_shape, signed_up_user};
@@ -49,7 +50,7 @@ fn the_cache_serves_kv_after_memory_expires_and_the_author_never_sees_stale_data
         let path = format!("/api/public/notes/{id}");
         assert_eq!(stack.send(reader.get(&path).send()).cache_status(), "miss");
         stack.advance(100.0);
-        assert!(kv_holds(&stack, &format!("v1/public/note/{id}")), "a miss fills KV in the background");
+        assert!(kv_holds(&stack, &CacheKey::public_note(&id).key), "a miss fills KV in the background");
 
         stack.advance(5_500.0);
         let from_kv = stack.send(reader.get(&path).send());
@@ -108,7 +109,10 @@ fn a_failing_kv_falls_through_to_the_database() {
     assert_eq!((after_memory_expired.status(), after_memory_expired.cache_status().as_str()), (200, "miss"));
     assert_eq!(after_memory_expired.db_targets(), ["primary"], "KV failed, the database answered");
     assert_eq!(after_memory_expired.json()["note"]["body"], "still served");
-    assert!(!stack.logs_containing("KV read of v1/public/note/").is_empty(), "the failure is logged");
+    assert!(
+        !stack.logs_containing(&format!("KV read of {}", CacheKey::public_note(&id).key)).is_empty(),
+        "the failure is logged"
+    );
 }
 
 #[test]
@@ -163,7 +167,7 @@ fn read_cache_off_bypasses_both_tiers() {
         }
     }
     stack.advance(100.0);
-    assert!(!kv_holds(&stack, &format!("v1/public/note/{id}")), "nothing is written to KV");
+    assert!(!kv_holds(&stack, &CacheKey::public_note(&id).key), "nothing is written to KV");
 }
 
 #[test]
