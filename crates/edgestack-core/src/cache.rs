@@ -343,13 +343,14 @@ mod tests {
     #[test]
     fn kv_fills_are_throttled_per_key_and_reopened_by_a_new_floor() {
         let mut memory = MemoryCache::default();
-        assert!(memory.claim_kv_fill("v1/public/note/k", 0.0));
-        assert!(!memory.claim_kv_fill("v1/public/note/k", 5_000.0));
+        let key = note("k").key;
+        assert!(memory.claim_kv_fill(&key, 0.0));
+        assert!(!memory.claim_kv_fill(&key, 5_000.0));
         assert!(memory.claim_kv_fill("other", 5_000.0));
-        assert!(memory.claim_kv_fill("v1/public/note/k", KV_REFILL_INTERVAL_MS));
+        assert!(memory.claim_kv_fill(&key, KV_REFILL_INTERVAL_MS));
         memory.put(&note("k"), entry(1), KV_REFILL_INTERVAL_MS);
         memory.raise_floor(&Scope::Note("k".into()), 2, KV_REFILL_INTERVAL_MS + 1.0);
-        assert!(memory.claim_kv_fill("v1/public/note/k", KV_REFILL_INTERVAL_MS + 2.0), "an invalidated key may refill");
+        assert!(memory.claim_kv_fill(&key, KV_REFILL_INTERVAL_MS + 2.0), "an invalidated key may refill");
     }
 
     #[test]
