@@ -3,6 +3,8 @@
 //! See [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in) and
 //! [§ Public notes](../../../../docs/api.md#public-notes-anyone).
 
+use std::collections::BTreeSet;
+
 use serde::Serialize;
 
 use crate::cache::CacheKey;
@@ -16,7 +18,7 @@ use crate::notes::{
 };
 use crate::services::internal_api::NotesDeleted;
 
-use super::cache::{invalidate_deleted_notes, invalidate_note, read_through};
+use super::cache::{invalidate_note, read_through};
 use super::{ApiResponse, Context, Database, Platform};
 
 #[derive(Serialize)]
@@ -224,7 +226,9 @@ pub async fn delete<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<A
 
 /// `DELETE /internal/users/{id}/notes` — internal (from `accounts`' deletion outbox): removes
 /// every note of a deleted account and refuses the account's still-valid identities from now
-/// on. Idempotent, so redelivery is safe. No body. Answers `200` [`NotesDeleted`]. Errors: the
+/// on. Idempotent, so redelivery is safe; every delivery invalidates the cached copies of the
+/// notes that were public when the first one ran, since a first delivery that committed but
+/// whose answer was lost left its invalidation unknown to `accounts` (review finding). No body. Answers `200` [`NotesDeleted`]. Errors: the
 /// database errors. Not a client route:
 /// [docs/services.md](../../../../docs/services.md#account-deletion-without-a-distributed-transaction); the client API
 /// is [docs/api.md](../../../../docs/api.md).
@@ -234,10 +238,20 @@ pub async fn delete_all_of_owner<P: Platform>(
 ) -> Result<ApiResponse, ApiError> {
     let database = context.database()?;
     let mut pipeline = Pipeline::write();
-    pipeline.push(sql::remember_deleted_owner(user_id, context.request.now_ms));
+    let tombstone = pipeline.push(sql::remember_deleted_owner(user_id, context.request.now_ms));
     let deleted = pipeline.push(sql::delete_all_of_owner(user_id));
-    let deleted = database.run(&pipeline).await?.read(deleted)?;
-    invalidate_deleted_notes(context, &deleted);
+    let outcome = database.run(&pipeline).await?;
+    let deleted = outcome.read(deleted)?;
+    let tombstone = outcome.first(tombstone)?.unwrap_or_default();
+    let once_public: BTreeSet<&str> = tombstone
+        .public_note_ids
+        .iter()
+        .map(String::as_str)
+        .chain(deleted.iter().filter(|note| note.was_public).map(|note| note.id.as_str()))
+        .collect();
+    for id in once_public {
+        invalidate_note(context, id);
+    }
     ApiResponse::json(200, &NotesDeleted { deleted_notes: deleted.len() })
 }
 

@@ -108,6 +108,15 @@ impl<'a> Row<'a> {
         }
     }
 
+    /// A text column that may be `NULL`; `None` (the outer one) for any other value.
+    pub fn optional_text(&self, column: &str) -> Option<Option<&'a str>> {
+        match self.value(column)? {
+            Value::Text { value } => Some(Some(value)),
+            Value::Null => Some(None),
+            _ => None,
+        }
+    }
+
     /// An integer column that may be `NULL`; `None` (the outer one) for any other value.
     pub fn optional_integer(&self, column: &str) -> Option<Option<i64>> {
         match self.value(column)? {

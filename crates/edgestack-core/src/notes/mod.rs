@@ -35,6 +35,24 @@ pub struct PublicNote {
     pub published_at: i64,
 }
 
+/// An account deletion's tombstone, as every delivery of it reads it back: the notes that were
+/// public when it first ran (their cached copies must go, on a redelivery too).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeletionTombstone {
+    pub public_note_ids: Vec<String>,
+}
+
+impl FromRow for DeletionTombstone {
+    const COLUMNS: &'static [&'static str] = &["public_note_ids"];
+
+    /// `NULL` (a tombstone from before the column) is no notes; so is text that is not a JSON
+    /// array of strings, which `json_group_array` never writes — a deletion must not fail on it.
+    fn from_row(row: Row<'_>) -> Option<Self> {
+        let ids = row.optional_text("public_note_ids")?;
+        Some(Self { public_note_ids: ids.and_then(|ids| serde_json::from_str(ids).ok()).unwrap_or_default() })
+    }
+}
+
 /// A deleted note, and whether it was public (its cached copies must go).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeletedNote {

@@ -8,7 +8,9 @@ use crate::accounts::sql::ConfirmedAccount;
 use crate::caller::Caller;
 use crate::db::{Statement, integer, optional_text, text};
 use crate::notes::quota::{MAX_BYTES, MAX_NOTES};
-use crate::notes::{Cursor, DeletedNote, NewNote, Note, NoteChanges, NoteVersion, PublicNote, VersionCondition};
+use crate::notes::{
+    Cursor, DeletedNote, DeletionTombstone, NewNote, Note, NoteChanges, NoteVersion, PublicNote, VersionCondition,
+};
 
 /// The columns [`Note`] reads, as SQL.
 macro_rules! note_columns {
@@ -144,10 +146,17 @@ pub fn delete_all_of_owner(user_id: &str) -> Statement<DeletedNote> {
 }
 
 /// The services shape: an identity `accounts` signed before the deletion stays valid for up to
-/// a minute; this tombstone makes the owner expression refuse it at once.
-pub fn remember_deleted_owner(user_id: &str, now: i64) -> Statement {
+/// a minute; this tombstone makes the owner expression refuse it at once. The first delivery
+/// records the owner's published notes in it (before `delete_all_of_owner`, in the same
+/// transaction); every delivery reads them back, so a redelivery invalidates them again.
+pub fn remember_deleted_owner(user_id: &str, now: i64) -> Statement<DeletionTombstone> {
     Statement::new(
-        "INSERT INTO deleted_owners (user_id, deleted_at) VALUES (?1, ?2) ON CONFLICT (user_id) DO NOTHING",
+        concat!(
+            "INSERT INTO deleted_owners (user_id, deleted_at, public_note_ids) VALUES (?1, ?2, ",
+            "(SELECT json_group_array(id) FROM notes WHERE owner_id = ?1 AND published_at IS NOT NULL)) ",
+            "ON CONFLICT (user_id) DO UPDATE SET deleted_at = deleted_owners.deleted_at ",
+            "RETURNING public_note_ids"
+        ),
         vec![text(user_id), integer(now)],
     )
 }

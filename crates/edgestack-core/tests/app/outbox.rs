@@ -254,3 +254,56 @@ fn a_row_left_after_notes_acknowledged_still_hands_the_author_the_deletion() {
     assert_eq!(stack.run_deletion_cron(), (1, 0));
     assert_eq!(outbox_rows(&stack, &user_id), Vec::<Vec<Option<String>>>::new());
 }
+
+/// A review found a deletion whose first delivery committed on the notes primary but answered
+/// too late (503 to `accounts`): the cron's redelivery deleted nothing, so it raised no floor,
+/// and the owner's public note and the feed stayed cached (`hit-kv`) for KV's 60 s after
+/// `notes` acknowledged. Every delivery now invalidates what was public when the first ran.
+#[test]
+fn a_redelivered_deletion_invalidates_the_public_copies_the_first_one_deleted() {
+    let mut stack = Stack::services();
+    let owner = signed_up_user(&mut stack, "lost-answer@example.com");
+    let note = owner.publish_note(&mut stack, "public", "soon deleted");
+    let reader = stack.client_in_region("eu");
+    let path = format!("/api/public/notes/{note}");
+    assert_eq!(stack.send(reader.get(&path).send()).status(), 200);
+    assert!(stack.send(reader.get("/api/public/notes").send()).text().contains(&note));
+
+    // The notes primary runs the deletion, but its answer comes after the 5 s deadline.
+    stack.net.set_fault("notes", None, EndpointFault { extra_latency_ms: 3_000.0, ..EndpointFault::default() });
+    let deleted = stack.send(owner.delete("/api/me").json(json!({"password": PASSWORD})).send());
+    assert_eq!(deleted.status(), 204, "{}", deleted.text());
+    assert_eq!(stack.query_text("notes", "SELECT count(*) FROM notes"), ["0"], "committed on the primary");
+    stack.net.set_fault("notes", None, EndpointFault::default());
+    assert_eq!(stack.run_deletion_cron(), (1, 0), "notes acknowledged the redelivery");
+    stack.replicate();
+
+    let read = stack.send(reader.get(&path).send());
+    assert_eq!(read.status(), 404, "{} ({})", read.text(), read.cache_status());
+    let feed = stack.send(reader.get("/api/public/notes").send());
+    assert!(!feed.text().contains(&note), "the feed still lists it ({})", feed.cache_status());
+}
+
+/// docs/services.md's read bound for a deleted account's other devices: refused once their
+/// notes replica has applied the deletion (within its lag they may still read, as a review
+/// showed; the docs had said "at once").
+#[test]
+fn a_deleted_accounts_other_device_is_refused_once_its_notes_replica_has_the_deletion() {
+    let mut stack = Stack::services();
+    let owner = signed_up_user(&mut stack, "gone@example.com");
+    owner.create_note(&mut stack, "private", "secret");
+    let other = stack.client_in_region("eu");
+    let sign_in = json!({"email": "gone@example.com", "password": PASSWORD});
+    assert_eq!(stack.send(other.post("/api/sessions").json(sign_in).send()).status(), 200);
+    assert_eq!(stack.send(other.get("/api/notes").send()).status(), 200);
+    stack.replicate();
+    stack.set_lag("notes", "eu", 500.0);
+    let deleted = stack.send(owner.delete("/api/me").json(json!({"password": PASSWORD})).send());
+    assert_eq!(deleted.status(), 204, "{}", deleted.text());
+    stack.advance(600.0);
+    stack.replicate();
+    let after = stack.send(other.get("/api/notes").send());
+    assert_eq!(after.status(), 401, "{}", after.text());
+    let write = stack.send(other.post("/api/notes").json(json!({"title": "t", "body": "b"})).send());
+    assert_eq!(write.status(), 401, "{}", write.text());
+}
