@@ -228,8 +228,8 @@ pub async fn delete<P: Platform>(context: &Context<'_, P>, id: &str) -> Result<A
 /// every note of a deleted account and refuses the account's still-valid identities from now
 /// on. Idempotent, so redelivery is safe; every delivery invalidates the cached copies of the
 /// notes that were public when the first one ran, since a first delivery that committed but
-/// whose answer was lost left its invalidation unknown to `accounts` (review finding). No body. Answers `200` [`NotesDeleted`]. Errors: the
-/// database errors. Not a client route:
+/// whose answer was lost left its invalidation unknown to `accounts` (review finding). No body.
+/// Answers `200` [`NotesDeleted`]. Errors: the database errors. Not a client route:
 /// [docs/services.md](../../../../docs/services.md#account-deletion-without-a-distributed-transaction); the client API
 /// is [docs/api.md](../../../../docs/api.md).
 pub async fn delete_all_of_owner<P: Platform>(
