@@ -1,14 +1,19 @@
-//! Reading cookies as browsers, HTTP/2 and proxies deliver them. A browser sends one `Cookie`
-//! header of `name=value` pairs joined by `; ` (RFC 6265 §5.4); HTTP/2 may split it into several
-//! fields (RFC 9113 §8.2.3), and runtimes such as Workers join repeated fields with `, `. A cookie
-//! value never contains `;`, `,` or whitespace (RFC 6265 §4.1.1 `cookie-octet`), so both are
-//! separators here, whatever the delivery.
+//! Reading cookies as browsers send them: one `Cookie` header of `name=value` pairs joined by
+//! `; ` (RFC 6265 §5.4, which lets a user agent send no second `Cookie` field; the HTTP/2 hop
+//! joins a field split into crumbs with `; ` again, RFC 9113 §8.2.3).
+//!
+//! Only `;` separates pairs. A comma does not: browsers keep everything up to the next `;` as
+//! the value (RFC 6265 §5.2), commas and spaces included, so a cookie any sibling host may plant
+//! (`planted=1,__Host-edgestack_session=…`, sent before the real one) would otherwise name a
+//! session the `__Host-` prefix exists to protect. Two `Cookie` fields that a non-browser client
+//! sends, joined by the runtime with `, `, therefore read as one pair ending at the comma: a
+//! cookie in the second field is not seen (the request is treated as not carrying it).
 
 /// The values of every cookie named `name` in one `Cookie` field value, in order (empty values
 /// included; callers parse and skip what is not theirs).
 pub fn values<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     header
-        .split([';', ','])
+        .split(';')
         .filter_map(|pair| pair.trim().split_once('='))
         .filter(move |(key, _)| key.trim() == name)
         .map(|(_, value)| value.trim().trim_matches('"'))
@@ -26,9 +31,6 @@ mod tests {
     fn every_delivery_shape_finds_the_cookie() {
         check("a=1", "a", &["1"]);
         check("theme=dark; a=1; other=2", "a", &["1"]);
-        // Two `Cookie` lines as the Workers runtime joins them, and as some proxies do.
-        check("theme=dark, a=1", "a", &["1"]);
-        check("theme=dark,a=1", "a", &["1"]);
         check("theme=dark;a=1", "a", &["1"]);
         check("  a = 1 ;", "a", &["1"]);
         check("a=\"1\"", "a", &["1"]);
@@ -37,5 +39,16 @@ mod tests {
         check("ab=1; a_b=2; b=3", "a", &[]);
         check("a", "a", &[]);
         check("a=", "a", &[""]);
+    }
+
+    /// A value runs to the next `;` as a browser stores it (RFC 6265 §5.2): a pair inside
+    /// another cookie's value, after a comma, is that value's text and names no cookie.
+    #[test]
+    fn a_comma_inside_a_value_starts_no_cookie() {
+        check("planted=1,a=evil; a=mine", "a", &["mine"]);
+        check("planted=\"1,a=evil\"; a=mine", "a", &["mine"]);
+        check("planted=1, a=evil; a=mine", "a", &["mine"]);
+        check("theme=dark, a=1", "a", &[]);
+        check("a=1,2", "a", &["1,2"]);
     }
 }

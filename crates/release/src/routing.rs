@@ -94,8 +94,8 @@ pub fn bucket_bps(key: &str) -> u16 {
     u16::try_from(mixed % 10_000).unwrap_or(0)
 }
 
-/// The first valid sticky key in a `Cookie` header, read as browsers, HTTP/2 and the runtime
-/// deliver it (several fields joined with `, `: `edgestack_core::cookies`).
+/// The first valid sticky key in a `Cookie` header, read as browsers send it
+/// (`edgestack_core::cookies`: only `;` separates pairs).
 pub fn sticky_key_from_cookies(cookie_header: &str) -> Option<StickyKey> {
     edgestack_core::cookies::values(cookie_header, CANARY_COOKIE).find_map(StickyKey::parse)
 }
@@ -223,9 +223,8 @@ mod tests {
         assert!(sticky_key_from_cookies("edgestack_canary=short").is_none());
         assert!(sticky_key_from_cookies("edgestack_canary=bad key!").is_none());
         assert!(sticky_key_from_cookies("other=user-0042").is_none());
-        // Two `Cookie` lines as the Workers runtime joins them.
-        let joined = sticky_key_from_cookies("theme=dark, edgestack_canary=user-0042").unwrap();
-        assert_eq!(joined.as_str(), "user-0042");
+        // A key inside another cookie's value (after a comma) is that value's text.
+        assert!(sticky_key_from_cookies("theme=dark,edgestack_canary=user-0042").is_none());
         let quoted = sticky_key_from_cookies("edgestack_canary=\"user-0042\"").unwrap();
         assert_eq!(quoted.as_str(), "user-0042");
         let minted = StickyKey::from_random([0xab; 16]);

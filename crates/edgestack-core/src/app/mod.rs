@@ -89,12 +89,12 @@ impl ApiRequest {
         self.headers.get(name)
     }
 
-    /// The values of every cookie named `name`, from every `Cookie` field (see [`cookies`]).
+    /// The values of every cookie named `name` in the `Cookie` header (see [`cookies`]).
     pub fn cookies<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.header("cookie").into_iter().flat_map(move |value| cookies::values(value, name))
     }
 
-    /// Every `Cookie` field joined into one, as a service hop forwards them.
+    /// The `Cookie` header as a service hop forwards it.
     pub fn cookie_header(&self) -> String {
         self.header("cookie").unwrap_or_default().to_string()
     }

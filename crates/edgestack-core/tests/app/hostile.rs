@@ -265,3 +265,42 @@ fn a_request_is_refused_or_spared_its_body_before_any_of_it_is_read() {
         assert_eq!(unpublished.status(), 200, "{}", unpublished.text());
     });
 }
+
+/// A review's report: a cookie any sibling host can plant, whose value holds a comma and a
+/// session cookie (`planted=1,__Host-edgestack_session=<planter's token>`, which a browser sends
+/// before the real one when its path is longer), signed the victim into the planter's account:
+/// the victim's next note went to the planter. Only `;` separates cookies (`cookies`).
+#[test]
+fn a_session_cookie_inside_another_cookies_value_is_not_read() {
+    const SESSION: &str = "__Host-edgestack_session";
+    each_shape(|mut stack| {
+        let victim = signed_up_user(&mut stack, "victim@example.com");
+        let planter = signed_up_user(&mut stack, "planter@example.com");
+        let (victim_token, planter_token) = (victim.cookie(SESSION).unwrap(), planter.cookie(SESSION).unwrap());
+        for cookie in [
+            format!("planted=1,{SESSION}={planter_token}; {SESSION}={victim_token}"),
+            format!("planted=1, {SESSION}={planter_token}; {SESSION}={victim_token}"),
+            format!("planted=\"1,{SESSION}={planter_token}\"; {SESSION}={victim_token}"),
+        ] {
+            let me = stack.send(victim.bare("GET", "/api/me").header("cookie", &cookie).send());
+            assert_eq!(me.json()["user"]["email"], "victim@example.com", "Cookie: {cookie}: {}", me.text());
+            let created = stack.send(
+                victim
+                    .bare("POST", "/api/notes")
+                    .header("cookie", &cookie)
+                    .header("x-edgestack-client", "1")
+                    .json(json!({"title": "victim's diary"}))
+                    .send(),
+            );
+            assert_eq!(created.status(), 201, "{}", created.text());
+            // Only the planted session, inside the value: no session at all.
+            let planted_only = format!("planted=1,{SESSION}={planter_token}");
+            let anonymous = stack.send(victim.bare("GET", "/api/me").header("cookie", &planted_only).send());
+            assert_eq!(anonymous.status(), 401, "{}", anonymous.text());
+        }
+        let planters = stack.send(planter.get("/api/notes").send()).json();
+        assert_eq!(planters["notes"], json!([]), "the victim's notes went to the planter");
+        let victims = stack.send(victim.get("/api/notes").send()).json();
+        assert_eq!(victims["notes"].as_array().map(Vec::len), Some(3));
+    });
+}
