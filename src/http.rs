@@ -96,7 +96,7 @@ fn standard_headers(version: &VersionInfo) -> impl Iterator<Item = (&str, &str)>
     who.into_iter().chain(SECURITY_HEADERS.iter().copied())
 }
 
-/// How long a request body may take to arrive, all of it: 64 KiB at 6.5 KB/s — slower than
+/// How long a request body may take to arrive, all of it: 256 KiB at 26 KB/s — slower than
 /// any client we serve, far less than the runtime would wait.
 const BODY_DEADLINE_MS: u32 = 10_000;
 

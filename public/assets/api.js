@@ -99,7 +99,7 @@ async function answerOf(response) {
 }
 
 function fallbackMessage(response) {
-  if (response.status === 413) return "That is too long to save (the limit is 64 KiB).";
+  if (response.status === 413) return "That is too long to save (the limit is 256 KiB).";
   if (response.status >= 500) return `The server had a problem (${response.status}). Please try again.`;
   return `The request failed (${response.status} ${response.statusText}).`.replace(" )", ")");
 }

@@ -10,6 +10,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use edgestack_core::json_body::MAX_BODY_BYTES;
 use serde_json::json;
 
 use crate::helpers::{
@@ -209,13 +210,14 @@ fn a_request_that_needs_no_body_is_answered_without_waiting_for_one() {
     }
 }
 
-/// A report: a body declared over 64 KiB of which only a few bytes arrive got no answer at all
+/// A report: a body declared over the limit of which only a few bytes arrive got no answer at all
 /// under `wrangler dev` — the worker refused it from the header without reading, and wrangler
 /// waited to drain the rest. The refusal discards the body, so it is answered at once.
 #[test]
 fn a_body_declared_too_large_is_refused_at_once_even_if_never_sent() {
     let app = spawn_app();
-    let (answer, waited) = post_short_body(&app, "/api/notes", 70_000, "{\"title\":\"x\"}", Duration::from_secs(15));
+    let (answer, waited) =
+        post_short_body(&app, "/api/notes", MAX_BODY_BYTES + 1, "{\"title\":\"x\"}", Duration::from_secs(15));
     assert!(answer.starts_with("HTTP/1.1 413"), "after {waited:?}: {answer}");
     assert!(answer.contains("body_too_large"), "{answer}");
     assert!(waited < Duration::from_secs(5), "{waited:?}");

@@ -1,7 +1,9 @@
-//! Bodies on the wire: the worker refuses a body over 64 KiB while reading it, before the core
+//! Bodies on the wire: the worker refuses a body over 256 KiB while reading it, before the core
 //! sees it (`src/http.rs`), and a refused content type comes back as the API's JSON error too.
 //! Routing errors (JSON 404/405), malformed bodies and CSP reports are tested in-process:
 //! `crates/edgestack-core/tests/app/system.rs`.
+
+use edgestack_core::json_body::MAX_BODY_BYTES;
 
 use crate::helpers::spawn_app;
 
@@ -12,7 +14,7 @@ fn wrong_content_type_is_415_and_oversized_body_is_413() {
     assert_eq!(response.status, 415);
     assert_eq!(response.error_code(), "unsupported_media_type");
 
-    let huge = format!("{{\"csp-report\": {{\"blocked-uri\": \"{}\"}}}}", "x".repeat(200_000));
+    let huge = format!("{{\"csp-report\": {{\"blocked-uri\": \"{}\"}}}}", "x".repeat(MAX_BODY_BYTES));
     let response = app.post_json("/api/csp-reports", &huge);
     assert_eq!(response.status, 413);
     assert_eq!(response.error_code(), "body_too_large");

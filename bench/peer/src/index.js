@@ -25,7 +25,7 @@ const PUBLIC_CACHE_CONTROL = "public, max-age=0, must-revalidate";
 const SESSION_COOKIE = "__Host-edgestack_session";
 const CONSISTENCY_COOKIE = "__Host-edgestack_consistency";
 const CONSISTENCY_MAX_AGE_SECONDS = 300;
-const MAX_BODY_BYTES = 64 * 1024;
+const MAX_BODY_BYTES = 256 * 1024;
 const MAX_TITLE_CHARS = 200;
 const MAX_BODY_CHARS = 20000;
 const KV_TTL_SECONDS = 60;
@@ -406,7 +406,7 @@ function touchIfStale(context, auth, user) {
 
 function requireJson(request) {
   const essence = (request.headers.get("Content-Type") ?? "").split(";")[0].trim().toLowerCase();
-  if (essence !== "application/json" && !essence.endsWith("+json")) {
+  if (essence !== "application/json" && !/^application\/[a-z0-9][a-z0-9!#$&^_.+-]*\+json$/.test(essence)) {
     throw new ApiError(415, "unsupported_media_type", "send the body as application/json");
   }
 }

@@ -5,8 +5,12 @@ use std::fmt;
 
 use serde::de::DeserializeOwned;
 
-/// Bodies larger than this are refused with 413 before they are read whole.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Bodies larger than this (256 KiB) are refused with 413 before they are read whole. Sized
+/// so the largest valid request, a note at its character limits, always fits, however the client
+/// encodes it: JSON may escape every character as a UTF-16 surrogate pair, 12 bytes
+/// (`notes::input` asserts it). At 64 KiB a 20,000-character note of emoji (80 KB of UTF-8)
+/// could not be sent at all (review finding).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// Why a request body was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,14 +54,23 @@ pub fn check_declared_length(content_length: Option<&str>) -> Result<(), BodyErr
     }
 }
 
-/// Accepts `application/json` and any `+json` type (e.g. `application/reports+json`).
+/// Accepts `application/json` and an `application/<name>+json` type (RFC 6839's structured
+/// syntax suffix, e.g. `application/reports+json`, `application/merge-patch+json`), parameters
+/// aside, and the types in `also_accept`. Anything else is [`BodyError::NotJson`] (415) —
+/// `+json` alone, or another top-level type (`text/plain+json`), is not a JSON media type.
 pub fn check_json_content_type(content_type: Option<&str>, also_accept: &[&str]) -> Result<(), BodyError> {
     let essence = content_type
         .and_then(|value| value.split(';').next())
         .map(|value| value.trim().to_ascii_lowercase())
         .unwrap_or_default();
+    let suffixed = essence.strip_prefix("application/").and_then(|subtype| subtype.strip_suffix("+json"));
+    // RFC 6838 §4.2: a name starts with a letter or digit and holds only these characters.
+    let is_name = |name: &str| {
+        name.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
     let is_json =
-        essence == "application/json" || essence.ends_with("+json") || also_accept.contains(&essence.as_str());
+        essence == "application/json" || suffixed.is_some_and(is_name) || also_accept.contains(&essence.as_str());
     if is_json { Ok(()) } else { Err(BodyError::NotJson) }
 }
 
@@ -145,7 +158,7 @@ mod tests {
         let status = |error: BodyError| ApiError::from(error).status();
         let big = format!(r#"{{"name":"{}"}}"#, "x".repeat(MAX_BODY_BYTES));
         assert_eq!(status(parse_json::<Probe>(big.as_bytes()).unwrap_err()), 413);
-        assert_eq!(status(check_declared_length(Some("70000")).unwrap_err()), 413);
+        assert_eq!(status(check_declared_length(Some(&(MAX_BODY_BYTES + 1).to_string())).unwrap_err()), 413);
         assert_eq!(status(check_declared_length(Some("abc")).unwrap_err()), 400);
         assert!(check_declared_length(Some("10")).is_ok());
         assert!(check_declared_length(None).is_ok());
@@ -158,5 +171,10 @@ mod tests {
         assert!(check_json_content_type(Some("application/csp-report"), &["application/csp-report"]).is_ok());
         assert_eq!(ApiError::from(check_json_content_type(Some("text/plain"), &[]).unwrap_err()).status(), 415);
         assert_eq!(ApiError::from(check_json_content_type(None, &[]).unwrap_err()).status(), 415);
+        assert!(check_json_content_type(Some("Application/Merge-Patch+JSON"), &[]).is_ok());
+        // A review's report: these were taken as JSON.
+        for not_json in ["+json", "application/+json", "text/plain+json", "image/svg+json", "application/a b+json"] {
+            assert_eq!(check_json_content_type(Some(not_json), &[]), Err(BodyError::NotJson), "{not_json}");
+        }
     }
 }

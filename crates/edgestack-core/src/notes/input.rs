@@ -2,12 +2,16 @@
 
 use std::fmt;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::text::is_visible;
 
 const MAX_TITLE_CHARS: usize = 200;
 const MAX_BODY_CHARS: usize = 20_000;
+
+// The largest valid note, every character escaped as a surrogate pair (`\uD83D\uDE00`, 12
+// bytes), and 1 KiB for the field names, `published` and white space, fits one request body.
+const _: () = assert!(12 * (MAX_TITLE_CHARS + MAX_BODY_CHARS) + 1024 <= crate::json_body::MAX_BODY_BYTES);
 
 /// The JSON body of `POST /api/notes`, before its rules are checked.
 #[derive(Debug, Deserialize)]
@@ -20,12 +24,22 @@ pub struct NewNoteBody {
     pub published: bool,
 }
 
-/// The JSON body of `PATCH /api/notes/{id}`, before its rules are checked.
+/// The JSON body of `PATCH /api/notes/{id}`, before its rules are checked: each field may be
+/// left out, and one that is present is a string (`null` is `400 invalid_body`, as on `POST`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NoteChangesBody {
+    #[serde(default, deserialize_with = "present")]
     pub title: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub body: Option<String>,
+}
+
+/// A field that is there when it is given: serde reads `null` into an `Option` as left out, so
+/// `{"body": null}` was answered 200 with the body untouched — and a JSON Merge Patch client
+/// (RFC 7396) means "remove" by it. A note has no field to remove.
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(deserializer).map(Some)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,5 +222,13 @@ mod tests {
         assert_eq!(changes("{}").unwrap_err(), "nothing_to_change");
         assert_eq!(changes(r#"{"body": ""}"#).unwrap(), NoteChanges { title: None, body: Some(String::new()) });
         assert_eq!(changes(r#"{"title": ""}"#).unwrap_err(), "invalid_title");
+    }
+
+    /// A review's report: `{"title": "renamed", "body": null}` was 200 with the body untouched.
+    #[test]
+    fn a_null_field_is_refused_not_read_as_left_out() {
+        for json in [r#"{"title": "renamed", "body": null}"#, r#"{"body": null}"#, r#"{"title": null, "body": "b"}"#] {
+            assert_eq!(changes(json).unwrap_err(), "invalid_body", "{json}");
+        }
     }
 }

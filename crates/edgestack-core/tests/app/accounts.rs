@@ -350,7 +350,7 @@ fn account_deletion_refuses_bad_input_with_json_errors_and_keeps_the_account() {
     each_shape(|mut stack| {
         let client = signed_up_user(&mut stack, "kept@example.com");
         let note = client.create_note(&mut stack, "kept", "through every bad request");
-        let oversized = format!(r#"{{"password": "{}"}}"#, "x".repeat(70 * 1024));
+        let oversized = format!(r#"{{"password": "{}"}}"#, "x".repeat(edgestack_core::json_body::MAX_BODY_BYTES));
         check_deletion_body(&mut stack, &client, "application/json", b"{not json", 400);
         check_deletion_body(&mut stack, &client, "application/json", b"null", 400);
         check_deletion_body(&mut stack, &client, "application/json", br#"{"password": 12345}"#, 400);

@@ -374,3 +374,44 @@ fn updated_at_never_goes_back_when_changes_apply_out_of_order() {
         }
     }
 }
+
+/// Review findings. A note at its character limits is accepted however the client encodes it
+/// (the request limit was 64 KiB: 20,000 emoji, or 11,000 `é` sent escaped as Python's
+/// `json.dumps` does, were 413); `null` is not a string on `PATCH` (it was 200 with the field
+/// untouched); and only JSON media types are JSON (`+json` alone was taken).
+#[test]
+fn a_note_at_its_limits_is_taken_in_any_encoding_and_a_patch_means_what_it_says() {
+    each_shape(|mut stack| {
+        let owner = signed_up_user(&mut stack, "limits@example.com");
+        let emoji =
+            stack.send(owner.post("/api/notes").json(json!({"title": "t", "body": "😀".repeat(20_000)})).send());
+        assert_eq!(emoji.status(), 201, "{}", emoji.text());
+        assert_eq!(emoji.json()["note"]["body"].as_str().map(|body| body.chars().count()), Some(20_000));
+        let title = "\\ud83d\\ude00".repeat(200);
+        let body = "\\ud83d\\ude00".repeat(20_000);
+        let escaped = format!(r#"{{"title":"{title}","body":"{body}","published":false}}"#);
+        let created = stack
+            .send(owner.post("/api/notes").header("content-type", "application/json").body(escaped.as_bytes()).send());
+        assert_eq!(created.status(), 201, "{} bytes: {}", escaped.len(), created.text());
+        let id = created.json()["note"]["id"].as_str().unwrap().to_string();
+
+        let path = format!("/api/notes/{id}");
+        for (content_type, body) in [
+            ("application/json", r#"{"title": "renamed", "body": null}"#),
+            ("application/merge-patch+json", r#"{"title": "renamed", "body": null}"#),
+            ("application/json", r#"{"body": null}"#),
+        ] {
+            let patch =
+                stack.send(owner.patch(&path).header("content-type", content_type).body(body.as_bytes()).send());
+            assert_eq!((patch.status(), patch.error_code()), (400, "invalid_body".to_string()), "{body}");
+        }
+        for content_type in ["+json", "text/plain+json", "image/svg+json"] {
+            let patch =
+                stack.send(owner.patch(&path).header("content-type", content_type).body(br#"{"title": "x"}"#).send());
+            assert_eq!(patch.status(), 415, "Content-Type: {content_type}: {}", patch.text());
+        }
+        let note = stack.send(owner.get(&path).send()).json();
+        assert_eq!(note["note"]["body"].as_str().map(|body| body.chars().count()), Some(20_000), "untouched");
+        assert_eq!(note["note"]["title"].as_str().map(|title| title.chars().count()), Some(200));
+    });
+}

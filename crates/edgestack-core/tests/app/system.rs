@@ -90,7 +90,10 @@ fn malformed_csp_reports_get_json_4xx() {
         check_csp_report(&mut stack, "application/json", "[1, 2]", (400, "invalid_body"));
         check_csp_report(&mut stack, "application/json", "{\"csp-report\": 5}", (400, "invalid_body"));
         check_csp_report(&mut stack, "text/plain", "{}", (415, "unsupported_media_type"));
-        let huge = format!("{{\"csp-report\": {{\"blocked-uri\": \"{}\"}}}}", "x".repeat(70 * 1024));
+        let huge = format!(
+            "{{\"csp-report\": {{\"blocked-uri\": \"{}\"}}}}",
+            "x".repeat(edgestack_core::json_body::MAX_BODY_BYTES)
+        );
         check_csp_report(&mut stack, "application/json", &huge, (413, "body_too_large"));
         assert!(stack.logs_containing("csp violation").is_empty());
     });
