@@ -2,10 +2,10 @@
 //! and the invalidation floors that keep both tiers from serving what a change replaced.
 //!
 //! Staleness contract (docs/edge-data-path.md):
-//! - an entry lives at most `KV_TTL_SECONDS` in KV and `MEMORY_TTL_MS` in an isolate, and
-//!   records a replication index its rows are at least as new as (the read's index probe,
-//!   `db::pipeline`);
-//! - a change leaves a **floor** — the change's replication index — on every scope it touches
+//! - an entry lives at most `KV_TTL_SECONDS` from its fill, in either tier (an isolate keeps a
+//!   copy `MEMORY_TTL_MS` at most), and records the [`CacheVersion`] its rows are at least as
+//!   new as (the read's index probe, `db::pipeline`, and the answering node's term);
+//! - a change leaves a **floor** — the change's [`CacheVersion`] — on every scope it touches
 //!   (the note, and the whole public feed), in this isolate at once and in KV for
 //!   `FLOOR_TTL_SECONDS`. An entry below its scope's floor is never served, and a read below
 //!   the floor is never stored, so a fill from a lagging replica cannot undo an invalidation.
@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 
+use crate::datapath::{History, Requirement};
 use crate::notes::PageRequest;
 
 pub const MEMORY_TTL_MS: f64 = 5_000.0;
@@ -34,30 +35,83 @@ const KV_REFILL_INTERVAL_MS: f64 = 10_000.0;
 /// KV takes at most one write per second to a key (platform limit); a second one is refused.
 pub const KV_WRITE_INTERVAL_MS: f64 = 1_000.0;
 
-/// A cached query result: the JSON body the API answered, and where it was read.
+/// Where in the database's history rows were read or a change was made: the term of the primary
+/// whose history it is (docs/failover.md; an answer without a term, as from Turso, whose primary
+/// never changes under the worker, counts as the first term) and the replication index.
+///
+/// Ordered by term, then index. An index alone cannot order two histories: after a failover the
+/// new term's indexes carry on from the promoted replica's, below what the old primary had
+/// reached, so an entry read from the old primary (with the writes the failover lost) would pass
+/// a new change's floor at a lower index (review finding). A later term's history holds every
+/// change of an earlier term that survived the failover, and none that did not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct CacheVersion {
+    pub term: u64,
+    pub index: u64,
+}
+
+impl CacheVersion {
+    /// The term of an answer that named none.
+    pub const FIRST_TERM: u64 = 1;
+    /// Above every version: the floor of a change whose index is unknown.
+    pub const MAX: Self = Self { term: u64::MAX, index: u64::MAX };
+
+    /// `index` under `term` (the answering node's `x-devdb-term`), or under the first term.
+    pub fn new(term: Option<u64>, index: u64) -> Self {
+        Self { term: term.unwrap_or(Self::FIRST_TERM), index }
+    }
+}
+
+/// A cached query result: the JSON body the API answered, where in the history it was read, and
+/// when it was filled (ms since the epoch).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedQuery {
-    pub replication_index: u64,
+    pub version: CacheVersion,
+    pub filled_at_ms: i64,
     pub body: Vec<u8>,
 }
 
 impl CachedQuery {
-    /// `<index>\n<body>`: small, and the body stays readable in the KV dashboard.
+    /// `<term>.<index>.<filled at>\n<body>`: small, and the body stays readable in the KV
+    /// dashboard.
     pub fn encode(&self) -> Vec<u8> {
-        let mut bytes = format!("{}\n", self.replication_index).into_bytes();
+        let CacheVersion { term, index } = self.version;
+        let mut bytes = format!("{term}.{index}.{}\n", self.filled_at_ms).into_bytes();
         bytes.extend_from_slice(&self.body);
         bytes
     }
 
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         let newline = bytes.iter().position(|b| *b == b'\n')?;
-        let replication_index = std::str::from_utf8(&bytes[..newline]).ok()?.parse().ok()?;
-        Some(Self { replication_index, body: bytes[newline + 1..].to_vec() })
+        let mut head = std::str::from_utf8(&bytes[..newline]).ok()?.split('.');
+        let (term, index, filled_at_ms) = (head.next()?.parse().ok()?, head.next()?.parse().ok()?, head.next()?);
+        let filled_at_ms = filled_at_ms.parse().ok()?;
+        if head.next().is_some() {
+            return None;
+        }
+        Some(Self { version: CacheVersion { term, index }, filled_at_ms, body: bytes[newline + 1..].to_vec() })
     }
 
-    /// Usable by a client that has seen writes up to `required_index`.
-    pub fn is_fresh_for(&self, required_index: Option<u64>) -> bool {
-        required_index.is_none_or(|required| self.replication_index >= required)
+    /// When the entry's life ends in any tier: [`KV_TTL_SECONDS`] after its fill. KV may hand
+    /// out a copy a little longer (a key is deleted after its TTL, and other locations cache a
+    /// read for up to 60 s), and an isolate would keep what it read for its own 5 s more: both
+    /// are held to this (review finding: a copy read at 59.9 s was served at 63 s).
+    pub fn expires_at_ms(&self) -> f64 {
+        self.filled_at_ms as f64 + f64::from(KV_TTL_SECONDS) * 1000.0
+    }
+
+    /// Whether the rows are of `history` (the primary record's; without one, of the only history
+    /// there is): read in its current term, or in an earlier term at an index that term kept.
+    /// Read from the old primary past where the next term began, they hold writes the failover
+    /// lost.
+    pub fn is_of(&self, history: Option<History<'_>>) -> bool {
+        let CacheVersion { term, index } = self.version;
+        history.is_none_or(|history| history.end_of(term).is_none_or(|end| index <= end))
+    }
+
+    /// Usable by a client whose writes ask `requirement` of a read (its read-your-writes token).
+    pub fn is_fresh_for(&self, requirement: Option<&Requirement>) -> bool {
+        requirement.is_none_or(|requirement| requirement.met_by(Some(self.version.index), Some(self.version.term)))
     }
 }
 
@@ -80,6 +134,10 @@ impl Scope {
 }
 
 /// A cacheable query: its KV key and the scope whose floor guards it.
+///
+/// Entries are under keys of their own release: v3 of a public note and v4 of a feed page carry
+/// the term and the fill time; the release before reads its own keys and never these, during a
+/// gradual deployment as after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheKey {
     pub key: String,
@@ -87,12 +145,10 @@ pub struct CacheKey {
 }
 
 impl CacheKey {
-    /// v2: entries labelled with their read's index probe (`db::pipeline`); the release before
-    /// labelled them with the answer's own index, which can name a change the rows missed, and
-    /// its entries would pass that change's floor. Under their own keys, neither release reads
-    /// the other's during a gradual deployment.
+    /// v2 labelled entries with their read's index probe (`db::pipeline`); the release before
+    /// labelled them with the answer's own index, which can name a change the rows missed.
     pub fn public_note(id: &str) -> Self {
-        Self { key: format!("v2/public/note/{id}"), scope: Scope::Note(id.to_string()) }
+        Self { key: format!("v3/public/note/{id}"), scope: Scope::Note(id.to_string()) }
     }
 
     /// The feed page's key; none for a page after an unsigned cursor (`notes::page`), which
@@ -102,10 +158,9 @@ impl CacheKey {
             return None;
         }
         let cursor = page.after.as_ref().map_or_else(|| "first".to_string(), |cursor| cursor.encode());
-        // v2: its pages hand out signed cursors, which the release before refuses; under their
-        // own keys, that release never serves them from KV during a gradual deployment. v3: as
+        // v2: its pages hand out signed cursors, which the release before refuses. v3: as
         // `public_note`'s v2, labelled with the index probe's index.
-        Some(Self { key: format!("v3/public/feed/{}/{cursor}", page.limit), scope: Scope::Feed })
+        Some(Self { key: format!("v4/public/feed/{}/{cursor}", page.limit), scope: Scope::Feed })
     }
 }
 
@@ -114,13 +169,33 @@ pub fn scopes_changed_by_note(id: &str) -> [Scope; 2] {
     [Scope::Note(id.to_string()), Scope::Feed]
 }
 
-/// A floor as KV stores it: the decimal index.
-pub fn encode_floor(index: u64) -> Vec<u8> {
-    index.to_string().into_bytes()
+/// Indexes below this fit a floor's packed form ([`encode_floor`]): over 10^12 frames.
+const PACKED_INDEX_LIMIT: u64 = 1 << 40;
+
+/// A floor as KV stores it: one decimal number, which the release before reads as an index. Of
+/// the first term, the index itself, as that release wrote it. Of a later term, `term × 2^40 +
+/// index`: that release takes it for an index above any it has seen and keeps nothing in the
+/// scope while it lives — slower, never older, where it cannot tell two histories apart.
+pub fn encode_floor(floor: CacheVersion) -> Vec<u8> {
+    let packed = if floor.term <= CacheVersion::FIRST_TERM {
+        floor.index
+    } else if floor.index < PACKED_INDEX_LIMIT {
+        floor.term.saturating_mul(PACKED_INDEX_LIMIT).saturating_add(floor.index)
+    } else {
+        u64::MAX
+    };
+    packed.to_string().into_bytes()
 }
 
-pub fn decode_floor(bytes: &[u8]) -> Option<u64> {
-    std::str::from_utf8(bytes).ok()?.trim().parse().ok()
+/// [`encode_floor`]'s number as a version: below 2^40 an index of the first term (also what the
+/// release before wrote, whatever the term).
+pub fn decode_floor(bytes: &[u8]) -> Option<CacheVersion> {
+    let packed: u64 = std::str::from_utf8(bytes).ok()?.trim().parse().ok()?;
+    Some(if packed < PACKED_INDEX_LIMIT {
+        CacheVersion { term: CacheVersion::FIRST_TERM, index: packed }
+    } else {
+        CacheVersion { term: packed / PACKED_INDEX_LIMIT, index: packed % PACKED_INDEX_LIMIT }
+    })
 }
 
 #[derive(Debug)]
@@ -133,7 +208,7 @@ struct MemoryEntry {
 /// A scope's floor in this isolate, and the state of its copy in KV.
 #[derive(Debug, Clone, Copy)]
 struct Floor {
-    index: u64,
+    version: CacheVersion,
     expires_at: f64,
     /// When this isolate last sent the floor to KV.
     sent_at: f64,
@@ -152,19 +227,22 @@ impl MemoryCache {
     /// The entry for `key` if it is alive and not below its scope's floor.
     pub fn get(&self, key: &CacheKey, now_ms: f64) -> Option<&CachedQuery> {
         let entry = self.entries.get(&key.key).filter(|entry| now_ms < entry.expires_at)?;
-        (entry.query.replication_index >= self.floor(&key.scope, now_ms)).then_some(&entry.query)
+        (entry.query.version >= self.floor(&key.scope, now_ms)).then_some(&entry.query)
     }
 
-    /// The highest floor this isolate knows for `scope` (0: none).
-    pub fn floor(&self, scope: &Scope, now_ms: f64) -> u64 {
-        self.floors.get(scope).filter(|floor| now_ms < floor.expires_at).map_or(0, |floor| floor.index)
+    /// The highest floor this isolate knows for `scope` (the lowest version: none).
+    pub fn floor(&self, scope: &Scope, now_ms: f64) -> CacheVersion {
+        self.floors
+            .get(scope)
+            .filter(|floor| now_ms < floor.expires_at)
+            .map_or_else(CacheVersion::default, |floor| floor.version)
     }
 
-    /// Records that `scope` changed at `index` (a floor only ever rises while it lives). When
+    /// Records that `scope` changed at `version` (a floor only ever rises while it lives). When
     /// it rises, the scope's entries are dropped and may be refilled to KV at once.
-    pub fn raise_floor(&mut self, scope: &Scope, index: u64, now_ms: f64) {
+    pub fn raise_floor(&mut self, scope: &Scope, version: CacheVersion, now_ms: f64) {
         let expires_at = now_ms + f64::from(FLOOR_TTL_SECONDS) * 1000.0;
-        if index <= self.floor(scope, now_ms) {
+        if version <= self.floor(scope, now_ms) {
             return;
         }
         if self.floors.len() >= MEMORY_CAPACITY && !self.floors.contains_key(scope) {
@@ -184,12 +262,12 @@ impl MemoryCache {
             self.floors.remove(&oldest);
         }
         let floor = self.floors.entry(scope.clone()).or_insert(Floor {
-            index,
+            version,
             expires_at,
             sent_at: f64::NEG_INFINITY,
             scheduled: false,
         });
-        (floor.index, floor.expires_at) = (index, expires_at);
+        (floor.version, floor.expires_at) = (version, expires_at);
         let stale: Vec<String> =
             self.entries.iter().filter(|(_, entry)| entry.scope == *scope).map(|(key, _)| key.clone()).collect();
         for key in stale {
@@ -213,15 +291,18 @@ impl MemoryCache {
     }
 
     /// The floor a scheduled KV write sends now (`None`: it expired meanwhile).
-    pub fn send_floor_write(&mut self, scope: &Scope, now_ms: f64) -> Option<u64> {
+    pub fn send_floor_write(&mut self, scope: &Scope, now_ms: f64) -> Option<CacheVersion> {
         let floor = self.floors.get_mut(scope).filter(|floor| now_ms < floor.expires_at)?;
         (floor.scheduled, floor.sent_at) = (false, now_ms);
-        Some(floor.index)
+        Some(floor.version)
     }
 
-    /// Keeps `query` for `MEMORY_TTL_MS` unless it is below its scope's floor; `false` if refused.
+    /// Keeps `query` for `MEMORY_TTL_MS`, or less when its life ends sooner
+    /// ([`CachedQuery::expires_at_ms`]), unless it is below its scope's floor or its life has
+    /// ended; `false` if refused.
     pub fn put(&mut self, key: &CacheKey, query: CachedQuery, now_ms: f64) -> bool {
-        if query.replication_index < self.floor(&key.scope, now_ms) {
+        let expires_at = (now_ms + MEMORY_TTL_MS).min(query.expires_at_ms());
+        if query.version < self.floor(&key.scope, now_ms) || expires_at <= now_ms {
             return false;
         }
         if self.entries.len() >= MEMORY_CAPACITY && !self.entries.contains_key(&key.key) {
@@ -237,7 +318,7 @@ impl MemoryCache {
                 self.entries.remove(&oldest);
             }
         }
-        let entry = MemoryEntry { expires_at: now_ms + MEMORY_TTL_MS, scope: key.scope.clone(), query };
+        let entry = MemoryEntry { expires_at, scope: key.scope.clone(), query };
         self.entries.insert(key.key.clone(), entry);
         true
     }
@@ -267,8 +348,13 @@ impl MemoryCache {
 mod tests {
     use super::*;
 
+    /// Of the first term.
+    fn v(index: u64) -> CacheVersion {
+        CacheVersion::new(None, index)
+    }
+
     fn entry(index: u64) -> CachedQuery {
-        CachedQuery { replication_index: index, body: br#"{"notes":[]}"#.to_vec() }
+        CachedQuery { version: v(index), filled_at_ms: 0, body: br#"{"notes":[]}"#.to_vec() }
     }
 
     fn note(id: &str) -> CacheKey {
@@ -281,15 +367,67 @@ mod tests {
         assert_eq!(CachedQuery::decode(&cached.encode()), Some(cached));
         assert_eq!(CachedQuery::decode(b"garbage"), None);
         assert_eq!(CachedQuery::decode(b"x\n{}"), None);
-        assert_eq!(decode_floor(&encode_floor(u64::MAX)), Some(u64::MAX));
+        assert_eq!(CachedQuery::decode(b"12\n{}"), None, "the release before's entry");
+        assert_eq!(CachedQuery::decode(b"1.12.0.5\n{}"), None);
+        let later =
+            CachedQuery { version: CacheVersion { term: 3, index: 7 }, filled_at_ms: 1_700_000_000_000, ..entry(0) };
+        assert_eq!(CachedQuery::decode(&later.encode()), Some(later));
         assert_eq!(decode_floor(b"-1"), None);
+    }
+
+    /// The release before reads a floor as one index: of the first term it is that index, of a
+    /// later term a number above any index, so that release keeps nothing it cannot order.
+    #[test]
+    fn floors_keep_their_term_and_the_release_before_reads_them_safely() {
+        for floor in [v(0), v(42), CacheVersion { term: 2, index: 40 }, CacheVersion { term: 9, index: (1 << 40) - 1 }]
+        {
+            assert_eq!(decode_floor(&encode_floor(floor)), Some(floor), "{floor:?}");
+        }
+        assert_eq!(encode_floor(v(42)), b"42", "as the release before wrote it");
+        assert_eq!(decode_floor(b"42"), Some(v(42)), "the release before's floor");
+        let later: u64 = String::from_utf8(encode_floor(CacheVersion { term: 2, index: 40 })).unwrap().parse().unwrap();
+        assert!(later > 1 << 40, "the release before sees a floor above every index it knows");
+        assert!(
+            decode_floor(&encode_floor(CacheVersion::MAX)).unwrap() > CacheVersion { term: 1 << 20, index: 1 << 39 }
+        );
+    }
+
+    /// A review's report: after a failover, an entry read from the old primary at index 24
+    /// (holding a write the failover lost) passed a new change's floor at 24 of the new term.
+    #[test]
+    fn a_later_terms_change_hides_every_entry_of_an_earlier_term() {
+        let old_history = CacheVersion { term: 1, index: 24 };
+        let change = CacheVersion { term: 2, index: 24 };
+        assert!(old_history < change && CacheVersion { term: 2, index: 23 } < change);
+        assert!(CacheVersion { term: 3, index: 1 } > change, "a later history holds what survived");
+        let mut memory = MemoryCache::default();
+        let key = note("a");
+        assert!(memory.put(&key, CachedQuery { version: old_history, ..entry(0) }, 0.0));
+        memory.raise_floor(&key.scope, change, 1.0);
+        assert!(memory.get(&key, 2.0).is_none());
+        assert!(!memory.put(&key, CachedQuery { version: old_history, ..entry(0) }, 2.0));
+        let requirement = Requirement { index: 24, term: Some(2) };
+        assert!(!CachedQuery { version: old_history, ..entry(0) }.is_fresh_for(Some(&requirement)));
+        assert!(CachedQuery { version: change, ..entry(0) }.is_fresh_for(Some(&requirement)));
+    }
+
+    /// A review's report: a KV copy read late in its life was kept in memory for a fresh 5 s.
+    #[test]
+    fn a_copy_lives_no_longer_than_its_fill_allows_in_any_tier() {
+        let mut memory = MemoryCache::default();
+        let life = f64::from(KV_TTL_SECONDS) * 1000.0;
+        assert!(memory.put(&note("a"), entry(1), life - 100.0));
+        assert!(memory.get(&note("a"), life - 1.0).is_some());
+        assert!(memory.get(&note("a"), life).is_none(), "not {MEMORY_TTL_MS} ms after it was read");
+        assert!(!memory.put(&note("b"), entry(1), life), "a copy past its life is not kept");
     }
 
     #[test]
     fn readers_behind_their_own_writes_skip_older_entries() {
+        let requirement = |index| Requirement { index, term: None };
         assert!(entry(10).is_fresh_for(None));
-        assert!(entry(10).is_fresh_for(Some(10)));
-        assert!(!entry(10).is_fresh_for(Some(11)));
+        assert!(entry(10).is_fresh_for(Some(&requirement(10))));
+        assert!(!entry(10).is_fresh_for(Some(&requirement(11))));
     }
 
     #[test]
@@ -312,31 +450,31 @@ mod tests {
         let feed_page = CacheKey::public_feed(&PageRequest { limit: 5, after: None, unsigned: false }).unwrap();
         memory.put(&note("a"), entry(9), 0.0);
         memory.put(&feed_page, entry(9), 0.0);
-        memory.raise_floor(&Scope::Feed, 10, 0.0);
+        memory.raise_floor(&Scope::Feed, v(10), 0.0);
         assert!(memory.get(&feed_page, 1.0).is_none(), "every feed page is below the feed's floor");
         assert!(memory.get(&note("a"), 1.0).is_some(), "another scope is untouched");
         assert!(!memory.put(&feed_page, entry(9), 2.0), "a fill read before the change is refused");
         assert!(memory.put(&feed_page, entry(10), 2.0), "a fill at the change's index is fine");
-        memory.raise_floor(&Scope::Feed, 7, 3.0);
-        assert_eq!(memory.floor(&Scope::Feed, 3.0), 10, "floors never go down");
+        memory.raise_floor(&Scope::Feed, v(7), 3.0);
+        assert_eq!(memory.floor(&Scope::Feed, 3.0), v(10), "floors never go down");
         let expired = f64::from(FLOOR_TTL_SECONDS) * 1000.0;
-        assert_eq!(memory.floor(&Scope::Feed, expired), 0);
+        assert_eq!(memory.floor(&Scope::Feed, expired), CacheVersion::default());
     }
 
     #[test]
     fn floor_writes_are_coalesced_to_one_per_second_and_carry_the_highest_floor() {
         let mut memory = MemoryCache::default();
         let feed = Scope::Feed;
-        memory.raise_floor(&feed, 10, 0.0);
+        memory.raise_floor(&feed, v(10), 0.0);
         assert_eq!(memory.schedule_floor_write(&feed, 0.0), Some(0.0));
-        memory.raise_floor(&feed, 11, 1.0);
+        memory.raise_floor(&feed, v(11), 1.0);
         assert_eq!(memory.schedule_floor_write(&feed, 1.0), None, "the scheduled write will carry 11");
-        assert_eq!(memory.send_floor_write(&feed, 2.0), Some(11));
-        memory.raise_floor(&feed, 12, 500.0);
+        assert_eq!(memory.send_floor_write(&feed, 2.0), Some(v(11)));
+        memory.raise_floor(&feed, v(12), 500.0);
         assert_eq!(memory.schedule_floor_write(&feed, 500.0), Some(502.0), "a second after the last write");
-        memory.raise_floor(&feed, 13, 700.0);
+        memory.raise_floor(&feed, v(13), 700.0);
         assert_eq!(memory.schedule_floor_write(&feed, 700.0), None);
-        assert_eq!(memory.send_floor_write(&feed, 1_002.0), Some(13));
+        assert_eq!(memory.send_floor_write(&feed, 1_002.0), Some(v(13)));
         assert_eq!(memory.schedule_floor_write(&Scope::Note("x".into()), 0.0), None, "no floor, nothing to write");
     }
 
@@ -349,7 +487,7 @@ mod tests {
         assert!(memory.claim_kv_fill("other", 5_000.0));
         assert!(memory.claim_kv_fill(&key, KV_REFILL_INTERVAL_MS));
         memory.put(&note("k"), entry(1), KV_REFILL_INTERVAL_MS);
-        memory.raise_floor(&Scope::Note("k".into()), 2, KV_REFILL_INTERVAL_MS + 1.0);
+        memory.raise_floor(&Scope::Note("k".into()), v(2), KV_REFILL_INTERVAL_MS + 1.0);
         assert!(memory.claim_kv_fill(&key, KV_REFILL_INTERVAL_MS + 2.0), "an invalidated key may refill");
     }
 
@@ -357,20 +495,20 @@ mod tests {
     fn a_full_isolate_forgets_a_sent_floor_never_one_still_to_be_written_to_kv() {
         let mut memory = MemoryCache::default();
         let note = |n: usize| Scope::Note(format!("note-{n}"));
-        memory.raise_floor(&note(0), 5, 0.0);
+        memory.raise_floor(&note(0), v(5), 0.0);
         assert_eq!(memory.schedule_floor_write(&note(0), 0.0), Some(0.0));
         for n in 1..MEMORY_CAPACITY {
             let at = n as f64;
-            memory.raise_floor(&note(n), 5, at);
+            memory.raise_floor(&note(n), v(5), at);
             memory.schedule_floor_write(&note(n), at);
             memory.send_floor_write(&note(n), at);
         }
         let now = MEMORY_CAPACITY as f64;
-        memory.raise_floor(&note(MEMORY_CAPACITY), 5, now);
-        assert_eq!(memory.floor(&note(0), now), 5, "its KV write is still pending");
-        assert_eq!(memory.send_floor_write(&note(0), now), Some(5));
-        assert_eq!(memory.floor(&note(1), now), 0, "the oldest sent floor made room");
-        assert_eq!(memory.floor(&note(2), now), 5);
+        memory.raise_floor(&note(MEMORY_CAPACITY), v(5), now);
+        assert_eq!(memory.floor(&note(0), now), v(5), "its KV write is still pending");
+        assert_eq!(memory.send_floor_write(&note(0), now), Some(v(5)));
+        assert_eq!(memory.floor(&note(1), now), CacheVersion::default(), "the oldest sent floor made room");
+        assert_eq!(memory.floor(&note(2), now), v(5));
     }
 
     #[test]

@@ -13,9 +13,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
 use crate::cache::{
-    CacheKey, CachedQuery, FLOOR_TTL_SECONDS, KV_TTL_SECONDS, decode_floor, encode_floor, scopes_changed_by_note,
+    CacheKey, CacheVersion, CachedQuery, FLOOR_TTL_SECONDS, KV_TTL_SECONDS, decode_floor, encode_floor,
+    scopes_changed_by_note,
 };
 use crate::conditional::none_match;
+use crate::db::PipelineOutcome;
 use crate::error::ApiError;
 use crate::notes::DeletedNote;
 
@@ -28,9 +30,9 @@ const PUBLIC_CACHE_CONTROL: &str = "public, max-age=0, must-revalidate";
 /// Answers from the cache when an entry is fresh enough for this client and not below its
 /// scope's floor; otherwise runs `load(kept)` and fills both tiers — unless the answer is older
 /// than a change this isolate knows of, which a lagging replica may still serve but nobody may
-/// keep. `load` returns the JSON body and, when `kept`, an index its rows are at least as new
-/// as (`Pipeline::cacheable_read`: never the answer's own index, which can name a change that
-/// landed during the read). Without a `key`, or with the cache off, `load(false)` answers
+/// keep. `load` returns the JSON body and, when `kept`, the version its rows are at least as new
+/// as (`PipelineOutcome::cache_version`: never the answer's own index, which can name a change
+/// that landed during the read). Without a `key`, or with the cache off, `load(false)` answers
 /// alone (`cache;desc=bypass`).
 pub async fn read_through<P, L, F>(
     context: &Context<'_, P>,
@@ -40,7 +42,7 @@ pub async fn read_through<P, L, F>(
 where
     P: Platform,
     L: FnOnce(bool) -> F,
-    F: Future<Output = Result<(Vec<u8>, Option<u64>), ApiError>>,
+    F: Future<Output = Result<(Vec<u8>, Option<CacheVersion>), ApiError>>,
 {
     let Some(key) = key.filter(|_| context.config.data_path.read_cache) else {
         context.report.borrow_mut().cache = CacheStatus::Bypass;
@@ -49,9 +51,14 @@ where
     };
     let platform = context.platform;
     let memory = &platform.isolate().memory;
-    let required = context.requirement.map(|requirement| requirement.index);
+    let required = context.requirement.as_ref();
+    // An isolate that knows of a failover takes nothing read past where the old term ended.
+    let serves = |entry: &CachedQuery| {
+        let primary = platform.isolate().primary.borrow();
+        entry.is_fresh_for(required) && entry.is_of(primary.record().map(|record| record.history()))
+    };
     let from_memory = memory.borrow().get(key, platform.now_ms()).cloned();
-    if let Some(entry) = from_memory.filter(|entry| entry.is_fresh_for(required)) {
+    if let Some(entry) = from_memory.filter(serves) {
         context.report.borrow_mut().cache = CacheStatus::HitMemory;
         return Ok(public_json(entry.body));
     }
@@ -70,25 +77,33 @@ where
             None
         }
     };
-    let above_floor =
-        |entry: &CachedQuery| entry.replication_index >= memory.borrow().floor(&key.scope, platform.now_ms());
-    if let Some(entry) = from_kv.filter(|entry| entry.is_fresh_for(required) && above_floor(entry)) {
+    let usable = |entry: &CachedQuery| {
+        let now = platform.now_ms();
+        entry.version >= memory.borrow().floor(&key.scope, now) && now < entry.expires_at_ms()
+    };
+    if let Some(entry) = from_kv.filter(|entry| serves(entry) && usable(entry)) {
         context.report.borrow_mut().cache = CacheStatus::HitKv;
         memory.borrow_mut().put(key, entry.clone(), platform.now_ms());
         return Ok(public_json(entry.body));
     }
     context.report.borrow_mut().cache = CacheStatus::Miss;
-    let (body, replication_index) = load(true).await?;
+    let (body, version) = load(true).await?;
     // An answer without an index cannot be proven fresh for anyone who wrote: do not keep it.
     // The floor is read again now: a change may have landed while the database answered.
-    if let Some(replication_index) = replication_index {
-        let entry = CachedQuery { replication_index, body: body.clone() };
+    if let Some(version) = version {
+        let entry = CachedQuery { version, filled_at_ms: platform.now_ms() as i64, body: body.clone() };
         let mut memory = memory.borrow_mut();
         if memory.put(key, entry.clone(), platform.now_ms()) && memory.claim_kv_fill(&key.key, platform.now_ms()) {
             platform.kv_put_in_background(KvWrite::now(&key.key, entry.encode(), KV_TTL_SECONDS));
         }
     }
     Ok(public_json(body))
+}
+
+/// Where in the history a read's rows are at least as new as, for a cache to keep them: its
+/// index probe's index under the answering node's term. `None` without a probe's index.
+pub fn cached_version(outcome: &PipelineOutcome) -> Option<CacheVersion> {
+    outcome.index_before_read.map(|index| CacheVersion::new(outcome.term, index))
 }
 
 /// Leaves a floor at this request's write on every scope a change to note `id` touches: here
@@ -100,11 +115,11 @@ pub fn invalidate_note<P: Platform>(context: &Context<'_, P>, id: &str) {
         return;
     }
     let platform = context.platform;
-    let index = context.report.borrow().written_index.unwrap_or(u64::MAX);
+    let written = context.report.borrow().written.unwrap_or(CacheVersion::MAX);
     for scope in scopes_changed_by_note(id) {
         let delay = {
             let mut memory = platform.isolate().memory.borrow_mut();
-            memory.raise_floor(&scope, index, platform.now_ms());
+            memory.raise_floor(&scope, written, platform.now_ms());
             memory.schedule_floor_write(&scope, platform.now_ms())
         };
         let Some(delay) = delay else { continue };

@@ -12,6 +12,7 @@
 
 use std::cell::{Cell, RefCell};
 
+use crate::cache::CacheVersion;
 use crate::config::{DataPathConfig, DatabaseConfig};
 use crate::datapath::failover::check_answer;
 use crate::datapath::primary::record_key;
@@ -153,11 +154,11 @@ impl<'a, P: Platform> Database<'a, P> {
         let Some(index) = outcome.replication_index else { return outcome };
         if pipeline.kind == PipelineKind::Write {
             let mut primary = self.platform.isolate().primary.borrow_mut();
-            let term = term.or_else(|| primary.term()).unwrap_or(0);
-            let written = ConsistencyToken { term, replication_index: index };
+            let term = term.or_else(|| primary.term());
+            let written = ConsistencyToken { term: term.unwrap_or(0), replication_index: index };
             let token = primary.token_for_write(written, self.platform.now_ms(), self.primary_deadline_ms());
             let mut report = self.report.borrow_mut();
-            report.written_index = report.written_index.max(Some(index));
+            report.written = report.written.max(Some(CacheVersion::new(term, index)));
             report.token = Some(token);
         } else {
             self.cap_at_primary(index, term);
@@ -359,7 +360,7 @@ impl<'a, P: Platform> Database<'a, P> {
             pipeline.parse_response(&answer.body)
         };
         match parsed {
-            Ok(outcome) => Ok((outcome, answer.term)),
+            Ok(outcome) => Ok((PipelineOutcome { term: answer.term, ..outcome }, answer.term)),
             // Fenced while the write ran: it was rolled back, nothing of it committed.
             Err(error) => Err(Failure::of_statement(&error).map_or(Missed::Answer(error), Missed::Endpoint)),
         }

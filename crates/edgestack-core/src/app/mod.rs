@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 
 use crate::accounts::password::{CURRENT_COST, PasswordHasher};
 use crate::accounts::session::{COOKIE_NAME as SESSION_COOKIE, SessionAuth, SessionToken};
-use crate::cache::MemoryCache;
+use crate::cache::{CacheVersion, MemoryCache};
 use crate::caller::Caller;
 use crate::conditional::{IfMatch, IfNoneMatch, Preconditions};
 use crate::config::{Config, ConfigError, InjectedFault};
@@ -280,8 +280,9 @@ pub struct RequestReport {
     /// `(target, reason)` for each endpoint that was tried and passed over: `failed` (error or
     /// deadline) or `behind` (below the client's replication index, or missing data).
     pub fallbacks: Vec<(String, &'static str)>,
-    /// The primary's replication index after this request's writes.
-    pub written_index: Option<u64>,
+    /// Where in the primary's history this request's writes are (its term and replication index
+    /// after them).
+    pub written: Option<CacheVersion>,
     /// The read-your-writes token the client gets: after a write, or corrected when the one it
     /// presented asked for more than the history holds.
     pub token: Option<ConsistencyToken>,

@@ -18,7 +18,7 @@ use crate::notes::{
 };
 use crate::services::internal_api::NotesDeleted;
 
-use super::cache::{invalidate_note, read_through};
+use super::cache::{cached_version, invalidate_note, read_through};
 use super::{ApiResponse, Context, Database, Platform};
 
 #[derive(Serialize)]
@@ -271,7 +271,7 @@ pub async fn list_public<P: Platform>(context: &Context<'_, P>) -> Result<ApiRes
         let (notes, next_cursor) =
             page.finish(notes, |note| Cursor { timestamp: note.published_at, id: note.id.clone() }, &signer);
         let body = serde_json::to_vec(&NotePage { notes, next_cursor }).map_err(|_| ApiError::Internal)?;
-        Ok((body, outcome.index_before_read))
+        Ok((body, cached_version(&outcome)))
     })
     .await
 }
@@ -287,7 +287,7 @@ pub async fn get_public<P: Platform>(context: &Context<'_, P>, id: &str) -> Resu
         let outcome = database.run(&pipeline).await?;
         let note = outcome.first(note)?.ok_or(ApiError::NoSuchNote)?;
         let body = serde_json::to_vec(&NoteBody { note }).map_err(|_| ApiError::Internal)?;
-        Ok((body, outcome.index_before_read))
+        Ok((body, cached_version(&outcome)))
     })
     .await
 }

@@ -129,6 +129,8 @@ pub struct PipelineOutcome {
     /// Sent with an index probe only ([`Pipeline::request_body_with_probe`]): the server's
     /// index before the read began, which every row the read returned is at least as new as.
     pub index_before_read: Option<u64>,
+    /// The answering node's term (`x-devdb-term`; Turso sends none), set by the data path.
+    pub term: Option<u64>,
 }
 
 impl PipelineOutcome {
@@ -265,7 +267,7 @@ impl Pipeline {
                 results
             }
         };
-        Ok(PipelineOutcome { results, replication_index, index_before_read })
+        Ok(PipelineOutcome { results, replication_index, index_before_read, term: None })
     }
 }
 

@@ -3,10 +3,10 @@
 //! once by its author and by readers of the same isolate, KV failures or slowness fall through
 //! to the database, `READ_CACHE=off` bypasses both, and public answers revalidate with ETags.
 
-use edgestack_core::cache::CacheKey;
+use edgestack_core::cache::{CacheKey, KV_TTL_SECONDS};
 use serde_json::json;
 
-use crate::support::{Options, Stack, each_shape, signed_up_user};
+use crate::support::{EndpointFault, Options, Stack, each_shape, signed_up_user};
 
 fn all_pipelines(stack: &Stack, database: &str) -> u64 {
     [None, Some("eu"), Some("ap")].into_iter().map(|replica| stack.pipelines(database, replica)).sum()
@@ -212,4 +212,66 @@ fn public_reads_revalidate_with_etags_and_private_ones_have_none() {
         assert_eq!(changed.status(), 200, "a change makes the old validator stale");
         assert_ne!(changed.header("etag"), Some(etag.as_str()));
     });
+}
+
+/// A review's report: a KV copy read late in its life was kept in the reading isolate's memory
+/// for a fresh 5 s, so where the bound falls back to an entry's lifetime (an unpublish whose
+/// answer was lost leaves no floor) the note was served 63 s after its fill. A copy lives
+/// 60 s from its fill in either tier.
+#[test]
+fn a_copy_read_from_kv_late_in_its_life_is_not_served_past_it() {
+    let mut stack = Stack::monolith();
+    let author = signed_up_user(&mut stack, "author@example.com");
+    let id = author.publish_note(&mut stack, "note", "");
+    stack.replicate();
+    stack.advance(2_000.0);
+    let path = format!("/api/public/notes/{id}");
+    let filled = stack.send(stack.client_in_region("na").get(&path).send());
+    assert_eq!((filled.status(), filled.cache_status().as_str()), (200, "miss"));
+    let filled_at = stack.now_ms();
+
+    // The unpublish commits, but its answer misses the primary's deadline: no floor is left.
+    stack.advance(1_000.0);
+    stack.net.set_fault("main", None, EndpointFault { extra_latency_ms: 3_000.0, ..EndpointFault::default() });
+    let lost = stack.send(author.delete(&format!("/api/notes/{id}/publication")).send());
+    assert_eq!(lost.status(), 503, "{}", lost.text());
+    stack.net.set_fault("main", None, EndpointFault::default());
+
+    let reader = stack.client_of_another_isolate("na");
+    stack.advance(filled_at + 59_900.0 - stack.now_ms());
+    let near_the_end = stack.send(reader.get(&path).send());
+    assert_eq!((near_the_end.status(), near_the_end.cache_status().as_str()), (200, "hit-kv"));
+    stack.advance(filled_at + f64::from(KV_TTL_SECONDS) * 1000.0 - stack.now_ms());
+    let past = stack.send(reader.get(&path).send());
+    assert_eq!((past.status(), past.cache_status().as_str()), (404, "miss"), "{}", past.text());
+}
+
+/// A review's report: KV takes one write per second per key, so the floor of a change made
+/// within a second of the isolate's previous floor write for the same scope reaches KV up to a
+/// second later; another isolate of the location reading KV meanwhile keeps the replaced copy
+/// its 5 s. The bound docs/edge-data-path.md gives that isolate counts that second: from
+/// t + lag + 1 s + 5 s (lag 0 here: na reads its primary).
+#[test]
+fn another_isolate_sees_a_change_within_the_floor_writes_second_and_its_memory_tier() {
+    let mut stack = Stack::monolith();
+    let author = signed_up_user(&mut stack, "author@example.com");
+    let id = author.create_note(&mut stack, "note", "");
+    stack.replicate();
+    let path = format!("/api/public/notes/{id}");
+    let reader = stack.client_in_region("na");
+    let other = stack.client_of_another_isolate("na");
+
+    assert_eq!(stack.send(author.put(&format!("/api/notes/{id}/publication")).send()).status(), 200);
+    let filled = stack.send(reader.get(&path).send());
+    assert_eq!((filled.status(), filled.cache_status().as_str()), (200, "miss"));
+    stack.advance(150.0);
+    assert_eq!(stack.send(author.delete(&format!("/api/notes/{id}/publication")).send()).status(), 200);
+    let t = stack.now_ms();
+    stack.advance(700.0);
+    let meanwhile = stack.send(other.get(&path).send());
+    assert_eq!((meanwhile.status(), meanwhile.cache_status().as_str()), (200, "hit-kv"), "the floor is not in KV yet");
+
+    stack.advance(t + 1_000.0 + 5_000.0 - stack.now_ms());
+    let bound = stack.send(other.get(&path).send());
+    assert_eq!(bound.status(), 404, "{:.0} ms after the change ({})", stack.now_ms() - t, bound.cache_status());
 }

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use edgestack_core::app::deliver_pending_deletions;
 use serde_json::{Value, json};
 
-use super::{Call, Client, Options, Response, Shape, Stack, Worker};
+use super::{Call, Client, Options, Response, Shape, Stack, Worker, next_client_address};
 
 /// The password `signed_up` and `signed_up_user` use.
 pub const PASSWORD: &str = "correct horse battery";
@@ -103,6 +103,17 @@ impl Stack {
     /// The first location's front Worker: the single Worker or the entry.
     pub fn front(&self) -> Rc<Worker> {
         self.locations[self.options.locations[0]].front.clone()
+    }
+
+    /// A browser of the first location naming `region`, whose requests reach a new isolate of
+    /// the front Worker there (its vars, the location's KV): one that has seen nothing the
+    /// others have — no memory tier, no floor, no primary record.
+    pub fn client_of_another_isolate(&self, region: &'static str) -> Client {
+        let front = self.front();
+        let vars = front.vars.borrow().clone();
+        let location = self.options.locations[0];
+        let isolate = Rc::new(Worker::new(self.net.clone(), location, vars, self.kv.clone()));
+        Client { region: Some(region), address: next_client_address(), ..self.client_of(isolate) }
     }
 
     /// A client whose requests reach `worker` itself, as another Worker's binding would.
