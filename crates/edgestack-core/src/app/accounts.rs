@@ -290,10 +290,12 @@ pub async fn sign_in<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespons
 }
 
 /// `DELETE /api/sessions/current` — sign out. No body. Answers `204` with the cookies cleared.
-/// Errors: `401 unauthenticated` (cookies cleared too), the database errors.
-/// [docs/api.md § Accounts](../../../../docs/api.md#accounts)
+/// Errors: `401 unauthenticated` (cookies cleared too, whatever the session cookie held), the
+/// database errors. [docs/api.md § Accounts](../../../../docs/api.md#accounts)
 pub async fn sign_out<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
-    let (token, _) = context.session()?;
+    let Ok((token, _)) = context.session() else {
+        return Ok(with_cookies_cleared(context, ApiResponse::error(&ApiError::Unauthenticated)));
+    };
     let database = context.database()?;
     let mut pipeline = Pipeline::write();
     let ended = pipeline.push(sql::delete_session(&token.hash()));

@@ -433,10 +433,19 @@ pub fn error_response<P: Platform>(platform: &P, error: &ApiError) -> ApiRespons
 
 /// The API for a request [`body_plan`] admitted. Never fails: every error is a JSON response.
 pub async fn handle<P: Platform>(platform: &P, admitted: Admitted<'_>, request: &ApiRequest) -> ApiResponse {
-    match dispatch(platform, admitted, request).await {
+    let response = match dispatch(platform, admitted, request).await {
         Ok(response) => response,
         Err(error) => refusal(platform, &error),
+    };
+    for_method(request, response)
+}
+
+/// A `HEAD` answer is the `GET` one without its body (RFC 9110 §9.3.2) — refusals included.
+fn for_method(request: &ApiRequest, mut response: ApiResponse) -> ApiResponse {
+    if request.method == Method::Head {
+        response.body.clear();
     }
+    response
 }
 
 /// What the edge does with a request's body, decided from its head alone (see [`body_plan`]).
@@ -473,7 +482,7 @@ pub fn body_plan<'c, P: Platform>(
     match admit(platform, config, request) {
         Ok(admitted) if admitted.route.takes_body() => BodyPlan::Read(admitted),
         Ok(admitted) => BodyPlan::Ignore(admitted),
-        Err(error) => BodyPlan::Refuse(refusal(platform, &error)),
+        Err(error) => BodyPlan::Refuse(for_method(request, refusal(platform, &error))),
     }
 }
 
@@ -564,11 +573,7 @@ async fn dispatch<P: Platform>(
     let context = Context { platform, config, request, report, consistency, requirement };
     let started = platform.now_ms();
     let response = route_to_handler(&context, &route).await;
-    let mut response = finish(&context, &route, response, platform.now_ms() - started);
-    if request.method == Method::Head {
-        response.body.clear();
-    }
-    Ok(response)
+    Ok(finish(&context, &route, response, platform.now_ms() - started))
 }
 
 async fn route_to_handler<P: Platform>(context: &Context<'_, P>, route: &Route) -> Result<ApiResponse, ApiError> {

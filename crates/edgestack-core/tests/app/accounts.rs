@@ -198,6 +198,12 @@ fn sign_out_revokes_the_session_at_once() {
         let again = stack.send(client.delete("/api/sessions/current").send());
         assert_eq!((again.status(), again.error_code().as_str()), (401, "unauthenticated"));
         assert!(set_cookie_named(&again, SESSION_COOKIE).is_some_and(|c| c.contains("Max-Age=0")), "cleared anyway");
+        // A review's report: a cookie that is no session token at all was left in place.
+        client.set_cookie(SESSION_COOKIE, "garbage");
+        let malformed = stack.send(client.delete("/api/sessions/current").send());
+        assert_eq!((malformed.status(), malformed.error_code().as_str()), (401, "unauthenticated"));
+        assert!(set_cookie_named(&malformed, SESSION_COOKIE).is_some_and(|c| c.contains("Max-Age=0")), "cleared too");
+        assert_eq!(client.cookie(SESSION_COOKIE), None);
     });
 }
 

@@ -155,6 +155,14 @@ fn head_is_routed_wherever_get_is_and_has_no_body() {
             }
             assert!(head.header("server-timing").is_some());
         }
+        // A review's report: refusals kept their JSON body. A HEAD answer never has one
+        // (RFC 9110 §9.3.2), whoever answers and whatever the status.
+        let anonymous = stack.client("na");
+        for (path, status) in [("/api/nope", 404), ("/api/csp-reports", 405), ("/api/me", 401)] {
+            let head = stack.send(anonymous.bare("HEAD", path).send());
+            assert_eq!((head.status(), head.0.body.len()), (status, 0), "HEAD {path}: {}", head.text());
+            assert_eq!(head.header("content-type"), Some("application/json"), "HEAD {path}");
+        }
     });
 }
 
