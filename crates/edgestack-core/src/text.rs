@@ -1,9 +1,17 @@
 //! What a character looks like, for the rules on user-typed text (titles, email addresses).
 
 /// Whether `c` shows as something: not white space, not [default-ignorable](is_default_ignorable),
-/// and not U+2800 BRAILLE PATTERN BLANK (a letter-like blank that fonts draw as nothing).
+/// not U+2800 BRAILLE PATTERN BLANK (a letter-like blank that fonts draw as nothing), and not
+/// one of the format characters (Unicode's Cf) that lay out text around them without a glyph of
+/// their own though Unicode does not call them ignorable: the interlinear annotation marks
+/// U+FFF9–FFFB and the Egyptian hieroglyph format controls U+13430–1343F (a review found
+/// `a\u{FFF9}@example.com` taken beside `a@example.com`). The other Cf characters outside the
+/// ignorable list (the Arabic number signs U+0600–0605, U+06DD, the Kaithi and Syriac marks) draw a
+/// mark of their own.
 pub fn is_visible(c: char) -> bool {
-    !c.is_whitespace() && !is_default_ignorable(c) && c != '\u{2800}'
+    !c.is_whitespace()
+        && !is_default_ignorable(c)
+        && !matches!(c, '\u{2800}' | '\u{FFF9}'..='\u{FFFB}' | '\u{13430}'..='\u{1343F}')
 }
 
 /// Unicode's `Default_Ignorable_Code_Point` (Unicode 16.0 `DerivedCoreProperties.txt`): what a
@@ -55,6 +63,10 @@ mod tests {
             '\u{E0041}',
             '\u{E0100}',
             '\u{2800}',
+            '\u{FFF9}',
+            '\u{FFFB}',
+            '\u{13430}',
+            '\u{1343F}',
             ' ',
             '\u{3000}',
         ] {

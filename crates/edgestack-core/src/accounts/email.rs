@@ -83,6 +83,8 @@ mod tests {
             "a\u{fe0f}@example.com",
             "a\u{3164}@example.com",
             "a\u{e0100}@example.com",
+            "a\u{fff9}@example.com",
+            "a\u{13430}b@example.com",
         ] {
             check(bad, None);
         }
