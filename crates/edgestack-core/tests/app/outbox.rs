@@ -307,3 +307,31 @@ fn a_deleted_accounts_other_device_is_refused_once_its_notes_replica_has_the_del
     let write = stack.send(other.post("/api/notes").json(json!({"title": "t", "body": "b"})).send());
     assert_eq!(write.status(), 401, "{}", write.text());
 }
+
+/// While the deletion's delivery fails there is no tombstone: another device's write passes the
+/// entry's session check on an accounts replica that has not applied the deletion, and its note
+/// is written. The redelivery deletes it with the rest, and the tombstone refuses what follows
+/// (docs/services.md, revocation bound).
+#[test]
+fn a_note_written_while_the_deletion_could_not_be_delivered_goes_at_the_redelivery() {
+    let mut stack = Stack::services();
+    let owner = signed_up_user(&mut stack, "late@example.com");
+    let user_id = owner.user_id(&mut stack);
+    let other = stack.client_in_region("eu");
+    let sign_in = json!({"email": "late@example.com", "password": PASSWORD});
+    assert_eq!(stack.send(other.post("/api/sessions").json(sign_in).send()).status(), 200);
+    stack.replicate();
+    stack.set_lag("accounts", "eu", 5_000.0);
+    stack.net.set_fault("notes", None, EndpointFault { down: true, ..EndpointFault::default() });
+    assert_eq!(delete_account(&mut stack, &owner).status(), 204);
+    stack.net.set_fault("notes", None, EndpointFault::default());
+
+    let written = stack.send(other.post("/api/notes").json(json!({"title": "in between"})).send());
+    assert_eq!(written.status(), 201, "the eu accounts replica has not applied the deletion: {}", written.text());
+    assert_eq!(notes_of(&stack, &user_id).len(), 1);
+    assert_eq!(stack.run_deletion_cron(), (1, 0));
+    assert_eq!(notes_of(&stack, &user_id), Vec::<String>::new(), "gone with the rest");
+    let refused = stack.send(other.post("/api/notes").json(json!({"title": "after"})).send());
+    assert_eq!(refused.status(), 401, "the tombstone: {}", refused.text());
+    assert_eq!(notes_of(&stack, &user_id), Vec::<String>::new());
+}
