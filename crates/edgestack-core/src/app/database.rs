@@ -360,7 +360,15 @@ impl<'a, P: Platform> Database<'a, P> {
             pipeline.parse_response(&answer.body)
         };
         match parsed {
-            Ok(outcome) => Ok((PipelineOutcome { term: answer.term, ..outcome }, answer.term)),
+            Ok(outcome) => {
+                if let Some(why) = &outcome.probe_refused {
+                    self.platform.log(&format!(
+                        "index probe refused by {}: {why}; the read vouches for no index",
+                        endpoint.label()
+                    ));
+                }
+                Ok((PipelineOutcome { term: answer.term, ..outcome }, answer.term))
+            }
             // Fenced while the write ran: it was rolled back, nothing of it committed.
             Err(error) => Err(Failure::of_statement(&error).map_or(Missed::Answer(error), Missed::Endpoint)),
         }

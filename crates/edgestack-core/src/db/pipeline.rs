@@ -131,6 +131,9 @@ pub struct PipelineOutcome {
     pub index_before_read: Option<u64>,
     /// The answering node's term (`x-devdb-term`; Turso sends none), set by the data path.
     pub term: Option<u64>,
+    /// Why the server refused the index probe (`message (code)`), which the data path logs: the
+    /// read stands, but vouches for no index.
+    pub probe_refused: Option<String>,
 }
 
 impl PipelineOutcome {
@@ -231,14 +234,16 @@ impl Pipeline {
         let response: PipelineRespBody =
             serde_json::from_slice(body).map_err(|e| DbError::Protocol(format!("not a pipeline response: {e}")))?;
         let mut results = response.results.into_iter();
-        let index_before_read = if probed {
+        let (index_before_read, probe_refused) = if probed {
             match results.next() {
-                Some(StreamResult::Ok { response: StreamResponse::Execute(probe) }) => probe.result.replication_index,
-                Some(StreamResult::Error { .. }) => None,
+                Some(StreamResult::Ok { response: StreamResponse::Execute(probe) }) => {
+                    (probe.result.replication_index, None)
+                }
+                Some(StreamResult::Error { error }) => (None, Some(format!("{} ({})", error.message, error.code))),
                 _ => return Err(DbError::Protocol("pipeline response without the probe's result".into())),
             }
         } else {
-            None
+            (None, None)
         };
         let batch = match results.next() {
             Some(StreamResult::Ok { response: StreamResponse::Batch(batch) }) => batch.result,
@@ -267,7 +272,7 @@ impl Pipeline {
                 results
             }
         };
-        Ok(PipelineOutcome { results, replication_index, index_before_read, term: None })
+        Ok(PipelineOutcome { results, replication_index, index_before_read, term: None, probe_refused })
     }
 }
 
@@ -447,6 +452,7 @@ mod tests {
         .unwrap();
         let outcome = pipeline.parse_probed_response(&refused).unwrap();
         assert_eq!((outcome.index_before_read, outcome.replication_index), (None, Some(42)));
+        assert_eq!(outcome.probe_refused.as_deref(), Some("boom (X)"), "for the data path to log");
         assert_eq!(outcome.read(select).unwrap(), [A::Text("x".into())]);
         // An answer that lacks the probe's result is not a reading of this request.
         let without_probe = response(json!([null, ok_result(json!([]))]), json!([null, null]));
