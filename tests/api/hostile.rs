@@ -72,3 +72,23 @@ fn state_changes_from_the_workers_own_origin_pass_csrf_and_others_do_not() {
     let notes = owner.send("GET", "/api/notes", None).json();
     assert_eq!(notes["notes"].as_array().unwrap().len(), 1, "only the same-origin request wrote");
 }
+
+/// Over the wire as in-process (`crates/edgestack-core/tests/app/hostile.rs`): a session cookie
+/// inside another cookie's value — planted by a sibling host, sent before the real one — is
+/// that value's text, not a session (only `;` separates cookies).
+#[test]
+fn a_session_cookie_inside_another_cookies_value_is_not_read_over_the_wire() {
+    let app = spawn_app();
+    let (victim, _) = app.signed_up_client();
+    let (planter, _) = app.signed_up_client();
+    let planted = format!("planted=1,__Host-edgestack_session={}", planter.cookie().unwrap());
+    let cookie = format!("{planted}; __Host-edgestack_session={}", victim.cookie().unwrap());
+
+    let me = app.request("GET", "/api/me", &[("cookie", &cookie)], None);
+    let planted_only = app.request("GET", "/api/me", &[("cookie", &planted)], None);
+
+    let victims = victim.send("GET", "/api/me", None).json();
+    assert_eq!(me.status, 200, "{}", me.text());
+    assert_eq!(me.json()["user"]["id"], victims["user"]["id"], "the victim's own session");
+    assert_eq!((planted_only.status, planted_only.error_code().as_str()), (401, "unauthenticated"));
+}
