@@ -35,30 +35,45 @@ const KV_REFILL_INTERVAL_MS: f64 = 10_000.0;
 /// KV takes at most one write per second to a key (platform limit); a second one is refused.
 pub const KV_WRITE_INTERVAL_MS: f64 = 1_000.0;
 
-/// Where in the database's history rows were read or a change was made: the term of the primary
-/// whose history it is (docs/failover.md; an answer without a term, as from Turso, whose primary
-/// never changes under the worker, counts as the first term) and the replication index.
+/// Where in the database's history rows were read or a change was made: the term of the node
+/// that answered (docs/failover.md; an answer without a term, as from Turso, counts as the
+/// current term the isolate knows, else the first) and the replication index.
 ///
-/// Ordered by term, then index. An index alone cannot order two histories: after a failover the
-/// new term's indexes carry on from the promoted replica's, below what the old primary had
-/// reached, so an entry read from the old primary (with the writes the failover lost) would pass
-/// a new change's floor at a lower index (review finding). A later term's history holds every
-/// change of an earlier term that survived the failover, and none that did not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+/// A partial order, as a read-your-writes token's ([`Requirement::met_by`]): rows at `(t, i)`
+/// hold a change at `(t′, i′)` when `i ≥ i′` and `t ≥ t′`. The index alone cannot tell two
+/// histories apart: after a failover the new term's indexes carry on from the promoted
+/// replica's, below where the old primary got to, and rows read from the old primary (with
+/// the writes the failover lost) passed a new change's floor at a lower index (review finding).
+/// The term alone is not enough either: a replica follows the new primary, and reports its
+/// term, before it has applied the old term's last changes (a second review finding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CacheVersion {
     pub term: u64,
     pub index: u64,
 }
 
 impl CacheVersion {
-    /// The term of an answer that named none.
+    /// The term of an answer that named none, where no primary record names another.
     pub const FIRST_TERM: u64 = 1;
-    /// Above every version: the floor of a change whose index is unknown.
+    /// Held by nothing: the floor of a change whose index is unknown.
     pub const MAX: Self = Self { term: u64::MAX, index: u64::MAX };
 
-    /// `index` under `term` (the answering node's `x-devdb-term`), or under the first term.
+    /// `index` under `term`, or under the first term when unknown (none, or 0: devdb's terms
+    /// start at 1).
     pub fn new(term: Option<u64>, index: u64) -> Self {
-        Self { term: term.unwrap_or(Self::FIRST_TERM), index }
+        Self { term: term.filter(|term| *term > 0).unwrap_or(Self::FIRST_TERM), index }
+    }
+
+    /// Whether rows at this version hold the change at `change` (see the type).
+    pub fn holds(&self, change: &Self) -> bool {
+        self.index >= change.index && self.term >= change.term
+    }
+
+    /// The least version that holds both changes: what a floor becomes when a second change
+    /// meets it. It may ask more than either (the higher term at the higher index: slower,
+    /// never older).
+    pub fn join(self, other: Self) -> Self {
+        Self { term: self.term.max(other.term), index: self.index.max(other.index) }
     }
 }
 
@@ -171,27 +186,34 @@ pub fn scopes_changed_by_note(id: &str) -> [Scope; 2] {
 
 /// Indexes below this fit a floor's packed form ([`encode_floor`]): over 10^12 frames.
 const PACKED_INDEX_LIMIT: u64 = 1 << 40;
+/// Terms below this fit it, with room left for `u64::MAX`.
+const PACKED_TERM_LIMIT: u64 = (1 << 24) - 1;
 
 /// A floor as KV stores it: one decimal number, which the release before reads as an index. Of
 /// the first term, the index itself, as that release wrote it. Of a later term, `term × 2^40 +
 /// index`: that release takes it for an index above any it has seen and keeps nothing in the
-/// scope while it lives — slower, never older, where it cannot tell two histories apart.
+/// scope while it lives — slower, never older. A floor that does not fit (an index from 2^40, a
+/// term from 2^24 − 1, [`CacheVersion::MAX`]) is `u64::MAX`, which reads back as `MAX`: held by
+/// nothing.
 pub fn encode_floor(floor: CacheVersion) -> Vec<u8> {
-    let packed = if floor.term <= CacheVersion::FIRST_TERM {
-        floor.index
-    } else if floor.index < PACKED_INDEX_LIMIT {
-        floor.term.saturating_mul(PACKED_INDEX_LIMIT).saturating_add(floor.index)
-    } else {
+    let packed = if floor.index >= PACKED_INDEX_LIMIT || floor.term >= PACKED_TERM_LIMIT {
         u64::MAX
+    } else if floor.term <= CacheVersion::FIRST_TERM {
+        floor.index
+    } else {
+        floor.term * PACKED_INDEX_LIMIT + floor.index
     };
     packed.to_string().into_bytes()
 }
 
-/// [`encode_floor`]'s number as a version: below 2^40 an index of the first term (also what the
-/// release before wrote, whatever the term).
+/// [`encode_floor`]'s number as a version: below 2^40 an index of the first term — also what
+/// the release before wrote, whatever the term, which [`CacheVersion::holds`] then compares by
+/// index alone, as that release did.
 pub fn decode_floor(bytes: &[u8]) -> Option<CacheVersion> {
     let packed: u64 = std::str::from_utf8(bytes).ok()?.trim().parse().ok()?;
-    Some(if packed < PACKED_INDEX_LIMIT {
+    Some(if packed == u64::MAX {
+        CacheVersion::MAX
+    } else if packed < PACKED_INDEX_LIMIT {
         CacheVersion { term: CacheVersion::FIRST_TERM, index: packed }
     } else {
         CacheVersion { term: packed / PACKED_INDEX_LIMIT, index: packed % PACKED_INDEX_LIMIT }
@@ -227,10 +249,11 @@ impl MemoryCache {
     /// The entry for `key` if it is alive and not below its scope's floor.
     pub fn get(&self, key: &CacheKey, now_ms: f64) -> Option<&CachedQuery> {
         let entry = self.entries.get(&key.key).filter(|entry| now_ms < entry.expires_at)?;
-        (entry.query.version >= self.floor(&key.scope, now_ms)).then_some(&entry.query)
+        entry.query.version.holds(&self.floor(&key.scope, now_ms)).then_some(&entry.query)
     }
 
-    /// The highest floor this isolate knows for `scope` (the lowest version: none).
+    /// The floor this isolate knows for `scope`: every change there it knows of, joined (the
+    /// lowest version: none).
     pub fn floor(&self, scope: &Scope, now_ms: f64) -> CacheVersion {
         self.floors
             .get(scope)
@@ -238,11 +261,14 @@ impl MemoryCache {
             .map_or_else(CacheVersion::default, |floor| floor.version)
     }
 
-    /// Records that `scope` changed at `version` (a floor only ever rises while it lives). When
-    /// it rises, the scope's entries are dropped and may be refilled to KV at once.
-    pub fn raise_floor(&mut self, scope: &Scope, version: CacheVersion, now_ms: f64) {
+    /// Records that `scope` changed at `change` (a floor only ever rises while it lives: it
+    /// becomes the [join](CacheVersion::join) of the two). When it rises, the scope's entries
+    /// are dropped and may be refilled to KV at once.
+    pub fn raise_floor(&mut self, scope: &Scope, change: CacheVersion, now_ms: f64) {
         let expires_at = now_ms + f64::from(FLOOR_TTL_SECONDS) * 1000.0;
-        if version <= self.floor(scope, now_ms) {
+        let current = self.floor(scope, now_ms);
+        let version = current.join(change);
+        if version == current {
             return;
         }
         if self.floors.len() >= MEMORY_CAPACITY && !self.floors.contains_key(scope) {
@@ -302,7 +328,7 @@ impl MemoryCache {
     /// ended; `false` if refused.
     pub fn put(&mut self, key: &CacheKey, query: CachedQuery, now_ms: f64) -> bool {
         let expires_at = (now_ms + MEMORY_TTL_MS).min(query.expires_at_ms());
-        if query.version < self.floor(&key.scope, now_ms) || expires_at <= now_ms {
+        if !query.version.holds(&self.floor(&key.scope, now_ms)) || expires_at <= now_ms {
             return false;
         }
         if self.entries.len() >= MEMORY_CAPACITY && !self.entries.contains_key(&key.key) {
@@ -379,27 +405,46 @@ mod tests {
     /// later term a number above any index, so that release keeps nothing it cannot order.
     #[test]
     fn floors_keep_their_term_and_the_release_before_reads_them_safely() {
-        for floor in [v(0), v(42), CacheVersion { term: 2, index: 40 }, CacheVersion { term: 9, index: (1 << 40) - 1 }]
-        {
+        for floor in [
+            v(0),
+            v(42),
+            v((1 << 40) - 1),
+            CacheVersion { term: 2, index: 40 },
+            CacheVersion { term: 9, index: (1 << 40) - 1 },
+            CacheVersion { term: PACKED_TERM_LIMIT - 1, index: 7 },
+            CacheVersion::MAX,
+        ] {
             assert_eq!(decode_floor(&encode_floor(floor)), Some(floor), "{floor:?}");
         }
+        // A second review's report: what does not fit came back lower than written (an index
+        // from 2^40 as a later term's, a term from 2^24 saturated to a finite version).
+        for unfit in [v(1 << 40), v((1 << 40) + 5), CacheVersion { term: 1 << 24, index: 10 }] {
+            assert_eq!(decode_floor(&encode_floor(unfit)), Some(CacheVersion::MAX), "{unfit:?}");
+        }
+        assert_eq!(CacheVersion::new(Some(0), 5), v(5), "term 0 is unknown, as in a token");
         assert_eq!(encode_floor(v(42)), b"42", "as the release before wrote it");
         assert_eq!(decode_floor(b"42"), Some(v(42)), "the release before's floor");
         let later: u64 = String::from_utf8(encode_floor(CacheVersion { term: 2, index: 40 })).unwrap().parse().unwrap();
         assert!(later > 1 << 40, "the release before sees a floor above every index it knows");
-        assert!(
-            decode_floor(&encode_floor(CacheVersion::MAX)).unwrap() > CacheVersion { term: 1 << 20, index: 1 << 39 }
-        );
+        let unknown = decode_floor(&encode_floor(CacheVersion::MAX)).unwrap();
+        assert!(!CacheVersion { term: 1 << 20, index: 1 << 39 }.holds(&unknown), "held by nothing");
     }
 
-    /// A review's report: after a failover, an entry read from the old primary at index 24
-    /// (holding a write the failover lost) passed a new change's floor at 24 of the new term.
+    /// Review reports: after a failover, an entry read from the old primary at index 24 (holding
+    /// a write the failover lost) passed a new change's floor at 24 of the new term; and, ordered
+    /// by term first, a replica that had followed the new primary at index 22 passed an
+    /// unpublish at 24 of the old term that it had not applied.
     #[test]
-    fn a_later_terms_change_hides_every_entry_of_an_earlier_term() {
+    fn rows_hold_a_change_only_at_its_index_and_term_or_later() {
         let old_history = CacheVersion { term: 1, index: 24 };
         let change = CacheVersion { term: 2, index: 24 };
-        assert!(old_history < change && CacheVersion { term: 2, index: 23 } < change);
-        assert!(CacheVersion { term: 3, index: 1 } > change, "a later history holds what survived");
+        assert!(!old_history.holds(&change) && !CacheVersion { term: 2, index: 23 }.holds(&change));
+        assert!(change.holds(&change) && CacheVersion { term: 3, index: 30 }.holds(&change));
+        let behind = CacheVersion { term: 2, index: 22 };
+        assert!(!behind.holds(&CacheVersion { term: 1, index: 24 }), "a new term does not make up for the index");
+        let floor = CacheVersion { term: 1, index: 30 }.join(change);
+        assert_eq!(floor, CacheVersion { term: 2, index: 30 });
+        assert!(!change.holds(&floor) && CacheVersion { term: 2, index: 30 }.holds(&floor), "slower, never older");
         let mut memory = MemoryCache::default();
         let key = note("a");
         assert!(memory.put(&key, CachedQuery { version: old_history, ..entry(0) }, 0.0));
@@ -457,7 +502,10 @@ mod tests {
         assert!(memory.put(&feed_page, entry(10), 2.0), "a fill at the change's index is fine");
         memory.raise_floor(&Scope::Feed, v(7), 3.0);
         assert_eq!(memory.floor(&Scope::Feed, 3.0), v(10), "floors never go down");
-        let expired = f64::from(FLOOR_TTL_SECONDS) * 1000.0;
+        memory.raise_floor(&Scope::Feed, CacheVersion { term: 2, index: 8 }, 3.0);
+        assert_eq!(memory.floor(&Scope::Feed, 3.0), CacheVersion { term: 2, index: 10 }, "a join of both");
+        let expired = 3.0 + f64::from(FLOOR_TTL_SECONDS) * 1000.0;
+        assert_eq!(memory.floor(&Scope::Feed, expired - 1.0), CacheVersion { term: 2, index: 10 }, "renewed");
         assert_eq!(memory.floor(&Scope::Feed, expired), CacheVersion::default());
     }
 

@@ -79,7 +79,7 @@ where
     };
     let usable = |entry: &CachedQuery| {
         let now = platform.now_ms();
-        entry.version >= memory.borrow().floor(&key.scope, now) && now < entry.expires_at_ms()
+        entry.version.holds(&memory.borrow().floor(&key.scope, now)) && now < entry.expires_at_ms()
     };
     if let Some(entry) = from_kv.filter(|entry| serves(entry) && usable(entry)) {
         context.report.borrow_mut().cache = CacheStatus::HitKv;
@@ -101,7 +101,8 @@ where
 }
 
 /// Where in the history a read's rows are at least as new as, for a cache to keep them: its
-/// index probe's index under the answering node's term. `None` without a probe's index.
+/// index probe's index under the answering node's term (`PipelineOutcome::term`). `None`
+/// without a probe's index.
 pub fn cached_version(outcome: &PipelineOutcome) -> Option<CacheVersion> {
     outcome.index_before_read.map(|index| CacheVersion::new(outcome.term, index))
 }

@@ -158,7 +158,8 @@ impl<'a, P: Platform> Database<'a, P> {
             let written = ConsistencyToken { term: term.unwrap_or(0), replication_index: index };
             let token = primary.token_for_write(written, self.platform.now_ms(), self.primary_deadline_ms());
             let mut report = self.report.borrow_mut();
-            report.written = report.written.max(Some(CacheVersion::new(term, index)));
+            let version = CacheVersion::new(term, index);
+            report.written = Some(report.written.map_or(version, |written| written.join(version)));
             report.token = Some(token);
         } else {
             self.cap_at_primary(index, term);
@@ -367,7 +368,9 @@ impl<'a, P: Platform> Database<'a, P> {
                         endpoint.label()
                     ));
                 }
-                Ok((PipelineOutcome { term: answer.term, ..outcome }, answer.term))
+                // An answer without a term is taken as of the current one (`Requirement::met_by`).
+                let term = answer.term.or_else(|| self.platform.isolate().primary.borrow().term());
+                Ok((PipelineOutcome { term, ..outcome }, answer.term))
             }
             // Fenced while the write ran: it was rolled back, nothing of it committed.
             Err(error) => Err(Failure::of_statement(&error).map_or(Missed::Answer(error), Missed::Endpoint)),

@@ -480,3 +480,72 @@ fn after_a_failover_an_unpublish_reaches_a_page_cached_from_the_old_history() {
     let later = stack.send(reader.get("/api/public/notes").send());
     assert_eq!(titles(&later), Vec::<String>::new(), "after the unpublish ({})", later.cache_status());
 }
+
+/// A second review's report, against the first fix (versions ordered by term first): a replica
+/// behind when the failover came follows the new primary, and reports its term, before it has
+/// applied the old term's last changes. Its read from before an unpublish the new history kept
+/// was labelled term 2 at an index below the unpublish, passed the unpublish's term-1 floor and
+/// was stored: readers whose own replica has the change got the note from the cache.
+#[test]
+fn a_replica_that_follows_the_new_primary_before_catching_up_does_not_undo_an_unpublish() {
+    let mut stack = Stack::monolith();
+    let author = signed_up_user(&mut stack, "author@example.com");
+    let id = author.publish_note(&mut stack, "note", "");
+    stack.replicate();
+    stack.set_lag("main", "ap", 600_000.0);
+    let path = format!("/api/public/notes/{id}");
+    let unpublished = stack.send(author.delete(&format!("/api/notes/{id}/publication")).send());
+    assert_eq!(unpublished.status(), 200, "{}", unpublished.text());
+    let change = stack.replication_index("main", None);
+    stack.replicate();
+    assert_eq!(promote_and_publish(&mut stack, "main", "eu"), 2);
+    stack.advance(1_500.0);
+    stack.replicate();
+    let ap =
+        (stack.net.cluster("main", |cluster| cluster.term(Some("ap"))), stack.replication_index("main", Some("ap")));
+    assert!(ap.0 == Some(2) && ap.1 < change, "ap follows term 2 at {ap:?}, below the unpublish at {change}");
+
+    let far = stack.send(stack.client_in_region("ap").get(&path).send());
+    assert_eq!(far.status(), 200, "ap's reader sees its replica's lag: {}", far.text());
+    stack.advance(500.0);
+    let near = stack.send(stack.client_in_region("eu").get(&path).send());
+    assert_eq!(near.status(), 404, "a reader whose replica has the change: {} {}", near.cache_status(), near.text());
+    stack.advance(10_000.0);
+    let other = stack.send(stack.client_of_another_isolate("eu").get(&path).send());
+    assert_eq!(other.status(), 404, "another isolate: {} {}", other.cache_status(), other.text());
+}
+
+/// A second review's report: during a gradual deployment after any failover, the release before
+/// writes its floors as plain indexes (it knows no terms); read as of the first term and ordered
+/// by term first, they were below every entry of the new term, and a note that release deleted
+/// was served from KV for the entry's 60 s. Compared by index, as that release compares them.
+#[test]
+fn a_floor_the_release_before_wrote_after_a_failover_still_hides_what_it_replaced() {
+    let mut stack = Stack::monolith();
+    let author = signed_up_user(&mut stack, "author@example.com");
+    let id = author.publish_note(&mut stack, "note", "");
+    stack.replicate();
+    assert_eq!(promote_and_publish(&mut stack, "main", "eu"), 2);
+    stack.advance(RECHECK_INTERVAL_MS);
+    let after = stack.send(author.post("/api/notes").json(json!({"title": "after"})).send());
+    assert_eq!(after.status(), 201, "{}", after.text());
+    stack.replicate();
+    stack.advance(2_000.0);
+    let path = format!("/api/public/notes/{id}");
+    let filled = stack.send(stack.client_in_region("eu").get(&path).send());
+    assert_eq!((filled.status(), filled.cache_status().as_str()), (200, "miss"), "{}", filled.text());
+    stack.advance(1_000.0);
+
+    // The release before deletes the note on the new primary and leaves its floors as it writes
+    // them: the change's index, as a plain number, under the shared keys.
+    rows_on(&stack, "main", "eu", &format!("DELETE FROM notes WHERE id = '{id}'"));
+    let index = stack.replication_index("main", Some("eu"));
+    let now = stack.now_ms();
+    for key in [format!("v1/floor/note/{id}"), "v1/floor/feed".to_string()] {
+        stack.kv.borrow_mut().put("na", &key, index.to_string().into_bytes(), 300, now).unwrap();
+    }
+    stack.replicate();
+    stack.advance(10_000.0);
+    let later = stack.send(stack.client_of_another_isolate("eu").get(&path).send());
+    assert_eq!(later.status(), 404, "{} {}", later.cache_status(), later.text());
+}
