@@ -116,12 +116,17 @@ impl CachedQuery {
     }
 
     /// Whether the rows are of `history` (the primary record's; without one, of the only history
-    /// there is): read in its current term, or in an earlier term at an index that term kept.
-    /// Read from the old primary past where the next term began, they hold writes the failover
-    /// lost.
+    /// there is): read in its current term (or a later one the isolate has not heard of), or in
+    /// an earlier term the history names, at an index that term kept. Read from a primary past
+    /// where the next term began, they hold writes the failover lost; of a term the history does
+    /// not name (a branch a later promotion left behind: a fenced primary promoted again), it is
+    /// not known where they part from it, so none is taken (a review finding).
     pub fn is_of(&self, history: Option<History<'_>>) -> bool {
         let CacheVersion { term, index } = self.version;
-        history.is_none_or(|history| history.end_of(term).is_none_or(|end| index <= end))
+        history.is_none_or(|history| {
+            let named = history.terms.iter().any(|start| start.term == term);
+            term >= history.term || (named && history.end_of(term).is_none_or(|end| index <= end))
+        })
     }
 
     /// Usable by a client whose writes ask `requirement` of a read (its read-your-writes token).
@@ -454,6 +459,21 @@ mod tests {
         let requirement = Requirement { index: 24, term: Some(2) };
         assert!(!CachedQuery { version: old_history, ..entry(0) }.is_fresh_for(Some(&requirement)));
         assert!(CachedQuery { version: change, ..entry(0) }.is_fresh_for(Some(&requirement)));
+    }
+
+    /// A third review's report: a term the record's history does not name (a fenced primary
+    /// promoted again leaves the term between out) was taken as kept up to where the next term
+    /// began, and rows of B's lost writes served where the history holds A's.
+    #[test]
+    fn rows_of_a_term_the_history_does_not_name_are_of_a_dead_branch() {
+        use crate::datapath::TermStart;
+        let terms = [TermStart { term: 1, from_index: 0 }, TermStart { term: 3, from_index: 30 }];
+        let history = History { term: 3, terms: &terms };
+        let of = |term, index| CachedQuery { version: CacheVersion { term, index }, ..entry(0) }.is_of(Some(history));
+        assert!(!of(2, 28), "term 2's branch left no trace in this history");
+        assert!(of(1, 30) && !of(1, 31), "term 1 kept up to 30");
+        assert!(of(3, 5) && of(4, 1), "the current term, and one newer than the isolate knows");
+        assert!(CachedQuery { version: CacheVersion { term: 2, index: 28 }, ..entry(0) }.is_of(None));
     }
 
     /// A review's report: a KV copy read late in its life was kept in memory for a fresh 5 s.

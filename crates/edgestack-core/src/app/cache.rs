@@ -52,11 +52,12 @@ where
     let platform = context.platform;
     let memory = &platform.isolate().memory;
     let required = context.requirement.as_ref();
-    // An isolate that knows of a failover takes nothing read past where the old term ended.
-    let serves = |entry: &CachedQuery| {
+    // An isolate that knows of a failover neither serves nor keeps rows of a dead branch.
+    let of_history = |entry: &CachedQuery| {
         let primary = platform.isolate().primary.borrow();
-        entry.is_fresh_for(required) && entry.is_of(primary.record().map(|record| record.history()))
+        entry.is_of(primary.record().map(|record| record.history()))
     };
+    let serves = |entry: &CachedQuery| entry.is_fresh_for(required) && of_history(entry);
     let from_memory = memory.borrow().get(key, platform.now_ms()).cloned();
     if let Some(entry) = from_memory.filter(serves) {
         context.report.borrow_mut().cache = CacheStatus::HitMemory;
@@ -89,9 +90,14 @@ where
     context.report.borrow_mut().cache = CacheStatus::Miss;
     let (body, version) = load(true).await?;
     // An answer without an index cannot be proven fresh for anyone who wrote: do not keep it.
-    // The floor is read again now: a change may have landed while the database answered.
+    // The floor is read again now: a change may have landed while the database answered. What
+    // this isolate would not serve from the cache (rows of a dead branch) is not put there for
+    // isolates that know less.
     if let Some(version) = version {
         let entry = CachedQuery { version, filled_at_ms: platform.now_ms() as i64, body: body.clone() };
+        if !of_history(&entry) {
+            return Ok(public_json(body));
+        }
         let mut memory = memory.borrow_mut();
         if memory.put(key, entry.clone(), platform.now_ms()) && memory.claim_kv_fill(&key.key, platform.now_ms()) {
             platform.kv_put_in_background(KvWrite::now(&key.key, entry.encode(), KV_TTL_SECONDS));

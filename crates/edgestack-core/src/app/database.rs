@@ -368,9 +368,7 @@ impl<'a, P: Platform> Database<'a, P> {
                         endpoint.label()
                     ));
                 }
-                // An answer without a term is taken as of the current one (`Requirement::met_by`).
-                let term = answer.term.or_else(|| self.platform.isolate().primary.borrow().term());
-                Ok((PipelineOutcome { term, ..outcome }, answer.term))
+                Ok((PipelineOutcome { term: answer.term, ..outcome }, answer.term))
             }
             // Fenced while the write ran: it was rolled back, nothing of it committed.
             Err(error) => Err(Failure::of_statement(&error).map_or(Missed::Answer(error), Missed::Endpoint)),

@@ -129,8 +129,7 @@ pub struct PipelineOutcome {
     /// Sent with an index probe only ([`Pipeline::request_body_with_probe`]): the server's
     /// index before the read began, which every row the read returned is at least as new as.
     pub index_before_read: Option<u64>,
-    /// The answering node's term (`x-devdb-term`; Turso sends none: then the primary record's,
-    /// if the isolate has read one), set by the data path.
+    /// The answering node's term (`x-devdb-term`; Turso and sqld send none), set by the data path.
     pub term: Option<u64>,
     /// Why the server refused the index probe (`message (code)`), which the data path logs: the
     /// read stands, but vouches for no index.

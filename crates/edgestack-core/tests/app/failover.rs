@@ -549,3 +549,34 @@ fn a_floor_the_release_before_wrote_after_a_failover_still_hides_what_it_replace
     let later = stack.send(stack.client_of_another_isolate("eu").get(&path).send());
     assert_eq!(later.status(), 404, "{} {}", later.cache_status(), later.text());
 }
+
+/// A third review's report: an isolate that knows of the failover would not serve rows a
+/// replica still on the old term read past where that term ended (they hold the lost writes),
+/// yet stored them in memory and KV for isolates that know less. It answers its reader (a public
+/// read with no token asks nothing of the history) and keeps nothing.
+#[test]
+fn rows_of_a_dead_branch_are_not_put_in_the_cache_for_others() {
+    let mut stack = Stack::monolith();
+    let author = signed_up_user(&mut stack, "author@example.com").in_region("ap");
+    author.publish_note(&mut stack, "kept", "");
+    stack.replicate();
+    stack.set_lag("main", "eu", 60_000.0);
+    for n in 0..3 {
+        let lost =
+            stack.send(author.post("/api/notes").json(json!({"title": format!("lost {n}"), "published": true})).send());
+        assert_eq!(lost.status(), 201, "{}", lost.text());
+    }
+    stack.replicate();
+    kill_primary(&stack, "main");
+    promote_and_publish(&mut stack, "main", "eu");
+    let unknown = stack.send(author.post("/api/notes").json(json!({"title": "unknown"})).send());
+    assert_eq!(unknown.status(), 503, "the isolate reads the record on this failure");
+
+    let from_ap = stack.send(stack.client_in_region("ap").get("/api/public/notes").send());
+    assert_eq!((from_ap.status(), from_ap.cache_status().as_str()), (200, "miss"), "{}", from_ap.text());
+    assert_eq!(titles(&from_ap).len(), 4, "ap still answers from the old term's tail");
+    let again = stack.send(stack.client_in_region("ap").get("/api/public/notes").send());
+    assert_eq!(again.cache_status(), "miss", "not kept in this isolate");
+    let elsewhere = stack.send(stack.client_of_another_isolate("eu").get("/api/public/notes").send());
+    assert_eq!(titles(&elsewhere), ["kept"], "{}: nothing of the dead branch in KV", elsewhere.cache_status());
+}
