@@ -31,8 +31,8 @@ const PUBLIC_CACHE_CONTROL: &str = "public, max-age=0, must-revalidate";
 /// scope's floor; otherwise runs `load(kept)` and fills both tiers — unless the answer is older
 /// than a change this isolate knows of, which a lagging replica may still serve but nobody may
 /// keep. `load` returns the JSON body and, when `kept`, the version its rows are at least as new
-/// as (`PipelineOutcome::cache_version`: never the answer's own index, which can name a change
-/// that landed during the read). Without a `key`, or with the cache off, `load(false)` answers
+/// as ([`cached_version`]: never the answer's own index, which can name a change that landed
+/// during the read). Without a `key`, or with the cache off, `load(false)` answers
 /// alone (`cache;desc=bypass`).
 pub async fn read_through<P, L, F>(
     context: &Context<'_, P>,
