@@ -36,11 +36,13 @@ const KV_REFILL_INTERVAL_MS: f64 = 10_000.0;
 pub const KV_WRITE_INTERVAL_MS: f64 = 1_000.0;
 
 /// Where in the database's history rows were read or a change was made: the term of the node
-/// that answered (docs/failover.md; an answer without a term, as from Turso, counts as the
-/// current term the isolate knows, else the first) and the replication index.
+/// that answered (docs/failover.md; 0 when unknown: Turso and sqld send none, and a change's
+/// floor takes the primary record's term then, if the isolate has one) and the replication
+/// index.
 ///
 /// A partial order, as a read-your-writes token's ([`Requirement::met_by`]): rows at `(t, i)`
-/// hold a change at `(t′, i′)` when `i ≥ i′` and `t ≥ t′`. The index alone cannot tell two
+/// hold a change at `(t′, i′)` when `i ≥ i′` and `t ≥ t′` — by the index alone when either
+/// term is unknown, as before terms were recorded. The index alone cannot tell two
 /// histories apart: after a failover the new term's indexes carry on from the promoted
 /// replica's, below where the old primary got to, and rows read from the old primary (with
 /// the writes the failover lost) passed a new change's floor at a lower index (review finding).
@@ -53,20 +55,29 @@ pub struct CacheVersion {
 }
 
 impl CacheVersion {
-    /// The term of an answer that named none, where no primary record names another.
+    /// Every history's first term: a floor of it (or of no known term) is stored as the plain
+    /// index the release before wrote, and read back as of no known term.
     pub const FIRST_TERM: u64 = 1;
     /// Held by nothing: the floor of a change whose index is unknown.
     pub const MAX: Self = Self { term: u64::MAX, index: u64::MAX };
 
-    /// `index` under `term`, or under the first term when unknown (none, or 0: devdb's terms
-    /// start at 1).
+    /// `index` under `term` (none: unknown, 0).
     pub fn new(term: Option<u64>, index: u64) -> Self {
-        Self { term: term.filter(|term| *term > 0).unwrap_or(Self::FIRST_TERM), index }
+        Self { term: term.unwrap_or(0), index }
+    }
+
+    /// The term, if known.
+    pub fn known_term(&self) -> Option<u64> {
+        (self.term > 0).then_some(self.term)
     }
 
     /// Whether rows at this version hold the change at `change` (see the type).
     pub fn holds(&self, change: &Self) -> bool {
-        self.index >= change.index && self.term >= change.term
+        let terms_agree = match (self.known_term(), change.known_term()) {
+            (Some(rows), Some(change)) => rows >= change,
+            _ => true,
+        };
+        self.index >= change.index && terms_agree
     }
 
     /// The least version that holds both changes: what a floor becomes when a second change
@@ -121,8 +132,12 @@ impl CachedQuery {
     /// where the next term began, they hold writes the failover lost; of a term the history does
     /// not name (a branch a later promotion left behind: a fenced primary promoted again), it is
     /// not known where they part from it, so none is taken (a review finding).
+    /// Rows of no known term (Turso, sqld) cannot be judged and are taken as of it.
     pub fn is_of(&self, history: Option<History<'_>>) -> bool {
         let CacheVersion { term, index } = self.version;
+        if self.version.known_term().is_none() {
+            return true;
+        }
         history.is_none_or(|history| {
             let named = history.terms.iter().any(|start| start.term == term);
             term >= history.term || (named && history.end_of(term).is_none_or(|end| index <= end))
@@ -131,7 +146,7 @@ impl CachedQuery {
 
     /// Usable by a client whose writes ask `requirement` of a read (its read-your-writes token).
     pub fn is_fresh_for(&self, requirement: Option<&Requirement>) -> bool {
-        requirement.is_none_or(|requirement| requirement.met_by(Some(self.version.index), Some(self.version.term)))
+        requirement.is_none_or(|requirement| requirement.met_by(Some(self.version.index), self.version.known_term()))
     }
 }
 
@@ -211,15 +226,15 @@ pub fn encode_floor(floor: CacheVersion) -> Vec<u8> {
     packed.to_string().into_bytes()
 }
 
-/// [`encode_floor`]'s number as a version: below 2^40 an index of the first term — also what
-/// the release before wrote, whatever the term, which [`CacheVersion::holds`] then compares by
-/// index alone, as that release did.
+/// [`encode_floor`]'s number as a version: below 2^40 an index of no known term (of the first,
+/// or what the release before wrote, whatever the term), which [`CacheVersion::holds`] compares
+/// by index alone, as that release did.
 pub fn decode_floor(bytes: &[u8]) -> Option<CacheVersion> {
     let packed: u64 = std::str::from_utf8(bytes).ok()?.trim().parse().ok()?;
     Some(if packed == u64::MAX {
         CacheVersion::MAX
     } else if packed < PACKED_INDEX_LIMIT {
-        CacheVersion { term: CacheVersion::FIRST_TERM, index: packed }
+        CacheVersion { term: 0, index: packed }
     } else {
         CacheVersion { term: packed / PACKED_INDEX_LIMIT, index: packed % PACKED_INDEX_LIMIT }
     })
@@ -474,6 +489,21 @@ mod tests {
         assert!(of(1, 30) && !of(1, 31), "term 1 kept up to 30");
         assert!(of(3, 5) && of(4, 1), "the current term, and one newer than the isolate knows");
         assert!(CachedQuery { version: CacheVersion { term: 2, index: 28 }, ..entry(0) }.is_of(None));
+    }
+
+    /// A fourth review's report: labelled as of the first term, a term-less answer (sqld) under
+    /// a primary record of a later term was refused as past where term 1 ended — the cache off
+    /// for good. Rows of no known term are judged by the index alone, as a token judges them.
+    #[test]
+    fn rows_of_no_known_term_are_judged_by_the_index_alone() {
+        use crate::datapath::TermStart;
+        let unknown = |index| CachedQuery { version: CacheVersion::new(None, index), ..entry(0) };
+        let change = CacheVersion { term: 2, index: 25 };
+        assert!(unknown(30).version.holds(&change) && !unknown(20).version.holds(&change));
+        let terms = [TermStart { term: 1, from_index: 0 }, TermStart { term: 2, from_index: 24 }];
+        assert!(unknown(101).is_of(Some(History { term: 2, terms: &terms })));
+        assert!(unknown(10).is_fresh_for(Some(&Requirement { index: 10, term: Some(2) })));
+        assert!(!unknown(9).is_fresh_for(Some(&Requirement { index: 10, term: Some(2) })));
     }
 
     /// A review's report: a KV copy read late in its life was kept in memory for a fresh 5 s.
