@@ -73,11 +73,7 @@ impl CacheVersion {
 
     /// Whether rows at this version hold the change at `change` (see the type).
     pub fn holds(&self, change: &Self) -> bool {
-        let terms_agree = match (self.known_term(), change.known_term()) {
-            (Some(rows), Some(change)) => rows >= change,
-            _ => true,
-        };
-        self.index >= change.index && terms_agree
+        Requirement { index: change.index, term: change.known_term() }.met_by(Some(self.index), self.known_term())
     }
 
     /// The least version that holds both changes: what a floor becomes when a second change
