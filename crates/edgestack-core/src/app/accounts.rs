@@ -9,7 +9,7 @@ use crate::accounts::password::{UNKNOWN_ACCOUNT_HASH, Verification};
 use crate::accounts::session::{SessionAuth, clear_cookie};
 use crate::accounts::sql::SignInAttempt;
 use crate::accounts::throttle::{self, DEVICE_LIFETIME_MS, DEVICES_PER_ACCOUNT};
-use crate::accounts::{Email, Password, SessionToken, User, UserCredentials, sql};
+use crate::accounts::{Email, Password, SessionToken, ThrottleState, User, UserCredentials, sql};
 use crate::caller::Caller;
 use crate::db::{Pipeline, Statement, StatementError};
 use crate::error::ApiError;
@@ -191,6 +191,57 @@ pub async fn sign_up<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespons
     Ok(response.with_header("Set-Cookie", device_cookie))
 }
 
+/// A sign-in attempt as the primary counted it ([`count_attempt`]).
+struct CountedAttempt {
+    /// The request's device is a trusted device of the account.
+    trusted: bool,
+    /// An untrusted attempt was past the account's delay, and counted.
+    admitted: bool,
+    /// When the account's next untrusted attempt may be checked, if it has been throttled.
+    throttled: Option<ThrottleState>,
+    credentials: Option<UserCredentials>,
+}
+
+/// Checks the attempt against the limit for a trusted device (`as_trusted`: per device) or an
+/// untrusted one (per client address), then, in one write transaction on the primary (a
+/// replica could still hold a password that was just changed, and the count must be one for
+/// every Worker), counts it as that kind — each counting statement holds only for its own
+/// kind, so an attempt the primary sees as the other kind is not counted at all (`trusted`
+/// then differs from `as_trusted`) — and reads the throttle and the credentials.
+async fn count_attempt<P: Platform>(
+    context: &Context<'_, P>,
+    database: &Database<'_, P>,
+    attempt: &SignInAttempt,
+    as_trusted: bool,
+) -> Result<CountedAttempt, ApiError> {
+    match &attempt.device_hash {
+        Some(device_hash) if as_trusted => {
+            let key = format!("device:{device_hash}");
+            within_budget(context, Limiter::SignInPerDevice, &key, ApiError::RateLimited).await?;
+        }
+        _ => check_client_budget(context).await?,
+    }
+    let mut pipeline = Pipeline::write();
+    pipeline.push(sql::forget_stale_attempts(attempt.now));
+    let trusted = pipeline.push(sql::trusted_device(attempt));
+    let admitted = (!as_trusted).then(|| pipeline.push(sql::admit_untrusted_attempt(attempt)));
+    if as_trusted {
+        pipeline.push(sql::count_trusted_attempt(attempt));
+    }
+    let throttled = pipeline.push(sql::throttle_state(&attempt.account_key));
+    let credentials = pipeline.push(sql::user_credentials(&attempt.email));
+    let outcome = database.run(&pipeline).await?;
+    Ok(CountedAttempt {
+        trusted: outcome.first(trusted)?.is_some(),
+        admitted: match admitted {
+            Some(admitted) => outcome.first(admitted)?.is_some(),
+            None => false,
+        },
+        throttled: outcome.first(throttled)?,
+        credentials: outcome.first(credentials)?,
+    })
+}
+
 /// `POST /api/sessions` — sign in. Body `{"email", "password"}`. Answers `200 {"user"}` with a
 /// new session cookie (and identity cookie), and a device cookie; a session the client already
 /// had ends. Errors: `401 invalid_credentials` (never says which field), `429 rate_limited`
@@ -199,18 +250,14 @@ pub async fn sign_up<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespons
 ///
 /// ASVS 5.0 6.3.1 (and 6.1.1, documented in `accounts::throttle`): guessing is slowed per
 /// account (progressive, global) and per client address, and a device the owner signed in on
-/// before is held up by neither, so strangers' failures cannot lock the owner out. One write
-/// transaction on the primary checks and counts the attempt and reads the credentials: the same
-/// one round trip before hashing that the credentials read alone used to cost.
+/// before is held up by neither, so strangers' failures cannot lock the owner out. An attempt
+/// a limit refuses is not counted (`count_attempt`). One write transaction on the primary checks
+/// and counts the attempt and reads the credentials: the same one round trip before hashing
+/// that the credentials read alone used to cost (two for a device cookie the account does not
+/// trust).
 pub async fn sign_in<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let input: Credentials = context.json_body()?;
     let device = device_token(context);
-    // Without a device cookie the attempt cannot be trusted: refuse an address over its budget
-    // before touching the database.
-    if device.is_none() {
-        check_client_budget(context).await?;
-    }
-    let database = context.database()?;
     let now = context.request.now_ms;
     // A malformed email cannot belong to an account; it is still counted and still costs a
     // verification, so neither the answer nor its timing tells which field was wrong.
@@ -222,30 +269,21 @@ pub async fn sign_in<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespons
         account_key: throttle::account_key(&input.email),
         now,
     };
-    // On the primary (a write): a replica could still hold a password that was just changed,
-    // and the count must be one for every Worker.
-    let mut pipeline = Pipeline::write();
-    pipeline.push(sql::forget_stale_attempts(now));
-    let trusted = pipeline.push(sql::trusted_device(&attempt));
-    let admitted = pipeline.push(sql::admit_untrusted_attempt(&attempt));
-    pipeline.push(sql::count_trusted_attempt(&attempt));
-    let throttled = pipeline.push(sql::throttle_state(&attempt.account_key));
-    let credentials = pipeline.push(sql::user_credentials(&attempt.email));
-    let outcome = database.run(&pipeline).await?;
-    let trusted = outcome.first(trusted)?.is_some();
-    match (&attempt.device_hash, trusted) {
-        (Some(device_hash), true) => {
-            let key = format!("device:{device_hash}");
-            within_budget(context, Limiter::SignInPerDevice, &key, ApiError::RateLimited).await?;
-        }
-        (Some(_), false) => check_client_budget(context).await?,
-        (None, _) => {}
+    // Which limit guards an attempt depends on whether its device is trusted, which only the
+    // primary knows, and an attempt a limit refuses must not count. So a device cookie is taken
+    // as trusted first (its owner's usual case: one round trip); when the primary says
+    // otherwise, nothing was counted, and the attempt goes again as an untrusted one. Trust
+    // only ends (a success on an untrusted device makes a new one), so two passes suffice.
+    let database = context.database()?;
+    let mut counted = count_attempt(context, &database, &attempt, device.is_some()).await?;
+    if counted.trusted != device.is_some() {
+        counted = count_attempt(context, &database, &attempt, counted.trusted).await?;
     }
-    if !trusted && outcome.first(admitted)?.is_none() {
-        let next_allowed_at = outcome.first(throttled)?.map_or(now, |state| state.next_allowed_at);
+    let CountedAttempt { trusted, admitted, throttled, credentials } = counted;
+    if !trusted && !admitted {
+        let next_allowed_at = throttled.map_or(now, |state| state.next_allowed_at);
         return Err(ApiError::SignInPaused { retry_after_seconds: seconds_until(next_allowed_at, now) });
     }
-    let credentials = outcome.first(credentials)?;
     let stored_hash = credentials.as_ref().map_or(UNKNOWN_ACCOUNT_HASH, |found| found.password_hash.as_str());
     let hasher = context.hasher();
     let verification = hasher.verify(&input.password, stored_hash);

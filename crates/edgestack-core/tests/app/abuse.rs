@@ -427,3 +427,84 @@ fn in_one_worker_a_write_is_refused_at_once_after_sign_out() {
     assert_eq!(status_and_code(&write), (401, "unauthenticated".to_string()));
     assert_eq!(stack.options.shape, Shape::Monolith);
 }
+
+/// An address over its sign-in budget is refused with `429`, and the refused attempts are not
+/// counted against the account — also when they carry a device cookie (one the client made up
+/// will do), which once sent them into the transaction that counted them before the address's
+/// budget was asked, so one address could pause any number of accounts.
+#[test]
+fn attempts_the_address_limit_refuses_do_not_count_against_the_account_even_with_a_device_cookie() {
+    each_shape(|mut stack| {
+        signed_up_user(&mut stack, "victim@example.com");
+        let stuffer = stack.client("na");
+        for n in 0..30 {
+            let spent = sign_in_from(&mut stack, &stuffer, "198.18.0.9", &format!("other{n}@example.com"), "guess");
+            assert_eq!(spent.status(), 401, "{}", spent.text());
+        }
+        stuffer.set_cookie(DEVICE_COOKIE, &"A".repeat(43));
+        for attempt in 0..5 {
+            let refused = sign_in_from(&mut stack, &stuffer, "198.18.0.9", "victim@example.com", "guess");
+            assert_eq!(status_and_code(&refused), (429, "rate_limited".to_string()), "attempt {attempt}");
+            assert_eq!(refused.header("retry-after"), Some("60"), "the address's limit refused it");
+        }
+        // No attempt on the account got past the address limit: the owner, on a new browser
+        // elsewhere, is not paused.
+        let phone = stack.client("na");
+        let own = sign_in_from(&mut stack, &phone, "192.0.2.77", "victim@example.com", PASSWORD);
+        assert_eq!(own.status(), 200, "refused attempts paused the account: {}", own.text());
+    });
+}
+
+/// A known device's sign-ins that its own per-device limit refuses (`429`, the password never
+/// checked) are no failures of the device: counted as failures (as they once were, before the
+/// limit was asked), five of them would end its trust although every password was right, and
+/// strangers' failures would then delay the owner on it, which docs/api.md says never happens.
+#[test]
+fn sign_ins_a_known_devices_limit_refuses_are_no_failures_of_the_device() {
+    each_shape(|mut stack| {
+        let laptop = signed_up_user(&mut stack, "eager@example.com");
+        for n in 0..10 {
+            let ok = sign_in_from(&mut stack, &laptop, "192.0.2.40", "eager@example.com", PASSWORD);
+            assert_eq!(ok.status(), 200, "sign-in {n}: {}", ok.text());
+        }
+        for n in 0..5 {
+            let limited = sign_in_from(&mut stack, &laptop, "192.0.2.40", "eager@example.com", PASSWORD);
+            assert_eq!(status_and_code(&limited), (429, "rate_limited".to_string()), "sign-in {n} past the limit");
+        }
+        let failures = stack.query_text(stack.accounts_db(), "SELECT CAST(failures AS TEXT) FROM trusted_devices");
+        assert_eq!(failures, ["0"], "no sign-in on the laptop failed");
+        // A minute later strangers pause the account's untrusted sign-ins…
+        stack.advance(61_000.0);
+        for n in 0..6 {
+            let stranger = stack.client("na");
+            sign_in_from(&mut stack, &stranger, &format!("203.0.113.{}", n + 1), "eager@example.com", "guess");
+        }
+        // …which must not delay the owner on a device they signed in on.
+        let own = sign_in_from(&mut stack, &laptop, "192.0.2.40", "eager@example.com", PASSWORD);
+        assert_eq!(own.status(), 200, "{}", own.text());
+    });
+}
+
+/// The same when the limiter cannot answer: every sign-in on a known device is answered
+/// `503 rate_limiter_unavailable` (fail closed, `Retry-After: 5`) and none counts as a failure
+/// of the device, so an owner who retried five times during the outage, with the right password
+/// each time, is not afterwards paused by strangers' guesses like any new browser.
+#[test]
+fn a_limiter_outage_does_not_end_a_known_devices_trust() {
+    each_shape(|mut stack| {
+        let laptop = signed_up_user(&mut stack, "patient@example.com");
+        stack.net.rate_limiter_down.set(true);
+        for n in 0..5 {
+            let refused = sign_in_from(&mut stack, &laptop, "192.0.2.41", "patient@example.com", PASSWORD);
+            assert_eq!(status_and_code(&refused), (503, "rate_limiter_unavailable".to_string()), "retry {n}");
+            stack.advance(5_000.0);
+        }
+        stack.net.rate_limiter_down.set(false);
+        for n in 0..6 {
+            let stranger = stack.client("na");
+            sign_in_from(&mut stack, &stranger, &format!("203.0.113.{}", n + 1), "patient@example.com", "guess");
+        }
+        let own = sign_in_from(&mut stack, &laptop, "192.0.2.41", "patient@example.com", PASSWORD);
+        assert_eq!(own.status(), 200, "the owner's known device lost its trust in the outage: {}", own.text());
+    });
+}
