@@ -76,6 +76,12 @@ pub async fn forward<P: Platform>(platform: &P, config: &Config, request: &ApiRe
     let mut timing = Vec::new();
     let mut extra_db_requests = 0;
     let mut set_cookie = None;
+    // What `accounts` answered when it could not issue an identity. The request still goes to
+    // `notes`, without one: a request it refuses for its own sake (a malformed `If-Match`, a bad
+    // limit or body: checked before the caller, as the single Worker does) gets that refusal
+    // instead of an accounts outage's 503 telling the client to retry; one it would serve gets
+    // 401 there, having touched nothing, and the client gets the outage.
+    let mut identity_failure = None;
     if service == Service::Notes && needs_identity(route) {
         match identity(platform, config, request, Freshness::of(request.method)).await {
             IdentityOutcome::Cookie(token) => {
@@ -94,17 +100,21 @@ pub async fn forward<P: Platform>(platform: &P, config: &Config, request: &ApiRe
                     set_cookie = Some(clear_identity_cookie());
                 }
             }
-            IdentityOutcome::Failed(response) => return response,
+            IdentityOutcome::Failed(response) => {
+                timing.push("identity;desc=failed".to_string());
+                identity_failure = Some(response);
+            }
         }
     }
     let started = platform.now_ms();
     let answer = platform.call_service(service, outgoing).await;
     let hop_ms = platform.now_ms() - started;
-    let mut response = match answer {
-        Ok(response) => response,
-        Err(error) => {
+    let mut response = match (answer, identity_failure) {
+        (Ok(response), Some(failure)) if response.status == 401 => return failure,
+        (Ok(response), _) => response,
+        (Err(error), failure) => {
             platform.log(&format!("{} service call failed: {error}", service.as_str()));
-            return ApiResponse::error(&ApiError::ServiceUnavailable(service));
+            return failure.unwrap_or_else(|| ApiResponse::error(&ApiError::ServiceUnavailable(service)));
         }
     };
     timing.push(format!("hop;desc={};dur={hop_ms:.1}", service.as_str()));

@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use crate::support::{Client, Options, Shape, Stack, signed_up_user};
+use crate::support::{Client, Options, Shape, Stack, each_shape, signed_up_user};
 
 const SESSION_COOKIE: &str = "__Host-edgestack_session";
 const IDENTITY_COOKIE: &str = "__Host-edgestack_identity";
@@ -263,4 +263,50 @@ fn with_the_notes_binding_gone_notes_routes_answer_503() {
         assert_eq!(response.header("retry-after"), Some("5"));
     }
     assert_eq!(stack.send(client.get("/api/me").send()).status(), 200, "accounts is still reached");
+}
+
+/// docs/api.md: a malformed `If-Match` is `400 invalid_if_match` "checked before anything else",
+/// and a bad `limit` or body is a 400 — also in the services shape while `accounts` cannot issue
+/// the caller's identity, which once answered them `503 database_unavailable` with
+/// `Retry-After`: a client told to retry a request that can never succeed.
+#[test]
+fn malformed_requests_are_400_whatever_the_accounts_database_is_doing() {
+    use crate::support::EndpointFault;
+    each_shape(|mut stack| {
+        let client = signed_up_user(&mut stack, "down@example.com");
+        let id = client.create_note(&mut stack, "t", "b");
+        // A session whose identity cookie has expired (it lives a minute), as most are.
+        client.forget_cookie("__Host-edgestack_identity");
+        let accounts = stack.accounts_db();
+        for replica in [None, Some("eu"), Some("ap")] {
+            stack.net.set_fault(accounts, replica, EndpointFault { down: true, ..Default::default() });
+        }
+        let shape = stack.options.shape;
+        for (call, expected) in [
+            (
+                client.patch(&format!("/api/notes/{id}")).header("if-match", "garbage").json(json!({"title": "x"})),
+                "invalid_if_match",
+            ),
+            (client.get(&format!("/api/notes/{id}")).header("if-match", "garbage"), "invalid_if_match"),
+            (client.delete(&format!("/api/notes/{id}")).header("if-match", "garbage"), "invalid_if_match"),
+            (client.get("/api/notes?limit=0"), "invalid_limit"),
+            (client.post("/api/notes").header("content-type", "application/json").body(b"{nope"), "invalid_json"),
+            (client.post("/api/notes").json(json!({"title": ""})), "invalid_title"),
+        ] {
+            let response = stack.send(call.send());
+            assert_eq!(
+                (response.status(), response.error_code().as_str()),
+                (400, expected),
+                "{shape:?}: {}",
+                response.text()
+            );
+        }
+        // A well-formed request still gets the outage, never the 401 `notes` gives a request
+        // without an identity: the client is signed in, and told to retry.
+        for call in [client.get(&format!("/api/notes/{id}")), client.post("/api/notes").json(json!({"title": "ok"}))] {
+            let response = stack.send(call.send());
+            assert_eq!((response.status(), response.error_code().as_str()), (503, "database_unavailable"), "{shape:?}");
+            assert!(response.header("retry-after").is_some(), "{shape:?}");
+        }
+    });
 }
