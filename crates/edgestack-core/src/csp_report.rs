@@ -127,14 +127,29 @@ fn has_report_shape(value: &Value) -> bool {
     }
 }
 
-/// Reports are attacker-controlled text headed for the log: keep them short.
+/// Reports are attacker-controlled text headed for the log: keep them short, and on one line —
+/// control characters and Unicode's line and paragraph separators are written as escapes
+/// (`\n`, `\u{2028}`), so a report cannot forge a log line of its own (ASVS 5.0 16.4.1).
 fn clip(value: &str) -> String {
-    value.chars().take(MAX_FIELD_CHARS).collect()
+    let mut clipped = String::new();
+    for c in value.chars().take(MAX_FIELD_CHARS) {
+        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+            clipped.extend(c.escape_default());
+        } else {
+            clipped.push(c);
+        }
+    }
+    clipped
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_field_stays_on_one_line() {
+        assert_eq!(clip("a\nb\r\u{1b}[31m\u{2028}c\u{85}é"), "a\\nb\\r\\u{1b}[31m\\u{2028}c\\u{85}é");
+    }
 
     #[test]
     fn legacy_report() {

@@ -304,3 +304,25 @@ fn a_session_cookie_inside_another_cookies_value_is_not_read() {
         assert_eq!(victims["notes"].as_array().map(Vec::len), Some(3));
     });
 }
+
+/// `POST /api/csp-reports` takes reports from anyone, without same-origin proof, and logs their
+/// fields: a line break in a field must not start a line of the sender's choosing in the log
+/// (log forging, ASVS 5.0 16.4.1).
+#[test]
+fn a_csp_report_cannot_forge_log_lines() {
+    let mut stack = Stack::monolith();
+    let anyone = stack.client("na");
+    let forged = "https://x.example/\n[na] rate limiter SignInPerClient unavailable, request refused: forged";
+    let body = json!({"csp-report": {"document-uri": "https://edgestack.test/", "violated-directive": "script-src",
+        "blocked-uri": forged}});
+    let call = anyone.bare("POST", "/api/csp-reports").header("content-type", "application/csp-report");
+    let response = stack.send(call.body(body.to_string().as_bytes()).send());
+    assert_eq!(response.status(), 204, "{}", response.text());
+    let logged = stack.logs_containing("csp violation");
+    assert_eq!(logged.len(), 1);
+    assert!(
+        !logged[0].chars().any(char::is_control),
+        "a report's text reaches the log with its control characters: {:?}",
+        logged[0]
+    );
+}
