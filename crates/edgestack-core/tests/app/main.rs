@@ -10,6 +10,7 @@ mod abuse;
 mod accounts;
 mod cache_consistency;
 mod client_headers;
+mod concurrent_writes;
 mod credential_races;
 mod data_path;
 mod entry;
