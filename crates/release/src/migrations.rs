@@ -163,6 +163,9 @@ fn words_of(text: &str) -> String {
 pub fn split_statements(sql: &str) -> Vec<String> {
     let mut statements = Vec::new();
     let mut current = String::new();
+    // The statement with its quoted text left out: only words SQLite reads as keywords may open
+    // or close a trigger body (a `'begin'` in a string must not keep it open past its `END`).
+    let mut code = String::new();
     let mut chars = sql.chars().peekable();
     let mut quote: Option<char> = None;
     while let Some(c) = chars.next() {
@@ -170,6 +173,7 @@ pub fn split_statements(sql: &str) -> Vec<String> {
             current.push(c);
             if c == q {
                 quote = None;
+                code.push(' ');
             }
             continue;
         }
@@ -189,6 +193,7 @@ pub fn split_statements(sql: &str) -> Vec<String> {
                     }
                 }
                 current.push(' ');
+                code.push(' ');
             }
             '/' if chars.peek() == Some(&'*') => {
                 chars.next();
@@ -200,12 +205,17 @@ pub fn split_statements(sql: &str) -> Vec<String> {
                     previous = next;
                 }
                 current.push(' ');
+                code.push(' ');
             }
-            ';' if !inside_trigger_body(&current) => {
+            ';' if !inside_trigger_body(&code) => {
                 push_statement(&mut statements, &current);
                 current.clear();
+                code.clear();
             }
-            _ => current.push(c),
+            _ => {
+                current.push(c);
+                code.push(c);
+            }
         }
     }
     push_statement(&mut statements, &current);
@@ -219,18 +229,20 @@ fn push_statement(statements: &mut Vec<String>, text: &str) {
     }
 }
 
-/// A `CREATE TRIGGER … BEGIN` whose `END` has not come yet.
-fn inside_trigger_body(text: &str) -> bool {
-    let upper = text.to_ascii_uppercase();
+/// A `CREATE TRIGGER … BEGIN` whose `END` has not come yet, in a statement's text outside its
+/// quotes: `BEGIN` and `CASE` each open a block that one `END` closes (SQLite's grammar: a
+/// trigger body is `BEGIN … END`, a `CASE` expression inside it ends with `END` too).
+fn inside_trigger_body(code: &str) -> bool {
+    let upper = code.to_ascii_uppercase();
     let words: Vec<&str> =
         upper.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').filter(|w| !w.is_empty()).collect();
     let is_trigger = words.first() == Some(&"CREATE") && words.iter().take(4).any(|w| *w == "TRIGGER");
     if !is_trigger {
         return false;
     }
-    let begins = words.iter().filter(|w| **w == "BEGIN").count();
+    let opened = words.iter().filter(|w| matches!(**w, "BEGIN" | "CASE")).count();
     let ends = words.iter().filter(|w| **w == "END").count();
-    begins > ends
+    opened > ends
 }
 
 #[cfg(test)]
@@ -279,6 +291,42 @@ mod tests {
         assert_eq!(statements.len(), 2, "{statements:?}");
         assert_eq!(kind(&statements[0]), Kind::Expand);
         assert_eq!(kind(&statements[1]), Kind::Contract);
+    }
+
+    /// The words `begin` and `end` in a string or a quoted name are no keywords: counted as
+    /// such, one `'begin'` kept the splitter inside the trigger past its `END;`, and the DROP
+    /// after it (which SQLite runs on its own) was classified with the CREATE as Expand.
+    #[test]
+    fn keywords_in_quotes_neither_open_nor_close_a_trigger_body() {
+        for (sql, dropped) in [
+            (
+                "CREATE TRIGGER notes_audit AFTER UPDATE ON notes BEGIN INSERT INTO audit (event) VALUES ('begin edit'); END;\nALTER TABLE notes DROP COLUMN published_at;\n",
+                "ALTER TABLE notes DROP COLUMN published_at",
+            ),
+            ("CREATE TABLE \"trigger\" (kind TEXT DEFAULT 'begin');\nDROP TABLE notes;\n", "DROP TABLE notes"),
+            (
+                "CREATE TRIGGER t AFTER INSERT ON n BEGIN SELECT \"end\", [end], 'end;'; END; DROP TABLE n;",
+                "DROP TABLE n",
+            ),
+        ] {
+            let statements = split_statements(sql);
+            assert_eq!(statements.len(), 2, "{statements:?}");
+            let file = MigrationFile { name: "0004_audit.sql".into(), sql: sql.into() };
+            let violations = check_file(&file);
+            assert_eq!(violations.len(), 1, "a DROP outside a contract step must be refused: {violations:?}");
+            assert_eq!(violations[0].statement, dropped);
+        }
+    }
+
+    /// A `CASE … END` inside a trigger body does not end the body (it once split the trigger at
+    /// its first inner `;`, refusing a migration SQLite runs as one statement).
+    #[test]
+    fn a_case_inside_a_trigger_body_keeps_it_whole() {
+        let sql = "CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE u SET n = CASE WHEN new.a THEN 1 ELSE 0 END; DELETE FROM v; END; CREATE INDEX i ON t (a);";
+        let statements = split_statements(sql);
+        assert_eq!(statements.len(), 2, "{statements:?}");
+        assert!(statements[0].ends_with("DELETE FROM v; END"), "{statements:?}");
+        assert_eq!(kind(&statements[1]), Kind::Expand);
     }
 
     #[test]

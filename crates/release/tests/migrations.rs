@@ -52,3 +52,20 @@ fn project_migrations_keep_the_previous_release_working() {
     let (code, stderr) = check(&[]);
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+/// A trigger whose body has the word `begin` in a string once kept the splitter "inside the
+/// trigger" past its `END;`, so the DROP after it (which SQLite runs as its own statement) was
+/// classified with the CREATE as Expand, and CI passed a migration that drops a column the
+/// previous release reads.
+#[test]
+fn a_drop_after_a_trigger_with_begin_in_a_string_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("0004_audit.sql"),
+        "CREATE TRIGGER notes_audit AFTER UPDATE ON notes BEGIN\n  INSERT INTO audit (event) VALUES ('begin edit');\nEND;\nALTER TABLE notes DROP COLUMN published_at;\n",
+    )
+    .unwrap();
+    let (code, stderr) = check(&["--dir", dir.path().to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("DROP COLUMN published_at"), "{stderr}");
+}
