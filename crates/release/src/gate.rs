@@ -59,7 +59,8 @@ pub fn evaluate(baseline: &VersionCounts, canary: &VersionCounts, thresholds: &G
     if canary.requests < thresholds.min_requests {
         return Verdict::Wait(format!("new version has {} of {} requests", canary.requests, thresholds.min_requests));
     }
-    // Without old-version traffic (e.g. a region at 100 %) the yardstick is a clean record.
+    // Without old-version traffic (e.g. a region at 100 %) the yardstick is a clean record, and
+    // latency is not compared (docs/releases.md).
     let baseline_usable = baseline.requests >= thresholds.min_baseline_requests;
     let baseline_rate = if baseline_usable { baseline.error_rate() } else { 0.0 };
     let allowed_rate = baseline_rate + thresholds.max_error_rate_increase;
@@ -75,8 +76,10 @@ pub fn evaluate(baseline: &VersionCounts, canary: &VersionCounts, thresholds: &G
         ));
     }
     let enough_latency = |counts: &VersionCounts| counts.latency_samples >= thresholds.min_latency_samples;
-    let old_p95 = baseline.p95_ms.filter(|_| baseline_usable && enough_latency(baseline));
-    if let (Some(old_p95), Some(new_p95)) = (old_p95, canary.p95_ms.filter(|_| enough_latency(canary))) {
+    // A p95 the source could not give (null, NaN, infinite) judges nothing: never a pass on it.
+    let readable = |counts: &VersionCounts| counts.p95_ms.filter(|p95| p95.is_finite());
+    let old_p95 = readable(baseline).filter(|_| baseline_usable && enough_latency(baseline));
+    if let (Some(old_p95), Some(new_p95)) = (old_p95, readable(canary).filter(|_| enough_latency(canary))) {
         let allowed = old_p95 * thresholds.max_latency_ratio + thresholds.latency_slack_ms;
         if new_p95 > allowed {
             return Verdict::Fail(format!(
@@ -90,6 +93,12 @@ pub fn evaluate(baseline: &VersionCounts, canary: &VersionCounts, thresholds: &G
             "new version has {} of {} latency samples",
             canary.latency_samples, thresholds.min_latency_samples
         ));
+    }
+    if readable(canary).is_none() {
+        return Verdict::Wait(format!("new version's p95 latency is unreadable over {} requests", canary.requests));
+    }
+    if baseline_usable && enough_latency(baseline) && readable(baseline).is_none() {
+        return Verdict::Wait(format!("old version's p95 latency is unreadable over {} requests", baseline.requests));
     }
     if !baseline_usable && baseline.requests > 0 {
         return Verdict::Wait(format!(
@@ -152,6 +161,31 @@ mod tests {
         // Enough requests to judge errors, too few to judge a p95: no latency verdict yet.
         check(counts(1000, 0, 10.0), counts(30, 0, 400.0), "wait");
         check(counts(1000, 0, 10.0), counts(30, 30, 10.0), "fail");
+    }
+
+    /// Analytics Engine can answer a row with requests but no usable p95 (`null`, `"nan"`,
+    /// `"inf"`): the latency was never judged, so the gate waits (and, with no verdict by the
+    /// stage's maximum, rolls back) instead of passing. The same for the old version's p95.
+    #[test]
+    fn a_p95_that_cannot_be_read_is_never_passed_on() {
+        use crate::analytics::parse_window;
+        const OLD: &str = "11111111-2222-3333-4444-555555555555";
+        const NEW: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+        for unreadable in ["null", "\"nan\"", "\"inf\""] {
+            for (old_p95, new_p95) in [("40", unreadable), (unreadable, "40")] {
+                let body = format!(
+                    r#"{{"data":[{{"version_id":"{OLD}","requests":5000,"errors":0,"p95_ms":{old_p95}}},{{"version_id":"{NEW}","requests":500,"errors":0,"p95_ms":{new_p95}}}]}}"#
+                );
+                let (old, new) = parse_window(&body, OLD, NEW).unwrap();
+                let verdict = evaluate(&old, &new, &GateThresholds::default());
+                assert!(
+                    matches!(verdict, Verdict::Wait(ref why) if why.contains("unreadable")),
+                    "old {old_p95}, new {new_p95}: {verdict:?}"
+                );
+            }
+        }
+        let infinite = VersionCounts { p95_ms: Some(f64::INFINITY), ..counts(500, 0, 0.0) };
+        assert!(matches!(evaluate(&counts(5000, 0, 40.0), &infinite, &GateThresholds::default()), Verdict::Wait(_)));
     }
 
     #[test]

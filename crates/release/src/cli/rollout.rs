@@ -118,7 +118,20 @@ impl Rollout<'_> {
         let last = self.plan.stages.len();
         for (index, split) in self.plan.stages.iter().enumerate() {
             let stage = index + 1;
-            traffic.apply(&versions, split)?;
+            if let Err(error) = traffic.apply(&versions, split) {
+                // The stage before may be live, and this one half applied: unwatched, neither may
+                // stay, so a stage that cannot be applied rolls back like one that fails its gate.
+                let reason = format!("stage {stage} ({}) could not be applied: {error}", split.describe());
+                traffic.rollback(&versions)?;
+                report(Event::RolledBack { stage, reason: reason.clone() });
+                return Ok(Outcome::RolledBack {
+                    versions,
+                    stage,
+                    split: split.describe(),
+                    reason,
+                    window: Window::default(),
+                });
+            }
             report(Event::StageApplied { stage, split: split.describe() });
             if stage == last {
                 break;
@@ -258,6 +271,53 @@ mod tests {
             .run(&mut traffic, health, &mut FakeClock(Instant::now()), &mut |_| {})
             .unwrap();
         (outcome, traffic)
+    }
+
+    /// Stage 1 (1 %) passes its gate, then applying stage 2 fails (wrangler exits non-zero, a
+    /// network error): the release rolls back instead of leaving the new version serving 1 %
+    /// with no gate watching it.
+    #[test]
+    fn a_stage_that_cannot_be_applied_rolls_back() {
+        #[derive(Default)]
+        struct FailsAtStage2 {
+            applied: Vec<String>,
+            rolled_back: bool,
+        }
+        impl Traffic for FailsAtStage2 {
+            fn prepare(&mut self) -> Result<Versions, ReleaseError> {
+                Ok(Versions { old: "old".into(), new: "new".into() })
+            }
+            fn apply(&mut self, _: &Versions, split: &Split) -> Result<(), ReleaseError> {
+                if !self.applied.is_empty() {
+                    return Err(ReleaseError("wrangler versions deploy failed".into()));
+                }
+                self.applied.push(split.describe());
+                Ok(())
+            }
+            fn rollback(&mut self, _: &Versions) -> Result<(), ReleaseError> {
+                self.rolled_back = true;
+                Ok(())
+            }
+        }
+        let plan = RolloutPlan::parse("1,10,50,100").unwrap();
+        let thresholds = GateThresholds {
+            min_requests: 20,
+            min_baseline_requests: 20,
+            min_latency_samples: 20,
+            ..GateThresholds::default()
+        };
+        let timing =
+            StageTiming { min: Duration::from_secs(3), max: Duration::from_secs(30), poll: Duration::from_secs(1) };
+        let mut traffic = FailsAtStage2::default();
+        let mut health = ScriptedHealth { polls: 0, per_poll: 10, new_errors_per_poll: 0, new_p95: 12.0 };
+        let outcome = Rollout { plan: &plan, thresholds: &thresholds, timing: &timing }
+            .run(&mut traffic, &mut health, &mut FakeClock(Instant::now()), &mut |_| {})
+            .unwrap();
+        assert_eq!(traffic.applied, ["1%"]);
+        assert!(traffic.rolled_back, "stage 1's 1 % was left live: {outcome:?}");
+        let Outcome::RolledBack { stage, reason, .. } = outcome else { panic!("{outcome:?}") };
+        assert_eq!(stage, 2);
+        assert!(reason.contains("could not be applied: wrangler versions deploy failed"), "{reason}");
     }
 
     #[test]
