@@ -1,8 +1,8 @@
 // The edgestack API client (docs/api.md) and the few helpers both pages share.
 //
-// Module names matter: `cargo xtask assets` rewrites `/assets/<name>` references file by file
-// in (kind, name) order, so a module may import only modules whose names sort before its own.
-// This file imports nothing; `app.js` and `note.js` import it by its absolute asset path.
+// `app.js` and `note.js` import this file by its absolute asset path, which the build rewrites to
+// its fingerprinted name (a file is hashed after the files it names; assets may not name each
+// other in a cycle). This file imports nothing.
 
 /** An API error: `status` is the HTTP status (0 when the server was not reached). */
 export class ApiError extends Error {

@@ -1,7 +1,7 @@
 // The start page: sign up / sign in, my notes (create, edit, delete, publish) and the public feed.
 // User content is only ever set with textContent: notes are attacker-controlled text.
 //
-// Imports must name modules that sort before "app.js" (see the note in api.js).
+// Imports name modules by their absolute asset path, which the build rewrites (see api.js).
 import { ApiError, api, el, idPath, publicNoteUrl, showHealth, timeElement, ifVersion } from "/assets/api.js";
 
 const PAGE_SIZE = 20;

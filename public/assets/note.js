@@ -1,7 +1,7 @@
 // A note's public page: /note?id=<id> (also reachable as /note.html?id=<id>).
 // The note is attacker-controlled text, so it is only ever set with textContent.
 //
-// Imports must name modules that sort before "note.js" (see the note in api.js).
+// Imports name modules by their absolute asset path, which the build rewrites (see api.js).
 import { ApiError, api, idPath, showHealth, timeElement } from "/assets/api.js";
 
 const $ = (id) => document.getElementById(id);

@@ -17,9 +17,14 @@ use sha2::{Digest, Sha256};
 use crate::Result;
 use crate::tools::hex;
 
-/// Text files whose references to other assets are rewritten, in dependency order: a later
-/// kind may name an earlier one, never the reverse.
+/// Text files whose references to other assets (`/assets/<name>`) are rewritten.
 const REWRITTEN_KINDS: &[&str] = &["css", "js", "html"];
+
+/// The text of a file whose references are rewritten; none for other kinds and for bytes that
+/// are not UTF-8.
+fn text_of<'a>(name: &str, content: &'a [u8]) -> Option<&'a str> {
+    REWRITTEN_KINDS.contains(&extension(name)).then(|| std::str::from_utf8(content).ok()).flatten()
+}
 
 /// Original name → fingerprinted name, for files under `/assets/`.
 pub type Manifest = BTreeMap<String, String>;
@@ -27,7 +32,7 @@ pub type Manifest = BTreeMap<String, String>;
 pub fn build_site(root: &Path) -> Result<Manifest> {
     let (source, output) = (root.join("public"), root.join("dist"));
     let files = read_tree(&source)?;
-    let (mut outputs, manifest) = fingerprint(&files);
+    let (mut outputs, manifest) = fingerprint(&files)?;
     let tag = std::env::var(release::version_tag::TAG_ENV).ok().filter(|tag| !tag.is_empty());
     outputs.insert("_headers".to_string(), headers_file(tag.as_deref())?.into_bytes());
     // Untouched when nothing changed: wrangler watches dist/ and reloads on any write.
@@ -80,33 +85,52 @@ fn extension(name: &str) -> &str {
 }
 
 /// Pure core of the asset build: output files and the manifest.
-pub fn fingerprint(files: &BTreeMap<String, Vec<u8>>) -> (BTreeMap<String, Vec<u8>>, Manifest) {
+///
+/// A file is hashed after the files it names (its references rewritten first), so a changed
+/// file changes the name of every file that names it, whatever their kinds and names.
+///
+/// # Errors
+/// When assets name each other in a cycle: no order gives each the hash of the others.
+pub fn fingerprint(files: &BTreeMap<String, Vec<u8>>) -> Result<(BTreeMap<String, Vec<u8>>, Manifest)> {
     let mut manifest = Manifest::new();
     let mut outputs = BTreeMap::new();
-    let rank = |name: &str| REWRITTEN_KINDS.iter().position(|kind| *kind == extension(name)).map_or(0, |i| i + 1);
-    let mut ordered: Vec<(&String, &Vec<u8>)> = files.iter().collect();
-    ordered.sort_by_key(|(name, _)| (rank(name), name.as_str()));
-    for (name, content) in ordered {
-        let content = if rank(name) > 0 {
-            match std::str::from_utf8(content) {
-                Ok(text) => rewrite_references(text, &manifest).into_bytes(),
-                Err(_) => content.clone(),
-            }
-        } else {
-            content.clone()
+    // Each file with the other assets it names that are not hashed yet.
+    let mut pending: Vec<(&String, &Vec<u8>)> = files.iter().collect();
+    while !pending.is_empty() {
+        let waiting = |name: &String, content: &[u8], manifest: &Manifest| {
+            text_of(name, content).is_some_and(|text| {
+                references(text).any(|(_, named, _)| {
+                    Some(named) != name.strip_prefix("assets/")
+                        && files.contains_key(&format!("assets/{named}"))
+                        && !manifest.contains_key(named)
+                })
+            })
         };
-        match name.strip_prefix("assets/") {
-            Some(asset) => {
-                let hashed = hashed_name(asset, &content);
-                manifest.insert(asset.to_string(), hashed.clone());
-                outputs.insert(format!("assets/{hashed}"), content);
-            }
-            None => {
-                outputs.insert(name.clone(), content);
+        let (ready, blocked): (Vec<_>, Vec<_>) =
+            pending.into_iter().partition(|(name, content)| !waiting(name, content, &manifest));
+        if ready.is_empty() {
+            let names = blocked.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(", ");
+            return Err(format!("assets name each other in a cycle, so none can be hashed first: {names}"));
+        }
+        for (name, content) in ready {
+            let content = match text_of(name, content) {
+                Some(text) => rewrite_references(text, &manifest).into_bytes(),
+                None => content.clone(),
+            };
+            match name.strip_prefix("assets/") {
+                Some(asset) => {
+                    let hashed = hashed_name(asset, &content);
+                    manifest.insert(asset.to_string(), hashed.clone());
+                    outputs.insert(format!("assets/{hashed}"), content);
+                }
+                None => {
+                    outputs.insert(name.clone(), content);
+                }
             }
         }
+        pending = blocked;
     }
-    (outputs, manifest)
+    Ok((outputs, manifest))
 }
 
 fn hashed_name(name: &str, content: &[u8]) -> String {
@@ -117,26 +141,39 @@ fn hashed_name(name: &str, content: &[u8]) -> String {
     }
 }
 
-/// Replaces `/assets/<name>` with its fingerprinted name wherever the reference ends at a
-/// character that cannot continue a file name, so `/assets/app.js` never matches inside
-/// `/assets/app.json`.
+/// Replaces `/assets/<name>` with its fingerprinted name wherever the manifest has it.
 fn rewrite_references(text: &str, manifest: &Manifest) -> String {
     let mut result = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(index) = rest.find("/assets/") {
-        let (before, from_prefix) = rest.split_at(index);
+    let mut rest = "";
+    for (before, name, after) in references(text) {
         result.push_str(before);
+        result.push_str("/assets/");
+        result.push_str(manifest.get(name).map_or(name, String::as_str));
+        rest = after;
+    }
+    if result.is_empty() && rest.is_empty() {
+        return text.to_string();
+    }
+    result.push_str(rest);
+    result
+}
+
+/// Each `/assets/<name>` in `text`, as (the text before it since the last one, the name, the
+/// text after it). A name ends at a character that cannot continue a file name, so
+/// `/assets/app.js` never matches inside `/assets/app.json`.
+fn references(text: &str) -> impl Iterator<Item = (&str, &str, &str)> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        let index = rest.find("/assets/")?;
+        let (before, from_prefix) = rest.split_at(index);
         let after_prefix = &from_prefix["/assets/".len()..];
         let name_len = after_prefix
             .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/')))
             .unwrap_or(after_prefix.len());
-        let name = &after_prefix[..name_len];
-        result.push_str("/assets/");
-        result.push_str(manifest.get(name).map_or(name, String::as_str));
-        rest = &after_prefix[name_len..];
-    }
-    result.push_str(rest);
-    result
+        let (name, after) = after_prefix.split_at(name_len);
+        rest = after;
+        Some((before, name, after))
+    })
 }
 
 #[cfg(test)]
@@ -157,7 +194,8 @@ mod tests {
             ("assets/app.css", "body { background: url(/assets/logo.svg) }"),
             ("assets/app.js", "fetch('/api/health')"),
             ("assets/logo.svg", "<svg/>"),
-        ]));
+        ]))
+        .unwrap();
         let css = &manifest["app.css"];
         let js = &manifest["app.js"];
         let svg = &manifest["logo.svg"];
@@ -176,10 +214,48 @@ mod tests {
 
     #[test]
     fn a_changed_image_changes_the_css_that_names_it() {
-        let before = fingerprint(&files(&[("assets/a.css", "x{b:url(/assets/i.png)}"), ("assets/i.png", "1")])).1;
-        let after = fingerprint(&files(&[("assets/a.css", "x{b:url(/assets/i.png)}"), ("assets/i.png", "2")])).1;
+        let before =
+            fingerprint(&files(&[("assets/a.css", "x{b:url(/assets/i.png)}"), ("assets/i.png", "1")])).unwrap().1;
+        let after =
+            fingerprint(&files(&[("assets/a.css", "x{b:url(/assets/i.png)}"), ("assets/i.png", "2")])).unwrap().1;
         assert_ne!(before["i.png"], after["i.png"]);
         assert_ne!(before["a.css"], after["a.css"]);
+    }
+
+    /// A file naming another of its own kind that sorts after it (`app.js` importing
+    /// `/assets/zz.js`, `a.css` importing `/assets/b.css`) once kept the unhashed reference (a
+    /// 404 from dist/), and its own hash ignored the other's content, so its `immutable` copy
+    /// was not busted when the other changed.
+    #[test]
+    fn every_reference_to_an_asset_resolves_to_a_built_file() {
+        for (kind, reference) in [("js", "import '/assets/zz.js';"), ("css", "@import \"/assets/zz.css\";")] {
+            let build = |other: &str| {
+                fingerprint(&files(&[
+                    (&format!("assets/app.{kind}"), reference),
+                    (&format!("assets/zz.{kind}"), other),
+                ]))
+                .unwrap()
+            };
+            let (outputs, manifest) = build("1");
+            let app =
+                String::from_utf8(outputs[&format!("assets/{}", manifest[&format!("app.{kind}")])].clone()).unwrap();
+            assert_eq!(app, reference.replace(&format!("zz.{kind}"), &manifest[&format!("zz.{kind}")]));
+            assert_ne!(build("2").1[&format!("app.{kind}")], manifest[&format!("app.{kind}")], "{kind}");
+        }
+    }
+
+    #[test]
+    fn assets_that_name_each_other_are_refused() {
+        let error = fingerprint(&files(&[
+            ("assets/a.js", "import '/assets/b.js';"),
+            ("assets/b.js", "import '/assets/a.js';"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("assets/a.js, assets/b.js"), "{error}");
+        // A file naming itself is no cycle: the name stays as written.
+        let (outputs, manifest) = fingerprint(&files(&[("assets/a.js", "// see /assets/a.js")])).unwrap();
+        assert_eq!(outputs[&format!("assets/{}", manifest["a.js"])], b"// see /assets/a.js");
     }
 
     #[test]
@@ -197,6 +273,6 @@ mod tests {
     #[test]
     fn same_content_same_name() {
         let input = files(&[("assets/app.js", "1")]);
-        assert_eq!(fingerprint(&input).1, fingerprint(&input).1);
+        assert_eq!(fingerprint(&input).unwrap().1, fingerprint(&input).unwrap().1);
     }
 }
