@@ -154,7 +154,8 @@ fn seconds_until(at: i64, now: i64) -> u32 {
 }
 
 /// `POST /api/accounts` — sign up. Body `{"email", "password"}`. Answers `201 {"user"}` with
-/// the session cookie (and, in the services shape, the identity cookie) and a device cookie.
+/// the session cookie (and, in the services shape, the identity cookie) and a device cookie; a
+/// session the client already had ends.
 /// Errors: `400 invalid_email`, `400 weak_password` (8–128 characters, not a common one),
 /// `409 email_taken`, `429 rate_limited` (sign-ups per client), `503 rate_limiter_unavailable`,
 /// the body errors, the database errors. [docs/api.md § Accounts](../../../../docs/api.md#accounts)
@@ -179,6 +180,11 @@ pub async fn sign_up<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespons
     let mut pipeline = Pipeline::write();
     let new_user = pipeline.push(sql::insert_user(&user_id, email.as_str(), &password_hash, now));
     pipeline.push(session);
+    // As at sign-in: the session the client already had ends, not left valid beside the new one
+    // with its cookie overwritten.
+    if let Some(previous) = context.request.session_token() {
+        pipeline.push(sql::delete_session(&previous.hash()));
+    }
     let device_cookie = new_device(context, &mut pipeline, &user_id)?;
     match database.run(&pipeline).await {
         Err(error) if error.of_statement(new_user).is_some_and(StatementError::is_unique_violation) => {

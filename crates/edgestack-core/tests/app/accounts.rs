@@ -176,6 +176,25 @@ fn every_sign_in_issues_a_new_token_and_ignores_planted_ones() {
     });
 }
 
+/// Signing up from a signed-in client ends the session it had, as signing in does: the new
+/// cookie overwrites the old one, which must not stay valid (a copy of it would read and write
+/// as the first account until its idle timeout).
+#[test]
+fn signing_up_from_a_signed_in_client_ends_its_session() {
+    each_shape(|mut stack| {
+        let client = signed_up_user(&mut stack, "first@example.com");
+        let first = client.cookie(SESSION_COOKIE).unwrap();
+        let body = json!({"email": "second@example.com", "password": PASSWORD});
+        assert_eq!(stack.send(client.post("/api/accounts").json(body).send()).status(), 201);
+        let second = client.cookie(SESSION_COOKIE).unwrap();
+        assert_ne!(second, first);
+        client.set_cookie(SESSION_COOKIE, &first);
+        assert_eq!(me_status(&mut stack, &client), 401, "the first account's session outlived the sign-up");
+        client.set_cookie(SESSION_COOKIE, &second);
+        assert_eq!(me_status(&mut stack, &client), 200);
+    });
+}
+
 #[test]
 fn sign_out_revokes_the_session_at_once() {
     each_shape(|mut stack| {
