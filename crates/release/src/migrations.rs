@@ -114,8 +114,12 @@ pub fn classify(statement: &str) -> Classified {
     let words: Vec<&str> = upper.split_whitespace().collect();
     let starts = |prefix: &[&str]| words.len() >= prefix.len() && words.iter().zip(prefix).all(|(a, b)| a == b);
     let has = |word: &str| words.contains(&word);
-    let kind = if starts(&["CREATE"]) {
-        // CREATE [UNIQUE] INDEX, [TEMP] TABLE, VIEW, TRIGGER, VIRTUAL TABLE: all new objects.
+    let kind = if starts(&["CREATE", "UNIQUE"]) {
+        // A new constraint on existing columns: the previous release may still write what it
+        // refuses (its writes would fail), so it ships once no live release does.
+        Kind::Contract
+    } else if starts(&["CREATE"]) {
+        // CREATE INDEX, [TEMP] TABLE, VIEW, TRIGGER, VIRTUAL TABLE: all new objects.
         Kind::Expand
     } else if starts(&["ALTER", "TABLE"]) {
         classify_alter(&words)
@@ -257,7 +261,9 @@ mod tests {
     fn statements_are_classified() {
         for (sql, expected) in [
             ("CREATE TABLE t (a TEXT)", Kind::Expand),
-            ("create unique index i on t (a)", Kind::Expand),
+            ("create index i on t (a)", Kind::Expand),
+            ("create unique index i on t (a)", Kind::Contract),
+            ("CREATE UNIQUE INDEX IF NOT EXISTS i ON t (a, b)", Kind::Contract),
             ("ALTER TABLE t ADD COLUMN c TEXT", Kind::Expand),
             ("ALTER TABLE t ADD c INTEGER NOT NULL DEFAULT 0", Kind::Expand),
             ("ALTER TABLE t ADD COLUMN c INTEGER NOT NULL", Kind::Breaking),
