@@ -34,8 +34,8 @@ impl RegionName {
         &self.0
     }
 
-    /// Cloudflare continent codes folded into three regions; unknown codes go to `na`, the
-    /// region that hosts the primary in the default setup.
+    /// Cloudflare continent codes folded into the [`CONTINENT_REGIONS`]; unknown codes go to
+    /// `na`, the region that hosts the primary in the default setup.
     pub fn from_continent(continent: &str) -> Self {
         let region = match continent.trim().to_ascii_uppercase().as_str() {
             "EU" | "AF" => "eu",
@@ -45,6 +45,11 @@ impl RegionName {
         Self(region.to_string())
     }
 }
+
+/// Every region [`RegionName::from_continent`] gives: the only regions a deployed request is
+/// assigned to (a region any other name stands for is reached only through the development
+/// override).
+pub const CONTINENT_REGIONS: [&str; 3] = ["na", "eu", "ap"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -116,6 +121,7 @@ mod tests {
             ("??", "na"),
         ] {
             assert_eq!(RegionName::from_continent(continent).as_str(), region, "{continent}");
+            assert!(CONTINENT_REGIONS.contains(&region));
         }
     }
 

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use edgestack_core::region::RegionName;
+use edgestack_core::region::{CONTINENT_REGIONS, RegionName};
 use serde_json::Value;
 
 use super::rollout::{ReleaseError, Traffic, Versions};
@@ -144,7 +144,15 @@ pub fn canary_regions(split: &Split) -> Result<BTreeSet<RegionName>, ReleaseErro
                     format_percent(*bps).trim_end_matches('%')
                 )));
             }
-            RegionName::parse(region).ok_or_else(|| ReleaseError(format!("`{region}` is not a region name")))
+            // The front Worker assigns requests to regions by continent: another name pins
+            // nobody, and the stage would wait for canary traffic until it rolls back.
+            RegionName::parse(region).filter(|name| CONTINENT_REGIONS.contains(&name.as_str())).ok_or_else(|| {
+                ReleaseError(format!(
+                    "stage {}: `{region}` is not a region the front Worker assigns requests to ({})",
+                    split.describe(),
+                    CONTINENT_REGIONS.join(", ")
+                ))
+            })
         })
         .collect()
 }
@@ -441,6 +449,12 @@ mod tests {
         let error = check_production_plan(&plan("eu:50,100"), Some(&front())).unwrap_err();
         assert!(error.0.contains("use `eu:100`, not `eu:50`"), "{error}");
         assert!(check_production_plan(&plan("1,10,100"), None).is_ok());
+        // A region no request is assigned to would pin nobody and only time out.
+        let error = check_production_plan(&plan("europe:100,100"), Some(&front())).unwrap_err();
+        assert!(
+            error.0.contains("`europe` is not a region the front Worker assigns requests to (na, eu, ap)"),
+            "{error}"
+        );
         // A region at or below the default is no canary region (the plan drops it anyway).
         assert!(
             canary_regions(&Split { default_bps: 1_000, regions: [("eu".into(), 1_000)].into() }).unwrap().is_empty()
