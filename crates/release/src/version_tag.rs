@@ -24,9 +24,13 @@ impl std::fmt::Display for BadTag {
 
 impl std::error::Error for BadTag {}
 
-/// A tag that can stand in a header line and a shell word unquoted (a git revision, `v1.4.0`).
+/// A tag that can stand in a header line and a shell word unquoted (a git revision, `v1.4.0`),
+/// and that a command line cannot take for an option (`wrangler versions upload --tag <tag>`):
+/// 1–64 of `[A-Za-z0-9._-]`, starting with a letter or digit.
 pub fn check_tag(tag: &str) -> Result<(), BadTag> {
-    let valid = (1..=64).contains(&tag.len()) && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    let valid = (1..=64).contains(&tag.len())
+        && tag.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if valid { Ok(()) } else { Err(BadTag(tag.to_string())) }
 }
 
@@ -60,11 +64,11 @@ mod tests {
     }
 
     #[test]
-    fn tags_that_would_break_a_header_line_are_refused() {
+    fn tags_that_would_break_a_header_line_or_read_as_an_option_are_refused() {
         for good in ["9bc958b0a1c2", "v1.4.0", "release_2026-11-30"] {
             assert!(check_tag(good).is_ok(), "{good}");
         }
-        for bad in ["", "two words", "a\nX-Evil: 1", "tag:x", &"x".repeat(65)] {
+        for bad in ["", "two words", "a\nX-Evil: 1", "tag:x", &"x".repeat(65), "-x", "--dry-run", ".hidden"] {
             assert!(headers_rule(bad).is_err(), "{bad:?}");
         }
     }
