@@ -18,7 +18,11 @@ pub struct BadTag(pub String);
 
 impl std::fmt::Display for BadTag {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "version tag `{}`: use 1 to 64 letters, digits, `.`, `_` or `-`", self.0)
+        write!(
+            f,
+            "version tag `{}`: use 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit",
+            self.0
+        )
     }
 }
 
