@@ -257,6 +257,13 @@ mod tests {
     }
 
     fn run(health: &mut ScriptedHealth) -> (Outcome, FakeTraffic) {
+        let mut traffic = FakeTraffic::default();
+        let outcome = run_with(&mut traffic, health);
+        (outcome, traffic)
+    }
+
+    /// The default plan (`1,10,50,100`) with stages of 3–30 s and 20 requests per verdict.
+    fn run_with(traffic: &mut dyn Traffic, health: &mut ScriptedHealth) -> Outcome {
         let plan = RolloutPlan::parse("1,10,50,100").unwrap();
         let thresholds = GateThresholds {
             min_requests: 20,
@@ -266,11 +273,9 @@ mod tests {
         };
         let timing =
             StageTiming { min: Duration::from_secs(3), max: Duration::from_secs(30), poll: Duration::from_secs(1) };
-        let mut traffic = FakeTraffic::default();
-        let outcome = Rollout { plan: &plan, thresholds: &thresholds, timing: &timing }
-            .run(&mut traffic, health, &mut FakeClock(Instant::now()), &mut |_| {})
-            .unwrap();
-        (outcome, traffic)
+        Rollout { plan: &plan, thresholds: &thresholds, timing: &timing }
+            .run(traffic, health, &mut FakeClock(Instant::now()), &mut |_| {})
+            .unwrap()
     }
 
     /// Stage 1 (1 %) passes its gate, then applying stage 2 fails (wrangler exits non-zero, a
@@ -299,20 +304,9 @@ mod tests {
                 Ok(())
             }
         }
-        let plan = RolloutPlan::parse("1,10,50,100").unwrap();
-        let thresholds = GateThresholds {
-            min_requests: 20,
-            min_baseline_requests: 20,
-            min_latency_samples: 20,
-            ..GateThresholds::default()
-        };
-        let timing =
-            StageTiming { min: Duration::from_secs(3), max: Duration::from_secs(30), poll: Duration::from_secs(1) };
         let mut traffic = FailsAtStage2::default();
         let mut health = ScriptedHealth { polls: 0, per_poll: 10, new_errors_per_poll: 0, new_p95: 12.0 };
-        let outcome = Rollout { plan: &plan, thresholds: &thresholds, timing: &timing }
-            .run(&mut traffic, &mut health, &mut FakeClock(Instant::now()), &mut |_| {})
-            .unwrap();
+        let outcome = run_with(&mut traffic, &mut health);
         assert_eq!(traffic.applied, ["1%"]);
         assert!(traffic.rolled_back, "stage 1's 1 % was left live: {outcome:?}");
         let Outcome::RolledBack { stage, reason, .. } = outcome else { panic!("{outcome:?}") };
