@@ -114,9 +114,9 @@ pub fn classify(statement: &str) -> Classified {
     let words: Vec<&str> = upper.split_whitespace().collect();
     let starts = |prefix: &[&str]| words.len() >= prefix.len() && words.iter().zip(prefix).all(|(a, b)| a == b);
     let has = |word: &str| words.contains(&word);
-    let kind = if starts(&["CREATE", "UNIQUE"]) {
-        // A new constraint on existing columns: the previous release may still write what it
-        // refuses (its writes would fail), so it ships once no live release does.
+    let kind = if starts(&["CREATE", "UNIQUE"]) || refusing_trigger(&upper, &words) {
+        // A new constraint on existing rows' writes: the previous release may still write what
+        // it refuses (its writes would fail), so it ships once no live release does.
         Kind::Contract
     } else if starts(&["CREATE"]) {
         // CREATE INDEX, [TEMP] TABLE, VIEW, TRIGGER, VIRTUAL TABLE: all new objects.
@@ -135,6 +135,15 @@ pub fn classify(statement: &str) -> Classified {
         Kind::Unknown
     };
     Classified { kind, statement: words_of(statement) }
+}
+
+/// A `CREATE TRIGGER` whose body can refuse the write that fires it (`RAISE(ABORT | FAIL |
+/// ROLLBACK, …)`): a constraint as much as a unique index is. `RAISE(IGNORE)` skips a row
+/// silently, which the previous release would not see as a failure either; it stays Expand.
+fn refusing_trigger(upper: &str, words: &[&str]) -> bool {
+    let is_trigger = words.first() == Some(&"CREATE") && words.iter().take(4).any(|w| *w == "TRIGGER");
+    let compact: String = upper.chars().filter(|c| !c.is_whitespace()).collect();
+    is_trigger && ["RAISE(ABORT", "RAISE(FAIL", "RAISE(ROLLBACK"].iter().any(|raise| compact.contains(raise))
 }
 
 fn classify_alter(words: &[&str]) -> Kind {
@@ -264,6 +273,13 @@ mod tests {
             ("create index i on t (a)", Kind::Expand),
             ("create unique index i on t (a)", Kind::Contract),
             ("CREATE UNIQUE INDEX IF NOT EXISTS i ON t (a, b)", Kind::Contract),
+            ("CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE u SET n = n + 1; END", Kind::Expand),
+            (
+                "CREATE TRIGGER tr BEFORE INSERT ON t WHEN new.a IS NULL BEGIN SELECT RAISE (ABORT, 'a needed'); END",
+                Kind::Contract,
+            ),
+            ("CREATE TEMP TRIGGER tr BEFORE UPDATE ON t BEGIN SELECT raise(fail, 'no'); END", Kind::Contract),
+            ("CREATE TRIGGER tr BEFORE INSERT ON t BEGIN SELECT RAISE(IGNORE); END", Kind::Expand),
             ("ALTER TABLE t ADD COLUMN c TEXT", Kind::Expand),
             ("ALTER TABLE t ADD c INTEGER NOT NULL DEFAULT 0", Kind::Expand),
             ("ALTER TABLE t ADD COLUMN c INTEGER NOT NULL", Kind::Breaking),
