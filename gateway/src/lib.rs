@@ -100,6 +100,13 @@ async fn forward(req: Request, env: &Env, settings: &Settings) -> Result<Respons
     let started = Date::now().as_millis();
     let answer = env.service(binding(version))?.fetch_request(req).await;
     let latency_ms = u32::try_from(Date::now().as_millis().saturating_sub(started)).unwrap_or(u32::MAX);
+    // The chosen version's own answer is what the gate judges it by: an asset it lacks (404) and
+    // the other version then serves is not counted with the other's status under its name.
+    let (status, version_id) = match &answer {
+        Ok(response) => (response.status_code(), response.headers().get(VERSION_ID_HEADER).ok().flatten()),
+        Err(_) => (502, None),
+    };
+    with_state(|state| state.record(version, status, latency_ms, version_id));
     let (mut response, served_by, fallback) = match answer {
         Ok(response) if response.status_code() == 404 && retry.is_some() => {
             match fetch_other(env, version, retry).await {
@@ -114,9 +121,6 @@ async fn forward(req: Request, env: &Env, settings: &Settings) -> Result<Respons
             (Response::from_json(&body)?.with_status(502), version, false)
         }
     };
-    let status = response.status_code();
-    let version_id = response.headers().get(VERSION_ID_HEADER).ok().flatten();
-    with_state(|state| state.record(version, status, latency_ms, version_id));
 
     // Headers of a fetched response are immutable; a copy is not.
     let headers: Headers = response.headers().clone();
