@@ -34,7 +34,10 @@ pub fn build_site(root: &Path) -> Result<Manifest> {
     let files = read_tree(&source)?;
     let (mut outputs, manifest) = fingerprint(&files)?;
     let tag = std::env::var(release::version_tag::TAG_ENV).ok().filter(|tag| !tag.is_empty());
-    outputs.insert("_headers".to_string(), headers_file(tag.as_deref())?.into_bytes());
+    outputs.insert(
+        "_headers".to_string(),
+        headers_file(manifest.values().map(String::as_str), tag.as_deref())?.into_bytes(),
+    );
     // Untouched when nothing changed: wrangler watches dist/ and reloads on any write.
     if output.is_dir() && read_tree(&output)? == outputs {
         return Ok(manifest);
@@ -54,8 +57,22 @@ pub fn build_site(root: &Path) -> Result<Manifest> {
 }
 
 /// `_headers`: edgestack-core's cache and security policy, and the upload's version tag if any.
-fn headers_file(tag: Option<&str>) -> Result<String> {
-    release::version_tag::with_tag_rule(edgestack_core::assets::headers_file(), tag).map_err(|e| e.to_string())
+/// `_headers`: the asset policy for the `fingerprinted` names, and the upload's tag if any.
+///
+/// # Errors
+/// A tag that cannot stand in a header line; more rules than Workers Static Assets reads
+/// ([`MAX_HEADER_RULES`](edgestack_core::assets::MAX_HEADER_RULES): one per fingerprinted file).
+fn headers_file<'a>(fingerprinted: impl IntoIterator<Item = &'a str>, tag: Option<&str>) -> Result<String> {
+    use edgestack_core::assets::{MAX_HEADER_RULES, header_rules};
+    let file = release::version_tag::with_tag_rule(edgestack_core::assets::headers_file(fingerprinted), tag)
+        .map_err(|e| e.to_string())?;
+    let rules = header_rules(&file);
+    if rules > MAX_HEADER_RULES {
+        return Err(format!(
+            "_headers would hold {rules} rules, over the {MAX_HEADER_RULES} Workers Static Assets reads (one per file in public/assets/): bundle some assets"
+        ));
+    }
+    Ok(file)
 }
 
 /// Relative path (with `/`) → content, for every file under `dir`.
@@ -260,14 +277,18 @@ mod tests {
 
     #[test]
     fn headers_name_the_upload_tag_only_for_a_tagged_build() {
-        let plain = headers_file(None).unwrap();
-        assert_eq!(plain, edgestack_core::assets::headers_file());
-        let tagged = headers_file(Some("9bc958b0a1c2")).unwrap();
+        let plain = headers_file(["app.1.js"], None).unwrap();
+        assert_eq!(plain, edgestack_core::assets::headers_file(["app.1.js"]));
+        let tagged = headers_file(["app.1.js"], Some("9bc958b0a1c2")).unwrap();
         assert!(
             tagged.starts_with(&plain) && tagged.ends_with("/*\n  x-edgestack-version-tag: 9bc958b0a1c2\n"),
             "{tagged}"
         );
-        assert!(headers_file(Some("no spaces allowed")).is_err());
+        assert!(headers_file(["app.1.js"], Some("no spaces allowed")).is_err());
+        let many: Vec<String> = (0..98).map(|n| format!("a{n}.1.js")).collect();
+        assert!(headers_file(many.iter().map(String::as_str), Some("v1")).is_ok(), "98 files, the policy and the tag");
+        let error = headers_file(many.iter().map(String::as_str).chain(["b.1.js"]), Some("v1")).unwrap_err();
+        assert!(error.contains("101 rules, over the 100"), "{error}");
     }
 
     #[test]
