@@ -144,7 +144,10 @@ impl ApiError {
             Self::Password(error) => (400, "weak_password", Owned(error.to_string())),
             Self::Unauthenticated => (401, "unauthenticated", Borrowed("sign in first")),
             Self::InvalidCredentials => (401, "invalid_credentials", Borrowed("the email or the password is wrong")),
-            Self::RateLimited => (429, "rate_limited", Borrowed("too many sign-in attempts; wait a minute")),
+            Self::RateLimited => {
+                // Also a session's password confirmations (changing the password, deleting the account).
+                (429, "rate_limited", Borrowed("too many sign-in or password attempts; wait a minute"))
+            }
             Self::SignInPaused { retry_after_seconds } => (
                 429,
                 "rate_limited",
@@ -155,9 +158,11 @@ impl ApiError {
             Self::SignUpRateLimited => {
                 (429, "rate_limited", Borrowed("too many sign-ups from this client; wait a minute"))
             }
-            Self::RateLimiterUnavailable => {
-                (503, "rate_limiter_unavailable", Borrowed("sign-in is briefly unavailable; try again shortly"))
-            }
+            Self::RateLimiterUnavailable => (
+                503,
+                "rate_limiter_unavailable",
+                Borrowed("sign-in and password checks are briefly unavailable; try again shortly"),
+            ),
             Self::BodyTimeout => (408, "body_timeout", Borrowed("the request body did not arrive in time")),
             Self::NoteQuotaExceeded => (403, "quota_exceeded", Owned(crate::notes::quota::EXCEEDED.to_string())),
             Self::InvalidIfMatch => {
