@@ -108,15 +108,17 @@ pub fn update_mine(caller: &Caller, id: &str, changes: &NoteChanges, condition: 
 }
 
 /// Publishes (keeping the first `published_at`) or makes private, unless `condition` refuses
-/// the note's version; `updated_at` as in [`update_mine`].
+/// the note's version; `updated_at` as in [`update_mine`] when the publication changes, and
+/// untouched when it does not: a repeated `PUT` (or `DELETE`) changes nothing, its `ETag`
+/// included (RFC 9110 §9.2.2: idempotent methods), so a client's `If-Match` still holds.
 pub fn set_published(caller: &Caller, id: &str, published: bool, condition: &VersionCondition) -> Statement<Note> {
     let sql = if published {
         caller_sql!(caller;
-            "UPDATE notes SET published_at = coalesce(published_at, ?2), updated_at = max(updated_at + 1, ?2) WHERE id = ?4 AND owner_id = ";
+            "UPDATE notes SET published_at = coalesce(published_at, ?2), updated_at = CASE WHEN published_at IS NULL THEN max(updated_at + 1, ?2) ELSE updated_at END WHERE id = ?4 AND owner_id = ";
             version_condition!("?5", "?6"), " RETURNING ", note_columns!())
     } else {
         caller_sql!(caller;
-            "UPDATE notes SET published_at = NULL, updated_at = max(updated_at + 1, ?2) WHERE id = ?4 AND owner_id = ";
+            "UPDATE notes SET published_at = NULL, updated_at = CASE WHEN published_at IS NULL THEN updated_at ELSE max(updated_at + 1, ?2) END WHERE id = ?4 AND owner_id = ";
             version_condition!("?5", "?6"), " RETURNING ", note_columns!())
     };
     Statement::new(sql, caller_args(caller, std::iter::once(text(id)).chain(version_args(condition))))

@@ -48,6 +48,30 @@ fn a_note_is_tagged_by_its_version_and_each_change_gives_a_new_tag() {
     });
 }
 
+/// Publishing a published note, or unpublishing a private one, changes nothing — its tag
+/// included — so a client that repeats the request (PUT and DELETE are idempotent, RFC 9110
+/// §9.2.2), or another holding that version's tag, is not refused as if the note had changed.
+#[test]
+fn a_repeated_publication_change_keeps_the_version() {
+    each_shape(|mut stack| {
+        let owner = signed_up_user(&mut stack, "again@example.com");
+        let created = stack.send(owner.post("/api/notes").json(json!({"title": "t"})).send());
+        let id = created.json()["note"]["id"].as_str().unwrap().to_string();
+        let path = format!("/api/notes/{id}/publication");
+        for (change, call) in [("publish", owner.put(&path)), ("unpublish", owner.delete(&path))] {
+            let first = stack.send(call.send());
+            assert_eq!(first.status(), 200, "{change}: {}", first.text());
+            let tag = first.header("etag").unwrap().to_string();
+            let again_call = if change == "publish" { owner.put(&path) } else { owner.delete(&path) };
+            let again = stack.send(again_call.header("if-match", &tag).send());
+            assert_eq!(again.status(), 200, "{change} again with the tag it gave: {}", again.text());
+            assert_eq!(again.header("etag"), Some(tag.as_str()), "{change} again moved the version");
+            assert_eq!(again.json()["note"], first.json()["note"], "{change} again changed the note");
+            assert_eq!(read(&mut stack, &owner, &id).1, tag);
+        }
+    });
+}
+
 /// A change whose request's clock is behind the version it lands on (a far location's, applied
 /// after a near one's) still moves the version: otherwise two versions would share a tag, and an
 /// `If-Match` naming the first would admit a change on top of the second.
@@ -57,9 +81,12 @@ fn a_change_applied_out_of_clock_order_still_gets_a_new_tag() {
         let (mut stack, near, far) = one_user_near_and_far(shape, "order@example.com");
         let id = near.create_note(&mut stack, "t", "");
         let path = format!("/api/notes/{id}");
+        // The near client edits; the far one edits, publishes, then unpublishes: each a real
+        // change (a repeated publication change changes nothing, so it keeps the version).
+        let (_, edit) = CHANGES[0];
         for (change, call) in &CHANGES[..3] {
             stack.advance(1_000.0);
-            let (far_answer, near_answer) = stack.overlapping(call(&far, &path), 5.0, call(&near, &path));
+            let (far_answer, near_answer) = stack.overlapping(call(&far, &path), 5.0, edit(&near, &path));
             let (near_tag, far_tag) = (near_answer.header("etag").unwrap(), far_answer.header("etag").unwrap());
             assert_ne!(near_tag, far_tag, "{shape:?} {change}: two versions, one tag");
             assert_eq!(read(&mut stack, &near, &id).1, far_tag, "{shape:?} {change}: the far change applied last");
@@ -163,6 +190,10 @@ fn of_two_changes_racing_from_one_version_exactly_one_applies() {
         for (change, call) in CHANGES {
             let id = near.create_note(&mut stack, "t", "original");
             let path = format!("/api/notes/{id}");
+            if change == "unpublish" {
+                // Public first, so the unpublish is a change (of a private note it is none).
+                assert_eq!(stack.send(near.put(&format!("{path}/publication")).send()).status(), 200);
+            }
             let (_, tag) = read(&mut stack, &near, &id);
             let far_edit = far.patch(&path).header("if-match", &tag).json(json!({"body": "far"}));
             let (far_answer, near_answer) =
