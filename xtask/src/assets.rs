@@ -161,15 +161,12 @@ fn hashed_name(name: &str, content: &[u8]) -> String {
 /// Replaces `/assets/<name>` with its fingerprinted name wherever the manifest has it.
 fn rewrite_references(text: &str, manifest: &Manifest) -> String {
     let mut result = String::with_capacity(text.len());
-    let mut rest = "";
+    let mut rest = text;
     for (before, name, after) in references(text) {
         result.push_str(before);
         result.push_str("/assets/");
         result.push_str(manifest.get(name).map_or(name, String::as_str));
         rest = after;
-    }
-    if result.is_empty() && rest.is_empty() {
-        return text.to_string();
     }
     result.push_str(rest);
     result
