@@ -30,7 +30,7 @@ pub struct HranaAnswer {
 pub enum Failure {
     /// It refused the whole request because it is not the primary any more: nothing ran.
     NotPrimary(String),
-    /// Unreachable, no answer in time, or a 5xx: the request may have run.
+    /// Unreachable, no answer in time, overloaded (429) or a 5xx: the request may have run.
     Unavailable(String),
     /// An answer that is no Hrana response (a 4xx: wrong URL, wrong token): a misconfiguration,
     /// not a failover.
@@ -100,7 +100,10 @@ pub fn check_answer(answer: HranaAnswer) -> Result<HranaAnswer, Failure> {
     let excerpt: String = String::from_utf8_lossy(&answer.body).chars().take(200).collect();
     match (status, code.as_deref()) {
         (503, Some(PRIMARY_FENCED)) => Err(Failure::NotPrimary(format!("HTTP 503: {excerpt}"))),
-        (500..=599, _) => Err(Failure::Unavailable(format!("HTTP {status}: {excerpt}"))),
+        // 429: sqld's answer when it is at its limit of concurrent requests or could not get a
+        // connection in time (`{"error": "Too many concurrent requests"}`): nothing ran, and
+        // the server is overloaded, not misconfigured.
+        (429 | 500..=599, _) => Err(Failure::Unavailable(format!("HTTP {status}: {excerpt}"))),
         _ => Err(Failure::Protocol(format!("HTTP {status}: {excerpt}"))),
     }
 }
@@ -134,6 +137,18 @@ mod tests {
         let unauthorized = check_answer(answer(401, r#"{"code": "UNAUTHORIZED"}"#)).unwrap_err();
         assert!(matches!(unauthorized, Failure::Protocol(ref why) if why.starts_with("HTTP 401")));
         assert!(!unauthorized.is_primary_failure());
+    }
+
+    /// sqld answers 429 when it is at its limit of concurrent requests (`TooManyRequests`) or
+    /// no connection came in time (`DbCreateTimeout`): an overload to retry after, like devdb's
+    /// 503 `TOO_MANY_STREAMS` — a review found it a 502 "unexpected answer" without `Retry-After`.
+    #[test]
+    fn an_overloaded_sqld_429_is_unavailable() {
+        for body in [r#"{"error": "Too many concurrent requests"}"#, "Too Many Requests"] {
+            let overloaded = check_answer(answer(429, body)).unwrap_err();
+            assert!(matches!(overloaded, Failure::Unavailable(ref why) if why.starts_with("HTTP 429")), "{body}");
+            assert!(matches!(overloaded.into_db_error(), DbError::Unavailable(_)));
+        }
     }
 
     #[test]

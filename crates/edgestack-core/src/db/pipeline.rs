@@ -78,6 +78,27 @@ impl StatementError {
     pub fn is_not_null_violation(&self) -> bool {
         self.message.contains("NOT NULL constraint failed")
     }
+
+    /// The server could not run the statement now, whatever the statement: its write lock was
+    /// busy (sqld answers `SQLITE_BUSY` at once while a checkpoint holds it), or sqld timed the
+    /// transaction out (`TRANSACTION_TIMEOUT` on every step left) or had no room for it. Worth a
+    /// retry later (503), not a bug (500).
+    pub fn is_transient(&self) -> bool {
+        let code = self.code.as_str();
+        code.starts_with("SQLITE_BUSY")
+            || code.starts_with("SQLITE_LOCKED")
+            || matches!(code, "TRANSACTION_TIMEOUT" | "TRANSACTION_BUSY")
+    }
+
+    /// The failure of statement `index` as the pipeline's: [`DbError::Unavailable`] when
+    /// [transient](Self::is_transient).
+    fn into_db_error(self, index: usize) -> DbError {
+        if self.is_transient() {
+            DbError::Unavailable(format!("statement {index}: {} ({})", self.message, self.code))
+        } else {
+            DbError::Statement { index, error: self }
+        }
+    }
 }
 
 /// Why a pipeline produced no usable answer.
@@ -152,7 +173,7 @@ impl PipelineOutcome {
         let index = statement.index;
         match self.results.get(index) {
             Some(Ok(rows)) => Ok(rows),
-            Some(Err(error)) => Err(DbError::Statement { index, error: error.clone() }),
+            Some(Err(error)) => Err(error.clone().into_db_error(index)),
             None => Err(DbError::Protocol(format!("no result for statement {index}"))),
         }
     }
@@ -258,13 +279,19 @@ impl Pipeline {
                 (0..self.statements.len()).map(|step| step_outcome(&batch, step)).collect()
             }
             PipelineKind::Write => {
-                // Steps: BEGIN, the statements, COMMIT, ROLLBACK.
+                // Steps: BEGIN, the statements, COMMIT, ROLLBACK. BEGIN first: when it failed,
+                // no statement ran, and the first one only reads as "did not run".
+                if let Err(error) = step_outcome(&batch, 0) {
+                    // A fenced node refuses BEGIN IMMEDIATE too: nothing ran, so the data path
+                    // may send the write to the new primary (`Failure::of_statement`).
+                    if error.code == crate::datapath::failover::PRIMARY_FENCED {
+                        return Err(DbError::Statement { index: 0, error });
+                    }
+                    return Err(DbError::Unavailable(format!("BEGIN failed: {} ({})", error.message, error.code)));
+                }
                 let results: Vec<_> = (1..=self.statements.len()).map(|step| step_outcome(&batch, step)).collect();
                 if let Some((index, Err(error))) = results.iter().enumerate().find(|(_, result)| result.is_err()) {
-                    return Err(DbError::Statement { index, error: error.clone() });
-                }
-                if let Err(error) = step_outcome(&batch, 0) {
-                    return Err(DbError::Unavailable(format!("BEGIN failed: {}", error.message)));
+                    return Err(error.clone().into_db_error(index));
                 }
                 if let Err(error) = step_outcome(&batch, self.statements.len() + 1) {
                     return Err(DbError::Unavailable(format!("COMMIT failed: {}", error.message)));
@@ -470,6 +497,55 @@ mod tests {
             Err(error) => assert!(error.of_statement(insert).is_some_and(StatementError::is_unique_violation)),
             other => panic!("{other:?}"),
         }
+    }
+
+    fn error(code: &str, message: &str) -> Json {
+        json!({"message": message, "code": code})
+    }
+
+    /// sqld answers `SQLITE_BUSY` to BEGIN IMMEDIATE at once while a checkpoint holds the
+    /// write lock: every statement is skipped, the ROLLBACK runs (and fails: no transaction).
+    /// A review found this read as statement 0's failure ("did not run", a 500).
+    #[test]
+    fn a_write_whose_begin_failed_is_unavailable() {
+        let (pipeline, insert, _) = pipeline(Pipeline::write());
+        let busy = error("SQLITE_BUSY", "SQLite error: database is locked");
+        let no_transaction = error("SQLITE_ERROR", "SQLite error: cannot rollback - no transaction is active");
+        let body = response(json!([null, null, null, null, null]), json!([busy, null, null, null, no_transaction]));
+        match pipeline.parse_response(&body) {
+            Err(DbError::Unavailable(why)) => {
+                assert!(why.contains("BEGIN failed") && why.contains("SQLITE_BUSY"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // A fenced devdb refuses BEGIN IMMEDIATE with its code: still recognisable as the fence.
+        let fenced = error(crate::datapath::failover::PRIMARY_FENCED, "devdb is fenced");
+        let body = response(json!([null, null, null, null, null]), json!([fenced, null, null, null, null]));
+        let refused = pipeline.parse_response(&body).unwrap_err();
+        assert!(crate::datapath::Failure::of_statement(&refused).is_some(), "{refused:?}");
+        assert!(refused.of_statement(insert).is_some_and(|e| e.code == crate::datapath::failover::PRIMARY_FENCED));
+    }
+
+    /// sqld times a transaction out by failing every step left with `TRANSACTION_TIMEOUT` (it
+    /// rolled the transaction back itself): the server's state, not the statement, so a 503.
+    #[test]
+    fn transient_statement_errors_are_unavailable_not_statement_failures() {
+        let (write, _, _) = pipeline(Pipeline::write());
+        let timeout = error("TRANSACTION_TIMEOUT", "Transaction timed out");
+        let body = response(
+            json!([ok_result(json!([])), null, null, null, null]),
+            json!([null, timeout, timeout, timeout, timeout]),
+        );
+        assert!(matches!(write.parse_response(&body), Err(DbError::Unavailable(_))));
+        // A read's statement refused for the same reasons is unavailable when read.
+        let (read, insert, select) = pipeline(Pipeline::read());
+        let body = response(
+            json!([null, ok_result(json!([]))]),
+            json!([error("SQLITE_BUSY", "SQLite error: database is locked"), null]),
+        );
+        let outcome = read.parse_response(&body).unwrap();
+        assert!(matches!(outcome.read(insert), Err(DbError::Unavailable(_))));
+        assert!(outcome.read(select).is_ok());
     }
 
     #[test]
