@@ -22,6 +22,11 @@ use super::{ApiRequest, ApiResponse, Context, Platform, ServiceRequest};
 const NOT_FORWARDED: &[&str] =
     &["host", "content-length", "connection", "transfer-encoding", IDENTITY_HEADER, internal_api::VERSION_HEADER];
 
+/// How many identity cookies of one request the entry verifies. A browser keeps one
+/// (`__Host-`: one per host and path); each is an Ed25519 verification, so a client sending
+/// hundreds must not buy that many per request.
+const IDENTITY_COOKIES_TRIED: usize = 2;
+
 /// How fresh the identity a notes request travels with must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Freshness {
@@ -58,8 +63,9 @@ enum IdentityOutcome {
 /// it: forwarded over the service's binding with the detected region and, for a signed-in notes
 /// route, the caller's identity. Answers what the service answers, with the hop in
 /// `Server-Timing`. Errors of its own: `503 service_unavailable` with `Retry-After` (a binding
-/// call failed), `502 service_error` (accounts' identity answer unreadable), and what accounts
-/// answers when it cannot issue an identity.
+/// call failed), `502 service_error` (accounts' identity answer unreadable, not verifiable by
+/// this entry, or a status the internal API does not define), and accounts' `5xx` when it cannot
+/// issue an identity.
 pub async fn forward<P: Platform>(platform: &P, config: &Config, request: &ApiRequest, route: &Route) -> ApiResponse {
     let service = Service::owner_of(route);
     let mut outgoing = ServiceRequest {
@@ -163,6 +169,7 @@ async fn identity<P: Platform>(
         && let Some(verifier) = &config.identity_verifier
         && let Some(token) = request
             .cookies(IDENTITY_COOKIE)
+            .take(IDENTITY_COOKIES_TRIED)
             .find(|token| verifier.verify_for_session(token, &session.hash(), request.now_ms).is_ok())
     {
         return IdentityOutcome::Cookie(token.to_string());
@@ -176,17 +183,35 @@ async fn identity<P: Platform>(
     match answer {
         Ok(response) if response.status == 200 => {
             let db_requests = response.header("x-edgestack-db-requests").and_then(|n| n.parse().ok()).unwrap_or(0);
-            match serde_json::from_slice::<IssuedIdentity>(&response.body) {
-                Ok(IssuedIdentity { identity, lifetime_ms }) => {
+            let issued = serde_json::from_slice::<IssuedIdentity>(&response.body);
+            // What the entry hands on (to `notes`, and to the browser as a cookie) it can
+            // verify itself: a token `notes` would refuse (a key rotated on one side only)
+            // would tell a signed-in client it is signed out.
+            let usable = |token: &str| {
+                config
+                    .identity_verifier
+                    .as_ref()
+                    .is_none_or(|verifier| verifier.verify_for_session(token, &session.hash(), request.now_ms).is_ok())
+            };
+            match issued {
+                Ok(IssuedIdentity { identity, lifetime_ms }) if usable(&identity) => {
                     IdentityOutcome::Refreshed { token: identity, lifetime_ms, elapsed_ms, db_requests }
                 }
-                Err(_) => {
+                _ => {
+                    platform.log("identity refresh: accounts answered 200 without an identity this entry can verify");
                     IdentityOutcome::Failed(ApiResponse::error(&ApiError::UnexpectedServiceAnswer(Service::Accounts)))
                 }
             }
         }
         Ok(response) if response.status == 401 => IdentityOutcome::Anonymous,
-        Ok(response) => IdentityOutcome::Failed(response),
+        // An outage of accounts (its 503 with `Retry-After`) is the client's answer.
+        Ok(response) if response.status >= 500 => IdentityOutcome::Failed(response),
+        // Any other answer is not one the internal API defines (another version, a binding to a
+        // Worker without the route): not the client's error.
+        Ok(response) => {
+            platform.log(&format!("identity refresh: accounts answered {}", response.status));
+            IdentityOutcome::Failed(ApiResponse::error(&ApiError::UnexpectedServiceAnswer(Service::Accounts)))
+        }
         Err(error) => {
             platform.log(&format!("identity refresh failed: {error}"));
             IdentityOutcome::Failed(ApiResponse::error(&ApiError::ServiceUnavailable(Service::Accounts)))

@@ -3,6 +3,9 @@
 //! hands `notes` (cookie, refreshed by `accounts`, or none), and what a client gets when a
 //! service cannot be reached.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use edgestack_core::services::identity::encode_key;
 use serde_json::json;
 
 use crate::support::{Client, Options, Shape, Stack, each_shape, signed_up_user};
@@ -309,4 +312,80 @@ fn malformed_requests_are_400_whatever_the_accounts_database_is_doing() {
             assert!(response.header("retry-after").is_some(), "{shape:?}");
         }
     });
+}
+
+/// `accounts` signs with a key the entry and `notes` do not hold (a key rotated on one side
+/// only, or any answer of `accounts` that is JSON but not a usable identity). The session is
+/// valid: the client must not be told it is signed out (`401`), and the entry must not plant a
+/// cookie it cannot verify itself — the service gave an unexpected answer (`502 service_error`).
+#[test]
+fn an_identity_the_entry_cannot_verify_is_a_502_not_a_sign_out() {
+    let mut stack = Stack::services();
+    stack.service("accounts").set_var("IDENTITY_SIGNING_KEY", &encode_key(&[9; 32]));
+    let client = signed_up_user(&mut stack, "rotated@example.com");
+    client.forget_cookie(IDENTITY_COOKIE);
+
+    let read = stack.send(client.get("/api/notes").send());
+    let write = stack.send(client.post("/api/notes").json(json!({"title": "t"})).send());
+    let me = stack.send(client.get("/api/me").send());
+
+    assert_eq!(me.status(), 200, "the session itself is valid");
+    for (what, response) in [("read", &read), ("write", &write)] {
+        assert_eq!(
+            (response.status(), response.error_code().as_str()),
+            (502, "service_error"),
+            "{what}: {} {:?}",
+            response.text(),
+            response.timing("identity")
+        );
+        assert!(
+            !response.headers_named("set-cookie").iter().any(|c| c.starts_with(&format!("{IDENTITY_COOKIE}=ey"))),
+            "{what}: the entry hands out an identity it cannot verify: {:?}",
+            response.headers_named("set-cookie")
+        );
+    }
+    assert_eq!(stack.query_text("notes", "SELECT title FROM notes"), Vec::<String>::new());
+}
+
+/// The identity call answered with a 4xx other than 401 (an `accounts` that does not serve the
+/// entry's internal API version, or a binding to a Worker without the route): the client's
+/// request was fine, so it must not get that 4xx (`404 not_found` for its own notes list).
+#[test]
+fn a_4xx_answer_to_the_identity_call_is_a_502_not_the_clients_error() {
+    let mut stack = Stack::services();
+    let client = signed_up_user(&mut stack, "skew@example.com");
+    client.forget_cookie(IDENTITY_COOKIE);
+    let notes = stack.service("notes");
+    stack.front().bindings.borrow_mut().insert("ACCOUNTS", notes);
+
+    let read = stack.send(client.get("/api/notes").send());
+
+    assert_eq!((read.status(), read.error_code().as_str()), (502, "service_error"), "{}", read.text());
+}
+
+/// A browser keeps one `__Host-` identity cookie. A client that sends hundreds, each with a
+/// well-formed signature, makes the entry run an Ed25519 verification per cookie on every
+/// request, without signing in (any 43-character session value will do). The entry should
+/// look at no more than the first few: the identity behind 300 forged ones is not searched for.
+#[test]
+fn the_entry_verifies_a_bounded_number_of_identity_cookies() {
+    let mut stack = Stack::services();
+    let client = signed_up_user(&mut stack, "many@example.com");
+    let session = client.cookie(SESSION_COOKIE).unwrap();
+    let real = client.cookie(IDENTITY_COOKIE).unwrap();
+    // Any payload: the signature is checked (a full Ed25519 verification) before it is read.
+    let forged = format!("e30.{}", URL_SAFE_NO_PAD.encode([0u8; 64]));
+    let mut cookie = format!("{SESSION_COOKIE}={session}");
+    for _ in 0..300 {
+        cookie.push_str(&format!("; {IDENTITY_COOKIE}={forged}"));
+    }
+    cookie.push_str(&format!("; {IDENTITY_COOKIE}={real}"));
+    let response = stack.send(stack.client("na").get("/api/notes").header("cookie", &cookie).send());
+
+    assert_eq!(response.status(), 200, "{}", response.text());
+    assert_eq!(
+        response.timing("identity"),
+        ["refreshed"],
+        "the entry verified every one of 301 identity cookies to find the last"
+    );
 }
