@@ -134,10 +134,7 @@ impl CachedQuery {
         if self.version.known_term().is_none() {
             return true;
         }
-        history.is_none_or(|history| {
-            let named = history.terms.iter().any(|start| start.term == term);
-            term >= history.term || (named && history.end_of(term).is_none_or(|end| index <= end))
-        })
+        history.is_none_or(|history| history.holds_rows_of(term, index))
     }
 
     /// Usable by a client whose writes ask `requirement` of a read (its read-your-writes token).

@@ -215,6 +215,12 @@ impl<'a, P: Platform> Database<'a, P> {
         let mut last_error = DbError::Unavailable("no endpoint to read from".into());
         for endpoint in &plan {
             let is_replica = endpoint.role == Role::Replica;
+            // The plan was made before the earlier targets were tried: a breaker past its
+            // cool-down lets one request probe it, not every one under way.
+            if is_replica && !self.platform.isolate().breakers.borrow_mut().admit(&endpoint.url, self.platform.now_ms())
+            {
+                continue;
+            }
             let deadline =
                 if is_replica { self.data_path.replica_deadline_ms } else { self.data_path.primary_deadline_ms };
             let (outcome, term) = match self.attempt(endpoint, pipeline, body.clone(), deadline).await {
@@ -246,14 +252,28 @@ impl<'a, P: Platform> Database<'a, P> {
     /// history), and not missing the schema or a row's write. Otherwise it is noted `behind`.
     /// The index that must meet the client's token is the one from before the read (the
     /// answer's own may name the client's write though the rows missed it).
+    /// A replica whose rows the isolate knows the failover left behind (read under an older
+    /// term past where that term ended, or of a term the record's history does not name) is
+    /// behind too for a client with a token, whatever its index: those rows hold writes the new
+    /// history lost (`History::holds_rows_of`, as the cache judges its entries).
     fn serves_read(&self, replica: &Endpoint, outcome: &PipelineOutcome, term: Option<u64>) -> bool {
-        let behind =
-            self.requirement.get().is_some_and(|requirement| !requirement.met_by(outcome.index_before_read, term));
+        let behind = self.requirement.get().is_some_and(|requirement| {
+            !requirement.met_by(outcome.index_before_read, term) || self.of_a_dead_branch(outcome, term)
+        });
         if behind || outcome.results.iter().any(Result::is_err) {
             self.report.borrow_mut().fallbacks.push((replica.label(), "behind"));
             return false;
         }
         true
+    }
+
+    /// Whether the isolate's primary record says these rows are of a branch the history left.
+    fn of_a_dead_branch(&self, outcome: &PipelineOutcome, term: Option<u64>) -> bool {
+        let (Some(term), Some(index)) = (term.filter(|term| *term > 0), outcome.index_before_read) else {
+            return false;
+        };
+        let primary = self.platform.isolate().primary.borrow();
+        primary.record().is_some_and(|record| !record.history().holds_rows_of(term, index))
     }
 
     /// The read plan's last resort, the primary, failed. The record's primary answers instead
@@ -293,7 +313,7 @@ impl<'a, P: Platform> Database<'a, P> {
                 return self.read_on_replacement(primary, &replacement, pipeline, &failure).await;
             }
             for replica in &replicas {
-                if !self.platform.isolate().breakers.borrow().allows(&replica.url, self.platform.now_ms()) {
+                if !self.platform.isolate().breakers.borrow_mut().admit(&replica.url, self.platform.now_ms()) {
                     continue;
                 }
                 let body = self.request_body(pipeline)?;

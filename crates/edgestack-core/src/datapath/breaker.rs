@@ -23,6 +23,23 @@ impl CircuitBreakers {
         self.by_url.get(url).is_none_or(|breaker| now_ms >= breaker.open_until_ms)
     }
 
+    /// Whether a request may send to the endpoint now, claimed as it sends: while the breaker
+    /// is open, no; once its cool-down is over, this request alone is let through as the probe,
+    /// and the breaker stays open for the others until the probe's outcome is recorded (a
+    /// success closes it, a failure re-opens it for a new cool-down). Without the claim every
+    /// request under way at once after the cool-down was a probe, each waiting out the
+    /// endpoint's deadline.
+    pub fn admit(&mut self, url: &str, now_ms: f64) -> bool {
+        let Some(breaker) = self.by_url.get_mut(url) else { return true };
+        if now_ms < breaker.open_until_ms {
+            return false;
+        }
+        if breaker.consecutive_failures >= FAILURES_TO_OPEN {
+            breaker.open_until_ms = now_ms + COOL_DOWN_MS;
+        }
+        true
+    }
+
     pub fn record_success(&mut self, url: &str) {
         self.by_url.remove(url);
     }

@@ -93,6 +93,16 @@ impl History<'_> {
         self.terms.iter().find(|start| start.term > term).map(|start| start.from_index)
     }
 
+    /// Whether rows a node of `term` read at `index` are of this history: read in its current
+    /// term (or a later one not known here), or in an earlier term it names, at an index that
+    /// term kept. Past where their term ended they hold writes the failover lost; of a term the
+    /// history does not name (a branch a later promotion left behind), where they part from it
+    /// is not known.
+    pub fn holds_rows_of(&self, term: u64, index: u64) -> bool {
+        let named = self.terms.iter().any(|start| start.term == term);
+        term >= self.term || (named && self.end_of(term).is_none_or(|end| index <= end))
+    }
+
     /// The term that wrote `index` in this history: term *k* holds the indexes after its
     /// `from_index` up to the next term's.
     pub fn term_of(&self, index: u64) -> u64 {

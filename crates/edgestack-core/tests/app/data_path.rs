@@ -367,6 +367,30 @@ fn an_open_breaker_lets_one_probe_through_after_ten_seconds() {
     assert_eq!(closed.db_targets(), ["replica-eu"], "a successful probe closes the breaker");
 }
 
+/// "Then one request is let through to probe it" (`datapath::breaker`). After
+/// the cool-down, every request of the isolate under way at once is let through: each waits
+/// the replica's whole deadline before falling back.
+#[test]
+fn after_the_cool_down_concurrent_requests_send_one_probe_not_one_each() {
+    let mut stack = stack_in_eu();
+    let user = signed_up_user(&mut stack, "probes@example.com");
+    stack.replicate();
+    stack.net.set_fault("main", Some("eu"), fault(|f| f.extra_latency_ms = 1_000.0));
+    for _ in 0..2 {
+        assert_eq!(stack.send(user.get("/api/me").send()).timing("fallback"), ["replica-eu failed"]);
+    }
+    stack.advance(10_000.0);
+
+    let tasks: Vec<_> = (0..3).map(|_| stack.rt.spawn(user.get("/api/me").send())).collect();
+    let responses: Vec<Response> = tasks.into_iter().map(|task| stack.rt.wait(task)).collect();
+
+    for response in &responses {
+        assert_eq!(response.status(), 200, "{}", response.text());
+    }
+    let probes = responses.iter().filter(|r| r.db_targets().first().map(String::as_str) == Some("replica-eu")).count();
+    assert_eq!(probes, 1, "{:?}", responses.iter().map(Response::db_targets).collect::<Vec<_>>());
+}
+
 #[test]
 fn breakers_live_in_one_isolate_only() {
     let mut stack = Stack::new(Options { locations: vec!["eu", "ap"], ..Options::default() });

@@ -580,3 +580,38 @@ fn rows_of_a_dead_branch_are_not_put_in_the_cache_for_others() {
     let elsewhere = stack.send(stack.client_of_another_isolate("eu").get("/api/public/notes").send());
     assert_eq!(titles(&elsewhere), ["kept"], "{}: nothing of the dead branch in KV", elsewhere.cache_status());
 }
+
+/// The client's last note was lost in the failover, the isolate knows it (it
+/// met the fenced primary and read the record) and corrects the client's cookie to where term 1
+/// ended. The eu replica applied the lost entries and, for the second before it finds the new
+/// primary, still answers under term 1 at an index above that end: it meets the corrected
+/// requirement by index and term, so the client is shown its lost note from a branch the
+/// isolate knows is dead (and would neither serve from the cache nor store there), and it
+/// vanishes a moment later. The token table promises "its writes up to end(t) … a note it just
+/// created is missing".
+#[test]
+fn an_old_term_token_is_not_served_rows_of_the_branch_the_failover_left_behind() {
+    let mut stack = Stack::monolith();
+    let user = signed_up_user(&mut stack, "branch@example.com").in_region("eu");
+    let other = signed_up_user(&mut stack, "other@example.com");
+    user.create_note(&mut stack, "kept", "");
+    stack.replicate();
+    stack.set_lag("main", "ap", 60_000.0);
+    user.create_note(&mut stack, "lost", "");
+    stack.replicate();
+    let (term, index) = token_of(&user.cookie("__Host-edgestack_consistency").unwrap());
+    assert_eq!(term, 1);
+    assert!(stack.replication_index("main", Some("eu")) >= index, "eu applied the lost note");
+    assert_eq!(promote_and_publish(&mut stack, "main", "ap"), 2);
+    let end_of_term_1 = stack.replication_index("main", Some("ap"));
+    assert!(end_of_term_1 < index, "ap never had it");
+    // Another client's write meets the fenced primary: the isolate reads the record.
+    other.create_note(&mut stack, "elsewhere", "");
+    assert_eq!(stack.logs_containing("is now http://main-ap.sim (term 2)").len(), 1);
+
+    let list = stack.send(user.get("/api/notes").send());
+
+    assert_eq!(list.status(), 200, "{}", list.text());
+    assert_eq!(stack.logs_containing("past the end of that term").len(), 1, "the isolate knew the note was lost");
+    assert_eq!(titles(&list), ["kept"], "served by {:?}: the lost note from a dead branch", list.db_targets());
+}
