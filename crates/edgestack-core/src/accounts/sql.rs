@@ -281,8 +281,14 @@ pub fn enqueue_confirmed_user_deletion(id: &str, confirmed: &ConfirmedAccount<'_
     )
 }
 
+/// Up to `limit` rows, the least recently tried first (a row's first try is its deletion's own
+/// delivery): oldest-first alone would let `limit` rows that keep failing hold every later
+/// deletion back for ever; this way each row gets its turn.
 pub fn pending_user_deletions(limit: i64) -> Statement<PendingDeletion> {
-    Statement::new("SELECT id, user_id FROM deletion_outbox ORDER BY created_at LIMIT ?1", vec![integer(limit)])
+    Statement::new(
+        "SELECT id, user_id FROM deletion_outbox ORDER BY coalesce(last_attempt_at, created_at), created_at LIMIT ?1",
+        vec![integer(limit)],
+    )
 }
 
 pub fn user_deletion_delivered(id: &str) -> Statement {

@@ -112,7 +112,7 @@ pub struct DeliveryReport {
     pub failed: usize,
 }
 
-/// The cron trigger's work: every pending deletion, oldest first.
+/// The cron trigger's work: up to a hundred pending deletions, the least recently tried first.
 pub async fn deliver_pending_deletions<P: Platform>(
     platform: &P,
     config: &Config,

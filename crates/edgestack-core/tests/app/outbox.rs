@@ -161,6 +161,39 @@ fn the_cron_delivers_every_pending_deletion_oldest_first_once_notes_is_back() {
     assert_eq!(tombstones, users, "delivered oldest first");
 }
 
+/// A cron run takes a hundred rows. Taken oldest first, a hundred rows `notes` keeps refusing
+/// would be the whole of every run, and a deletion behind them never tried again: the least
+/// recently tried go first.
+#[test]
+fn rows_that_keep_failing_do_not_hold_a_later_deletion_back() {
+    let mut stack = Stack::services();
+    stack.net.set_fault("notes", None, EndpointFault { down: true, ..EndpointFault::default() });
+    // The hundred rows below were created in the first 100 ms, before this deletion.
+    stack.advance(1_000.0);
+    let client = signed_up_user(&mut stack, "behind@example.com");
+    let user_id = client.user_id(&mut stack);
+    assert_eq!(delete_account(&mut stack, &client).status(), 204);
+    assert_eq!(outbox_rows(&stack, &user_id)[0][0].as_deref(), Some("1"), "its own delivery failed");
+    // A hundred older rows, each tried again by a cron run after that deletion.
+    stack.advance(60_000.0);
+    let tried = stack.now_ms() as i64;
+    stack.query(
+        "accounts",
+        &format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) \
+             INSERT INTO deletion_outbox (id, user_id, created_at, attempts, last_attempt_at, last_error) \
+             SELECT 'stuck-' || i, 'gone-' || i, i, 9, {tried}, 'notes answered 500' FROM n"
+        ),
+    );
+    stack.advance(60_000.0);
+
+    assert_eq!(stack.run_deletion_cron(), (0, 100));
+
+    assert_eq!(outbox_rows(&stack, &user_id)[0][0].as_deref(), Some("2"), "the later deletion was tried again");
+    let untried = stack.query_text("accounts", "SELECT id FROM deletion_outbox WHERE attempts = 9");
+    assert_eq!(untried.len(), 1, "one of the hundred waits for the next run");
+}
+
 #[test]
 fn the_single_worker_deletes_an_account_and_its_notes_in_one_transaction() {
     let mut stack = Stack::monolith();
