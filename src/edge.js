@@ -74,7 +74,8 @@ export async function postPipeline(url, authorization, body, deadlineMs) {
 }
 
 /**
- * Gives up the request body unread, for a request refused before its body is needed: without
+ * Gives up the request body unread, for a request refused before its body is needed or a route
+ * that takes none (any method: a GET may carry one on the wire too): without
  * this, a runtime that drains unread bodies before answering (wrangler dev's middleware) waits
  * for all the bytes a client declared, and one that never sends them is never answered.
  */

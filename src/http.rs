@@ -48,10 +48,10 @@ pub async fn handle_api(
             Err(error) => return into_response(ApiResponse::error(&error)),
         },
         BodyPlan::Ignore(admitted) => {
-            // A GET or HEAD has no body to give up (the runtime makes it null).
-            if !matches!(request.method, Method::Get | Method::Head) {
-                edge::discard_body(req);
-            }
+            // Whatever the method: a GET or HEAD may carry a body on the wire too, and one
+            // declared and never sent, left unread, held the answer for good under `wrangler
+            // dev`. Without a body this reads `request.body` (null) and nothing else.
+            edge::discard_body(req);
             admitted
         }
         BodyPlan::Refuse(refusal) => {

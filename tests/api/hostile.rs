@@ -2,6 +2,10 @@
 //! response, and the request's own origin for the CSRF check. CSRF rules and a thousand hostile
 //! requests are tested in-process, in both shapes: `crates/edgestack-core/tests/app/hostile.rs`.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
 use serde_json::json;
 
 use edgestack_core::assets::SECURITY_HEADERS;
@@ -91,4 +95,33 @@ fn a_session_cookie_inside_another_cookies_value_is_not_read_over_the_wire() {
     assert_eq!(me.status, 200, "{}", me.text());
     assert_eq!(me.json()["user"]["id"], victims["user"]["id"], "the victim's own session");
     assert_eq!((planted_only.status, planted_only.error_code().as_str()), (401, "unauthenticated"));
+}
+
+/// A GET or HEAD may carry a body on the wire (HTTP/1.1 frames it like any other). A route that
+/// takes none ignores it (docs/api.md), so one declared and never sent must not hold the answer:
+/// the worker gave it up only for other methods, and `wrangler dev` waited to drain it — no
+/// answer at all, not even the 408 a body route gives after 10 s.
+#[test]
+fn a_get_or_head_declaring_a_body_it_never_sends_is_answered_at_once() {
+    let app = spawn_app();
+    let address = app.dev.base_url.trim_start_matches("http://").to_string();
+    for (method, path, framing) in [
+        ("GET", "/api/health", "Content-Length: 100\r\n"),
+        ("HEAD", "/api/health", "Content-Length: 100\r\n"),
+        ("GET", "/api/public/notes", "Transfer-Encoding: chunked\r\n"),
+        ("GET", "/api/me", "Content-Length: 100\r\n"),
+    ] {
+        let mut stream = TcpStream::connect(&address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let sent = if framing.starts_with("Transfer") { "3\r\nabc\r\n" } else { "abc" };
+        let head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\n{framing}Connection: close\r\n\r\n{sent}");
+        stream.write_all(head.as_bytes()).unwrap();
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let (answer, waited) = (String::from_utf8_lossy(&answer).into_owned(), started.elapsed());
+        let expected = if path == "/api/me" { "HTTP/1.1 401" } else { "HTTP/1.1 200" };
+        assert!(answer.starts_with(expected), "{method} {path} ({framing:?}) after {waited:?}: {answer:?}");
+        assert!(waited < Duration::from_secs(5), "{method} {path}: {waited:?}");
+    }
 }
