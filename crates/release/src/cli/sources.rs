@@ -96,17 +96,32 @@ pub struct AnalyticsEngine {
     agent: ureq::Agent,
 }
 
+/// The token the health gate queries Analytics Engine with (Account Analytics: Read). wrangler
+/// authenticates with `CLOUDFLARE_API_TOKEN` whenever it is set, ahead of `wrangler login`, so
+/// a read-only analytics token there would fail every wrangler command: it has a name of its own.
+pub const ANALYTICS_TOKEN_VAR: &str = "EDGESTACK_ANALYTICS_TOKEN";
+
+/// `(account id, analytics token)`: the token from [`ANALYTICS_TOKEN_VAR`], else
+/// `CLOUDFLARE_API_TOKEN` (then one token carries both wrangler's and the gate's permissions).
+pub fn analytics_credentials(lookup: impl Fn(&str) -> Option<String>) -> Result<(String, String), ReleaseError> {
+    let var = |name: &str| lookup(name).filter(|value| !value.is_empty());
+    let account_id = var("CLOUDFLARE_ACCOUNT_ID").ok_or_else(|| {
+        ReleaseError("CLOUDFLARE_ACCOUNT_ID is not set (the health gate reads Analytics Engine)".into())
+    })?;
+    let token = var(ANALYTICS_TOKEN_VAR).or_else(|| var("CLOUDFLARE_API_TOKEN")).ok_or_else(|| {
+        ReleaseError(format!(
+            "neither {ANALYTICS_TOKEN_VAR} nor CLOUDFLARE_API_TOKEN is set (the health gate reads Analytics Engine)"
+        ))
+    })?;
+    Ok((account_id, token))
+}
+
 impl AnalyticsEngine {
     pub fn from_env() -> Result<Self, ReleaseError> {
-        let var = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .filter(|value| !value.is_empty())
-                .ok_or_else(|| ReleaseError(format!("{name} is not set (the health gate reads Analytics Engine)")))
-        };
+        let (account_id, api_token) = analytics_credentials(|name| std::env::var(name).ok())?;
         Ok(Self {
-            account_id: var("CLOUDFLARE_ACCOUNT_ID")?,
-            api_token: var("CLOUDFLARE_API_TOKEN")?,
+            account_id,
+            api_token,
             api_base: "https://api.cloudflare.com/client/v4".into(),
             agent: agent(Duration::from_secs(30)),
         })
@@ -132,5 +147,35 @@ impl HealthSource for AnalyticsEngine {
         let (old, new) =
             analytics::parse_window(&body, &versions.old, &versions.new).map_err(|e| ReleaseError(e.to_string()))?;
         Ok(Window { old, new, split: None })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn the_gate_has_a_token_of_its_own_so_wranglers_stays_a_deploy_token() {
+        let both = lookup(&[
+            ("CLOUDFLARE_ACCOUNT_ID", "acc"),
+            ("CLOUDFLARE_API_TOKEN", "deploy"),
+            (ANALYTICS_TOKEN_VAR, "analytics-read"),
+        ]);
+        assert_eq!(analytics_credentials(both).unwrap(), ("acc".to_string(), "analytics-read".to_string()));
+        // One token for both (it must then carry Workers Scripts: Edit and Account Analytics: Read).
+        let one =
+            lookup(&[("CLOUDFLARE_ACCOUNT_ID", "acc"), ("CLOUDFLARE_API_TOKEN", "both"), (ANALYTICS_TOKEN_VAR, "")]);
+        assert_eq!(analytics_credentials(one).unwrap().1, "both");
+        // With `wrangler login` and only the analytics token, CLOUDFLARE_API_TOKEN stays unset.
+        let oauth = lookup(&[("CLOUDFLARE_ACCOUNT_ID", "acc"), (ANALYTICS_TOKEN_VAR, "analytics-read")]);
+        assert_eq!(analytics_credentials(oauth).unwrap().1, "analytics-read");
+        let error = analytics_credentials(lookup(&[("CLOUDFLARE_ACCOUNT_ID", "acc")])).unwrap_err();
+        assert!(error.0.contains(ANALYTICS_TOKEN_VAR), "{error}");
+        assert!(analytics_credentials(lookup(&[(ANALYTICS_TOKEN_VAR, "t")])).is_err());
     }
 }
