@@ -8,15 +8,33 @@
 // this Worker keeps no state in its entrypoint instance, so calling the handlers directly keeps
 // the recovery and drops the per-request construction (docs/performance.md). `handleFetch`
 // (src/lib.rs) answers synchronously when a request needs no I/O, else with a Promise.
+//
+// A panic or exception reaches the runtime, which answers its own 500 without the Worker's
+// data point: `recordFailure` writes one (5xx) so the release gate counts it, then the error
+// goes on as before (docs/releases.md). After a panic that call is the one that resets the
+// wasm instance; if even it fails, the data point is lost, never the error.
 import Entrypoint from "./glue.js";
 
-const { handleFetch, scheduled } = Entrypoint.prototype;
+const { handleFetch, recordFailure, scheduled } = Entrypoint.prototype;
 
 export default {
   fetch(request, env, ctx) {
-    return handleFetch(request, env, ctx);
+    const started = Date.now();
+    try {
+      const answer = handleFetch(request, env, ctx);
+      return answer instanceof Promise ? answer.catch((error) => failed(error, env, started)) : answer;
+    } catch (error) {
+      return failed(error, env, started);
+    }
   },
   scheduled(event, env, ctx) {
     return scheduled.call({ env, ctx }, event);
   },
 };
+
+function failed(error, env, started) {
+  try {
+    recordFailure(env, started);
+  } catch {}
+  throw error;
+}

@@ -51,19 +51,36 @@ pub fn handle_fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Co
 }
 
 async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> std::result::Result<web_sys::Response, JsValue> {
+    let started = edge::now_ms();
     let version = bindings::version_info(&env);
     http::prepare_isolate(version);
-    match respond(req, &env, &ctx, version).await {
+    match respond(req, &env, &ctx, version, started).await {
         Ok(response) => Ok(response),
         Err(error) => {
             worker::console_error!("request failed: {error}");
+            record_failure(env, started);
             http::internal_error()
         }
     }
 }
 
-async fn respond(req: web_sys::Request, env: &Env, ctx: &Context, version: &VersionInfo) -> Result<web_sys::Response> {
-    let started = edge::now_ms();
+/// Records a request the worker could not answer — an error before it had a response, or,
+/// called by `src/entry.mjs`, a panic or exception the runtime answers with its own 500 — as a
+/// `5xx` data point started at `started_ms` (the `Date.now()` of its arrival): the release gate
+/// counts what the Worker answered, so a canary that fails this way would otherwise look clean
+/// (docs/releases.md). The route is unknown here: `/`.
+#[wasm_bindgen(js_name = recordFailure)]
+pub fn record_failure(env: Env, started_ms: f64) {
+    bindings::record_request(&env, "/", 500, (edge::now_ms() - started_ms).max(0.0));
+}
+
+async fn respond(
+    req: web_sys::Request,
+    env: &Env,
+    ctx: &Context,
+    version: &VersionInfo,
+    started: f64,
+) -> Result<web_sys::Response> {
     let head = RequestHead::of(&req)?;
     // The runtime's own serialization, split rather than parsed again (docs/performance.md).
     let href = head.url.clone();

@@ -187,3 +187,66 @@ impl BuildLock {
         if locked == 0 { Ok(Self { _file: file }) } else { Err(format!("cannot lock {}", path.display())) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::process::Command;
+
+    /// `src/entry.mjs` in front of a stand-in for worker-build's glue: a panic or exception
+    /// (thrown at once or as a rejected Promise) is recorded for the release gate and still
+    /// reaches the runtime; an answer records nothing; a failing record loses only the point.
+    #[test]
+    fn the_entry_records_a_failed_request_and_passes_the_error_on() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(root.join("src/entry.mjs"), dir.path().join("index.mjs")).unwrap();
+        std::fs::write(
+            dir.path().join("glue.js"),
+            r#"export default class Entrypoint {}
+Entrypoint.prototype.handleFetch = (request) => {
+  if (request === "throws") throw new Error("panicked");
+  if (request === "rejects") return Promise.reject(new Error("rejected"));
+  return request === "async" ? Promise.resolve("answer") : "answer";
+};
+Entrypoint.prototype.recordFailure = (env, started) => {
+  if (env.poisoned) throw new Error("module terminated");
+  env.recorded.push(typeof started);
+};
+Entrypoint.prototype.scheduled = () => {};
+"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("run.mjs"),
+            r#"import worker from "./index.mjs";
+const outcome = async (request, env) => {
+  try {
+    return { answer: await worker.fetch(request, env, {}), recorded: env.recorded };
+  } catch (error) {
+    return { error: error.message, recorded: env.recorded };
+  }
+};
+const results = [];
+for (const request of ["sync", "async", "throws", "rejects"]) results.push(await outcome(request, { recorded: [] }));
+results.push(await outcome("throws", { recorded: [], poisoned: true }));
+console.log(JSON.stringify(results));
+"#,
+        )
+        .unwrap();
+        let node = local_stack::node::find_node(root).unwrap_or_else(|_| "node".into());
+        let output = Command::new(node).arg(dir.path().join("run.mjs")).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let results: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(
+            results,
+            serde_json::json!([
+                {"answer": "answer", "recorded": []},
+                {"answer": "answer", "recorded": []},
+                {"error": "panicked", "recorded": ["number"]},
+                {"error": "rejected", "recorded": ["number"]},
+                {"error": "panicked", "recorded": []},
+            ])
+        );
+    }
+}
