@@ -97,6 +97,23 @@ fn a_session_cookie_inside_another_cookies_value_is_not_read_over_the_wire() {
     assert_eq!((planted_only.status, planted_only.error_code().as_str()), (401, "unauthenticated"));
 }
 
+/// The runtime hands the worker a compressed body as sent: it would reach the JSON parser as a
+/// syntax error. It is refused by its `Content-Encoding` (415, RFC 9110 §8.4), over the wire too.
+#[test]
+fn a_compressed_body_is_refused_by_its_content_encoding() {
+    let app = spawn_app();
+    let gzipped = [0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xab, 0xae, 0x05, 0x00];
+    let headers = [("content-type", "application/csp-report"), ("content-encoding", "gzip")];
+    let refused = app.request("POST", "/api/csp-reports", &headers, Some(&gzipped));
+    assert_eq!(
+        (refused.status, refused.error_code().as_str()),
+        (415, "unsupported_content_encoding"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(refused.header("accept-encoding"), Some("identity"));
+}
+
 /// A GET or HEAD may carry a body on the wire (HTTP/1.1 frames it like any other). A route that
 /// takes none ignores it (docs/api.md), so one declared and never sent must not hold the answer:
 /// the worker gave it up only for other methods, and `wrangler dev` waited to drain it — no

@@ -117,6 +117,7 @@ impl ApiError {
                     BodyError::TooLarge => (413, "body_too_large"),
                     BodyError::Unreadable => (400, "unreadable_body"),
                     BodyError::NotJson => (415, "unsupported_media_type"),
+                    BodyError::Encoded => (415, "unsupported_content_encoding"),
                     BodyError::Empty => (400, "empty_body"),
                     BodyError::Malformed(_) => (400, "invalid_json"),
                     BodyError::UnexpectedShape(_) => (400, "invalid_body"),
@@ -206,6 +207,8 @@ impl ApiError {
             Self::SignInPaused { retry_after_seconds } => Some(("Retry-After", Owned(retry_after_seconds.to_string()))),
             Self::RateLimiterUnavailable => Some(("Retry-After", Borrowed(RETRY_UNAVAILABLE_SECONDS))),
             Self::DatabaseNotConfigured => Some(("Retry-After", Borrowed(RETRY_NOT_CONFIGURED_SECONDS))),
+            // RFC 9110 §15.5.16: a 415 for a content coding says which codings are accepted.
+            Self::Body(BodyError::Encoded) => Some(("Accept-Encoding", Borrowed("identity"))),
             Self::Database(DbError::Unavailable(_)) | Self::ServiceUnavailable(_) => {
                 Some(("Retry-After", Borrowed(RETRY_UNAVAILABLE_SECONDS)))
             }
@@ -373,6 +376,8 @@ mod tests {
             check(ApiError::from(error.clone()), status, code, None);
             check(ApiError::from(CspReportError::Body(error)), status, code, None);
         }
+        let identity_only = Some(("Accept-Encoding", "identity"));
+        check(ApiError::from(BodyError::Encoded), 415, "unsupported_content_encoding", identity_only);
         check(ApiError::from(CspReportError::NotAReport), 400, "invalid_body", None);
         check(ApiError::NoteInput(NoteInputError::InvalidTitle), 400, "invalid_title", None);
         check(ApiError::NoteInput(NoteInputError::InvalidBodyText), 400, "invalid_body_text", None);

@@ -23,6 +23,8 @@ pub enum BodyError {
     Unreadable,
     /// Not declared as JSON.
     NotJson,
+    /// Sent with a content coding (`Content-Encoding: gzip`, …): the API reads bodies as sent.
+    Encoded,
     /// Nothing but whitespace.
     Empty,
     /// Not JSON (a syntax error): serde's explanation, which says where.
@@ -38,6 +40,7 @@ impl fmt::Display for BodyError {
             Self::TooLarge => write!(f, "request body is over {MAX_BODY_BYTES} bytes"),
             Self::Unreadable => f.write_str("the request body could not be read"),
             Self::NotJson => f.write_str("send the body as application/json"),
+            Self::Encoded => f.write_str("send the body without a Content-Encoding"),
             Self::Empty => f.write_str("the request body is empty; send a JSON object"),
             Self::Malformed(why) | Self::UnexpectedShape(why) => write!(f, "malformed JSON body: {why}"),
         }
@@ -52,6 +55,16 @@ pub fn check_declared_length(content_length: Option<&str>) -> Result<(), BodyErr
         Some(Ok(_)) => Err(BodyError::TooLarge),
         Some(Err(_)) => Err(BodyError::InvalidContentLength),
     }
+}
+
+/// Refuses a body with a content coding other than `identity` (RFC 9110 §8.4: a server may
+/// answer 415 to a coding it does not accept), which would otherwise reach the JSON parser
+/// compressed and read as a syntax error.
+pub fn check_identity_encoding(content_encoding: Option<&str>) -> Result<(), BodyError> {
+    let coded = content_encoding.is_some_and(|value| {
+        value.split(',').map(str::trim).any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"))
+    });
+    if coded { Err(BodyError::Encoded) } else { Ok(()) }
 }
 
 /// Accepts `application/json` and an `application/<name>+json` type (RFC 6839's structured
@@ -162,6 +175,16 @@ mod tests {
         assert_eq!(status(check_declared_length(Some("abc")).unwrap_err()), 400);
         assert!(check_declared_length(Some("10")).is_ok());
         assert!(check_declared_length(None).is_ok());
+    }
+
+    #[test]
+    fn content_codings() {
+        for identity in [None, Some(""), Some("identity"), Some(" Identity ,identity")] {
+            assert_eq!(check_identity_encoding(identity), Ok(()), "{identity:?}");
+        }
+        for coded in ["gzip", "br", "identity, gzip", "x-anything"] {
+            assert_eq!(check_identity_encoding(Some(coded)), Err(BodyError::Encoded), "{coded}");
+        }
     }
 
     #[test]

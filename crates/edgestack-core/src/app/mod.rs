@@ -4,8 +4,8 @@
 //!
 //! Each handler's doc gives its method, path, body, answer and errors, and links to
 //! [docs/api.md](../../../../docs/api.md). Two groups recur there: *the body errors* —
-//! `415 unsupported_media_type`, `413 body_too_large`, `400 empty_body` / `invalid_json` /
-//! `invalid_body` — and *the database errors* — `503 database_not_configured` or
+//! `415 unsupported_media_type` / `unsupported_content_encoding`, `413 body_too_large`,
+//! `400 empty_body` / `invalid_json` / `invalid_body` — and *the database errors* — `503 database_not_configured` or
 //! `database_unavailable` (with `Retry-After`), `502 database_error`, `500 internal`. Before any
 //! handler, the router may answer `404 not_found`, `405 method_not_allowed` (with `Allow`),
 //! `403 csrf` (state changes), `500 misconfigured` or `500 injected_fault`; internal routes also
@@ -37,7 +37,7 @@ use crate::datapath::{CircuitBreakers, ConsistencyToken, HranaAnswer, PrimarySta
 use crate::db::Pipeline;
 use crate::error::ApiError;
 use crate::health::VersionInfo;
-use crate::json_body::{BodyError, check_json_content_type, parse_json_object};
+use crate::json_body::{BodyError, check_identity_encoding, check_json_content_type, parse_json_object};
 use crate::region::{DEV_REGION_HEADER, Location, RegionName, RequestRegion};
 use crate::routes::{Method, Route, resolve};
 use crate::services::Service;
@@ -199,6 +199,7 @@ pub enum Limiter {
 pub const API_REQUEST_HEADERS: &[&str] = &[
     "cookie",
     "content-type",
+    "content-encoding",
     "origin",
     "sec-fetch-site",
     CLIENT_HEADER,
@@ -418,6 +419,7 @@ impl<P: Platform> Context<'_, P> {
 
     /// The request's body as `T`: declared as JSON, then parsed from a JSON object.
     pub fn json_body<T: DeserializeOwned>(&self) -> Result<T, BodyError> {
+        check_identity_encoding(self.request.header("content-encoding"))?;
         check_json_content_type(self.request.header("content-type"), &[])?;
         parse_json_object(&self.request.body)
     }

@@ -4,7 +4,7 @@
 use crate::csp_report::{LEGACY_CONTENT_TYPE, parse_reports};
 use crate::error::ApiError;
 use crate::health::HealthReport;
-use crate::json_body::check_json_content_type;
+use crate::json_body::{check_identity_encoding, check_json_content_type};
 
 use super::{ApiResponse, Context, Platform};
 
@@ -24,6 +24,7 @@ pub fn health<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiE
 /// [docs/api.md](../../../../docs/api.md).
 pub fn csp_report<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let request = context.request;
+    check_identity_encoding(request.header("content-encoding"))?;
     check_json_content_type(request.header("content-type"), &[LEGACY_CONTENT_TYPE])?;
     for violation in parse_reports(&request.body)? {
         context.platform.log(&format!(

@@ -313,6 +313,13 @@ fn note_input_is_validated() {
         check_new_note(&mut stack, &owner, json!({"title": "t", "published": "yes"}), (400, "invalid_body"));
         let plain = stack.send(owner.post("/api/notes").header("content-type", "text/plain").body(b"{}").send());
         assert_eq!((plain.status(), plain.error_code().as_str()), (415, "unsupported_media_type"));
+        // A compressed body read as sent was a JSON syntax error (400 invalid_json): RFC 9110 §8.4.
+        let gzipped = [0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03];
+        let coded =
+            owner.post("/api/notes").header("content-type", "application/json").header("content-encoding", "gzip");
+        let coded = stack.send(coded.body(&gzipped).send());
+        assert_eq!((coded.status(), coded.error_code().as_str()), (415, "unsupported_content_encoding"));
+        assert_eq!(coded.header("accept-encoding"), Some("identity"));
         assert_eq!(stack.query_text(stack.notes_db(), "SELECT id FROM notes"), Vec::<String>::new());
 
         let id = owner.create_note(&mut stack, "t", "");

@@ -86,6 +86,10 @@ fn check_csp_report(stack: &mut Stack, content_type: &str, body: &str, expected:
 fn malformed_csp_reports_get_json_4xx() {
     each_shape(|mut stack| {
         check_csp_report(&mut stack, "application/json", "{bad", (400, "invalid_json"));
+        let client = stack.client("na");
+        let coded = client.post("/api/csp-reports").header("content-type", "application/csp-report");
+        let coded = stack.send(coded.header("content-encoding", "br").body(b"\x0b\x02\x80{}\x03").send());
+        assert_eq!((coded.status(), coded.error_code().as_str()), (415, "unsupported_content_encoding"));
         check_csp_report(&mut stack, "application/json", "", (400, "empty_body"));
         check_csp_report(&mut stack, "application/json", "[1, 2]", (400, "invalid_body"));
         check_csp_report(&mut stack, "application/json", "{\"csp-report\": 5}", (400, "invalid_body"));
