@@ -11,10 +11,8 @@
 //! created twice, a counter bumped twice), so the client gets 503 + `Retry-After` and decides,
 //! and the isolate's next request goes to the new primary.
 
+pub use crate::db::PRIMARY_FENCED;
 use crate::db::{DbError, PipelineKind};
-
-/// devdb's code for a request refused whole by a fenced former primary (docs/failover.md).
-pub const PRIMARY_FENCED: &str = "PRIMARY_FENCED";
 
 /// What an endpoint answered to `POST /v3/pipeline`: any status, its body, and the term of the
 /// node that answered when it reports one (devdb's `x-devdb-term`; Turso sends none).
@@ -58,7 +56,7 @@ impl Failure {
     /// transaction was rolled back): nothing of it committed.
     pub fn of_statement(error: &DbError) -> Option<Self> {
         match error {
-            DbError::Statement { error, .. } if error.code == PRIMARY_FENCED => {
+            DbError::Statement { error, .. } if error.is_primary_fenced() => {
                 Some(Self::NotPrimary(format!("fenced while the write ran: {}", error.message)))
             }
             _ => None,

@@ -11,7 +11,7 @@ mod rows;
 use std::marker::PhantomData;
 
 pub use libsql_hrana::proto::Value;
-pub use pipeline::{DbError, Pipeline, PipelineKind, PipelineOutcome, StatementError, StatementHandle};
+pub use pipeline::{DbError, PRIMARY_FENCED, Pipeline, PipelineKind, PipelineOutcome, StatementError, StatementHandle};
 pub use rows::{FromRow, ReadError, Row, Rows};
 
 /// One parameterized statement whose rows are read as `R` (`()`: not read, at most counted).

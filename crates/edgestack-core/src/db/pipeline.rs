@@ -61,6 +61,10 @@ impl<R> std::fmt::Debug for StatementHandle<R> {
     }
 }
 
+/// devdb's code for a request or a `BEGIN IMMEDIATE` refused by a fenced former primary
+/// (docs/failover.md): nothing ran, which is what lets the data path send a write again.
+pub const PRIMARY_FENCED: &str = "PRIMARY_FENCED";
+
 /// A statement that SQLite refused (constraint, syntax…), as the server reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatementError {
@@ -77,6 +81,11 @@ impl StatementError {
     /// rolled back when the check no longer holds (`accounts::sql::insert_verified_session`).
     pub fn is_not_null_violation(&self) -> bool {
         self.message.contains("NOT NULL constraint failed")
+    }
+
+    /// Refused by a fenced former primary ([`PRIMARY_FENCED`]).
+    pub fn is_primary_fenced(&self) -> bool {
+        self.code == PRIMARY_FENCED
     }
 
     /// The server could not run the statement now, whatever the statement: its write lock was
@@ -284,7 +293,7 @@ impl Pipeline {
                 if let Err(error) = step_outcome(&batch, 0) {
                     // A fenced node refuses BEGIN IMMEDIATE too: nothing ran, so the data path
                     // may send the write to the new primary (`Failure::of_statement`).
-                    if error.code == crate::datapath::failover::PRIMARY_FENCED {
+                    if error.is_primary_fenced() {
                         return Err(DbError::Statement { index: 0, error });
                     }
                     return Err(DbError::Unavailable(format!("BEGIN failed: {} ({})", error.message, error.code)));
@@ -519,11 +528,11 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // A fenced devdb refuses BEGIN IMMEDIATE with its code: still recognisable as the fence.
-        let fenced = error(crate::datapath::failover::PRIMARY_FENCED, "devdb is fenced");
+        let fenced = error(PRIMARY_FENCED, "devdb is fenced");
         let body = response(json!([null, null, null, null, null]), json!([fenced, null, null, null, null]));
         let refused = pipeline.parse_response(&body).unwrap_err();
         assert!(crate::datapath::Failure::of_statement(&refused).is_some(), "{refused:?}");
-        assert!(refused.of_statement(insert).is_some_and(|e| e.code == crate::datapath::failover::PRIMARY_FENCED));
+        assert!(refused.of_statement(insert).is_some_and(|e| e.code == PRIMARY_FENCED));
     }
 
     /// sqld times a transaction out by failing every step left with `TRANSACTION_TIMEOUT` (it
