@@ -74,6 +74,37 @@ export async function postPipeline(url, authorization, body, deadlineMs) {
 }
 
 /**
+ * `method url` to the Worker bound as `env[binding]` (a service binding), with `name\nvalue\n`
+ * header lines and a body (or null), given up within `deadlineMs` (the runtime's own timer: it
+ * covers the body too, and cancels the call). Resolves to `[status, header lines, body bytes]`
+ * without the framing headers (`content-length`, `transfer-encoding`, `connection`: the
+ * response this one becomes is framed anew), or `[0]` when the deadline passed. Rejects
+ * without the binding or when the other Worker threw.
+ */
+export async function callService(env, binding, method, url, headerLines, body, deadlineMs) {
+  const service = env[binding];
+  if (service === undefined) throw new Error(`no ${binding} binding`);
+  try {
+    const response = await service.fetch(url, {
+      method,
+      headers: pairs(headerLines),
+      body,
+      signal: AbortSignal.timeout(deadlineMs),
+    });
+    let lines = "";
+    for (const [name, value] of response.headers) {
+      if (name !== "content-length" && name !== "transfer-encoding" && name !== "connection") {
+        lines += `${name}\n${value}\n`;
+      }
+    }
+    return [response.status, lines, new Uint8Array(await response.arrayBuffer())];
+  } catch (error) {
+    if (error?.name === "TimeoutError") return [0];
+    throw error;
+  }
+}
+
+/**
  * Gives up the request body unread, for a request refused before its body is needed or a route
  * that takes none (any method: a GET may carry one on the wire too): without
  * this, a runtime that drains unread bodies before answering (wrangler dev's middleware) waits

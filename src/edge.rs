@@ -4,7 +4,7 @@
 use std::rc::Rc;
 use std::sync::OnceLock;
 
-use edgestack_core::app::RequestHeaders;
+use edgestack_core::app::{ApiResponse, RequestHeaders, ServiceRequest};
 use worker::js_sys;
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
@@ -50,6 +50,17 @@ extern "C" {
     #[wasm_bindgen(js_name = postPipeline, catch)]
     fn post_pipeline(url: &str, authorization: &str, body: &[u8], deadline_ms: u32)
     -> Result<js_sys::Promise, JsValue>;
+
+    #[wasm_bindgen(js_name = callService, catch)]
+    fn call_service_js(
+        env: &JsValue,
+        binding: &str,
+        method: &str,
+        url: &str,
+        header_lines: &str,
+        body: Option<&[u8]>,
+        deadline_ms: u32,
+    ) -> Result<js_sys::Promise, JsValue>;
 }
 
 /// The runtime's clock in milliseconds since the Unix epoch (in Workers it advances only across
@@ -103,6 +114,32 @@ pub async fn post(url: &str, authorization: &str, body: &[u8], deadline_ms: u32)
     }
     let term = answer.get(2).as_string().and_then(|term| term.trim().parse().ok());
     Ok(Exchange::Answered { status, body: answer.get(1).unchecked_into::<js_sys::Uint8Array>().to_vec(), term })
+}
+
+/// `request` to the Worker bound as `env[binding]`, given up after `deadline_ms`: its answer
+/// (framing headers dropped), or `None` when the deadline passed first.
+pub async fn call_service(
+    env: &JsValue,
+    binding: &str,
+    request: &ServiceRequest,
+    deadline_ms: u32,
+) -> Result<Option<ApiResponse>, JsValue> {
+    let headers = header_lines(request.headers.iter().map(|(name, value)| (name.as_str(), value.as_str())));
+    let body = (!request.body.is_empty()).then_some(request.body.as_slice());
+    let promise = call_service_js(env, binding, request.method.as_str(), &request.url, &headers, body, deadline_ms)?;
+    let answer: js_sys::Array = JsFuture::from(promise).await?.unchecked_into();
+    let status = answer.get(0).as_f64().unwrap_or(0.0) as u16;
+    if status == 0 {
+        return Ok(None);
+    }
+    let lines = answer.get(1).as_string().unwrap_or_default();
+    let mut fields = lines.split('\n');
+    let mut headers = Vec::new();
+    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+        headers.push((name.to_string(), value.to_string()));
+    }
+    let body = answer.get(2).unchecked_into::<js_sys::Uint8Array>().to_vec();
+    Ok(Some(ApiResponse { status, headers, body }))
 }
 
 /// The request line: method and URL (the runtime's serialization).

@@ -17,7 +17,7 @@ use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::worker_sys::ext::RequestExt;
 use worker::worker_sys::web_sys;
-use worker::{Context, Env, Headers, Method, Request, RequestInit, ScheduleContext, console_log};
+use worker::{Context, Env, ScheduleContext, console_log};
 
 use crate::edge::{self, Exchange};
 
@@ -194,28 +194,18 @@ impl Platform for WorkerPlatform<'_> {
         console_log!("{message}");
     }
 
-    async fn call_service(&self, service: Service, request: ServiceRequest) -> Result<ApiResponse, String> {
+    async fn call_service(
+        &self,
+        service: Service,
+        request: ServiceRequest,
+        deadline_ms: u32,
+    ) -> Result<ApiResponse, String> {
         let binding = service.binding().ok_or_else(|| format!("{} has no binding", service.as_str()))?;
-        let fetcher = self.env.service(binding).map_err(|e| format!("no {binding} binding: {e}"))?;
-        let headers = Headers::new();
-        for (name, value) in &request.headers {
-            headers.append(name, value).map_err(|e| e.to_string())?;
+        match edge::call_service(self.env, binding, &request, deadline_ms).await {
+            Ok(Some(response)) => Ok(response),
+            Ok(None) => Err(format!("no answer within {deadline_ms} ms")),
+            Err(error) => Err(describe(&error)),
         }
-        let mut init = RequestInit::new();
-        init.with_method(Method::from(request.method.as_str().to_string())).with_headers(headers);
-        if !request.body.is_empty() {
-            init.with_body(Some(worker::js_sys::Uint8Array::from(request.body.as_slice()).into()));
-        }
-        let outgoing = Request::new_with_init(&request.url, &init).map_err(|e| e.to_string())?;
-        let mut response = fetcher.fetch_request(outgoing).await.map_err(|e| e.to_string())?;
-        let headers = response
-            .headers()
-            .entries()
-            .filter(|(name, _)| !matches!(name.as_str(), "content-length" | "transfer-encoding" | "connection"))
-            .collect();
-        let status = response.status_code();
-        let body = response.bytes().await.map_err(|e| e.to_string())?;
-        Ok(ApiResponse { status, headers, body })
     }
 }
 

@@ -122,3 +122,33 @@ fn account_deletion_reaches_the_notes_service_after_it_recovers() {
     assert_eq!(replay.status, 401, "{}", replay.text());
     assert_eq!(app.query_text(&format!("SELECT id FROM notes WHERE owner_id = '{user_id}'")), Vec::<String>::new());
 }
+
+/// A service that hangs is given up at `SERVICE_DEADLINE_MS`: over a real service binding the
+/// runtime's `AbortSignal.timeout` cancels the call (`src/edge.js` `callService`). Every call
+/// site, the default and the nested deadline are tested in-process (`tests/app/entry.rs`,
+/// `tests/app/outbox.rs`).
+#[test]
+fn a_service_that_does_not_answer_is_given_up_at_the_service_deadline() {
+    let app =
+        spawn_services_with(&[("EDGESTACK_ENV", "development"), ("SERVICE_DEADLINE_MS", "1000")], |name, config| {
+            if name == "notes" {
+                let service = "EDGESTACK_SERVICE = \"notes\"";
+                assert!(config.contains(service), "{config}");
+                config.replace(service, &format!("{service}\nEDGESTACK_INJECT_FAULT = \"slow:8000\""))
+            } else {
+                config
+            }
+        });
+
+    let started = std::time::Instant::now();
+    let feed = app.get("/api/public/notes");
+    let waited = started.elapsed();
+    let health = app.get("/api/health");
+
+    assert_eq!((feed.status, feed.error_code().as_str()), (503, "service_unavailable"), "{}", feed.text());
+    assert_eq!(feed.header("retry-after"), Some("5"));
+    assert!(waited < std::time::Duration::from_secs(5), "answered after {waited:?}, not when notes would (8 s)");
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json()["services"]["notes"]["status"], "unreachable", "{}", health.text());
+    assert_eq!(health.json()["services"]["accounts"]["status"], "ok", "{}", health.text());
+}

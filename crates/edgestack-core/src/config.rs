@@ -113,7 +113,18 @@ pub struct Config {
     pub identity_signer: Option<IdentitySigner>,
     /// `entry` and `notes`: checks identities `accounts` signed.
     pub identity_verifier: Option<IdentityVerifier>,
+    /// How long a call to another service (`entry` → `accounts`/`notes`, `accounts` → `notes`)
+    /// may take before it is given up, in milliseconds: `SERVICE_DEADLINE_MS`, default
+    /// [`SERVICE_DEADLINE_DEFAULT_MS`].
+    pub service_deadline_ms: u32,
 }
+
+/// A service call's default deadline: above the longest a healthy service takes to answer or
+/// to give up itself (a read waiting out a failover, then the new primary: three primary
+/// deadlines of 5 s), so that it only cuts a service that hangs. The runtime sets no wall-clock
+/// limit on a request while its client waits, so without one a hung service holds every
+/// request that reaches it.
+pub const SERVICE_DEADLINE_DEFAULT_MS: u32 = 20_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigError {
@@ -186,6 +197,7 @@ pub const CONSISTENCY_KEY_SECRET: &str = "CONSISTENCY_KEY";
 pub const READ_CACHE_VAR: &str = "READ_CACHE";
 pub const DEV_REGION_VAR: &str = "EDGESTACK_DEV_REGION";
 pub const REPLICA_DEADLINE_VAR: &str = "REPLICA_DEADLINE_MS";
+pub const SERVICE_DEADLINE_VAR: &str = "SERVICE_DEADLINE_MS";
 pub const INJECT_FAULT_VAR: &str = "EDGESTACK_INJECT_FAULT";
 pub const SESSION_IDLE_VAR: &str = "SESSION_IDLE_SECONDS";
 pub const SESSION_ABSOLUTE_VAR: &str = "SESSION_ABSOLUTE_SECONDS";
@@ -194,6 +206,15 @@ pub const IDENTITY_SIGNING_KEY_SECRET: &str = "IDENTITY_SIGNING_KEY";
 pub const IDENTITY_PUBLIC_KEY_VAR: &str = "IDENTITY_PUBLIC_KEY";
 
 impl Config {
+    /// The deadline of a call made while answering another service's call (`accounts` telling
+    /// `notes` of an account deletion while the entry waits for `accounts`): a quarter of
+    /// `service_deadline_ms`, so that the caller's deadline still covers this service's own
+    /// database work after it. Such a call must be one whose failure the service can absorb
+    /// (the deletion's outbox row is retried by the cron).
+    pub fn nested_service_deadline_ms(&self) -> u32 {
+        (self.service_deadline_ms / 4).max(1)
+    }
+
     /// `lookup` returns a var or secret by name, `None` when unset or empty.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let lookup = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
@@ -220,6 +241,17 @@ impl Config {
                     .ok()
                     .filter(|s| (1..=366 * 24 * 3600).contains(s))
                     .map(|s| s * 1000)
+                    .ok_or(ConfigError::BadNumber { name, value }),
+            }
+        };
+        let deadline = |name: &'static str, default_ms: u32| -> Result<u32, ConfigError> {
+            match lookup(name) {
+                None => Ok(default_ms),
+                Some(value) => value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|ms| (1..=60_000).contains(ms))
                     .ok_or(ConfigError::BadNumber { name, value }),
             }
         };
@@ -254,15 +286,7 @@ impl Config {
                 Some("off") => false,
                 Some(other) => return Err(ConfigError::BadSwitch { name: READ_CACHE_VAR, value: other.to_string() }),
             },
-            replica_deadline_ms: match lookup(REPLICA_DEADLINE_VAR) {
-                None => 300,
-                Some(value) => value
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|ms| (1..=60_000).contains(ms))
-                    .ok_or(ConfigError::BadNumber { name: REPLICA_DEADLINE_VAR, value })?,
-            },
+            replica_deadline_ms: deadline(REPLICA_DEADLINE_VAR, 300)?,
             primary_deadline_ms: 5_000,
         };
         let dev_region = region_var(&lookup, DEV_REGION_VAR)?;
@@ -297,6 +321,7 @@ impl Config {
             service,
             identity_signer,
             identity_verifier,
+            service_deadline_ms: deadline(SERVICE_DEADLINE_VAR, SERVICE_DEADLINE_DEFAULT_MS)?,
         })
     }
 
@@ -411,6 +436,25 @@ mod tests {
         assert_eq!(parse(&[]).unwrap().session, SessionPolicy::default());
         for bad in ["0", "-1", "abc", "1.5"] {
             assert!(matches!(parse(&[("SESSION_IDLE_SECONDS", bad)]), Err(ConfigError::BadNumber { .. })), "{bad}");
+        }
+    }
+
+    #[test]
+    fn deadlines_are_whole_milliseconds_up_to_a_minute() {
+        let defaults = parse(&[]).unwrap();
+        assert_eq!((defaults.data_path.replica_deadline_ms, defaults.service_deadline_ms), (300, 20_000));
+        let set = parse(&[("REPLICA_DEADLINE_MS", " 120 "), ("SERVICE_DEADLINE_MS", "60000")]).unwrap();
+        assert_eq!((set.data_path.replica_deadline_ms, set.service_deadline_ms), (120, 60_000));
+        assert_eq!((defaults.nested_service_deadline_ms(), set.nested_service_deadline_ms()), (5_000, 15_000));
+        assert_eq!(parse(&[("SERVICE_DEADLINE_MS", "3")]).unwrap().nested_service_deadline_ms(), 1, "never zero");
+        for name in ["REPLICA_DEADLINE_MS", "SERVICE_DEADLINE_MS"] {
+            for bad in ["0", "-5", "60001", "1.5", "soon"] {
+                assert_eq!(
+                    parse(&[(name, bad)]),
+                    Err(ConfigError::BadNumber { name, value: bad.to_string() }),
+                    "{name}={bad}"
+                );
+            }
         }
     }
 

@@ -113,7 +113,7 @@ pub async fn forward<P: Platform>(platform: &P, config: &Config, request: &ApiRe
         }
     }
     let started = platform.now_ms();
-    let answer = platform.call_service(service, outgoing).await;
+    let answer = platform.call_service(service, outgoing, config.service_deadline_ms).await;
     let hop_ms = platform.now_ms() - started;
     let mut response = match (answer, identity_failure) {
         (Ok(response), Some(failure)) if response.status == 401 => return failure,
@@ -178,7 +178,7 @@ async fn identity<P: Platform>(
         .with_header("cookie", request.cookie_header())
         .with_header(DEV_REGION_HEADER, request.region_name(platform).as_str());
     let started = platform.now_ms();
-    let answer = platform.call_service(Service::Accounts, refresh).await;
+    let answer = platform.call_service(Service::Accounts, refresh, config.service_deadline_ms).await;
     let elapsed_ms = platform.now_ms() - started;
     match answer {
         Ok(response) if response.status == 200 => {
@@ -227,8 +227,8 @@ pub async fn health<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse
     let request = context.request;
     let region = request.region(context.platform);
     let services = ServicesHealth {
-        accounts: service_health(context.platform, Service::Accounts, &region).await,
-        notes: service_health(context.platform, Service::Notes, &region).await,
+        accounts: service_health(context.platform, context.config, Service::Accounts, &region).await,
+        notes: service_health(context.platform, context.config, Service::Notes, &region).await,
     };
     let mut entry = HealthReport::new(context.config, &request.version, &region);
     entry.database = if services.accounts.has_database() && services.notes.has_database() {
@@ -239,10 +239,16 @@ pub async fn health<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse
     ApiResponse::json(200, &EntryHealthReport { entry, services })
 }
 
-/// What `service` answers to `GET /internal/health`, or unreachable.
-async fn service_health<P: Platform>(platform: &P, service: Service, region: &RequestRegion) -> ServiceHealth {
+/// What `service` answers to `GET /internal/health`, or unreachable (also when it does not
+/// answer within the service deadline).
+async fn service_health<P: Platform>(
+    platform: &P,
+    config: &Config,
+    service: Service,
+    region: &RequestRegion,
+) -> ServiceHealth {
     let probe = ServiceRequest::internal(InternalRequest::Health).with_header(DEV_REGION_HEADER, region.name.as_str());
-    match platform.call_service(service, probe).await {
+    match platform.call_service(service, probe, config.service_deadline_ms).await {
         Ok(response) if response.status == 200 => {
             serde_json::from_slice(&response.body).map_or(ServiceHealth::UNREACHABLE, ServiceHealth::Reported)
         }

@@ -327,9 +327,16 @@ pub trait Platform {
     /// Sends a pipeline after the response, without delaying it.
     fn send_pipeline_in_background(&self, url: &str, token: &str, body: Vec<u8>);
     fn log(&self, message: &str);
-    /// Calls `service` over its service binding. `Err` only when the call itself failed (no
-    /// binding, the other Worker threw); HTTP errors come back as responses.
-    async fn call_service(&self, service: Service, request: ServiceRequest) -> Result<ApiResponse, String>;
+    /// Calls `service` over its service binding, given up (and cancelled) when its answer has not
+    /// all arrived within `deadline_ms` (`Config::service_deadline_ms`). `Err` only when the
+    /// call itself failed (no binding, the other Worker threw, the deadline passed); HTTP errors
+    /// come back as responses.
+    async fn call_service(
+        &self,
+        service: Service,
+        request: ServiceRequest,
+        deadline_ms: u32,
+    ) -> Result<ApiResponse, String>;
 }
 
 /// Everything a handler needs for one request.

@@ -46,13 +46,23 @@ pub async fn delete_account<P: Platform>(
         if database.run(&pipeline).await?.first(deleted)?.is_none() {
             return Err(ApiError::Unauthenticated);
         }
-        return Ok(match deliver(context.platform, database, &deletion, context.request.now_ms).await {
-            Ok(notes_token) => notes_token,
-            Err(error) => {
-                context.platform.log(&format!("notes of deleted user {user_id} are left for the retry: {error}"));
-                None
-            }
-        });
+        return Ok(
+            match deliver(
+                context.platform,
+                database,
+                &deletion,
+                context.request.now_ms,
+                context.config.nested_service_deadline_ms(),
+            )
+            .await
+            {
+                Ok(notes_token) => notes_token,
+                Err(error) => {
+                    context.platform.log(&format!("notes of deleted user {user_id} are left for the retry: {error}"));
+                    None
+                }
+            },
+        );
     } else {
         // The notes first: deleting the account's row would take them with it (ON DELETE
         // CASCADE) before they could be listed for the cache.
@@ -78,9 +88,10 @@ pub async fn deliver<P: Platform>(
     database: &Database<'_, P>,
     deletion: &PendingDeletion,
     now_ms: i64,
+    deadline_ms: u32,
 ) -> Result<Option<String>, String> {
     let request = ServiceRequest::internal(InternalRequest::DeleteUserNotes { user_id: &deletion.user_id });
-    let failure = match platform.call_service(Service::Notes, request).await {
+    let failure = match platform.call_service(Service::Notes, request, deadline_ms).await {
         Ok(response) if (200..300).contains(&response.status) => {
             let notes_cookie = format!("{}=", Service::Notes.consistency_cookie());
             let token = response
@@ -129,7 +140,7 @@ pub async fn deliver_pending_deletions<P: Platform>(
     let pending = outcome.read(pending).map_err(|error| error.to_string())?;
     let mut delivery = DeliveryReport::default();
     for deletion in &pending {
-        match deliver(platform, &database, deletion, now_ms).await {
+        match deliver(platform, &database, deletion, now_ms, config.service_deadline_ms).await {
             // No client to hand the notes token to.
             Ok(_) => delivery.delivered += 1,
             Err(error) => {

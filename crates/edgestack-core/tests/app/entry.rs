@@ -389,3 +389,51 @@ fn the_entry_verifies_a_bounded_number_of_identity_cookies() {
         "the entry verified every one of 301 identity cookies to find the last"
     );
 }
+
+/// The runtime puts no wall-clock limit on a request while its client waits, so a service that
+/// hangs (here `notes`, then `accounts`, answering a minute late) would hold every request
+/// that reaches it. The entry gives each call up at `SERVICE_DEADLINE_MS` (default 20 s) with
+/// the answer an unreachable service gets, and its health reports the service unreachable.
+#[test]
+fn a_service_that_does_not_answer_is_given_up_at_the_service_deadline() {
+    let mut stack = Stack::services();
+    let client = signed_up_user(&mut stack, "hung@example.com");
+    let fresh = session_only(&stack, &client);
+    let timed = |stack: &mut Stack, call: crate::support::Call| {
+        let started = stack.now_ms();
+        let response = stack.send(call.send());
+        (response, stack.now_ms() - started)
+    };
+    stack.service("notes").set_var("EDGESTACK_INJECT_FAULT", "slow:60000");
+
+    for call in [client.get("/api/public/notes"), client.post("/api/notes").json(json!({"title": "never stored"}))] {
+        let (response, elapsed) = timed(&mut stack, call);
+        assert_eq!((response.status(), response.error_code().as_str()), (503, "service_unavailable"));
+        assert_eq!(response.header("retry-after"), Some("5"));
+        assert!((20_000.0..20_100.0).contains(&elapsed), "given up after {elapsed} ms");
+    }
+    assert_eq!(stack.logs_containing("notes service call failed: no answer within 20000 ms").len(), 2);
+    let (health, elapsed) = timed(&mut stack, client.get("/api/health"));
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.json()["services"]["notes"]["status"], "unreachable", "{}", health.text());
+    assert_eq!(health.json()["services"]["accounts"]["status"], "ok", "{}", health.text());
+    assert!((20_000.0..20_100.0).contains(&elapsed), "health waited {elapsed} ms");
+
+    stack.front().set_var("SERVICE_DEADLINE_MS", "1500");
+    let (response, elapsed) = timed(&mut stack, client.get("/api/notes"));
+    assert_eq!(response.status(), 503);
+    assert!((1_500.0..1_600.0).contains(&elapsed), "given up after {elapsed} ms");
+
+    // The identity refresh is a call to `accounts` like any other.
+    stack.service("notes").set_var("EDGESTACK_INJECT_FAULT", "");
+    stack.service("accounts").set_var("EDGESTACK_INJECT_FAULT", "slow:60000");
+    let (refresh, elapsed) = timed(&mut stack, fresh.get("/api/notes"));
+    assert_eq!((refresh.status(), refresh.error_code().as_str()), (503, "service_unavailable"), "{}", refresh.text());
+    assert!((1_500.0..1_600.0).contains(&elapsed), "given up after {elapsed} ms");
+    assert!(!stack.logs_containing("identity refresh failed: no answer within 1500 ms").is_empty());
+
+    stack.service("accounts").set_var("EDGESTACK_INJECT_FAULT", "");
+    let listed = stack.send(fresh.get("/api/notes").send());
+    assert_eq!(listed.status(), 200, "nothing was left stuck: {}", listed.text());
+    assert_eq!(listed.json()["notes"], json!([]), "the write held back by the fault never ran");
+}

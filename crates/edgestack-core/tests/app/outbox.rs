@@ -136,6 +136,12 @@ fn every_kind_of_failed_delivery_keeps_the_row_with_its_attempts_and_error() {
         },
         "no NOTES binding",
     );
+    // A notes Worker that hangs is given up at the service deadline, by the deletion and by
+    // the cron alike (neither would end otherwise).
+    check_failed_delivery(
+        |stack| stack.service("notes").set_var("EDGESTACK_INJECT_FAULT", "slow:600000"),
+        "no answer within 20000 ms",
+    );
 }
 
 #[test]

@@ -398,18 +398,31 @@ impl Platform for Worker {
         self.net.logs.borrow_mut().push(format!("[{}] {message}", self.location));
     }
 
-    async fn call_service(&self, service: Service, request: ServiceRequest) -> Result<ApiResponse, String> {
+    async fn call_service(
+        &self,
+        service: Service,
+        request: ServiceRequest,
+        deadline_ms: u32,
+    ) -> Result<ApiResponse, String> {
         let binding = service.binding().ok_or_else(|| format!("{} has no binding", service.as_str()))?;
         let target = self.bindings.borrow().get(binding).cloned().ok_or_else(|| format!("no {binding} binding"))?;
         let path_and_query = request.url.splitn(4, '/').nth(3).map(|rest| format!("/{rest}")).unwrap_or_default();
         let api_request = target.api_request(request.method.as_str(), &path_and_query, &request.headers, request.body);
-        // A service binding runs in the same location: a fraction of a millisecond each way.
-        self.net.clock.sleep(0.5).await;
+        let clock = self.net.clock.clone();
         // Boxed as `dyn`: the target may itself call services, and a future cannot contain itself.
-        let handled: std::pin::Pin<Box<dyn std::future::Future<Output = ApiResponse> + '_>> =
-            Box::pin(async move { target.handle(api_request).await });
-        let response = handled.await;
-        self.net.clock.sleep(0.5).await;
-        Ok(response)
+        let call: std::pin::Pin<Box<dyn std::future::Future<Output = ApiResponse> + '_>> = Box::pin(async move {
+            // A service binding runs in the same location: a fraction of a millisecond each way.
+            clock.sleep(0.5).await;
+            let response = target.handle(api_request).await;
+            clock.sleep(0.5).await;
+            response
+        });
+        // Past the deadline the runtime cancels the call (`AbortSignal.timeout`): the other
+        // Worker's request ends where it stands, as this future is dropped.
+        let deadline = Box::pin(self.net.clock.sleep(f64::from(deadline_ms)));
+        match futures::future::select(call, deadline).await {
+            futures::future::Either::Left((response, _)) => Ok(response),
+            futures::future::Either::Right(_) => Err(format!("no answer within {deadline_ms} ms")),
+        }
     }
 }
