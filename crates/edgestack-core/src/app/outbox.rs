@@ -46,23 +46,14 @@ pub async fn delete_account<P: Platform>(
         if database.run(&pipeline).await?.first(deleted)?.is_none() {
             return Err(ApiError::Unauthenticated);
         }
-        return Ok(
-            match deliver(
-                context.platform,
-                database,
-                &deletion,
-                context.request.now_ms,
-                context.config.nested_service_deadline_ms(),
-            )
-            .await
-            {
-                Ok(notes_token) => notes_token,
-                Err(error) => {
-                    context.platform.log(&format!("notes of deleted user {user_id} are left for the retry: {error}"));
-                    None
-                }
-            },
-        );
+        let deadline_ms = context.config.nested_service_deadline_ms();
+        return Ok(match deliver(context.platform, database, &deletion, context.request.now_ms, deadline_ms).await {
+            Ok(notes_token) => notes_token,
+            Err(error) => {
+                context.platform.log(&format!("notes of deleted user {user_id} are left for the retry: {error}"));
+                None
+            }
+        });
     } else {
         // The notes first: deleting the account's row would take them with it (ON DELETE
         // CASCADE) before they could be listed for the cache.
