@@ -12,6 +12,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use edgestack_core::region::{CONTINENT_REGIONS, RegionName};
 use serde_json::Value;
@@ -21,10 +22,22 @@ use crate::front::{APP_BINDING, Canary, rule_vars};
 use crate::plan::{FULL_BPS, RolloutPlan, Split, format_percent};
 use crate::version_tag::TAG_ENV;
 
-/// Runs one wrangler command and returns what it printed on stdout.
+/// What one wrangler command left behind.
+#[derive(Debug, Default)]
+pub struct WranglerOutput {
+    /// What it printed on stdout (`deployments status --json` prints its JSON there).
+    pub stdout: String,
+    /// The entries it wrote to its output file (`WRANGLER_OUTPUT_FILE_PATH`: one JSON object a
+    /// line, wrangler's machine-readable record of what it did, e.g. `{"type":
+    /// "version-upload", "version_id": …}`), which unlike its human-readable lines is meant
+    /// to be read by programs.
+    pub entries: Vec<Value>,
+}
+
+/// Runs one wrangler command.
 pub trait CommandRunner {
     /// `wrangler <args>` with `env` added to its environment.
-    fn wrangler(&mut self, env: &[(String, String)], args: &[String]) -> Result<String, ReleaseError>;
+    fn wrangler(&mut self, env: &[(String, String)], args: &[String]) -> Result<WranglerOutput, ReleaseError>;
 }
 
 /// Runs `node node_modules/wrangler/bin/wrangler.js …` from the workspace root (Node ≥ 22 as
@@ -34,8 +47,15 @@ pub struct RealRunner {
 }
 
 impl CommandRunner for RealRunner {
-    fn wrangler(&mut self, env: &[(String, String)], args: &[String]) -> Result<String, ReleaseError> {
+    fn wrangler(&mut self, env: &[(String, String)], args: &[String]) -> Result<WranglerOutput, ReleaseError> {
         eprintln!("release: {}", shown(env, args, "wrangler"));
+        static COMMANDS: AtomicUsize = AtomicUsize::new(0);
+        let output_file = std::env::temp_dir().join(format!(
+            "edgestack-wrangler-{}-{}.ndjson",
+            std::process::id(),
+            COMMANDS.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&output_file);
         let node = local_stack::node::find_node(&self.root).map_err(|e| ReleaseError(e.to_string()))?;
         let mut wrangler = Command::new(&node);
         wrangler
@@ -43,14 +63,20 @@ impl CommandRunner for RealRunner {
             .arg(self.root.join("node_modules/wrangler/bin/wrangler.js"))
             .args(args)
             .env("PATH", local_stack::node::path_with_node_first(&node))
-            .env("WRANGLER_SEND_METRICS", "false");
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("WRANGLER_OUTPUT_FILE_PATH", &output_file);
         // `versions upload` and `deploy` run the `[build] command` (cargo); in a group that ends with us.
         local_stack::cargo::without_outer_cargo_env(&mut wrangler);
         wrangler.envs(env.iter().map(|(name, value)| (name, value)));
-        let output = local_stack::process::output(&mut wrangler).map_err(ReleaseError)?;
+        let output = local_stack::process::output(&mut wrangler).map_err(ReleaseError);
+        let written = std::fs::read_to_string(&output_file).unwrap_or_default();
+        let _ = std::fs::remove_file(&output_file);
+        let output = output?;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         if output.status.success() {
-            Ok(stdout)
+            // A line that is not JSON is no entry (wrangler writes each whole, one a line).
+            let entries = written.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+            Ok(WranglerOutput { stdout, entries })
         } else {
             Err(ReleaseError(format!(
                 "wrangler {} failed ({}):\n{stdout}\n{}",
@@ -72,18 +98,20 @@ pub const DRY_RUN_OLD: &str = "00000000-0000-4000-8000-00000000000a";
 pub const DRY_RUN_NEW: &str = "00000000-0000-4000-8000-00000000000b";
 
 impl CommandRunner for DryRunner {
-    fn wrangler(&mut self, env: &[(String, String)], args: &[String]) -> Result<String, ReleaseError> {
+    fn wrangler(&mut self, env: &[(String, String)], args: &[String]) -> Result<WranglerOutput, ReleaseError> {
         let line = shown(env, args, "npx wrangler");
         println!("{line}");
         self.printed.push(line);
         Ok(match args.first().map(String::as_str) {
-            Some("deployments") => {
-                format!(r#"{{"versions":[{{"version_id":"{DRY_RUN_OLD}","percentage":100}}]}}"#)
-            }
-            Some("versions") if args.get(1).map(String::as_str) == Some("upload") => {
-                format!("Worker Version ID: {DRY_RUN_NEW}\n")
-            }
-            _ => String::new(),
+            Some("deployments") => WranglerOutput {
+                stdout: format!(r#"{{"versions":[{{"version_id":"{DRY_RUN_OLD}","percentage":100}}]}}"#),
+                entries: Vec::new(),
+            },
+            Some("versions") if args.get(1).map(String::as_str) == Some("upload") => WranglerOutput {
+                stdout: String::new(),
+                entries: vec![serde_json::json!({"type": "version-upload", "version_id": DRY_RUN_NEW})],
+            },
+            _ => WranglerOutput::default(),
         })
     }
 }
@@ -103,12 +131,11 @@ fn shell_quote(arg: &str) -> String {
     }
 }
 
-/// The new version id from `wrangler versions upload` output (`Worker Version ID: <uuid>`).
-pub fn parse_uploaded_version(output: &str) -> Option<String> {
-    output.lines().find_map(|line| {
-        let id = line.split("Worker Version ID:").nth(1)?.trim();
-        (!id.is_empty()).then(|| id.to_string())
-    })
+/// The new version id `wrangler versions upload` recorded in its output file (the
+/// `version-upload` entry's `version_id`; null on a `--dry-run`, which uploads nothing).
+pub fn parse_uploaded_version(output: &WranglerOutput) -> Option<String> {
+    let upload = output.entries.iter().find(|entry| entry["type"] == "version-upload")?;
+    upload["version_id"].as_str().filter(|id| !id.trim().is_empty()).map(str::to_string)
 }
 
 /// The version serving 100 % from `wrangler deployments status --json`; `Err` when a split is
@@ -241,7 +268,7 @@ impl<R: CommandRunner> WranglerTraffic<R> {
         Self { runner, config_args, tag, front, applied: Applied::default() }
     }
 
-    fn run(&mut self, env: &[(String, String)], args: &[&str]) -> Result<String, ReleaseError> {
+    fn run(&mut self, env: &[(String, String)], args: &[&str]) -> Result<WranglerOutput, ReleaseError> {
         let mut all: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
         all.extend(self.config_args.iter().cloned());
         self.runner.wrangler(env, &all)
@@ -279,14 +306,18 @@ impl<R: CommandRunner> WranglerTraffic<R> {
 
 impl<R: CommandRunner> Traffic for WranglerTraffic<R> {
     fn prepare(&mut self) -> Result<Versions, ReleaseError> {
-        let old = parse_current_version(&self.run(&[], &["deployments", "status", "--json"])?)?;
+        let old = parse_current_version(&self.run(&[], &["deployments", "status", "--json"])?.stdout)?;
         let message = format!("release {}", self.tag);
         let tag = self.tag.clone();
         // The build names the tag on static responses too (`_headers`, release::version_tag).
         let env = [(TAG_ENV.to_string(), tag.clone())];
         let uploaded = self.run(&env, &["versions", "upload", "--tag", &tag, "--message", &message])?;
-        let new = parse_uploaded_version(&uploaded)
-            .ok_or_else(|| ReleaseError(format!("no version id in `wrangler versions upload` output:\n{uploaded}")))?;
+        let new = parse_uploaded_version(&uploaded).ok_or_else(|| {
+            ReleaseError(format!(
+                "`wrangler versions upload` recorded no version id in its output file (WRANGLER_OUTPUT_FILE_PATH): {:?}\n{}",
+                uploaded.entries, uploaded.stdout
+            ))
+        })?;
         Ok(Versions { old, new })
     }
 
@@ -363,10 +394,35 @@ mod tests {
     }
 
     #[test]
-    fn version_id_is_read_from_upload_output() {
-        let output = "Total Upload: 760.00 KiB / gzip: 290.00 KiB\nWorker Startup Time: 12 ms\nUploaded edgestack (3.1 sec)\nWorker Version ID: 5d3e8a2c-0bd1-4c9a-9d8c-1f5e3a7b9c01\nVersion Preview URL: https://5d3e8a2c-edgestack.example.workers.dev\n";
-        assert_eq!(parse_uploaded_version(output).as_deref(), Some("5d3e8a2c-0bd1-4c9a-9d8c-1f5e3a7b9c01"));
-        assert_eq!(parse_uploaded_version("nothing here"), None);
+    fn the_version_id_is_read_from_the_upload_entry_of_the_output_file() {
+        let entries = |lines: &[&str]| WranglerOutput {
+            stdout: "Worker Version ID: 11111111-0000-4000-8000-000000000000\n".to_string(),
+            entries: lines.iter().map(|line| serde_json::from_str(line).unwrap()).collect(),
+        };
+        let uploaded = entries(&[
+            r#"{"type":"wrangler-session","version":1,"wrangler_version":"4.164.0"}"#,
+            r#"{"type":"version-upload","version":1,"worker_name":"edgestack","worker_tag":"t","version_id":"5d3e8a2c-0bd1-4c9a-9d8c-1f5e3a7b9c01"}"#,
+        ]);
+        assert_eq!(parse_uploaded_version(&uploaded).as_deref(), Some("5d3e8a2c-0bd1-4c9a-9d8c-1f5e3a7b9c01"));
+        // The human-readable line is not read: its wording is wrangler's to change.
+        assert_eq!(parse_uploaded_version(&entries(&[])), None);
+        assert_eq!(parse_uploaded_version(&entries(&[r#"{"type":"version-upload","version_id":null}"#])), None);
+        assert_eq!(parse_uploaded_version(&entries(&[r#"{"type":"deploy","version_id":"x"}"#])), None);
+    }
+
+    /// The locked wrangler, run as a release runs it, writes the entry the release reads: a
+    /// `--dry-run` records the upload it would make (its `version_id` null: nothing uploaded).
+    #[test]
+    fn the_locked_wrangler_records_a_version_upload_in_its_output_file() {
+        let mut runner = RealRunner { root: local_stack::workspace_root() };
+        let args = ["versions", "upload", "--dry-run", "--tag", "output-file-test", "--message", "test"];
+        let output = runner.wrangler(&[], &args.map(str::to_string)).unwrap();
+
+        let upload = output.entries.iter().find(|entry| entry["type"] == "version-upload");
+        let upload = upload.unwrap_or_else(|| panic!("no version-upload entry: {:?}", output.entries));
+        assert_eq!(upload["worker_name"], "edgestack", "{upload}");
+        assert!(upload["version_id"].is_null(), "a dry run uploads nothing: {upload}");
+        assert_eq!(parse_uploaded_version(&output), None);
     }
 
     #[test]
