@@ -226,10 +226,13 @@ async fn identity<P: Platform>(
 pub async fn health<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let request = context.request;
     let region = request.region(context.platform);
-    let services = ServicesHealth {
-        accounts: service_health(context.platform, context.config, Service::Accounts, &region).await,
-        notes: service_health(context.platform, context.config, Service::Notes, &region).await,
-    };
+    // At once: a service that hangs costs the health check one service deadline, not one each.
+    let (accounts, notes) = futures::future::join(
+        service_health(context.platform, context.config, Service::Accounts, &region),
+        service_health(context.platform, context.config, Service::Notes, &region),
+    )
+    .await;
+    let services = ServicesHealth { accounts, notes };
     let mut entry = HealthReport::new(context.config, &request.version, &region);
     entry.database = if services.accounts.has_database() && services.notes.has_database() {
         DatabaseStatus::Configured

@@ -419,6 +419,14 @@ fn a_service_that_does_not_answer_is_given_up_at_the_service_deadline() {
     assert_eq!(health.json()["services"]["accounts"]["status"], "ok", "{}", health.text());
     assert!((20_000.0..20_100.0).contains(&elapsed), "health waited {elapsed} ms");
 
+    // Both probed at once: two services that hang cost the health check one deadline.
+    stack.service("accounts").set_var("EDGESTACK_INJECT_FAULT", "slow:60000");
+    let (health, elapsed) = timed(&mut stack, client.get("/api/health"));
+    assert_eq!(health.json()["services"]["accounts"]["status"], "unreachable", "{}", health.text());
+    assert_eq!(health.json()["services"]["notes"]["status"], "unreachable", "{}", health.text());
+    assert!((20_000.0..20_100.0).contains(&elapsed), "health waited {elapsed} ms");
+    stack.service("accounts").set_var("EDGESTACK_INJECT_FAULT", "");
+
     stack.front().set_var("SERVICE_DEADLINE_MS", "1500");
     let (response, elapsed) = timed(&mut stack, client.get("/api/notes"));
     assert_eq!(response.status(), 503);
