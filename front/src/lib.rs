@@ -1,18 +1,21 @@
-//! The front Worker: on the public route before the app Worker (service binding `APP`), it sends
-//! the canary region's users to the canary version during a regional release and forwards every
-//! other request unchanged (docs/releases.md, "Production: regions and the canary").
+//! The front Worker: on the public route before the app Worker (service binding `APP`), it gives
+//! every request the user's version key (`Cloudflare-Workers-Version-Key`, minting the
+//! `edgestack_canary` cookie on a first visit) so a gradual deployment keeps each user on one
+//! version, and during a regional release it pins the canary region's users to the canary
+//! version (docs/releases.md, "Production: regions and the canary").
 //!
 //! The rule is in its vars, which `release deploy` sets with `wrangler deploy --var …`: a change
 //! of rule is a deployment of this Worker, so it takes effect in new isolates within seconds,
-//! costs no I/O per request, and is read once per isolate. The decision itself is
-//! `release::front::FrontConfig::route`, a pure function tested on the host.
+//! costs no I/O per request, and is read once per isolate. The decisions themselves are
+//! `release::front::FrontConfig::route` and `release::front::affinity`, pure functions tested on
+//! the host.
 
 use std::sync::OnceLock;
 
 use edgestack_core::region::DEV_REGION_HEADER;
-use release::front::{APP_BINDING, FrontConfig, Route, Visit};
-use release::routing::VERSION_OVERRIDE_HEADER;
-use worker::{Context, Env, Request, Response, Result, event};
+use release::front::{APP_BINDING, Affinity, FrontConfig, Route, Visit, affinity};
+use release::routing::{VERSION_KEY_HEADER, VERSION_OVERRIDE_HEADER};
+use worker::{Context, Date, Env, Request, Response, Result, event};
 
 /// The rule, parsed on the isolate's first request (vars are fixed for an isolate's life). A bad
 /// rule is logged and ignored: every request then passes through to the deployment's split.
@@ -38,27 +41,56 @@ fn start() {
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let app = env.service(APP_BINDING)?;
-    let route = match config(&env) {
-        Some(config) => {
-            let header = |name: &str| req.headers().get(name).ok().flatten();
-            let (dev_region, overrides) = (header(DEV_REGION_HEADER), header(VERSION_OVERRIDE_HEADER));
-            let continent = req.cf().and_then(|cf| cf.continent());
-            config.route(&Visit {
-                continent: continent.as_deref(),
-                dev_region: dev_region.as_deref(),
-                overrides: overrides.as_deref(),
-            })
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let affinity = affinity(header("cookie").as_deref(), header(VERSION_KEY_HEADER).as_deref(), random_bytes);
+    // Without a rule nothing else is read: `cf` and two more headers cost crossings per request.
+    let overrides = config(&env).filter(|config| config.canary.is_some()).and_then(|config| {
+        let (dev_region, overrides) = (header(DEV_REGION_HEADER), header(VERSION_OVERRIDE_HEADER));
+        let continent = req.cf().and_then(|cf| cf.continent());
+        let visit = Visit {
+            continent: continent.as_deref(),
+            dev_region: dev_region.as_deref(),
+            overrides: overrides.as_deref(),
+        };
+        match config.route(&visit) {
+            Route::Canary { overrides } => Some(overrides),
+            Route::PassThrough(_) => None,
         }
-        None => return app.fetch_request(req).await,
-    };
-    match route {
-        Route::PassThrough(_) => app.fetch_request(req).await,
-        Route::Canary { overrides } => {
+    });
+    let response = match (affinity.key(), overrides) {
+        (None, None) => app.fetch_request(req).await?,
+        (key, overrides) => {
             // The runtime's request has immutable headers; `new Request(req)` takes its body
             // stream (nothing is buffered) and gives headers that can be set.
-            let mut pinned = req.clone_mut()?;
-            pinned.headers_mut()?.set(VERSION_OVERRIDE_HEADER, &overrides)?;
-            app.fetch_request(pinned).await
+            let mut forwarded = req.clone_mut()?;
+            let headers = forwarded.headers_mut()?;
+            if let Some(key) = key {
+                headers.set(VERSION_KEY_HEADER, key.as_str())?;
+            }
+            if let Some(overrides) = overrides {
+                headers.set(VERSION_OVERRIDE_HEADER, &overrides)?;
+            }
+            app.fetch_request(forwarded).await?
         }
+    };
+    match affinity {
+        Affinity::Minted(key) => {
+            // A fetched response's headers are immutable; a copy keeps every field (each
+            // `Set-Cookie` of the app's its own) and takes one more.
+            let headers = response.headers().clone();
+            headers.append("set-cookie", &key.set_cookie())?;
+            Ok(response.with_headers(headers))
+        }
+        Affinity::Cookie(_) | Affinity::ClientKey => Ok(response),
     }
+}
+
+/// 16 bytes for a new visitor's key from `crypto.getRandomValues`.
+fn random_bytes() -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        // Only stickiness depends on it; time-based bytes still spread users.
+        bytes[..8].copy_from_slice(&Date::now().as_millis().to_le_bytes());
+    }
+    bytes
 }

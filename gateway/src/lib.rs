@@ -12,8 +12,8 @@ mod state;
 
 use edgestack_core::region::{DEV_REGION_HEADER, Location, RegionName, RequestRegion};
 use release::routing::{
-    Reason, SERVED_BY_HEADER, StickyKey, VERSION_OVERRIDE_HEADER, Version, choose, requested_override,
-    resolve_override, sticky_key_from_cookies,
+    Reason, SERVED_BY_HEADER, StickyKey, VERSION_KEY_HEADER, VERSION_OVERRIDE_HEADER, Version, bucket_bps, choose,
+    requested_override, resolve_override, sticky_key_from_cookies,
 };
 use worker::{Context, Date, Env, Headers, Request, Response, Result, event};
 
@@ -84,13 +84,19 @@ async fn forward(req: Request, env: &Env, settings: &Settings) -> Result<Respons
     let overridden = header(VERSION_OVERRIDE_HEADER)
         .and_then(|value| requested_override(&value, &settings.worker_name))
         .and_then(|value| resolve_override(&value, blue_id.as_deref(), green_id.as_deref()));
-    let existing_key = header("cookie").and_then(|cookies| sticky_key_from_cookies(&cookies));
-    let minted = existing_key.is_none();
-    let key = match existing_key {
-        Some(key) => key,
-        None => StickyKey::from_random(random_bytes()),
+    // As Cloudflare does, a version key decides when the request carries one (the front Worker
+    // sets it from the user's cookie, and mints that cookie itself); without one the gateway's
+    // own cookie stands in, minted here on a first visit.
+    let version_key = header(VERSION_KEY_HEADER).filter(|key| !key.trim().is_empty());
+    let (bucket, minted) = match (version_key, header("cookie").and_then(|cookies| sticky_key_from_cookies(&cookies))) {
+        (Some(version_key), _) => (bucket_bps(&version_key), None),
+        (None, Some(key)) => (key.bucket_bps(), None),
+        (None, None) => {
+            let key = StickyKey::from_random(random_bytes());
+            (key.bucket_bps(), Some(key))
+        }
     };
-    let (version, reason) = choose(&split, region.name.as_str(), key.bucket_bps(), overridden);
+    let (version, reason) = choose(&split, region.name.as_str(), bucket, overridden);
 
     // Fingerprinted assets may only exist in the other build (skew); keep a copy to retry there.
     let is_asset =
@@ -129,7 +135,7 @@ async fn forward(req: Request, env: &Env, settings: &Settings) -> Result<Respons
     if fallback {
         headers.set(ASSET_FALLBACK_HEADER, "1")?;
     }
-    if minted {
+    if let Some(key) = minted {
         headers.append("set-cookie", &key.set_cookie())?;
     }
     response = response.with_headers(headers);

@@ -5,16 +5,23 @@
 //! the front Worker reads it once per isolate, so both sides use [`rule_vars`] and
 //! [`FrontConfig::from_lookup`] and never disagree on a name or a format.
 //!
+//! Every request also carries a version key (`Cloudflare-Workers-Version-Key`, [`Affinity`]):
+//! Cloudflare hashes it to pick a version of a gradual deployment, so one key means one version
+//! at every percentage stage, and a key on the new version stays there as its share grows.
+//! Without it each request is assigned at random, and a user flips between the two versions
+//! from one request to the next (a page and its assets included). The key is the user's
+//! `edgestack_canary` cookie, minted here on the first visit as the local gateway mints it.
+//!
 //! A request goes to the canary only when its location is known and folds to a canary region;
 //! anything else — no rule, no `request.cf`, a continent code we do not know, another region, or
-//! a client that already names the app Worker in its own override — passes through unchanged and
-//! gets whatever the gradual deployment's percentages give it. Unknown never means canary.
+//! a client that already names the app Worker in its own override — passes through without an
+//! override and gets what the gradual deployment's percentages give its version key. Unknown never means canary.
 
 use std::collections::BTreeSet;
 
 use edgestack_core::region::RegionName;
 
-use crate::routing::requested_override;
+use crate::routing::{StickyKey, requested_override, sticky_key_from_cookies};
 
 /// The front Worker's service binding to the app Worker (`[[services]]` in front/wrangler.toml).
 pub const APP_BINDING: &str = "APP";
@@ -171,6 +178,42 @@ fn with_override(existing: Option<&str>, app_worker: &str, version: &str) -> Str
     }
 }
 
+/// Where a request's version key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Affinity {
+    /// The user's `edgestack_canary` cookie: forward with it as the version key (replacing any
+    /// key the client put in the header itself).
+    Cookie(StickyKey),
+    /// No cookie, but the client sends a version key of its own (an API client that keeps
+    /// itself on one version): forwarded as it came, nothing minted.
+    ClientKey,
+    /// A new visitor (or a cookie that is no key): forward with this new key and set it as the
+    /// cookie on the answer, so the first request and every later one share it.
+    Minted(StickyKey),
+}
+
+impl Affinity {
+    /// The key to forward as [`VERSION_KEY_HEADER`](crate::routing::VERSION_KEY_HEADER); `None`: the client's own, unchanged.
+    pub fn key(&self) -> Option<&StickyKey> {
+        match self {
+            Self::Cookie(key) | Self::Minted(key) => Some(key),
+            Self::ClientKey => None,
+        }
+    }
+}
+
+/// The version key of a request with `cookies` (its `Cookie` header) and `client_key` (its own
+/// `Cloudflare-Workers-Version-Key`); `random` gives a new key's 16 bytes when one is minted.
+pub fn affinity(cookies: Option<&str>, client_key: Option<&str>, random: impl FnOnce() -> [u8; 16]) -> Affinity {
+    if let Some(key) = cookies.and_then(sticky_key_from_cookies) {
+        return Affinity::Cookie(key);
+    }
+    if client_key.is_some_and(|key| !key.trim().is_empty()) {
+        return Affinity::ClientKey;
+    }
+    Affinity::Minted(StickyKey::from_random(random()))
+}
+
 fn parse_regions(text: &str) -> Result<BTreeSet<RegionName>, FrontConfigError> {
     text.split(',')
         .map(str::trim)
@@ -312,6 +355,28 @@ mod tests {
         // Outside the canary region a tester's header passes untouched (no rewrite at all).
         let elsewhere = Visit { continent: Some("NA"), dev_region: None, overrides: Some(r#"billing="abc""#) };
         assert!(matches!(eu.route(&elsewhere), Route::PassThrough(PassReason::OtherRegion(_))));
+    }
+
+    #[test]
+    fn the_version_key_is_the_cookie_else_the_clients_own_else_a_new_one() {
+        let minted = || [0x5a; 16];
+        let new_key = Affinity::Minted(StickyKey::from_random([0x5a; 16]));
+        let cookie = |key: &str| Affinity::Cookie(StickyKey::parse(key).unwrap());
+        let check = |cookies: Option<&str>, client_key: Option<&str>, expected: &Affinity| {
+            assert_eq!(&affinity(cookies, client_key, minted), expected, "{cookies:?} {client_key:?}");
+        };
+        check(Some("theme=dark; edgestack_canary=user-0042"), None, &cookie("user-0042"));
+        // The cookie wins over a key the client names itself: a browser's key is its cookie.
+        check(Some("edgestack_canary=user-0042"), Some("other-key"), &cookie("user-0042"));
+        check(None, Some("api-client-7"), &Affinity::ClientKey);
+        for no_key in [None, Some(""), Some("edgestack_canary=short"), Some("edgestack_canary=bad key!")] {
+            check(no_key, None, &new_key);
+            check(no_key, Some("  "), &new_key);
+        }
+        let huge = format!("edgestack_canary={}", "k".repeat(10_000));
+        check(Some(&huge), None, &new_key);
+        assert_eq!(new_key.key().map(StickyKey::as_str), Some("5a".repeat(16).as_str()));
+        assert_eq!(Affinity::ClientKey.key(), None);
     }
 
     #[test]

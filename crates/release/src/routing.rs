@@ -1,8 +1,10 @@
 //! Which version serves a request: the explicit override header first, then the user's sticky
 //! bucket against the split for the request's region.
 //!
-//! A user's bucket is a stable hash of their key (the `edgestack_canary` cookie) to 0..9999
-//! basis points; users below the threshold get the new version. Raising the threshold only adds
+//! A user's bucket is a stable hash of their key to 0..9999 basis points — the request's
+//! `Cloudflare-Workers-Version-Key` when it has one (as Cloudflare assigns versions; the front
+//! Worker sets it from the cookie), else the `edgestack_canary` cookie; users below the
+//! threshold get the new version. Raising the threshold only adds
 //! users to the new version, so a user who saw green never goes back to blue while a rollout
 //! advances.
 
@@ -14,6 +16,10 @@ use crate::plan::Split;
 pub const CANARY_COOKIE: &str = "edgestack_canary";
 /// Cloudflare's header for pinning a request to a version: `<worker-name>="<version-id>"`.
 pub const VERSION_OVERRIDE_HEADER: &str = "cloudflare-workers-version-overrides";
+/// Cloudflare's version affinity header: requests with the same value are served by the same
+/// version of a gradual deployment, and a value on the new version stays there as its share
+/// grows (docs: Workers, "Version affinity"). The front Worker sets it from the sticky key.
+pub const VERSION_KEY_HEADER: &str = "cloudflare-workers-version-key";
 /// The header the gateway adds to say which version answered.
 pub const SERVED_BY_HEADER: &str = "x-edgestack-served-by";
 

@@ -179,6 +179,27 @@ fn the_front_worker_sends_one_regions_users_to_green_and_everyone_else_to_blue()
         assert!(blue(&seen), "{user} in eu after the rule was cleared: {seen:?}");
     }
 
+    // Version affinity: the front Worker gives each new visitor one key (its cookie) and sends
+    // it as Cloudflare-Workers-Version-Key, which decides the version at every share (the
+    // gateway assigns by it as Cloudflare does): a first visit's version is every later one's,
+    // through the front or straight to the gateway.
+    stack.set_split(&Split { default_bps: 5_000, ..Split::default() });
+    let mut first_versions = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let first = fetch(&visitor.agent, &format!("{}/api/health", front.url()), &[]);
+        let set_cookies = first.all("set-cookie");
+        let keys: Vec<&str> = set_cookies.iter().copied().filter(|c| c.starts_with("edgestack_canary=")).collect();
+        assert_eq!(keys.len(), 1, "one key per new visitor: {set_cookies:?}");
+        let cookie = keys[0].split(';').next().unwrap();
+        for base in [front.url(), stack.url()] {
+            let later = fetch(&visitor.agent, &format!("{base}/api/health"), &[("cookie", cookie)]);
+            assert_eq!(later.served_by(), first.served_by(), "{cookie}, later at {base}");
+        }
+        first_versions.insert(first.served_by().unwrap().to_string());
+    }
+    assert_eq!(first_versions.len(), 2, "a 50 % share gives new visitors both versions: {first_versions:?}");
+    stack.set_split(&Split::all_old());
+
     // What the extra hop costs here (two cores, all of it local): p50 of /api/health, requests
     // through the front Worker and straight to the gateway taking turns, so load drifts hit both.
     let (mut through_front, mut direct) = (Vec::new(), Vec::new());
