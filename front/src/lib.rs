@@ -9,13 +9,23 @@
 //! costs no I/O per request, and is read once per isolate. The decisions themselves are
 //! `release::front::FrontConfig::route` and `release::front::affinity`, pure functions tested on
 //! the host.
+//!
+//! Every request of the site passes through here, so it works on the runtime's own `Request`
+//! and `Response` (no workers-rs wrappers, which read the method, URL, every header and `cf`
+//! up front and rebuild the answer) behind a plain module export (`front/src/entry.mjs`), and
+//! hands the app's answer Promise back untouched unless it sets a cookie (docs/performance.md).
 
 use std::sync::OnceLock;
 
 use edgestack_core::region::DEV_REGION_HEADER;
 use release::front::{APP_BINDING, Affinity, FrontConfig, Route, Visit, affinity};
 use release::routing::{VERSION_KEY_HEADER, VERSION_OVERRIDE_HEADER};
-use worker::{Context, Date, Env, Request, Response, Result, event};
+use wasm_bindgen::prelude::wasm_bindgen;
+use worker::js_sys::Promise;
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::{JsFuture, future_to_promise};
+use worker::worker_sys::ext::RequestExt;
+use worker::{Date, Env, event, web_sys};
 
 /// The rule, parsed on the isolate's first request (vars are fixed for an isolate's life). A bad
 /// rule is logged and ignored: every request then passes through to the deployment's split.
@@ -38,15 +48,18 @@ fn start() {
     console_error_panic_hook::set_once();
 }
 
-#[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    let app = env.service(APP_BINDING)?;
-    let header = |name: &str| req.headers().get(name).ok().flatten();
+/// The fetch handler `front/src/entry.mjs` calls: `(request, env) → Promise<Response>`, the
+/// app Worker's own answer (a copy with one more `Set-Cookie` for a new visitor).
+#[wasm_bindgen(js_name = handleFetch)]
+pub fn handle_fetch(req: web_sys::Request, env: Env) -> Result<Promise, JsValue> {
+    let app: worker::worker_sys::Fetcher = env.service(APP_BINDING)?.into_rpc();
+    let headers = req.headers();
+    let header = |name: &str| headers.get(name).ok().flatten();
     let affinity = affinity(header("cookie").as_deref(), header(VERSION_KEY_HEADER).as_deref(), random_bytes);
     // Without a rule nothing else is read: `cf` and two more headers cost crossings per request.
     let overrides = config(&env).filter(|config| config.canary.is_some()).and_then(|config| {
         let (dev_region, overrides) = (header(DEV_REGION_HEADER), header(VERSION_OVERRIDE_HEADER));
-        let continent = req.cf().and_then(|cf| cf.continent());
+        let continent = req.cf().and_then(|cf| cf.continent().ok().flatten());
         let visit = Visit {
             continent: continent.as_deref(),
             dev_region: dev_region.as_deref(),
@@ -57,32 +70,37 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             Route::PassThrough(_) => None,
         }
     });
-    let response = match (affinity.key(), overrides) {
-        (None, None) => app.fetch_request(req).await?,
+    let answer = match (affinity.key(), overrides) {
+        (None, None) => app.fetch(&req)?,
         (key, overrides) => {
             // The runtime's request has immutable headers; `new Request(req)` takes its body
             // stream (nothing is buffered) and gives headers that can be set.
-            let mut forwarded = req.clone_mut()?;
-            let headers = forwarded.headers_mut()?;
+            let forwarded = web_sys::Request::new_with_request(&req)?;
+            let headers = forwarded.headers();
             if let Some(key) = key {
                 headers.set(VERSION_KEY_HEADER, key.as_str())?;
             }
             if let Some(overrides) = overrides {
                 headers.set(VERSION_OVERRIDE_HEADER, &overrides)?;
             }
-            app.fetch_request(forwarded).await?
+            app.fetch(&forwarded)?
         }
     };
-    match affinity {
-        Affinity::Minted(key) => {
-            // A fetched response's headers are immutable; a copy keeps every field (each
-            // `Set-Cookie` of the app's its own) and takes one more.
-            let headers = response.headers().clone();
-            headers.append("set-cookie", &key.set_cookie())?;
-            Ok(response.with_headers(headers))
-        }
-        Affinity::Cookie(_) | Affinity::ClientKey => Ok(response),
-    }
+    let Affinity::Minted(key) = affinity else {
+        return Ok(answer);
+    };
+    Ok(future_to_promise(async move {
+        let response: web_sys::Response = JsFuture::from(answer).await?.dyn_into()?;
+        // A fetched response's headers are immutable; a copy keeps every field (each
+        // `Set-Cookie` of the app's its own) and takes one more.
+        let headers = web_sys::Headers::new_with_headers(&response.headers())?;
+        headers.append("set-cookie", &key.set_cookie())?;
+        let init = web_sys::ResponseInit::new();
+        init.set_status(response.status());
+        init.set_status_text(&response.status_text());
+        init.set_headers(&headers);
+        Ok(web_sys::Response::new_with_opt_readable_stream_and_init(response.body().as_ref(), &init)?.into())
+    }))
 }
 
 /// 16 bytes for a new visitor's key from `crypto.getRandomValues`.

@@ -64,7 +64,7 @@ pub fn build_worker(toolchain: &Toolchain) -> Result {
     if !keep_names {
         strip_names(toolchain, &root.join("build/index_bg.wasm"))?;
     }
-    install_entry(root)?;
+    install_entry(&root.join("build"), &root.join("src/entry.mjs"))?;
     std::fs::write(&stamp, digest).map_err(|e| format!("{}: {e}", stamp.display()))
 }
 
@@ -98,32 +98,32 @@ fn strip_names(toolchain: &Toolchain, wasm: &Path) -> Result {
     run(&mut command)
 }
 
-/// Puts `src/entry.mjs` in front of worker-build's output: its entry becomes `build/glue.js`
-/// and ours `build/index.js`, the `main` every wrangler config names. See `src/entry.mjs` for
-/// why (a plain module export instead of a Proxy built per request).
-fn install_entry(root: &Path) -> Result {
-    let (generated, glue) = (root.join("build/index.js"), root.join("build/glue.js"));
+/// Puts `entry` in front of worker-build's output in `build`: its entry becomes `glue.js` and
+/// ours `index.js`, the `main` the wrangler configs name. See `src/entry.mjs` for why (a plain
+/// module export instead of a Proxy built per request).
+fn install_entry(build: &Path, entry: &Path) -> Result {
+    let (generated, glue) = (build.join("index.js"), build.join("glue.js"));
     std::fs::rename(&generated, &glue).map_err(|e| format!("{} → {}: {e}", generated.display(), glue.display()))?;
-    let entry = root.join("src/entry.mjs");
-    std::fs::copy(&entry, &generated).map_err(|e| format!("{} → {}: {e}", entry.display(), generated.display()))?;
+    std::fs::copy(entry, &generated).map_err(|e| format!("{} → {}: {e}", entry.display(), generated.display()))?;
     Ok(())
 }
 
 /// Builds the local canary gateway (`gateway/`, a second Worker) the same way, unless none of
 /// its inputs changed; `gateway/wrangler.toml` and the rollout tests use its `gateway/build/`.
 pub fn build_gateway(toolchain: &Toolchain) -> Result {
-    build_package_worker(toolchain, "gateway", GATEWAY_INPUTS)
+    build_package_worker(toolchain, "gateway", GATEWAY_INPUTS, None)
 }
 
 /// Builds the production front Worker (`front/`) into `front/build/`, unless none of its inputs
 /// changed; `front/wrangler.toml`'s `[build] command` and the regional canary tests use it.
 pub fn build_front(toolchain: &Toolchain) -> Result {
-    build_package_worker(toolchain, "front", FRONT_INPUTS)
+    build_package_worker(toolchain, "front", FRONT_INPUTS, Some("src/entry.mjs"))
 }
 
 /// `worker-build --release` in the package folder `package` (a Worker crate of the workspace),
-/// skipped when the digest of `inputs` matches the one recorded in `<package>/build/`.
-fn build_package_worker(toolchain: &Toolchain, package: &str, inputs: &[&str]) -> Result {
+/// skipped when the digest of `inputs` matches the one recorded in `<package>/build/`; `entry`
+/// (relative to the package) becomes the build's `index.js` in front of worker-build's.
+fn build_package_worker(toolchain: &Toolchain, package: &str, inputs: &[&str], entry: Option<&str>) -> Result {
     let root = &toolchain.root;
     let _lock = BuildLock::acquire(&root.join(format!("target/xtask-build-{package}.lock")))?;
     let digest = inputs_digest(root, inputs)?;
@@ -139,6 +139,9 @@ fn build_package_worker(toolchain: &Toolchain, package: &str, inputs: &[&str]) -
     toolchain.apply_env(&mut command);
     run(&mut command)?;
     strip_names(toolchain, &build.join("index_bg.wasm"))?;
+    if let Some(entry) = entry {
+        install_entry(&build, &root.join(package).join(entry))?;
+    }
     std::fs::write(&stamp, digest).map_err(|e| format!("{}: {e}", stamp.display()))
 }
 
