@@ -20,6 +20,7 @@
 use std::collections::BTreeSet;
 
 use edgestack_core::region::RegionName;
+use sfv::FieldType;
 
 use crate::routing::{StickyKey, requested_override, sticky_key_from_cookies};
 
@@ -78,9 +79,12 @@ impl std::fmt::Display for FrontConfigError {
 
 impl std::error::Error for FrontConfigError {}
 
-/// Lowercase letters, digits and `-`, as Cloudflare names Workers.
+/// Lowercase letters, digits and `-`, as Cloudflare names Workers, starting with a letter: the
+/// override header names it as a dictionary key (RFC 8941 §3.1.2).
 fn is_worker_name(name: &str) -> bool {
-    (1..=63).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    (1..=63).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// A version id as it can stand inside the override header's quoted string: Cloudflare's ids are
@@ -168,14 +172,17 @@ pub fn continent_region(continent: Option<&str>) -> Option<RegionName> {
     CONTINENTS.contains(&code.as_str()).then(|| RegionName::from_continent(&code))
 }
 
-/// The request's override dictionary with the app Worker's entry added last (other Workers'
-/// entries kept).
+/// The request's override dictionary (RFC 8941) with the app Worker's entry added last (other
+/// Workers' entries kept). A header that is no dictionary is replaced: Cloudflare ignores an
+/// invalid one whole, so appending to it would lose ours too.
 fn with_override(existing: Option<&str>, app_worker: &str, version: &str) -> String {
-    let ours = format!("{app_worker}=\"{version}\"");
-    match existing.map(str::trim).filter(|header| !header.is_empty()) {
-        Some(header) => format!("{header}, {ours}"),
-        None => ours,
+    let mut overrides: sfv::Dictionary =
+        existing.and_then(|header| sfv::Parser::new(header.trim()).parse().ok()).unwrap_or_default();
+    // Both hold for a `FrontConfig` (`from_lookup` checks them).
+    if let (Ok(key), Ok(value)) = (sfv::Key::from_string(app_worker.into()), sfv::String::from_string(version.into())) {
+        overrides.insert(key, sfv::Item::new(value).into());
     }
+    overrides.serialize().unwrap_or_default()
 }
 
 /// Where a request's version key comes from.
@@ -346,12 +353,16 @@ mod tests {
         assert_eq!(eu.route(&other), Route::Canary { overrides: format!(r#"billing="abc", edgestack="{GREEN}""#) });
         let tester = Visit { continent: Some("EU"), dev_region: None, overrides: Some(r#"edgestack="blue-id""#) };
         assert_eq!(eu.route(&tester), Route::PassThrough(PassReason::ClientOverride));
-        // A malformed entry for the app Worker is no pin; ours comes last, and the last wins.
-        let malformed = Visit { continent: Some("EU"), dev_region: None, overrides: Some("edgestack=blue") };
-        assert_eq!(
-            eu.route(&malformed),
-            Route::Canary { overrides: format!(r#"edgestack=blue, edgestack="{GREEN}""#) }
-        );
+        // An entry for the app Worker that is no string is no pin: ours takes its place.
+        let token =
+            Visit { continent: Some("EU"), dev_region: None, overrides: Some("edgestack=blue, billing=\"abc\"") };
+        assert_eq!(eu.route(&token), Route::Canary { overrides: format!(r#"edgestack="{GREEN}", billing="abc""#) });
+        // A header that is no dictionary at all is replaced: Cloudflare would ignore it whole,
+        // ours included (appended, the app Worker got `garbage;;, edgestack="…"`).
+        for garbage in ["garbage;;", "billing=\"abc", "edgestack=\"x\" extra", "=\"x\"", "Billing=\"abc\""] {
+            let visit = Visit { continent: Some("EU"), dev_region: None, overrides: Some(garbage) };
+            assert_eq!(eu.route(&visit), pinned(), "{garbage}");
+        }
         // Outside the canary region a tester's header passes untouched (no rewrite at all).
         let elsewhere = Visit { continent: Some("NA"), dev_region: None, overrides: Some(r#"billing="abc""#) };
         assert!(matches!(eu.route(&elsewhere), Route::PassThrough(PassReason::OtherRegion(_))));
@@ -408,7 +419,9 @@ mod tests {
         };
         let app = (APP_WORKER_VAR, "edgestack");
         assert_eq!(read(&[]), Err(FrontConfigError::MissingAppWorker));
-        assert!(matches!(read(&[(APP_WORKER_VAR, "Edge Stack")]), Err(FrontConfigError::BadAppWorker(_))));
+        for bad in ["Edge Stack", "1edgestack", "-edgestack"] {
+            assert!(matches!(read(&[(APP_WORKER_VAR, bad)]), Err(FrontConfigError::BadAppWorker(_))), "{bad}");
+        }
         assert_eq!(read(&[app, (CANARY_VERSION_VAR, GREEN)]), Err(FrontConfigError::Incomplete));
         assert_eq!(read(&[app, (CANARY_REGIONS_VAR, "eu")]), Err(FrontConfigError::Incomplete));
         assert!(matches!(

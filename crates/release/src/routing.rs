@@ -107,17 +107,15 @@ pub fn sticky_key_from_cookies(cookie_header: &str) -> Option<StickyKey> {
 }
 
 /// The value the override header asks for `worker_name`, if any. The header is a structured
-/// field dictionary (RFC 8941): `name="value", other="value"`.
+/// field dictionary (RFC 8941) of Worker names to version strings, `name="value", other="value"`;
+/// one that does not parse as a dictionary asks for nothing (Cloudflare ignores it whole).
 pub fn requested_override(header: &str, worker_name: &str) -> Option<String> {
-    header.split(',').find_map(|member| {
-        let (name, value) = member.trim().split_once('=')?;
-        if name.trim() != worker_name {
-            return None;
-        }
-        let value = value.trim();
-        let value = value.strip_prefix('"')?.strip_suffix('"')?;
-        (!value.is_empty() && !value.contains('"')).then(|| value.to_string())
-    })
+    let overrides: sfv::Dictionary = sfv::Parser::new(header.trim()).parse().ok()?;
+    let sfv::ListEntry::Item(item) = overrides.get(sfv::KeyRef::from_str(worker_name).ok()?)? else {
+        return None;
+    };
+    let value = item.bare_item.as_string()?.as_str();
+    (!value.is_empty()).then(|| value.to_string())
 }
 
 /// Resolves an override value to a version: its name (`blue`, `green`) or its version id.
@@ -211,6 +209,12 @@ mod tests {
         check(r#"edgestack="""#, None);
         check(r#"other="green""#, None);
         check("", None);
+        // RFC 8941: the last of a repeated key counts; a header that is no dictionary counts not at all.
+        check(r#"edgestack="blue", edgestack="green""#, Some("green"));
+        check(r#" edgestack="green" "#, Some("green"));
+        check(r#"garbage;;, edgestack="green""#, None);
+        check(r#"edgestack="green" extra"#, None);
+        check(r#"edgestack=("green")"#, None);
     }
 
     #[test]
