@@ -50,8 +50,9 @@ pub fn run(rounds: u32, seconds: u32, only: &[String]) -> Result {
         return Err(format!("bench peer: no shape `{unknown}` ({})", keys.join(", ")));
     }
     let started = Instant::now();
-    // Installs what is missing, `wrk` included where it can (`ensure_load_generator`).
+    // Installs what is missing, `wrk` included where it can.
     let toolchain = Toolchain::ensure()?;
+    ensure_load_generator()?;
     let wrk = load_generator().ok_or(
         "bench peer needs `wrk` on PATH: `cargo xtask setup` installs it from Debian (as root with apt-get); elsewhere install wrk",
     )?;

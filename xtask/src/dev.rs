@@ -6,12 +6,14 @@
 //!
 //! Ctrl-C (or SIGTERM, SIGHUP) ends it normally: every process it started stops, and the next
 //! start finds the same data. The databases' URLs and token reach wrangler through a private
-//! env file beside the data, never its command line.
+//! env file beside the data, never its command line. One `dev` at a time per data folder (it
+//! holds `<data>/lock`); a database server that ends on its own is reported and started again.
 
 use std::path::Path;
 use std::process::Command;
 
 use local_stack::devdb::DevDb;
+use local_stack::lock::{FolderLock, LockError};
 use local_stack::process::GroupChild;
 use local_stack::services::{ACCOUNTS_MIGRATIONS, NOTES_MIGRATIONS, ServiceVars, prepare_committed_configs};
 
@@ -36,6 +38,9 @@ struct LocalDatabase {
     replicas: Vec<(&'static str, DevDb)>,
 }
 
+/// How often a database server that ended on its own is started again before `dev` gives up.
+const RESTARTS: u32 = 3;
+
 impl LocalDatabase {
     fn start(data: &Path, token: &str, migrations: &Path) -> Result<Self> {
         std::fs::create_dir_all(data).map_err(|e| format!("{}: {e}", data.display()))?;
@@ -43,14 +48,37 @@ impl LocalDatabase {
             DevDb::start_persistent(token, &data.join("primary.db"), vec!["--role".into(), "primary".into()])?;
         primary.migrate_dir(migrations)?;
         eprintln!("xtask: libSQL primary (na) on {} ({}, data in {})", primary.url, pid(&primary), data.display());
+        let primary_cluster = cluster(&primary);
         let mut replicas = Vec::new();
         for region in LOCAL_REPLICA_REGIONS {
             let role = vec!["--role".into(), "replica".into(), "--primary".into(), primary.url.clone()];
-            let replica = DevDb::start_persistent(token, &data.join(format!("replica-{region}.db")), role)?;
+            let file = data.join(format!("replica-{region}.db"));
+            let replica = DevDb::start_persistent(token, &file, role)?;
+            // A replica file keeps the database it copies (its cluster) and follows only that
+            // database's primary: next to a new primary.db it would serve the old data forever.
+            if let (Some(theirs), Some(ours)) = (cluster(&replica), &primary_cluster)
+                && !theirs.is_empty()
+                && theirs != *ours
+            {
+                return Err(format!(
+                    "{} copies another database than {} (was primary.db deleted or replaced?) and would serve that one's data: delete the replicas' files, {} (only copies: the next start copies the primary afresh), or all of {} to start over",
+                    file.display(),
+                    data.join("primary.db").display(),
+                    data.join("replica-*.db*").display(),
+                    data.display()
+                ));
+            }
             eprintln!("xtask: libSQL replica ({region}) on {} ({})", replica.url, pid(&replica));
             replicas.push((region, replica));
         }
         Ok(Self { primary, replicas })
+    }
+
+    /// Each server with what messages call it: `primary (na)`, `replica (eu)`.
+    fn servers(&self) -> Vec<(String, &DevDb)> {
+        std::iter::once(("primary (na)".to_string(), &self.primary))
+            .chain(self.replicas.iter().map(|(region, replica)| (format!("replica ({region})"), replica)))
+            .collect()
     }
 
     fn vars(&self) -> Vec<(String, String)> {
@@ -62,11 +90,26 @@ impl LocalDatabase {
     }
 }
 
+/// The database a server holds (`/_devdb/stats`), empty for a replica that has not copied one yet.
+fn cluster(db: &DevDb) -> Option<String> {
+    db.stats().ok()?.get("cluster")?.as_str().map(str::to_string)
+}
+
 fn pid(db: &DevDb) -> String {
     db.pid().map_or_else(String::new, |pid| format!("pid {pid}"))
 }
 
 pub fn run_dev_stack(shape: Shape, port: u16, data: &Path) -> Result {
+    // Held until the stack is down: one `dev` per data folder.
+    let _lock = FolderLock::acquire(data).map_err(|error| match error {
+        LockError::Held { pid, .. } => format!(
+            "another `cargo xtask dev` is running on {}{}: stop it first (Ctrl-C in its terminal), or give this one its own --data and --port",
+            data.display(),
+            pid.map_or_else(String::new, |pid| format!(" (process {pid})"))
+        ),
+        LockError::Io(message) => message,
+    })?;
+    ensure_port_free(port)?;
     let toolchain = Toolchain::ensure()?;
     build::build_worker(&toolchain)?;
     let root = &toolchain.root;
@@ -112,14 +155,73 @@ pub fn run_dev_stack(shape: Shape, port: u16, data: &Path) -> Result {
     let mut wrangler = GroupChild::spawn_inheriting("wrangler dev", &mut command)
         .map_err(|e| format!("cannot start wrangler: {e}"))?;
     eprintln!("xtask: wrangler dev (pid {}) on http://127.0.0.1:{port}; Ctrl-C stops everything", wrangler.id());
+    watch(&mut wrangler, &databases)?;
     let status = wrangler.wait().map_err(|e| format!("wrangler dev: {e}"))?;
     if status.success() { Ok(()) } else { Err(format!("wrangler dev ended: {status}")) }
 }
 
-/// The local database's token: random once, then reused so `.devdb/` stays usable.
+/// Waits for wrangler to end. A database server that ends meanwhile (a crash, something killed
+/// it) is reported and started again on the same port, so the worker's URLs stay valid; after
+/// [`RESTARTS`] restarts of one server, or if it cannot start, the stack stops with the reason.
+fn watch(wrangler: &mut GroupChild, databases: &[LocalDatabase]) -> Result {
+    let mut restarts = std::collections::HashMap::<String, u32>::new();
+    while wrangler.exited().is_none() {
+        for database in databases {
+            for (name, server) in database.servers() {
+                // A signal is stopping everything: that ends the servers, and is no crash.
+                let Some(how) = server.exited().filter(|_| !local_stack::process::stopping()) else { continue };
+                let log = server.log_path().map_or_else(String::new, |path| path.display().to_string());
+                let count = restarts.entry(format!("{} {name}", server.url)).or_default();
+                *count += 1;
+                if *count > RESTARTS {
+                    return Err(format!(
+                        "libSQL {name} on {} ended again ({how}) after {RESTARTS} restarts; its output ({log}):\n{}\nFix the cause, then run `cargo xtask dev` again",
+                        server.url,
+                        server.log_tail(2000)
+                    ));
+                }
+                eprintln!(
+                    "xtask: libSQL {name} on {} ended ({how}); starting it again (its output: {log})",
+                    server.url
+                );
+                server.restart().map_err(|e| {
+                    format!(
+                        "libSQL {name} on {} ended ({how}) and cannot start again: {e}\nRun `cargo xtask dev` again",
+                        server.url
+                    )
+                })?;
+                eprintln!("xtask: libSQL {name} on {} again ({})", server.url, pid(server));
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    Ok(())
+}
+
+/// Fails early, before the build and the databases, when something already listens where
+/// wrangler is to listen (wrangler's own message would come only after both).
+fn ensure_port_free(port: u16) -> Result {
+    match std::net::TcpListener::bind(("127.0.0.1", port)) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => Err(format!(
+            "127.0.0.1:{port} is taken (`ss -ltnp 'sport = :{port}'` shows by what): stop that server, or start on another port with --port"
+        )),
+        Err(error) => Err(format!("127.0.0.1:{port}: {error}")),
+    }
+}
+
+/// The local database's token: random once, then reused so `.devdb/` stays usable. Only this
+/// user can read it (it is the secret the command lines never show). The servers take any
+/// token, so an empty file (a first start cut short) just gets a new one.
 fn local_token(data: &Path) -> Result<String> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let path = data.join("token");
-    if let Ok(token) = std::fs::read_to_string(&path) {
+    let describe = |e: std::io::Error| format!("{}: {e}", path.display());
+    if let Ok(token) = std::fs::read_to_string(&path)
+        && !token.trim().is_empty()
+    {
+        // Written readable by everyone before.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(describe)?;
         return Ok(token.trim().to_string());
     }
     std::fs::create_dir_all(data).map_err(|e| format!("{}: {e}", data.display()))?;
@@ -128,7 +230,19 @@ fn local_token(data: &Path) -> Result<String> {
         .and_then(|mut random| std::io::Read::read_exact(&mut random, &mut bytes))
         .map_err(|e| format!("/dev/urandom: {e}"))?;
     let token = hex(&bytes);
-    std::fs::write(&path, &token).map_err(|e| format!("{}: {e}", path.display()))?;
+    // Whole or not at all: written beside, then renamed over.
+    let partial = data.join("token.partial");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&partial)
+        .map_err(|e| format!("{}: {e}", partial.display()))?;
+    std::io::Write::write_all(&mut file, token.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("{}: {e}", partial.display()))?;
+    std::fs::rename(&partial, &path).map_err(describe)?;
     Ok(token)
 }
 

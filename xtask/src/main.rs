@@ -14,6 +14,7 @@ mod region_lab;
 mod svg;
 mod tools;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -131,7 +132,10 @@ fn main() -> ExitCode {
     // were interrupted, which callers (CI) must not take for success.
     let dev = matches!(cli.command, Command::Dev(_));
     let on_signal = move |signal| {
-        eprintln!(
+        // Not `eprintln!`: after a closed terminal (SIGHUP) the write fails, and that is no reason
+        // to panic on the way out.
+        let _ = writeln!(
+            std::io::stderr(),
             "xtask: stopped by {}; every process it started has ended",
             local_stack::process::signal_name(signal)
         );
@@ -141,7 +145,7 @@ fn main() -> ExitCode {
         eprintln!("xtask: cannot handle signals ({error}); Ctrl-C still ends every process through the guardian");
     }
     let outcome = match cli.command {
-        Command::Setup => tools::Toolchain::ensure().map(|_| ()),
+        Command::Setup => tools::Toolchain::ensure().and_then(|_| tools::ensure_test_tools()),
         Command::Assets => assets::build_site(&local_stack::workspace_root()).map(|_| ()),
         Command::Build => tools::Toolchain::ensure().and_then(|toolchain| build::build_worker(&toolchain)),
         Command::BuildGateway => tools::Toolchain::ensure().and_then(|toolchain| build::build_gateway(&toolchain)),
@@ -179,6 +183,7 @@ fn main() -> ExitCode {
 /// The README's test command: everything a fresh clone needs, then every test in the workspace.
 fn run_tests(extra_args: &[String]) -> Result {
     let toolchain = tools::Toolchain::ensure()?;
+    tools::ensure_test_tools()?;
     build::build_worker(&toolchain)?;
     // The rollout tests (crates/release/tests) run the gateway in front of two builds.
     build::build_gateway(&toolchain)?;

@@ -32,8 +32,6 @@ impl Toolchain {
         // worker-build 0.8.x must match the worker crate it packages.
         let worker_build = ensure_cargo_tool("worker-build", "worker-build", &worker_version)?;
         ensure_npm_packages(&root)?;
-        ensure_chromium()?;
-        crate::bench_peer::ensure_load_generator()?;
         let node = local_stack::node::find_node(&root).map_err(|e| e.to_string())?;
         let wasm_opt = root.join("node_modules/binaryen/bin/wasm-opt");
         if !wasm_opt.is_file() {
@@ -126,6 +124,15 @@ fn ensure_npm_packages(root: &Path) -> Result {
     eprintln!("xtask: npm ci");
     run(Command::new("npm").current_dir(root).args(["ci", "--no-audit", "--no-fund"]))?;
     std::fs::write(&stamp, digest).map_err(|e| format!("{}: {e}", stamp.display()))
+}
+
+/// What tests and benchmarks need besides the build toolchain: Chromium for the browser test,
+/// `wrk` for `bench peer` and `bench ab`. Not part of [`Toolchain::ensure`], which `dev`,
+/// `build` and so wrangler's `[build] command` (`wrangler deploy` too) run: none of them
+/// should install a browser with apt-get.
+pub fn ensure_test_tools() -> Result {
+    ensure_chromium()?;
+    crate::bench_peer::ensure_load_generator()
 }
 
 /// Headless Chromium for the browser test, from Debian's packages (Playwright's own browser

@@ -114,6 +114,22 @@ impl DevDb {
         self.process.lock().ok().map(|process| process.id())
     }
 
+    /// `Some(how)` once the server has ended without being stopped (it crashed, or something
+    /// killed it); reaps it, so an ended server never lingers as a zombie.
+    pub fn exited(&self) -> Option<String> {
+        self.process.lock().ok().and_then(|mut process| process.exited())
+    }
+
+    /// The file the server's output goes to (a restart writes a new one beside it).
+    pub fn log_path(&self) -> Option<PathBuf> {
+        self.process.lock().ok().and_then(|process| process.log_path().map(Path::to_path_buf))
+    }
+
+    /// The last `max_bytes` or so of what the server printed, for messages.
+    pub fn log_tail(&self, max_bytes: usize) -> String {
+        self.process.lock().map(|process| process.log_tail(max_bytes)).unwrap_or_default()
+    }
+
     /// Kills the server at once, as a crash would.
     pub fn kill(&self) {
         if let Ok(mut process) = self.process.lock() {

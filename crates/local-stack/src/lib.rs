@@ -13,6 +13,7 @@ mod guardian;
 #[cfg(target_os = "linux")]
 pub mod inspect;
 pub mod latency_proxy;
+pub mod lock;
 pub mod node;
 pub mod previous;
 pub mod process;

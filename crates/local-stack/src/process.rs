@@ -43,7 +43,9 @@ static STOPPING: AtomicBool = AtomicBool::new(false);
 impl GroupChild {
     /// Starts `command` with stdout and stderr appended to `log_path`.
     pub fn spawn(name: &str, mut command: Command, log_path: &Path) -> std::io::Result<Self> {
-        let log = File::create(log_path)?;
+        // The path in the error: "Read-only file system" alone does not say where.
+        let log = File::create(log_path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", log_path.display())))?;
         command.stdout(log.try_clone()?).stderr(log);
         Self::start(name, &mut command, Output::Log(log_path.to_path_buf()))
     }
@@ -228,6 +230,11 @@ pub fn stopping() -> bool {
 /// On SIGINT, SIGTERM or SIGHUP: [`stop_all`], then exit with what `stopped(signal)` returns
 /// (it may say what happened). What a terminal's Ctrl-C, a process manager or a closed
 /// terminal sends ends every child first.
+///
+/// The program exits even if `stopped` panics (128 + the signal's number then): after a closed
+/// terminal every write to it fails, and `eprintln!` panics on that. Without this the signal
+/// thread would die before `exit`, and a program whose other threads wait for it to exit
+/// (`cargo xtask` parks once [`stopping`]) would stay behind, deaf to every later SIGTERM.
 pub fn stop_children_on_signals(stopped: impl FnOnce(libc::c_int) -> i32 + Send + 'static) -> std::io::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
@@ -235,7 +242,9 @@ pub fn stop_children_on_signals(stopped: impl FnOnce(libc::c_int) -> i32 + Send 
         if let Some(signal) = signals.forever().next() {
             STOPPING.store(true, Ordering::SeqCst);
             stop_all(GRACE);
-            std::process::exit(stopped(signal));
+            let code =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || stopped(signal))).unwrap_or(128 + signal);
+            std::process::exit(code);
         }
     })?;
     Ok(())

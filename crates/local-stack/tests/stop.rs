@@ -6,12 +6,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::FromRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use local_stack::inspect;
-use local_stack::process::{GroupChild, stop_children_on_signals};
+use local_stack::process::{GroupChild, signal_name, stop_children_on_signals};
 
 const HOLDER: &str = "holder_of_a_process_group";
 const MODE: &str = "LOCAL_STACK_TEST_HOLDER";
@@ -24,6 +25,14 @@ fn holder_of_a_process_group() {
     let Ok(mode) = std::env::var(MODE) else { return };
     if mode == "handles-signals" {
         stop_children_on_signals(|signal| 128 + signal).unwrap();
+    }
+    if mode == "reports-signals" {
+        // As `cargo xtask` does: say what happened on the way out.
+        stop_children_on_signals(|signal| {
+            eprintln!("stopped by {}", signal_name(signal));
+            128 + signal
+        })
+        .unwrap();
     }
     let mut sleepers = Command::new("sh");
     sleepers.args(["-c", "sleep 600 & sleep 600"]);
@@ -41,13 +50,17 @@ fn holder_of_a_process_group() {
 /// Starts the holder in a process group of its own (so a "Ctrl-C" to it misses this test),
 /// waits until its group runs, and returns it with every process it started.
 // The caller waits for the holder; a failed start panics and fails the test anyway.
-#[allow(clippy::zombie_processes)]
 fn start_holder(mode: &str) -> (Child, Vec<inspect::Process>) {
+    start_holder_with_stderr(mode, Stdio::null())
+}
+
+#[allow(clippy::zombie_processes)]
+fn start_holder_with_stderr(mode: &str, stderr: Stdio) -> (Child, Vec<inspect::Process>) {
     let mut holder = Command::new(std::env::current_exe().unwrap())
         .args(["--ignored", "--exact", HOLDER, "--nocapture", "--test-threads=1"])
         .env(MODE, mode)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .process_group(0)
         .spawn()
         .unwrap();
@@ -129,4 +142,37 @@ fn handled_signals_stop_the_groups_then_exit() {
         let status = ended_by_signal("handles-signals", false, number);
         assert_eq!(status.code(), Some(128 + number), "{status}");
     }
+}
+
+/// The terminal window `cargo xtask dev` ran in was closed: the kernel hangs the terminal up,
+/// so every later write to it fails (EIO), and the program gets SIGHUP. Saying so on the way
+/// out must not keep it from exiting (a failed `eprintln!` panics the signal thread).
+#[test]
+fn terminal_closed() {
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty(3) writes the two descriptors it opens; the other arguments may be null.
+    let opened =
+        unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+    assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+    // Only the terminal (this test) holds the master side, so closing it hangs the terminal up.
+    // SAFETY: fcntl(2) on a descriptor we own.
+    assert_eq!(unsafe { libc::fcntl(master, libc::F_SETFD, libc::FD_CLOEXEC) }, 0);
+    // SAFETY: both descriptors were just opened by openpty and are owned by nobody else.
+    let (master, slave) =
+        unsafe { (std::os::fd::OwnedFd::from_raw_fd(master), std::os::fd::OwnedFd::from_raw_fd(slave)) };
+    let (mut holder, started) = start_holder_with_stderr("reports-signals", Stdio::from(slave));
+    // The window closes: the terminal hangs up, then the signal arrives.
+    drop(master);
+    signal(i32::try_from(holder.id()).unwrap(), libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while holder.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if holder.try_wait().unwrap().is_none() {
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        panic!("still running 10 s after SIGHUP on a closed terminal");
+    }
+    let status = assert_nothing_survives(holder, &started);
+    assert_eq!(status.code(), Some(128 + libc::SIGHUP), "{status}");
 }

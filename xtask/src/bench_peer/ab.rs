@@ -41,6 +41,7 @@ pub fn run(a: &Path, b: &Path, shape_key: &str, rounds: u32, seconds: u32) -> Re
             format!("bench ab: no shape `{shape_key}` ({})", keys.join(", "))
         })?;
     let toolchain = Toolchain::ensure()?;
+    super::ensure_load_generator()?;
     let wrk = super::load_generator().ok_or("bench ab needs `wrk` on PATH: `cargo xtask setup` installs it")?;
     // The static assets (`dist/`) both sessions serve, from a copy (`snapshot_build`): a build
     // in the checkout during the run must not make wrangler reload the Workers under load. The

@@ -1,0 +1,51 @@
+//! A data folder has one user at a time: a second `FolderLock` on it is refused and names the
+//! process that holds it, and the lock goes with its holder however it ends — here SIGKILL,
+//! which leaves the lock file behind. The holder is this test binary itself, run again with
+//! an ignored test that takes the lock and waits.
+#![cfg(target_os = "linux")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use local_stack::lock::{FolderLock, LockError};
+
+const HOLDER: &str = "holder_of_a_folder_lock";
+const FOLDER: &str = "LOCAL_STACK_TEST_LOCKED_FOLDER";
+
+/// Not a test of its own: the program the other test ends. Prints `locked` once it holds it.
+#[test]
+#[ignore]
+fn holder_of_a_folder_lock() {
+    let Ok(folder) = std::env::var(FOLDER) else { return };
+    let _lock = FolderLock::acquire(std::path::Path::new(&folder)).unwrap();
+    println!("\nlocked");
+    std::io::stdout().flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(600));
+}
+
+#[test]
+fn a_second_user_is_refused_until_the_first_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("data");
+    let mut holder = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", HOLDER, "--nocapture", "--test-threads=1"])
+        .env(FOLDER, &folder)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(holder.stdout.take().unwrap());
+    assert!(stdout.lines().map_while(Result::ok).any(|line| line == "locked"), "the holder never took the lock");
+
+    let refused = FolderLock::acquire(&folder).err();
+    assert_eq!(refused, Some(LockError::Held { path: folder.join("lock"), pid: Some(holder.id()) }));
+    assert!(refused.unwrap().to_string().contains(&holder.id().to_string()));
+
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(folder.join("lock").exists(), "SIGKILL leaves the file");
+    let _lock = FolderLock::acquire(&folder).expect("the lock went with its holder");
+    // Within one process too: a second open of the file is a second user.
+    assert!(matches!(FolderLock::acquire(&folder), Err(LockError::Held { .. })));
+}
