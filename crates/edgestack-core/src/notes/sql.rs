@@ -93,10 +93,14 @@ pub fn owns(caller: &Caller, id: &str) -> Statement<NoteVersion> {
 /// note's version. Every change moves `updated_at` forward, by at least 1 ms:
 /// changes reach the primary in another order than their requests' clocks, so the clock alone
 /// could send it back (a client that syncs by `updated_at` must never see that) or leave it
-/// where it was (two versions with one entity tag, `notes::etag`).
+/// where it was (two versions with one entity tag, `notes::etag`). A change to the values the
+/// note already has is no change: its version stays (as [`set_published`]'s), so a save of
+/// unchanged text in one tab does not make another tab's `If-Match` fail.
 pub fn update_mine(caller: &Caller, id: &str, changes: &NoteChanges, condition: &VersionCondition) -> Statement<Note> {
     let sql = caller_sql!(caller;
-        "UPDATE notes SET title = coalesce(?5, title), body = coalesce(?6, body), updated_at = max(updated_at + 1, ?2) ",
+        "UPDATE notes SET title = coalesce(?5, title), body = coalesce(?6, body), ",
+        "updated_at = CASE WHEN coalesce(?5, title) IS title AND coalesce(?6, body) IS body THEN updated_at ",
+        "ELSE max(updated_at + 1, ?2) END ",
         "WHERE id = ?4 AND owner_id = ";
         " AND (", note_bytes!("coalesce(?5, title)", "coalesce(?6, body)"), " <= ", note_bytes!("title", "body"),
         " OR coalesce((SELECT bytes FROM note_usage WHERE owner_id = notes.owner_id), 0) - (",

@@ -72,6 +72,35 @@ fn a_repeated_publication_change_keeps_the_version() {
     });
 }
 
+/// A `PATCH` to the values the note already has changes nothing, its tag included: a tab that
+/// saves unchanged text must not make another tab's save of a real change a `412`. A real
+/// change after it (with the tag both tabs hold) applies and moves the version.
+#[test]
+fn an_edit_to_the_values_the_note_has_keeps_the_version() {
+    each_shape(|mut stack| {
+        let owner = signed_up_user(&mut stack, "same@example.com");
+        let created = stack.send(owner.post("/api/notes").json(json!({"title": "t", "body": "b"})).send());
+        let id = created.json()["note"]["id"].as_str().unwrap().to_string();
+        let path = format!("/api/notes/{id}");
+        let (note, tag) = read(&mut stack, &owner, &id);
+        stack.advance(5.0);
+
+        for same in [json!({"title": "t"}), json!({"body": "b"}), json!({"title": "t", "body": "b"})] {
+            let saved = stack.send(owner.patch(&path).header("if-match", &tag).json(same.clone()).send());
+            assert_eq!(saved.status(), 200, "{same}: {}", saved.text());
+            assert_eq!(saved.header("etag"), Some(tag.as_str()), "{same} moved the version");
+            assert_eq!(saved.json()["note"], note, "{same} changed the note");
+        }
+        let changed = stack.send(owner.patch(&path).header("if-match", &tag).json(json!({"body": "B"})).send());
+        assert_eq!(changed.status(), 200, "the other tab's change still applies: {}", changed.text());
+        assert_ne!(changed.header("etag"), Some(tag.as_str()));
+        assert_eq!(read(&mut stack, &owner, &id).0["body"], "B");
+        // A change of case is a change (byte comparison).
+        let recased = stack.send(owner.patch(&path).json(json!({"body": "b"})).send());
+        assert_ne!(recased.header("etag"), changed.header("etag"));
+    });
+}
+
 /// A change whose request's clock is behind the version it lands on (a far location's, applied
 /// after a near one's) still moves the version: otherwise two versions would share a tag, and an
 /// `If-Match` naming the first would admit a change on top of the second.
@@ -82,11 +111,12 @@ fn a_change_applied_out_of_clock_order_still_gets_a_new_tag() {
         let id = near.create_note(&mut stack, "t", "");
         let path = format!("/api/notes/{id}");
         // The near client edits; the far one edits, publishes, then unpublishes: each a real
-        // change (a repeated publication change changes nothing, so it keeps the version).
-        let (_, edit) = CHANGES[0];
+        // change (a repeated publication change, or an edit to the values the note has,
+        // changes nothing, so it keeps the version).
         for (change, call) in &CHANGES[..3] {
             stack.advance(1_000.0);
-            let (far_answer, near_answer) = stack.overlapping(call(&far, &path), 5.0, edit(&near, &path));
+            let edit = near.patch(&path).json(json!({"body": format!("near, before the far {change}")}));
+            let (far_answer, near_answer) = stack.overlapping(call(&far, &path), 5.0, edit);
             let (near_tag, far_tag) = (near_answer.header("etag").unwrap(), far_answer.header("etag").unwrap());
             assert_ne!(near_tag, far_tag, "{shape:?} {change}: two versions, one tag");
             assert_eq!(read(&mut stack, &near, &id).1, far_tag, "{shape:?} {change}: the far change applied last");
