@@ -15,6 +15,9 @@ const state = {
   // The version (`updated_at`) of the note the editor opened, or last showed after a conflict:
   // a save applies only on top of it.
   editingVersion: null,
+  // What the editor held when the session ended under it (see `endSession`): given back if the
+  // same account signs in again on this page.
+  draft: null,
   my: { notes: new Map(), cursor: null, generation: 0 },
   feed: { notes: new Map(), cursor: null, generation: 0 },
 };
@@ -47,8 +50,7 @@ async function busy(control, action) {
     return await action();
   } catch (error) {
     if (error instanceof ApiError && error.status === 401 && error.code === "unauthenticated" && state.user) {
-      setUser(null);
-      say("Your session has ended. Please sign in again.", "error");
+      endSession();
     } else {
       sayError(error);
     }
@@ -75,6 +77,7 @@ function route() {
 // ---------------------------------------------------------------------------------------------
 // Session
 
+/** Shows the page for `user` (null: signed out). Answers whether an unsaved draft came back. */
 function setUser(user) {
   state.user = user;
   $("loading").hidden = true;
@@ -86,7 +89,52 @@ function setUser(user) {
   stopEditing();
   resetList(state.my, $("my-notes-list"), $("my-notes-more"), $("my-notes-empty"));
   if (user) loadMyNotes(true);
+  const draft = state.draft;
+  // Only the account it was typed in gets it: another one may be another person.
+  if (user) state.draft = null;
+  if (!user || !draft || draft.userId !== user.id) return false;
+  if (draft.editingId) {
+    startEditing({ id: draft.editingId, updated_at: draft.editingVersion, title: draft.title, body: draft.body });
+  } else {
+    $("note-title").value = draft.title;
+    $("note-body").value = draft.body;
+    $("note-publish").checked = draft.published;
+  }
+  return true;
 }
+
+/**
+ * The server says the session is over (it expired, or was ended elsewhere) while the page was
+ * in use: back to the sign-in form, keeping what the editor held so that signing in again does
+ * not lose it, and with the email already filled in.
+ */
+function endSession() {
+  const { user } = state;
+  const title = $("note-title").value;
+  const body = $("note-body").value;
+  if (user && (title || body)) {
+    state.draft = {
+      userId: user.id,
+      title,
+      body,
+      published: $("note-publish").checked,
+      editingId: state.editingId,
+      editingVersion: state.editingVersion,
+    };
+  }
+  setUser(null);
+  say(
+    state.draft
+      ? "Your session has ended. Sign in again to go on: your unsaved note will be back in the editor."
+      : "Your session has ended. Please sign in again.",
+    "error",
+  );
+  $("signin-email").value = user?.email ?? "";
+  $(user ? "signin-password" : "signin-email").focus();
+}
+
+const signedInMessage = (text, restored) =>
+  restored ? `${text} Your unsaved note is back in the editor: save it when you are ready.` : text;
 
 async function checkSession() {
   try {
@@ -107,8 +155,8 @@ async function signIn(event) {
   const form = event.currentTarget;
   const data = await busy(form, () => api("POST", "/api/sessions", credentials(form)));
   if (data?.user) {
-    setUser(data.user);
-    say(`Signed in as ${data.user.email}.`);
+    const restored = setUser(data.user);
+    say(signedInMessage(`Signed in as ${data.user.email}.`, restored));
     $("note-title").focus();
   } else {
     form.elements.password.focus();
@@ -120,8 +168,8 @@ async function signUp(event) {
   const form = event.currentTarget;
   const data = await busy(form, () => api("POST", "/api/accounts", credentials(form)));
   if (data?.user) {
-    setUser(data.user);
-    say(`Welcome! Your account ${data.user.email} is ready.`);
+    const restored = setUser(data.user);
+    say(signedInMessage(`Welcome! Your account ${data.user.email} is ready.`, restored));
     $("note-title").focus();
   }
 }

@@ -2,12 +2,14 @@
 //
 //   BASE_URL=http://127.0.0.1:8787 ARTIFACTS_DIR=target/browser node tests/browser/notes.spec.mjs
 //
-// One scenario, two users: A signs up, writes a note (a change the server never answers is
+// One scenario, three users: A signs up, writes a note (a change the server never answers is
 // given up after the page's deadline; an edit from a second tab is not overwritten by A's stale
 // editor) and publishes it with a second note at once (the page sends
 // one change at a time); B (signed out, fresh
 // context) finds it in the public feed and reads its public page; A sees it in "my notes",
-// deletes it (so runs leave no public notes behind; B then gets the not-found page) and signs out. Also fails on any page error, CSP violation or asset that does not load.
+// deletes it (so runs leave no public notes behind; B then gets the not-found page) and signs out.
+// Then C (fresh context) meets what goes wrong while the page is in use (`troubles`). Also fails
+// on any page error, CSP violation or asset that does not load.
 // Plain Node (no test framework): exit code 0 on success, 1 on failure.
 import { mkdir, writeFile } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
@@ -352,10 +354,79 @@ async function scenario(browser) {
     await screenshot(a.page, "3-a-signed-out");
   });
 
+  await troubles(browser, b);
+
   await step("no page errors, CSP violations or missing assets", "none", async () => {
     const problems = contexts.flatMap((user) => user.problems.map((problem) => `${user.name}: ${problem}`));
     if (problems.length > 0) throw new Error(problems.join("; "));
   });
+}
+
+/** Whether the element with this id has the focus (a button in a list: its `data-action`). */
+const focusOf = (page) => page.evaluate(() => document.activeElement?.id || document.activeElement?.dataset.action || document.activeElement?.tagName);
+
+/**
+ * What goes wrong while the page is in use, with user C (A's account on another device, deleted
+ * at the end): each step names the trouble and what the page must do about it.
+ */
+async function troubles(browser, b) {
+  const c = await newUser(browser, "C");
+  const cNote = (page, text) => page.locator('#my-notes-list [data-testid="my-note"]').filter({
+    has: page.locator('[data-testid="note-title"]', { hasText: text }),
+  });
+
+  // A's account, signed out by now (a sign-in: sign-ups are limited to 5 a minute per client).
+  await step(`C signs in as ${email} on another device`, "to be signed in", async () => {
+    await c.page.goto(`${BASE_URL}/`);
+    await c.page.locator("#signin-submit:enabled").waitFor();
+    await c.page.fill("#signin-email", email);
+    await c.page.fill("#signin-password", PASSWORD);
+    await c.page.click("#signin-submit");
+    await visible(c.page, c.page.locator("#note-form"), "the note editor (#note-form)");
+  });
+
+  const draftTitle = `Draft ${run}`;
+  const draftBody = `Typed while the session ended in another tab (${run}).`;
+  await step(
+    "C's session ends (signed out in another tab) while C writes a note",
+    "the sign-in form with C's email and the focus on the password; signing in gives the text back, and it saves",
+    async () => {
+      await c.page.fill("#note-title", draftTitle);
+      await c.page.fill("#note-body", draftBody);
+      const other = await c.context.newPage();
+      try {
+        await other.goto(`${BASE_URL}/`);
+        await visible(other, other.locator("#signout"), "the sign-out button in the other tab");
+        await other.click("#signout");
+        await visible(other, other.locator("#signin-form"), "the sign-in form in the other tab");
+      } finally {
+        await other.close();
+      }
+      await c.page.click("#note-save");
+      await visible(c.page, c.page.locator("#status", { hasText: "Your session has ended" }), "the session-ended message");
+      const prefilled = await c.page.inputValue("#signin-email");
+      const focus = await focusOf(c.page);
+      await c.page.fill("#signin-email", email);
+      await c.page.fill("#signin-password", PASSWORD);
+      await c.page.press("#signin-password", "Enter");
+      await visible(c.page, c.page.locator("#note-form"), "the note editor after signing in again");
+      const kept = [await c.page.inputValue("#note-title"), await c.page.inputValue("#note-body")];
+      if (kept[0] !== draftTitle || kept[1] !== draftBody) throw new Error(`the editor holds ${JSON.stringify(kept)}: the text was lost`);
+      if (prefilled !== email) throw new Error(`the sign-in form had the email ${JSON.stringify(prefilled)}`);
+      if (focus !== "signin-password") throw new Error(`the focus was on ${focus}, not the password`);
+      await c.page.click("#note-save");
+      await visible(c.page, cNote(c.page, draftTitle), "the saved draft in my notes");
+    },
+  );
+
+  await step("C deletes the account", "204 (runs leave no accounts behind)", async () => {
+    const response = await c.context.request.delete(`${BASE_URL}/api/me`, {
+      headers: { "x-edgestack-client": "1" },
+      data: { password: PASSWORD },
+    });
+    if (response.status() !== 204) throw new Error(`DELETE /api/me answered ${response.status()}`);
+  });
+
 }
 
 async function main() {
