@@ -207,27 +207,34 @@ async function loadPage(list, path, ul, more, empty, render, reset) {
   if (list.cursor) query.set("cursor", list.cursor);
   ul.setAttribute("aria-busy", "true");
   let restart = false;
-  try {
-    const data = await busy(more, () => api("GET", `${path}?${query}`)).catch((error) => {
-      // A cursor another version of the API gave out (during a gradual deployment, or after
-      // a rollback) is refused: start the list over instead of stopping at an error.
-      if (!(error instanceof ApiError && error.code === "invalid_cursor" && list.cursor)) throw error;
+  const data = await busy(more, async () => {
+    try {
+      return await api("GET", `${path}?${query}`);
+    } catch (error) {
+      // A cursor another version of the API gave out (during a gradual deployment, or after a
+      // rollback) is refused: start the list over instead of stopping at an error. Caught here,
+      // inside `busy`, which reports (and swallows) every error that leaves it.
+      if (!(error instanceof ApiError && error.code === "invalid_cursor" && query.has("cursor"))) throw error;
       restart = true;
       return null;
-    });
-    if (!data || generation !== list.generation) return;
-    for (const note of data.notes ?? []) {
-      if (list.notes.has(note.id)) continue;
-      list.notes.set(note.id, note);
-      ul.append(render(note));
     }
-    list.cursor = data.next_cursor ?? null;
-    more.hidden = !list.cursor;
-    empty.hidden = list.notes.size > 0;
-  } finally {
-    if (generation === list.generation) ul.removeAttribute("aria-busy");
+  });
+  if (generation !== list.generation) return;
+  ul.removeAttribute("aria-busy");
+  if (restart) {
+    say("The list was loaded again from the start.");
+    await loadPage(list, path, ul, more, empty, render, true);
+    return;
   }
-  if (restart && generation === list.generation) await loadPage(list, path, ul, more, empty, render, true);
+  if (!data) return;
+  for (const note of data.notes ?? []) {
+    if (list.notes.has(note.id)) continue;
+    list.notes.set(note.id, note);
+    ul.append(render(note));
+  }
+  list.cursor = data.next_cursor ?? null;
+  more.hidden = !list.cursor;
+  empty.hidden = list.notes.size > 0;
 }
 
 const loadMyNotes = (reset) =>

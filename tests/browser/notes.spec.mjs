@@ -419,6 +419,47 @@ async function troubles(browser, b) {
     },
   );
 
+  await step(
+    "C's Load more with a cursor another release gave out",
+    "the list starts over from the first page (no error), and Load more then goes on",
+    async () => {
+      // 21 more notes (22 in all): a second page.
+      for (let n = 1; n <= 21; n += 1) {
+        const response = await c.context.request.post(`${BASE_URL}/api/notes`, {
+          headers: { "x-edgestack-client": "1" },
+          data: { title: `Filler ${n} ${run}` },
+        });
+        if (response.status() !== 201) throw new Error(`creating filler note ${n} answered ${response.status()}`);
+      }
+      await c.page.reload();
+      await visible(c.page, c.page.locator("#my-notes-more"), "Load more");
+      // The server refuses a cursor of another release as it refuses any it did not give out.
+      let swapped = 0;
+      const swapCursor = (route) => {
+        const url = new URL(route.request().url());
+        if (!url.searchParams.has("cursor") || swapped > 0) return route.continue();
+        swapped += 1;
+        url.searchParams.set("cursor", "a-cursor-from-another-release");
+        return route.continue({ url: url.toString() });
+      };
+      await c.page.route("**/api/notes?*", swapCursor);
+      try {
+        await c.page.evaluate(() => { document.getElementById("status").textContent = ""; });
+        await c.page.click("#my-notes-more");
+        await c.page.locator("#status:not(:empty)").waitFor();
+        const said = await statusText(c.page);
+        if (!said.includes("loaded again from the start")) throw new Error(`the page says: "${said}"`);
+        await visible(c.page, c.page.locator("#my-notes-more"), "Load more after starting over");
+        await c.page.click("#my-notes-more");
+        await c.page.locator("#my-notes-more").waitFor({ state: "hidden" });
+      } finally {
+        await c.page.unroute("**/api/notes?*", swapCursor);
+      }
+      const count = await c.page.locator('#my-notes-list [data-testid="my-note"]').count();
+      if (swapped !== 1 || count !== 22) throw new Error(`${count} notes listed (wanted 22), ${swapped} cursor swapped`);
+    },
+  );
+
   await step("C deletes the account", "204 (runs leave no accounts behind)", async () => {
     const response = await c.context.request.delete(`${BASE_URL}/api/me`, {
       headers: { "x-edgestack-client": "1" },
