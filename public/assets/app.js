@@ -41,10 +41,16 @@ function say(message, kind = "info") {
 
 const sayError = (error) => say(error instanceof ApiError ? error.message : `Something went wrong: ${error}`, "error");
 
-/** Runs `action` with `button` (and the form's fields, if any) disabled; reports errors. */
+/**
+ * Runs `action` with `button` (and the form's fields, if any) disabled; reports errors. Focus
+ * that the disabling took from one of them (the button or field Enter was pressed in) is given
+ * back after, so that an error does not leave a keyboard or screen reader user at the top of
+ * the page.
+ */
 async function busy(control, action) {
   const controls = control instanceof HTMLFormElement ? [...control.elements] : [control];
   const previous = controls.map((c) => c.disabled);
+  const focused = controls.find((c) => c === document.activeElement);
   controls.forEach((c) => { c.disabled = true; });
   try {
     return await action();
@@ -57,6 +63,8 @@ async function busy(control, action) {
     return undefined;
   } finally {
     controls.forEach((c, i) => { c.disabled = previous[i]; });
+    const lost = !document.activeElement || document.activeElement === document.body;
+    if (focused?.isConnected && lost) focused.focus({ preventScroll: true });
   }
 }
 
@@ -325,9 +333,16 @@ function showMyNote(note, { prepend = false } = {}) {
 
 function forgetMyNote(id) {
   state.my.notes.delete(id);
-  $("my-notes-list").querySelector(`[data-note-id="${CSS.escape(id)}"]`)?.remove();
+  const item = $("my-notes-list").querySelector(`[data-note-id="${CSS.escape(id)}"]`);
+  // Focus inside the item (its Delete button) would fall to the top of the page with it.
+  const hadFocus = item?.contains(document.activeElement);
+  const neighbour = item?.nextElementSibling ?? item?.previousElementSibling;
+  item?.remove();
   $("my-notes-empty").hidden = state.my.notes.size > 0;
   if (state.editingId === id) stopEditing();
+  if (hadFocus || document.activeElement === document.body) {
+    (neighbour?.querySelector("button") ?? $("note-title")).focus({ preventScroll: Boolean(neighbour) });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

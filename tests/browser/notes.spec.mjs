@@ -460,6 +460,26 @@ async function troubles(browser, b) {
     },
   );
 
+  await step(
+    "C saves a title the server refuses, from the keyboard",
+    "the server's message, and the focus back in the title field (not lost to the page)",
+    async () => {
+      await c.page.fill("#note-title", "\u200b");
+      await c.page.press("#note-title", "Enter");
+      await visible(c.page, c.page.locator('#status[data-kind="error"]', { hasText: "title" }), "the server's invalid_title message");
+      if ((await focusOf(c.page)) !== "note-title") throw new Error(`the focus is on ${await focusOf(c.page)}`);
+    },
+  );
+
+  await step("C deletes a note with the keyboard", "the focus on a neighbouring note's button, not lost to the page", async () => {
+    c.page.once("dialog", (dialog) => dialog.accept());
+    await cNote(c.page, draftTitle).locator('button[data-action="delete"]').focus();
+    await c.page.keyboard.press("Enter");
+    await cNote(c.page, draftTitle).waitFor({ state: "detached" });
+    const focus = await c.page.evaluate(() => Boolean(document.activeElement?.closest('[data-testid="my-note"]')));
+    if (!focus) throw new Error(`the focus is on ${await focusOf(c.page)}`);
+  });
+
   await step("C deletes the account", "204 (runs leave no accounts behind)", async () => {
     const response = await c.context.request.delete(`${BASE_URL}/api/me`, {
       headers: { "x-edgestack-client": "1" },
