@@ -35,7 +35,8 @@ export const CHANGE_DEADLINE_MS = 20_000;
 
 /**
  * Calls the API and answers the parsed JSON body (null for 204), or throws an ApiError whose
- * message is the server's `error.message` — fit to show to the user as it is. `extraHeaders`
+ * message is the server's `error.message` — fit to show to the user as it is (a success
+ * whose body is not a JSON object is an ApiError too: `unreadable_answer`). `extraHeaders`
  * go on this request only (e.g. `If-Match`). Changes (POST, PUT, PATCH, DELETE) are sent one
  * at a time, each after the previous one's answer.
  */
@@ -85,6 +86,12 @@ async function answerOf(response) {
     } catch {
       data = null;
     }
+  }
+  if (response.ok && (data === null || typeof data !== "object")) {
+    // Every API answer but 204 is a JSON object; anything else came from something in between
+    // (a proxy's or a captive portal's page), and its caller, finding no result, would show
+    // nothing at all.
+    throw new ApiError(response.status, "unreadable_answer", "The server's answer could not be read (something between you and the server may have answered instead). Please try again.");
   }
   if (!response.ok) {
     const error = data && typeof data.error === "object" && data.error ? data.error : {};

@@ -480,6 +480,23 @@ async function troubles(browser, b) {
     if (!focus) throw new Error(`the focus is on ${await focusOf(c.page)}`);
   });
 
+  await step(
+    "C's save answered 200 with a page that is not the API's JSON (a proxy's)",
+    "an error that says so, the text still in the editor",
+    async () => {
+      const proxyPage = (route) => route.fulfill({ status: 200, contentType: "text/html", body: "<!doctype html><title>Sign in to the network</title>" });
+      await c.page.route("**/api/notes", proxyPage);
+      try {
+        await c.page.fill("#note-title", `Through a proxy ${run}`);
+        await c.page.click("#note-save");
+        await visible(c.page, c.page.locator('#status[data-kind="error"]', { hasText: "could not be read" }), "an error about the answer");
+        if ((await c.page.inputValue("#note-title")) !== `Through a proxy ${run}`) throw new Error("the editor lost the text");
+      } finally {
+        await c.page.unroute("**/api/notes", proxyPage);
+      }
+    },
+  );
+
   await step("C deletes the account", "204 (runs leave no accounts behind)", async () => {
     const response = await c.context.request.delete(`${BASE_URL}/api/me`, {
       headers: { "x-edgestack-client": "1" },
