@@ -348,6 +348,16 @@ function forgetMyNote(id) {
 // ---------------------------------------------------------------------------------------------
 // Editor
 
+/** Whether the editor holds text that would be lost: changed since opened, or a new note's. */
+function editorHasUnsavedText() {
+  const title = $("note-title").value;
+  const body = $("note-body").value;
+  if (!state.editingId) return Boolean(title.trim() || body.trim());
+  const opened = state.my.notes.get(state.editingId);
+  // A textarea gives its text back with line breaks as LF, whatever the note was saved with.
+  return !opened || title !== opened.title || body !== String(opened.body ?? "").replace(/\r\n?/g, "\n");
+}
+
 function startEditing(note) {
   state.editingId = note.id;
   state.editingVersion = note.updated_at;
@@ -429,7 +439,11 @@ async function onMyNoteAction(event) {
   const note = state.my.notes.get(id);
   const action = button.dataset.action;
   if (action === "edit") {
-    if (note) startEditing(note);
+    if (!note) return;
+    const discard =
+      !editorHasUnsavedText() ||
+      window.confirm(`The editor holds text you have not saved. Discard it and edit “${note.title}” instead?`);
+    if (discard) startEditing(note);
     return;
   }
   if (action === "delete" && !window.confirm(`Delete “${note?.title ?? "this note"}”? This cannot be undone.`)) return;

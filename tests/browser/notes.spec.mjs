@@ -497,6 +497,27 @@ async function troubles(browser, b) {
     },
   );
 
+  await step(
+    "C clicks Edit on a note while the editor holds unsaved text",
+    "a question first; saying no keeps the text",
+    async () => {
+      const asked = [];
+      const answerNo = (dialog) => {
+        asked.push(dialog.message());
+        return dialog.dismiss();
+      };
+      c.page.on("dialog", answerNo);
+      try {
+        await cNote(c.page, `Filler 1 ${run}`).locator('button[data-action="edit"]').click();
+        await c.page.waitForTimeout(200);
+      } finally {
+        c.page.off("dialog", answerNo);
+      }
+      if (asked.length !== 1) throw new Error(`${asked.length} questions asked`);
+      if ((await c.page.inputValue("#note-title")) !== `Through a proxy ${run}`) throw new Error("the editor lost the text");
+    },
+  );
+
   await step("C deletes the account", "204 (runs leave no accounts behind)", async () => {
     const response = await c.context.request.delete(`${BASE_URL}/api/me`, {
       headers: { "x-edgestack-client": "1" },
