@@ -114,8 +114,16 @@ function fallbackMessage(response) {
 /** `If-Match` for a note's version (its `updated_at`): a change on top of another is refused (docs/api.md). */
 export const ifVersion = (updatedAt) => ({ "if-match": `"${updatedAt}"` });
 
-/** Path segment for an opaque id. */
-export const idPath = (id) => encodeURIComponent(String(id));
+/**
+ * Path segment for an opaque id. `.` and `..` come through percent-encoding as they are, and
+ * the URL parser resolves them (`/api/public/notes/.` is the list), so they name no note:
+ * ApiError 404 `not_found`, thrown.
+ */
+export function idPath(id) {
+  const segment = encodeURIComponent(String(id));
+  if (segment === "." || segment === "..") throw new ApiError(404, "not_found", "There is no such note.");
+  return segment;
+}
 
 /** The public page of a published note. */
 export const publicNoteUrl = (id) => `/note?id=${encodeURIComponent(String(id))}`;

@@ -526,6 +526,11 @@ async function troubles(browser, b) {
     if (response.status() !== 204) throw new Error(`DELETE /api/me answered ${response.status()}`);
   });
 
+  await step("B opens the public page of /note?id=. (a path, not an id)", "the not-found message", async () => {
+    await b.page.goto(`${BASE_URL}/note?id=.`);
+    await b.page.locator("#public-note:visible, #note-missing:visible, #status:not(:empty)").first().waitFor();
+    if (!(await b.page.locator("#note-missing").isVisible())) throw new Error(`the page says: "${await statusText(b.page)}"`);
+  });
 }
 
 async function main() {
