@@ -483,6 +483,12 @@ async function onMyNoteAction(event) {
     forgetMyNote(id);
     say("Note deleted.");
   } else if (data?.note) {
+    // Publishing the note open in the editor, on top of the version the editor opened, changes
+    // neither title nor body: the editor's text still applies on top of the new version, and
+    // its save must not be refused as a change made elsewhere.
+    if (state.editingId === id && note && state.editingVersion === note.updated_at) {
+      state.editingVersion = data.note.updated_at;
+    }
     const updated = showMyNote(data.note);
     say(data.note.published ? "Published. Anyone with the link can read it." : "Unpublished. Only you can see it now.");
     updated.querySelector(`button[data-action="${data.note.published ? "unpublish" : "publish"}"]`)?.focus();

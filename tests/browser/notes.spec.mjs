@@ -518,6 +518,24 @@ async function troubles(browser, b) {
     },
   );
 
+  await step(
+    "C publishes the note open in the editor, then saves the editor",
+    "the changes saved (publishing from this page is no change made elsewhere)",
+    async () => {
+      const filler = cNote(c.page, `Filler 2 ${run}`);
+      c.page.once("dialog", (dialog) => dialog.accept());
+      await filler.locator('button[data-action="edit"]').click();
+      await c.page.locator("#note-cancel:visible").waitFor();
+      await c.page.fill("#note-body", `Edited while published (${run}).`);
+      await filler.locator('button[data-action="publish"]').click();
+      await visible(c.page, filler.locator('[data-testid="note-state"]', { hasText: "Published" }), "the note Published");
+      await c.page.click("#note-save");
+      await c.page.locator("#status", { hasText: /Changes saved|changed in another tab/ }).waitFor();
+      const said = await statusText(c.page);
+      if (!said.includes("Changes saved.")) throw new Error(`the page says: "${said}"`);
+    },
+  );
+
   await step("C deletes the account", "204 (runs leave no accounts behind)", async () => {
     const response = await c.context.request.delete(`${BASE_URL}/api/me`, {
       headers: { "x-edgestack-client": "1" },
