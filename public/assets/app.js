@@ -15,8 +15,8 @@ const state = {
   // The version (`updated_at`) of the note the editor opened, or last showed after a conflict:
   // a save applies only on top of it.
   editingVersion: null,
-  // What the editor held when the session ended under it (see `endSession`): given back if the
-  // same account signs in again on this page.
+  // What the editor held when the session ended under it or another tab changed the account
+  // (see `keepDraft`): given back if its account signs in again on this page.
   draft: null,
   my: { notes: new Map(), cursor: null, generation: 0 },
   feed: { notes: new Map(), cursor: null, generation: 0 },
@@ -99,8 +99,8 @@ function setUser(user) {
   if (user) loadMyNotes(true);
   const draft = state.draft;
   // Only the account it was typed in gets it: another one may be another person.
-  if (user) state.draft = null;
   if (!user || !draft || draft.userId !== user.id) return false;
+  state.draft = null;
   if (draft.editingId) {
     startEditing({ id: draft.editingId, updated_at: draft.editingVersion, title: draft.title, body: draft.body });
   } else {
@@ -111,12 +111,8 @@ function setUser(user) {
   return true;
 }
 
-/**
- * The server says the session is over (it expired, or was ended elsewhere) while the page was
- * in use: back to the sign-in form, keeping what the editor held so that signing in again does
- * not lose it, and with the email already filled in.
- */
-function endSession() {
+/** Keeps what the editor holds for the signed-in account, before the page stops showing it. */
+function keepDraft() {
   const { user } = state;
   const title = $("note-title").value;
   const body = $("note-body").value;
@@ -130,7 +126,18 @@ function endSession() {
       editingVersion: state.editingVersion,
     };
   }
+}
+
+/**
+ * The server says the session is over (it expired, or was ended elsewhere) while the page was
+ * in use: back to the sign-in form, keeping what the editor held so that signing in again does
+ * not lose it, and with the email already filled in.
+ */
+function endSession() {
+  const { user } = state;
+  keepDraft();
   setUser(null);
+  tellOtherTabs(null);
   say(
     state.draft
       ? "Your session has ended. Sign in again to go on: your unsaved note will be back in the editor."
@@ -143,6 +150,37 @@ function endSession() {
 
 const signedInMessage = (text, restored) =>
   restored ? `${text} Your unsaved note is back in the editor: save it when you are ready.` : text;
+
+// Every tab of this browser sends the same session cookie. When one signs in, out, or in as
+// someone else, the others would go on showing the account they loaded while their requests
+// act for the new one — a note written there would land in an account the page does not show.
+// So each tab tells the others, which follow.
+const otherTabs = typeof BroadcastChannel === "function" ? new BroadcastChannel("edgestack-session") : null;
+
+/** Tells this browser's other pages that the session is now `user`'s (null: none). */
+function tellOtherTabs(user) {
+  otherTabs?.postMessage({ user: user ? { id: user.id, email: user.email, created_at: user.created_at } : null });
+}
+
+function followOtherTab(event) {
+  const user = event.data?.user ?? null;
+  if ((user?.id ?? null) === (state.user?.id ?? null)) return;
+  const previous = state.user;
+  keepDraft();
+  const restored = setUser(user);
+  if (user) {
+    say(signedInMessage(`Signed in as ${user.email} in another tab: this page now shows that account.`, restored));
+    return;
+  }
+  const kept = state.draft?.userId === previous?.id;
+  say(
+    kept
+      ? "Signed out in another tab. Sign in again to go on: your unsaved note will be back in the editor."
+      : "Signed out in another tab.",
+    kept ? "error" : "info",
+  );
+  $("signin-email").value = previous?.email ?? "";
+}
 
 async function checkSession() {
   try {
@@ -164,6 +202,7 @@ async function signIn(event) {
   const data = await busy(form, () => api("POST", "/api/sessions", credentials(form)));
   if (data?.user) {
     const restored = setUser(data.user);
+    tellOtherTabs(data.user);
     say(signedInMessage(`Signed in as ${data.user.email}.`, restored));
     $("note-title").focus();
   } else {
@@ -177,6 +216,7 @@ async function signUp(event) {
   const data = await busy(form, () => api("POST", "/api/accounts", credentials(form)));
   if (data?.user) {
     const restored = setUser(data.user);
+    tellOtherTabs(data.user);
     say(signedInMessage(`Welcome! Your account ${data.user.email} is ready.`, restored));
     $("note-title").focus();
   }
@@ -191,6 +231,7 @@ async function signOut(event) {
       if (!(error instanceof ApiError && error.status === 401)) throw error;
     }
     setUser(null);
+    tellOtherTabs(null);
     say("Signed out.");
     $("signin-email").focus();
   });
@@ -511,6 +552,7 @@ function start() {
   $("feed-more").addEventListener("click", () => loadFeed(false));
   $("feed-refresh").addEventListener("click", () => loadFeed(true));
   window.addEventListener("hashchange", route);
+  otherTabs?.addEventListener("message", followOtherTab);
   // Forms stay inert until this module runs, so nothing is ever submitted the browser's way.
   for (const id of ["signin-submit", "signup-submit", "note-save"]) $(id).disabled = false;
   route();

@@ -386,22 +386,16 @@ async function troubles(browser, b) {
   });
 
   const draftTitle = `Draft ${run}`;
-  const draftBody = `Typed while the session ended in another tab (${run}).`;
+  const draftBody = `Typed while the session ended (${run}).`;
   await step(
-    "C's session ends (signed out in another tab) while C writes a note",
+    "C's session ends on the server (as when it expires) while C writes a note",
     "the sign-in form with C's email and the focus on the password; signing in gives the text back, and it saves",
     async () => {
       await c.page.fill("#note-title", draftTitle);
       await c.page.fill("#note-body", draftBody);
-      const other = await c.context.newPage();
-      try {
-        await other.goto(`${BASE_URL}/`);
-        await visible(other, other.locator("#signout"), "the sign-out button in the other tab");
-        await other.click("#signout");
-        await visible(other, other.locator("#signin-form"), "the sign-in form in the other tab");
-      } finally {
-        await other.close();
-      }
+      // Ended by a client that is not a page of this browser: the page learns it from a 401.
+      const ended = await c.context.request.delete(`${BASE_URL}/api/sessions/current`, { headers: { "x-edgestack-client": "1" } });
+      if (ended.status() !== 204) throw new Error(`DELETE /api/sessions/current answered ${ended.status()}`);
       await c.page.click("#note-save");
       await visible(c.page, c.page.locator("#status", { hasText: "Your session has ended" }), "the session-ended message");
       const prefilled = await c.page.inputValue("#signin-email");
@@ -533,6 +527,52 @@ async function troubles(browser, b) {
       await c.page.locator("#status", { hasText: /Changes saved|changed in another tab/ }).waitFor();
       const said = await statusText(c.page);
       if (!said.includes("Changes saved.")) throw new Error(`the page says: "${said}"`);
+    },
+  );
+
+  await step(
+    "C signs out in a second tab and signs up there as another account, with a draft in the first",
+    "the first tab follows at once: signed out, then the new account (a note written there is listed where it is saved); signing in as A gives A's draft back",
+    async () => {
+      const otherEmail = `user-${run}-d@example.com`;
+      const draft = `A's draft ${run}`;
+      await c.page.fill("#note-title", draft);
+      const second = await c.context.newPage();
+      try {
+        await second.goto(`${BASE_URL}/`);
+        await visible(second, second.locator("#signout"), "the sign-out button in the second tab");
+        await second.click("#signout");
+        const followed = (locator) => locator.waitFor({ timeout: 3000 }).then(() => true, () => false);
+        const signedOut = await followed(c.page.locator("#signin-form:visible"));
+        await second.fill("#signup-email", otherEmail);
+        await second.fill("#signup-password", PASSWORD);
+        await second.click("#signup-submit");
+        await visible(second, second.locator("#note-form"), "the editor in the second tab");
+        const switched = await followed(c.page.locator("#signed-in-as", { hasText: otherEmail }));
+        const shown = await c.page.textContent("#signed-in-as");
+        const shownDraft = switched && (await c.page.inputValue("#note-title")) !== "";
+        // Whatever the first tab shows, a note written there is saved for the session's account.
+        const written = `Written in the first tab ${run}`;
+        await c.page.fill("#note-title", written);
+        await c.page.click("#note-save");
+        await visible(c.page, cNote(c.page, written), "the new note in the first tab's list");
+        const listed = await (await c.context.request.get(`${BASE_URL}/api/notes`)).json();
+        const savedFor = listed.notes?.some((note) => note.title === written) ? otherEmail : "another account";
+        if (savedFor !== shown) throw new Error(`the first tab shows ${shown}, and the note written there was saved for ${savedFor}`);
+        if (!signedOut || !switched) throw new Error(`the first tab did not follow (signed out: ${signedOut}, switched: ${switched})`);
+        if (shownDraft) throw new Error("A's draft was shown to the other account");
+        const gone = await c.context.request.delete(`${BASE_URL}/api/me`, { headers: { "x-edgestack-client": "1" }, data: { password: PASSWORD } });
+        if (gone.status() !== 204) throw new Error(`deleting the other account answered ${gone.status()}`);
+        await second.reload();
+        await visible(second, second.locator("#signin-form"), "the sign-in form in the second tab");
+        await second.fill("#signin-email", email);
+        await second.fill("#signin-password", PASSWORD);
+        await second.click("#signin-submit");
+        await visible(c.page, c.page.locator("#signed-in-as", { hasText: email }), `"${email}" in the first tab again`);
+        if ((await c.page.inputValue("#note-title")) !== draft) throw new Error("A's draft did not come back");
+      } finally {
+        await second.close();
+      }
     },
   );
 
