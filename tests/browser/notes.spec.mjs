@@ -344,6 +344,20 @@ async function scenario(browser) {
     }
   });
 
+  await step("B's pages have WCAG AA contrast, light and dark", "4.5:1 (3:1 for large text) for every text shown, 3:1 for the focus ring", async () => {
+    const problems = [];
+    for (const colorScheme of ["light", "dark"]) {
+      await b.page.emulateMedia({ colorScheme });
+      for (const [url, ready] of [[`${BASE_URL}/`, "#signin-submit:enabled"], [publicUrl, "#note-missing:visible"]]) {
+        await b.page.goto(url);
+        await b.page.locator(ready).waitFor();
+        for (const problem of await b.page.evaluate(contrastProblems)) problems.push(`${colorScheme} ${new URL(url).pathname}: ${problem}`);
+      }
+    }
+    await b.page.emulateMedia({ colorScheme: null });
+    if (problems.length > 0) throw new Error(problems.join("; "));
+  });
+
   await step("A signs out", "the sign-in form and no notes", async () => {
     await a.page.click("#signout");
     await visible(a.page, a.page.locator("#signin-form"), "the sign-in form (#signin-form)");
@@ -360,6 +374,68 @@ async function scenario(browser) {
     const problems = contexts.flatMap((user) => user.problems.map((problem) => `${user.name}: ${problem}`));
     if (problems.length > 0) throw new Error(problems.join("; "));
   });
+}
+
+/**
+ * Runs in the page: each shown element with text of its own whose contrast with what is behind
+ * it is under WCAG 2.2 AA (1.4.3: 4.5:1, or 3:1 from 24 px, or 18.66 px bold; disabled controls
+ * are exempt, as the criterion says), and a focus ring under 3:1 (1.4.11).
+ */
+function contrastProblems() {
+  const rgba = (css) => {
+    const [r, g, b, a = 1] = css.match(/[\d.]+/g).map(Number);
+    return { r, g, b, a };
+  };
+  const over = (top, bottom) => ({
+    r: top.r * top.a + bottom.r * (1 - top.a),
+    g: top.g * top.a + bottom.g * (1 - top.a),
+    b: top.b * top.a + bottom.b * (1 - top.a),
+    a: 1,
+  });
+  const background = (element) => {
+    const layers = [];
+    for (let node = element; node; node = node.parentElement) {
+      const color = rgba(getComputedStyle(node).backgroundColor);
+      if (color.a > 0) layers.push(color);
+      if (color.a === 1) break;
+    }
+    return layers.reduceRight((below, layer) => over(layer, below), { r: 255, g: 255, b: 255, a: 1 });
+  };
+  const luminance = ({ r, g, b }) => {
+    const channel = (c) => {
+      const s = c / 255;
+      return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
+    };
+    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+  };
+  const ratioOf = (a, b) => {
+    const [light, dark] = [luminance(a), luminance(b)].sort((x, y) => y - x);
+    return (light + 0.05) / (dark + 0.05);
+  };
+  const problems = [];
+  // The focus ring (1.4.11, 3:1 against what is around it), on a text field, which always shows it.
+  const field = document.querySelector("input:not([type=checkbox]):not([disabled])");
+  if (field?.checkVisibility()) {
+    field.focus();
+    const ring = rgba(getComputedStyle(field).outlineColor);
+    const ratio = ratioOf(over(ring, background(field.parentElement)), background(field.parentElement));
+    if (ratio < 3) problems.push(`the focus ring ${ratio.toFixed(2)}:1`);
+    field.blur();
+  }
+  for (const element of document.querySelectorAll("body *")) {
+    const ownText = [...element.childNodes].some((node) => node.nodeType === Node.TEXT_NODE && node.textContent.trim());
+    if (!ownText || !element.checkVisibility({ opacityProperty: true }) || element.closest(":disabled")) continue;
+    const style = getComputedStyle(element);
+    const behind = background(element);
+    const text = over(rgba(style.color), behind);
+    const ratio = ratioOf(text, behind);
+    const size = parseFloat(style.fontSize);
+    const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+    if (ratio < (large ? 3 : 4.5)) {
+      problems.push(`"${element.textContent.trim().slice(0, 30)}" (${element.tagName.toLowerCase()}) ${ratio.toFixed(2)}:1`);
+    }
+  }
+  return problems;
 }
 
 /** Whether the element with this id has the focus (a button in a list: its `data-action`). */
