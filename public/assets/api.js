@@ -96,13 +96,24 @@ async function answerOf(response) {
   if (!response.ok) {
     const error = data && typeof data.error === "object" && data.error ? data.error : {};
     const retryAfter = response.headers.get("retry-after");
-    let message = typeof error.message === "string" && error.message ? error.message : fallbackMessage(response);
-    if (response.status === 429 && retryAfter && /^\d+$/.test(retryAfter)) {
+    let message = typeof error.message === "string" && error.message ? sentence(error.message) : fallbackMessage(response);
+    // The API's own 429 messages say how long to wait; an answer from elsewhere may not.
+    if (response.status === 429 && retryAfter && /^\d+$/.test(retryAfter) && !/\bwait\b/i.test(message)) {
       message += ` Try again in ${retryAfter} s.`;
     }
     throw new ApiError(response.status, String(error.code || `http_${response.status}`), message, retryAfter);
   }
   return data;
+}
+
+/**
+ * The API's `error.message` as a sentence to show: it is written as a clause ("the email or the
+ * password is wrong"), so it gets a capital and a full stop.
+ */
+function sentence(message) {
+  const text = message.trim();
+  const capital = text.charAt(0).toUpperCase() + text.slice(1);
+  return /[.!?]$/.test(capital) ? capital : `${capital}.`;
 }
 
 function fallbackMessage(response) {

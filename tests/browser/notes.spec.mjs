@@ -660,6 +660,31 @@ async function troubles(browser, b) {
     if (response.status() !== 204) throw new Error(`DELETE /api/me answered ${response.status()}`);
   });
 
+  await step(
+    "B signs in with a wrong password until the account's attempts are paused",
+    "each refusal as a sentence of its own (the API's clause, capitalized and ended), the wait said once",
+    async () => {
+      await b.page.goto(`${BASE_URL}/`);
+      await b.page.locator("#signin-submit:enabled").waitFor();
+      await b.page.fill("#signin-email", `nobody-${run}@example.com`);
+      const said = [];
+      // Five untrusted attempts at once, then a pause (docs/api.md, sign-in limits).
+      for (let attempt = 1; attempt <= 6; attempt += 1) {
+        await b.page.fill("#signin-password", `wrong password ${attempt}`);
+        const answered = b.page.waitForResponse((response) => response.url().endsWith("/api/sessions"));
+        await b.page.press("#signin-password", "Enter");
+        await answered;
+        await b.page.locator("#signin-submit:enabled").waitFor();
+        said.push(await statusText(b.page));
+      }
+      const [refused, paused] = [said[0], said[5]];
+      if (refused !== "The email or the password is wrong.") throw new Error(`a wrong password says "${refused}"`);
+      if (!/^Too many sign-in attempts for this account; wait \d+ s, or sign in on a device you have signed in on before\.$/.test(paused)) {
+        throw new Error(`the pause says "${paused}"`);
+      }
+    },
+  );
+
   await step("B opens the public page of /note?id=. (a path, not an id)", "the not-found message", async () => {
     await b.page.goto(`${BASE_URL}/note?id=.`);
     await b.page.locator("#public-note:visible, #note-missing:visible, #status:not(:empty)").first().waitFor();
