@@ -6,6 +6,10 @@ import { ApiError, api, el, idPath, publicNoteUrl, showHealth, timeElement, ifVe
 
 const PAGE_SIZE = 20;
 const EXCERPT_CHARS = 280;
+// The API's limits (docs/api.md), in characters (code points). Not `maxlength`, which counts
+// UTF-16 units (an emoji is two) and cuts pasted text off without a word.
+const TITLE_MAX_CHARS = 200;
+const BODY_MAX_CHARS = 20_000;
 
 const $ = (id) => document.getElementById(id);
 
@@ -438,6 +442,17 @@ async function saveNote(event) {
     say("A note needs a title.", "error");
     $("note-title").focus();
     return;
+  }
+  for (const [field, text, max, what] of [
+    ["note-title", title, TITLE_MAX_CHARS, "A title"],
+    ["note-body", body, BODY_MAX_CHARS, "The text"],
+  ]) {
+    const chars = [...text].length;
+    if (chars > max) {
+      say(`${what} can have at most ${max.toLocaleString("en")} characters; this one has ${chars.toLocaleString("en")}.`, "error");
+      $(field).focus();
+      return;
+    }
   }
   const editingId = state.editingId;
   let conflict = false;

@@ -551,6 +551,28 @@ async function troubles(browser, b) {
   });
 
   await step(
+    "C writes a title of 150 emoji, and pastes a text one character over the limit",
+    "the title saved whole (the API counts characters, not UTF-16 units); the text kept whole, refused with a message",
+    async () => {
+      const emoji = "\u{1F600}".repeat(150);
+      await c.page.fill("#note-title", emoji);
+      await c.page.click("#note-save");
+      await visible(c.page, c.page.locator("#status", { hasText: "Note saved." }), "the note saved");
+      const saved = await c.page.locator('#my-notes-list [data-testid="note-title"]').first().textContent();
+      if (saved !== emoji) throw new Error(`the title saved has ${[...saved].length} of the 150 emoji`);
+      await c.page.fill("#note-title", `Long ${run}`);
+      await c.page.focus("#note-body");
+      await c.page.keyboard.insertText("x".repeat(20_001));
+      const pasted = (await c.page.inputValue("#note-body")).length;
+      if (pasted !== 20_001) throw new Error(`the editor kept ${pasted} of the 20,001 characters pasted`);
+      await c.page.click("#note-save");
+      await visible(c.page, c.page.locator('#status[data-kind="error"]', { hasText: "at most 20,000 characters" }), "the limit told");
+      if ((await focusOf(c.page)) !== "note-body") throw new Error(`the focus is on ${await focusOf(c.page)}`);
+      await c.page.fill("#note-body", "");
+    },
+  );
+
+  await step(
     "C's save answered 200 with a page that is not the API's JSON (a proxy's)",
     "an error that says so, the text still in the editor",
     async () => {
@@ -658,6 +680,15 @@ async function troubles(browser, b) {
       data: { password: PASSWORD },
     });
     if (response.status() !== 204) throw new Error(`DELETE /api/me answered ${response.status()}`);
+  });
+
+  await step("B pastes a 130-character password into the sign-up form", "all 130 kept (the API, not the field, refuses it)", async () => {
+    await b.page.goto(`${BASE_URL}/`);
+    await b.page.locator("#signup-submit:enabled").waitFor();
+    await b.page.focus("#signup-password");
+    await b.page.keyboard.insertText("p".repeat(130));
+    const kept = (await b.page.inputValue("#signup-password")).length;
+    if (kept !== 130) throw new Error(`the field kept ${kept}: an account would get a password its owner never typed`);
   });
 
   await step(
