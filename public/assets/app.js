@@ -227,6 +227,7 @@ async function signUp(event) {
 }
 
 async function signOut(event) {
+  if (editorHasUnsavedText() && !window.confirm("The editor holds text you have not saved. Sign out and discard it?")) return;
   await busy(event.currentTarget, async () => {
     try {
       await api("DELETE", "/api/sessions/current");
@@ -567,6 +568,13 @@ function start() {
   $("feed-more").addEventListener("click", () => loadFeed(false));
   $("feed-refresh").addEventListener("click", () => loadFeed(true));
   window.addEventListener("hashchange", route);
+  // Leaving the page (a link, a reload, closing the tab) with unsaved text asks first.
+  window.addEventListener("beforeunload", (event) => {
+    if (!state.user || !editorHasUnsavedText()) return;
+    event.preventDefault();
+    // Browsers before the standard's preventDefault() (Chrome and Edge before 119) read this.
+    event.returnValue = true;
+  });
   otherTabs?.addEventListener("message", followOtherTab);
   // Forms stay inert until this module runs, so nothing is ever submitted the browser's way.
   for (const id of ["signin-submit", "signup-submit", "note-save"]) $(id).disabled = false;

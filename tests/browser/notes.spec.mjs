@@ -611,6 +611,30 @@ async function troubles(browser, b) {
   );
 
   await step(
+    "C signs out, then follows a link off the page, with unsaved text in the editor",
+    "a question each time; saying no keeps C signed in, on the page, with the text",
+    async () => {
+      const asked = [];
+      const answerNo = (dialog) => {
+        asked.push(dialog.type());
+        return dialog.dismiss();
+      };
+      c.page.on("dialog", answerNo);
+      try {
+        await c.page.click("#signout");
+        await c.page.waitForTimeout(200);
+        await c.page.click(".brand");
+        await c.page.waitForTimeout(500);
+      } finally {
+        c.page.off("dialog", answerNo);
+      }
+      if (asked.join(", ") !== "confirm, beforeunload") throw new Error(`asked: ${asked.join(", ") || "nothing"}`);
+      if (!(await c.page.locator("#signout").isVisible())) throw new Error("C was signed out");
+      if ((await c.page.inputValue("#note-title")) !== `Through a proxy ${run}`) throw new Error("the editor lost the text");
+    },
+  );
+
+  await step(
     "C publishes the note open in the editor, then saves the editor",
     "the changes saved (publishing from this page is no change made elsewhere)",
     async () => {
