@@ -344,6 +344,30 @@ async function scenario(browser) {
     }
   });
 
+  await step(
+    "B opens the start page and a note's page while their script does not load",
+    "after a while, a line that says so with a link to reload (not a bare 'Loading…' for ever)",
+    async () => {
+      // Its own context, outside `contexts`: the failed script is the point, not a problem.
+      const context = await browser.newContext();
+      try {
+        const page = await context.newPage();
+        await page.route("**/assets/*.js", (route) => route.abort("connectionreset"));
+        for (const [url, line] of [[`${BASE_URL}/`, "#loading"], [publicUrl, "#public-note-loading"]]) {
+          await page.goto(url);
+          // The line shows after 8 s of CSS time, which finishing its animations moves on.
+          await page.evaluate(() => document.getAnimations().forEach((animation) => animation.finish()));
+          const reload = page.locator(`${line} a`, { hasText: "Reload the page" });
+          if (!(await reload.isVisible()) || !(await reload.evaluate((link) => link.checkVisibility({ visibilityProperty: true })))) {
+            throw new Error(`${new URL(url).pathname} shows no way out of "${(await page.textContent(line))?.trim()}"`);
+          }
+        }
+      } finally {
+        await context.close();
+      }
+    },
+  );
+
   await step("B's pages have WCAG AA contrast, light and dark", "4.5:1 (3:1 for large text) for every text shown, 3:1 for the focus ring", async () => {
     const problems = [];
     for (const colorScheme of ["light", "dark"]) {
