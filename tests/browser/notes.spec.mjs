@@ -8,8 +8,8 @@
 // one change at a time); B (signed out, fresh
 // context) finds it in the public feed and reads its public page; A sees it in "my notes",
 // deletes it (so runs leave no public notes behind; B then gets the not-found page) and signs out.
-// Then C (fresh context) meets what goes wrong while the page is in use (`troubles`). Also fails
-// on any page error, CSP violation or asset that does not load.
+// Then C (A's account in a fresh context) and B meet what goes wrong while the page is in use
+// (`troubles`). Also fails on any page error, CSP violation or asset that does not load.
 // Plain Node (no test framework): exit code 0 on success, 1 on failure.
 import { mkdir, writeFile } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
