@@ -111,6 +111,7 @@ function setUser(user) {
     $("note-title").value = draft.title;
     $("note-body").value = draft.body;
     $("note-publish").checked = draft.published;
+    guardUnsavedText();
   }
   return true;
 }
@@ -374,6 +375,7 @@ function showMyNote(note, { prepend = false } = {}) {
   else if (prepend) ul.prepend(item);
   else ul.append(item);
   $("my-notes-empty").hidden = true;
+  guardUnsavedText();
   return item;
 }
 
@@ -393,6 +395,28 @@ function forgetMyNote(id) {
 
 // ---------------------------------------------------------------------------------------------
 // Editor
+
+/** `beforeunload`: leaving the page (a link, a reload, closing the tab) asks first. */
+function askBeforeLeaving(event) {
+  event.preventDefault();
+  // Browsers before the standard's preventDefault() (Chrome and Edge before 119) read this.
+  event.returnValue = true;
+}
+
+let guardingUnsavedText = false;
+
+/**
+ * Listens for `beforeunload` while the editor holds unsaved text, and only then: the listener
+ * keeps some browsers (Firefox) from keeping the page in their back/forward cache. Called
+ * wherever the editor or the note it opened changes.
+ */
+function guardUnsavedText() {
+  const unsaved = Boolean(state.user) && editorHasUnsavedText();
+  if (unsaved === guardingUnsavedText) return;
+  guardingUnsavedText = unsaved;
+  if (unsaved) window.addEventListener("beforeunload", askBeforeLeaving);
+  else window.removeEventListener("beforeunload", askBeforeLeaving);
+}
 
 /** Whether the editor holds text that would be lost: changed since opened, or a new note's. */
 function editorHasUnsavedText() {
@@ -415,6 +439,7 @@ function startEditing(note) {
   $("note-save").textContent = "Save changes";
   $("note-form").scrollIntoView({ block: "start", behavior: "smooth" });
   $("note-title").focus({ preventScroll: true });
+  guardUnsavedText();
 }
 
 function stopEditing() {
@@ -425,6 +450,7 @@ function stopEditing() {
   $("note-publish-row").hidden = false;
   $("note-cancel").hidden = true;
   $("note-save").textContent = "Save note";
+  guardUnsavedText();
 }
 
 /** After a 412: the note at `path` as it is now, shown in the list (and answered). */
@@ -568,13 +594,7 @@ function start() {
   $("feed-more").addEventListener("click", () => loadFeed(false));
   $("feed-refresh").addEventListener("click", () => loadFeed(true));
   window.addEventListener("hashchange", route);
-  // Leaving the page (a link, a reload, closing the tab) with unsaved text asks first.
-  window.addEventListener("beforeunload", (event) => {
-    if (!state.user || !editorHasUnsavedText()) return;
-    event.preventDefault();
-    // Browsers before the standard's preventDefault() (Chrome and Edge before 119) read this.
-    event.returnValue = true;
-  });
+  $("note-form").addEventListener("input", guardUnsavedText);
   otherTabs?.addEventListener("message", followOtherTab);
   // Forms stay inert until this module runs, so nothing is ever submitted the browser's way.
   for (const id of ["signin-submit", "signup-submit", "note-save"]) $(id).disabled = false;
