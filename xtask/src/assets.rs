@@ -30,14 +30,33 @@ fn text_of<'a>(name: &str, content: &'a [u8]) -> Option<&'a str> {
 pub type Manifest = BTreeMap<String, String>;
 
 pub fn build_site(root: &Path) -> Result<Manifest> {
+    let variable =
+        |name: &str| std::env::var(name).ok().map(|value| value.trim().to_string()).filter(|v| !v.is_empty());
+    let tag = variable(release::version_tag::TAG_ENV);
+    let previous = variable(release::version_tag::PREVIOUS_REVISION_ENV);
+    build_site_keeping(root, tag.as_deref(), previous.as_deref())
+}
+
+/// [`build_site`] with the upload's tag, and the revision whose fingerprinted files stay beside
+/// the new ones (`previous`: the site's source in `public/` at that git revision, fingerprinted
+/// as this build does; the new build's files win a name both have, which is the same content).
+///
+/// # Errors
+/// Besides a failed build: `previous` names nothing git can read here (a shallow clone may lack
+/// the commit); a release would otherwise upload without the old files, silently.
+pub fn build_site_keeping(root: &Path, tag: Option<&str>, previous: Option<&str>) -> Result<Manifest> {
     let (source, output) = (root.join("public"), root.join("dist"));
     let files = read_tree(&source)?;
     let (mut outputs, manifest) = fingerprint(&files)?;
-    let tag = std::env::var(release::version_tag::TAG_ENV).ok().filter(|tag| !tag.is_empty());
-    outputs.insert(
-        "_headers".to_string(),
-        headers_file(manifest.values().map(String::as_str), tag.as_deref())?.into_bytes(),
-    );
+    let mut fingerprinted: Vec<String> = manifest.values().cloned().collect();
+    if let Some(revision) = previous {
+        let (kept, kept_manifest) = fingerprint(&git_tree(root, revision, "public")?)?;
+        for (name, content) in kept.into_iter().filter(|(name, _)| name.starts_with("assets/")) {
+            outputs.entry(name).or_insert(content);
+        }
+        fingerprinted.extend(kept_manifest.into_values().filter(|name| !manifest.values().any(|new| new == name)));
+    }
+    outputs.insert("_headers".to_string(), headers_file(fingerprinted.iter().map(String::as_str), tag)?.into_bytes());
     // Untouched when nothing changed: wrangler watches dist/ and reloads on any write.
     if output.is_dir() && read_tree(&output)? == outputs {
         return Ok(manifest);
@@ -73,6 +92,39 @@ fn headers_file<'a>(fingerprinted: impl IntoIterator<Item = &'a str>, tag: Optio
         ));
     }
     Ok(file)
+}
+
+/// Relative path (with `/`) → content, for every file under `dir` (a path in the repository)
+/// at git `revision`.
+fn git_tree(root: &Path, revision: &str, dir: &str) -> Result<BTreeMap<String, Vec<u8>>> {
+    let git = |args: &[&str]| -> Result<Vec<u8>> {
+        let output =
+            std::process::Command::new("git").current_dir(root).args(args).output().map_err(|e| format!("git: {e}"))?;
+        if output.status.success() {
+            Ok(output.stdout)
+        } else {
+            Err(format!(
+                "{}={revision}: git cannot read `{dir}/` at that revision ({}); fetch the commit (a shallow clone lacks it) or unset the variable",
+                release::version_tag::PREVIOUS_REVISION_ENV,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ))
+        }
+    };
+    let listing = git(&["ls-tree", "-r", "-z", "--name-only", revision, "--", &format!("{dir}/")])?;
+    let prefix = format!("{dir}/");
+    let mut files = BTreeMap::new();
+    for path in listing.split(|byte| *byte == 0).filter(|path| !path.is_empty()) {
+        let path = String::from_utf8_lossy(path);
+        let Some(relative) = path.strip_prefix(&prefix) else { continue };
+        files.insert(relative.to_string(), git(&["cat-file", "blob", &format!("{revision}:{path}")])?);
+    }
+    if files.is_empty() {
+        return Err(format!(
+            "{}={revision}: no `{dir}/` at that revision",
+            release::version_tag::PREVIOUS_REVISION_ENV
+        ));
+    }
+    Ok(files)
 }
 
 /// Relative path (with `/`) → content, for every file under `dir`.
@@ -286,6 +338,63 @@ mod tests {
         assert!(headers_file(many.iter().map(String::as_str), Some("v1")).is_ok(), "98 files, the policy and the tag");
         let error = headers_file(many.iter().map(String::as_str).chain(["b.1.js"]), Some("v1")).unwrap_err();
         assert!(error.contains("101 rules, over the 100"), "{error}");
+    }
+
+    /// A page the old version served just before the promotion names the old version's files;
+    /// the new upload must still have them (docs/releases.md, "Static asset skew").
+    #[test]
+    fn a_release_build_keeps_the_replaced_revisions_fingerprinted_files() {
+        let repository = tempfile::tempdir().unwrap();
+        let root = repository.path();
+        let git = |args: &[&str]| {
+            let status = std::process::Command::new("git")
+                .current_dir(root)
+                .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(status.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&status.stderr));
+            String::from_utf8(status.stdout).unwrap().trim().to_string()
+        };
+        let write = |path: &str, content: &str| {
+            std::fs::create_dir_all(root.join(path).parent().unwrap()).unwrap();
+            std::fs::write(root.join(path), content).unwrap();
+        };
+        git(&["init", "-q"]);
+        write("public/index.html", "<script src=\"/assets/app.js\"></script>");
+        write("public/assets/app.js", "old();");
+        write("public/assets/logo.svg", "<svg/>");
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "-m", "old release"]);
+        let old_revision = git(&["rev-parse", "HEAD"]);
+        let old = build_site_keeping(root, None, None).unwrap();
+        write("public/assets/app.js", "new();");
+
+        let new = build_site_keeping(root, Some("v2"), Some(&old_revision)).unwrap();
+
+        let dist = read_tree(&root.join("dist")).unwrap();
+        assert_ne!(old["app.js"], new["app.js"]);
+        assert_eq!(dist[&format!("assets/{}", old["app.js"])], b"old();", "the old page's script is kept");
+        assert_eq!(dist[&format!("assets/{}", new["app.js"])], b"new();");
+        assert_eq!(old["logo.svg"], new["logo.svg"], "unchanged, one file");
+        let index = String::from_utf8(dist["index.html"].clone()).unwrap();
+        assert!(
+            index.contains(&new["app.js"]) && !index.contains(&old["app.js"]),
+            "pages are the new build's: {index}"
+        );
+        let headers = String::from_utf8(dist["_headers"].clone()).unwrap();
+        for name in [&old["app.js"], &new["app.js"], &new["logo.svg"]] {
+            assert_eq!(headers.matches(&format!("/assets/{name}\n")).count(), 1, "{name} immutable once: {headers}");
+        }
+        // A plain build afterwards drops them again: only a release build keeps them.
+        build_site_keeping(root, None, None).unwrap();
+        assert!(!root.join("dist/assets").join(&old["app.js"]).exists());
+
+        let error = build_site_keeping(root, None, Some("0123456789abcdef")).unwrap_err();
+        assert!(
+            error.contains("EDGESTACK_PREVIOUS_ASSETS_REVISION=0123456789abcdef") && error.contains("fetch"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -10,6 +10,11 @@
 /// The variable `release deploy` sets for `wrangler versions upload` (and so for its
 /// `[build] command`, `cargo xtask build`).
 pub const TAG_ENV: &str = "EDGESTACK_VERSION_TAG";
+/// The git revision of the version being replaced, which `release deploy` hands the build of a
+/// tagged upload (read from the deployed version's tag): the asset step keeps that revision's
+/// fingerprinted files beside the new ones, so a page the old version served just before the
+/// promotion still finds its scripts (docs/releases.md, "Static asset skew").
+pub const PREVIOUS_REVISION_ENV: &str = "EDGESTACK_PREVIOUS_ASSETS_REVISION";
 /// The header the app Worker puts on API responses (`src/http.rs`), and `_headers` on the rest.
 pub const VERSION_TAG_HEADER: &str = "x-edgestack-version-tag";
 

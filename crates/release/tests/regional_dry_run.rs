@@ -57,6 +57,7 @@ fn a_regional_release_uploads_deploys_at_zero_points_the_front_worker_widens_pro
         calls[1..],
         [
             "npx wrangler deployments status --json".to_string(),
+            "npx wrangler versions view 00000000-0000-4000-8000-00000000000a --json".into(),
             "EDGESTACK_VERSION_TAG=abc123 npx wrangler versions upload --tag abc123 --message 'release abc123'".into(),
             format!("npx wrangler versions deploy {NEW}@0% {OLD}@100% --message 'release abc123: eu:100%,*:0%' -y"),
             front_rule(NEW, "eu", "release abc123: eu:100%,*:0%"),
@@ -71,6 +72,8 @@ fn a_regional_release_uploads_deploys_at_zero_points_the_front_worker_widens_pro
     let sql = run.calls.iter().find(|line| line.starts_with("#   SELECT")).unwrap();
     assert!(sql.contains(&format!("blob1 IN ('{OLD}', '{NEW}')")), "{sql}");
     assert!(run.stderr.contains("not evaluated (dry run"), "{}", run.stderr);
+    // The dry run's replaced version has a tag that is no revision here: said, not fatal.
+    assert!(run.stderr.contains("tag `dry-run-old-tag`, which is no git revision here"), "{}", run.stderr);
 }
 
 #[test]

@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::rollout::{ReleaseError, Traffic, Versions};
 use crate::front::{APP_BINDING, Canary, rule_vars};
 use crate::plan::{FULL_BPS, RolloutPlan, Split, format_percent};
-use crate::version_tag::TAG_ENV;
+use crate::version_tag::{PREVIOUS_REVISION_ENV, TAG_ENV, check_tag};
 
 /// What one wrangler command left behind.
 #[derive(Debug, Default)]
@@ -96,6 +96,8 @@ pub struct DryRunner {
 
 pub const DRY_RUN_OLD: &str = "00000000-0000-4000-8000-00000000000a";
 pub const DRY_RUN_NEW: &str = "00000000-0000-4000-8000-00000000000b";
+/// The tag a dry run's replaced version has (no revision of this checkout: its files are not kept).
+pub const DRY_RUN_OLD_TAG: &str = "dry-run-old-tag";
 
 impl CommandRunner for DryRunner {
     fn wrangler(&mut self, env: &[(String, String)], args: &[String]) -> Result<WranglerOutput, ReleaseError> {
@@ -105,6 +107,10 @@ impl CommandRunner for DryRunner {
         Ok(match args.first().map(String::as_str) {
             Some("deployments") => WranglerOutput {
                 stdout: format!(r#"{{"versions":[{{"version_id":"{DRY_RUN_OLD}","percentage":100}}]}}"#),
+                entries: Vec::new(),
+            },
+            Some("versions") if args.get(1).map(String::as_str) == Some("view") => WranglerOutput {
+                stdout: format!(r#"{{"id":"{DRY_RUN_OLD}","annotations":{{"workers/tag":"{DRY_RUN_OLD_TAG}"}}}}"#),
                 entries: Vec::new(),
             },
             Some("versions") if args.get(1).map(String::as_str) == Some("upload") => WranglerOutput {
@@ -129,6 +135,15 @@ fn shell_quote(arg: &str) -> String {
     } else {
         format!("'{}'", arg.replace('\'', r"'\''"))
     }
+}
+
+/// Whether `git rev-parse` finds commit `revision` in the workspace's repository.
+pub fn git_knows_revision(revision: &str) -> bool {
+    std::process::Command::new("git")
+        .current_dir(local_stack::workspace_root())
+        .args(["rev-parse", "--verify", "--quiet", &format!("{revision}^{{commit}}")])
+        .output()
+        .is_ok_and(|output| output.status.success())
 }
 
 /// The new version id `wrangler versions upload` recorded in its output file (the
@@ -260,12 +275,41 @@ pub struct WranglerTraffic<R: CommandRunner> {
     pub tag: String,
     /// The front Worker, when the plan has regional stages.
     pub front: Option<FrontWorker>,
+    /// Whether this checkout can read a git revision (the replaced version's tag), whose
+    /// fingerprinted files the upload then keeps: [`git_knows_revision`] unless a test says.
+    pub knows_revision: fn(&str) -> bool,
     applied: Applied,
 }
 
 impl<R: CommandRunner> WranglerTraffic<R> {
     pub fn new(runner: R, config_args: Vec<String>, tag: String, front: Option<FrontWorker>) -> Self {
-        Self { runner, config_args, tag, front, applied: Applied::default() }
+        Self { runner, config_args, tag, front, knows_revision: git_knows_revision, applied: Applied::default() }
+    }
+
+    /// The revision whose static files the upload keeps beside its own: the replaced version's
+    /// tag (`wrangler versions view <old> --json`, `annotations["workers/tag"]`; a release
+    /// tags each upload with its git revision) when git can read it here. Otherwise none, said
+    /// on stderr: the release goes on, and a page loaded from the old version just before the
+    /// promotion may miss a script (docs/releases.md, "Static asset skew").
+    fn replaced_revision(&mut self, old: &str) -> Result<Option<String>, ReleaseError> {
+        let viewed = self.run(&[], &["versions", "view", old, "--json"])?;
+        let tag = serde_json::from_str::<Value>(&viewed.stdout)
+            .ok()
+            .and_then(|version| version["annotations"]["workers/tag"].as_str().map(str::to_string))
+            .filter(|tag| check_tag(tag).is_ok());
+        match tag {
+            Some(tag) if (self.knows_revision)(&tag) => Ok(Some(tag)),
+            other => {
+                eprintln!(
+                    "release: the replaced version {old} has {}; its static files are not kept in this upload",
+                    other.map_or_else(
+                        || "no tag".to_string(),
+                        |tag| format!("tag `{tag}`, which is no git revision here")
+                    )
+                );
+                Ok(None)
+            }
+        }
     }
 
     fn run(&mut self, env: &[(String, String)], args: &[&str]) -> Result<WranglerOutput, ReleaseError> {
@@ -309,8 +353,12 @@ impl<R: CommandRunner> Traffic for WranglerTraffic<R> {
         let old = parse_current_version(&self.run(&[], &["deployments", "status", "--json"])?.stdout)?;
         let message = format!("release {}", self.tag);
         let tag = self.tag.clone();
-        // The build names the tag on static responses too (`_headers`, release::version_tag).
-        let env = [(TAG_ENV.to_string(), tag.clone())];
+        // The build names the tag on static responses too (`_headers`, release::version_tag),
+        // and keeps the replaced version's fingerprinted files.
+        let mut env = vec![(TAG_ENV.to_string(), tag.clone())];
+        if let Some(revision) = self.replaced_revision(&old)? {
+            env.push((PREVIOUS_REVISION_ENV.to_string(), revision));
+        }
         let uploaded = self.run(&env, &["versions", "upload", "--tag", &tag, "--message", &message])?;
         let new = parse_uploaded_version(&uploaded).ok_or_else(|| {
             ReleaseError(format!(
@@ -441,6 +489,7 @@ mod tests {
             printed,
             [
                 "npx wrangler deployments status --json".to_string(),
+                format!("npx wrangler versions view {DRY_RUN_OLD} --json"),
                 "EDGESTACK_VERSION_TAG=abc123 npx wrangler versions upload --tag abc123 --message 'release abc123'"
                     .to_string(),
                 format!(
@@ -463,7 +512,7 @@ mod tests {
         );
         let cleared = "npx wrangler deploy --config front/wrangler.toml --var FRONT_APP_WORKER:edgestack --var FRONT_CANARY_VERSION: --var FRONT_CANARY_REGIONS: --message 'release abc123: canary rule cleared, the new version serves 100 %'";
         assert_eq!(
-            printed[2..],
+            printed[3..],
             [
                 format!(
                     "npx wrangler versions deploy {DRY_RUN_NEW}@0% {DRY_RUN_OLD}@100% --message 'release abc123: eu:100%,*:0%' -y"
@@ -482,15 +531,38 @@ mod tests {
     #[test]
     fn a_failed_regional_stage_restores_the_old_version_first_then_clears_the_rule() {
         let printed = walk(&mut dry(Some(front())), "eu:100,*:10,*:100", Some(1));
-        assert_eq!(printed.len(), 6, "{printed:#?}");
+        assert_eq!(printed.len(), 7, "{printed:#?}");
         assert_eq!(
-            printed[4],
+            printed[5],
             format!("npx wrangler versions deploy {DRY_RUN_OLD}@100% --message 'rollback of abc123' -y")
         );
         assert_eq!(
-            printed[5],
+            printed[6],
             "npx wrangler deploy --config front/wrangler.toml --var FRONT_APP_WORKER:edgestack --var FRONT_CANARY_VERSION: --var FRONT_CANARY_REGIONS: --message 'rollback of abc123: canary rule cleared'"
         );
+    }
+
+    /// The upload keeps the replaced version's static files when its tag is a revision git can
+    /// read here, and goes on without them otherwise (docs/releases.md, "Static asset skew").
+    #[test]
+    fn the_upload_keeps_the_replaced_versions_files_when_its_tag_is_a_known_revision() {
+        let upload = |knows_revision: fn(&str) -> bool| {
+            let mut traffic = dry(None);
+            traffic.knows_revision = knows_revision;
+            assert_eq!(traffic.prepare().unwrap(), Versions { old: DRY_RUN_OLD.into(), new: DRY_RUN_NEW.into() });
+            traffic.runner.printed[2].clone()
+        };
+        assert_eq!(
+            upload(|revision| revision == DRY_RUN_OLD_TAG),
+            format!(
+                "EDGESTACK_VERSION_TAG=abc123 EDGESTACK_PREVIOUS_ASSETS_REVISION={DRY_RUN_OLD_TAG} npx wrangler versions upload --tag abc123 --message 'release abc123'"
+            )
+        );
+        assert_eq!(
+            upload(|_| false),
+            "EDGESTACK_VERSION_TAG=abc123 npx wrangler versions upload --tag abc123 --message 'release abc123'"
+        );
+        assert!(git_knows_revision("HEAD") && !git_knows_revision(DRY_RUN_OLD_TAG));
     }
 
     #[test]
