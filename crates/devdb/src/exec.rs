@@ -738,6 +738,30 @@ mod tests {
         check_error(s.exec("BEGIN IMMEDIATE"), "PRIMARY_FENCED", &refused.message, "begin immediate");
     }
 
+    /// The fence gives up waiting for SQLite's write lock after the busy timeout and refuses from
+    /// then on (`failover::fence`); a transaction that held the lock all along must not commit
+    /// what it wrote under the superseded term when it sends COMMIT, which SQLite calls read-only.
+    #[test]
+    fn a_commit_after_the_fence_does_not_commit_the_old_terms_writes() {
+        let node = Node::primary();
+        let mut s = node.stream();
+        s.ok("CREATE TABLE fc(x)");
+        let before = node.shared.index();
+        s.ok("BEGIN");
+        s.ok("INSERT INTO fc VALUES (1)");
+        let mut fenced = node.shared.node();
+        fenced.role = Role::Fenced { by_term: 2, primary_url: Some("http://new".into()) };
+        node.shared.set_node(fenced);
+        let commit = s.exec("COMMIT");
+        let rows: i64 =
+            db::open(node.path(), true).unwrap().query_row("SELECT count(*) FROM fc", [], |r| r.get(0)).unwrap();
+        assert_eq!(
+            (commit.map_err(|e| e.code).err().as_deref(), rows, node.shared.index()),
+            (Some("PRIMARY_FENCED"), 0, before),
+            "the write of term 1 committed after the fence"
+        );
+    }
+
     /// devdb labels an answer as sqld does (`current_frame_no` once the program has run): with
     /// the committed index when the request ended. A write that commits while a read runs is
     /// in that index but not in the read's rows, so the index of an answer is no proof of what

@@ -73,6 +73,23 @@ impl Server {
         Stopped { url: self.url.clone(), args: self.args.clone() }
     }
 
+    /// The process id, for sending it a signal.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process has exited within `within` (polling).
+    pub fn exits_within(&mut self, within: Duration) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
     /// A replica with extra arguments (`--lag-ms`, `--advertise-url`, ...).
     pub fn replica_with(db: &Path, primary: &str, extra: &[&str]) -> Server {
         let mut args = vec![
