@@ -14,7 +14,7 @@ use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 
 use crate::server::App;
-use crate::state::{NodeState, Role, TermStart};
+use crate::state::{MAX_TERM, NodeState, Role, TermStart};
 
 /// How long one node may take to answer: peers are on the same machine or a region away, and
 /// a survey must not hold up a failover behind one dead address.
@@ -94,7 +94,14 @@ pub async fn ask(app: &App, url: &str) -> Result<NodeView, String> {
     if !resp.status().is_success() {
         return Err(format!("answered {}", resp.status()));
     }
-    resp.json().await.map_err(|e| format!("not a devdb node: {e}"))
+    let view: NodeView = resp.json().await.map_err(|e| format!("not a devdb node: {e}"))?;
+    // A claim no devdb makes: believing it would fence this node for good, or leave no term to
+    // promote to.
+    let claimed = view.primary.as_ref().map_or(0, |p| p.term).max(view.term);
+    if claimed > MAX_TERM {
+        return Err(format!("claims term {claimed}, above the largest devdb accepts ({MAX_TERM})"));
+    }
+    Ok(view)
 }
 
 /// The answers of every node asked.

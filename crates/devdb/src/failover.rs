@@ -17,7 +17,7 @@ use rusqlite::Connection;
 use crate::db::{self, Position};
 use crate::discovery::{self, NodeView};
 use crate::server::{App, Reject, reject};
-use crate::state::{NodeState, Role, TermStart};
+use crate::state::{MAX_TERM, NodeState, Role, TermStart};
 use crate::streams::random_hex128;
 
 /// How often a primary asks its peers whether a newer term exists. It bounds how long a
@@ -34,6 +34,8 @@ pub enum AdminError {
     Diverged(String),
     /// The node named as primary is not one this node may follow.
     BadPrimary(String),
+    /// A promotion found no term left above the highest one known ([`MAX_TERM`]).
+    NoTermLeft(String),
     /// The database failed.
     Storage(String),
 }
@@ -44,6 +46,7 @@ impl From<AdminError> for Reject {
             AdminError::WrongRole(m) => reject(StatusCode::CONFLICT, "WRONG_ROLE", &m),
             AdminError::Diverged(m) => reject(StatusCode::CONFLICT, "DIVERGED", &m),
             AdminError::BadPrimary(m) => reject(StatusCode::CONFLICT, "NOT_A_PRIMARY_TO_FOLLOW", &m),
+            AdminError::NoTermLeft(m) => reject(StatusCode::CONFLICT, "NO_TERM_LEFT", &m),
             AdminError::Storage(m) => reject(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", &m),
         }
     }
@@ -167,7 +170,12 @@ async fn promote_stopped(app: &Arc<App>) -> Result<NodeView, AdminError> {
     }
     let survey = discovery::survey(app, discovery::candidates(app, &node)).await;
     let known = survey.highest_term(&node.cluster).map_or(0, |c| c.term).max(node.known_term());
-    let term = known + 1;
+    let Some(term) = known.checked_add(1).filter(|t| *t <= MAX_TERM) else {
+        return Err(AdminError::NoTermLeft(format!(
+            "the highest term known in this cluster is {known} and devdb accepts terms up to {MAX_TERM}: \
+             no term is left to promote to; start a new cluster (a new primary file) and resync from it"
+        )));
+    };
     let mut next = node.clone();
     if next.cluster.is_empty() {
         next.cluster = random_hex128();

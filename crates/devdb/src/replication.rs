@@ -19,7 +19,7 @@ use serde::Deserialize;
 use crate::db::{self, ApplyError, LogEntry, Position};
 use crate::discovery::{self, PrimaryRef};
 use crate::server::App;
-use crate::state::{Role, TermStart};
+use crate::state::{MAX_TERM, Role, TermStart};
 
 /// How long one poll waits on the primary for new entries.
 const POLL_WAIT_MS: u64 = 5_000;
@@ -223,6 +223,10 @@ async fn take_page(app: &Arc<App>, primary_url: &str, page: LogPage) -> Next {
     let node = app.shared.node();
     if !node.cluster.is_empty() && page.cluster != node.cluster {
         eprintln!("devdb replica: {primary_url} belongs to another cluster ({})", page.cluster);
+        return Next::Rediscover;
+    }
+    if page.term > MAX_TERM {
+        eprintln!("devdb replica: {primary_url} claims term {}, above the largest devdb accepts", page.term);
         return Next::Rediscover;
     }
     if page.term < node.term {

@@ -28,7 +28,7 @@ use crate::exec::Session;
 use crate::proto::{
     CursorEntry, CursorReqBody, CursorRespBody, Error, PipelineReqBody, PipelineRespBody, StreamRequest, StreamResult,
 };
-use crate::state::{FaultsPatch, Role, Shared, Stats};
+use crate::state::{FaultsPatch, MAX_TERM, Role, Shared, Stats};
 use crate::streams::{REAP_INTERVAL, STREAM_IDLE_EXPIRY, Streams, TakeError};
 
 /// Larger bodies answer 413: a dev server has no business buffering more.
@@ -519,6 +519,13 @@ async fn log_inner(app: Arc<App>, headers: HeaderMap, q: LogQuery) -> Result<Res
             StatusCode::CONFLICT,
             "WRONG_CLUSTER",
             &format!("this primary belongs to cluster {}, the follower to {cluster}", node.cluster),
+        ));
+    }
+    if let Some(term) = q.term.filter(|t| *t > MAX_TERM) {
+        return Err(reject(
+            StatusCode::BAD_REQUEST,
+            "BAD_TERM",
+            &format!("term {term} is above the largest term devdb accepts ({MAX_TERM}): no devdb node holds it"),
         ));
     }
     if let Some(term) = q.term.filter(|t| *t > node.term) {

@@ -47,6 +47,14 @@ pub struct TermStart {
     pub from_index: u64,
 }
 
+/// The largest term a node accepts from anyone (a follower's poll, a peer's answer) or takes
+/// itself: 2^53 − 1, so a term stays exact as a JSON number for every reader (JavaScript's
+/// `Number.MAX_SAFE_INTEGER`) and fits SQLite's signed 64-bit INTEGER in `_devdb_log`. A term grows
+/// by one per promotion, so only a bug or a hostile caller gets near it; a claim above it is
+/// refused rather than believed (it would fence the primary for good and leave no term to
+/// promote to).
+pub const MAX_TERM: u64 = (1 << 53) - 1;
+
 /// How many peer URLs a node remembers (most recently learned first): enough for any local
 /// cluster, and bounded so that a dev database reused across many runs on random ports does
 /// not ask an ever longer list of dead addresses.

@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Server, TOKEN, assert_same, dump, index_of, must, wait_index};
+use devdb::state::MAX_TERM;
 use serde_json::{Value as Json, json};
 
 const WITHIN: Duration = Duration::from_secs(15);
@@ -82,9 +83,10 @@ async fn a_follow_whose_client_gives_up_leaves_the_replica_replicating() {
     }
 }
 
-/// `/_devdb/log?term=N` fences a primary on the caller's word, whatever N is; a promotion then
-/// takes "the highest term any peer knows, plus one". That must answer (200 or a JSON refusal),
-/// not overflow and drop the connection with the replica's follower stopped.
+/// `/_devdb/log?term=N` fences a primary on the caller's word; a promotion then takes "the
+/// highest term any peer knows, plus one". A term no devdb can hold is refused outright, and at
+/// the largest term devdb accepts a promotion answers a JSON refusal: neither may overflow and
+/// drop the connection with the replica's follower stopped.
 #[tokio::test]
 async fn a_promotion_next_to_a_node_claiming_the_largest_term_answers() {
     let dir = tempfile::tempdir().unwrap();
@@ -94,13 +96,18 @@ async fn a_promotion_next_to_a_node_claiming_the_largest_term_answers() {
     wait_index(&replica.url, index_of(&created), WITHIN).await;
 
     let (status, body) = common::get(&primary.url, &format!("/_devdb/log?after=0&term={}", u64::MAX)).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("BAD_TERM")), "{body}");
+    let (status, body) = common::get(&primary.url, &format!("/_devdb/log?after=0&term={MAX_TERM}")).await;
     assert_eq!((status, body["code"].as_str()), (409, Some("PRIMARY_FENCED")), "{body}");
 
     let answer = post_within(&replica.url, "/_devdb/promote", &json!({}), Duration::from_secs(30)).await;
     let Some((status, body)) = answer else {
         panic!("promote dropped the connection (the handler panicked: term overflow)");
     };
-    assert!(status == 200 || body["code"].is_string(), "{status} {body}");
+    assert_eq!((status, body["code"].as_str()), (409, Some("NO_TERM_LEFT")), "{body}");
+
+    // The refused promotion left the replica following its primary.
+    assert_eq!(common::stats(&replica.url).await["role"], "replica");
 }
 
 /// sqld interrupts a statement whose request was cancelled (a progress handler checks a flag);
