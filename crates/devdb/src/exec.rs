@@ -369,6 +369,14 @@ fn run_statement<'c, S: DerefMut<Target = Statement<'c>>>(
     let kind = Kind::of(sql);
     let cols = columns(&st);
     let writable = t.shared.writable_term().is_some();
+    if *t.pending && !writable && first_keyword(sql) != "ROLLBACK" {
+        // This transaction wrote under a term that has been superseded since (a fence that gave
+        // up waiting for its write lock): nothing it wrote may commit, and SQLite calls COMMIT
+        // read-only, so it must be stopped here rather than by the write check below.
+        drop(st);
+        abandon_transaction(t);
+        return Err(errors::not_writable(&t.shared.role()));
+    }
     // Transaction control never changes rows itself, so it is neither wrapped nor captured; on a
     // node that may not write only the read-only kinds (not BEGIN IMMEDIATE/EXCLUSIVE) are allowed.
     if st.readonly() || (is_tx_control(sql) && writable) {
@@ -376,12 +384,6 @@ fn run_statement<'c, S: DerefMut<Target = Statement<'c>>>(
         return Ok(result(cols, rows, Outcome::of(conn, kind), started));
     }
     if !writable {
-        drop(st);
-        if *t.pending {
-            // Only reachable if a fence gave up waiting for this transaction's write lock:
-            // nothing it wrote may commit.
-            abandon_transaction(t);
-        }
         return Err(errors::not_writable(&t.shared.role()));
     }
     let wrapped = conn.is_autocommit();
