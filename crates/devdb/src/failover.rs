@@ -145,18 +145,44 @@ async fn commit_role<T: Send + 'static>(
     .await
 }
 
+/// Waits for a role change run as its own task, so that it runs to its end even if the caller
+/// stops waiting: an HTTP client that gives up (a timeout, Ctrl-C) makes hyper drop the
+/// handler's future, and a transition dropped between stopping the role task and starting it
+/// again would leave the node without its follower or its watch for good.
+async fn to_completion<T: Send + 'static>(
+    transition: tokio::task::JoinHandle<Result<T, AdminError>>,
+) -> Result<T, AdminError> {
+    transition.await.map_err(|e| AdminError::Storage(format!("the role change failed: {e}")))?
+}
+
+/// Starts the role task again when dropped, however the transition that stopped it ends
+/// (answered, refused, or panicked).
+struct RestartRoleTask<'a>(&'a Arc<App>);
+
+impl Drop for RestartRoleTask<'_> {
+    fn drop(&mut self) {
+        // The new role's task, or the old one's if the change was refused.
+        start_role_task(self.0);
+    }
+}
+
 /// `POST /_devdb/promote`: a replica (or a fenced node) becomes the primary at its current
 /// index, at a term above every term it or any reachable peer knows.
 pub async fn promote(app: &Arc<App>) -> Result<NodeView, AdminError> {
-    let _one = app.transitions.lock().await;
-    if let Role::Primary = app.shared.role() {
-        return Err(AdminError::WrongRole(format!("this node is already the primary (term {})", app.shared.term())));
-    }
-    stop_role_task(app);
-    let outcome = promote_stopped(app).await;
-    // The new role's task, or the old one's if the promotion was refused.
-    start_role_task(app);
-    outcome
+    let app = app.clone();
+    to_completion(tokio::spawn(async move {
+        let _one = app.transitions.lock().await;
+        if let Role::Primary = app.shared.role() {
+            return Err(AdminError::WrongRole(format!(
+                "this node is already the primary (term {})",
+                app.shared.term()
+            )));
+        }
+        stop_role_task(&app);
+        let _restart = RestartRoleTask(&app);
+        promote_stopped(&app).await
+    }))
+    .await
 }
 
 async fn promote_stopped(app: &Arc<App>) -> Result<NodeView, AdminError> {
@@ -201,21 +227,24 @@ async fn promote_stopped(app: &Arc<App>) -> Result<NodeView, AdminError> {
 /// data and copies the primary's from the start.
 pub async fn follow(app: &Arc<App>, primary: &str, resync: bool) -> Result<NodeView, AdminError> {
     let primary = primary.trim_end_matches('/').to_owned();
-    let _one = app.transitions.lock().await;
-    if let Role::Primary = app.shared.role() {
-        return Err(AdminError::WrongRole(format!(
-            "this node is the primary (term {}): promote another node instead; this one is then fenced, \
-             and can follow the new primary",
-            app.shared.term()
-        )));
-    }
-    if primary == app.url {
-        return Err(AdminError::WrongRole("a node cannot follow itself".into()));
-    }
-    stop_role_task(app);
-    let outcome = follow_stopped(app, primary, resync).await;
-    start_role_task(app);
-    outcome
+    let app = app.clone();
+    to_completion(tokio::spawn(async move {
+        let _one = app.transitions.lock().await;
+        if let Role::Primary = app.shared.role() {
+            return Err(AdminError::WrongRole(format!(
+                "this node is the primary (term {}): promote another node instead; this one is then fenced, \
+                 and can follow the new primary",
+                app.shared.term()
+            )));
+        }
+        if primary == app.url {
+            return Err(AdminError::WrongRole("a node cannot follow itself".into()));
+        }
+        stop_role_task(&app);
+        let _restart = RestartRoleTask(&app);
+        follow_stopped(&app, primary, resync).await
+    }))
+    .await
 }
 
 async fn follow_stopped(app: &Arc<App>, primary: String, resync: bool) -> Result<NodeView, AdminError> {
