@@ -100,6 +100,40 @@ pub fn args_invalid(detail: &str) -> Error {
     Error::new("ARGS_INVALID", format!("Arguments do not match SQL parameters: {detail}"))
 }
 
+/// A request a correct client never sends (libsql-server's `ProtocolError`): sqld fails the
+/// whole HTTP request with 400 and closes its stream, rather than answering the one request
+/// with a Hrana error, so devdb does the same (code `HRANA_PROTO_ERROR`, as for a body that is
+/// not valid Hrana JSON). Messages are sqld's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtocolError(pub String);
+
+/// The code of a request that is not valid Hrana, at the HTTP level.
+pub const HRANA_PROTO_ERROR: &str = "HRANA_PROTO_ERROR";
+
+impl ProtocolError {
+    pub fn sql_and_sql_id() -> Self {
+        Self("Either `sql` or `sql_id` are required, but not both".into())
+    }
+
+    pub fn no_sql() -> Self {
+        Self("Either `sql` or `sql_id` are required".into())
+    }
+
+    pub fn sql_not_found(sql_id: i32) -> Self {
+        Self(format!("SQL text {sql_id} not found"))
+    }
+
+    pub fn sql_exists(sql_id: i32) -> Self {
+        Self(format!("SQL text {sql_id} already exists"))
+    }
+
+    /// A batch condition naming its own step, a later one, or none that exists: sqld checks
+    /// every condition before it runs the batch.
+    pub fn batch_cond_bad_step() -> Self {
+        Self("Invalid reference to step in a batch condition".into())
+    }
+}
+
 /// A statement that may write, sent to a node that is not the primary. A replica answers as it
 /// always has (`SQLITE_READONLY`, naming the primary); a fenced former primary answers
 /// `PRIMARY_FENCED`, naming the newer term and, when known, where its primary is.

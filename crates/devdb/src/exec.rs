@@ -17,11 +17,11 @@ use rusqlite::{Connection, Statement};
 use crate::capture::{Capture, HookAnchor};
 use crate::counters::ClientCounters;
 use crate::db;
-use crate::errors;
 pub use crate::errors::sql_error;
+use crate::errors::{self, ProtocolError};
 use crate::proto::{
     Batch, BatchCond, BatchResult, Col, DescribeCol, DescribeParam, DescribeResult, Error, NamedArg, Stmt, StmtResult,
-    StreamRequest, StreamResponse, Value,
+    StreamRequest, StreamResponse, StreamResult, Value,
 };
 use crate::state::{Shared, Stats};
 use crate::statement::{Kind, first_keyword};
@@ -85,42 +85,25 @@ impl Session {
         }
     }
 
-    pub fn handle(&mut self, shared: &Shared, req: StreamRequest) -> Result<StreamResponse, Error> {
-        match req {
+    /// Runs one request of a pipeline: its response or its Hrana error, or a [`ProtocolError`]
+    /// that fails the whole HTTP request (the caller closes the stream, as sqld does).
+    pub fn handle(&mut self, shared: &Shared, req: StreamRequest) -> Result<StreamResult, ProtocolError> {
+        let answer = match req {
             StreamRequest::Close {} => Ok(StreamResponse::Close {}),
             StreamRequest::Execute { stmt } => {
-                let result = self.execute(shared, &stmt)?;
-                Ok(StreamResponse::Execute { result })
+                let sql = self.resolve_sql(stmt.sql.as_deref(), stmt.sql_id)?;
+                self.execute_sql(shared, sql, &stmt).map(|result| StreamResponse::Execute { result })
             }
-            StreamRequest::Batch { batch } => Ok(StreamResponse::Batch { result: self.batch(shared, &batch) }),
+            StreamRequest::Batch { batch } => Ok(StreamResponse::Batch { result: self.batch(shared, &batch)? }),
             StreamRequest::Sequence { sql, sql_id, .. } => {
                 let sql = self.resolve_sql(sql.as_deref(), sql_id)?;
-                self.sequence(shared, &sql)?;
-                Ok(StreamResponse::Sequence {})
+                self.sequence(shared, &sql).map(|()| StreamResponse::Sequence {})
             }
             StreamRequest::Describe { sql, sql_id, .. } => {
                 let sql = self.resolve_sql(sql.as_deref(), sql_id)?;
-                Ok(StreamResponse::Describe { result: self.describe(&sql)? })
+                self.describe(&sql).map(|result| StreamResponse::Describe { result })
             }
-            StreamRequest::StoreSql { sql_id, sql } => {
-                if self.sqls.len() >= MAX_STORED_SQL && !self.sqls.contains_key(&sql_id) {
-                    return Err(Error::new(
-                        "SQL_STORE_TOO_MANY",
-                        format!("The server already stores {} SQL texts, it cannot store more", self.sqls.len()),
-                    ));
-                }
-                if sql.len() > MAX_STORED_SQL_BYTES {
-                    return Err(Error::new(
-                        "SQL_STORE_TOO_LARGE",
-                        format!(
-                            "The statement is too large to be stored: {} bytes, at most {MAX_STORED_SQL_BYTES}",
-                            sql.len()
-                        ),
-                    ));
-                }
-                self.sqls.insert(sql_id, sql);
-                Ok(StreamResponse::StoreSql {})
-            }
+            StreamRequest::StoreSql { sql_id, sql } => self.store_sql(sql_id, sql)?,
             StreamRequest::CloseSql { sql_id } => {
                 self.sqls.remove(&sql_id);
                 Ok(StreamResponse::CloseSql {})
@@ -128,19 +111,40 @@ impl Session {
             StreamRequest::GetAutocommit {} => {
                 Ok(StreamResponse::GetAutocommit { is_autocommit: self.conn.is_autocommit() })
             }
-        }
+        };
+        Ok(match answer {
+            Ok(response) => StreamResult::Ok { response },
+            Err(error) => StreamResult::Error { error },
+        })
     }
 
-    fn resolve_sql(&self, sql: Option<&str>, sql_id: Option<i32>) -> Result<String, Error> {
+    /// sqld's order of checks: an id in use is a protocol error, then its two limits.
+    fn store_sql(&mut self, sql_id: i32, sql: String) -> Result<Result<StreamResponse, Error>, ProtocolError> {
+        if self.sqls.contains_key(&sql_id) {
+            return Err(ProtocolError::sql_exists(sql_id));
+        }
+        if self.sqls.len() >= MAX_STORED_SQL {
+            return Ok(Err(Error::new(
+                "SQL_STORE_TOO_MANY",
+                format!("The server already stores {} SQL texts, it cannot store more", self.sqls.len()),
+            )));
+        }
+        if sql.len() > MAX_STORED_SQL_BYTES {
+            return Ok(Err(Error::new(
+                "SQL_STORE_TOO_LARGE",
+                format!("The statement is too large to be stored: {} bytes, at most {MAX_STORED_SQL_BYTES}", sql.len()),
+            )));
+        }
+        self.sqls.insert(sql_id, sql);
+        Ok(Ok(StreamResponse::StoreSql {}))
+    }
+
+    fn resolve_sql(&self, sql: Option<&str>, sql_id: Option<i32>) -> Result<String, ProtocolError> {
         match (sql, sql_id) {
             (Some(sql), None) => Ok(sql.to_owned()),
-            (None, Some(id)) => self
-                .sqls
-                .get(&id)
-                .cloned()
-                .ok_or_else(|| Error::new("SQL_NOT_FOUND", format!("no stored SQL with id {id}"))),
-            (Some(_), Some(_)) => Err(Error::new("SQL_MANY", "a statement must have either sql or sql_id, not both")),
-            (None, None) => Err(Error::new("SQL_NO_STATEMENT", "a statement must have sql or sql_id")),
+            (None, Some(id)) => self.sqls.get(&id).cloned().ok_or_else(|| ProtocolError::sql_not_found(id)),
+            (Some(_), Some(_)) => Err(ProtocolError::sql_and_sql_id()),
+            (None, None) => Err(ProtocolError::no_sql()),
         }
     }
 
@@ -148,8 +152,16 @@ impl Session {
         Target { conn: &self.conn, counters: &self.counters, pending: &mut self.pending, shared }
     }
 
+    /// Runs `stmt`, whose SQL text must be given or stored (checked by [`Session::handle`] and
+    /// [`Session::batch`] first; otherwise the protocol error comes back as a Hrana error).
     pub fn execute(&mut self, shared: &Shared, stmt: &Stmt) -> Result<StmtResult, Error> {
-        let mut sql = self.resolve_sql(stmt.sql.as_deref(), stmt.sql_id)?;
+        let sql = self
+            .resolve_sql(stmt.sql.as_deref(), stmt.sql_id)
+            .map_err(|ProtocolError(message)| Error::new(errors::HRANA_PROTO_ERROR, message))?;
+        self.execute_sql(shared, sql, stmt)
+    }
+
+    fn execute_sql(&mut self, shared: &Shared, mut sql: String, stmt: &Stmt) -> Result<StmtResult, Error> {
         if Kind::of(&sql) == Kind::Empty {
             return Err(errors::no_statement());
         }
@@ -173,7 +185,19 @@ impl Session {
         Ok(result)
     }
 
-    pub fn batch(&mut self, shared: &Shared, batch: &Batch) -> BatchResult {
+    /// Checks the whole batch as sqld does before running any step (every SQL text given or
+    /// stored, every condition naming an earlier step), then runs it.
+    pub fn batch(&mut self, shared: &Shared, batch: &Batch) -> Result<BatchResult, ProtocolError> {
+        for (i, step) in batch.steps.iter().enumerate() {
+            self.resolve_sql(step.stmt.sql.as_deref(), step.stmt.sql_id)?;
+            if step.condition.as_ref().is_some_and(|cond| !names_earlier_steps(cond, i)) {
+                return Err(ProtocolError::batch_cond_bad_step());
+            }
+        }
+        Ok(self.run_batch(shared, batch))
+    }
+
+    fn run_batch(&mut self, shared: &Shared, batch: &Batch) -> BatchResult {
         let mut step_results: Vec<Option<StmtResult>> = Vec::with_capacity(batch.steps.len());
         let mut step_errors: Vec<Option<Error>> = Vec::with_capacity(batch.steps.len());
         for step in &batch.steps {
@@ -236,6 +260,18 @@ impl Session {
             .map(|c| DescribeCol { name: c.name().to_owned(), decltype: c.decl_type().map(str::to_owned) })
             .collect();
         Ok(DescribeResult { params, cols, is_explain: st.is_explain() > 0, is_readonly: st.readonly() })
+    }
+}
+
+/// Whether every step `cond` names comes before step `step`.
+fn names_earlier_steps(cond: &BatchCond, step: usize) -> bool {
+    match cond {
+        BatchCond::Ok { step: named } | BatchCond::Error { step: named } => {
+            usize::try_from(*named).is_ok_and(|named| named < step)
+        }
+        BatchCond::Not { cond } => names_earlier_steps(cond, step),
+        BatchCond::And { conds } | BatchCond::Or { conds } => conds.iter().all(|c| names_earlier_steps(c, step)),
+        BatchCond::IsAutocommit {} => true,
     }
 }
 
@@ -805,8 +841,10 @@ mod tests {
                     };
                     if as_batch {
                         let step = BatchStep { condition: None, stmt: select };
-                        let mut result =
-                            reader.session.batch(reader.shared, &Batch { steps: vec![step], replication_index: None });
+                        let mut result = reader
+                            .session
+                            .batch(reader.shared, &Batch { steps: vec![step], replication_index: None })
+                            .unwrap();
                         (result.step_results.remove(0).unwrap().rows, result.replication_index)
                     } else {
                         let result = reader.session.execute(reader.shared, &select).unwrap();

@@ -23,7 +23,7 @@ use serde_json::json;
 
 use crate::db::{self, Hash};
 use crate::discovery::{NodeView, PrimaryRef};
-use crate::errors::{PRIMARY_FENCED, fenced_message};
+use crate::errors::{HRANA_PROTO_ERROR, PRIMARY_FENCED, ProtocolError, fenced_message};
 use crate::exec::Session;
 use crate::proto::{
     CursorEntry, CursorReqBody, CursorRespBody, Error, PipelineReqBody, PipelineRespBody, StreamRequest, StreamResult,
@@ -220,7 +220,7 @@ async fn read_bounded(body: Body, limit: usize) -> Option<bytes::Bytes> {
 
 fn parse<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, Reject> {
     serde_json::from_slice(bytes)
-        .map_err(|e| reject(StatusCode::BAD_REQUEST, "HRANA_PROTO_ERROR", &format!("invalid request body: {e}")))
+        .map_err(|e| reject(StatusCode::BAD_REQUEST, HRANA_PROTO_ERROR, &format!("invalid request body: {e}")))
 }
 
 /// Takes the stream named by `baton` (or a fresh one) for the duration of a request, if it was
@@ -256,6 +256,16 @@ async fn wait_for_index(app: &App, wanted: Option<u64>) -> Result<(), Reject> {
     }
 }
 
+/// A stream whose connection could not be opened.
+fn failed_to_open(e: Error) -> Reject {
+    reject(StatusCode::INTERNAL_SERVER_ERROR, &e.code, &e.message)
+}
+
+/// A request a correct client never sends fails the whole HTTP request, as in sqld.
+fn protocol_error(ProtocolError(message): ProtocolError) -> Reject {
+    reject(StatusCode::BAD_REQUEST, HRANA_PROTO_ERROR, &message)
+}
+
 fn internal(e: impl std::fmt::Display) -> Reject {
     reject(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", &e.to_string())
 }
@@ -279,7 +289,7 @@ async fn pipeline_inner(app: Arc<App>, headers: HeaderMap, body: Body) -> Result
     let (open, results) = tokio::task::spawn_blocking(move || {
         let mut session = match taken {
             Some(s) => s,
-            None => worker.open_session()?,
+            None => worker.open_session().map_err(failed_to_open)?,
         };
         let mut closed = false;
         let mut results = Vec::with_capacity(req.requests.len());
@@ -291,23 +301,27 @@ async fn pipeline_inner(app: Arc<App>, headers: HeaderMap, body: Body) -> Result
                 continue;
             }
             closed = matches!(r, StreamRequest::Close {});
-            results.push(match session.handle(&worker.shared, r) {
-                Ok(response) => StreamResult::Ok { response },
-                Err(error) => StreamResult::Error { error },
-            });
+            match session.handle(&worker.shared, r) {
+                Ok(result) => results.push(result),
+                Err(mistake) => {
+                    // As sqld: the whole request fails and its stream is closed.
+                    session.reset(&worker.shared);
+                    drop(session);
+                    return Err(protocol_error(mistake));
+                }
+            }
         }
         if closed {
             // The stream's connection ends with it (closing it here keeps the disk work off the
             // async threads).
             session.reset(&worker.shared);
             drop(session);
-            return Ok::<_, Error>((None, results));
+            return Ok::<_, Reject>((None, results));
         }
         Ok((Some(session), results))
     })
     .await
-    .map_err(internal)?
-    .map_err(|e| reject(StatusCode::INTERNAL_SERVER_ERROR, &e.code, &e.message))?;
+    .map_err(internal)??;
     let baton = open.map(|session| app.streams.park(session, generation));
     Ok(axum::Json(PipelineRespBody { baton, base_url: None, results }).into_response())
 }
@@ -333,9 +347,16 @@ async fn cursor_inner(app: Arc<App>, headers: HeaderMap, body: Body) -> Result<R
     let (session, entries) = tokio::task::spawn_blocking(move || {
         let mut session = match taken {
             Some(s) => s,
-            None => worker.open_session()?,
+            None => worker.open_session().map_err(failed_to_open)?,
         };
-        let result = session.batch(&worker.shared, &req.batch);
+        let result = match session.batch(&worker.shared, &req.batch) {
+            Ok(result) => result,
+            Err(mistake) => {
+                session.reset(&worker.shared);
+                drop(session);
+                return Err(protocol_error(mistake));
+            }
+        };
         let mut entries = Vec::new();
         for (i, (res, err)) in result.step_results.into_iter().zip(result.step_errors).enumerate() {
             let step = u32::try_from(i).unwrap_or(u32::MAX);
@@ -351,11 +372,10 @@ async fn cursor_inner(app: Arc<App>, headers: HeaderMap, body: Body) -> Result<R
                 });
             }
         }
-        Ok::<_, Error>((session, entries))
+        Ok::<_, Reject>((session, entries))
     })
     .await
-    .map_err(internal)?
-    .map_err(|e| reject(StatusCode::INTERNAL_SERVER_ERROR, &e.code, &e.message))?;
+    .map_err(internal)??;
     let baton = app.streams.park(session, generation);
     let mut out = Vec::new();
     let head = CursorRespBody { baton: Some(baton), base_url: None };

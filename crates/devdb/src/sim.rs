@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::db::{self, LogEntry};
-use crate::errors::{PRIMARY_FENCED, fenced_message};
+use crate::errors::{HRANA_PROTO_ERROR, PRIMARY_FENCED, ProtocolError, fenced_message};
 use crate::exec::Session;
 use crate::proto::{Error, PipelineReqBody, PipelineRespBody, StreamRequest, StreamResponse, StreamResult};
 use crate::state::{Faults, NodeState, Role, Shared, TermStart};
@@ -127,10 +127,15 @@ impl Node {
                 continue;
             }
             closed = matches!(request, StreamRequest::Close {});
-            results.push(match session.handle(&self.shared, request) {
-                Ok(response) => StreamResult::Ok { response },
-                Err(error) => StreamResult::Error { error },
-            });
+            match session.handle(&self.shared, request) {
+                Ok(result) => results.push(result),
+                Err(ProtocolError(message)) => {
+                    // As devdb and sqld: the whole request fails and its stream ends.
+                    session.reset(&self.shared);
+                    self.idle = Some((read_only, session));
+                    return Err(refusal(400, format!("{HRANA_PROTO_ERROR}: {message}")));
+                }
+            }
         }
         session.reset(&self.shared);
         self.idle = Some((read_only, session));
@@ -274,7 +279,7 @@ impl Cluster {
     pub fn pipeline(&mut self, node: Option<&str>, body: &[u8], now_ms: f64) -> Result<Vec<u8>, Refusal> {
         self.catch_up(now_ms)?;
         let request: PipelineReqBody = serde_json::from_slice(body)
-            .map_err(|e| refusal(400, format!("HRANA_PROTO_ERROR: invalid request body: {e}")))?;
+            .map_err(|e| refusal(400, format!("{HRANA_PROTO_ERROR}: invalid request body: {e}")))?;
         if request.baton.is_some() {
             return Err(refusal(400, "STREAM_EXPIRED: a simulated cluster keeps no streams"));
         }
@@ -466,10 +471,12 @@ mod tests {
             serde_json::json!([[zero, zero, zero, zero]])
         );
         let stored = serde_json::json!({"requests": [{"type": "execute", "stmt": {"sql_id": 1}}]});
-        let answer: serde_json::Value =
-            serde_json::from_slice(&cluster.pipeline(None, &serde_json::to_vec(&stored).unwrap(), 0.0).unwrap())
-                .unwrap();
-        assert_eq!(answer["results"][0]["type"], "error", "the stored SQL went with its stream: {answer}");
+        let refused = cluster.pipeline(None, &serde_json::to_vec(&stored).unwrap(), 0.0).unwrap_err();
+        assert_eq!(
+            (refused.status, refused.message.as_str()),
+            (400, "HRANA_PROTO_ERROR: SQL text 1 not found"),
+            "the stored SQL went with its stream"
+        );
         cluster.pipeline(None, &execute("INSERT INTO t VALUES (3)"), 0.0).unwrap();
         assert_eq!(rows(&cluster.pipeline(None, &execute(counters), 0.0).unwrap())[0][3]["value"], "1");
     }

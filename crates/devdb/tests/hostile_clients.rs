@@ -182,9 +182,11 @@ async fn create_table_as_select_gives_replicas_the_primarys_rows() {
 }
 
 /// sqld checks a batch before running it: a condition naming the step itself or a later one is
-/// `BatchCondBadStep`, storing a SQL text under an id in use is `SqlExists`; both fail the HTTP
-/// request (400). devdb runs such a batch (the condition reads as "did not run") and overwrites
-/// the stored text, so a client mistake passes every test and fails on Turso.
+/// `BatchCondBadStep`, storing a SQL text under an id in use is `SqlExists`, an unknown `sql_id`
+/// or a statement with both or neither of `sql` and `sql_id` are protocol errors too; all fail
+/// the HTTP request (400). devdb ran such a batch (the condition read as "did not run"),
+/// overwrote the stored text and answered the others as one failed request, so a client mistake
+/// passed every test and failed on Turso.
 #[tokio::test]
 async fn protocol_mistakes_sqld_refuses_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -212,10 +214,32 @@ async fn protocol_mistakes_sqld_refuses_are_refused() {
             ]}),
         ),
     ];
-    for (what, body) in cases {
+    let one = |stmt: Json| json!({"requests": [{"type": "execute", "stmt": stmt}, {"type": "close"}]});
+    let more = [
+        ("unknown sql_id", one(json!({"sql_id": 9}))),
+        ("both sql and sql_id", one(json!({"sql": "SELECT 1", "sql_id": 9}))),
+        ("neither sql nor sql_id", one(json!({}))),
+        (
+            "unknown sql_id in a later batch step",
+            json!({"requests": [{"type": "batch", "batch": {"steps": [
+                {"stmt": {"sql": "INSERT INTO t VALUES ('ran')"}}, {"stmt": {"sql_id": 9}}
+            ]}}, {"type": "close"}]}),
+        ),
+        ("describe of an unknown sql_id", json!({"requests": [{"type": "describe", "sql_id": 9}]})),
+        ("sequence of an unknown sql_id", json!({"requests": [{"type": "sequence", "sql_id": 9}]})),
+    ];
+    must(&primary.url, "CREATE TABLE t(x)").await;
+    for (what, body) in cases.into_iter().chain(more) {
         let (status, answer) = common::post(&primary.url, "/v3/pipeline", &body).await;
-        assert_eq!(status, 400, "{what}: {answer}");
+        assert_eq!((status, answer["code"].as_str()), (400, Some("HRANA_PROTO_ERROR")), "{what}: {answer}");
     }
+    let rows = common::exec(&primary.url, "SELECT count(*) FROM t", json!([])).await.unwrap();
+    assert_eq!(rows["rows"][0][0]["value"], "0", "a batch refused as a whole runs no step");
+
+    // The cursor endpoint checks its batch the same way.
+    let cursor = json!({"batch": {"steps": [{"stmt": {"sql": "SELECT 1"}, "condition": {"type": "ok", "step": 0}}]}});
+    let (status, answer) = common::post(&primary.url, "/v3/cursor", &cursor).await;
+    assert_eq!((status, answer["code"].as_str()), (400, Some("HRANA_PROTO_ERROR")), "cursor: {answer}");
 }
 
 /// devdb refuses new streams once 1,024 are parked (`TOO_MANY_STREAMS`, 503; sqld has no such
