@@ -134,6 +134,14 @@ impl ProtocolError {
     }
 }
 
+/// sqld's code for an answer over its response size limit (`StmtError::ResponseTooLarge`).
+pub const RESPONSE_TOO_LARGE: &str = "RESPONSE_TOO_LARGE";
+
+/// An `execute` or `batch` whose rows exceed [`crate::exec::MAX_RESPONSE_BYTES`]; sqld's message.
+pub fn response_too_large() -> Error {
+    Error::new(RESPONSE_TOO_LARGE, "Response is too large")
+}
+
 /// A statement that may write, sent to a node that is not the primary. A replica answers as it
 /// always has (`SQLITE_READONLY`, naming the primary); a fenced former primary answers
 /// `PRIMARY_FENCED`, naming the newer term and, when known, where its primary is.

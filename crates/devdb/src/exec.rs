@@ -31,6 +31,12 @@ use crate::statement::{Kind, first_keyword};
 const MAX_STORED_SQL: usize = 50;
 const MAX_STORED_SQL_BYTES: usize = 5000;
 
+/// sqld's default `--max-response-size` ("10MB", decimal): the most one `execute`, or one whole
+/// `batch`, may answer, measured as sqld measures it (see [`ResponseBudget`]). Beyond it sqld
+/// answers `RESPONSE_TOO_LARGE` instead of rows, so a query that works against devdb works
+/// against Turso, and no answer takes more of the machine's memory than this.
+pub const MAX_RESPONSE_BYTES: u64 = 10_000_000;
+
 /// One Hrana stream: a connection of its own (never shared with another stream, so its
 /// `last_insert_rowid()`, `changes()`, open transaction, temp tables and PRAGMAs are the
 /// stream's alone, as with sqld) and its stored SQL texts.
@@ -42,6 +48,55 @@ pub struct Session {
     sqls: HashMap<i32, String>,
     /// This connection wrote log entries in a transaction that has not been seen to end yet.
     pending: bool,
+    /// What the request being answered may still add to its answer.
+    budget: ResponseBudget,
+}
+
+/// The bytes an answer may still take, counted as libsql-server's result builder counts them
+/// (`hrana/result_builder.rs`): per column its name and declared type in JSON, per value its
+/// JSON object with the text unescaped, except a blob, which counts its raw length (not base64).
+#[derive(Debug, Clone, Copy)]
+struct ResponseBudget(u64);
+
+impl ResponseBudget {
+    fn full() -> Self {
+        Self(MAX_RESPONSE_BYTES)
+    }
+
+    /// Takes `bytes` from the budget; `false` (taking nothing) if they do not fit.
+    fn take(&mut self, bytes: u64) -> bool {
+        match self.0.checked_sub(bytes) {
+            Some(left) => {
+                self.0 = left;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn take_col(&mut self, name: &str, decltype: Option<&str>) -> bool {
+        let quoted = |s: &str| len(s.len()) + 2;
+        // {"name":…,"decltype":…}
+        self.take(21 + quoted(name) + decltype.map_or(4, quoted))
+    }
+
+    fn take_value(&mut self, value: ValueRef<'_>) -> bool {
+        self.take(match value {
+            // {"type":"null"}
+            ValueRef::Null => 15,
+            // {"type":"integer","value":"…"}
+            ValueRef::Integer(i) => 29 + len(i.to_string().len()),
+            // {"type":"float","value":…}
+            ValueRef::Real(f) => 25 + len(f.to_string().len()),
+            // {"type":"text","value":"…"}
+            ValueRef::Text(t) => 28 + len(t.len()),
+            ValueRef::Blob(b) => len(b.len()),
+        })
+    }
+}
+
+fn len(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
 }
 
 /// What a statement runs against: the stream's connection and the server's state.
@@ -50,6 +105,7 @@ struct Target<'a> {
     counters: &'a ClientCounters,
     pending: &'a mut bool,
     shared: &'a Shared,
+    budget: &'a mut ResponseBudget,
 }
 
 impl Session {
@@ -59,7 +115,14 @@ impl Session {
         let counters = ClientCounters::install(&conn)?;
         // Room for every statement an application sends (edgestack's are about forty).
         conn.set_prepared_statement_cache_capacity(128);
-        Ok(Self { _anchor: anchor, conn, counters, sqls: HashMap::new(), pending: false })
+        Ok(Self {
+            _anchor: anchor,
+            conn,
+            counters,
+            sqls: HashMap::new(),
+            pending: false,
+            budget: ResponseBudget::full(),
+        })
     }
 
     /// Ends the stream's use of the connection: no open transaction, no stored SQL, and the
@@ -92,9 +155,12 @@ impl Session {
             StreamRequest::Close {} => Ok(StreamResponse::Close {}),
             StreamRequest::Execute { stmt } => {
                 let sql = self.resolve_sql(stmt.sql.as_deref(), stmt.sql_id)?;
+                self.budget = ResponseBudget::full();
                 self.execute_sql(shared, sql, &stmt).map(|result| StreamResponse::Execute { result })
             }
-            StreamRequest::Batch { batch } => Ok(StreamResponse::Batch { result: self.batch(shared, &batch)? }),
+            StreamRequest::Batch { batch } => {
+                self.batch(shared, &batch)?.map(|result| StreamResponse::Batch { result })
+            }
             StreamRequest::Sequence { sql, sql_id, .. } => {
                 let sql = self.resolve_sql(sql.as_deref(), sql_id)?;
                 self.sequence(shared, &sql).map(|()| StreamResponse::Sequence {})
@@ -149,12 +215,24 @@ impl Session {
     }
 
     fn target<'a>(&'a mut self, shared: &'a Shared) -> Target<'a> {
-        Target { conn: &self.conn, counters: &self.counters, pending: &mut self.pending, shared }
+        Target {
+            conn: &self.conn,
+            counters: &self.counters,
+            pending: &mut self.pending,
+            shared,
+            budget: &mut self.budget,
+        }
     }
 
     /// Runs `stmt`, whose SQL text must be given or stored (checked by [`Session::handle`] and
     /// [`Session::batch`] first; otherwise the protocol error comes back as a Hrana error).
     pub fn execute(&mut self, shared: &Shared, stmt: &Stmt) -> Result<StmtResult, Error> {
+        self.budget = ResponseBudget::full();
+        self.execute_within_budget(shared, stmt)
+    }
+
+    /// [`Session::execute`] within what is left of the request's [`ResponseBudget`].
+    fn execute_within_budget(&mut self, shared: &Shared, stmt: &Stmt) -> Result<StmtResult, Error> {
         let sql = self
             .resolve_sql(stmt.sql.as_deref(), stmt.sql_id)
             .map_err(|ProtocolError(message)| Error::new(errors::HRANA_PROTO_ERROR, message))?;
@@ -186,18 +264,21 @@ impl Session {
     }
 
     /// Checks the whole batch as sqld does before running any step (every SQL text given or
-    /// stored, every condition naming an earlier step), then runs it.
-    pub fn batch(&mut self, shared: &Shared, batch: &Batch) -> Result<BatchResult, ProtocolError> {
+    /// stored, every condition naming an earlier step), then runs it. As in sqld, a batch whose
+    /// answer would exceed [`MAX_RESPONSE_BYTES`] stops there and fails whole
+    /// (`RESPONSE_TOO_LARGE`); what its steps wrote before stays as their transaction decides.
+    pub fn batch(&mut self, shared: &Shared, batch: &Batch) -> Result<Result<BatchResult, Error>, ProtocolError> {
         for (i, step) in batch.steps.iter().enumerate() {
             self.resolve_sql(step.stmt.sql.as_deref(), step.stmt.sql_id)?;
             if step.condition.as_ref().is_some_and(|cond| !names_earlier_steps(cond, i)) {
                 return Err(ProtocolError::batch_cond_bad_step());
             }
         }
+        self.budget = ResponseBudget::full();
         Ok(self.run_batch(shared, batch))
     }
 
-    fn run_batch(&mut self, shared: &Shared, batch: &Batch) -> BatchResult {
+    fn run_batch(&mut self, shared: &Shared, batch: &Batch) -> Result<BatchResult, Error> {
         let mut step_results: Vec<Option<StmtResult>> = Vec::with_capacity(batch.steps.len());
         let mut step_errors: Vec<Option<Error>> = Vec::with_capacity(batch.steps.len());
         for step in &batch.steps {
@@ -210,18 +291,19 @@ impl Session {
                 step_errors.push(None);
                 continue;
             }
-            match self.execute(shared, &step.stmt) {
+            match self.execute_within_budget(shared, &step.stmt) {
                 Ok(r) => {
                     step_results.push(Some(r));
                     step_errors.push(None);
                 }
+                Err(e) if e.code == errors::RESPONSE_TOO_LARGE => return Err(e),
                 Err(e) => {
                     step_results.push(None);
                     step_errors.push(Some(e));
                 }
             }
         }
-        BatchResult { step_results, step_errors, replication_index: Some(shared.index()) }
+        Ok(BatchResult { step_results, step_errors, replication_index: Some(shared.index()) })
     }
 
     fn sequence(&mut self, shared: &Shared, sql: &str) -> Result<(), Error> {
@@ -355,15 +437,49 @@ fn columns(st: &Statement<'_>) -> Vec<Col> {
         .collect()
 }
 
-fn step_rows(st: &mut Statement<'_>, want_rows: bool) -> rusqlite::Result<Vec<Vec<Value>>> {
+/// Why a statement stopped before its last row.
+enum StepFailure {
+    Sql(rusqlite::Error),
+    /// Its rows would take the answer past [`MAX_RESPONSE_BYTES`]; the statement stops there.
+    TooLarge,
+}
+
+impl StepFailure {
+    fn into_error(self) -> Error {
+        match self {
+            StepFailure::Sql(e) => sql_error(e),
+            StepFailure::TooLarge => errors::response_too_large(),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StepFailure {
+    fn from(e: rusqlite::Error) -> Self {
+        StepFailure::Sql(e)
+    }
+}
+
+/// Runs the statement to its end; its rows, if wanted, within `budget`.
+fn step_rows(
+    st: &mut Statement<'_>,
+    want_rows: bool,
+    budget: &mut ResponseBudget,
+) -> Result<Vec<Vec<Value>>, StepFailure> {
     let ncols = st.column_count();
+    if want_rows && !st.columns().iter().all(|c| budget.take_col(c.name(), c.decl_type())) {
+        return Err(StepFailure::TooLarge);
+    }
     let mut out = Vec::new();
     let mut rows = st.raw_query();
     while let Some(row) = rows.next()? {
         if want_rows {
             let mut vals = Vec::with_capacity(ncols);
             for i in 0..ncols {
-                vals.push(from_sql_value(row.get_ref(i)?));
+                let value = row.get_ref(i)?;
+                if !budget.take_value(value) {
+                    return Err(StepFailure::TooLarge);
+                }
+                vals.push(from_sql_value(value));
             }
             out.push(vals);
         }
@@ -416,7 +532,7 @@ fn run_statement<'c, S: DerefMut<Target = Statement<'c>>>(
     // Transaction control never changes rows itself, so it is neither wrapped nor captured; on a
     // node that may not write only the read-only kinds (not BEGIN IMMEDIATE/EXCLUSIVE) are allowed.
     if st.readonly() || (is_tx_control(sql) && writable) {
-        let rows = step_rows(&mut st, want_rows).map_err(sql_error)?;
+        let rows = step_rows(&mut st, want_rows, t.budget).map_err(StepFailure::into_error)?;
         return Ok(result(cols, rows, Outcome::of(conn, kind), started));
     }
     if !writable {
@@ -430,7 +546,7 @@ fn run_statement<'c, S: DerefMut<Target = Statement<'c>>>(
     let logged = (|| {
         let schema_before = schema_version(conn).map_err(sql_error)?;
         let capture = Capture::start(conn).map_err(sql_error)?;
-        let rows = step_rows(&mut st, want_rows);
+        let rows = step_rows(&mut st, want_rows, t.budget);
         // This connection holds SQLite's write lock now. Fencing changes the role only while it
         // holds that lock itself (`failover::fence`), so the term read here stays true until
         // this transaction ends: no write commits under a term that has been superseded.
@@ -449,14 +565,14 @@ fn run_statement<'c, S: DerefMut<Target = Statement<'c>>>(
         // A failed autocommit statement is rolled back entirely below; a failed statement inside
         // a client transaction may still have left changes (e.g. `OR FAIL`), which must be logged.
         let rows = match rows {
-            Err(e) if wrapped => return Err(sql_error(e)),
+            Err(e) if wrapped => return Err(e.into_error()),
             other => other,
         };
         if !changeset.is_empty() || ddl.is_some() {
             t.counters.hide(conn, || db::append_log(conn, term, ddl.as_deref(), &changeset)).map_err(sql_error)?;
             *t.pending = true;
         }
-        let rows = rows.map_err(sql_error)?;
+        let rows = rows.map_err(StepFailure::into_error)?;
         Ok(result(cols, rows, outcome, started))
     })();
     if wrapped {
@@ -716,6 +832,46 @@ mod tests {
         );
     }
 
+    /// sqld's limit (`--max-response-size`, 10 MB): one statement's rows, or a whole batch's,
+    /// counted with blobs at their raw size; rows not asked for (`want_rows: false`) are free.
+    #[test]
+    fn answers_stop_at_sqlds_response_limit_per_statement_and_per_batch() {
+        let node = Node::primary();
+        let mut s = node.stream();
+        let six_mb = "SELECT randomblob(6000000)";
+        assert_eq!(s.ok(six_mb).rows.len(), 1, "one statement under the limit");
+        let unwanted = Stmt {
+            sql: Some("SELECT randomblob(6000000) FROM (SELECT 1 UNION ALL SELECT 2)".into()),
+            sql_id: None,
+            args: vec![],
+            named_args: vec![],
+            want_rows: Some(false),
+            replication_index: None,
+        };
+        assert!(s.session.execute(s.shared, &unwanted).is_ok(), "rows not asked for do not count");
+        check_error(
+            s.exec("SELECT randomblob(6000000) FROM (SELECT 1 UNION ALL SELECT 2)"),
+            "RESPONSE_TOO_LARGE",
+            "Response is too large",
+            "12 MB of rows",
+        );
+        let step = |sql: &str| BatchStep {
+            condition: None,
+            stmt: Stmt {
+                sql: Some(sql.into()),
+                sql_id: None,
+                args: vec![],
+                named_args: vec![],
+                want_rows: None,
+                replication_index: None,
+            },
+        };
+        let batch = Batch { steps: vec![step(six_mb), step(six_mb)], replication_index: None };
+        let refused = s.session.batch(s.shared, &batch).unwrap().unwrap_err();
+        assert_eq!(refused.code, "RESPONSE_TOO_LARGE", "the limit is the whole batch's");
+        assert_eq!(s.ok(six_mb).rows.len(), 1, "the next request has the whole limit again");
+    }
+
     #[test]
     fn results_carry_a_rowid_for_inserts_only_and_a_count_for_writes_only() {
         let node = Node::primary();
@@ -844,6 +1000,7 @@ mod tests {
                         let mut result = reader
                             .session
                             .batch(reader.shared, &Batch { steps: vec![step], replication_index: None })
+                            .unwrap()
                             .unwrap();
                         (result.step_results.remove(0).unwrap().rows, result.replication_index)
                     } else {

@@ -350,7 +350,9 @@ async fn cursor_inner(app: Arc<App>, headers: HeaderMap, body: Body) -> Result<R
             None => worker.open_session().map_err(failed_to_open)?,
         };
         let result = match session.batch(&worker.shared, &req.batch) {
-            Ok(result) => result,
+            Ok(Ok(result)) => result,
+            // The batch stopped (its answer would be too large): one `error` entry ends it.
+            Ok(Err(error)) => return Ok((session, vec![CursorEntry::Error { error }])),
             Err(mistake) => {
                 session.reset(&worker.shared);
                 drop(session);
