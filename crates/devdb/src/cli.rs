@@ -110,6 +110,9 @@ enum Command {
     Bench(BenchArgs),
 }
 
+/// How long devdb waits, once it has stopped serving, for blocking work still running.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -128,6 +131,10 @@ pub fn main() -> ExitCode {
             Command::Bench(args) => crate::bench::run(args).await,
         }
     });
+    // Statements were interrupted at shutdown (`cancel`); a blocking thread still inside SQLite
+    // (a writer waiting for the lock) must not keep the process alive: dropping the runtime
+    // would wait for it.
+    rt.shutdown_timeout(SHUTDOWN_GRACE);
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

@@ -134,6 +134,13 @@ impl ProtocolError {
     }
 }
 
+/// A request of a pipeline that was not run because the pipeline was cancelled (its client went
+/// away, or devdb is shutting down); a statement stopped while it ran reports SQLite's own
+/// `SQLITE_INTERRUPT` error.
+pub fn interrupted() -> Error {
+    Error::new("SQLITE_INTERRUPT", "SQLite error: interrupted: the client went away or devdb is shutting down")
+}
+
 /// sqld's code for an answer over its response size limit (`StmtError::ResponseTooLarge`).
 pub const RESPONSE_TOO_LARGE: &str = "RESPONSE_TOO_LARGE";
 

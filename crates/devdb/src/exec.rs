@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::ops::DerefMut;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use rusqlite::fallible_iterator::FallibleIterator as _;
@@ -50,7 +51,14 @@ pub struct Session {
     pending: bool,
     /// What the request being answered may still add to its answer.
     budget: ResponseBudget,
+    /// Raised when nobody waits for the request being answered (`crate::cancel`): the
+    /// connection's progress handler then interrupts the running statement.
+    interrupt: Arc<AtomicBool>,
 }
+
+/// How many SQLite virtual machine instructions run between two looks at the interrupt flag:
+/// a few microseconds of work, so a cancelled statement stops at once at no measurable cost.
+const PROGRESS_OPS: std::ffi::c_int = 1000;
 
 /// The bytes an answer may still take, counted as libsql-server's result builder counts them
 /// (`hrana/result_builder.rs`): per column its name and declared type in JSON, per value its
@@ -115,6 +123,9 @@ impl Session {
         let counters = ClientCounters::install(&conn)?;
         // Room for every statement an application sends (edgestack's are about forty).
         conn.set_prepared_statement_cache_capacity(128);
+        let interrupt = Arc::new(AtomicBool::new(false));
+        let raised = interrupt.clone();
+        conn.progress_handler(PROGRESS_OPS, Some(move || raised.load(Ordering::Relaxed)));
         Ok(Self {
             _anchor: anchor,
             conn,
@@ -122,7 +133,18 @@ impl Session {
             sqls: HashMap::new(),
             pending: false,
             budget: ResponseBudget::full(),
+            interrupt,
         })
+    }
+
+    /// The flag that interrupts this stream's statements while raised (see `crate::cancel`).
+    pub fn interrupt_flag(&self) -> Arc<AtomicBool> {
+        self.interrupt.clone()
+    }
+
+    /// Whether the request being answered was cancelled: its remaining requests must not run.
+    pub fn interrupted(&self) -> bool {
+        self.interrupt.load(Ordering::Relaxed)
     }
 
     /// Ends the stream's use of the connection: no open transaction, no stored SQL, and the

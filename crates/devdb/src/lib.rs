@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod cancel;
 pub mod capture;
 pub mod cli;
 pub mod counters;

@@ -67,6 +67,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         role_task: Mutex::new(None),
         transitions: tokio::sync::Mutex::new(()),
         peers_unsaved: std::sync::atomic::AtomicBool::new(false),
+        requests: crate::cancel::Requests::default(),
     });
 
     // A primary that was down while another node was promoted must not take a single write:
@@ -80,8 +81,15 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         let _ = writeln!(out, "devdb listening on http://{addr}");
         let _ = out.flush();
     }
+    let stopping = app.clone();
     axum::serve(listener, server::router(app))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Graceful shutdown waits for the requests being answered, and the runtime for the
+            // blocking threads running their statements: a runaway statement must not keep
+            // the process alive.
+            stopping.requests.interrupt_all();
+        })
         .await
         .map_err(|e| e.to_string())
 }

@@ -21,9 +21,10 @@ use rusqlite::Connection;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::cancel::Requests;
 use crate::db::{self, Hash};
 use crate::discovery::{NodeView, PrimaryRef};
-use crate::errors::{HRANA_PROTO_ERROR, PRIMARY_FENCED, ProtocolError, fenced_message};
+use crate::errors::{self, HRANA_PROTO_ERROR, PRIMARY_FENCED, ProtocolError, fenced_message};
 use crate::exec::Session;
 use crate::proto::{
     CursorEntry, CursorReqBody, CursorRespBody, Error, PipelineReqBody, PipelineRespBody, StreamRequest, StreamResult,
@@ -61,6 +62,8 @@ pub struct App {
     pub transitions: tokio::sync::Mutex<()>,
     /// Primary: peers were learned that are not stored yet (`failover::save_peers`).
     pub peers_unsaved: std::sync::atomic::AtomicBool,
+    /// Hrana requests being answered, whose statements stop when nobody waits any more.
+    pub requests: Requests,
 }
 
 impl App {
@@ -286,11 +289,14 @@ async fn pipeline_inner(app: Arc<App>, headers: HeaderMap, body: Body) -> Result
     let generation = app.shared.current_generation();
     let taken = take_session(&app, req.baton.as_deref(), generation)?;
     let worker = app.clone();
+    let in_flight = app.requests.begin();
+    let cancel = in_flight.cancel();
     let (open, results) = tokio::task::spawn_blocking(move || {
         let mut session = match taken {
             Some(s) => s,
             None => worker.open_session().map_err(failed_to_open)?,
         };
+        cancel.attach(&session);
         let mut closed = false;
         let mut results = Vec::with_capacity(req.requests.len());
         for r in req.requests {
@@ -298,6 +304,10 @@ async fn pipeline_inner(app: Arc<App>, headers: HeaderMap, body: Body) -> Result
                 results.push(StreamResult::Error {
                     error: Error::new("STREAM_CLOSED", "the stream was closed earlier in this pipeline"),
                 });
+                continue;
+            }
+            if session.interrupted() {
+                results.push(StreamResult::Error { error: errors::interrupted() });
                 continue;
             }
             closed = matches!(r, StreamRequest::Close {});
@@ -322,6 +332,7 @@ async fn pipeline_inner(app: Arc<App>, headers: HeaderMap, body: Body) -> Result
     })
     .await
     .map_err(internal)??;
+    in_flight.answered();
     let baton = open.map(|session| app.streams.park(session, generation));
     Ok(axum::Json(PipelineRespBody { baton, base_url: None, results }).into_response())
 }
@@ -344,11 +355,14 @@ async fn cursor_inner(app: Arc<App>, headers: HeaderMap, body: Body) -> Result<R
     let generation = app.shared.current_generation();
     let taken = take_session(&app, req.baton.as_deref(), generation)?;
     let worker = app.clone();
+    let in_flight = app.requests.begin();
+    let cancel = in_flight.cancel();
     let (session, entries) = tokio::task::spawn_blocking(move || {
         let mut session = match taken {
             Some(s) => s,
             None => worker.open_session().map_err(failed_to_open)?,
         };
+        cancel.attach(&session);
         let result = match session.batch(&worker.shared, &req.batch) {
             Ok(Ok(result)) => result,
             // The batch stopped (its answer would be too large): one `error` entry ends it.
@@ -378,6 +392,7 @@ async fn cursor_inner(app: Arc<App>, headers: HeaderMap, body: Body) -> Result<R
     })
     .await
     .map_err(internal)??;
+    in_flight.answered();
     let baton = app.streams.park(session, generation);
     let mut out = Vec::new();
     let head = CursorRespBody { baton: Some(baton), base_url: None };
