@@ -30,7 +30,7 @@ use crate::proto::{
     CursorEntry, CursorReqBody, CursorRespBody, Error, PipelineReqBody, PipelineRespBody, StreamRequest, StreamResult,
 };
 use crate::state::{FaultsPatch, MAX_TERM, Role, Shared, Stats};
-use crate::streams::{REAP_INTERVAL, STREAM_IDLE_EXPIRY, Streams, TakeError};
+use crate::streams::{REAP_INTERVAL, STREAM_IDLE_EXPIRY, Streams};
 
 /// Larger bodies answer 413: a dev server has no business buffering more.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -229,17 +229,17 @@ fn parse<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, Reject> {
 /// Takes the stream named by `baton` (or a fresh one) for the duration of a request, if it was
 /// opened under the role `generation`.
 fn take_session(app: &App, baton: Option<&str>, generation: u64) -> Result<Option<Session>, Reject> {
-    app.streams.take(baton, generation).map_err(|e| {
-        let status = match e {
-            TakeError::UnknownBaton | TakeError::RoleChanged => StatusCode::BAD_REQUEST,
-            TakeError::TooManyStreams => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        let code = match e {
-            TakeError::UnknownBaton | TakeError::RoleChanged => "STREAM_EXPIRED",
-            TakeError::TooManyStreams => "TOO_MANY_STREAMS",
-        };
-        reject(status, code, e.message())
-    })
+    app.streams.take(baton, generation).map_err(|e| reject(StatusCode::BAD_REQUEST, "STREAM_EXPIRED", e.message()))
+}
+
+/// Keeps the stream for the client's next request; returns its baton.
+fn park_session(app: &App, session: Session, generation: u64) -> String {
+    let (baton, evicted) = app.streams.park(session, generation);
+    if let Some(evicted) = evicted {
+        // Rolling back may touch the disk: off the async threads, without making this client wait.
+        drop(tokio::task::spawn_blocking(move || drop(evicted)));
+    }
+    baton
 }
 
 /// Read-your-writes: a request carrying `replication_index` runs only once this server has
@@ -333,7 +333,7 @@ async fn pipeline_inner(app: Arc<App>, headers: HeaderMap, body: Body) -> Result
     .await
     .map_err(internal)??;
     in_flight.answered();
-    let baton = open.map(|session| app.streams.park(session, generation));
+    let baton = open.map(|session| park_session(&app, session, generation));
     Ok(axum::Json(PipelineRespBody { baton, base_url: None, results }).into_response())
 }
 
@@ -393,7 +393,7 @@ async fn cursor_inner(app: Arc<App>, headers: HeaderMap, body: Body) -> Result<R
     .await
     .map_err(internal)??;
     in_flight.answered();
-    let baton = app.streams.park(session, generation);
+    let baton = park_session(&app, session, generation);
     let mut out = Vec::new();
     let head = CursorRespBody { baton: Some(baton), base_url: None };
     serde_json::to_writer(&mut out, &head).map_err(internal)?;

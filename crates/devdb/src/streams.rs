@@ -24,12 +24,15 @@ pub const STREAM_IDLE_EXPIRY: Duration = Duration::from_secs(10);
 /// How often idle streams are looked for, so an abandoned stream holds its locks for at most
 /// `STREAM_IDLE_EXPIRY + REAP_INTERVAL`.
 pub const REAP_INTERVAL: Duration = Duration::from_secs(1);
-const MAX_OPEN_STREAMS: usize = 1024;
+/// How many idle streams are kept (each holds a connection, two file descriptors). Parking one
+/// more closes the least recently used, as the spec lets a server close a stream at any time:
+/// a client that leaks streams then loses its own oldest ones, and never shuts out the clients
+/// that close theirs.
+pub const MAX_OPEN_STREAMS: usize = 1024;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum TakeError {
     UnknownBaton,
-    TooManyStreams,
     RoleChanged,
 }
 
@@ -37,9 +40,9 @@ impl TakeError {
     pub fn message(&self) -> &'static str {
         match self {
             TakeError::UnknownBaton => {
-                "unknown or expired baton: the stream was closed, expired after 10 s idle, or is in use"
+                "unknown or expired baton: the stream was closed, expired after 10 s idle, was the least \
+                 recently used of 1024 idle streams when another was opened, or is in use"
             }
-            TakeError::TooManyStreams => "too many open streams",
             TakeError::RoleChanged => {
                 "the stream was closed because this server changed role (promoted, fenced or re-pointed); \
                  its open transaction was rolled back"
@@ -71,7 +74,7 @@ impl Streams {
     }
 
     /// The session behind `baton` if it was opened under role `generation`; `None` for a new
-    /// stream (the caller opens its connection) if another one may be opened.
+    /// stream (the caller opens its connection).
     pub fn take(&self, baton: Option<&str>, generation: u64) -> Result<Option<Session>, TakeError> {
         let mut open = self.lock();
         match baton {
@@ -83,16 +86,24 @@ impl Streams {
                 }
                 None => Err(TakeError::UnknownBaton),
             },
-            None if open.len() >= MAX_OPEN_STREAMS => Err(TakeError::TooManyStreams),
             None => Ok(None),
         }
     }
 
-    /// Keeps a stream opened under role `generation` for a later request; returns its new baton.
-    pub fn park(&self, session: Session, generation: u64) -> String {
+    /// Keeps a stream opened under role `generation` for a later request; returns its new baton,
+    /// and the least recently used stream if it was closed to make room ([`MAX_OPEN_STREAMS`]),
+    /// which the caller drops (rolling back) off the async threads.
+    pub fn park(&self, session: Session, generation: u64) -> (String, Option<Session>) {
         let baton = random_hex128();
-        self.lock().insert(baton.clone(), Parked { session, last_used: Instant::now(), generation });
-        baton
+        let mut open = self.lock();
+        let evicted = if open.len() >= MAX_OPEN_STREAMS {
+            let oldest = open.iter().min_by_key(|(_, p)| p.last_used).map(|(b, _)| b.clone());
+            oldest.and_then(|b| open.remove(&b)).map(|p| p.session)
+        } else {
+            None
+        };
+        open.insert(baton.clone(), Parked { session, last_used: Instant::now(), generation });
+        (baton, evicted)
     }
 
     /// Removes streams idle for longer than `idle`, and those refused for a role change; the

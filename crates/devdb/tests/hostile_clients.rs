@@ -242,20 +242,27 @@ async fn protocol_mistakes_sqld_refuses_are_refused() {
     assert_eq!((status, answer["code"].as_str()), (400, Some("HRANA_PROTO_ERROR")), "cursor: {answer}");
 }
 
-/// devdb refuses new streams once 1,024 are parked (`TOO_MANY_STREAMS`, 503; sqld has no such
-/// cap). A client that leaks streams (no `close`) then shuts out every other client for 10 s,
-/// even the worker's `[batch, close]` pipelines, which never park a stream.
+/// devdb refused new streams once 1,024 were parked (`TOO_MANY_STREAMS`, 503; sqld has no such
+/// cap): a client that leaks streams (no `close`) shut out every other client for 10 s, even the
+/// worker's `[batch, close]` pipelines, which never park a stream. Now the least recently used
+/// idle stream is closed to make room (the spec lets a server close a stream at any time), so
+/// the leaking client loses its own oldest stream and the table stays bounded.
 #[tokio::test]
 async fn a_pipeline_that_closes_its_stream_is_served_while_leaked_streams_fill_the_table() {
     let dir = tempfile::tempdir().unwrap();
     let primary = Server::primary(&dir.path().join("p.db"));
     let leak = json!({"requests": [{"type": "execute", "stmt": {"sql": "SELECT 1"}}]});
-    for _ in 0..1024 {
-        let (status, _) = common::post(&primary.url, "/v3/pipeline", &leak).await;
-        if status != 200 {
-            break;
-        }
+    let mut first_baton = None;
+    for _ in 0..=devdb::streams::MAX_OPEN_STREAMS {
+        let (status, body) = common::post(&primary.url, "/v3/pipeline", &leak).await;
+        assert_eq!(status, 200, "{body}");
+        first_baton.get_or_insert_with(|| body["baton"].as_str().unwrap().to_owned());
     }
     let (status, body) = common::post(&primary.url, "/v3/pipeline", &execute("SELECT 1")).await;
     assert_eq!(status, 200, "{body}");
+
+    assert_eq!(common::stats(&primary.url).await["open_streams"], devdb::streams::MAX_OPEN_STREAMS);
+    let oldest = json!({"baton": first_baton, "requests": [{"type": "close"}]});
+    let (status, body) = common::post(&primary.url, "/v3/pipeline", &oldest).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("STREAM_EXPIRED")), "{body}");
 }
