@@ -62,11 +62,13 @@ impl ClientCounters {
     /// Runs devdb's own write `f` on `conn` and hides what it did to the counters.
     pub fn hide<T>(&self, conn: &Connection, f: impl FnOnce() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
         let before = Raw::of(conn);
+        // What the client sees now, which is not SQLite's count right after another hidden write.
+        let visible = self.changes(before);
         let out = f()?;
         let after = Raw::of(conn);
         let mut hidden = self.lock();
         hidden.total += after.total.saturating_sub(before.total);
-        hidden.last = Some((before.changes, after));
+        hidden.last = Some((visible, after));
         Ok(out)
     }
 

@@ -25,7 +25,7 @@ use crate::proto::{
     StreamRequest, StreamResponse, StreamResult, Value,
 };
 use crate::state::{Shared, Stats};
-use crate::statement::{Kind, first_keyword};
+use crate::statement::{Kind, first_keyword, is_create_table_as};
 
 /// sqld's bounds on the SQL texts one stream may store (`hrana/http/request.rs`), so a client
 /// that fits devdb fits Turso.
@@ -567,6 +567,7 @@ fn run_statement<'c, S: DerefMut<Target = Statement<'c>>>(
     let mut fenced_meanwhile = false;
     let logged = (|| {
         let schema_before = schema_version(conn).map_err(sql_error)?;
+        let tables_before = if is_create_table_as(sql) { Some(main_tables(conn).map_err(sql_error)?) } else { None };
         let capture = Capture::start(conn).map_err(sql_error)?;
         let rows = step_rows(&mut st, want_rows, t.budget);
         // This connection holds SQLite's write lock now. Fencing changes the role only while it
@@ -580,8 +581,12 @@ fn run_statement<'c, S: DerefMut<Target = Statement<'c>>>(
         let outcome = Outcome::of(conn, kind);
         let schema_changed = schema_version(conn).map_err(sql_error)? != schema_before;
         // DDL is replicated as SQL (with its arguments inlined); other statements as rows.
-        let ddl = if schema_changed { st.expanded_sql() } else { None };
+        let mut ddl = if schema_changed { st.expanded_sql() } else { None };
         drop(st);
+        if let Some(before) = tables_before.filter(|_| schema_changed && rows.is_ok()) {
+            let rebuilt = t.counters.hide(conn, || record_created_rows(conn, &before)).map_err(sql_error)?;
+            ddl = rebuilt.or(ddl);
+        }
         let changeset = capture.changeset().map_err(sql_error)?;
         drop(capture);
         // A failed autocommit statement is rolled back entirely below; a failed statement inside
@@ -615,6 +620,39 @@ fn run_statement<'c, S: DerefMut<Target = Statement<'c>>>(
         abandon_transaction(t);
     }
     logged
+}
+
+/// The tables of the `main` database: (name, the `CREATE TABLE` SQLite stored for it).
+fn main_tables(conn: &Connection) -> rusqlite::Result<Vec<(String, Option<String>)>> {
+    let mut st = conn.prepare("SELECT name, sql FROM main.sqlite_master WHERE type = 'table'")?;
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+}
+
+/// `CREATE TABLE … AS SELECT` writes its rows without SQLite's change hooks, so the session
+/// records none, and a replica replaying the statement would compute them again (`random()`, the
+/// clock, a float argument inlined with 15 digits). The table it created is built again, in the
+/// same transaction, from its own rows through ordinary inserts the session records (in rowid
+/// order, so rowids stay 1..n): its log entry carries the plain `CREATE TABLE` SQLite stored for
+/// it and the primary's rows. Returns that `CREATE TABLE`, or `None` if the statement created no
+/// table in `main` (`CREATE TEMP TABLE … AS`, or `IF NOT EXISTS` on an existing one).
+fn record_created_rows(conn: &Connection, before: &[(String, Option<String>)]) -> rusqlite::Result<Option<String>> {
+    let created: Vec<(String, Option<String>)> =
+        main_tables(conn)?.into_iter().filter(|(name, _)| !before.iter().any(|(b, _)| b == name)).collect();
+    let [(name, Some(create))] = created.as_slice() else {
+        return Ok(None);
+    };
+    let table = format!("main.\"{}\"", name.replace('"', "\"\""));
+    // The client's `last_insert_rowid()` is the statement's, not these inserts'.
+    let rowid = conn.last_insert_rowid();
+    conn.execute_batch(&format!(
+        "CREATE TEMP TABLE _devdb_ctas AS SELECT * FROM {table} ORDER BY rowid;
+         DROP TABLE {table};
+         {create};
+         INSERT INTO {table} SELECT * FROM temp._devdb_ctas ORDER BY rowid;
+         DROP TABLE temp._devdb_ctas;"
+    ))?;
+    crate::capture::set_last_insert_rowid(conn, rowid);
+    Ok(Some(create.clone()))
 }
 
 /// Rolls back the client's open transaction: it wrote on a node that is no longer the primary.
@@ -930,6 +968,11 @@ mod tests {
         assert_eq!(s.ints("SELECT changes(), total_changes()"), vec![0, 7]);
         s.ok("COMMIT");
         assert_eq!(s.ints("SELECT changes(), total_changes()"), vec![0, 7]);
+        // devdb rebuilds a table made by CREATE TABLE … AS through inserts (to log its rows); the
+        // stream sees what SQLite shows after the statement alone.
+        s.ok("CREATE TABLE c2 AS SELECT * FROM c");
+        assert_eq!(s.ints("SELECT changes(), total_changes(), last_insert_rowid()"), vec![0, 7, 3]);
+        assert_eq!(s.ints("SELECT count(*) FROM c2"), vec![2]);
 
         // Another stream starts from nothing, whatever this one did.
         let mut fresh = node.stream();

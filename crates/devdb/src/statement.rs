@@ -80,6 +80,32 @@ pub fn first_keyword(sql: &str) -> String {
     }
 }
 
+/// Whether `sql` is `CREATE [TEMP] TABLE … AS …` (a table made from a query's rows) rather than
+/// a table defined by its columns: the name is followed by `AS` before any parenthesis.
+pub fn is_create_table_as(sql: &str) -> bool {
+    let is =
+        |token: Option<Token<'_>>, word: &str| matches!(token, Some(Token::Word(w)) if w.eq_ignore_ascii_case(word));
+    let mut tokens = Tokens { rest: sql };
+    if !is(tokens.next(), "CREATE") {
+        return false;
+    }
+    let mut next = tokens.next();
+    if is(next, "TEMP") || is(next, "TEMPORARY") {
+        next = tokens.next();
+    }
+    if !is(next, "TABLE") {
+        return false;
+    }
+    for token in tokens {
+        match token {
+            Token::Open => return false,
+            Token::Word(w) if w.eq_ignore_ascii_case("AS") => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Token<'a> {
     /// A bare word: keyword or unquoted identifier.
@@ -176,6 +202,21 @@ mod tests {
         check("", Kind::Empty);
         check(" ; -- only a comment\n ;", Kind::Empty);
         check("/* unterminated", Kind::Empty);
+    }
+
+    #[test]
+    fn tells_a_table_made_from_a_query_from_one_defined_by_its_columns() {
+        for sql in [
+            "CREATE TABLE t AS SELECT 1",
+            "create temp table if not exists \"a b\" as with x as (select 1) select * from x",
+        ] {
+            assert!(is_create_table_as(sql), "{sql}");
+        }
+        for sql in
+            ["CREATE TABLE t(a AS (1))", "CREATE TABLE t(a) STRICT", "CREATE VIEW v AS SELECT 1", "SELECT 1 AS a"]
+        {
+            assert!(!is_create_table_as(sql), "{sql}");
+        }
     }
 
     #[test]
