@@ -75,7 +75,6 @@ pub fn build_site_keeping(root: &Path, tag: Option<&str>, previous: Option<&str>
     Ok(manifest)
 }
 
-/// `_headers`: edgestack-core's cache and security policy, and the upload's version tag if any.
 /// `_headers`: the asset policy for the `fingerprinted` names, and the upload's tag if any.
 ///
 /// # Errors
@@ -88,7 +87,7 @@ fn headers_file<'a>(fingerprinted: impl IntoIterator<Item = &'a str>, tag: Optio
     let rules = header_rules(&file);
     if rules > MAX_HEADER_RULES {
         return Err(format!(
-            "_headers would hold {rules} rules, over the {MAX_HEADER_RULES} Workers Static Assets reads (one per file in public/assets/): bundle some assets"
+            "_headers would hold {rules} rules, over the {MAX_HEADER_RULES} Workers Static Assets reads (one per fingerprinted file, a release build's kept files of the replaced version included): bundle some assets"
         ));
     }
     Ok(file)

@@ -172,9 +172,11 @@ pub fn continent_region(continent: Option<&str>) -> Option<RegionName> {
     CONTINENTS.contains(&code.as_str()).then(|| RegionName::from_continent(&code))
 }
 
-/// The request's override dictionary (RFC 8941) with the app Worker's entry added last (other
-/// Workers' entries kept). A header that is no dictionary is replaced: Cloudflare ignores an
-/// invalid one whole, so appending to it would lose ours too.
+/// The request's override dictionary (RFC 8941) with the app Worker's entry set (other
+/// Workers' entries kept): added last, or in the place of a client's entry for it that pins
+/// nothing (not a string, or empty), since a dictionary holds each key once. A header that is
+/// no dictionary is replaced: Cloudflare ignores an invalid one whole, so appending to it would
+/// lose ours too.
 fn with_override(existing: Option<&str>, app_worker: &str, version: &str) -> String {
     let mut overrides: sfv::Dictionary =
         existing.and_then(|header| sfv::Parser::new(header.trim()).parse().ok()).unwrap_or_default();
