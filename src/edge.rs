@@ -117,7 +117,8 @@ pub async fn post(url: &str, authorization: &str, body: &[u8], deadline_ms: u32)
 }
 
 /// `request` to the Worker bound as `env[binding]`, given up after `deadline_ms`: its answer
-/// (framing headers dropped), or `None` when the deadline passed first.
+/// (framing headers dropped), or `None` when the deadline passed first. `Err` (the runtime's
+/// exception) without the binding or when the other Worker threw.
 pub async fn call_service(
     env: &JsValue,
     binding: &str,

@@ -11,11 +11,14 @@ use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
+/// The exclusive hold on one data folder (`<folder>/lock`, which holds the holder's process id
+/// for the message a second program gets); released when dropped or when the process ends.
 pub struct FolderLock {
     // Held open: closing it releases the lock.
     _file: File,
 }
 
+/// Why [`FolderLock::acquire`] did not take the folder.
 #[derive(Debug, PartialEq, Eq)]
 pub enum LockError {
     /// Another process holds the lock (its id, if it wrote one).
