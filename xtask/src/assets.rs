@@ -50,7 +50,12 @@ pub fn build_site_keeping(root: &Path, tag: Option<&str>, previous: Option<&str>
     let (mut outputs, manifest) = fingerprint(&files)?;
     let mut fingerprinted: Vec<String> = manifest.values().cloned().collect();
     if let Some(revision) = previous {
-        let (kept, kept_manifest) = fingerprint(&git_tree(root, revision, "public")?)?;
+        let source = git_tree(root, revision, "public")?;
+        if source.is_empty() {
+            // A revision from before the site's source lived in `public/`: nothing to keep.
+            eprintln!("xtask: {revision} has no public/; no static files of it are kept");
+        }
+        let (kept, kept_manifest) = fingerprint(&source)?;
         for (name, content) in kept.into_iter().filter(|(name, _)| name.starts_with("assets/")) {
             outputs.entry(name).or_insert(content);
         }
@@ -116,12 +121,6 @@ fn git_tree(root: &Path, revision: &str, dir: &str) -> Result<BTreeMap<String, V
         let path = String::from_utf8_lossy(path);
         let Some(relative) = path.strip_prefix(&prefix) else { continue };
         files.insert(relative.to_string(), git(&["cat-file", "blob", &format!("{revision}:{path}")])?);
-    }
-    if files.is_empty() {
-        return Err(format!(
-            "{}={revision}: no `{dir}/` at that revision",
-            release::version_tag::PREVIOUS_REVISION_ENV
-        ));
     }
     Ok(files)
 }
@@ -388,6 +387,12 @@ mod tests {
         // A plain build afterwards drops them again: only a release build keeps them.
         build_site_keeping(root, None, None).unwrap();
         assert!(!root.join("dist/assets").join(&old["app.js"]).exists());
+
+        // A revision from before the site lived in public/ keeps nothing, and fails nothing.
+        let empty_tree = git(&["hash-object", "-t", "tree", "/dev/null"]);
+        let before_public = git(&["commit-tree", &empty_tree, "-m", "before public/"]);
+        let built = build_site_keeping(root, None, Some(&before_public)).unwrap();
+        assert_eq!(read_tree(&root.join("dist/assets")).unwrap().len(), built.len());
 
         let error = build_site_keeping(root, None, Some("0123456789abcdef")).unwrap_err();
         assert!(

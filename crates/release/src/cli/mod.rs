@@ -158,18 +158,25 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     }
 }
 
-fn git_revision() -> Result<String, ReleaseError> {
-    let output = std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .current_dir(local_stack::workspace_root())
-        .output()
-        .map_err(|e| ReleaseError(format!("git: {e}; pass --tag")))?;
+/// HEAD's revision, with `-dirty` when the working tree differs from it: the upload builds
+/// the working tree, and a tag naming a commit whose files were not the ones uploaded would
+/// make the next release keep the wrong static files (`WranglerTraffic::replaced_revision`
+/// takes only a plain revision).
+fn git_revision(root: &std::path::Path) -> Result<String, ReleaseError> {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(root)
+            .output()
+            .map_err(|e| ReleaseError(format!("git: {e}; pass --tag")))
+    };
+    let output = git(&["rev-parse", "--short=12", "HEAD"])?;
     let revision = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    if output.status.success() && !revision.is_empty() {
-        Ok(revision)
-    } else {
-        Err(ReleaseError("cannot read the git revision; pass --tag".into()))
+    if !output.status.success() || revision.is_empty() {
+        return Err(ReleaseError("cannot read the git revision; pass --tag".into()));
     }
+    let status = git(&["status", "--porcelain", "--untracked-files=no"])?;
+    Ok(if status.status.success() && status.stdout.is_empty() { revision } else { format!("{revision}-dirty") })
 }
 
 fn deploy(args: DeployArgs) -> Result<u8, ReleaseError> {
@@ -234,7 +241,7 @@ fn deploy(args: DeployArgs) -> Result<u8, ReleaseError> {
     } else {
         let tag = match tag {
             Some(tag) => tag,
-            None => git_revision()?,
+            None => git_revision(&local_stack::workspace_root())?,
         };
         // The tag also goes into the build's `_headers` (release::version_tag).
         crate::version_tag::check_tag(&tag).map_err(|e| ReleaseError(e.to_string()))?;
@@ -424,6 +431,30 @@ fn shipped_migrations(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The tag names a commit only when the upload's files are that commit's.
+    #[test]
+    fn the_default_tag_says_when_the_working_tree_is_not_its_commit() {
+        let repository = tempfile::tempdir().unwrap();
+        let root = repository.path();
+        let git = |args: &[&str]| {
+            let output = std::process::Command::new("git")
+                .current_dir(root)
+                .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(output.status.success(), "{args:?}");
+        };
+        git(&["init", "-q"]);
+        std::fs::write(root.join("app.js"), "1").unwrap();
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "-m", "one"]);
+        let clean = git_revision(root).unwrap();
+        assert!(clean.len() == 12 && clean.bytes().all(|b| b.is_ascii_hexdigit()), "{clean}");
+        std::fs::write(root.join("app.js"), "2").unwrap();
+        assert_eq!(git_revision(root).unwrap(), format!("{clean}-dirty"));
+    }
 
     #[test]
     fn durations_parse_with_units() {

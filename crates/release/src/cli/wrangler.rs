@@ -97,7 +97,7 @@ pub struct DryRunner {
 pub const DRY_RUN_OLD: &str = "00000000-0000-4000-8000-00000000000a";
 pub const DRY_RUN_NEW: &str = "00000000-0000-4000-8000-00000000000b";
 /// The tag a dry run's replaced version has (no revision of this checkout: its files are not kept).
-pub const DRY_RUN_OLD_TAG: &str = "dry-run-old-tag";
+pub const DRY_RUN_OLD_TAG: &str = "0000000dead0";
 
 impl CommandRunner for DryRunner {
     fn wrangler(&mut self, env: &[(String, String)], args: &[String]) -> Result<WranglerOutput, ReleaseError> {
@@ -135,6 +135,11 @@ fn shell_quote(arg: &str) -> String {
     } else {
         format!("'{}'", arg.replace('\'', r"'\''"))
     }
+}
+
+/// A git object name, full or abbreviated: 7 to 40 hexadecimal digits.
+fn is_object_name(tag: &str) -> bool {
+    (7..=40).contains(&tag.len()) && tag.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Whether `git rev-parse` finds commit `revision` in the workspace's repository.
@@ -291,23 +296,30 @@ impl<R: CommandRunner> WranglerTraffic<R> {
     /// tags each upload with its git revision) when git can read it here. Otherwise none, said
     /// on stderr: the release goes on, and a page loaded from the old version just before the
     /// promotion may miss a script (docs/releases.md, "Static asset skew").
-    fn replaced_revision(&mut self, old: &str) -> Result<Option<String>, ReleaseError> {
-        let viewed = self.run(&[], &["versions", "view", old, "--json"])?;
+    fn replaced_revision(&mut self, old: &str) -> Option<String> {
+        let not_kept = |why: String| eprintln!("release: {why}; its static files are not kept in this upload");
+        let viewed = match self.run(&[], &["versions", "view", old, "--json"]) {
+            Ok(viewed) => viewed,
+            Err(error) => {
+                not_kept(format!("the replaced version {old} could not be read ({error})"));
+                return None;
+            }
+        };
         let tag = serde_json::from_str::<Value>(&viewed.stdout)
             .ok()
             .and_then(|version| version["annotations"]["workers/tag"].as_str().map(str::to_string))
             .filter(|tag| check_tag(tag).is_ok());
         match tag {
-            Some(tag) if (self.knows_revision)(&tag) => Ok(Some(tag)),
-            other => {
-                eprintln!(
-                    "release: the replaced version {old} has {}; its static files are not kept in this upload",
-                    other.map_or_else(
-                        || "no tag".to_string(),
-                        |tag| format!("tag `{tag}`, which is no git revision here")
-                    )
-                );
-                Ok(None)
+            // Only an object name: a branch or tag name (`--tag main`) names another commit by
+            // now, and a `-dirty` tag names no commit whose files were the ones uploaded.
+            Some(tag) if is_object_name(&tag) && (self.knows_revision)(&tag) => Some(tag),
+            Some(tag) => {
+                not_kept(format!("the replaced version {old} has tag `{tag}`, which is no git revision here"));
+                None
+            }
+            None => {
+                not_kept(format!("the replaced version {old} has no tag"));
+                None
             }
         }
     }
@@ -356,7 +368,7 @@ impl<R: CommandRunner> Traffic for WranglerTraffic<R> {
         // The build names the tag on static responses too (`_headers`, release::version_tag),
         // and keeps the replaced version's fingerprinted files.
         let mut env = vec![(TAG_ENV.to_string(), tag.clone())];
-        if let Some(revision) = self.replaced_revision(&old)? {
+        if let Some(revision) = self.replaced_revision(&old) {
             env.push((PREVIOUS_REVISION_ENV.to_string(), revision));
         }
         let uploaded = self.run(&env, &["versions", "upload", "--tag", &tag, "--message", &message])?;
@@ -542,6 +554,28 @@ mod tests {
         );
     }
 
+    /// Reading the replaced version's tag is a convenience of the upload: when wrangler cannot
+    /// answer it, the release goes on without the old files rather than stopping.
+    #[test]
+    fn a_failed_version_view_leaves_the_old_files_out_and_the_release_goes_on() {
+        struct ViewFails(DryRunner);
+        impl CommandRunner for ViewFails {
+            fn wrangler(&mut self, env: &[(String, String)], args: &[String]) -> Result<WranglerOutput, ReleaseError> {
+                if args.get(1).map(String::as_str) == Some("view") {
+                    return Err(ReleaseError("wrangler versions view failed (HTTP 500)".into()));
+                }
+                self.0.wrangler(env, args)
+            }
+        }
+        let mut traffic = WranglerTraffic::new(ViewFails(DryRunner::default()), Vec::new(), "abc123".into(), None);
+        traffic.knows_revision = |_| true;
+        assert_eq!(traffic.prepare().unwrap(), Versions { old: DRY_RUN_OLD.into(), new: DRY_RUN_NEW.into() });
+        assert_eq!(
+            traffic.runner.0.printed[1],
+            "EDGESTACK_VERSION_TAG=abc123 npx wrangler versions upload --tag abc123 --message 'release abc123'"
+        );
+    }
+
     /// The upload keeps the replaced version's static files when its tag is a revision git can
     /// read here, and goes on without them otherwise (docs/releases.md, "Static asset skew").
     #[test]
@@ -563,6 +597,11 @@ mod tests {
             "EDGESTACK_VERSION_TAG=abc123 npx wrangler versions upload --tag abc123 --message 'release abc123'"
         );
         assert!(git_knows_revision("HEAD") && !git_knows_revision(DRY_RUN_OLD_TAG));
+        // Names git would resolve to another commit by now, or to none that was uploaded.
+        for tag in ["main", "v1.4.0", "0000000dead0-dirty", "abc12", "HEAD"] {
+            assert!(!is_object_name(tag), "{tag}");
+        }
+        assert!(is_object_name(DRY_RUN_OLD_TAG) && is_object_name("5d3e8a2c0bd14c9a9d8c1f5e3a7b9c0112345678"));
     }
 
     #[test]
