@@ -45,6 +45,8 @@ fn each_service_rolls_out_with_its_own_config() {
             run.commands,
             [
                 with_config("npx wrangler deployments status --json"),
+                // The replaced version's tag: its static files are kept when it is a revision here.
+                with_config(&format!("npx wrangler versions view {DRY_RUN_OLD} --json")),
                 with_config(
                     "EDGESTACK_VERSION_TAG=test npx wrangler versions upload --tag test --message 'release test'"
                 ),
@@ -73,10 +75,10 @@ fn each_service_rolls_back_with_its_own_config_when_its_gate_fails() {
         assert!(run.summary["reason"].as_str().unwrap().contains("error rate"), "{}", run.summary);
         assert_eq!(run.summary["dry_run"], true);
         // Stages 1 and 2 applied, then the old version back to 100 % — on this service's Worker.
-        assert_eq!(run.commands.len(), 5, "{service}: {:#?}", run.commands);
-        assert!(run.commands[3].contains(&format!("{DRY_RUN_NEW}@50%")), "{}", run.commands[3]);
+        assert_eq!(run.commands.len(), 6, "{service}: {:#?}", run.commands);
+        assert!(run.commands[4].contains(&format!("{DRY_RUN_NEW}@50%")), "{}", run.commands[4]);
         assert_eq!(
-            run.commands[4],
+            run.commands[5],
             format!(
                 "npx wrangler versions deploy {DRY_RUN_OLD}@100% --message 'rollback of test' -y --config {config}"
             ),
