@@ -99,30 +99,23 @@ fn headers_file<'a>(fingerprinted: impl IntoIterator<Item = &'a str>, tag: Optio
 }
 
 /// Relative path (with `/`) → content, for every file under `dir` (a path in the repository)
-/// at git `revision`.
+/// at git `revision` (exported as the previous release's build is, `local_stack::previous`);
+/// empty when the revision has no such folder.
 fn git_tree(root: &Path, revision: &str, dir: &str) -> Result<BTreeMap<String, Vec<u8>>> {
-    let git = |args: &[&str]| -> Result<Vec<u8>> {
-        let output =
-            std::process::Command::new("git").current_dir(root).args(args).output().map_err(|e| format!("git: {e}"))?;
-        if output.status.success() {
-            Ok(output.stdout)
-        } else {
-            Err(format!(
-                "{}={revision}: git cannot read `{dir}/` at that revision ({}); fetch the commit (a shallow clone lacks it) or unset the variable",
-                release::version_tag::PREVIOUS_REVISION_ENV,
-                String::from_utf8_lossy(&output.stderr).trim()
-            ))
-        }
-    };
-    let listing = git(&["ls-tree", "-r", "-z", "--name-only", revision, "--", &format!("{dir}/")])?;
-    let prefix = format!("{dir}/");
-    let mut files = BTreeMap::new();
-    for path in listing.split(|byte| *byte == 0).filter(|path| !path.is_empty()) {
-        let path = String::from_utf8_lossy(path);
-        let Some(relative) = path.strip_prefix(&prefix) else { continue };
-        files.insert(relative.to_string(), git(&["cat-file", "blob", &format!("{revision}:{path}")])?);
-    }
-    Ok(files)
+    let scratch = std::env::temp_dir().join(format!("edgestack-assets-{}-{revision}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let exported = local_stack::previous::export(root, revision, &scratch).map_err(|e| {
+        format!(
+            "{}={revision}: git cannot read `{dir}/` at that revision ({e}); fetch the commit (a shallow clone lacks it) or unset the variable",
+            release::version_tag::PREVIOUS_REVISION_ENV
+        )
+    });
+    let files = exported.and_then(|()| {
+        let folder = scratch.join(dir);
+        if folder.is_dir() { read_tree(&folder) } else { Ok(BTreeMap::new()) }
+    });
+    let _ = std::fs::remove_dir_all(&scratch);
+    files
 }
 
 /// Relative path (with `/`) → content, for every file under `dir`.

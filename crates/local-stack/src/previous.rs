@@ -44,21 +44,23 @@ pub fn link_node_modules(root: &Path, tree: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether the repository at `root` holds commit `revision` (a revision git resolves to one).
+pub fn has_commit(root: &Path, revision: &str) -> bool {
+    Command::new("git")
+        .current_dir(root)
+        .args(["cat-file", "-e", &format!("{revision}^{{commit}}")])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
 /// A shallow clone may lack the revision; fetching it is the one way to get it back.
 fn have_commit(root: &Path, revision: &str) -> Result<(), String> {
-    let present = |root: &Path| {
-        Command::new("git")
-            .current_dir(root)
-            .args(["cat-file", "-e", &format!("{revision}^{{commit}}")])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success())
-    };
-    if present(root) {
+    if has_commit(root, revision) {
         return Ok(());
     }
     let _ = Command::new("git").current_dir(root).args(["fetch", "--quiet", "origin", revision]).status();
-    if present(root) {
+    if has_commit(root, revision) {
         Ok(())
     } else {
         Err(format!("commit {revision} is not in this clone and could not be fetched; clone with history"))

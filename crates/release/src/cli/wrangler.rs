@@ -142,13 +142,9 @@ fn is_object_name(tag: &str) -> bool {
     (7..=40).contains(&tag.len()) && tag.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Whether `git rev-parse` finds commit `revision` in the workspace's repository.
+/// Whether the workspace's repository holds commit `revision`.
 pub fn git_knows_revision(revision: &str) -> bool {
-    std::process::Command::new("git")
-        .current_dir(local_stack::workspace_root())
-        .args(["rev-parse", "--verify", "--quiet", &format!("{revision}^{{commit}}")])
-        .output()
-        .is_ok_and(|output| output.status.success())
+    local_stack::previous::has_commit(&local_stack::workspace_root(), revision)
 }
 
 /// The new version id `wrangler versions upload` recorded in its output file (the
