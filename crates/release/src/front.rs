@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 use edgestack_core::region::RegionName;
 use sfv::FieldType;
 
-use crate::routing::{StickyKey, requested_override, sticky_key_from_cookies};
+use crate::routing::{StickyKey, override_dictionary, pinned_in, sticky_key_from_cookies};
 
 /// The front Worker's service binding to the app Worker (`[[services]]` in front/wrangler.toml).
 pub const APP_BINDING: &str = "APP";
@@ -120,8 +120,10 @@ impl FrontConfig {
         let Some(canary) = &self.canary else {
             return Route::PassThrough(PassReason::NoRule);
         };
-        // A tester's own pin for the app Worker wins, as the gateway's override beats its split.
-        if visit.overrides.and_then(|header| requested_override(header, &self.app_worker)).is_some() {
+        // Parsed once: a tester's own pin for the app Worker wins (as the gateway's override
+        // beats its split), and the canary's entry joins the rest.
+        let overrides = visit.overrides.and_then(override_dictionary);
+        if overrides.as_ref().and_then(|overrides| pinned_in(overrides, &self.app_worker)).is_some() {
             return Route::PassThrough(PassReason::ClientOverride);
         }
         let region =
@@ -129,7 +131,7 @@ impl FrontConfig {
         match region {
             None => Route::PassThrough(PassReason::UnknownLocation),
             Some(region) if canary.regions.contains(&region) => {
-                Route::Canary { overrides: with_override(visit.overrides, &self.app_worker, &canary.version) }
+                Route::Canary { overrides: with_override(overrides, &self.app_worker, &canary.version) }
             }
             Some(region) => Route::PassThrough(PassReason::OtherRegion(region)),
         }
@@ -177,9 +179,8 @@ pub fn continent_region(continent: Option<&str>) -> Option<RegionName> {
 /// nothing (not a string, or empty), since a dictionary holds each key once. A header that is
 /// no dictionary is replaced: Cloudflare ignores an invalid one whole, so appending to it would
 /// lose ours too.
-fn with_override(existing: Option<&str>, app_worker: &str, version: &str) -> String {
-    let mut overrides: sfv::Dictionary =
-        existing.and_then(|header| sfv::Parser::new(header.trim()).parse().ok()).unwrap_or_default();
+fn with_override(existing: Option<sfv::Dictionary>, app_worker: &str, version: &str) -> String {
+    let mut overrides = existing.unwrap_or_default();
     // Both hold for a `FrontConfig` (`from_lookup` checks them).
     if let (Ok(key), Ok(value)) = (sfv::Key::from_string(app_worker.into()), sfv::String::from_string(version.into())) {
         overrides.insert(key, sfv::Item::new(value).into());

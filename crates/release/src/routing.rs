@@ -110,7 +110,16 @@ pub fn sticky_key_from_cookies(cookie_header: &str) -> Option<StickyKey> {
 /// field dictionary (RFC 8941) of Worker names to version strings, `name="value", other="value"`;
 /// one that does not parse as a dictionary asks for nothing (Cloudflare ignores it whole).
 pub fn requested_override(header: &str, worker_name: &str) -> Option<String> {
-    let overrides: sfv::Dictionary = sfv::Parser::new(header.trim()).parse().ok()?;
+    pinned_in(&override_dictionary(header)?, worker_name)
+}
+
+/// The override header as the dictionary it must be; `None` for one that is not (RFC 8941).
+pub fn override_dictionary(header: &str) -> Option<sfv::Dictionary> {
+    sfv::Parser::new(header.trim()).parse().ok()
+}
+
+/// The non-empty string `overrides` names for `worker_name`, if any.
+pub fn pinned_in(overrides: &sfv::Dictionary, worker_name: &str) -> Option<String> {
     let sfv::ListEntry::Item(item) = overrides.get(sfv::KeyRef::from_str(worker_name).ok()?)? else {
         return None;
     };
