@@ -17,6 +17,7 @@
 
 use std::sync::OnceLock;
 
+use edgestack_core::assets::PRIVATE_NO_STORE;
 use edgestack_core::region::DEV_REGION_HEADER;
 use release::front::{APP_BINDING, Affinity, FrontConfig, Route, Visit, affinity};
 use release::routing::{VERSION_KEY_HEADER, VERSION_OVERRIDE_HEADER};
@@ -101,6 +102,26 @@ pub fn handle_fetch(req: web_sys::Request, env: Env) -> Result<Promise, JsValue>
         init.set_headers(&headers);
         Ok(web_sys::Response::new_with_opt_readable_stream_and_init(response.body().as_ref(), &init)?.into())
     }))
+}
+
+/// What `front/src/entry.mjs` answers when the app's answer rejects, or the call could not be
+/// made: the cause logged, the client told [`release::front::app_failed`] (a HEAD without its
+/// body), never cached.
+#[wasm_bindgen(js_name = appFailed)]
+pub fn app_failed(req: web_sys::Request, error: JsValue) -> Result<web_sys::Response, JsValue> {
+    worker::console_error!("front: the app Worker did not answer {} {}: {error:?}", req.method(), req.url());
+    let failed = release::front::app_failed();
+    let headers = web_sys::Headers::new()?;
+    headers.set("Content-Type", "application/json")?;
+    headers.set("Cache-Control", PRIVATE_NO_STORE)?;
+    if let Some((name, value)) = &failed.header {
+        headers.set(name, value)?;
+    }
+    let init = web_sys::ResponseInit::new();
+    init.set_status(failed.status);
+    init.set_headers(&headers);
+    let body = (req.method() != "HEAD").then(|| failed.body_json());
+    web_sys::Response::new_with_opt_str_and_init(body.as_deref(), &init)
 }
 
 /// 16 bytes for a new visitor's key from `crypto.getRandomValues`.

@@ -17,8 +17,10 @@
 //! a client that already names the app Worker in its own override — passes through without an
 //! override and gets what the gradual deployment's percentages give its version key. Unknown never means canary.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
+use edgestack_core::error::Described;
 use edgestack_core::region::RegionName;
 use sfv::FieldType;
 
@@ -222,6 +224,20 @@ pub fn affinity(cookies: Option<&str>, client_key: Option<&str>, random: impl Fn
         return Affinity::ClientKey;
     }
     Affinity::Minted(StickyKey::from_random(random()))
+}
+
+/// The front's answer when its call to the app Worker rejects — the app threw, or the runtime
+/// stopped it at a limit — instead of the runtime's own HTML error page: the API's
+/// `503 service_unavailable` with `Retry-After: 5` (JSON `{"error": {"code", "message"}}`), as the
+/// entry Worker answers a service binding that fails (`ApiError::ServiceUnavailable`), for the
+/// site's pages too (the front cannot tell what the app would have answered).
+pub fn app_failed() -> Described<'static> {
+    Described {
+        status: 503,
+        code: "service_unavailable",
+        message: Cow::Borrowed("the site's app did not answer; try again shortly"),
+        header: Some(("Retry-After", Cow::Borrowed("5"))),
+    }
 }
 
 fn parse_regions(text: &str) -> Result<BTreeSet<RegionName>, FrontConfigError> {

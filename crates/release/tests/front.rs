@@ -24,6 +24,11 @@ export default {
   async fetch(request) {
     const path = new URL(request.url).pathname;
     if (path === "/api/health") return Response.json({ ok: true });
+    if (path === "/throw") throw new Error("the app broke");
+    if (path === "/throw-later") {
+      await request.arrayBuffer();
+      throw new Error("the app broke later");
+    }
     if (path === "/echo") {
       const body = await request.arrayBuffer();
       const headers = Object.fromEntries(request.headers);
@@ -65,7 +70,9 @@ fn start(canary: Option<(&str, &str)>) -> Stage {
     let config = dir.path().join("wrangler.toml");
     std::fs::write(
         &config,
-        format!("name = \"{ECHO_NAME}\"\nmain = \"echo.mjs\"\ncompatibility_date = \"2026-11-01\"\n"),
+        // Unbundled, so wrangler adds none of its dev middleware: with it an exception became a
+        // 500 answer, where production rejects the caller's call.
+        format!("name = \"{ECHO_NAME}\"\nmain = \"echo.mjs\"\ncompatibility_date = \"2026-11-01\"\nno_bundle = true\n"),
     )
     .unwrap();
     let registry = dir.path().join("registry");
@@ -219,6 +226,31 @@ fn requests_and_answers_pass_through_the_front_unchanged() {
     let missing = stage.get("/nowhere", &[]);
     assert_eq!(missing.status, 404);
     assert!(missing.body.contains("not_found"), "{}", missing.body);
+}
+
+/// An app Worker that throws (a bug, or a limit the runtime enforces) rejects the front's call:
+/// without a catch the client got the runtime's own HTML error page, not the API's JSON.
+#[test]
+fn an_app_that_fails_to_answer_is_a_json_503_from_the_front() {
+    let _one = one_at_a_time();
+    let stage = start(None);
+    let returning = format!("{CANARY_COOKIE}=returning-visitor-1");
+    for path in ["/throw", "/throw-later"] {
+        // A returning visitor's answer is the app's promise itself; a new visitor's is awaited.
+        for headers in [vec![("cookie", returning.as_str())], vec![]] {
+            let answer = stage.get(path, &headers);
+            assert_eq!(answer.status, 503, "{path} {headers:?}: {}", answer.body);
+            assert_eq!(answer.header("content-type"), Some("application/json"), "{path}");
+            assert_eq!(answer.header("retry-after"), Some("5"), "{path}");
+            assert_eq!(answer.header("cache-control"), Some("private, no-store"), "{path}");
+            let body: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+            assert_eq!(body["error"]["code"], "service_unavailable", "{body}");
+            assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+        }
+    }
+    // The front itself is unharmed: the next request passes through as before.
+    let (seen, _) = stage.echo(&[("cookie", &returning)]);
+    assert_eq!(seen["method"], "GET");
 }
 
 #[test]
