@@ -9,13 +9,13 @@
 // the recovery and drops the per-request construction (docs/performance.md). `handleFetch`
 // (src/lib.rs) answers synchronously when a request needs no I/O, else with a Promise.
 //
-// A panic or exception reaches the runtime, which answers its own 500 without the Worker's
-// data point: `recordFailure` writes one (5xx) so the release gate counts it, then the error
-// goes on as before (docs/releases.md). After a panic that call is the one that resets the
-// wasm instance; if even it fails, the data point is lost, never the error.
+// A panic or exception would reach the runtime, which answers its own HTML error page without
+// the Worker's data point: `answerFailure` records one (5xx) so the release gate counts it
+// (docs/releases.md) and answers the API's JSON 500. After a panic that call is the one that
+// resets the wasm instance; if even it fails, the error goes on to the runtime as before.
 import Entrypoint from "./glue.js";
 
-const { handleFetch, recordFailure, scheduled } = Entrypoint.prototype;
+const { handleFetch, answerFailure, scheduled } = Entrypoint.prototype;
 
 export default {
   fetch(request, env, ctx) {
@@ -33,8 +33,10 @@ export default {
 };
 
 function failed(error, env, started) {
+  console.error("request failed:", error);
   try {
-    recordFailure(env, started);
-  } catch {}
-  throw error;
+    return answerFailure(env, started);
+  } catch {
+    throw error;
+  }
 }

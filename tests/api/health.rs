@@ -50,6 +50,8 @@ fn head_is_answered_like_get() {
 
 /// A Rust panic traps the wasm instance; the next request must be answered by a reset one (the
 /// glue's recovery, kept by `src/entry.mjs`), not by "Module terminated" for the isolate's life.
+/// The panicking request itself gets the API's JSON 500 with the standard headers, not the
+/// runtime's HTML error page.
 #[test]
 fn a_panic_costs_one_request_not_the_isolate() {
     let app = spawn_app_with(&[("EDGESTACK_ENV", "development"), ("EDGESTACK_INJECT_FAULT", "panic")]);
@@ -59,6 +61,11 @@ fn a_panic_costs_one_request_not_the_isolate() {
     let panicked = app.request("GET", "/api/public/notes", &[("x-edgestack-panic", "1")], None);
 
     assert_eq!(panicked.status, 500, "{}", panicked.text());
+    assert_eq!(panicked.header("content-type"), Some("application/json"), "{}", panicked.text());
+    assert_eq!(panicked.json()["error"]["code"], "internal", "{}", panicked.text());
+    for header in ["x-edgestack-version-id", "content-security-policy", "cache-control"] {
+        assert!(panicked.header(header).is_some(), "{header}: {:?}", panicked.text());
+    }
     for attempt in 0..3 {
         let after = app.get("/api/public/notes");
         assert_eq!(after.status, 200, "request {attempt} after the panic: {}", after.text());

@@ -197,10 +197,11 @@ mod tests {
     use std::process::Command;
 
     /// `src/entry.mjs` in front of a stand-in for worker-build's glue: a panic or exception
-    /// (thrown at once or as a rejected Promise) is recorded for the release gate and still
-    /// reaches the runtime; an answer records nothing; a failing record loses only the point.
+    /// (thrown at once or as a rejected Promise) is recorded for the release gate and answered
+    /// by the Worker's own failure answer; an answer records nothing; when the failure answer
+    /// itself throws, the original error reaches the runtime.
     #[test]
-    fn the_entry_records_a_failed_request_and_passes_the_error_on() {
+    fn the_entry_records_a_failed_request_and_answers_it() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::copy(root.join("src/entry.mjs"), dir.path().join("index.mjs")).unwrap();
@@ -212,9 +213,10 @@ Entrypoint.prototype.handleFetch = (request) => {
   if (request === "rejects") return Promise.reject(new Error("rejected"));
   return request === "async" ? Promise.resolve("answer") : "answer";
 };
-Entrypoint.prototype.recordFailure = (env, started) => {
+Entrypoint.prototype.answerFailure = (env, started) => {
   if (env.poisoned) throw new Error("module terminated");
   env.recorded.push(typeof started);
+  return "failure answer";
 };
 Entrypoint.prototype.scheduled = () => {};
 "#,
@@ -246,8 +248,8 @@ console.log(JSON.stringify(results));
             serde_json::json!([
                 {"answer": "answer", "recorded": []},
                 {"answer": "answer", "recorded": []},
-                {"error": "panicked", "recorded": ["number"]},
-                {"error": "rejected", "recorded": ["number"]},
+                {"answer": "failure answer", "recorded": ["number"]},
+                {"answer": "failure answer", "recorded": ["number"]},
                 {"error": "panicked", "recorded": []},
             ])
         );
