@@ -110,6 +110,48 @@ impl StatementError {
     }
 }
 
+/// A pipeline response read with `libsql-hrana`'s types. Hrana 3 lets an `Error` go without its
+/// code (`code?: string | null`, HRANA_3_SPEC.md "Errors"), which those types require; Turso and
+/// sqld always send one. So an answer the types refuse is read once more with each error's
+/// missing code as `""` (a code nothing recognises) — only then: an answer that parses costs
+/// one parse, as before.
+fn decode_response(body: &[u8]) -> Result<PipelineRespBody, DbError> {
+    let refused = |e: serde_json::Error| DbError::Protocol(format!("not a pipeline response: {e}"));
+    let first = match serde_json::from_slice(body) {
+        Ok(response) => return Ok(response),
+        Err(error) => error,
+    };
+    let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Err(refused(first));
+    };
+    if !fill_missing_error_codes(&mut json) {
+        return Err(refused(first));
+    }
+    let filled = serde_json::to_vec(&json).map_err(refused)?;
+    serde_json::from_slice(&filled).map_err(refused)
+}
+
+/// Gives every error of a pipeline response (a stream result's, a batch step's) a code of `""`
+/// where it has none or `null`; whether any was filled.
+fn fill_missing_error_codes(response: &mut serde_json::Value) -> bool {
+    let mut errors: Vec<&mut serde_json::Value> = Vec::new();
+    for result in response.get_mut("results").and_then(serde_json::Value::as_array_mut).into_iter().flatten() {
+        if result.get("type").and_then(serde_json::Value::as_str) == Some("error") {
+            errors.extend(result.get_mut("error"));
+        } else if let Some(steps) = result.pointer_mut("/response/result/step_errors").and_then(|s| s.as_array_mut()) {
+            errors.extend(steps.iter_mut());
+        }
+    }
+    let mut filled = false;
+    for error in errors.into_iter().filter_map(serde_json::Value::as_object_mut) {
+        if error.get("code").is_none_or(serde_json::Value::is_null) {
+            error.insert("code".into(), serde_json::Value::String(String::new()));
+            filled = true;
+        }
+    }
+    filled
+}
+
 /// Why a pipeline produced no usable answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DbError {
@@ -261,8 +303,7 @@ impl Pipeline {
     }
 
     fn parse(&self, body: &[u8], probed: bool) -> Result<PipelineOutcome, DbError> {
-        let response: PipelineRespBody =
-            serde_json::from_slice(body).map_err(|e| DbError::Protocol(format!("not a pipeline response: {e}")))?;
+        let response = decode_response(body)?;
         let mut results = response.results.into_iter();
         let (index_before_read, probe_refused) = if probed {
             match results.next() {
@@ -588,6 +629,37 @@ mod tests {
         let select = pipeline.push(Statement::<B>::new("SELECT a FROM t", vec![]));
         let outcome = pipeline.parse_response(&response(json!([ok_result(json!([]))]), json!([null]))).unwrap();
         assert!(matches!(outcome.read(select), Err(DbError::Protocol(why)) if why.contains("`b`")));
+    }
+
+    /// Hrana 3's `Error` is `{message: string, code?: string | null}` (HRANA_3_SPEC.md,
+    /// "Errors"); `libsql-hrana` requires the code. A server within the spec that leaves it out
+    /// still gets its statement's failure read as that statement's, not the whole answer
+    /// refused as garbage.
+    #[test]
+    fn an_error_without_its_optional_code_is_still_read() {
+        let (write, insert, _) = pipeline(Pipeline::write());
+        for missing in [
+            json!({"message": "UNIQUE constraint failed: t.a"}),
+            json!({"message": "UNIQUE constraint failed: t.a", "code": null}),
+        ] {
+            let body = response(
+                json!([ok_result(json!([])), null, null, null, ok_result(json!([]))]),
+                json!([null, missing, null, null, null]),
+            );
+            match write.parse_response(&body) {
+                Err(error) => {
+                    let failed = error.of_statement(insert).unwrap_or_else(|| panic!("{error:?}"));
+                    assert_eq!((failed.message.as_str(), failed.code.as_str()), ("UNIQUE constraint failed: t.a", ""));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let (read, _, _) = pipeline(Pipeline::read());
+        let refused = br#"{"baton": null, "base_url": null, "results": [{"type": "error", "error": {"message": "no such stream"}}, {"type": "error", "error": {"message": "no such stream", "code": null}}]}"#;
+        match read.parse_response(refused) {
+            Err(DbError::Protocol(why)) => assert!(why.contains("pipeline refused: no such stream"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
