@@ -196,9 +196,19 @@ impl Cluster {
         Ok(())
     }
 
-    /// How long replica `name` waits before applying an entry; `None` if there is no such replica.
-    pub fn set_lag(&mut self, name: &str, lag_ms: f64) -> Option<()> {
-        self.nodes.get_mut(name).filter(|_| name != FIRST_PRIMARY).map(|replica| replica.lag_ms = lag_ms)
+    /// From `now_ms` on, replica `name` waits `lag_ms` before applying an entry. What was due
+    /// under the lag it had is applied first: entries apply when the cluster is next asked, and a
+    /// longer lag must not take back what the replica had already. `Err` if there is no such
+    /// replica or applying failed.
+    pub fn set_lag(&mut self, name: &str, lag_ms: f64, now_ms: f64) -> Result<(), Refusal> {
+        if name == FIRST_PRIMARY || !self.nodes.contains_key(name) {
+            return Err(refusal(404, format!("no replica {name}")));
+        }
+        self.catch_up(now_ms)?;
+        if let Some(replica) = self.nodes.get_mut(name) {
+            replica.lag_ms = lag_ms;
+        }
+        Ok(())
     }
 
     /// Replica `name` from now on receives, while it answers each pipeline, every entry the
@@ -407,7 +417,7 @@ mod tests {
     fn a_replica_applies_a_write_only_after_its_lag() {
         let folder = tempfile::tempdir().unwrap();
         let mut cluster = Cluster::new(folder.path(), &["eu"]).unwrap();
-        cluster.set_lag("eu", 1_000.0).unwrap();
+        cluster.set_lag("eu", 1_000.0, 0.0).unwrap();
         cluster.pipeline(None, &execute("CREATE TABLE t(x)"), 0.0).unwrap();
         cluster.pipeline(None, &execute("INSERT INTO t VALUES (7)"), 0.0).unwrap();
         assert_eq!(cluster.index(None), Some(2));
@@ -423,6 +433,27 @@ mod tests {
         assert_eq!((cluster.pipelines(None), cluster.pipelines(Some("eu"))), (2, 2));
     }
 
+    /// A lag is the delay before an entry applies, so a longer lag from now on holds back what
+    /// commits from now on, never what was due already. Entries are applied when the cluster is
+    /// next asked; before, raising the lag of a replica nobody had read took back writes it had
+    /// had for a while (a random consistency run read a note the author had unpublished before
+    /// the lag went up, and blamed the cache).
+    #[test]
+    fn a_longer_lag_does_not_take_back_what_was_due_under_the_shorter_one() {
+        let folder = tempfile::tempdir().unwrap();
+        let mut cluster = Cluster::new(folder.path(), &["eu"]).unwrap();
+        cluster.pipeline(None, &execute("CREATE TABLE t(x)"), 0.0).unwrap();
+        cluster.pipeline(None, &execute("INSERT INTO t VALUES (7)"), 100.0).unwrap();
+
+        cluster.set_lag("eu", 3_000.0, 500.0).unwrap();
+        let read = cluster.pipeline(Some("eu"), &execute("SELECT x FROM t"), 600.0).unwrap();
+        assert_eq!(rows(&read), serde_json::json!([[{"type": "integer", "value": "7"}]]));
+
+        cluster.pipeline(None, &execute("INSERT INTO t VALUES (8)"), 700.0).unwrap();
+        let held = cluster.pipeline(Some("eu"), &execute("SELECT x FROM t ORDER BY x"), 3_699.0).unwrap();
+        assert_eq!(rows(&held), serde_json::json!([[{"type": "integer", "value": "7"}]]), "inside the new lag");
+    }
+
     /// sqld's answer when replication lands mid-read, drawn at its worst: the last statement's
     /// rows miss the entries its index names; a statement that ended before keeps its index.
     #[test]
@@ -432,7 +463,7 @@ mod tests {
         cluster.pipeline(None, &execute("CREATE TABLE t(x)"), 0.0).unwrap();
         cluster.pipeline(None, &execute("INSERT INTO t VALUES (1)"), 0.0).unwrap();
         cluster.catch_up(0.0).unwrap();
-        cluster.set_lag("eu", 60_000.0).unwrap();
+        cluster.set_lag("eu", 60_000.0, 0.0).unwrap();
         cluster.pipeline(None, &execute("UPDATE t SET x = 2"), 1.0).unwrap();
         cluster.set_replication_during_reads("eu", true).unwrap();
         let probe_then_read = serde_json::json!({"requests": [
@@ -509,7 +540,7 @@ mod tests {
         cluster.pipeline(None, &execute("CREATE TABLE t(x)"), 0.0).unwrap();
         write(&mut cluster, None, 1, 0.0).unwrap();
         cluster.catch_up(50.0).unwrap();
-        cluster.set_lag("eu", 500.0).unwrap();
+        cluster.set_lag("eu", 500.0, 50.0).unwrap();
         write(&mut cluster, None, 2, 100.0).unwrap();
         cluster.catch_up(200.0).unwrap();
         assert_eq!((cluster.index(Some("eu")), cluster.index(Some("ap"))), (Some(2), Some(3)));
@@ -537,8 +568,8 @@ mod tests {
         let folder = tempfile::tempdir().unwrap();
         let mut cluster = Cluster::new(folder.path(), &["eu", "ap", "na"]).unwrap();
         cluster.pipeline(None, &execute("CREATE TABLE t(x)"), 0.0).unwrap();
-        cluster.set_lag("eu", 1_000.0).unwrap();
-        cluster.set_lag("na", 1_000.0).unwrap();
+        cluster.set_lag("eu", 1_000.0, 0.0).unwrap();
+        cluster.set_lag("na", 1_000.0, 0.0).unwrap();
         write(&mut cluster, None, 1, 0.0).unwrap();
         write(&mut cluster, None, 2, 500.0).unwrap();
         cluster.catch_up(1_200.0).unwrap();

@@ -289,7 +289,7 @@ fn random_run(seed: u64, shape: Shape, locations: Vec<&'static str>, changes: us
                 if rng.borrow_mut().below(4) == 0 {
                     let region = ["eu", "ap"][rng.borrow_mut().below(2) as usize];
                     let lag = rng.borrow_mut().below(3_001) as f64;
-                    net.cluster(notes_db, |cluster| cluster.set_lag(region, lag)).unwrap();
+                    net.cluster(notes_db, |cluster| cluster.set_lag(region, lag, clock.now_ms())).unwrap();
                     history.borrow_mut().lags.push((clock.now_ms(), region, lag));
                 }
                 let existing = ids.borrow().clone();
@@ -395,14 +395,22 @@ impl Rng {
     }
 }
 
+/// Seeds 1 to `EDGESTACK_CONSISTENCY_SEEDS` (default 4, the test suite's; a larger number
+/// searches wider, about 0.8 s a seed and topology): each a different schedule of changes, lags
+/// and reads.
+fn seeds() -> std::ops::RangeInclusive<u64> {
+    let last = std::env::var("EDGESTACK_CONSISTENCY_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(4);
+    1..=last.max(4)
+}
+
 fn check_random_runs(shape: Shape, locations: Vec<&'static str>) {
     let started = std::time::Instant::now();
     let (mut reads, mut changes, mut stale) = (0, 0, Vec::new());
-    for seed in 1..=4 {
+    for seed in seeds() {
         let run = random_run(seed, shape, locations.clone(), 60);
         reads += run.reads;
         changes += run.changes;
-        stale.extend(run.stale);
+        stale.extend(run.stale.into_iter().map(|read| format!("seed {seed}: {read}")));
     }
     println!(
         "{shape:?} in {} location(s): {changes} changes, {reads} reads, {} stale, {:.1} s",

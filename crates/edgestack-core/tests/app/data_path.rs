@@ -273,7 +273,7 @@ fn ten_thousand_write_read_pairs_see_no_stale_read() {
                 if done.get() == USERS {
                     break;
                 }
-                net.cluster("main", |cluster| cluster.set_lag("eu", *lag_ms)).unwrap();
+                net.cluster("main", |cluster| cluster.set_lag("eu", *lag_ms, clock.now_ms())).unwrap();
                 lags_seen.borrow_mut().push(*lag_ms);
                 clock.sleep(700.0).await;
             }
@@ -551,9 +551,8 @@ fn every_acknowledged_write_is_stored_while_the_primary_is_down_or_too_slow() {
 
 #[test]
 fn a_replica_without_the_schema_is_passed_over_as_behind() {
-    let mut stack = stack_in_eu();
-    // Before any pipeline: the eu replica has not applied even the migrations.
-    stack.set_lag("main", "eu", 1.0e9);
+    // The replicas have not applied even the migrations.
+    let mut stack = Stack::new(Options { locations: vec!["eu"], replica_lag_ms: 1.0e9, ..Options::default() });
     let anonymous = stack.client("eu");
 
     let feed = stack.send(anonymous.get("/api/public/notes").send());

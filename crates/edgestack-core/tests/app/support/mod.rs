@@ -40,6 +40,9 @@ pub struct Options {
     pub shape: Shape,
     /// Regions with a replica of each database (the primaries are in `na`).
     pub replicas: Vec<&'static str>,
+    /// Every replica's lag from the start, the migrations included: above 0, replicas that have
+    /// not received even the schema yet.
+    pub replica_lag_ms: f64,
     /// Locations with their own isolates; each gets the Workers of the shape. The first one is
     /// where clients without a location go.
     pub locations: Vec<&'static str>,
@@ -55,6 +58,7 @@ impl Default for Options {
         Self {
             shape: Shape::Monolith,
             replicas: vec!["eu", "ap"],
+            replica_lag_ms: 0.0,
             locations: vec!["na"],
             vars: Vec::new(),
             kv_propagation_ms: 60_000.0,
@@ -98,8 +102,13 @@ impl Stack {
         let kv = Rc::new(RefCell::new(Kv::default()));
         kv.borrow_mut().propagation_ms = options.kv_propagation_ms;
         let database_vars = |name: &str, migrations_folder: &str| -> Vec<(&'static str, String)> {
-            let (primary, replicas) =
-                net.add_database(name, folder.path(), "na", &options.replicas, &migrations(migrations_folder));
+            let (primary, replicas) = net.add_database(
+                name,
+                folder.path(),
+                "na",
+                (&options.replicas, options.replica_lag_ms),
+                &migrations(migrations_folder),
+            );
             vec![
                 ("LIBSQL_PRIMARY_URL", primary),
                 ("LIBSQL_AUTH_TOKEN", net.token.clone()),
@@ -181,9 +190,10 @@ impl Stack {
         self.rt.run(request)
     }
 
-    /// Sets replica `region`'s lag on database `database`.
+    /// Sets replica `region`'s lag on database `database` from now on.
     pub fn set_lag(&self, database: &str, region: &str, lag_ms: f64) {
-        self.net.cluster(database, |cluster| cluster.set_lag(region, lag_ms)).unwrap();
+        let now_ms = self.rt.clock().now_ms();
+        self.net.cluster(database, |cluster| cluster.set_lag(region, lag_ms, now_ms)).unwrap();
     }
 
     /// From now on replica `region` of `database` receives what the primary committed while

@@ -86,19 +86,23 @@ impl Net {
         }
     }
 
-    /// Adds a database: its primary in `primary_region` and a replica per region in `replicas`.
-    /// Returns the primary URL and the `LIBSQL_REPLICAS` value.
+    /// Adds a database: its primary in `primary_region` and a replica per region in `replicas`,
+    /// each with `replica_lag_ms` from before the migrations run. Returns the primary URL and the
+    /// `LIBSQL_REPLICAS` value.
     pub fn add_database(
         &self,
         name: &str,
         folder: &std::path::Path,
         primary_region: &str,
-        replicas: &[&str],
+        (replicas, replica_lag_ms): (&[&str], f64),
         migrations: &std::path::Path,
     ) -> (String, String) {
         let folder = folder.join(name);
         std::fs::create_dir_all(&folder).unwrap();
         let mut cluster = Cluster::new(&folder, replicas).unwrap();
+        for replica in replicas {
+            cluster.set_lag(replica, replica_lag_ms, self.clock.now_ms()).unwrap();
+        }
         cluster.migrate(migrations, self.clock.now_ms()).unwrap();
         self.clusters.borrow_mut().insert(name.to_string(), cluster);
         let primary_host = format!("{name}-primary.sim");
