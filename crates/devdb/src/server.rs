@@ -13,6 +13,7 @@ use axum::http::HeaderValue;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -91,6 +92,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/_devdb/promote", post(promote))
         .route("/_devdb/follow", post(follow))
         .fallback(|| async { reject(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint") })
+        // After the routes: it applies to those registered before it. axum's own answer is an
+        // empty body (it still sets `Allow`).
+        .method_not_allowed_fallback(|| async {
+            reject(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "this endpoint does not take that method")
+        })
         .with_state(app)
 }
 
@@ -536,15 +542,25 @@ fn not_serving_log(app: &App) -> Option<Reject> {
 
 /// Primary only: committed log entries after `after`, waiting up to `wait_ms` for new ones;
 /// with the primary's cluster, term, term history and peers.
-async fn log(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<LogQuery>) -> Response {
-    match log_inner(app, headers, q).await {
+async fn log(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    query: Result<Query<LogQuery>, QueryRejection>,
+) -> Response {
+    match log_inner(app, headers, query).await {
         Ok(r) => r,
         Err(r) => r.into_response(),
     }
 }
 
-async fn log_inner(app: Arc<App>, headers: HeaderMap, q: LogQuery) -> Result<Response, Reject> {
+async fn log_inner(
+    app: Arc<App>,
+    headers: HeaderMap,
+    query: Result<Query<LogQuery>, QueryRejection>,
+) -> Result<Response, Reject> {
     authorize(&app, &headers)?;
+    // The rejection is taken, not extracted, so that it answers JSON and only after the token.
+    let Query(q) = query.map_err(|e| reject(StatusCode::BAD_REQUEST, "BAD_QUERY", &e.body_text()))?;
     if let Some(refusal) = not_serving_log(&app) {
         return Err(refusal);
     }

@@ -167,3 +167,71 @@ async fn thousand_hostile_bodies_get_4xx_json_and_change_nothing() {
     assert_eq!(checksum(&dump(&server.url).await), before);
     assert_eq!(common::index(&server.url).await, index_before);
 }
+
+/// Every refusal of devdb's HTTP API is `{"message", "code"}` JSON with its 4xx, whatever part
+/// of the request is wrong (README, Endpoints). axum's own rejections answered plain text: a
+/// malformed `/_devdb/log` query string was `400 Failed to deserialize query string: …` (and
+/// came before the token check, so an unauthenticated caller learned the parameters), a method
+/// an endpoint does not take was an empty 405.
+#[tokio::test]
+async fn every_refusal_of_the_http_api_is_json_with_its_4xx() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::primary(&dir.path().join("db.sqlite"));
+    let client = common::client();
+    let bad_queries = [
+        "after=abc",
+        "after=-1",
+        "after=1&after=2",
+        "wait_ms=soon",
+        "limit=99999999999",
+        "term=1.5",
+        "after=%ZZ",
+        "hash=",
+    ];
+    let mut cases: Vec<(reqwest::Method, String, bool, u16)> = Vec::new();
+    for q in bad_queries {
+        cases.push((reqwest::Method::GET, format!("/_devdb/log?{q}"), true, 400));
+        // The token is checked before anything else about the request.
+        cases.push((reqwest::Method::GET, format!("/_devdb/log?{q}"), false, 401));
+    }
+    let wrong_methods = [
+        ("POST", "/_devdb/stats"),
+        ("POST", "/_devdb/log"),
+        ("POST", "/_devdb/primary"),
+        ("GET", "/_devdb/promote"),
+        ("GET", "/_devdb/follow"),
+        ("PUT", "/_devdb/faults"),
+        ("DELETE", "/_devdb/faults"),
+        ("GET", "/v2/pipeline"),
+        ("GET", "/v3/pipeline"),
+        ("PATCH", "/v3/cursor"),
+        ("POST", "/health"),
+        ("POST", "/version"),
+        ("DELETE", "/v3"),
+    ];
+    for (method, path) in wrong_methods {
+        cases.push((method.parse().unwrap(), path.to_owned(), true, 405));
+    }
+    for path in ["/_devdb/nope", "/_devdb/log/", "/_devdb", "/v3/pipeline/x"] {
+        cases.push((reqwest::Method::GET, path.to_owned(), true, 404));
+    }
+    for (method, path, with_token, want) in cases {
+        let mut req = client.request(method.clone(), format!("{}{path}", server.url));
+        if with_token {
+            req = req.bearer_auth(TOKEN);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let allow = resp.headers().get("allow").map(|v| v.to_str().unwrap().to_owned());
+        let text = resp.text().await.unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("{method} {path}: non-JSON answer {status}: {text:?}"));
+        assert!(
+            status == want && json["message"].is_string() && json["code"].is_string(),
+            "{method} {path} (token: {with_token}) answered {status} {text}, expected {want} JSON"
+        );
+        if want == 405 {
+            assert!(allow.is_some_and(|a| !a.is_empty()), "{method} {path}: 405 without the methods it takes");
+        }
+    }
+}
