@@ -7,6 +7,12 @@
 //! does, every stream's connection has a progress handler that checks a flag
 //! ([`crate::exec::Session::new`]); the handler's [`InFlight`] guard raises it when it is
 //! dropped before the answer was ready, and [`Requests::interrupt_all`] raises every one.
+//!
+//! Not rusqlite's `InterruptHandle` (`sqlite3_interrupt`): SQLite clears that interrupt when a
+//! statement starts on a connection with none running, so a cancel landing before the
+//! statement's first step (the connection being opened, a request begun during shutdown, the
+//! gap between two requests) would be lost and the statement run to its end; the flag stays
+//! raised until the next request attaches (`tests::a_cancel_before_the_statement_starts_stops_it`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -111,5 +117,54 @@ impl Cancel {
         let flag = session.interrupt_flag();
         flag.store(state.cancelled, Ordering::Relaxed);
         state.session = Some(flag);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use rusqlite::Connection;
+
+    use super::*;
+
+    /// About a second of work or more: long enough that SQLite's progress handler runs, short
+    /// enough that a statement the cancel missed ends and fails the test rather than hanging it.
+    const LONG: &str = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000000) \
+                        SELECT count(*) FROM c";
+
+    fn interrupted(session: &Session) -> bool {
+        let outcome = session.conn.query_row(LONG, [], |row| row.get::<_, i64>(0));
+        matches!(outcome, Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::OperationInterrupted)
+    }
+
+    #[test]
+    fn a_cancel_before_the_statement_starts_stops_it() {
+        let session = Session::new(Connection::open_in_memory().unwrap(), false).unwrap();
+        let cancel = Cancel::default();
+        cancel.attach(&session);
+        // No statement is running on the connection when the request is cancelled.
+        cancel.cancel();
+        assert!(interrupted(&session), "a statement started after its request was cancelled ran to its end");
+
+        // A request begun during shutdown is cancelled before its session is attached.
+        let requests = Requests::default();
+        requests.interrupt_all();
+        let in_flight = requests.begin();
+        in_flight.cancel().attach(&session);
+        assert!(interrupted(&session), "a request begun during shutdown ran its statement");
+    }
+
+    #[test]
+    fn the_next_request_of_the_stream_runs_after_a_cancelled_one() {
+        let session = Session::new(Connection::open_in_memory().unwrap(), false).unwrap();
+        let first = Cancel::default();
+        first.attach(&session);
+        first.cancel();
+        assert!(interrupted(&session));
+        Cancel::default().attach(&session);
+        let n: i64 =
+            session.conn.query_row("SELECT count(*) FROM (SELECT 1 UNION SELECT 2)", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 2);
     }
 }
