@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::ops::DerefMut;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use rusqlite::fallible_iterator::FallibleIterator as _;
@@ -38,6 +38,70 @@ const MAX_STORED_SQL_BYTES: usize = 5000;
 /// against Turso, and no answer takes more of the machine's memory than this.
 pub const MAX_RESPONSE_BYTES: u64 = 10_000_000;
 
+/// sqld's default `--max-total-response-size` ("32MB", decimal): the most the answers of all
+/// requests together may take while they are built and sent, counted as
+/// [`MAX_RESPONSE_BYTES`] is. As in sqld (`query_result_builder.rs`), a statement whose rows
+/// would take the total past it stops with `RESPONSE_TOO_LARGE`, however small its own answer
+/// (nothing waits for room). devdb counts an answer until its last bytes are handed to the
+/// socket (`server::held_body`), sqld until it is built.
+pub const MAX_TOTAL_RESPONSE_BYTES: u64 = 32_000_000;
+
+/// The bytes of the answers in flight over all requests (see [`MAX_TOTAL_RESPONSE_BYTES`]).
+#[derive(Debug, Default)]
+pub struct ResponseMemory {
+    in_flight: AtomicU64,
+}
+
+impl ResponseMemory {
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// One request's share of [`ResponseMemory`], given back when it is dropped: with the answer's
+/// body once sent, or with the request if it never answers. The default share belongs to no
+/// [`ResponseMemory`] and is unbounded (in-process use: `devdb::sim`, unit tests).
+#[derive(Debug, Default)]
+pub struct Reservation {
+    memory: Option<Arc<ResponseMemory>>,
+    held: u64,
+}
+
+impl Reservation {
+    pub fn new(memory: &Arc<ResponseMemory>) -> Self {
+        Self { memory: Some(memory.clone()), held: 0 }
+    }
+
+    /// Takes `bytes` from the total; `false` (taking nothing) if they do not fit.
+    fn take(&mut self, bytes: u64) -> bool {
+        let Some(memory) = &self.memory else {
+            return true;
+        };
+        let fits = |total: u64| total.checked_add(bytes).filter(|t| *t <= MAX_TOTAL_RESPONSE_BYTES);
+        let taken = memory.in_flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, fits).is_ok();
+        if taken {
+            self.held += bytes;
+        }
+        taken
+    }
+
+    /// Gives back what was taken after `mark` (a [`Reservation::held`] figure).
+    fn give_back_to(&mut self, mark: u64) {
+        if let Some(memory) = &self.memory
+            && self.held > mark
+        {
+            memory.in_flight.fetch_sub(self.held - mark, Ordering::Relaxed);
+            self.held = mark;
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.give_back_to(0);
+    }
+}
+
 /// One Hrana stream: a connection of its own (never shared with another stream, so its
 /// `last_insert_rowid()`, `changes()`, open transaction, temp tables and PRAGMAs are the
 /// stream's alone, as with sqld) and its stored SQL texts.
@@ -63,22 +127,27 @@ const PROGRESS_OPS: std::ffi::c_int = 1000;
 /// The bytes an answer may still take, counted as libsql-server's result builder counts them
 /// (`hrana/result_builder.rs`): per column its name and declared type in JSON, per value its
 /// JSON object with the text unescaped, except a blob, which counts its raw length (not base64).
-#[derive(Debug, Clone, Copy)]
-struct ResponseBudget(u64);
+/// Each byte is taken from the answer's own limit and from the request's [`Reservation`].
+#[derive(Debug)]
+struct ResponseBudget {
+    left: u64,
+    total: Reservation,
+}
 
 impl ResponseBudget {
-    fn full() -> Self {
-        Self(MAX_RESPONSE_BYTES)
+    /// The whole of [`MAX_RESPONSE_BYTES`] for the next answer, within the same reservation.
+    fn refill(&mut self) {
+        self.left = MAX_RESPONSE_BYTES;
     }
 
     /// Takes `bytes` from the budget; `false` (taking nothing) if they do not fit.
     fn take(&mut self, bytes: u64) -> bool {
-        match self.0.checked_sub(bytes) {
-            Some(left) => {
-                self.0 = left;
+        match self.left.checked_sub(bytes) {
+            Some(left) if self.total.take(bytes) => {
+                self.left = left;
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
@@ -132,7 +201,7 @@ impl Session {
             counters,
             sqls: HashMap::new(),
             pending: false,
-            budget: ResponseBudget::full(),
+            budget: ResponseBudget { left: MAX_RESPONSE_BYTES, total: Reservation::default() },
             interrupt,
         })
     }
@@ -140,6 +209,17 @@ impl Session {
     /// The flag that interrupts this stream's statements while raised (see `crate::cancel`).
     pub fn interrupt_flag(&self) -> Arc<AtomicBool> {
         self.interrupt.clone()
+    }
+
+    /// Counts the answers of the request about to be handled against `reservation` (the
+    /// server's [`ResponseMemory`]) until [`Session::take_reservation`].
+    pub fn reserve(&mut self, reservation: Reservation) {
+        self.budget.total = reservation;
+    }
+
+    /// What the request's answers hold of the total, to be kept until they are sent.
+    pub fn take_reservation(&mut self) -> Reservation {
+        std::mem::take(&mut self.budget.total)
     }
 
     /// Whether the request being answered was cancelled: its remaining requests must not run.
@@ -177,7 +257,7 @@ impl Session {
             StreamRequest::Close {} => Ok(StreamResponse::Close {}),
             StreamRequest::Execute { stmt } => {
                 let sql = self.resolve_sql(stmt.sql.as_deref(), stmt.sql_id)?;
-                self.budget = ResponseBudget::full();
+                self.budget.refill();
                 self.execute_sql(shared, sql, &stmt).map(|result| StreamResponse::Execute { result })
             }
             StreamRequest::Batch { batch } => {
@@ -249,7 +329,7 @@ impl Session {
     /// Runs `stmt`, whose SQL text must be given or stored (checked by [`Session::handle`] and
     /// [`Session::batch`] first; otherwise the protocol error comes back as a Hrana error).
     pub fn execute(&mut self, shared: &Shared, stmt: &Stmt) -> Result<StmtResult, Error> {
-        self.budget = ResponseBudget::full();
+        self.budget.refill();
         self.execute_within_budget(shared, stmt)
     }
 
@@ -270,6 +350,7 @@ impl Session {
             sql = "BEGIN DEFERRED".to_owned();
         }
         Stats::bump(&shared.stats.statements, 1);
+        let mark = self.budget.total.held;
         let mut target = self.target(shared);
         // Cached per connection: the same few statements come again and again, and SQLite's
         // parser was a large share of an in-process test's time.
@@ -277,6 +358,10 @@ impl Session {
         bind(&mut st, &stmt.args, &stmt.named_args)?;
         let result = run_statement(&mut target, st, &sql, stmt.want_rows.unwrap_or(true));
         self.publish(shared);
+        if result.is_err() {
+            // Its rows are dropped: they no longer count against the total.
+            self.budget.total.give_back_to(mark);
+        }
         let mut result = result?;
         // As sqld labels (its current frame once the program has run): the index when the
         // statement ended, which may name a write that committed during it and that its rows
@@ -296,7 +381,7 @@ impl Session {
                 return Err(ProtocolError::batch_cond_bad_step());
             }
         }
-        self.budget = ResponseBudget::full();
+        self.budget.refill();
         Ok(self.run_batch(shared, batch))
     }
 
@@ -930,6 +1015,39 @@ mod tests {
         let refused = s.session.batch(s.shared, &batch).unwrap().unwrap_err();
         assert_eq!(refused.code, "RESPONSE_TOO_LARGE", "the limit is the whole batch's");
         assert_eq!(s.ok(six_mb).rows.len(), 1, "the next request has the whole limit again");
+    }
+
+    /// sqld's total (`--max-total-response-size`): what one request's answers hold counts
+    /// against every other request's until the request gives its reservation back; a statement
+    /// that failed holds nothing (its rows were dropped).
+    #[test]
+    fn answers_held_at_once_stay_within_sqlds_total_limit() {
+        let node = Node::primary();
+        let memory = Arc::new(ResponseMemory::default());
+        let mut streams: Vec<Stream<'_>> = (0..4).map(|_| node.stream()).collect();
+        for s in &mut streams {
+            s.session.reserve(Reservation::new(&memory));
+        }
+        let nine_mb = "SELECT randomblob(9000000)";
+        for s in &mut streams[..3] {
+            assert_eq!(s.ok(nine_mb).rows.len(), 1);
+        }
+        let held = memory.in_flight();
+        assert!(held > 27_000_000, "{held}");
+        check_error(streams[3].exec(nine_mb), "RESPONSE_TOO_LARGE", "Response is too large", "over the total");
+        assert_eq!(memory.in_flight(), held, "the refused statement holds nothing");
+        check_error(
+            streams[0].exec("SELECT randomblob(6000000)"),
+            "RESPONSE_TOO_LARGE",
+            "Response is too large",
+            "same stream",
+        );
+        assert_eq!(streams[3].ok("SELECT 1").rows.len(), 1, "what is left serves small answers");
+
+        drop(streams[0].session.take_reservation());
+        assert_eq!(streams[3].ok(nine_mb).rows.len(), 1, "a reservation given back makes room");
+        drop(streams);
+        assert_eq!(memory.in_flight(), 0);
     }
 
     #[test]

@@ -68,6 +68,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         transitions: tokio::sync::Mutex::new(()),
         peers_unsaved: std::sync::atomic::AtomicBool::new(false),
         requests: crate::cancel::Requests::default(),
+        responses: Arc::default(),
     });
 
     // A primary that was down while another node was promoted must not take a single write:

@@ -26,7 +26,7 @@ use crate::cancel::Requests;
 use crate::db::{self, Hash};
 use crate::discovery::{NodeView, PrimaryRef};
 use crate::errors::{self, HRANA_PROTO_ERROR, PRIMARY_FENCED, ProtocolError, fenced_message};
-use crate::exec::Session;
+use crate::exec::{Reservation, ResponseMemory, Session};
 use crate::proto::{
     CursorEntry, CursorReqBody, CursorRespBody, Error, PipelineReqBody, PipelineRespBody, StreamRequest, StreamResult,
 };
@@ -65,6 +65,8 @@ pub struct App {
     pub peers_unsaved: std::sync::atomic::AtomicBool,
     /// Hrana requests being answered, whose statements stop when nobody waits any more.
     pub requests: Requests,
+    /// The answers being built or sent, bounded together (`exec::MAX_TOTAL_RESPONSE_BYTES`).
+    pub responses: Arc<ResponseMemory>,
 }
 
 impl App {
@@ -297,12 +299,13 @@ async fn pipeline_inner(app: Arc<App>, headers: HeaderMap, body: Body) -> Result
     let worker = app.clone();
     let in_flight = app.requests.begin();
     let cancel = in_flight.cancel();
-    let (open, results) = tokio::task::spawn_blocking(move || {
+    let (open, results, held) = tokio::task::spawn_blocking(move || {
         let mut session = match taken {
             Some(s) => s,
             None => worker.open_session().map_err(failed_to_open)?,
         };
         cancel.attach(&session);
+        session.reserve(Reservation::new(&worker.responses));
         let mut closed = false;
         let mut results = Vec::with_capacity(req.requests.len());
         for r in req.requests {
@@ -327,20 +330,39 @@ async fn pipeline_inner(app: Arc<App>, headers: HeaderMap, body: Body) -> Result
                 }
             }
         }
+        let held = session.take_reservation();
         if closed {
             // The stream's connection ends with it (closing it here keeps the disk work off the
             // async threads).
             session.reset(&worker.shared);
             drop(session);
-            return Ok::<_, Reject>((None, results));
+            return Ok::<_, Reject>((None, results, held));
         }
-        Ok((Some(session), results))
+        Ok((Some(session), results, held))
     })
     .await
     .map_err(internal)??;
     in_flight.answered();
     let baton = open.map(|session| park_session(&app, session, generation));
-    Ok(axum::Json(PipelineRespBody { baton, base_url: None, results }).into_response())
+    let body = serde_json::to_vec(&PipelineRespBody { baton, base_url: None, results }).map_err(internal)?;
+    Ok(held_response("application/json", body, held))
+}
+
+/// An answer whose bytes count against the total of answers in flight until they have been
+/// sent: hyper asks for the next chunk of a body once it has written the previous ones, so
+/// `held` is given back when the last chunk is taken, or when the body is dropped unsent.
+fn held_response(content_type: &'static str, body: Vec<u8>, held: Reservation) -> Response {
+    const CHUNK: usize = 64 * 1024;
+    let length = HeaderValue::from(body.len());
+    let chunks = futures_util::stream::unfold((bytes::Bytes::from(body), held), |(mut rest, held)| async move {
+        if rest.is_empty() {
+            return None;
+        }
+        let chunk = rest.split_to(rest.len().min(CHUNK));
+        Some((Ok::<_, std::convert::Infallible>(chunk), (rest, held)))
+    });
+    let headers = [(header::CONTENT_TYPE, HeaderValue::from_static(content_type)), (header::CONTENT_LENGTH, length)];
+    (headers, Body::from_stream(chunks)).into_response()
 }
 
 async fn cursor(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
@@ -363,16 +385,19 @@ async fn cursor_inner(app: Arc<App>, headers: HeaderMap, body: Body) -> Result<R
     let worker = app.clone();
     let in_flight = app.requests.begin();
     let cancel = in_flight.cancel();
-    let (session, entries) = tokio::task::spawn_blocking(move || {
+    let (session, entries, held) = tokio::task::spawn_blocking(move || {
         let mut session = match taken {
             Some(s) => s,
             None => worker.open_session().map_err(failed_to_open)?,
         };
         cancel.attach(&session);
-        let result = match session.batch(&worker.shared, &req.batch) {
+        session.reserve(Reservation::new(&worker.responses));
+        let outcome = session.batch(&worker.shared, &req.batch);
+        let held = session.take_reservation();
+        let result = match outcome {
             Ok(Ok(result)) => result,
             // The batch stopped (its answer would be too large): one `error` entry ends it.
-            Ok(Err(error)) => return Ok((session, vec![CursorEntry::Error { error }])),
+            Ok(Err(error)) => return Ok((session, vec![CursorEntry::Error { error }], held)),
             Err(mistake) => {
                 session.reset(&worker.shared);
                 drop(session);
@@ -394,7 +419,7 @@ async fn cursor_inner(app: Arc<App>, headers: HeaderMap, body: Body) -> Result<R
                 });
             }
         }
-        Ok::<_, Reject>((session, entries))
+        Ok::<_, Reject>((session, entries, held))
     })
     .await
     .map_err(internal)??;
@@ -408,7 +433,7 @@ async fn cursor_inner(app: Arc<App>, headers: HeaderMap, body: Body) -> Result<R
         serde_json::to_writer(&mut out, e).map_err(internal)?;
         out.push(b'\n');
     }
-    Ok(([(header::CONTENT_TYPE, "text/plain")], out).into_response())
+    Ok(held_response("text/plain", out, held))
 }
 
 async fn get_faults(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {

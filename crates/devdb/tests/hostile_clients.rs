@@ -266,3 +266,68 @@ async fn a_pipeline_that_closes_its_stream_is_served_while_leaked_streams_fill_t
     let (status, body) = common::post(&primary.url, "/v3/pipeline", &oldest).await;
     assert_eq!((status, body["code"].as_str()), (400, Some("STREAM_EXPIRED")), "{body}");
 }
+
+/// sqld bounds the answers of all requests together too (`--max-total-response-size`, 32 MB by
+/// default, counted as its 10 MB limit per answer is): a statement whose rows would take that
+/// total past it answers `RESPONSE_TOO_LARGE`, however small its own share. devdb bounded each
+/// answer only, so clients fetching large answers at once (or reading them slowly) held any
+/// number of 10 MB answers in its memory, and code that works against devdb failed on Turso
+/// under load. An answer counts until it has been sent (or its client has gone).
+#[tokio::test]
+async fn answers_in_flight_together_stay_within_sqlds_total_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Server::primary(&dir.path().join("p.db"));
+    // 9.9 MB each as sqld counts (a blob at its raw size), 13.2 MB of base64 on the wire: more
+    // than the sockets buffer, so an answer its client does not read stays in flight.
+    let big = execute("SELECT randomblob(9900000)");
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let resp = common::client()
+            .post(format!("{}/v3/pipeline", primary.url))
+            .bearer_auth(TOKEN)
+            .json(&big)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        held.push(resp);
+    }
+
+    let (status, body) = common::post(&primary.url, "/v3/pipeline", &big).await;
+    assert_eq!(status, 200);
+    let result = &body["results"][0];
+    assert_eq!(
+        (result["type"].as_str(), result["error"]["code"].as_str()),
+        (Some("error"), Some("RESPONSE_TOO_LARGE")),
+        "a fourth 9.9 MB answer while three are in flight (sqld's total is 32 MB): {}",
+        body.to_string().chars().take(300).collect::<String>()
+    );
+    let cursor = json!({"batch": {"steps": [{"stmt": {"sql": "SELECT randomblob(9900000)"}}]}});
+    let resp = common::client()
+        .post(format!("{}/v3/cursor", primary.url))
+        .bearer_auth(TOKEN)
+        .json(&cursor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    let last: Json = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "RESPONSE_TOO_LARGE", "the cursor's answer counts too");
+    // What is left of the total still serves small answers.
+    must(&primary.url, "SELECT 1").await;
+
+    // Answers read to the end, or whose client went away, give their share back.
+    let first = held.pop().unwrap();
+    assert!(first.bytes().await.unwrap().len() > 13_000_000);
+    drop(held);
+    let started = Instant::now();
+    loop {
+        let (_, body) = common::post(&primary.url, "/v3/pipeline", &big).await;
+        if body["results"][0]["type"] == "ok" {
+            break;
+        }
+        assert!(started.elapsed() < WITHIN, "the total never came back: {}", body["results"][0]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
