@@ -83,17 +83,30 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         let _ = out.flush();
     }
     let stopping = app.clone();
-    axum::serve(listener, server::router(app))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            // Graceful shutdown waits for the requests being answered, and the runtime for the
-            // blocking threads running their statements: a runaway statement must not keep
-            // the process alive.
-            stopping.requests.interrupt_all();
-        })
-        .await
-        .map_err(|e| e.to_string())
+    let signalled = Arc::new(tokio::sync::Notify::new());
+    let stop = signalled.clone();
+    let serving = axum::serve(listener, server::router(app)).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        // Graceful shutdown waits for the requests being answered, and the runtime for the
+        // blocking threads running their statements: a runaway statement must not keep
+        // the process alive.
+        stopping.requests.interrupt_all();
+        stop.notify_one();
+    });
+    // It also waits for every connection to finish its exchange, which a client that sent half
+    // a request or does not read its answer never does: those are dropped after the grace.
+    let grace = async {
+        signalled.notified().await;
+        tokio::time::sleep(CONNECTION_GRACE).await;
+    };
+    tokio::select! {
+        served = serving => served.map_err(|e| e.to_string()),
+        () = grace => Ok(()),
+    }
 }
+
+/// How long connections get to finish their exchange after SIGINT/SIGTERM.
+const CONNECTION_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The URL other nodes reach this one at, when `--advertise-url` does not say.
 fn own_url(addr: SocketAddr) -> String {

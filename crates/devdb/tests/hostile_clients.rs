@@ -141,6 +141,38 @@ async fn sigterm_stops_a_server_with_a_statement_still_running() {
     assert!(primary.exits_within(Duration::from_secs(5)), "devdb still runs 5 s after SIGTERM");
 }
 
+/// SIGTERM stops the server gracefully (README), which waited for every connection to finish its
+/// exchange: a client that sent half a request, or does not read its answer, kept devdb running
+/// for as long as it held the connection. Now such connections are dropped a few seconds after
+/// the signal.
+#[tokio::test]
+async fn sigterm_stops_a_server_whose_clients_hold_their_connections() {
+    use tokio::io::AsyncWriteExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut primary = Server::primary(&dir.path().join("p.db"));
+    let addr = primary.url.trim_start_matches("http://").to_owned();
+    // Headers promising a body that never comes.
+    let mut half = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v3/pipeline HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 100\r\n\r\n{{"
+    );
+    half.write_all(head.as_bytes()).await.unwrap();
+    // An answer larger than the sockets buffer, never read.
+    let unread = common::client()
+        .post(format!("{}/v3/pipeline", primary.url))
+        .bearer_auth(TOKEN)
+        .json(&execute("SELECT randomblob(9000000)"))
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let sent = Command::new("kill").args(["-TERM", &primary.pid().to_string()]).status().unwrap();
+    assert!(sent.success());
+    assert!(primary.exits_within(Duration::from_secs(10)), "devdb still runs 10 s after SIGTERM");
+    drop((half, unread));
+}
+
 /// sqld refuses a statement whose rows exceed its response limit (10 MB by default) with
 /// `RESPONSE_TOO_LARGE`; devdb builds any answer in memory, so a query that works against devdb
 /// fails against Turso, and a careless one can take all the machine's memory.
