@@ -26,19 +26,21 @@ const STATE_CHANGING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 let lastChange = Promise.resolve();
 
 /**
- * How long a change may go unanswered (ms) before the page gives up on it, so that one
- * connection that never answers does not hold every later change in the queue above. The
- * worker answers well within it: its own deadlines are 10 s for a request body and 5 s per
+ * How long a request may go unanswered (ms) before the page gives up on it: a read, so that
+ * the page says so and offers to try again instead of "Loading…" for ever; a change, also so
+ * that one connection that never answers does not hold every later change in the queue above.
+ * The worker answers well within it: its own deadlines are 10 s for a request body and 5 s per
  * database request (docs/edge-data-path.md).
  */
-export const CHANGE_DEADLINE_MS = 20_000;
+export const ANSWER_DEADLINE_MS = 20_000;
 
 /**
  * Calls the API and answers the parsed JSON body (null for 204), or throws an ApiError whose
  * message is the server's `error.message` — fit to show to the user as it is (a success
- * whose body is not a JSON object is an ApiError too: `unreadable_answer`). `extraHeaders`
- * go on this request only (e.g. `If-Match`). Changes (POST, PUT, PATCH, DELETE) are sent one
- * at a time, each after the previous one's answer.
+ * whose body is not a JSON object is an ApiError too: `unreadable_answer`; no whole answer
+ * within `ANSWER_DEADLINE_MS`: status 0, `timeout`). `extraHeaders` go on this request only
+ * (e.g. `If-Match`). Changes (POST, PUT, PATCH, DELETE) are sent one at a time, each after the
+ * previous one's answer.
  */
 export function api(method, path, body, extraHeaders = {}) {
   if (!STATE_CHANGING.has(method)) return send(method, path, body, extraHeaders);
@@ -59,16 +61,22 @@ async function send(method, path, body, extraHeaders) {
   }
   // A timer and a controller rather than AbortSignal.timeout: timers are what a test's fake
   // clock (Playwright's) moves on. The signal also ends the reading of the answer.
-  const abort = STATE_CHANGING.has(method) ? new AbortController() : null;
-  const deadline = abort ? setTimeout(() => abort.abort(), CHANGE_DEADLINE_MS) : 0;
-  if (abort) init.signal = abort.signal;
+  const abort = new AbortController();
+  const deadline = setTimeout(() => abort.abort(), ANSWER_DEADLINE_MS);
+  init.signal = abort.signal;
   try {
     return await answerOf(await fetch(path, init));
   } catch (error) {
     if (error instanceof ApiError) throw error;
-    if (abort?.signal.aborted) {
-      const seconds = CHANGE_DEADLINE_MS / 1000;
-      throw new ApiError(0, "timeout", `No answer from the server within ${seconds} s. The change may have been saved: reload the page to see.`);
+    if (abort.signal.aborted) {
+      const unanswered = `No answer from the server within ${ANSWER_DEADLINE_MS / 1000} s.`;
+      throw new ApiError(
+        0,
+        "timeout",
+        STATE_CHANGING.has(method)
+          ? `${unanswered} The change may have been saved: reload the page to see.`
+          : `${unanswered} Please try again.`,
+      );
     }
     throw new ApiError(0, "network", "Could not reach the server. Check your connection and try again.");
   } finally {

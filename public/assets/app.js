@@ -93,6 +93,7 @@ function route() {
 function setUser(user) {
   state.user = user;
   $("loading").hidden = true;
+  $("session-failed").hidden = true;
   $("account").hidden = !user;
   $("signed-in-as").textContent = user ? user.email : "";
   $("auth").hidden = Boolean(user);
@@ -187,13 +188,20 @@ function followOtherTab(event) {
   $("signin-email").value = previous?.email ?? "";
 }
 
+/** Asks the server whose session this is. Not told (no answer, or an error): offers to ask again. */
 async function checkSession() {
   try {
     const data = await api("GET", "/api/me");
     setUser(data.user);
   } catch (error) {
-    setUser(null);
-    if (!(error instanceof ApiError && error.status === 401)) sayError(error);
+    if (error instanceof ApiError && error.status === 401) {
+      setUser(null);
+      return;
+    }
+    // Not "signed out": the sign-in form would tell a signed-in user to sign in again.
+    $("loading").hidden = true;
+    $("session-failed").hidden = false;
+    sayError(error);
   }
 }
 
@@ -281,6 +289,12 @@ async function loadPage(list, path, ul, more, empty, render, reset) {
     await loadPage(list, path, ul, more, empty, render, true);
     return;
   }
+  if (data === undefined) {
+    // Not loaded (`busy` has said why): its button loads the same page again.
+    more.textContent = "Try again";
+    more.hidden = false;
+    return;
+  }
   if (!data) return;
   for (const note of data.notes ?? []) {
     if (list.notes.has(note.id)) continue;
@@ -288,6 +302,7 @@ async function loadPage(list, path, ul, more, empty, render, reset) {
     ul.append(render(note));
   }
   list.cursor = data.next_cursor ?? null;
+  more.textContent = "Load more";
   more.hidden = !list.cursor;
   empty.hidden = list.notes.size > 0;
 }
@@ -589,6 +604,7 @@ function start() {
     say("Editing cancelled.");
   });
   $("signout").addEventListener("click", signOut);
+  $("session-retry").addEventListener("click", (event) => busy(event.currentTarget, checkSession));
   $("my-notes-list").addEventListener("click", onMyNoteAction);
   $("my-notes-more").addEventListener("click", () => loadMyNotes(false));
   $("feed-more").addEventListener("click", () => loadFeed(false));

@@ -12,6 +12,15 @@ function showMissing() {
   document.title = "Note not found · edgestack";
 }
 
+/** Shows why the note did not load, with a button that tries again. */
+function showFailure(error) {
+  $("public-note-loading").hidden = true;
+  $("public-note-failed").hidden = false;
+  const status = $("status");
+  status.dataset.kind = "error";
+  status.textContent = error instanceof ApiError ? error.message : `Something went wrong: ${error}`;
+}
+
 async function showNote() {
   const id = new URLSearchParams(location.search).get("id");
   if (!id) {
@@ -25,18 +34,31 @@ async function showNote() {
     $("public-note-body").textContent = note.body ?? "";
     document.title = `${note.title} · edgestack`;
     $("public-note-loading").hidden = true;
+    $("public-note-failed").hidden = true;
+    $("status").textContent = "";
     $("public-note").hidden = false;
   } catch (error) {
     if (error instanceof ApiError && (error.status === 404 || error.status === 400)) {
+      $("public-note-failed").hidden = true;
       showMissing();
     } else {
-      $("public-note-loading").hidden = true;
-      const status = $("status");
-      status.dataset.kind = "error";
-      status.textContent = error instanceof ApiError ? error.message : `Something went wrong: ${error}`;
+      showFailure(error);
     }
   }
 }
 
+async function tryAgain(event) {
+  const button = event.currentTarget;
+  button.disabled = true;
+  try {
+    await showNote();
+  } finally {
+    button.disabled = false;
+  }
+  // Still failing: the focus goes back to the button it was on (disabling it took the focus).
+  if (!$("public-note-failed").hidden) button.focus();
+}
+
+$("public-note-retry").addEventListener("click", tryAgain);
 showNote();
 showHealth();

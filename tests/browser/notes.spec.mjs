@@ -6,7 +6,8 @@
 // given up after the page's deadline; an edit from a second tab is not overwritten by A's stale
 // editor) and publishes it with a second note at once (the page sends
 // one change at a time); B (signed out, fresh
-// context) finds it in the public feed and reads its public page; A sees it in "my notes",
+// context) finds it in the public feed and reads its public page (reads the server never answers
+// are given up, and tried again from the page); A sees it in "my notes",
 // deletes it (so runs leave no public notes behind; B then gets the not-found page) and signs out.
 // Then C (A's account in a fresh context) and B meet what goes wrong while the page is in use
 // (`troubles`). Also fails on any page error, CSP violation or asset that does not load.
@@ -310,6 +311,67 @@ async function scenario(browser) {
     await visible(b.page, b.page.locator("#public-note-date time"), "the publication date (#public-note-date time)");
     await screenshot(b.page, "2-b-public-note");
   });
+
+  await step(
+    "Reads the server never answers are given up, with a way to try again",
+    "after the page's deadline (20 s, on the page's fake clock) each says so and offers to try again, which loads it: A's account and notes, B's feed and the note's public page",
+    async () => {
+      const held = [];
+      const pages = [];
+      /** Holds the first GET of `pattern` on `page` unanswered; `arrived` settles when it comes. */
+      const holdFirstRead = async (page, pattern) => {
+        let arrive;
+        let holding = true;
+        const arrived = new Promise((resolve) => { arrive = resolve; });
+        await page.route(pattern, (route) => {
+          if (!holding || route.request().method() !== "GET") return route.continue();
+          holding = false;
+          held.push(route);
+          arrive();
+          return undefined;
+        });
+        return { arrived };
+      };
+      /** Moves the fake clock past the deadline: the page says so, and its `retry` loads again. */
+      const givenUp = async (page, retry, what) => {
+        await page.clock.runFor(21_000);
+        await visible(page, page.locator('#status[data-kind="error"]', { hasText: "No answer from the server within 20 s" }), `the deadline's message for ${what}`);
+        await visible(page, retry, `a way to try ${what} again`);
+        await retry.click();
+      };
+      const open = async (context, url, patterns) => {
+        const page = await context.newPage();
+        pages.push(page);
+        await page.clock.install();
+        const holds = [];
+        for (const pattern of patterns) holds.push(await holdFirstRead(page, pattern));
+        await page.goto(url);
+        return { page, holds };
+      };
+      try {
+        const mine = await open(a.context, `${BASE_URL}/`, ["**/api/me", "**/api/notes?*"]);
+        await mine.holds[0].arrived;
+        await givenUp(mine.page, mine.page.locator("#session-retry"), "A's account");
+        await mine.holds[1].arrived;
+        await givenUp(mine.page, mine.page.locator("#my-notes-more", { hasText: "Try again" }), "A's notes");
+        await visible(mine.page, myNote(mine.page), "A's note after trying again");
+
+        const feed = await open(b.context, `${BASE_URL}/#feed`, ["**/api/public/notes?*"]);
+        await feed.holds[0].arrived;
+        await givenUp(feed.page, feed.page.locator("#feed-more", { hasText: "Try again" }), "the feed");
+        await visible(feed.page, feed.page.locator('#feed-list [data-testid="feed-note"]'), "the feed after trying again");
+
+        const note = await open(b.context, publicUrl, ["**/api/public/notes/*"]);
+        await note.holds[0].arrived;
+        await givenUp(note.page, note.page.locator("#public-note-retry"), "the note");
+        await visible(note.page, note.page.locator("#public-note-title", { hasText: title }), "the note after trying again");
+        if (await statusText(note.page)) throw new Error(`the note's page still says "${await statusText(note.page)}"`);
+      } finally {
+        for (const route of held) await route.abort().catch(() => {});
+        for (const page of pages) await page.close();
+      }
+    },
+  );
 
   await step("A sees the published note in my notes after a reload", "the note, Published", async () => {
     await a.page.reload();
