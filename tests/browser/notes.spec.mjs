@@ -309,6 +309,7 @@ async function scenario(browser) {
     const markup = await b.page.locator("#public-note-body b").count();
     if (markup !== 0) throw new Error("the note's body was rendered as HTML");
     await visible(b.page, b.page.locator("#public-note-date time"), "the publication date (#public-note-date time)");
+    await oneTopLevelHeading(b.page, "a note's page");
     await screenshot(b.page, "2-b-public-note");
   });
 
@@ -337,6 +338,7 @@ async function scenario(browser) {
         await page.clock.runFor(21_000);
         await visible(page, page.locator('#status[data-kind="error"]', { hasText: "No answer from the server within 20 s" }), `the deadline's message for ${what}`);
         await visible(page, retry, `a way to try ${what} again`);
+        await oneTopLevelHeading(page, `the page with ${what} not loaded`);
         await retry.click();
       };
       const open = async (context, url, patterns) => {
@@ -403,6 +405,27 @@ async function scenario(browser) {
         throw new Error(status ? `the page says: "${status}"` : `the deleted note is still served at ${publicUrl}`);
       }
       await b.page.waitForTimeout(1000);
+    }
+  });
+
+  await step("Every page has exactly one top-level heading", "one h1 shown on each page, signed in and out", async () => {
+    await oneTopLevelHeading(a.page, "the start page, signed in");
+    for (const [url, ready, what] of [
+      [`${BASE_URL}/`, "#signin-submit:enabled", "the start page, signed out"],
+      [`${BASE_URL}/#feed`, '#feed-list:not([aria-busy="true"])', "the public feed"],
+      [publicUrl, "#note-missing:visible", "a note's page, not found"],
+    ]) {
+      await b.page.goto(url);
+      await b.page.locator(ready).waitFor();
+      await oneTopLevelHeading(b.page, what);
+    }
+    // Another page: Chromium logs the 404 of the address itself as an error, which is the point.
+    const missing = await b.context.newPage();
+    try {
+      await missing.goto(`${BASE_URL}/no-such-page-${run}`);
+      await oneTopLevelHeading(missing, "the site's not-found page");
+    } finally {
+      await missing.close();
     }
   });
 
@@ -522,6 +545,16 @@ function contrastProblems() {
     }
   }
   return problems;
+}
+
+/**
+ * Fails unless the page shows exactly one top-level heading (`h1`): what the page is about, for
+ * people who move by headings (WCAG 1.3.1 and 2.4.6). Hidden ones do not count.
+ */
+async function oneTopLevelHeading(page, what) {
+  const shown = await page.locator("h1").evaluateAll((headings) =>
+    headings.filter((heading) => heading.checkVisibility()).map((heading) => heading.textContent.trim()));
+  if (shown.length !== 1) throw new Error(`${what} (${page.url()}) shows ${shown.length} top-level headings: ${JSON.stringify(shown)}`);
 }
 
 /** Whether the element with this id has the focus (a button in a list: its `data-action`). */
