@@ -46,6 +46,29 @@ function say(message, kind = "info") {
 const sayError = (error) => say(error instanceof ApiError ? error.message : `Something went wrong: ${error}`, "error");
 
 /**
+ * Controls disabled by `busy` → how many of its runs hold them, and whether they were disabled
+ * before the first. Runs can overlap on one control (a refresh while Load more is under way):
+ * each taking back the state it found would leave the control disabled when the one that found
+ * it disabled ends last.
+ */
+const heldControls = new Map();
+
+function holdControl(control) {
+  const held = heldControls.get(control) ?? { runs: 0, wasDisabled: control.disabled };
+  held.runs += 1;
+  heldControls.set(control, held);
+  control.disabled = true;
+}
+
+function releaseControl(control) {
+  const held = heldControls.get(control);
+  held.runs -= 1;
+  if (held.runs > 0) return;
+  heldControls.delete(control);
+  control.disabled = held.wasDisabled;
+}
+
+/**
  * Runs `action` with `button` (and the form's fields, if any) disabled; reports errors. Focus
  * that the disabling took from one of them (the button or field Enter was pressed in) is given
  * back after, so that an error does not leave a keyboard or screen reader user at the top of
@@ -53,9 +76,8 @@ const sayError = (error) => say(error instanceof ApiError ? error.message : `Som
  */
 async function busy(control, action) {
   const controls = control instanceof HTMLFormElement ? [...control.elements] : [control];
-  const previous = controls.map((c) => c.disabled);
   const focused = controls.find((c) => c === document.activeElement);
-  controls.forEach((c) => { c.disabled = true; });
+  controls.forEach(holdControl);
   try {
     return await action();
   } catch (error) {
@@ -66,7 +88,7 @@ async function busy(control, action) {
     }
     return undefined;
   } finally {
-    controls.forEach((c, i) => { c.disabled = previous[i]; });
+    controls.forEach(releaseControl);
     const lost = !document.activeElement || document.activeElement === document.body;
     if (focused?.isConnected && lost) focused.focus({ preventScroll: true });
   }

@@ -817,6 +817,40 @@ async function troubles(browser, b) {
     },
   );
 
+  await step(
+    "C refreshes the feed while its Load more is under way",
+    "Load more usable once both have answered (the refresh's answer last), not left disabled",
+    async () => {
+      // A second page of the feed whatever else is published (deleted with the account).
+      for (let n = 1; n <= 21; n += 1) {
+        const response = await c.context.request.post(`${BASE_URL}/api/notes`, {
+          headers: { "x-edgestack-client": "1" },
+          data: { title: `Public filler ${n} ${run}`, published: true },
+        });
+        if (response.status() !== 201) throw new Error(`creating public note ${n} answered ${response.status()}`);
+      }
+      await c.page.goto(`${BASE_URL}/#feed`);
+      await visible(c.page, c.page.locator("#feed-more"), "Load more");
+      const isFirstPage = (url) => !new URL(url).searchParams.has("cursor");
+      // Load more's answer comes first, the refresh's after it, each while the other is under way.
+      const delay = (route) => {
+        setTimeout(() => route.continue().catch(() => {}), isFirstPage(route.request().url()) ? 1000 : 500);
+      };
+      await c.page.route("**/api/public/notes?*", delay);
+      try {
+        const refreshed = c.page.waitForResponse((response) => response.url().includes("/api/public/notes?") && isFirstPage(response.url()));
+        await c.page.click("#feed-more");
+        await c.page.click("#feed-refresh");
+        await refreshed;
+        await c.page.locator('#feed-list:not([aria-busy="true"])').waitFor();
+      } finally {
+        await c.page.unroute("**/api/public/notes?*", delay);
+      }
+      await visible(c.page, c.page.locator("#feed-more"), "Load more after the refresh");
+      if (await c.page.locator("#feed-more").isDisabled()) throw new Error("Load more is left disabled");
+    },
+  );
+
   await step("C deletes the account", "204 (runs leave no accounts behind)", async () => {
     const response = await c.context.request.delete(`${BASE_URL}/api/me`, {
       headers: { "x-edgestack-client": "1" },
