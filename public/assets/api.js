@@ -84,6 +84,24 @@ async function send(method, path, body, extraHeaders) {
   }
 }
 
+const UNREADABLE =
+  "The server's answer could not be read (something between you and the server may have answered instead). Please try again.";
+
+const isRecord = (value) => value !== null && typeof value === "object" && !Array.isArray(value);
+
+/**
+ * `answer[key]`, the part of a successful API answer its caller acts on (docs/api.md: a
+ * `"note"` or `"user"` object, a `"notes"` array with `fits = Array.isArray`); an answer without
+ * it is an ApiError `unreadable_answer`, as one that is not JSON is. Not checked, a JSON answer
+ * from something else (another API, a proxy) would make a save do nothing, show a list as
+ * empty, or fail on a missing field with a script error for a message.
+ */
+export function member(answer, key, fits = isRecord) {
+  const value = answer?.[key];
+  if (!fits(value)) throw new ApiError(200, "unreadable_answer", UNREADABLE);
+  return value;
+}
+
 async function answerOf(response) {
   if (response.status === 204) return null;
   const text = await response.text();
@@ -99,7 +117,7 @@ async function answerOf(response) {
     // Every API answer but 204 is a JSON object; anything else came from something in between
     // (a proxy's or a captive portal's page), and its caller, finding no result, would show
     // nothing at all.
-    throw new ApiError(response.status, "unreadable_answer", "The server's answer could not be read (something between you and the server may have answered instead). Please try again.");
+    throw new ApiError(response.status, "unreadable_answer", UNREADABLE);
   }
   if (!response.ok) {
     const error = data && typeof data.error === "object" && data.error ? data.error : {};

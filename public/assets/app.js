@@ -2,7 +2,7 @@
 // User content is only ever set with textContent: notes are attacker-controlled text.
 //
 // Imports name modules by their absolute asset path, which the build rewrites (see api.js).
-import { ApiError, api, el, idPath, publicNoteUrl, showHealth, timeElement, ifVersion } from "/assets/api.js";
+import { ApiError, api, el, idPath, ifVersion, member, publicNoteUrl, showHealth, timeElement } from "/assets/api.js";
 
 const PAGE_SIZE = 20;
 const EXCERPT_CHARS = 280;
@@ -213,8 +213,7 @@ function followOtherTab(event) {
 /** Asks the server whose session this is. Not told (no answer, or an error): offers to ask again. */
 async function checkSession() {
   try {
-    const data = await api("GET", "/api/me");
-    setUser(data.user);
+    setUser(member(await api("GET", "/api/me"), "user"));
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) {
       setUser(null);
@@ -234,11 +233,11 @@ function credentials(form) {
 async function signIn(event) {
   event.preventDefault();
   const form = event.currentTarget;
-  const data = await busy(form, () => api("POST", "/api/sessions", credentials(form)));
-  if (data?.user) {
-    const restored = setUser(data.user);
-    tellOtherTabs(data.user);
-    say(signedInMessage(`Signed in as ${data.user.email}.`, restored));
+  const user = await busy(form, async () => member(await api("POST", "/api/sessions", credentials(form)), "user"));
+  if (user) {
+    const restored = setUser(user);
+    tellOtherTabs(user);
+    say(signedInMessage(`Signed in as ${user.email}.`, restored));
     $("note-title").focus();
   } else {
     form.elements.password.focus();
@@ -248,11 +247,11 @@ async function signIn(event) {
 async function signUp(event) {
   event.preventDefault();
   const form = event.currentTarget;
-  const data = await busy(form, () => api("POST", "/api/accounts", credentials(form)));
-  if (data?.user) {
-    const restored = setUser(data.user);
-    tellOtherTabs(data.user);
-    say(signedInMessage(`Welcome! Your account ${data.user.email} is ready.`, restored));
+  const user = await busy(form, async () => member(await api("POST", "/api/accounts", credentials(form)), "user"));
+  if (user) {
+    const restored = setUser(user);
+    tellOtherTabs(user);
+    say(signedInMessage(`Welcome! Your account ${user.email} is ready.`, restored));
     $("note-title").focus();
   }
 }
@@ -294,7 +293,9 @@ async function loadPage(list, path, ul, more, empty, render, reset) {
   let restart = false;
   const data = await busy(more, async () => {
     try {
-      return await api("GET", `${path}?${query}`);
+      const page = await api("GET", `${path}?${query}`);
+      member(page, "notes", Array.isArray);
+      return page;
     } catch (error) {
       // A cursor another version of the API gave out (during a gradual deployment, or after a
       // rollback) is refused: start the list over instead of stopping at an error. Caught here,
@@ -318,7 +319,7 @@ async function loadPage(list, path, ul, more, empty, render, reset) {
     return;
   }
   if (!data) return;
-  for (const note of data.notes ?? []) {
+  for (const note of data.notes) {
     if (list.notes.has(note.id)) continue;
     list.notes.set(note.id, note);
     ul.append(render(note));
@@ -492,9 +493,9 @@ function stopEditing() {
 
 /** After a 412: the note at `path` as it is now, shown in the list (and answered). */
 async function showCurrentVersion(path) {
-  const current = await api("GET", path);
-  if (current?.note) showMyNote(current.note);
-  return current?.note ?? null;
+  const current = member(await api("GET", path), "note");
+  showMyNote(current);
+  return current;
 }
 
 async function saveNote(event) {
@@ -520,13 +521,13 @@ async function saveNote(event) {
   }
   const editingId = state.editingId;
   let conflict = false;
-  const data = await busy(form, async () => {
-    if (!editingId) return api("POST", "/api/notes", { title, body, published: $("note-publish").checked });
+  const saved = await busy(form, async () => {
+    if (!editingId) return member(await api("POST", "/api/notes", { title, body, published: $("note-publish").checked }), "note");
     const path = `/api/notes/${idPath(editingId)}`;
     try {
       // Saved only on top of the version the editor opened: another tab's or device's change
       // since then is never overwritten unseen.
-      return await api("PATCH", path, { title, body }, ifVersion(state.editingVersion));
+      return member(await api("PATCH", path, { title, body }, ifVersion(state.editingVersion)), "note");
     } catch (error) {
       if (!(error instanceof ApiError && error.status === 412)) throw error;
       conflict = true;
@@ -543,10 +544,10 @@ async function saveNote(event) {
     );
     return;
   }
-  if (!data?.note) return;
-  const item = showMyNote(data.note, { prepend: !editingId });
+  if (!saved) return;
+  const item = showMyNote(saved, { prepend: !editingId });
   stopEditing();
-  say(editingId ? "Changes saved." : data.note.published ? "Note saved and published." : "Note saved.");
+  say(editingId ? "Changes saved." : saved.published ? "Note saved and published." : "Note saved.");
   item.querySelector("button")?.focus({ preventScroll: true });
   if (!editingId) $("note-title").focus();
 }
@@ -572,13 +573,14 @@ async function onMyNoteAction(event) {
   // Only on top of the version the list shows: what the user chose to publish or delete.
   const version = note ? ifVersion(note.updated_at) : {};
   const requests = {
-    publish: () => api("PUT", `${path}/publication`, undefined, version),
-    unpublish: () => api("DELETE", `${path}/publication`, undefined, version),
+    publish: async () => member(await api("PUT", `${path}/publication`, undefined, version), "note"),
+    unpublish: async () => member(await api("DELETE", `${path}/publication`, undefined, version), "note"),
     delete: () => api("DELETE", path, undefined, version),
   };
   let missing = false;
   let conflict = false;
-  const data = await busy(button, async () => {
+  // The note as changed; null after a delete (and after a 404 or 412, told below).
+  const changed = await busy(button, async () => {
     try {
       return await requests[action]();
     } catch (error) {
@@ -599,19 +601,19 @@ async function onMyNoteAction(event) {
   } else if (missing) {
     forgetMyNote(id);
     say("That note no longer exists.", "error");
-  } else if (action === "delete" && data === null) {
+  } else if (action === "delete" && changed === null) {
     forgetMyNote(id);
     say("Note deleted.");
-  } else if (data?.note) {
+  } else if (changed) {
     // Publishing the note open in the editor, on top of the version the editor opened, changes
     // neither title nor body: the editor's text still applies on top of the new version, and
     // its save must not be refused as a change made elsewhere.
     if (state.editingId === id && note && state.editingVersion === note.updated_at) {
-      state.editingVersion = data.note.updated_at;
+      state.editingVersion = changed.updated_at;
     }
-    const updated = showMyNote(data.note);
-    say(data.note.published ? "Published. Anyone with the link can read it." : "Unpublished. Only you can see it now.");
-    updated.querySelector(`button[data-action="${data.note.published ? "unpublish" : "publish"}"]`)?.focus();
+    const updated = showMyNote(changed);
+    say(changed.published ? "Published. Anyone with the link can read it." : "Unpublished. Only you can see it now.");
+    updated.querySelector(`button[data-action="${changed.published ? "unpublish" : "publish"}"]`)?.focus();
   }
 }
 

@@ -2,7 +2,7 @@
 // The note is attacker-controlled text, so it is only ever set with textContent.
 //
 // Imports name modules by their absolute asset path, which the build rewrites (see api.js).
-import { ApiError, api, idPath, showHealth, timeElement } from "/assets/api.js";
+import { ApiError, api, idPath, member, showHealth, timeElement } from "/assets/api.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -28,7 +28,7 @@ async function showNote() {
     return;
   }
   try {
-    const { note } = await api("GET", `/api/public/notes/${idPath(id)}`);
+    const note = member(await api("GET", `/api/public/notes/${idPath(id)}`), "note");
     $("public-note-title").textContent = note.title;
     $("public-note-date").replaceChildren(timeElement(note.published_at));
     $("public-note-body").textContent = note.body ?? "";

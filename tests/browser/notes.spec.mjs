@@ -709,6 +709,40 @@ async function troubles(browser, b) {
   );
 
   await step(
+    "C's save, list and a note's page answered 200 with JSON that is not the API's",
+    "each an error saying the answer could not be read (not nothing, an empty list or a script error), the text kept",
+    async () => {
+      const otherJson = (route) => route.fulfill({ status: 200, contentType: "application/json", body: '{"ok":true}' });
+      const unreadable = (page) =>
+        visible(page, page.locator('#status[data-kind="error"]', { hasText: "could not be read" }), "an error about the answer");
+      await c.page.evaluate(() => { document.getElementById("status").textContent = ""; });
+      await c.page.route("**/api/notes", otherJson);
+      try {
+        await c.page.click("#note-save");
+        await unreadable(c.page);
+        if ((await c.page.inputValue("#note-title")) !== `Through a proxy ${run}`) throw new Error("the editor lost the text");
+      } finally {
+        await c.page.unroute("**/api/notes", otherJson);
+      }
+      // Another page: the editor's text stays for the steps below.
+      const page = await c.context.newPage();
+      try {
+        await page.route("**/api/notes?*", otherJson);
+        await page.route("**/api/public/notes/*", otherJson);
+        await page.goto(`${BASE_URL}/`);
+        await unreadable(page);
+        await visible(page, page.locator("#my-notes-more", { hasText: "Try again" }), "a way to try the list again");
+        if (await page.locator("#my-notes-empty").isVisible()) throw new Error("the list says there are no notes");
+        await page.goto(`${BASE_URL}/note?id=any`);
+        await unreadable(page);
+        await visible(page, page.locator("#public-note-retry"), "a way to try the note again");
+      } finally {
+        await page.close();
+      }
+    },
+  );
+
+  await step(
     "C clicks Edit on a note while the editor holds unsaved text",
     "a question first; saying no keeps the text",
     async () => {
