@@ -416,7 +416,8 @@ async function scenario(browser) {
       [publicUrl, "#note-missing:visible", "a note's page, not found"],
     ]) {
       await b.page.goto(url);
-      await b.page.locator(ready).waitFor();
+      // Attached, not visible: on a fresh stack the feed is empty, and an empty list has no box.
+      await b.page.locator(ready).waitFor({ state: "attached" });
       await oneTopLevelHeading(b.page, what);
     }
     // Another page: Chromium logs the 404 of the address itself as an error, which is the point.
