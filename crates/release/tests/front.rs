@@ -66,8 +66,12 @@ struct Stage {
 /// `x-edgestack-region` header stands in for `request.cf`.
 fn start(canary: Option<(&str, &str)>) -> Stage {
     let dir = tempfile::Builder::new().prefix("edgestack-front-").tempdir().unwrap();
-    std::fs::write(dir.path().join("echo.mjs"), ECHO_WORKER).unwrap();
-    let config = dir.path().join("wrangler.toml");
+    // A folder of its own: an unbundled Worker's session reloads when its folder changes, and
+    // the dev registry beside it changes as the front's session starts.
+    let echo_dir = dir.path().join("echo");
+    std::fs::create_dir(&echo_dir).unwrap();
+    std::fs::write(echo_dir.join("echo.mjs"), ECHO_WORKER).unwrap();
+    let config = echo_dir.join("wrangler.toml");
     std::fs::write(
         &config,
         // Unbundled, so wrangler adds none of its dev middleware: with it an exception became a
@@ -94,10 +98,15 @@ impl Stage {
         fetch(&agent(), &format!("{}{path}", self.front.url()), headers)
     }
 
+    /// The end of both sessions' logs, for a failure's message.
+    fn logs(&self) -> String {
+        format!("front:\n{}\necho:\n{}", self.front.dev.log_tail(), self._echo.log_tail())
+    }
+
     /// What the app Worker received for a GET of `/echo` with `headers`, and the answer.
     fn echo(&self, headers: &[(&str, &str)]) -> (serde_json::Value, Answer) {
         let answer = self.get("/echo", headers);
-        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.status, 200, "{}\n{}", answer.body, self.logs());
         (serde_json::from_str(&answer.body).unwrap(), answer)
     }
 }
@@ -185,7 +194,12 @@ fn requests_and_answers_pass_through_the_front_unchanged() {
         .unwrap();
     for (label, mut response) in [("sized", sized), ("chunked", chunked)] {
         let seen: serde_json::Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
-        assert_eq!((seen["method"].as_str(), seen["length"].as_u64()), (Some("POST"), Some(3_000_000)), "{label}");
+        assert_eq!(
+            (seen["method"].as_str(), seen["length"].as_u64()),
+            (Some("POST"), Some(3_000_000)),
+            "{label}: {seen}\n{}",
+            stage.logs()
+        );
         assert_eq!(seen["sha256"], sha256_hex(&body), "{label}");
     }
 
