@@ -22,4 +22,5 @@ mod notes;
 mod outbox;
 mod read_cache;
 mod schema;
+mod services_random;
 mod system;
