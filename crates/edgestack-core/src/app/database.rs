@@ -277,7 +277,8 @@ impl<'a, P: Platform> Database<'a, P> {
     }
 
     /// The read plan's last resort, the primary, failed. The record's primary answers instead
-    /// if it names another one (a read is safe to send again). Otherwise every replica is asked
+    /// if it names another one (a read is safe to send again). Otherwise, or if that one fails
+    /// too, every replica is asked
     /// — the farther ones the plan left out first, nearest first — and then again every
     /// [`WAIT_STEP_MS`] until the primary's deadline has passed once more: while a failover is
     /// under way, a replica catches up with writes it already pulled, and the record appears.
@@ -299,7 +300,10 @@ impl<'a, P: Platform> Database<'a, P> {
         let mut replicas: Vec<&Endpoint> = self.topology.replicas.values().collect();
         let Some(region) = region.filter(|_| !replicas.is_empty()) else {
             return match self.replacement_for(primary).await {
-                Some(replacement) => self.read_on_replacement(primary, &replacement, pipeline, &failure).await,
+                Some(replacement) => self
+                    .read_on_replacement(primary, &replacement, pipeline, &failure)
+                    .await
+                    .map_err(Missed::into_db_error),
                 None => Err(failure.into_db_error()),
             };
         };
@@ -308,9 +312,24 @@ impl<'a, P: Platform> Database<'a, P> {
             (tried.iter().any(|endpoint| endpoint.url == replica.url), round_trip_ms(region, &replica.region))
         });
         let give_up_at = self.platform.now_ms() + f64::from(self.data_path.primary_deadline_ms);
+        // A record can name a primary that is down as well (a second failure before the next
+        // promotion, or a record that reached this location late): the replicas still answer.
+        let mut failed_replacements: Vec<String> = Vec::new();
         loop {
-            if let Some(replacement) = self.replacement_for(primary).await {
-                return self.read_on_replacement(primary, &replacement, pipeline, &failure).await;
+            if let Some(replacement) = self.replacement_for(primary).await
+                && !failed_replacements.contains(&replacement.url)
+            {
+                match self.read_on_replacement(primary, &replacement, pipeline, &failure).await {
+                    Err(Missed::Endpoint(failed)) if failed.is_primary_failure() => {
+                        self.platform.log(&format!(
+                            "the record's primary {} failed too ({failed}); asking the replicas",
+                            replacement.url
+                        ));
+                        self.report.borrow_mut().fallbacks.push((replacement.label(), "failed"));
+                        failed_replacements.push(replacement.url);
+                    }
+                    answered => return answered.map_err(Missed::into_db_error),
+                }
             }
             for replica in &replicas {
                 if !self.platform.isolate().breakers.borrow_mut().admit(&replica.url, self.platform.now_ms()) {
@@ -348,13 +367,12 @@ impl<'a, P: Platform> Database<'a, P> {
         replacement: &Endpoint,
         pipeline: &Pipeline,
         failure: &Failure,
-    ) -> Result<PipelineOutcome, DbError> {
+    ) -> Result<PipelineOutcome, Missed> {
         self.platform.log(&format!("primary {} failed ({failure}); reading from {}", primary.url, replacement.url));
         let deadline = self.data_path.primary_deadline_ms;
-        match self.attempt(replacement, pipeline, self.request_body(pipeline)?, deadline).await {
-            Ok(answered) => Ok(self.take_primary_answer(pipeline, answered)),
-            Err(missed) => Err(missed.into_db_error()),
-        }
+        let body = self.request_body(pipeline).map_err(Missed::Answer)?;
+        let answered = self.attempt(replacement, pipeline, body, deadline).await?;
+        Ok(self.take_primary_answer(pipeline, answered))
     }
 
     /// The primary the record names now, if it is not `failed` — after asking KV again when

@@ -615,3 +615,28 @@ fn an_old_term_token_is_not_served_rows_of_the_branch_the_failover_left_behind()
     assert_eq!(stack.logs_containing("past the end of that term").len(), 1, "the isolate knew the note was lost");
     assert_eq!(titles(&list), ["kept"], "served by {:?}: the lost note from a dead branch", list.db_targets());
 }
+
+/// A random failover run's report (`failover_random.rs`, seed 2 of the services shape): an
+/// isolate that had not met the first failover read the record only once its read had failed
+/// on its replica and on the old primary, and the record named a primary that was down too (a
+/// second failure before the operator's next promotion, or the record seen late in another
+/// location). The read was refused, 503, though a farther replica the plan had left out was up
+/// and held everything, for an anonymous reader and for the author alike.
+#[test]
+fn a_read_whose_recorded_primary_is_down_too_goes_on_from_the_replicas() {
+    let mut stack = Stack::monolith();
+    let author = signed_up_user(&mut stack, "author@example.com").in_region("eu");
+    let public = author.publish_note(&mut stack, "public", "");
+    stack.replicate();
+    kill_primary(&stack, "main");
+    promote_and_publish(&mut stack, "main", "eu");
+    stack.net.set_fault("main", Some("eu"), EndpointFault { down: true, ..EndpointFault::default() });
+
+    let anonymous = stack.send(stack.client_in_region("eu").get(&format!("/api/public/notes/{public}")).send());
+    assert_eq!(anonymous.status(), 200, "{} {:?}", anonymous.text(), anonymous.header("server-timing"));
+    assert_eq!(anonymous.db_targets(), ["replica-eu", "primary", "primary", "replica-ap"]);
+    assert_eq!(anonymous.timing("fallback"), ["replica-eu failed", "primary failed", "primary failed"]);
+    stack.advance(RECHECK_INTERVAL_MS);
+    let own = stack.send(author.get(&format!("/api/notes/{public}")).send());
+    assert_eq!(own.status(), 200, "{} {:?}", own.text(), own.header("server-timing"));
+}
