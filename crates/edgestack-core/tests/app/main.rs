@@ -15,6 +15,7 @@ mod credential_races;
 mod data_path;
 mod entry;
 mod failover;
+mod failover_random;
 mod hostile;
 mod if_match;
 mod internal_routes;
