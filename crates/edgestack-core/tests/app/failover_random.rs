@@ -7,7 +7,8 @@
 //! failover lost (the promoted node's rows say which) once that failover is done, and never a
 //! lost one once the isolate knows of the failover; public reads within the stated bound.
 //! `EDGESTACK_CONSISTENCY_SEEDS=N` runs N schedules instead of 2 (200 found one fault, fixed:
-//! `failover.rs::a_read_whose_recorded_primary_is_down_too_goes_on_from_the_replicas`).
+//! `failover.rs::a_read_whose_recorded_primary_is_down_too_goes_on_from_the_replicas`),
+//! `EDGESTACK_CONSISTENCY_SEED=n` replays one (`support::schedule`).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use devdb::sim::REDISCOVER_MS;
 use edgestack_core::datapath::primary::record_key;
 use serde_json::{Value, json};
 
+use crate::support::schedule::{Rng, seeds};
 use crate::support::{Client, EndpointFault, Options, Response, Shape, Stack, Worker, signed_up};
 
 /// A note's public state: its title while published.
@@ -186,24 +188,6 @@ fn rows_on(
         .collect()
 }
 
-/// xorshift64*: a seeded schedule, the same every run.
-#[derive(Clone)]
-struct Rng(Rc<RefCell<u64>>);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(Rc::new(RefCell::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)))
-    }
-
-    fn below(&self, bound: u64) -> u64 {
-        let mut state = self.0.borrow_mut();
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        state.wrapping_mul(0x2545_F491_4F6C_DD1D) % bound.max(1)
-    }
-}
-
 fn seen_of(note: &Value) -> (String, Seen) {
     let id = note["id"].as_str().unwrap().to_string();
     (id, Seen { version: note["updated_at"].as_i64().unwrap(), title: note["title"].as_str().unwrap().to_string() })
@@ -253,7 +237,7 @@ fn random_run(seed: u64, shape: Shape, locations: &[&'static str], actions: usiz
     stack.replicate_during_reads(database, "ap");
     let readers: Vec<(Client, Rc<Worker>)> = AUTHOR_REGIONS.iter().map(|region| client_in(&stack, region)).collect();
     let world = Rc::new(RefCell::new(World::default()));
-    let rng = Rng::new(seed);
+    let rng = Rc::new(RefCell::new(Rng::new(seed)));
     let clock = stack.rt.clock();
     let net = stack.net.clone();
     let live = Rc::new(Live { killed: Rc::default() });
@@ -271,7 +255,8 @@ fn random_run(seed: u64, shape: Shape, locations: &[&'static str], actions: usiz
         tasks.push(stack.rt.spawn(async move {
             let mut count = 0;
             for _ in 0..actions {
-                clock.sleep(rng.below(900) as f64).await;
+                let pause = rng.borrow_mut().below(900) as f64;
+                clock.sleep(pause).await;
                 // Notes this author created and saw acknowledged.
                 let mine: Vec<String> = world
                     .borrow()
@@ -282,16 +267,16 @@ fn random_run(seed: u64, shape: Shape, locations: &[&'static str], actions: usiz
                     .collect::<std::collections::BTreeSet<_>>()
                     .into_iter()
                     .collect();
-                let choice = if mine.is_empty() { 0 } else { rng.below(12) };
+                let choice = if mine.is_empty() { 0 } else { rng.borrow_mut().below(12) };
                 let started = clock.now_ms();
                 let on_live = isolate_is_on_the_live_primary(&net, &worker, database, &live);
                 let knew_term = worker.isolate.primary.borrow().term();
                 count += 1;
                 let title = format!("a{n} w{count}");
-                let target = mine.get(rng.below(mine.len() as u64) as usize).cloned();
+                let target = mine.get(rng.borrow_mut().below(mine.len() as u64) as usize).cloned();
                 let (call, note, read) = match (choice, target) {
                     (0..=2, _) | (_, None) => {
-                        let published = rng.below(2) == 0;
+                        let published = rng.borrow_mut().below(2) == 0;
                         let body = json!({"title": title, "body": "b", "published": published});
                         (author.post("/api/notes").json(body), None, false)
                     }
@@ -386,21 +371,23 @@ fn random_run(seed: u64, shape: Shape, locations: &[&'static str], actions: usiz
     let chaos = {
         let (world, rng, clock, net, live, kv) =
             (world.clone(), rng.clone(), clock.clone(), net.clone(), live.clone(), kv.clone());
-        let failovers = 1 + rng.below(2);
+        let failovers = 1 + rng.borrow_mut().below(2);
         let duration = actions as f64 * 600.0;
         stack.rt.spawn(async move {
             let mut faulted: Option<&'static str> = None;
             let mut done = 0;
             while clock.now_ms() < duration {
-                clock.sleep(200.0 + rng.below(1_300) as f64).await;
+                let pause = 200.0 + rng.borrow_mut().below(1_300) as f64;
+                clock.sleep(pause).await;
                 let replicas: Vec<&'static str> = REPLICAS
                     .into_iter()
                     .filter(|r| net.cluster(database, |cluster| cluster.primary() != Some(*r)))
                     .collect();
-                match rng.below(10) {
+                let roll = rng.borrow_mut().below(10);
+                match roll {
                     0..=3 => {
-                        let replica = replicas[rng.below(replicas.len() as u64) as usize];
-                        let lag = rng.below(3_001) as f64;
+                        let replica = replicas[rng.borrow_mut().below(replicas.len() as u64) as usize];
+                        let lag = rng.borrow_mut().below(3_001) as f64;
                         let now = clock.now_ms();
                         net.cluster(database, |cluster| cluster.set_lag(replica, lag, now)).unwrap();
                         world.borrow_mut().lags.push((now, replica, lag));
@@ -411,9 +398,9 @@ fn random_run(seed: u64, shape: Shape, locations: &[&'static str], actions: usiz
                         if let Some(previous) = faulted.take() {
                             net.set_fault(database, Some(previous), EndpointFault::default());
                         }
-                        if rng.below(3) > 0 {
-                            let replica = replicas[rng.below(replicas.len() as u64) as usize];
-                            let fault = match rng.below(3) {
+                        if rng.borrow_mut().below(3) > 0 {
+                            let replica = replicas[rng.borrow_mut().below(replicas.len() as u64) as usize];
+                            let fault = match rng.borrow_mut().below(3) {
                                 0 => EndpointFault { down: true, ..EndpointFault::default() },
                                 1 => EndpointFault { failing: true, ..EndpointFault::default() },
                                 _ => EndpointFault { extra_latency_ms: 400.0, ..EndpointFault::default() },
@@ -437,14 +424,15 @@ fn random_run(seed: u64, shape: Shape, locations: &[&'static str], actions: usiz
                         done += 1;
                         // Killed, or left running to be fenced by the promotion.
                         let current = net.cluster(database, |cluster| cluster.primary().map(str::to_string));
-                        if rng.below(3) > 0 {
+                        if rng.borrow_mut().below(3) > 0 {
                             let node =
                                 current.as_deref().map(|name| REPLICAS.into_iter().find(|r| *r == name).unwrap());
                             net.set_fault(database, node, EndpointFault { down: true, ..EndpointFault::default() });
                             *live.killed.borrow_mut() = Some(primary_host(database, node));
                             world.borrow_mut().upsets.push(clock.now_ms());
                             world.borrow_mut().events.push(format!("{:.0} kill {current:?}", clock.now_ms()));
-                            clock.sleep(rng.below(3_000) as f64).await;
+                            let pause = rng.borrow_mut().below(3_000) as f64;
+                            clock.sleep(pause).await;
                         }
                         // The operator promotes a replica that still follows (not diverged).
                         let candidates: Vec<&'static str> = REPLICAS
@@ -454,7 +442,8 @@ fn random_run(seed: u64, shape: Shape, locations: &[&'static str], actions: usiz
                                     && !primary_refuses(&net, database, r, clock.now_ms())
                             })
                             .collect();
-                        let Some(&promoted) = candidates.get(rng.below(candidates.len() as u64) as usize) else {
+                        let Some(&promoted) = candidates.get(rng.borrow_mut().below(candidates.len() as u64) as usize)
+                        else {
                             continue;
                         };
                         if faulted == Some(promoted) {
@@ -488,7 +477,8 @@ fn random_run(seed: u64, shape: Shape, locations: &[&'static str], actions: usiz
     // Anonymous readers: a read every 0–300 ms, in any region, of a public note or the feed.
     let mut reads = 0;
     while tasks.iter().any(|task| !task.is_done()) {
-        stack.advance(rng.below(300) as f64);
+        let gap = rng.borrow_mut().below(300) as f64;
+        stack.advance(gap);
         let known: Vec<String> = world
             .borrow()
             .writes
@@ -497,10 +487,12 @@ fn random_run(seed: u64, shape: Shape, locations: &[&'static str], actions: usiz
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        let (client, worker) = readers[rng.below(3) as usize].clone();
+        let (client, worker) = readers[rng.borrow_mut().below(3) as usize].clone();
         let path = match known.len() {
             0 => "/api/public/notes?limit=100".to_string(),
-            len if rng.below(2) == 0 => format!("/api/public/notes/{}", known[rng.below(len as u64) as usize]),
+            len if rng.borrow_mut().below(2) == 0 => {
+                format!("/api/public/notes/{}", known[rng.borrow_mut().below(len as u64) as usize])
+            }
             _ => "/api/public/notes?limit=100".to_string(),
         };
         reads += 1;
@@ -761,21 +753,14 @@ fn check_public_reads(world: &mut World) {
     world.violations.extend(violations);
 }
 
-/// Seeds 1 to `EDGESTACK_CONSISTENCY_SEEDS` (default 2, the test suite's; about 0.7 s a seed
-/// and configuration), or only `FAILOVER_RANDOM_SEED` (with `FAILOVER_RANDOM_TRACE` set, each
-/// run prints its writes and schedule): each a different schedule.
-fn seeds() -> std::ops::RangeInclusive<u64> {
-    if let Some(seed) = std::env::var("FAILOVER_RANDOM_SEED").ok().and_then(|n| n.parse().ok()) {
-        return seed..=seed;
-    }
-    let last = std::env::var("EDGESTACK_CONSISTENCY_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(2);
-    1..=last.max(2)
-}
+/// The suite's schedules per configuration (about 0.7 s each); `FAILOVER_RANDOM_TRACE` set, each
+/// run prints its writes and schedule.
+const SEEDS: u64 = 2;
 
 fn check_random_runs(shape: Shape, locations: &[&'static str]) {
     let started = std::time::Instant::now();
     let (mut writes, mut reads, mut promotions, mut violations) = (0, 0, 0, Vec::new());
-    for seed in seeds() {
+    for seed in seeds(SEEDS) {
         let run = random_run(seed, shape, locations, 30);
         writes += run.writes;
         reads += run.reads;
@@ -788,7 +773,7 @@ fn check_random_runs(shape: Shape, locations: &[&'static str]) {
         violations.len(),
         started.elapsed().as_secs_f64()
     );
-    assert!(promotions >= seeds().count(), "every schedule fails over");
+    assert!(promotions >= seeds(SEEDS).count(), "every schedule fails over");
     assert!(violations.is_empty(), "{} violations:\n{}", violations.len(), violations.join("\n"));
 }
 

@@ -4,7 +4,8 @@
 //! Worker, its database) and the replicas, moves replica lags, and runs the outbox's cron at
 //! random moments. Every exchange is recorded; the oracle then holds each answer to the
 //! statuses docs/api.md lists, and each ended session, deleted account and quota to the bounds
-//! docs/services.md states. `EDGESTACK_CONSISTENCY_SEEDS=N` runs seeds 1 to N.
+//! docs/services.md states. `EDGESTACK_CONSISTENCY_SEEDS=N` runs seeds 1 to N,
+//! `EDGESTACK_CONSISTENCY_SEED=n` replays one (`support::schedule`).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,6 +18,7 @@ use edgestack_core::services::identity::IDENTITY_TTL_MS;
 use serde_json::json;
 
 use crate::support::runtime::Clock;
+use crate::support::schedule::{Rng, seeds};
 use crate::support::{Call, Client, EndpointFault, Options, Response, Shape, Stack, Worker};
 
 /// What a recorded exchange was, for its allowed statuses and the session bounds.
@@ -156,26 +158,6 @@ impl World {
     fn next(&mut self) -> u64 {
         self.counter += 1;
         self.counter
-    }
-}
-
-/// xorshift64*: the schedule, the same every run of a seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % bound.max(1)
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
     }
 }
 
@@ -736,7 +718,7 @@ fn check_bounds(world: &World) -> Vec<String> {
 fn random_run(seed: u64) -> (Vec<String>, usize) {
     let options = Options { shape: Shape::Services, kv_propagation_ms: 2_000.0, seed, ..Options::default() };
     let mut stack = Stack::new(options);
-    let rng = Rc::new(RefCell::new(Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)));
+    let rng = Rc::new(RefCell::new(Rng::new(seed)));
     let world: Shared<World> = Rc::default();
     let clock = stack.rt.clock();
     stack.replicate_during_reads("notes", "ap");
@@ -939,21 +921,11 @@ fn check_final_state(stack: &mut Stack, world: &Shared<World>) -> Vec<String> {
     violations
 }
 
-/// Seeds 1 to `EDGESTACK_CONSISTENCY_SEEDS` (default 3, the test suite's; about 2 s a seed),
-/// or the one seed `SERVICES_RANDOM_SEED` names, to replay a failure alone.
-fn seeds() -> std::ops::RangeInclusive<u64> {
-    if let Some(seed) = std::env::var("SERVICES_RANDOM_SEED").ok().and_then(|n| n.parse().ok()) {
-        return seed..=seed;
-    }
-    let last = std::env::var("EDGESTACK_CONSISTENCY_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(3);
-    1..=last.max(3)
-}
-
 #[test]
 fn random_users_devices_faults_and_deletions_stay_within_the_documented_bounds() {
     let started = std::time::Instant::now();
     let (mut exchanges, mut violations) = (0, Vec::new());
-    for seed in seeds() {
+    for seed in seeds(3) {
         let (found, made) = random_run(seed);
         exchanges += made;
         violations.extend(found.into_iter().map(|violation| format!("seed {seed}: {violation}")));

@@ -7,6 +7,7 @@ pub mod direct;
 pub mod kv;
 pub mod platform;
 pub mod runtime;
+pub mod schedule;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
