@@ -262,6 +262,18 @@ fn an_app_that_fails_to_answer_is_a_json_503_from_the_front() {
             assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
         }
     }
+    // A HEAD is told the same without a body (identity: see the HEAD in the pass-through test).
+    let mut head = agent()
+        .head(&format!("{}/throw", stage.front.url()))
+        .header("cookie", &returning)
+        .header("accept-encoding", "identity")
+        .call()
+        .unwrap();
+    assert_eq!(head.status(), 503);
+    assert_eq!(head.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("5"));
+    let mut rest = Vec::new();
+    head.body_mut().as_reader().read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
     // The front itself is unharmed: the next request passes through as before.
     let (seen, _) = stage.echo(&[("cookie", &returning)]);
     assert_eq!(seen["method"], "GET");
