@@ -58,30 +58,23 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> std::result::Re
         Ok(response) => Ok(response),
         Err(error) => {
             worker::console_error!("request failed: {error}");
-            record_failure(&env, started);
-            http::internal_error()
+            answer_failure(env, started)
         }
     }
 }
 
-/// Records a request the worker could not answer — an error before it had a response, or,
-/// called by `src/entry.mjs`, a panic or exception — as a `5xx` data point started at
-/// `started_ms` (the `Date.now()` of its arrival): the release gate counts what the Worker
-/// answered, so a canary that fails this way would otherwise look clean (docs/releases.md). The
-/// route is unknown here: `/`.
-fn record_failure(env: &Env, started_ms: f64) {
-    bindings::record_request(env, "/", 500, (edge::now_ms() - started_ms).max(0.0));
-}
-
-/// `src/entry.mjs`' answer to a request whose handling panicked or threw: recorded
-/// ([`record_failure`]) and answered with the API's JSON `500 internal`, not the runtime's HTML
-/// error page. After a panic this is the call that resets the wasm instance (the glue's
-/// recovery), so the isolate's standard headers are given again first. Throws when even this
-/// answer cannot be built; the entry then lets the original error go on.
+/// The answer to a request the worker could not answer itself — an error before it had a
+/// response, or, called by `src/entry.mjs`, a panic or exception: recorded as a `5xx` data point
+/// started at `started_ms` (the `Date.now()` of its arrival; the route is unknown here: `/`),
+/// since the release gate counts what the Worker answered and a canary that fails this way would
+/// otherwise look clean (docs/releases.md), and answered with the API's JSON `500 internal`, not
+/// the runtime's HTML error page. After a panic this is the call that resets the wasm instance
+/// (the glue's recovery), so the isolate's standard headers are given again first. Throws when
+/// even this answer cannot be built; the entry then lets the original error go on.
 #[wasm_bindgen(js_name = answerFailure)]
 pub fn answer_failure(env: Env, started_ms: f64) -> std::result::Result<web_sys::Response, JsValue> {
     http::prepare_isolate(bindings::version_info(&env));
-    record_failure(&env, started_ms);
+    bindings::record_request(&env, "/", 500, (edge::now_ms() - started_ms).max(0.0));
     http::internal_error()
 }
 

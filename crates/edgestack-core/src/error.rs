@@ -93,7 +93,7 @@ pub struct Described<'a> {
 }
 
 /// Seconds a client waits before retrying a database or service that did not answer.
-const RETRY_UNAVAILABLE_SECONDS: &str = "5";
+pub const RETRY_UNAVAILABLE_SECONDS: &str = "5";
 /// Seconds a client waits when no database is configured: a deployment, not a blip.
 const RETRY_NOT_CONFIGURED_SECONDS: &str = "60";
 

@@ -20,7 +20,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 
-use edgestack_core::error::Described;
+use edgestack_core::error::{Described, RETRY_UNAVAILABLE_SECONDS};
 use edgestack_core::region::RegionName;
 use sfv::FieldType;
 
@@ -236,7 +236,7 @@ pub fn app_failed() -> Described<'static> {
         status: 503,
         code: "service_unavailable",
         message: Cow::Borrowed("the site's app did not answer; try again shortly"),
-        header: Some(("Retry-After", Cow::Borrowed("5"))),
+        header: Some(("Retry-After", Cow::Borrowed(RETRY_UNAVAILABLE_SECONDS))),
     }
 }
 
