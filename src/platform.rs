@@ -105,6 +105,10 @@ impl Platform for WorkerPlatform<'_> {
         crate::edge::now_ms()
     }
 
+    fn to_nfc(&self, text: &str) -> String {
+        js_sys::JsString::from(text).normalize("NFC").into()
+    }
+
     fn isolate(&self) -> &IsolateState {
         self.isolate
     }

@@ -30,3 +30,22 @@ fn repeated_sign_ins_are_rate_limited() {
     assert!((60..=121).contains(&retry_after), "{retry_after}");
     assert_eq!(owner.sign_in(&email, PASSWORD).status, 200, "the device that signed up is not held up");
 }
+
+/// The address is put in NFC by the runtime's own `String.prototype.normalize`
+/// (`Platform::to_nfc`), the one part of folding an address the in-process tests cannot reach:
+/// "é" typed decomposed signs up as the composed address, and the composed one is then taken.
+#[test]
+fn the_worker_puts_an_address_in_nfc() {
+    let app = spawn_app();
+    let local = format!("e\u{301}lise-{}", crate::helpers::random_hex(6));
+    let decomposed = format!("{local}@Example.com");
+    let composed = format!("{}@example.com", local.replace("e\u{301}", "\u{e9}"));
+
+    let signed_up = app.client().sign_up(&decomposed, PASSWORD);
+    assert_eq!(signed_up.status, 201, "{}", signed_up.text());
+    assert_eq!(signed_up.json()["user"]["email"], composed.as_str());
+
+    let again = app.client().sign_up(&composed, PASSWORD);
+    assert_eq!((again.status, again.error_code().as_str()), (409, "email_taken"));
+    assert_eq!(app.client().sign_in(&composed, PASSWORD).status, 200);
+}

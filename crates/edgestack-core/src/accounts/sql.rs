@@ -9,33 +9,55 @@ use crate::accounts::throttle::{
 use crate::accounts::{PendingDeletion, SessionUser, ThrottleState, TrustedDevice, UserCredentials};
 use crate::db::{Statement, Value, integer, optional_text, text};
 
-/// A trusted device of the account: `?1` the device token's hash, `?2` the account's email,
-/// `?3` the failures that end trust, `?4` the oldest last use still trusted. Written once, so
-/// the statements of one sign-in agree on what "trusted" means.
+/// The id of the account signing in: `$folded` its address folded (`email::fold`), `$legacy`
+/// the same without NFC. A release before NFC stored the address as it was typed, so an
+/// account whose stored address is not in NFC is found by that form, else it could never sign
+/// in again; when both exist (two look-alike accounts from before), the one typed exactly wins.
+macro_rules! account_id {
+    ($folded:literal, $legacy:literal) => {
+        concat!(
+            "(SELECT id FROM users WHERE email IN (",
+            $folded,
+            ", ",
+            $legacy,
+            ") ORDER BY email = ",
+            $legacy,
+            " DESC LIMIT 1)"
+        )
+    };
+}
+
+/// A trusted device of the account: `?1` the device token's hash, `?2` and `?5` the account's
+/// email (`account_id!`), `?3` the failures that end trust, `?4` the oldest last use still
+/// trusted. Written once, so the statements of one sign-in agree on what "trusted" means.
 macro_rules! trusted_device {
     () => {
-        "token_hash = ?1 AND failures < ?3 AND last_used_at > ?4 AND user_id = (SELECT id FROM users WHERE email = ?2)"
+        concat!("token_hash = ?1 AND failures < ?3 AND last_used_at > ?4 AND user_id = ", account_id!("?2", "?5"))
     };
 }
 
 /// Who is signing in, as the sign-in statements see it: the device token's hash (if the
-/// request carried a device cookie) and the email as typed, normalized.
+/// request carried a device cookie) and the email as typed, folded (`email::fold`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignInAttempt {
     pub device_hash: Option<String>,
     pub email: String,
+    /// The email as typed, trimmed and lower-cased but not in NFC: how a release before NFC
+    /// stored it (`account_id!`).
+    pub email_before_nfc: String,
     pub account_key: String,
     pub now: i64,
 }
 
 impl SignInAttempt {
-    /// `?1`–`?4` of `trusted_device!`.
+    /// `?1`–`?5` of `trusted_device!`.
     fn device_args(&self) -> Vec<Value> {
         vec![
             optional_text(self.device_hash.as_ref()),
             text(&self.email),
             integer(DEVICE_MAX_FAILURES),
             integer(self.now - DEVICE_LIFETIME_MS),
+            text(&self.email_before_nfc),
         ]
     }
 }
@@ -63,14 +85,14 @@ pub fn admit_untrusted_attempt(attempt: &SignInAttempt) -> Statement<ThrottleSta
     Statement::new(
         concat!(
             "INSERT INTO sign_in_throttle (account_key, attempts, last_attempt_at, next_allowed_at) ",
-            "SELECT ?5, 1, ?6, ?6 WHERE NOT EXISTS (SELECT 1 FROM trusted_devices WHERE ",
+            "SELECT ?6, 1, ?7, ?7 WHERE NOT EXISTS (SELECT 1 FROM trusted_devices WHERE ",
             trusted_device!(),
             ") ON CONFLICT (account_key) DO UPDATE SET ",
-            "attempts = CASE WHEN last_attempt_at < ?7 THEN 1 ELSE attempts + 1 END, ",
-            "last_attempt_at = ?6, ",
-            "next_allowed_at = ?6 + CASE WHEN last_attempt_at < ?7 OR attempts + 1 < ?8 THEN 0 ",
-            "ELSE min(?9 << min(attempts + 1 - ?8, 30), ?10) END ",
-            "WHERE next_allowed_at <= ?6 OR last_attempt_at < ?7 ",
+            "attempts = CASE WHEN last_attempt_at < ?8 THEN 1 ELSE attempts + 1 END, ",
+            "last_attempt_at = ?7, ",
+            "next_allowed_at = ?7 + CASE WHEN last_attempt_at < ?8 OR attempts + 1 < ?9 THEN 0 ",
+            "ELSE min(?10 << min(attempts + 1 - ?9, 30), ?11) END ",
+            "WHERE next_allowed_at <= ?7 OR last_attempt_at < ?8 ",
             "RETURNING next_allowed_at"
         ),
         args,
@@ -203,8 +225,11 @@ pub fn insert_confirmed_session(
 }
 
 /// Sign-in reads the stored hash to verify the password before anything is written.
-pub fn user_credentials(email: &str) -> Statement<UserCredentials> {
-    Statement::new("SELECT id, email, password_hash, created_at FROM users WHERE email = ?1", vec![text(email)])
+pub fn user_credentials(attempt: &SignInAttempt) -> Statement<UserCredentials> {
+    Statement::new(
+        concat!("SELECT id, email, password_hash, created_at FROM users WHERE id = ", account_id!("?1", "?2")),
+        vec![text(&attempt.email), text(&attempt.email_before_nfc)],
+    )
 }
 
 pub fn update_password_hash(user_id: &str, password_hash: &str, now: i64) -> Statement {

@@ -9,7 +9,7 @@ use crate::accounts::password::{UNKNOWN_ACCOUNT_HASH, Verification};
 use crate::accounts::session::{SessionAuth, clear_cookie};
 use crate::accounts::sql::SignInAttempt;
 use crate::accounts::throttle::{self, DEVICE_LIFETIME_MS, DEVICES_PER_ACCOUNT};
-use crate::accounts::{Email, Password, SessionToken, ThrottleState, User, UserCredentials, sql};
+use crate::accounts::{Email, Password, SessionToken, ThrottleState, User, UserCredentials, email, sql};
 use crate::caller::Caller;
 use crate::db::{Pipeline, Statement, StatementError};
 use crate::error::ApiError;
@@ -168,7 +168,7 @@ fn seconds_until(at: i64, now: i64) -> u32 {
 /// limit bounds that probing to the sign-up budget per address (docs/api.md says so).
 pub async fn sign_up<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let input: Credentials = context.json_body()?;
-    let email = Email::parse(&input.email)?;
+    let email = Email::parse(&input.email, |text| context.platform.to_nfc(text))?;
     let password = Password::parse(&input.password)?;
     let key = format!("signup:{}", client_address(context));
     within_budget(context, Limiter::SignUpPerClient, &key, ApiError::SignUpRateLimited).await?;
@@ -235,7 +235,7 @@ async fn count_attempt<P: Platform>(
         pipeline.push(sql::count_trusted_attempt(attempt));
     }
     let throttled = pipeline.push(sql::throttle_state(&attempt.account_key));
-    let credentials = pipeline.push(sql::user_credentials(&attempt.email));
+    let credentials = pipeline.push(sql::user_credentials(attempt));
     let outcome = database.run(&pipeline).await?;
     Ok(CountedAttempt {
         trusted: outcome.first(trusted)?.is_some(),
@@ -265,14 +265,15 @@ pub async fn sign_in<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespons
     let input: Credentials = context.json_body()?;
     let device = device_token(context);
     let now = context.request.now_ms;
-    // A malformed email cannot belong to an account; it is still counted and still costs a
-    // verification, so neither the answer nor its timing tells which field was wrong.
-    let email =
-        Email::parse(&input.email).map_or_else(|_| input.email.trim().to_lowercase(), |e| e.as_str().to_string());
+    // Folded, not parsed: a malformed email cannot belong to an account, yet it is still counted
+    // and still costs a verification, so neither the answer nor its timing tells which field
+    // was wrong.
+    let email = email::fold(&input.email, |text| context.platform.to_nfc(text));
     let attempt = SignInAttempt {
         device_hash: device.as_ref().map(DeviceToken::hash),
+        account_key: throttle::account_key(&email),
+        email_before_nfc: input.email.trim().to_lowercase(),
         email,
-        account_key: throttle::account_key(&input.email),
         now,
     };
     // Which limit guards an attempt depends on whether its device is trusted, which only the

@@ -105,6 +105,72 @@ fn sign_up_validates_input_and_refuses_duplicates() {
     });
 }
 
+/// "Zoë" typed as `o` + U+0308 (as macOS file names and some keyboards give it) and as the one
+/// code point U+00EB: two strings, one address.
+const DECOMPOSED: &str = "Zoe\u{308}@Example.com";
+const COMPOSED: &str = "zo\u{eb}@example.com";
+
+#[test]
+fn an_address_typed_composed_or_decomposed_is_one_account() {
+    each_shape(|mut stack| {
+        let client = stack.client("na");
+        let first = sign_up(&mut stack, &client, DECOMPOSED, PASSWORD);
+        assert_eq!(first.status(), 201, "{}", first.text());
+        assert_eq!(first.json()["user"]["email"], COMPOSED, "stored and answered in NFC");
+
+        let another = stack.client("na");
+        let look_alike = sign_up(&mut stack, &another, COMPOSED, PASSWORD);
+        assert_eq!((look_alike.status(), look_alike.error_code().as_str()), (409, "email_taken"));
+        assert_eq!(stack.query_text(stack.accounts_db(), "SELECT email FROM users"), [COMPOSED]);
+
+        for typed in [COMPOSED, DECOMPOSED, " ZO\u{cb}@EXAMPLE.COM "] {
+            let signed_in = sign_in_anew(&mut stack, "na", typed, PASSWORD);
+            assert_eq!(signed_in.status(), 200, "{typed:?}: {}", signed_in.text());
+            assert_eq!(signed_in.json()["user"], first.json()["user"], "{typed:?}");
+        }
+    });
+}
+
+#[test]
+fn failed_sign_ins_count_against_one_account_however_its_address_is_typed() {
+    each_shape(|mut stack| {
+        signed_up_user(&mut stack, COMPOSED);
+        for typed in [COMPOSED, DECOMPOSED, COMPOSED, DECOMPOSED] {
+            let failed = sign_in_anew(&mut stack, "na", typed, "wrong password");
+            assert_eq!(failed.status(), 401, "{typed:?}");
+        }
+        let keys = stack.query_text(stack.accounts_db(), "SELECT attempts FROM sign_in_throttle");
+        assert_eq!(keys, ["4"], "one throttle row for the account, counting both forms");
+    });
+}
+
+#[test]
+fn an_account_stored_before_addresses_were_put_in_nfc_still_signs_in() {
+    each_shape(|mut stack| {
+        signed_up_user(&mut stack, "legacy@example.com");
+        let id = stack.query_text(stack.accounts_db(), "SELECT id FROM users");
+        // What a release before NFC stored for an address typed decomposed: trimmed and
+        // lower-cased, as typed.
+        let stored = DECOMPOSED.to_lowercase();
+        stack.query(stack.accounts_db(), &format!("UPDATE users SET email = '{stored}'"));
+        stack.replicate();
+
+        let client = stack.client("na");
+        let signed_in = sign_in(&mut stack, &client, DECOMPOSED, PASSWORD);
+        assert_eq!(signed_in.status(), 200, "{}", signed_in.text());
+        assert_eq!(signed_in.json()["user"]["id"], id[0].as_str());
+        assert_eq!(signed_in.json()["user"]["email"], stored.as_str());
+        // The browser is now a trusted device of that account: its failure counts against the
+        // device, not the account's throttle (`accounts::throttle`).
+        assert_eq!(sign_in(&mut stack, &client, DECOMPOSED, "wrong password").status(), 401);
+        assert_eq!(
+            stack.query_text(stack.accounts_db(), "SELECT failures FROM trusted_devices ORDER BY failures"),
+            ["0", "1"]
+        );
+        assert_eq!(stack.query_text(stack.accounts_db(), "SELECT count(*) FROM sign_in_throttle"), ["0"]);
+    });
+}
+
 #[test]
 fn sign_in_failures_do_not_say_which_field_was_wrong() {
     each_shape(|mut stack| {

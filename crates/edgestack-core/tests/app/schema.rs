@@ -46,6 +46,7 @@ fn account_statements() -> Vec<Built> {
     let attempt = SignInAttempt {
         device_hash: Some("hash".into()),
         email: "a@b.c".into(),
+        email_before_nfc: "a@b.c".into(),
         account_key: "key".into(),
         now: 2_000,
     };
@@ -53,7 +54,7 @@ fn account_statements() -> Vec<Built> {
     vec![
         built("accounts::sql::insert_user", accounts_sql::insert_user("id", "a@b.c", "hash", 1)),
         built("accounts::sql::insert_session", accounts_sql::insert_session("hash", "id", 1, 2)),
-        built("accounts::sql::user_credentials", accounts_sql::user_credentials("a@b.c")),
+        built("accounts::sql::user_credentials", accounts_sql::user_credentials(&attempt)),
         built("accounts::sql::update_password_hash", accounts_sql::update_password_hash("id", "hash", 1)),
         built("accounts::sql::session_user", accounts_sql::session_user(&auth)),
         built("accounts::sql::touch_session", accounts_sql::touch_session(&auth)),

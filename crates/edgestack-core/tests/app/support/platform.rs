@@ -327,6 +327,10 @@ impl Platform for Worker {
         }
     }
 
+    fn to_nfc(&self, text: &str) -> String {
+        unicode_normalization::UnicodeNormalization::nfc(text.chars()).collect()
+    }
+
     async fn send_pipeline(
         &self,
         url: &str,
