@@ -91,6 +91,8 @@ pub struct Figures {
     pub requests: u64,
     pub db_per_request: f64,
     pub rounds: Vec<f64>,
+    /// CPU µs per request of each round, in round order.
+    pub cpu_rounds: Vec<f64>,
 }
 
 impl Figures {
@@ -105,6 +107,7 @@ impl Figures {
             requests: runs.iter().map(|run| run.requests).sum(),
             db_per_request: median_of(|run| run.db_per_request),
             rounds: runs.iter().map(|run| run.rps).collect(),
+            cpu_rounds: runs.iter().map(|run| run.cpu_us).collect(),
         }
     }
 
@@ -134,6 +137,8 @@ pub struct ShapeResult {
     pub rps_ratio_range: (f64, f64),
     /// (edgestack − floor) ÷ (peer − floor) CPU µs; `None` when the peer is at or below the floor.
     pub own_cpu_ratio: Option<f64>,
+    /// Where 95 % of `own_cpu_ratio` falls when the rounds are drawn again (`own_cpu_interval`).
+    pub own_cpu_interval: Option<(f64, f64)>,
 }
 
 pub struct Results {
@@ -172,6 +177,7 @@ impl Results {
                     rps_ratio: ratio(edgestack.rps, peer.rps),
                     rps_ratio_range: (low, high),
                     own_cpu_ratio: (peer_own > 0.0).then(|| (edgestack.cpu_us - floor.cpu_us) / peer_own),
+                    own_cpu_interval: own_cpu_interval(&edgestack.cpu_rounds, &peer.cpu_rounds, &floor.cpu_rounds),
                     edgestack,
                     peer,
                     floor,
@@ -195,6 +201,8 @@ impl Results {
                     "rps_ratio": round(shape.rps_ratio, 3),
                     "rps_ratio_range": [round(shape.rps_ratio_range.0, 3), round(shape.rps_ratio_range.1, 3)],
                     "own_cpu_ratio": shape.own_cpu_ratio.map(|r| round(r, 3)),
+                    // An unbounded end (`∞` in the tables) is null: JSON has no infinity.
+                    "own_cpu_ratio_95": shape.own_cpu_interval.map(|(low, high)| [round(low, 3), round(high, 3)]),
                 })
             })
             .collect();
@@ -209,7 +217,7 @@ impl Results {
                 "connections": CONNECTIONS,
                 "rounds": self.rounds,
                 "seconds_per_run": self.seconds,
-                "figures": "medians over rounds; errors and requests summed; cpu_us: user+system CPU of the workerd process running the Worker, per request; db_requests_per_request: devdb pipelines per completed request (the up to 16 requests still in flight when wrk stops add about 1-2 %)",
+                "figures": "medians over rounds; errors and requests summed; own_cpu_ratio_95: the central 95 % of own_cpu_ratio over 2000 bootstrap resamples of the rounds (a round's three sides drawn together; null: unbounded, the peer at or below the floor in some draws); cpu_us: user+system CPU of the workerd process running the Worker, per request; db_requests_per_request: devdb pipelines per completed request (the up to 16 requests still in flight when wrk stops add about 1-2 %)",
             },
         })
     }
@@ -243,14 +251,15 @@ impl Results {
                 ));
             }
             out.push_str(&format!(
-                "{:<38} req/s edgestack ÷ peer {:.2} (rounds {:.2}–{:.2}); own CPU above the floor {:.0} µs ÷ {:.0} µs = {}\n",
+                "{:<38} req/s edgestack ÷ peer {:.2} (rounds {:.2}–{:.2}); own CPU above the floor {:.0} µs ÷ {:.0} µs = {}{}\n",
                 "",
                 shape.rps_ratio,
                 shape.rps_ratio_range.0,
                 shape.rps_ratio_range.1,
                 shape.edgestack.cpu_us - shape.floor.cpu_us,
                 shape.peer.cpu_us - shape.floor.cpu_us,
-                own_ratio_text(shape.own_cpu_ratio)
+                own_ratio_text(shape.own_cpu_ratio),
+                interval_text(shape.own_cpu_interval)
             ));
             let failing: Vec<&str> = [(&shape.edgestack, "edgestack"), (&shape.peer, "peer")]
                 .into_iter()
@@ -283,7 +292,7 @@ impl Results {
         for shape in &self.shapes {
             let (e, p, f) = (&shape.edgestack, &shape.peer, &shape.floor);
             out.push_str(&format!(
-                "| {} | {:.0} / {:.0} | **{:.2}** ({:.2}–{:.2}) | {:.2} / {:.2} | {:.2} / {:.2} | {:.0} / {:.0} / {:.0} | **{}** | {:.2} / {:.2} | {} / {} |\n",
+                "| {} | {:.0} / {:.0} | **{:.2}** ({:.2}–{:.2}) | {:.2} / {:.2} | {:.2} / {:.2} | {:.0} / {:.0} / {:.0} | **{}**{} | {:.2} / {:.2} | {} / {} |\n",
                 shape.name.replace('|', "\\|"),
                 e.rps,
                 p.rps,
@@ -298,6 +307,7 @@ impl Results {
                 p.cpu_us,
                 e.cpu_us,
                 own_ratio_text(shape.own_cpu_ratio),
+                interval_text(shape.own_cpu_interval),
                 e.db_per_request,
                 p.db_per_request,
                 e.errors,
@@ -324,6 +334,40 @@ fn own_ratio_text(ratio: Option<f64>) -> String {
         Some(ratio) => format!("{ratio:.1}×"),
         None => "n/a (peer at the floor)".into(),
     }
+}
+
+/// ` (95 % 0.6–1.1×)`, or nothing without rounds.
+fn interval_text(interval: Option<(f64, f64)>) -> String {
+    let end = |value: f64| if value.is_finite() { format!("{value:.1}") } else { "∞".into() };
+    interval.map_or_else(String::new, |(low, high)| format!(" (95 % {}–{}×)", end(low), end(high)))
+}
+
+/// Draws of the rounds behind `own_cpu_interval`.
+const RESAMPLES: usize = 2_000;
+
+/// The central 95 % of the own-CPU ratio when the rounds are drawn again with replacement (a
+/// percentile bootstrap), a round's three sides always together, so that a slow moment of the
+/// machine stays paired: how far the ratio moves from the rounds' noise alone. Own CPU is a
+/// small difference of two large figures, so one run's ratio can sit on either side of 1.0
+/// while nothing changed (docs/performance.md). A draw where the peer's own cost is zero or
+/// less has no finite ratio and counts as `∞`. The seed is fixed: the same figures, the same
+/// interval. `None` without rounds.
+fn own_cpu_interval(edgestack: &[f64], peer: &[f64], floor: &[f64]) -> Option<(f64, f64)> {
+    let rounds = edgestack.len().min(peer.len()).min(floor.len());
+    if rounds == 0 {
+        return None;
+    }
+    let mut rng = fastrand::Rng::with_seed(0x0b00_75a3);
+    let mut ratios: Vec<f64> = (0..RESAMPLES)
+        .map(|_| {
+            let draw: Vec<usize> = (0..rounds).map(|_| rng.usize(..rounds)).collect();
+            let median_of = |side: &[f64]| median(&draw.iter().map(|&i| side[i]).collect::<Vec<_>>());
+            let (e, p, f) = (median_of(edgestack), median_of(peer), median_of(floor));
+            if p > f { (e - f) / (p - f) } else { f64::INFINITY }
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    Some((ratios[RESAMPLES * 25 / 1000], ratios[RESAMPLES * 975 / 1000 - 1]))
 }
 
 fn ratio(numerator: f64, denominator: f64) -> f64 {
@@ -439,6 +483,29 @@ mod tests {
         assert_eq!(json["shapes"][0]["own_cpu_ratio"], 7.143);
         assert!(json["machine"].as_str().unwrap().starts_with("nproc "));
         assert!(results.render_markdown().contains("| GET /api/health | 790 / 1000 | **0.79**"));
+        assert!(results.render_markdown().contains("| **7.1×** (95 % "), "{}", results.render_markdown());
+        assert_eq!(json["shapes"][0]["own_cpu_ratio_95"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn the_own_cpu_interval_spans_the_rounds_noise_and_is_unbounded_when_the_peer_meets_the_floor() {
+        let steady = own_cpu_interval(&[900.0; 8], &[800.0; 8], &[600.0; 8]).unwrap();
+        assert_eq!(steady, (1.5, 1.5), "rounds that agree leave no doubt");
+
+        let edgestack = [900.0, 950.0, 880.0, 1000.0, 920.0, 870.0, 990.0, 910.0];
+        let peer = [800.0, 780.0, 850.0, 760.0, 820.0, 790.0, 840.0, 810.0];
+        let floor = [600.0; 8];
+        let (low, high) = own_cpu_interval(&edgestack, &peer, &floor).unwrap();
+        let point = (median(&edgestack) - 600.0) / (median(&peer) - 600.0);
+        assert!(low < point && point < high, "{low} < {point} < {high}");
+        assert!(high - low > 0.2, "noisy rounds give a wide interval: {low}–{high}");
+        assert_eq!(own_cpu_interval(&edgestack, &peer, &floor), Some((low, high)), "a fixed seed");
+
+        let near_floor = [640.0, 590.0, 650.0, 580.0, 620.0, 600.0, 610.0, 570.0];
+        let (_, unbounded) = own_cpu_interval(&edgestack, &near_floor, &floor).unwrap();
+        assert_eq!(unbounded, f64::INFINITY);
+        assert_eq!(interval_text(Some((0.61, unbounded))), " (95 % 0.6–∞×)");
+        assert_eq!(own_cpu_interval(&[], &[], &[]), None);
     }
 
     #[test]

@@ -215,6 +215,7 @@ mod tests {
                 rps_ratio: 0.9,
                 rps_ratio_range: (0.85, 0.95),
                 own_cpu_ratio: Some(3.0),
+                own_cpu_interval: None,
             }],
             rounds: 1,
             seconds: 2,
