@@ -6,7 +6,9 @@
 //!
 //! Failover is modelled as devdb does it (docs/failover.md), on the caller's clock:
 //! [`Cluster::promote`] makes a replica the primary at its applied index and a new term, and
-//! fences the former primary at once (503 `PRIMARY_FENCED`). The other replicas keep serving
+//! fences the former primary (503 `PRIMARY_FENCED`): at once, or, after
+//! [`Cluster::set_fence_delay`], as late as devdb's watch fences a primary that kept running
+//! (≈ 0.4 s), answering meanwhile as the primary of its old term. The other replicas keep serving
 //! what they have under their old term until they would have found the new primary
 //! ([`REDISCOVER_MS`] later); then a replica whose log is a prefix of the new history follows
 //! it, and one that applied entries the new primary never had stops (503 `REPLICA_DIVERGED`).
@@ -84,6 +86,10 @@ pub struct Cluster {
     log: Vec<(f64, LogEntry)>,
     /// When the last promotion happened.
     promoted_at: f64,
+    /// How long after a promotion the former primary learns of it (`set_fence_delay`).
+    fence_delay_ms: f64,
+    /// A former primary not fenced yet: its name, when the fence reaches it, and the fence.
+    pending_fence: Option<(String, f64, Role)>,
 }
 
 impl Node {
@@ -172,7 +178,14 @@ impl Cluster {
             nodes.insert((*name).to_string(), Node::new(path, state, applier));
         }
         nodes.insert(FIRST_PRIMARY.to_string(), Node::new(primary_path, first, log_reader));
-        Ok(Self { nodes, primary: FIRST_PRIMARY.to_string(), log: Vec::new(), promoted_at: f64::NEG_INFINITY })
+        Ok(Self {
+            nodes,
+            primary: FIRST_PRIMARY.to_string(),
+            log: Vec::new(),
+            promoted_at: f64::NEG_INFINITY,
+            fence_delay_ms: 0.0,
+            pending_fence: None,
+        })
     }
 
     fn node(&self, name: Option<&str>) -> Option<&Node> {
@@ -255,11 +268,23 @@ impl Cluster {
         self.node(node).map_or(0, |node| node.pipelines)
     }
 
+    /// From now on a promotion fences the former primary `delay_ms` after it, as devdb's watch
+    /// fences a primary that kept running (measured 350–390 ms, docs/failover.md) rather than
+    /// at once. Until then the former primary answers as before, as the primary of its old
+    /// term: its reads show its branch, and a write it takes commits there and reaches no
+    /// replica (asynchronous replication without a lease; docs/failover.md, Guarantees).
+    pub fn set_fence_delay(&mut self, delay_ms: f64) {
+        self.fence_delay_ms = delay_ms.max(0.0);
+    }
+
     /// `devdb promote` on replica `name` at `now_ms`: it becomes the primary at its applied
-    /// index and a term above every term so far; the current primary is fenced. Entries the
-    /// promoted replica had not applied leave the history. Returns the new term.
+    /// index and a term above every term so far; the current primary is fenced (after the fence
+    /// delay, `set_fence_delay`). Entries the promoted replica had not applied leave the
+    /// history. Returns the new term.
     pub fn promote(&mut self, name: &str, now_ms: f64) -> Result<u64, String> {
         self.catch_up(now_ms).map_err(|e| e.to_string())?;
+        // A second promotion reaches a former primary still waiting for its fence at once.
+        self.apply_fence(f64::INFINITY);
         if name == self.primary || !self.nodes.contains_key(name) || name == FIRST_PRIMARY {
             return Err(format!("`{name}` is not a replica of this cluster"));
         }
@@ -275,13 +300,22 @@ impl Cluster {
         });
         promoted.shared.set_diverged(None);
         let old = std::mem::replace(&mut self.primary, name.to_string());
-        if let Some(old) = self.nodes.get_mut(&old) {
-            let primary_url = Some(format!("sim://{name}"));
-            old.shared.update_node(|node| node.role = Role::Fenced { by_term: term, primary_url });
-        }
+        let fence = Role::Fenced { by_term: term, primary_url: Some(format!("sim://{name}")) };
+        self.pending_fence = Some((old, now_ms + self.fence_delay_ms, fence));
+        self.apply_fence(now_ms);
         self.log.retain(|(_, entry)| entry.idx <= from_index);
         self.promoted_at = now_ms;
         Ok(term)
+    }
+
+    /// Fences the former primary if its fence is due by `now_ms`.
+    fn apply_fence(&mut self, now_ms: f64) {
+        let Some((name, at, fence)) = self.pending_fence.take() else { return };
+        if at > now_ms {
+            self.pending_fence = Some((name, at, fence));
+        } else if let Some(old) = self.nodes.get_mut(&name) {
+            old.shared.update_node(|node| node.role = fence);
+        }
     }
 
     /// Answers a `POST /v3/pipeline` body at time `now_ms` on the first primary (`None`) or
@@ -313,6 +347,7 @@ impl Cluster {
     /// Applies, on every replica, the entries whose lag has passed by `now_ms`; replicas that
     /// would have found a new primary by then follow it, or stop if they cannot.
     pub fn catch_up(&mut self, now_ms: f64) -> Result<(), Refusal> {
+        self.apply_fence(now_ms);
         let (term, terms) = self.history();
         let rediscovered = now_ms >= self.promoted_at + REDISCOVER_MS;
         for (name, replica) in &mut self.nodes {
@@ -561,6 +596,32 @@ mod tests {
         assert_eq!(cluster.term(Some("eu")), Some(2));
         assert_eq!(values(&mut cluster, Some("eu"), 300.0).unwrap(), [1, 4], "write 2 was lost: eu never applied it");
         assert!(cluster.promote("eu", 300.0).is_err(), "already the primary");
+    }
+
+    #[test]
+    fn with_a_fence_delay_the_old_primary_answers_under_its_old_term_until_the_fence_arrives() {
+        let folder = tempfile::tempdir().unwrap();
+        let mut cluster = Cluster::new(folder.path(), &["eu"]).unwrap();
+        cluster.pipeline(None, &execute("CREATE TABLE t(x)"), 0.0).unwrap();
+        write(&mut cluster, None, 1, 0.0).unwrap();
+        cluster.set_fence_delay(400.0);
+
+        assert_eq!(cluster.promote("eu", 100.0).unwrap(), 2);
+        write(&mut cluster, Some("eu"), 2, 150.0).unwrap();
+
+        assert_eq!(cluster.term(None), Some(1), "not fenced yet: still the primary of term 1");
+        write(&mut cluster, None, 3, 200.0).unwrap();
+        assert_eq!(values(&mut cluster, None, 499.0).unwrap(), [1, 3], "its own branch");
+        let fenced = cluster.pipeline(None, &execute("SELECT 1"), 500.0).unwrap_err();
+        assert_eq!((fenced.status, fenced.code()), (503, "PRIMARY_FENCED"), "{fenced}");
+        assert_eq!(values(&mut cluster, Some("eu"), 500.0).unwrap(), [1, 2], "write 3 reached no replica");
+        // A second promotion fences a former primary still waiting at once.
+        let second_folder = tempfile::tempdir().unwrap();
+        let mut second = Cluster::new(second_folder.path(), &["eu", "ap"]).unwrap();
+        second.set_fence_delay(400.0);
+        second.promote("eu", 0.0).unwrap();
+        second.promote("ap", 10.0).unwrap();
+        assert_eq!(second.pipeline(None, &execute("SELECT 1"), 20.0).unwrap_err().code(), "PRIMARY_FENCED");
     }
 
     #[test]

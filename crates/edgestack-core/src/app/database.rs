@@ -117,7 +117,7 @@ impl<'a, P: Platform> Database<'a, P> {
     async fn on_primary(&self, pipeline: &Pipeline) -> Result<PipelineOutcome, DbError> {
         let primary = &self.topology.primary;
         let deadline = self.data_path.primary_deadline_ms;
-        let missed = match self.attempt(primary, pipeline, self.request_body(pipeline)?, deadline).await {
+        let missed = match self.attempt_primary(primary, pipeline, self.request_body(pipeline)?, deadline).await {
             Ok(answered) => return Ok(self.take_primary_answer(pipeline, answered)),
             Err(missed) => missed,
         };
@@ -137,7 +137,7 @@ impl<'a, P: Platform> Database<'a, P> {
         }
         self.platform.log(&format!("primary {} failed ({failure}); sending to {}", primary.url, replacement.url));
         self.report.borrow_mut().fallbacks.push((primary.label(), "failed"));
-        match self.attempt(&replacement, pipeline, self.request_body(pipeline)?, deadline).await {
+        match self.attempt_primary(&replacement, pipeline, self.request_body(pipeline)?, deadline).await {
             Ok(answered) => Ok(self.take_primary_answer(pipeline, answered)),
             Err(missed) => Err(missed.into_db_error()),
         }
@@ -221,9 +221,12 @@ impl<'a, P: Platform> Database<'a, P> {
             {
                 continue;
             }
-            let deadline =
-                if is_replica { self.data_path.replica_deadline_ms } else { self.data_path.primary_deadline_ms };
-            let (outcome, term) = match self.attempt(endpoint, pipeline, body.clone(), deadline).await {
+            let attempted = if is_replica {
+                self.attempt(endpoint, pipeline, body.clone(), self.data_path.replica_deadline_ms).await
+            } else {
+                self.attempt_primary(endpoint, pipeline, body.clone(), self.data_path.primary_deadline_ms).await
+            };
+            let (outcome, term) = match attempted {
                 Ok(answered) => answered,
                 Err(missed) if !is_replica => {
                     return self.read_after_primary_failure(endpoint, pipeline, missed, &plan, region.as_ref()).await;
@@ -371,7 +374,7 @@ impl<'a, P: Platform> Database<'a, P> {
         self.platform.log(&format!("primary {} failed ({failure}); reading from {}", primary.url, replacement.url));
         let deadline = self.data_path.primary_deadline_ms;
         let body = self.request_body(pipeline).map_err(Missed::Answer)?;
-        let answered = self.attempt(replacement, pipeline, body, deadline).await?;
+        let answered = self.attempt_primary(replacement, pipeline, body, deadline).await?;
         Ok(self.take_primary_answer(pipeline, answered))
     }
 
@@ -410,6 +413,30 @@ impl<'a, P: Platform> Database<'a, P> {
             }
             // Fenced while the write ran: it was rolled back, nothing of it committed.
             Err(error) => Err(Failure::of_statement(&error).map_or(Missed::Answer(error), Missed::Endpoint)),
+        }
+    }
+
+    /// `attempt` on the node taken as the primary. An answer under a term older than the
+    /// client's last write is no primary's answer for this client ([`Failure::Superseded`]): a
+    /// former primary the promotion has not fenced yet, reached by an isolate that has not read
+    /// the record since (it reads it at most once a second).
+    async fn attempt_primary(
+        &self,
+        endpoint: &Endpoint,
+        pipeline: &Pipeline,
+        body: Vec<u8>,
+        deadline_ms: u32,
+    ) -> Result<(PipelineOutcome, Option<u64>), Missed> {
+        let (outcome, term) = self.attempt(endpoint, pipeline, body, deadline_ms).await?;
+        let required = self.requirement.get().and_then(|requirement| requirement.term);
+        match (term, required) {
+            (Some(answered), Some(required)) if answered < required => {
+                Err(Missed::Endpoint(Failure::Superseded(format!(
+                    "{} answered under term {answered}; the client's last write is of term {required}",
+                    endpoint.url
+                ))))
+            }
+            _ => Ok((outcome, term)),
         }
     }
 

@@ -9,7 +9,10 @@
 //! ran. Anything else — no answer in time, a connection lost, a 5xx — may come after a commit
 //! the old primary acknowledged to nobody: sending it again could apply it twice (a note
 //! created twice, a counter bumped twice), so the client gets 503 + `Retry-After` and decides,
-//! and the isolate's next request goes to the new primary.
+//! and the isolate's next request goes to the new primary. One more answer is a failure: a node
+//! that answers as the primary under a term older than the client's last write (a former
+//! primary not fenced yet). What it ran is on a branch the current history never holds, so an
+//! operation it answered may go to the record's primary like one it refused.
 
 pub use crate::db::PRIMARY_FENCED;
 use crate::db::{DbError, PipelineKind};
@@ -28,6 +31,11 @@ pub struct HranaAnswer {
 pub enum Failure {
     /// It refused the whole request because it is not the primary any more: nothing ran.
     NotPrimary(String),
+    /// It answered as the primary under a term older than the client's last write: a former
+    /// primary the promotion has not fenced yet. Its rows lack that write, and whatever it ran
+    /// is on a branch every node of the newer term refuses (docs/failover.md), so it counts as
+    /// not run.
+    Superseded(String),
     /// Unreachable, no answer in time, overloaded (429) or a 5xx: the request may have run.
     Unavailable(String),
     /// An answer that is no Hrana response (a 4xx: wrong URL, wrong token): a misconfiguration,
@@ -39,7 +47,7 @@ impl Failure {
     /// What a handler sees: 503 with `Retry-After` for the first two, 502 for the last.
     pub fn into_db_error(self) -> DbError {
         match self {
-            Self::NotPrimary(why) | Self::Unavailable(why) => DbError::Unavailable(why),
+            Self::NotPrimary(why) | Self::Superseded(why) | Self::Unavailable(why) => DbError::Unavailable(why),
             Self::Protocol(why) => DbError::Protocol(why),
         }
     }
@@ -67,7 +75,7 @@ impl Failure {
     pub fn may_retry(&self, kind: PipelineKind) -> bool {
         match self {
             Self::Protocol(_) => false,
-            Self::NotPrimary(_) => true,
+            Self::NotPrimary(_) | Self::Superseded(_) => true,
             Self::Unavailable(_) => kind != PipelineKind::Write,
         }
     }
@@ -82,6 +90,7 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::NotPrimary(why) => write!(f, "not the primary: {why}"),
+            Self::Superseded(why) => write!(f, "a former primary: {why}"),
             Self::Unavailable(why) | Self::Protocol(why) => f.write_str(why),
         }
     }
@@ -156,6 +165,13 @@ mod tests {
             assert!(not_primary.may_retry(kind) && unavailable.may_retry(kind));
         }
         assert!(not_primary.may_retry(PipelineKind::Write));
+        let superseded = Failure::Superseded("answered under term 1".into());
+        assert!(
+            superseded.may_retry(PipelineKind::Write),
+            "what it ran is on a branch no node of the newer term keeps"
+        );
+        assert!(superseded.is_primary_failure());
+        assert!(matches!(superseded.into_db_error(), DbError::Unavailable(_)));
         assert!(!unavailable.may_retry(PipelineKind::Write), "it may have committed");
         assert!(!Failure::Protocol("x".into()).may_retry(PipelineKind::Read));
         let fenced_statement = DbError::Statement {
