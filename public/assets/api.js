@@ -102,6 +102,17 @@ export function member(answer, key, fits = isRecord) {
   return value;
 }
 
+/**
+ * The answer of a change the API answers `204 No Content` (a delete, a sign-out; docs/api.md):
+ * `null`. A success with a body came from something in between (a proxy, another API), and the
+ * change may not have happened: an ApiError `unreadable_answer`, as `member` treats an answer
+ * without its key. Not checked, a note would leave the list though it was never deleted.
+ */
+export function noContent(answer) {
+  if (answer !== null) throw new ApiError(200, "unreadable_answer", UNREADABLE);
+  return null;
+}
+
 async function answerOf(response) {
   if (response.status === 204) return null;
   const text = await response.text();

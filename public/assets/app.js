@@ -2,7 +2,7 @@
 // User content is only ever set with textContent: notes are attacker-controlled text.
 //
 // Imports name modules by their absolute asset path, which the build rewrites (see api.js).
-import { ApiError, api, el, idPath, ifVersion, member, publicNoteUrl, showHealth, timeElement } from "/assets/api.js";
+import { ApiError, api, el, idPath, ifVersion, member, noContent, publicNoteUrl, showHealth, timeElement } from "/assets/api.js";
 
 const PAGE_SIZE = 20;
 const EXCERPT_CHARS = 280;
@@ -260,7 +260,7 @@ async function signOut(event) {
   if (editorHasUnsavedText() && !window.confirm("The editor holds text you have not saved. Sign out and discard it?")) return;
   await busy(event.currentTarget, async () => {
     try {
-      await api("DELETE", "/api/sessions/current");
+      noContent(await api("DELETE", "/api/sessions/current"));
     } catch (error) {
       // Already signed out on the server: the page just catches up.
       if (!(error instanceof ApiError && error.status === 401)) throw error;
@@ -575,7 +575,7 @@ async function onMyNoteAction(event) {
   const requests = {
     publish: async () => member(await api("PUT", `${path}/publication`, undefined, version), "note"),
     unpublish: async () => member(await api("DELETE", `${path}/publication`, undefined, version), "note"),
-    delete: () => api("DELETE", path, undefined, version),
+    delete: async () => noContent(await api("DELETE", path, undefined, version)),
   };
   let missing = false;
   let conflict = false;

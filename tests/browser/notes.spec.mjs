@@ -744,6 +744,38 @@ async function troubles(browser, b) {
   );
 
   await step(
+    "C's delete and sign-out answered 200 with JSON instead of the API's 204",
+    "each an error saying the answer could not be read; the note still listed, C still signed in",
+    async () => {
+      const deleteAnsweredByOther = (route) =>
+        route.request().method() === "DELETE"
+          ? route.fulfill({ status: 200, contentType: "application/json", body: '{"ok":true}' })
+          : route.continue();
+      const unreadable = () =>
+        visible(c.page, c.page.locator('#status[data-kind="error"]', { hasText: "could not be read" }), "an error about the answer");
+      const accept = (dialog) => dialog.accept();
+      await c.page.route("**/api/notes/*", deleteAnsweredByOther);
+      await c.page.route("**/api/sessions/current", deleteAnsweredByOther);
+      c.page.on("dialog", accept);
+      try {
+        await c.page.evaluate(() => { document.getElementById("status").textContent = ""; });
+        await cNote(c.page, `Filler 1 ${run}`).locator('button[data-action="delete"]').click();
+        await unreadable();
+        if ((await cNote(c.page, `Filler 1 ${run}`).count()) !== 1) throw new Error("the note left the list");
+        await c.page.evaluate(() => { document.getElementById("status").textContent = ""; });
+        await c.page.click("#signout");
+        await unreadable();
+        if (!(await c.page.locator("#signout").isVisible())) throw new Error("C was shown as signed out");
+      } finally {
+        c.page.off("dialog", accept);
+        await c.page.unroute("**/api/notes/*", deleteAnsweredByOther);
+        await c.page.unroute("**/api/sessions/current", deleteAnsweredByOther);
+      }
+      if ((await c.page.inputValue("#note-title")) !== `Through a proxy ${run}`) throw new Error("the editor lost the text");
+    },
+  );
+
+  await step(
     "C clicks Edit on a note while the editor holds unsaved text",
     "a question first; saying no keeps the text",
     async () => {
