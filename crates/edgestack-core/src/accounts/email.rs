@@ -1,5 +1,5 @@
 //! An email address, parsed once: trimmed, lower-cased, put in Unicode Normalization Form C,
-//! shape-checked. Not proof of ownership. An address that shows like another must not be a
+//! its domain in A-labels, shape-checked. Not proof of ownership. An address that shows like another must not be a
 //! second account: so no character in it may be invisible — white space, controls,
 //! default-ignorable characters (a soft hyphen, a zero-width space, a variation selector, a
 //! Hangul filler; IDNA2008 allows none of them in a domain) — and an "é" typed as one code point
@@ -25,20 +25,50 @@ impl fmt::Display for InvalidEmail {
 const MAX_LENGTH: usize = 254;
 
 /// What an account's address is compared as: `typed` trimmed, lower-cased (Unicode's default
-/// case conversion), then given to `nfc`, which returns its text in NFC. The caller brings
-/// NFC (`Platform::to_nfc`): the Worker has the runtime's, and the tables as a crate would
-/// cost the wasm 60 KB gzip (docs/performance.md). Lower-casing comes first because it can
-/// leave a text that is no longer in NFC.
+/// case conversion), then given to `nfc`, which returns its text in NFC; then each label of the
+/// domain (after the last `@`) that is not ASCII is written as its A-label, `xn--` and its
+/// Punycode (RFC 5890, RFC 3492). The caller brings NFC (`Platform::to_nfc`): the Worker has
+/// the runtime's, and the tables as a crate would cost the wasm 60 KB gzip
+/// (docs/performance.md). Lower-casing comes first because it can leave a text that is no
+/// longer in NFC. A domain has one name in DNS, its A-labels, and a browser's email field sends
+/// that form (`a@xn--cole-9oa.fr` for `a@école.fr`), so both spellings must be one account.
 pub fn fold(typed: &str, nfc: impl FnOnce(&str) -> String) -> String {
-    nfc(&typed.trim().to_lowercase())
+    with_a_labels(nfc(&typed.trim().to_lowercase()))
+}
+
+/// `address` with each label of its domain that is not ASCII written as its A-label.
+fn with_a_labels(address: String) -> String {
+    match address.rsplit_once('@') {
+        Some((local, domain)) if !domain.is_ascii() => {
+            let labels: Vec<String> = domain.split('.').map(a_label).collect();
+            format!("{local}@{}", labels.join("."))
+        }
+        _ => address,
+    }
+}
+
+/// `label` as DNS knows it: unchanged if ASCII, else `xn--` and its Punycode. Encoding fails only
+/// past the DNS limit of 63 bytes a label; such a label stays as it is, and an address holding
+/// it is too long anyway.
+fn a_label(label: &str) -> String {
+    if label.is_ascii() {
+        return label.to_string();
+    }
+    idna::punycode::encode_str(label).map_or_else(|| label.to_string(), |code| format!("xn--{code}"))
 }
 
 impl Email {
-    /// `input` folded (`fold`) and shape-checked.
+    /// `input` folded (`fold`) and shape-checked. Invisible characters are looked for before
+    /// the domain is put in A-labels, which would hide them in Punycode; the lengths (RFC 5321:
+    /// 254 and 64 bytes) are those of the folded address.
     pub fn parse(input: &str, nfc: impl FnOnce(&str) -> String) -> Result<Self, InvalidEmail> {
-        let email = fold(input, nfc);
+        let unicode = nfc(&input.trim().to_lowercase());
         let invisible = |c: char| c.is_control() || !is_visible(c);
-        if email.is_empty() || email.len() > MAX_LENGTH || email.chars().any(invisible) {
+        if unicode.chars().any(invisible) {
+            return Err(InvalidEmail);
+        }
+        let email = with_a_labels(unicode);
+        if email.is_empty() || email.len() > MAX_LENGTH {
             return Err(InvalidEmail);
         }
         let (local, domain) = email.rsplit_once('@').ok_or(InvalidEmail)?;
@@ -80,7 +110,20 @@ mod tests {
     fn an_address_typed_composed_or_decomposed_is_one_address() {
         check("zoe\u{308}@example.com", Some("zo\u{eb}@example.com"));
         check("ZOE\u{308}@EXAMPLE.COM", Some("zo\u{eb}@example.com"));
-        check("zo\u{eb}@e\u{301}cole.fr", Some("zo\u{eb}@\u{e9}cole.fr"));
+        check("zo\u{eb}@e\u{301}cole.fr", Some("zo\u{eb}@xn--cole-9oa.fr"));
+    }
+
+    #[test]
+    fn a_domain_is_folded_to_its_a_labels() {
+        check("Ada@\u{c9}cole.FR", Some("ada@xn--cole-9oa.fr"));
+        check("ada@XN--COLE-9OA.fr", Some("ada@xn--cole-9oa.fr"));
+        check("zo\u{eb}@b\u{fc}cher.m\u{fc}nchen.de", Some("zo\u{eb}@xn--bcher-kva.xn--mnchen-3ya.de"));
+        // The local part keeps its letters: only a domain has a second spelling.
+        check("zo\u{eb}@example.com", Some("zo\u{eb}@example.com"));
+        // A label too long to encode makes an address too long to take.
+        check(&format!("a@{}.com", "\u{10fffd}".repeat(4000)), None);
+        // An invisible character is refused, not hidden in Punycode.
+        check("a@ex\u{ad}ample.com", None);
     }
 
     #[test]

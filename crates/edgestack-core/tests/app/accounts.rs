@@ -131,6 +131,45 @@ fn an_address_typed_composed_or_decomposed_is_one_account() {
     });
 }
 
+/// A domain beyond ASCII has two spellings, its U-label (`école.fr`, as typed) and its A-label
+/// (`xn--cole-9oa.fr`, what DNS knows and what a browser's email field sends): one mailbox, so
+/// one account, stored under the A-label.
+#[test]
+fn an_address_whose_domain_is_typed_as_a_u_label_or_an_a_label_is_one_account() {
+    const A_LABEL: &str = "ada@xn--cole-9oa.fr";
+    each_shape(|mut stack| {
+        let client = stack.client("na");
+        let first = sign_up(&mut stack, &client, "Ada@\u{c9}cole.fr", PASSWORD);
+        assert_eq!(first.status(), 201, "{}", first.text());
+        assert_eq!(first.json()["user"]["email"], A_LABEL);
+
+        let another = stack.client("na");
+        let same_mailbox = sign_up(&mut stack, &another, "ada@XN--COLE-9OA.fr", PASSWORD);
+        assert_eq!((same_mailbox.status(), same_mailbox.error_code().as_str()), (409, "email_taken"));
+        assert_eq!(stack.query_text(stack.accounts_db(), "SELECT email FROM users"), [A_LABEL]);
+
+        for typed in [A_LABEL, "ada@\u{e9}cole.fr", "ada@e\u{301}cole.fr"] {
+            let signed_in = sign_in_anew(&mut stack, "na", typed, PASSWORD);
+            assert_eq!(signed_in.status(), 200, "{typed:?}: {}", signed_in.text());
+            assert_eq!(signed_in.json()["user"], first.json()["user"], "{typed:?}");
+        }
+    });
+}
+
+/// An account an earlier release stored under its U-label still signs in with the address typed
+/// as it was then.
+#[test]
+fn an_account_stored_under_its_u_label_still_signs_in() {
+    each_shape(|mut stack| {
+        signed_up_user(&mut stack, "legacy@example.com");
+        stack.query(stack.accounts_db(), "UPDATE users SET email = 'ada@\u{e9}cole.fr'");
+        stack.replicate();
+        let signed_in = sign_in_anew(&mut stack, "na", "Ada@\u{e9}cole.fr", PASSWORD);
+        assert_eq!(signed_in.status(), 200, "{}", signed_in.text());
+        assert_eq!(signed_in.json()["user"]["email"], "ada@\u{e9}cole.fr");
+    });
+}
+
 #[test]
 fn failed_sign_ins_count_against_one_account_however_its_address_is_typed() {
     each_shape(|mut stack| {
