@@ -12,7 +12,8 @@ use crate::db::{Statement, Value, integer, optional_text, text};
 /// The id of the account signing in: `$folded` its address folded (`email::fold`), `$legacy`
 /// the same without NFC. A release before NFC stored the address as it was typed, so an
 /// account whose stored address is not in NFC is found by that form, else it could never sign
-/// in again; when both exist (two look-alike accounts from before), the one typed exactly wins.
+/// in again; when both exist (sign-up finds only the folded form, so a look-alike can be made
+/// beside an older account), the one typed exactly wins.
 macro_rules! account_id {
     ($folded:literal, $legacy:literal) => {
         concat!(
