@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use edgestack_core::accounts::email::Form;
 use edgestack_core::app::{ApiResponse, IsolateState, KvWrite, Limiter, Platform, ServiceRequest};
 use edgestack_core::datapath::HranaAnswer;
 use edgestack_core::db::DbError;
@@ -105,8 +106,12 @@ impl Platform for WorkerPlatform<'_> {
         crate::edge::now_ms()
     }
 
-    fn to_nfc(&self, text: &str) -> String {
-        js_sys::JsString::from(text).normalize("NFC").into()
+    fn normalize(&self, text: &str, form: Form) -> String {
+        let form = match form {
+            Form::Nfc => "NFC",
+            Form::Nfkc => "NFKC",
+        };
+        js_sys::JsString::from(text).normalize(form).into()
     }
 
     fn isolate(&self) -> &IsolateState {

@@ -31,11 +31,12 @@ fn repeated_sign_ins_are_rate_limited() {
     assert_eq!(owner.sign_in(&email, PASSWORD).status, 200, "the device that signed up is not held up");
 }
 
-/// The address is put in NFC by the runtime's own `String.prototype.normalize`
-/// (`Platform::to_nfc`), the one part of folding an address the in-process tests cannot reach:
-/// "é" typed decomposed signs up as the composed address, and the composed one is then taken.
+/// The address is normalized by the runtime's own `String.prototype.normalize`
+/// (`Platform::normalize`), the one part of the address rules the in-process tests cannot reach:
+/// "é" typed decomposed signs up as the composed address, and the composed one is then taken;
+/// an address with a compatibility character (the micro sign beside μ) is refused.
 #[test]
-fn the_worker_puts_an_address_in_nfc() {
+fn the_worker_normalizes_an_address() {
     let app = spawn_app();
     let local = format!("e\u{301}lise-{}", crate::helpers::random_hex(6));
     let decomposed = format!("{local}@Example.com");
@@ -48,4 +49,7 @@ fn the_worker_puts_an_address_in_nfc() {
     let again = app.client().sign_up(&composed, PASSWORD);
     assert_eq!((again.status, again.error_code().as_str()), (409, "email_taken"));
     assert_eq!(app.client().sign_in(&composed, PASSWORD).status, 200);
+
+    let micro = app.client().sign_up(&composed.replacen('l', "\u{b5}", 1), PASSWORD);
+    assert_eq!((micro.status, micro.error_code().as_str()), (400, "invalid_email"), "{}", micro.text());
 }

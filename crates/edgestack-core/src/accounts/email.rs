@@ -3,7 +3,10 @@
 //! second account: so no character in it may be invisible — white space, controls,
 //! default-ignorable characters (a soft hyphen, a zero-width space, a variation selector, a
 //! Hangul filler; IDNA2008 allows none of them in a domain) — and an "é" typed as one code point
-//! or as "e" + U+0301 is one address (canonical equivalence, Unicode UAX #15).
+//! or as "e" + U+0301 is one address (canonical equivalence, Unicode UAX #15). A new address
+//! may hold no character with a compatibility mapping (µ beside μ, ﬁ beside fi, full-width
+//! letters, ſ beside s: PRECIS's IdentifierClass disallows them, RFC 8264 § 9.17), since
+//! lower-casing does not fold them into the letter they show as.
 
 use std::fmt;
 
@@ -24,16 +27,25 @@ impl fmt::Display for InvalidEmail {
 
 const MAX_LENGTH: usize = 254;
 
+/// The Unicode normalization forms (UAX #15) the address rules use. The caller brings them
+/// (`Platform::normalize`): the Worker has the runtime's `String.prototype.normalize`, and the
+/// tables as a crate would cost the wasm 60 KB gzip (docs/performance.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// Canonical composition: one spelling for canonically equivalent text.
+    Nfc,
+    /// Compatibility composition: also maps ligatures, width and font variants to plain letters.
+    Nfkc,
+}
+
 /// What an account's address is compared as: `typed` trimmed, lower-cased (Unicode's default
-/// case conversion), then given to `nfc`, which returns its text in NFC; then each label of the
-/// domain (after the last `@`) that is not ASCII is written as its A-label, `xn--` and its
-/// Punycode (RFC 5890, RFC 3492). The caller brings NFC (`Platform::to_nfc`): the Worker has
-/// the runtime's, and the tables as a crate would cost the wasm 60 KB gzip
-/// (docs/performance.md). Lower-casing comes first because it can leave a text that is no
-/// longer in NFC. A domain has one name in DNS, its A-labels, and a browser's email field sends
-/// that form (`a@xn--cole-9oa.fr` for `a@école.fr`), so both spellings must be one account.
-pub fn fold(typed: &str, nfc: impl FnOnce(&str) -> String) -> String {
-    with_a_labels(nfc(&typed.trim().to_lowercase()))
+/// case conversion), put in NFC by `normalize`; then each label of the domain (after the last
+/// `@`) that is not ASCII is written as its A-label, `xn--` and its Punycode (RFC 5890,
+/// RFC 3492). Lower-casing comes first because it can leave a text that is no longer in NFC. A
+/// domain has one name in DNS, its A-labels, and a browser's email field sends that form
+/// (`a@xn--cole-9oa.fr` for `a@école.fr`), so both spellings must be one account.
+pub fn fold(typed: &str, normalize: impl Fn(&str, Form) -> String) -> String {
+    with_a_labels(normalize(&typed.trim().to_lowercase(), Form::Nfc))
 }
 
 /// `address` with each label of its domain that is not ASCII written as its A-label.
@@ -58,13 +70,15 @@ fn a_label(label: &str) -> String {
 }
 
 impl Email {
-    /// `input` folded (`fold`) and shape-checked. Invisible characters are looked for before
-    /// the domain is put in A-labels, which would hide them in Punycode; the lengths (RFC 5321:
-    /// 254 and 64 bytes) are those of the folded address.
-    pub fn parse(input: &str, nfc: impl FnOnce(&str) -> String) -> Result<Self, InvalidEmail> {
-        let unicode = nfc(&input.trim().to_lowercase());
+    /// `input` folded (`fold`) and shape-checked: a new address, as sign-up takes it (sign-in
+    /// only folds, so an account made before a rule still signs in). Invisible characters are
+    /// looked for before the domain is put in A-labels, which would hide them in Punycode, and
+    /// so are characters with a compatibility mapping (the NFC text is not its own NFKC); the
+    /// lengths (RFC 5321: 254 and 64 bytes) are those of the folded address.
+    pub fn parse(input: &str, normalize: impl Fn(&str, Form) -> String) -> Result<Self, InvalidEmail> {
+        let unicode = normalize(&input.trim().to_lowercase(), Form::Nfc);
         let invisible = |c: char| c.is_control() || !is_visible(c);
-        if unicode.chars().any(invisible) {
+        if unicode.chars().any(invisible) || (!unicode.is_ascii() && normalize(&unicode, Form::Nfkc) != unicode) {
             return Err(InvalidEmail);
         }
         let email = with_a_labels(unicode);
@@ -92,12 +106,16 @@ impl Email {
 mod tests {
     use super::*;
 
-    fn nfc(text: &str) -> String {
-        unicode_normalization::UnicodeNormalization::nfc(text.chars()).collect()
+    fn normalize(text: &str, form: Form) -> String {
+        use unicode_normalization::UnicodeNormalization;
+        match form {
+            Form::Nfc => text.nfc().collect(),
+            Form::Nfkc => text.nfkc().collect(),
+        }
     }
 
     fn check(input: &str, expected: Option<&str>) {
-        assert_eq!(Email::parse(input, nfc).ok().map(|e| e.0), expected.map(String::from), "{input:?}");
+        assert_eq!(Email::parse(input, normalize).ok().map(|e| e.0), expected.map(String::from), "{input:?}");
     }
 
     #[test]
@@ -111,6 +129,24 @@ mod tests {
         check("zoe\u{308}@example.com", Some("zo\u{eb}@example.com"));
         check("ZOE\u{308}@EXAMPLE.COM", Some("zo\u{eb}@example.com"));
         check("zo\u{eb}@e\u{301}cole.fr", Some("zo\u{eb}@xn--cole-9oa.fr"));
+    }
+
+    #[test]
+    fn a_new_address_holds_no_character_with_a_compatibility_mapping() {
+        // Each shows as, but does not lower-case to, the plain letter beside it.
+        for (compatibility, plain) in [
+            ("\u{b5}@example.com", "\u{3bc}@example.com"),
+            ("\u{fb01}le@example.com", "file@example.com"),
+            ("\u{ff41}da@example.com", "ada@example.com"),
+            ("ro\u{17f}e@example.com", "rose@example.com"),
+            ("\u{3d0}eta@example.com", "\u{3b2}eta@example.com"),
+            ("ada@\u{ff45}xample.com", "ada@example.com"),
+        ] {
+            check(compatibility, None);
+            assert!(Email::parse(plain, normalize).is_ok(), "{plain:?}");
+        }
+        // Folding alone, as sign-in does it, still finds an account made before the rule.
+        assert_eq!(fold("\u{b5}@example.com", normalize), "\u{b5}@example.com");
     }
 
     #[test]
@@ -130,8 +166,8 @@ mod tests {
     fn folding_lower_cases_before_it_normalizes() {
         // "Å" as the Ångström sign lower-cases to "å" (one code point, NFC); the same as
         // "A" + ring above: one address however it was typed.
-        assert_eq!(fold("\u{212b}@x.org", nfc), fold("A\u{30a}@x.org", nfc));
-        assert_eq!(fold("\u{212b}@x.org", nfc), "\u{e5}@x.org");
+        assert_eq!(fold("\u{212b}@x.org", normalize), fold("A\u{30a}@x.org", normalize));
+        assert_eq!(fold("\u{212b}@x.org", normalize), "\u{e5}@x.org");
     }
 
     #[test]

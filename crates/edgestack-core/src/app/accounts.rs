@@ -168,7 +168,7 @@ fn seconds_until(at: i64, now: i64) -> u32 {
 /// limit bounds that probing to the sign-up budget per address (docs/api.md says so).
 pub async fn sign_up<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let input: Credentials = context.json_body()?;
-    let email = Email::parse(&input.email, |text| context.platform.to_nfc(text))?;
+    let email = Email::parse(&input.email, |text, form| context.platform.normalize(text, form))?;
     let password = Password::parse(&input.password)?;
     let key = format!("signup:{}", client_address(context));
     within_budget(context, Limiter::SignUpPerClient, &key, ApiError::SignUpRateLimited).await?;
@@ -268,7 +268,7 @@ pub async fn sign_in<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespons
     // Folded, not parsed: a malformed email cannot belong to an account, yet it is still counted
     // and still costs a verification, so neither the answer nor its timing tells which field
     // was wrong.
-    let email = email::fold(&input.email, |text| context.platform.to_nfc(text));
+    let email = email::fold(&input.email, |text, form| context.platform.normalize(text, form));
     let attempt = SignInAttempt {
         device_hash: device.as_ref().map(DeviceToken::hash),
         account_key: throttle::account_key(&email),

@@ -301,9 +301,10 @@ pub trait Platform {
     /// the region matters: the runtime builds `cf` when first read, which costs more than a
     /// cached answer (docs/performance.md). Cron events have no location.
     fn location(&self) -> Location;
-    /// `text` in Unicode Normalization Form C (UAX #15): the runtime's (`String.prototype.normalize`
-    /// in a Worker), so the wasm carries no normalization tables (`accounts::email::fold`).
-    fn to_nfc(&self, text: &str) -> String;
+    /// `text` in Unicode normalization form `form` (UAX #15): the runtime's
+    /// (`String.prototype.normalize` in a Worker), so the wasm carries no normalization tables
+    /// (`accounts::email`).
+    fn normalize(&self, text: &str, form: crate::accounts::email::Form) -> String;
     fn isolate(&self) -> &IsolateState;
     /// `POST {url}/v3/pipeline` with the bearer token: whatever the endpoint answered (any
     /// status; the core decides what it means, `datapath::failover`). `DbError::Unavailable`

@@ -74,6 +74,8 @@ fn check_sign_up(stack: &mut Stack, body: Value, expected: (u16, &str)) {
 fn sign_up_validates_input_and_refuses_duplicates() {
     each_shape(|mut stack| {
         check_sign_up(&mut stack, json!({"email": "not-an-email", "password": PASSWORD}), (400, "invalid_email"));
+        // The micro sign shows as μ but does not lower-case to it: a look-alike of μ@…'s account.
+        check_sign_up(&mut stack, json!({"email": "\u{b5}@example.com", "password": PASSWORD}), (400, "invalid_email"));
         check_sign_up(&mut stack, json!({"email": "a@example.com", "password": "short"}), (400, "weak_password"));
         check_sign_up(
             &mut stack,

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use devdb::sim::Cluster;
+use edgestack_core::accounts::email::Form;
 use edgestack_core::app::{
     self, ApiRequest, ApiResponse, BodyPlan, IsolateState, KvWrite, Limiter, Platform, RequestHeaders, ServiceRequest,
 };
@@ -327,8 +328,12 @@ impl Platform for Worker {
         }
     }
 
-    fn to_nfc(&self, text: &str) -> String {
-        unicode_normalization::UnicodeNormalization::nfc(text.chars()).collect()
+    fn normalize(&self, text: &str, form: Form) -> String {
+        use unicode_normalization::UnicodeNormalization;
+        match form {
+            Form::Nfc => text.nfc().collect(),
+            Form::Nfkc => text.nfkc().collect(),
+        }
     }
 
     async fn send_pipeline(
