@@ -16,6 +16,48 @@ pub fn cache_control_for(path: &str) -> &'static str {
     if path.starts_with(FINGERPRINTED_PREFIX) { IMMUTABLE } else { REVALIDATE }
 }
 
+/// The `Cache-Control` for a response that carries one client's `Set-Cookie`, given the one it
+/// had (`None`: none): `None` when it is already kept from shared caches (an unqualified
+/// `private`, or `no-store`), else the same policy for the client's own cache only — `public`
+/// and `s-maxage` dropped, `private` first (`public, max-age=31536000, immutable` →
+/// `private, max-age=31536000, immutable`; no field → `private`).
+///
+/// RFC 9111 §7.3: `Set-Cookie` does not keep a response out of a shared cache, which may serve
+/// it, cookie and all, to the next clients; an unqualified `private` (§5.2.2.7) forbids storing
+/// it there. A response without the field is no exception: a shared cache may store it
+/// heuristically (§4.2.2).
+pub fn cache_control_with_cookie(cache_control: Option<&str>) -> Option<String> {
+    let directives: Vec<&str> =
+        cache_control.map(directives).unwrap_or_default().into_iter().filter(|d| !d.is_empty()).collect();
+    let name = |directive: &str| directive.split('=').next().unwrap_or_default().trim().to_ascii_lowercase();
+    if directives.iter().any(|d| d.eq_ignore_ascii_case("private") || name(d) == "no-store") {
+        return None;
+    }
+    let kept = directives.into_iter().filter(|d| !matches!(name(d).as_str(), "public" | "s-maxage" | "private"));
+    Some(std::iter::once("private").chain(kept).collect::<Vec<_>>().join(", "))
+}
+
+/// The directives of a `Cache-Control` value (RFC 9111 §5.2: `#cache-directive`), trimmed; a
+/// comma inside a quoted argument (`no-cache="a, b"`) does not split.
+fn directives(value: &str) -> Vec<&str> {
+    let mut directives = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (index, byte) in value.bytes().enumerate() {
+        match byte {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b',' if !quoted => {
+                directives.push(value[start..index].trim_matches([' ', '\t']));
+                start = index + 1;
+            }
+            _ => {}
+        }
+    }
+    directives.push(value[start..].trim_matches([' ', '\t']));
+    directives
+}
+
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; \
 frame-ancestors 'none'; form-action 'self'; report-uri /api/csp-reports";
 
@@ -63,6 +105,24 @@ mod tests {
         assert_eq!(cache_control_for("/"), REVALIDATE);
         assert_eq!(cache_control_for("/index.html"), REVALIDATE);
         assert_eq!(cache_control_for("/favicon.ico"), REVALIDATE);
+    }
+
+    #[test]
+    fn a_response_that_sets_a_cookie_is_kept_from_shared_caches() {
+        for (given, expected) in [
+            (Some(IMMUTABLE), Some("private, max-age=31536000, immutable")),
+            (Some(REVALIDATE), Some("private, max-age=0, must-revalidate")),
+            (Some("max-age=60, s-maxage=600"), Some("private, max-age=60")),
+            (Some("PUBLIC, no-cache=\"a, b\""), Some("private, no-cache=\"a, b\"")),
+            (Some("private=\"set-cookie\", max-age=5"), Some("private, max-age=5")),
+            (None, Some("private")),
+            (Some(""), Some("private")),
+            (Some(PRIVATE_NO_STORE), None),
+            (Some("Private, max-age=0"), None),
+            (Some("no-store"), None),
+        ] {
+            assert_eq!(cache_control_with_cookie(given).as_deref(), expected, "{given:?}");
+        }
     }
 
     #[test]

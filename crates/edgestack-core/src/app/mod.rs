@@ -27,6 +27,7 @@ use serde::de::DeserializeOwned;
 
 use crate::accounts::password::{CURRENT_COST, PasswordHasher};
 use crate::accounts::session::{COOKIE_NAME as SESSION_COOKIE, SessionAuth, SessionToken};
+use crate::assets;
 use crate::cache::{CacheVersion, MemoryCache};
 use crate::caller::Caller;
 use crate::conditional::{IfMatch, IfNoneMatch, Preconditions};
@@ -644,7 +645,23 @@ fn finish<P: Platform>(
     if matches!(route, Route::ListPublicNotes | Route::GetPublicNote(_)) && response.status == 200 {
         response = cache::conditional(context.request, response);
     }
-    response
+    for_one_client_if_it_sets_a_cookie(response)
+}
+
+/// A response that sets a cookie under a cache policy of its handler's (a public read whose
+/// answer corrected the client's read-your-writes token) keeps that policy for the client's own
+/// cache only: stored in a shared cache, the cookie would go to whoever it served next
+/// ([`assets::cache_control_with_cookie`]). Without a policy the worker adds `private, no-store`.
+fn for_one_client_if_it_sets_a_cookie(mut response: ApiResponse) -> ApiResponse {
+    let sets_cookie = response.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("set-cookie"));
+    let Some(policy) = response.header("cache-control").filter(|_| sets_cookie) else {
+        return response;
+    };
+    let Some(private) = assets::cache_control_with_cookie(Some(policy)) else {
+        return response;
+    };
+    response.headers.retain(|(name, _)| !name.eq_ignore_ascii_case("cache-control"));
+    response.with_header("Cache-Control", private)
 }
 
 /// What the client's token asks of this request's reads. A token of a newer term than the

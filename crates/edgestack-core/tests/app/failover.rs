@@ -241,6 +241,36 @@ fn a_token_of_unknown_term_from_before_the_failover_is_capped_alike() {
     each_shape(|mut stack| read_after_losing_the_last_write(&mut stack, Some(0)));
 }
 
+/// A public read whose answer corrects the client's token carries that client's cookie. RFC 9111
+/// §7.3: `Set-Cookie` does not keep a response out of a shared cache; stored under `public`, it
+/// was handed to everyone the cache served next, rewinding the token of a reader who had just
+/// written. Such an answer is for its own client only (`private`), and still revalidates.
+#[test]
+fn a_public_read_that_sets_a_cookie_is_not_for_shared_caches() {
+    each_shape(|mut stack| {
+        let database = stack.notes_db();
+        let user = signed_up_user(&mut stack, "shared@example.com");
+        user.publish_note(&mut stack, "kept", "");
+        stack.replicate();
+        stack.set_lag(database, "eu", 60_000.0);
+        stack.set_lag(database, "ap", 60_000.0);
+        user.create_note(&mut stack, "lost", "");
+        kill_primary(&stack, database);
+        promote_and_publish(&mut stack, database, "eu");
+
+        let feed = stack.send(user.get("/api/public/notes").send());
+
+        assert_eq!(feed.status(), 200, "{}", feed.text());
+        assert_eq!(feed.headers_named("set-cookie").len(), 1, "the corrected token");
+        let cache_control = feed.header("cache-control").unwrap_or_default();
+        assert_eq!(cache_control, "private, max-age=0, must-revalidate", "a cookie is one client's");
+        assert!(feed.header("etag").is_some(), "still revalidated");
+        let anyone = stack.send(stack.client("na").get("/api/public/notes").send());
+        assert_eq!(anyone.header("cache-control"), Some("public, max-age=0, must-revalidate"));
+        assert!(anyone.headers_named("set-cookie").is_empty());
+    });
+}
+
 /// A token of a known term whose index is past where the history moved on: it asks only for
 /// its term's end, so a replica of the new history answers at once.
 #[test]
