@@ -13,11 +13,12 @@
 //! Every request of the site passes through here, so it works on the runtime's own `Request`
 //! and `Response` (no workers-rs wrappers, which read the method, URL, every header and `cf`
 //! up front and rebuild the answer) behind a plain module export (`front/src/entry.mjs`), and
-//! hands the app's answer Promise back untouched unless it sets a cookie (docs/performance.md).
+//! hands the app's answer Promise back untouched unless it sets a cookie (docs/performance.md),
+//! and then for the visitor's own cache only (`private`).
 
 use std::sync::OnceLock;
 
-use edgestack_core::assets::PRIVATE_NO_STORE;
+use edgestack_core::assets::{PRIVATE_NO_STORE, cache_control_with_cookie};
 use edgestack_core::region::DEV_REGION_HEADER;
 use release::front::{APP_BINDING, Affinity, FrontConfig, Route, Visit, affinity};
 use release::routing::{VERSION_KEY_HEADER, VERSION_OVERRIDE_HEADER};
@@ -96,6 +97,11 @@ pub fn handle_fetch(req: web_sys::Request, env: Env) -> Result<Promise, JsValue>
         // `Set-Cookie` of the app's its own) and takes one more.
         let headers = web_sys::Headers::new_with_headers(&response.headers())?;
         headers.append("set-cookie", &key.set_cookie())?;
+        // The key is this visitor's: a shared cache must not keep it with a page or an asset
+        // and hand it to everyone it serves next (RFC 9111 §7.3).
+        if let Some(private) = cache_control_with_cookie(headers.get("cache-control")?.as_deref()) {
+            headers.set("cache-control", &private)?;
+        }
         let init = web_sys::ResponseInit::new();
         init.set_status(response.status());
         init.set_status_text(&response.status_text());

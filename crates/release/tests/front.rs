@@ -42,6 +42,9 @@ export default {
       return new Response("{}", { headers });
     }
     if (path === "/redirect") return new Response(null, { status: 302, headers: { location: "/echo" } });
+    if (path === "/immutable") {
+      return new Response("asset", { headers: { "cache-control": "public, max-age=31536000, immutable" } });
+    }
     if (path === "/etag") {
       const headers = { etag: '"v1"', "content-type": "text/plain" };
       if (request.headers.get("if-none-match") === '"v1"') return new Response(null, { status: 304, headers });
@@ -171,6 +174,27 @@ fn every_visitor_carries_one_version_key_from_the_first_request_on() {
         (0..5).flat_map(|_| minted_keys(&stage.get("/echo", &[]))).collect();
     assert_eq!(others.len(), 5, "{others:?}");
     assert!(!others.contains(key));
+}
+
+/// RFC 9111 §7.3: `Set-Cookie` does not keep a response out of a shared cache. A new visitor's
+/// key on an immutable asset (or a page) stored there went to every later client of that cache
+/// for a year — replacing returning users' own keys, so they changed versions mid-rollout.
+#[test]
+fn a_minted_key_is_never_on_an_answer_shared_caches_may_keep() {
+    let _one = one_at_a_time();
+    let stage = start(None);
+
+    let new_visitor = stage.get("/immutable", &[]);
+    assert_eq!(minted_keys(&new_visitor).len(), 1, "{:?}", new_visitor.headers);
+    assert_eq!(new_visitor.header("cache-control"), Some("private, max-age=31536000, immutable"));
+    assert_eq!(new_visitor.body, "asset");
+    let (_, without_policy) = stage.echo(&[]);
+    assert_eq!(without_policy.header("cache-control"), Some("private"), "no heuristic storing either");
+
+    let returning = format!("{CANARY_COOKIE}=returning-visitor-1");
+    let returning = stage.get("/immutable", &[("cookie", &returning)]);
+    assert!(minted_keys(&returning).is_empty());
+    assert_eq!(returning.header("cache-control"), Some("public, max-age=31536000, immutable"), "untouched");
 }
 
 #[test]
