@@ -21,6 +21,9 @@ const SECURITY_HEADERS = [
   ["X-Frame-Options", "DENY"],
 ];
 const PRIVATE_NO_STORE = "private, no-store";
+// An owner's note answers: their strong ETag must reach the client unweakened (edgestack's
+// assets::PRIVATE_NO_STORE_NO_TRANSFORM).
+const OWN_NOTE_CACHE_CONTROL = "private, no-store, no-transform";
 const PUBLIC_CACHE_CONTROL = "public, max-age=0, must-revalidate";
 const SESSION_COOKIE = "__Host-edgestack_session";
 const CONSISTENCY_COOKIE = "__Host-edgestack_consistency";
@@ -323,7 +326,7 @@ async function getMyNote(context) {
   const row = note.rows[0];
   if (!row) throw notFound();
   if (notModified(preconditions, String(row.updated_at))) {
-    return { status: 304, headers: [["ETag", `"${row.updated_at}"`]], body: null };
+    return { status: 304, headers: [["ETag", `"${row.updated_at}"`], ["Cache-Control", OWN_NOTE_CACHE_CONTROL]], body: null };
   }
   return noteAnswer(200, row);
 }
@@ -487,7 +490,7 @@ function notModified({ matchTags, noneMatchTags }, opaque) {
 /** `{"note"}` with the note's ETag, as edgestack tags an owner's note: its version, `updated_at`. */
 function noteAnswer(status, row) {
   const answer = jsonAnswer(status, { note: noteJson(row) });
-  answer.headers.push(["ETag", `"${row.updated_at}"`]);
+  answer.headers.push(["ETag", `"${row.updated_at}"`], ["Cache-Control", OWN_NOTE_CACHE_CONTROL]);
   return answer;
 }
 

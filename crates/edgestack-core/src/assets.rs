@@ -11,6 +11,11 @@ pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 pub const REVALIDATE: &str = "public, max-age=0, must-revalidate";
 /// API responses that depend on who asks, or that must always be fresh.
 pub const PRIVATE_NO_STORE: &str = "private, no-store";
+/// An owner's note answers, whose `ETag` a later `If-Match` sends back: private, and not to be
+/// transformed (RFC 9111 §5.2.2.6): a proxy or CDN that compresses a response may turn its
+/// strong `ETag` weak (`W/"…"`), which `If-Match`'s strong comparison never matches, so every
+/// edit made on top of it would be refused.
+pub const PRIVATE_NO_STORE_NO_TRANSFORM: &str = "private, no-store, no-transform";
 
 pub fn cache_control_for(path: &str) -> &'static str {
     if path.starts_with(FINGERPRINTED_PREFIX) { IMMUTABLE } else { REVALIDATE }

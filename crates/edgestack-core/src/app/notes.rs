@@ -20,15 +20,19 @@ use crate::services::internal_api::NotesDeleted;
 
 use super::cache::{cached_version, invalidate_note, read_through};
 use super::{ApiResponse, Context, Database, Platform};
+use crate::assets::PRIVATE_NO_STORE_NO_TRANSFORM;
 
 #[derive(Serialize)]
 struct NoteBody<T> {
     note: T,
 }
 
-/// `{"note"}` with the note's entity tag (`notes::etag`), for a later `If-Match`.
+/// `{"note"}` with the note's entity tag (`notes::etag`), for a later `If-Match`, kept strong
+/// on the way ([`PRIVATE_NO_STORE_NO_TRANSFORM`]).
 fn note_response(status: u16, note: &Note) -> Result<ApiResponse, ApiError> {
-    Ok(ApiResponse::json(status, &NoteBody { note })?.with_header("ETag", note.etag()))
+    Ok(ApiResponse::json(status, &NoteBody { note })?
+        .with_header("ETag", note.etag())
+        .with_header("Cache-Control", PRIVATE_NO_STORE_NO_TRANSFORM))
 }
 
 /// Why an owner-checked write changed nothing, from the note's version read in the same
@@ -136,7 +140,9 @@ pub async fn get_mine<P: Platform>(context: &Context<'_, P>, id: &str) -> Result
     let note = notes.into_iter().next().ok_or(ApiError::NoSuchNote)?;
     match preconditions.verdict(&note.etag(), true) {
         Verdict::Proceed => note_response(200, &note),
-        Verdict::NotModified => Ok(ApiResponse::empty(304).with_header("ETag", note.etag())),
+        Verdict::NotModified => Ok(ApiResponse::empty(304)
+            .with_header("ETag", note.etag())
+            .with_header("Cache-Control", PRIVATE_NO_STORE_NO_TRANSFORM)),
         Verdict::Failed => Err(ApiError::PreconditionFailed),
     }
 }

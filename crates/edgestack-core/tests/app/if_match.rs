@@ -292,3 +292,27 @@ fn if_none_match_revalidates_an_owners_read_and_refuses_a_change_to_the_version_
         }
     });
 }
+
+/// A CDN or proxy that compresses a response may turn its strong `ETag` weak (`W/"…"`, as
+/// Cloudflare documents for compression), and `If-Match` never matches a weak tag: a client
+/// sending back the tag it received would have every edit refused. So every answer that tags
+/// one note forbids transforming it (`no-transform`, RFC 9111 §5.2.2.6), and stays private.
+#[test]
+fn every_answer_that_tags_a_note_forbids_the_transformations_that_weaken_its_tag() {
+    each_shape(|mut stack| {
+        let owner = signed_up_user(&mut stack, "no-transform@example.com");
+        let created = stack.send(owner.post("/api/notes").json(json!({"title": "t"})).send());
+        let id = created.json()["note"]["id"].as_str().unwrap().to_string();
+        let path = format!("/api/notes/{id}");
+        let (_, tag) = read(&mut stack, &owner, &id);
+        let mut answers = vec![("create", created), ("read", stack.send(owner.get(&path).send()))];
+        answers.push(("revalidated read", stack.send(owner.get(&path).header("If-None-Match", &tag).send())));
+        for (change, call) in &CHANGES[..3] {
+            answers.push((change, stack.send(call(&owner, &path).send())));
+        }
+        for (name, answer) in answers {
+            assert!(answer.header("etag").is_some(), "{name}: {}", answer.text());
+            assert_eq!(answer.header("cache-control"), Some("private, no-store, no-transform"), "{name}");
+        }
+    });
+}
