@@ -179,6 +179,30 @@ impl Stack {
         Client { front, cookies: Rc::default(), region: None, address: next_client_address() }
     }
 
+    /// Another isolate of every Worker of `location`, as a busy location runs several: its own
+    /// memory (primary record, cache tier, circuit breakers), the location's KV view, and its
+    /// service bindings to the other new isolates.
+    pub fn another_isolate(&self, location: &str) -> Location {
+        let existing = self.locations.get(location).unwrap_or_else(|| panic!("no location {location}"));
+        let originals: Vec<Rc<Worker>> =
+            std::iter::once(existing.front.clone()).chain(existing.services.values().cloned()).collect();
+        let copies: Vec<Rc<Worker>> = originals
+            .iter()
+            .map(|worker| {
+                let vars = worker.vars.borrow().clone();
+                Rc::new(Worker::new(self.net.clone(), &worker.location, vars, worker.kv.clone()))
+            })
+            .collect();
+        for (original, copy) in originals.iter().zip(&copies) {
+            for (binding, target) in original.bindings.borrow().iter() {
+                let n = originals.iter().position(|o| Rc::ptr_eq(o, target)).expect("a binding within the location");
+                copy.bindings.borrow_mut().insert(binding, copies[n].clone());
+            }
+        }
+        let services = existing.services.keys().zip(&copies[1..]).map(|(name, copy)| (*name, copy.clone())).collect();
+        Location { front: copies[0].clone(), services }
+    }
+
     /// The first location's browser naming `region` in the override header.
     pub fn client_in_region(&self, region: &'static str) -> Client {
         let mut client = self.client(self.options.locations[0]);
@@ -309,6 +333,11 @@ impl Client {
 
     pub fn delete(&self, path: &str) -> Call {
         self.call("DELETE", path)
+    }
+
+    /// The same browser reaching `front` (another isolate or location), with the same cookies.
+    pub fn through(&self, front: Rc<Worker>) -> Client {
+        Client { front, ..self.clone() }
     }
 
     /// The same browser seen from another region (same cookies).
