@@ -1,11 +1,16 @@
 //! Failover under races, seeded (docs/failover.md, docs/edge-data-path.md): authors in three
 //! regions write and read their own notes and anonymous readers read public ones while a
-//! schedule moves replica lags, breaks replica endpoints, and kills the primary (or leaves it
-//! running to be fenced) and promotes a replica, up to twice. Every answer is checked against
+//! schedule moves replica lags, breaks replica endpoints, and kills the primary (or cuts it off
+//! and lets it back before its fence, or leaves it running) and promotes a replica, up to twice;
+//! a former primary that runs is fenced 0–600 ms after the promotion (`set_fence_delay`), and
+//! answers meanwhile under its old term. Each location runs two isolates, and a client's
+//! requests reach either, or another location's. Every answer is checked against
 //! the documents: a documented status (never 500; 503 only while the isolate's primary is not
 //! the live one); an author's read shows every write it saw acknowledged, except those the
 //! failover lost (the promoted node's rows say which) once that failover is done, and never a
-//! lost one once the isolate knows of the failover; public reads within the stated bound.
+//! lost one once the isolate knows of the failover; public reads within the stated bound. A
+//! write the former primary acknowledged after the promotion is lost, allowed only for a client
+//! whose cookie was not of the newer term; a cookie's term never goes down.
 //! `EDGESTACK_CONSISTENCY_SEEDS=N` runs N schedules instead of 2 (200 found one fault, fixed:
 //! `failover.rs::a_read_whose_recorded_primary_is_down_too_goes_on_from_the_replicas`),
 //! `EDGESTACK_CONSISTENCY_SEED=n` replays one (`support::schedule`).
@@ -40,8 +45,10 @@ struct Write {
     public: PublicState,
     /// `DELETE /api/notes/{id}`: the note is gone after it.
     deleted: bool,
-    /// The location of the isolate it went through.
-    location: String,
+    /// The isolate it went through.
+    isolate: IsolateName,
+    /// The term of the client's read-your-writes cookie when it was sent.
+    token_term: Option<u64>,
     /// The term of the client's read-your-writes cookie after the answer.
     answer_term: Option<u64>,
     /// `(promotion time, its term)` of the failover that lost it.
@@ -76,7 +83,9 @@ struct AuthorRead {
 
 struct PublicRead {
     started: f64,
-    location: String,
+    isolate: IsolateName,
+    /// The feed (every note's change touches its floor), else one note.
+    feed: bool,
     knew_term: Option<u64>,
     seen: BTreeMap<String, PublicState>,
     timing: String,
@@ -87,6 +96,8 @@ struct PublicRead {
 struct Promotion {
     at: f64,
     term: u64,
+    /// When the former primary, left running, was fenced (`None`: it was killed).
+    fenced_at: Option<f64>,
     node: &'static str,
     rows: BTreeMap<String, (i64, PublicState)>,
 }
@@ -101,6 +112,11 @@ struct World {
     upsets: Vec<f64>,
     /// `(time, replica, lag)` each time a lag changed.
     lags: Vec<(f64, &'static str, f64)>,
+    /// Author requests, sent while a former primary was not fenced yet, whose cookie named the
+    /// newer term through an isolate that did not know it.
+    ahead_of_isolate: usize,
+    /// Public reads answered 503 while the isolate's primary was not the live one.
+    public_unavailable: usize,
     /// Answers no document allows.
     violations: Vec<String>,
     /// What the schedule did, for a trace.
@@ -131,13 +147,47 @@ const REPLICAS: [&str; 3] = ["eu", "ap", "na"];
 const KV_PROPAGATION_MS: f64 = 2_000.0;
 const AUTHOR_REGIONS: [&str; 3] = ["na", "eu", "ap"];
 
-/// The Worker of `location` that holds the notes database's primary record.
-fn notes_worker(stack: &Stack, location: &str) -> Rc<Worker> {
-    let location = &stack.locations[location];
-    match stack.options.shape {
-        Shape::Monolith => location.front.clone(),
-        Shape::Services => location.services["notes"].clone(),
-    }
+/// An isolate: its location and which of the location's isolates it is.
+#[derive(Debug, Clone, PartialEq)]
+struct IsolateName {
+    location: String,
+    n: usize,
+}
+
+/// One isolate of the shape's Workers: the front a client reaches, and the Worker that holds
+/// the notes database's primary record.
+#[derive(Clone)]
+struct Isolate {
+    name: IsolateName,
+    front: Rc<Worker>,
+    notes: Rc<Worker>,
+}
+
+/// Isolates per location: a busy location runs several, each with its own primary record, so
+/// one client's requests can reach isolates that know different terms.
+const ISOLATES_PER_LOCATION: usize = 2;
+
+fn isolates_of(stack: &Stack, location: &'static str) -> Vec<Isolate> {
+    (0..ISOLATES_PER_LOCATION)
+        .map(|n| {
+            let workers = if n == 0 {
+                let first = &stack.locations[location];
+                crate::support::Location { front: first.front.clone(), services: first.services.clone() }
+            } else {
+                stack.another_isolate(location)
+            };
+            let notes = match stack.options.shape {
+                Shape::Monolith => workers.front.clone(),
+                Shape::Services => workers.services["notes"].clone(),
+            };
+            Isolate { name: IsolateName { location: location.to_string(), n }, front: workers.front, notes }
+        })
+        .collect()
+}
+
+/// The term a read-your-writes cookie names (`2.<term>.<index>.<mac>`).
+fn token_term(cookie: Option<String>) -> Option<u64> {
+    cookie.and_then(|token| token.split('.').nth(1)?.parse().ok())
 }
 
 /// The URL of the primary the schedule killed last, if any.
@@ -201,6 +251,14 @@ struct Run {
     writes: usize,
     reads: usize,
     promotions: usize,
+    /// Promotions that left the former primary running until a delayed fence.
+    unfenced: usize,
+    /// Writes a former primary not fenced yet acknowledged after the promotion (lost).
+    old_branch_acks: usize,
+    /// Author requests, sent while a former primary was not fenced yet, whose cookie named the
+    /// newer term through an isolate that did not know it.
+    ahead_of_isolate: usize,
+    public_unavailable: usize,
     violations: Vec<String>,
 }
 
@@ -216,26 +274,33 @@ fn random_run(seed: u64, shape: Shape, locations: &[&'static str], actions: usiz
         ..Options::default()
     });
     let database = stack.notes_db();
-    // In one location, clients of every region reach its Worker; in three, each its own.
-    let client_in = |stack: &Stack, region: &'static str| -> (Client, Rc<Worker>) {
+    let isolates: Vec<Isolate> = locations.iter().flat_map(|location| isolates_of(&stack, location)).collect();
+    // In one location, clients of every region reach its isolates; in three, each its own
+    // location's first (home), and now and then another isolate there or elsewhere (a location
+    // runs several; a travelling client reaches another location).
+    let home_of = |region: &'static str| -> usize {
         let location = if locations.contains(&region) { region } else { locations[0] };
-        let mut client = stack.client(location);
-        client.region = Some(region);
-        (client, notes_worker(stack, location))
+        isolates.iter().position(|isolate| isolate.name.location == location).unwrap()
     };
-    let authors: Vec<(Client, Rc<Worker>)> = AUTHOR_REGIONS
+    let client_in = |stack: &Stack, region: &'static str| -> (Client, usize) {
+        let home = home_of(region);
+        let mut client = stack.client(locations[0]).through(isolates[home].front.clone());
+        client.region = Some(region);
+        (client, home)
+    };
+    let authors: Vec<(Client, usize)> = AUTHOR_REGIONS
         .iter()
         .enumerate()
         .map(|(n, region)| {
-            let (client, worker) = client_in(&stack, region);
+            let (client, home) = client_in(&stack, region);
             signed_up(&mut stack, &client, &format!("author{n}@example.com"));
-            (client, worker)
+            (client, home)
         })
         .collect();
     stack.replicate();
     // ap's answers are labelled as sqld's can be at worst: after replication that landed mid-read.
     stack.replicate_during_reads(database, "ap");
-    let readers: Vec<(Client, Rc<Worker>)> = AUTHOR_REGIONS.iter().map(|region| client_in(&stack, region)).collect();
+    let readers: Vec<Client> = AUTHOR_REGIONS.iter().map(|region| client_in(&stack, region).0).collect();
     let world = Rc::new(RefCell::new(World::default()));
     let rng = Rc::new(RefCell::new(Rng::new(seed)));
     let clock = stack.rt.clock();
@@ -249,13 +314,27 @@ fn random_run(seed: u64, shape: Shape, locations: &[&'static str], actions: usiz
 
     // Each author: one change or read at a time, as one person at one keyboard.
     let mut tasks = Vec::new();
-    for (n, (author, worker)) in authors.iter().enumerate() {
-        let (world, rng, clock, author, net, worker, live) =
-            (world.clone(), rng.clone(), clock.clone(), author.clone(), net.clone(), worker.clone(), live.clone());
+    for (n, (author, home)) in authors.iter().enumerate() {
+        let (world, rng, clock, author, net, live, isolates, home) = (
+            world.clone(),
+            rng.clone(),
+            clock.clone(),
+            author.clone(),
+            net.clone(),
+            live.clone(),
+            isolates.clone(),
+            *home,
+        );
         tasks.push(stack.rt.spawn(async move {
             let mut count = 0;
             for _ in 0..actions {
-                let pause = rng.borrow_mut().below(900) as f64;
+                // While a former primary is not fenced yet, authors act quickly and through any
+                // isolate: the window is short, and what it risks is a client of the newer term
+                // reaching an isolate that has not read the record since the promotion.
+                let unfenced = |now: f64| {
+                    world.borrow().promotions.iter().any(|p| p.fenced_at.is_some_and(|at| (p.at..at).contains(&now)))
+                };
+                let pause = rng.borrow_mut().below(if unfenced(clock.now_ms()) { 60 } else { 900 }) as f64;
                 clock.sleep(pause).await;
                 // Notes this author created and saw acknowledged.
                 let mine: Vec<String> = world
@@ -268,6 +347,14 @@ fn random_run(seed: u64, shape: Shape, locations: &[&'static str], actions: usiz
                     .into_iter()
                     .collect();
                 let choice = if mine.is_empty() { 0 } else { rng.borrow_mut().below(12) };
+                let route = if unfenced(clock.now_ms()) { 9 } else { rng.borrow_mut().below(10) };
+                let isolate = match route {
+                    0..=6 => &isolates[home],
+                    7 | 8 => &isolates[home + 1],
+                    _ => &isolates[rng.borrow_mut().below(isolates.len() as u64) as usize],
+                };
+                let (author, worker) = (author.through(isolate.front.clone()), isolate.notes.clone());
+                let token_before = token_term(author.cookie(cookie));
                 let started = clock.now_ms();
                 let on_live = isolate_is_on_the_live_primary(&net, &worker, database, &live);
                 let knew_term = worker.isolate.primary.borrow().term();
@@ -296,11 +383,26 @@ fn random_run(seed: u64, shape: Shape, locations: &[&'static str], actions: usiz
                     && !world.borrow().upset_between(started, ended);
                 let mut world = world.borrow_mut();
                 let status = response.status();
+                let token_after = token_term(author.cookie(cookie));
                 let what = format!(
-                    "seed {seed} author {n} at {started:.0}–{ended:.0}: {status} {} ({:?})",
+                    "seed {seed} author {n} at {started:.0}–{ended:.0} through {:?} (isolate knew term {knew_term:?}, cookie term {token_before:?} → {token_after:?}): {status} {} ({:?})",
+                    isolate.name,
                     response.text().chars().take(160).collect::<String>(),
                     response.header("server-timing")
                 );
+                // A client of the newer term sent to an isolate that still takes the former
+                // primary, not fenced yet, for the primary.
+                if world.promotions.iter().any(|p| {
+                    p.fenced_at.is_some_and(|fenced| (p.at..fenced).contains(&started))
+                        && token_before >= Some(p.term)
+                        && knew_term < Some(p.term)
+                }) {
+                    world.ahead_of_isolate += 1;
+                }
+                // docs/failover.md: a cookie is never lowered to an older term.
+                if token_after < token_before {
+                    world.violations.push(format!("cookie lowered to an older term: {what}"));
+                }
                 let documented = match status {
                     200 | 201 | 204 => true,
                     // A note whose create a failover lost, or whose create's answer never came.
@@ -358,8 +460,9 @@ fn random_run(seed: u64, shape: Shape, locations: &[&'static str], actions: usiz
                         title: written_title,
                         public,
                         deleted,
-                        location: worker.location.clone(),
-                        answer_term: author.cookie(cookie).and_then(|token| token.split('.').nth(1)?.parse().ok()),
+                        isolate: isolate.name.clone(),
+                        token_term: token_before,
+                        answer_term: token_after,
                         lost: None,
                     });
                 }
@@ -422,16 +525,24 @@ fn random_run(seed: u64, shape: Shape, locations: &[&'static str], actions: usiz
                             continue;
                         }
                         done += 1;
-                        // Killed, or left running to be fenced by the promotion.
+                        // Killed; or cut off, promoted away from, and reachable again from the
+                        // promotion on (isolates that failed on it just before may not read the
+                        // record again within the second); or left running. One that runs is
+                        // fenced as devdb's watch fences it (≈ 0.4 s), after 0–600 ms in which it
+                        // still answers as the primary of its old term.
                         let current = net.cluster(database, |cluster| cluster.primary().map(str::to_string));
-                        if rng.borrow_mut().below(3) > 0 {
-                            let node =
-                                current.as_deref().map(|name| REPLICAS.into_iter().find(|r| *r == name).unwrap());
+                        let node = current.as_deref().map(|name| REPLICAS.into_iter().find(|r| *r == name).unwrap());
+                        let killed = rng.borrow_mut().below(3) > 0;
+                        let cut_off = killed && rng.borrow_mut().below(2) == 0;
+                        let fence_delay = if killed && !cut_off { 0.0 } else { rng.borrow_mut().below(601) as f64 };
+                        net.cluster(database, |cluster| cluster.set_fence_delay(fence_delay));
+                        if killed {
                             net.set_fault(database, node, EndpointFault { down: true, ..EndpointFault::default() });
                             *live.killed.borrow_mut() = Some(primary_host(database, node));
                             world.borrow_mut().upsets.push(clock.now_ms());
-                            world.borrow_mut().events.push(format!("{:.0} kill {current:?}", clock.now_ms()));
-                            let pause = rng.borrow_mut().below(3_000) as f64;
+                            let what = if cut_off { "cut off" } else { "kill" };
+                            world.borrow_mut().events.push(format!("{:.0} {what} {current:?}", clock.now_ms()));
+                            let pause = rng.borrow_mut().below(if cut_off { 1_500 } else { 3_000 }) as f64;
                             clock.sleep(pause).await;
                         }
                         // The operator promotes a replica that still follows (not diverged).
@@ -463,10 +574,23 @@ fn random_run(seed: u64, shape: Shape, locations: &[&'static str], actions: usiz
                         kv.borrow_mut()
                             .put("na", &record_key(database), record.to_string().into_bytes(), 86_400, now)
                             .unwrap();
-                        let mut world = world.borrow_mut();
-                        world.upsets.push(now);
-                        world.events.push(format!("{now:.0} promote {promoted} term {term}"));
-                        world.promotions.push(Promotion { at: now, term, node: promoted, rows });
+                        {
+                            let mut world = world.borrow_mut();
+                            world.upsets.push(now);
+                            let event =
+                                format!("{now:.0} promote {promoted} term {term}, fence after {fence_delay} ms");
+                            world.events.push(event);
+                            let fenced_at = (!killed || cut_off).then_some(now + fence_delay);
+                            world.promotions.push(Promotion { at: now, term, fenced_at, node: promoted, rows });
+                        }
+                        if cut_off {
+                            // Reachable again before its fence: isolates that fail on it in
+                            // between read the record, the others keep sending to it.
+                            let heal = rng.borrow_mut().below(fence_delay as u64 + 1) as f64;
+                            clock.sleep(heal).await;
+                            net.set_fault(database, node, EndpointFault::default());
+                            world.borrow_mut().events.push(format!("{:.0} reachable {current:?}", clock.now_ms()));
+                        }
                     }
                     _ => {}
                 }
@@ -487,7 +611,9 @@ fn random_run(seed: u64, shape: Shape, locations: &[&'static str], actions: usiz
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        let (client, worker) = readers[rng.borrow_mut().below(3) as usize].clone();
+        let reader = readers[rng.borrow_mut().below(3) as usize].clone();
+        let isolate = isolates[rng.borrow_mut().below(isolates.len() as u64) as usize].clone();
+        let (client, worker) = (reader.through(isolate.front.clone()), isolate.notes.clone());
         let path = match known.len() {
             0 => "/api/public/notes?limit=100".to_string(),
             len if rng.borrow_mut().below(2) == 0 => {
@@ -496,24 +622,33 @@ fn random_run(seed: u64, shape: Shape, locations: &[&'static str], actions: usiz
             _ => "/api/public/notes?limit=100".to_string(),
         };
         reads += 1;
-        let (world, clock, worker) = (world.clone(), clock.clone(), worker.clone());
+        let (world, clock, worker, net, live) =
+            (world.clone(), clock.clone(), worker.clone(), net.clone(), live.clone());
         stack.rt.spawn(async move {
             let started = clock.now_ms();
             let knew_term = worker.isolate.primary.borrow().term();
+            let on_live = isolate_is_on_the_live_primary(&net, &worker, database, &live);
             let response = client.get(&path).send().await;
+            let on_live = on_live
+                && isolate_is_on_the_live_primary(&net, &worker, database, &live)
+                && !world.borrow().upset_between(started, clock.now_ms());
             let mut world = world.borrow_mut();
             let timing = response.header("server-timing").unwrap_or_default().to_string();
             match observed(&response, &path, &known) {
                 Ok(seen) => world.public_reads.push(PublicRead {
                     started,
-                    location: worker.location.clone(),
+                    isolate: isolate.name.clone(),
+                    feed: !path.starts_with("/api/public/notes/"),
                     knew_term,
                     seen,
                     timing,
                 }),
+                // docs/failover.md: with the isolate's primary failed, a read is answered by a
+                // replica whose circuit breaker is closed within the primary's deadline, or 503.
+                Err(_) if response.status() == 503 && !on_live => world.public_unavailable += 1,
                 Err(why) => world.violations.push(format!(
-                    "public read at {started:.0} in {}: {why} {:?}",
-                    worker.location,
+                    "public read at {started:.0} through {:?}: {why} {:?}",
+                    isolate.name,
                     response.header("server-timing")
                 )),
             }
@@ -549,19 +684,24 @@ fn random_run(seed: u64, shape: Shape, locations: &[&'static str], actions: usiz
         writes: world.writes.len(),
         reads: reads + world.author_reads.len(),
         promotions: world.promotions.len(),
+        unfenced: world.promotions.iter().filter(|p| p.fenced_at.is_some_and(|at| at > p.at)).count(),
+        old_branch_acks: world.writes.iter().filter(|w| w.lost.is_some_and(|(at, _)| w.started > at)).count(),
+        ahead_of_isolate: world.ahead_of_isolate,
+        public_unavailable: world.public_unavailable,
         violations: world.violations.iter().map(|v| format!("seed {seed} {shape:?}: {v}")).collect(),
     }
 }
 
 /// Each promotion keeps, of every note, what the promoted node had: the acknowledged writes
-/// that ran before it on the old branch and are newer than that are lost.
+/// that ran on the old branch and are newer than that are lost — those before it, and those a
+/// former primary not fenced yet acknowledged after it (answered under an older term), which
+/// docs/failover.md allows only for a client whose cookie was not of the newer term.
 fn mark_lost_writes(world: &mut World) {
     for promotion in &world.promotions {
         let notes: std::collections::BTreeSet<String> = world.writes.iter().filter_map(|w| w.note.clone()).collect();
         for id in notes {
             let ran_before = |write: &Write| {
-                write.ended <= promotion.at
-                    || (write.started < promotion.at && write.answer_term.is_some_and(|term| term < promotion.term))
+                write.ended <= promotion.at || write.answer_term.is_some_and(|term| term < promotion.term)
             };
             let candidates: Vec<usize> = (0..world.writes.len())
                 .filter(|&n| {
@@ -582,6 +722,12 @@ fn mark_lost_writes(world: &mut World) {
                 };
                 if lost {
                     write.lost = Some((promotion.at, promotion.term));
+                    if write.ended > promotion.at && write.token_term.is_some_and(|term| term >= promotion.term) {
+                        world.violations.push(format!(
+                            "a write of a client of term {:?} acknowledged on the branch term {} left ({} at {:.0}–{:.0} through {:?}, cookie term after {:?})",
+                            write.token_term, promotion.term, write.title, write.started, write.ended, write.isolate, write.answer_term
+                        ));
+                    }
                 }
             }
         }
@@ -676,13 +822,16 @@ fn check_author_reads(world: &mut World) {
 fn check_public_reads(world: &mut World) {
     // Per note: `(from, until, state, reverted)`: `reverted` when a failover ended it.
     #[allow(clippy::type_complexity)]
-    let mut spans: BTreeMap<String, Vec<(f64, f64, PublicState, Option<u64>, String)>> = BTreeMap::new();
+    let mut spans: BTreeMap<String, Vec<(f64, f64, PublicState, Option<u64>, Option<IsolateName>)>> = BTreeMap::new();
     let notes: std::collections::BTreeSet<String> = world.writes.iter().filter_map(|w| w.note.clone()).collect();
     for id in &notes {
-        let mut events: Vec<(f64, PublicState, bool, String)> = world
+        // A write a former primary not fenced yet took after the promotion replaced nothing
+        // in the history that goes on: its state is a lost one from its answer on.
+        let after_promotion = |w: &Write| w.lost.is_some_and(|(at, _)| w.started > at);
+        let mut events: Vec<(f64, PublicState, bool, Option<IsolateName>)> = world
             .writes
             .iter()
-            .filter(|w| w.note.as_ref() == Some(id))
+            .filter(|w| w.note.as_ref() == Some(id) && !after_promotion(w))
             .map(|w| {
                 // A write the failover lost ran before it, though its answer may have come after.
                 let at = match (w.acked, w.lost) {
@@ -690,22 +839,28 @@ fn check_public_reads(world: &mut World) {
                     (true, Some((promoted, _))) => w.ended.min(promoted - 0.5),
                     (true, None) => w.ended,
                 };
-                (at, w.public.clone(), w.acked, w.location.clone())
+                (at, w.public.clone(), w.acked, Some(w.isolate.clone()))
             })
             .collect();
-        let mut list = vec![(0.0, None, None::<u64>, true, String::new())];
-        // Failovers put the note back to what the promoted node had.
+        let mut list = vec![(0.0, None, None::<u64>, true, None)];
+        // Failovers put the note back to what the promoted node had (a note created on the old
+        // branch after one, to nothing).
         let mut reverts: Vec<(f64, PublicState, u64)> = world
             .promotions
             .iter()
-            .filter(|p| world.writes.iter().any(|w| w.note.as_ref() == Some(id) && w.started <= p.at))
+            .filter(|p| {
+                world.writes.iter().any(|w| {
+                    w.note.as_ref() == Some(id) && (w.started <= p.at || w.lost.is_some_and(|(at, _)| at == p.at))
+                })
+            })
             .map(|p| (p.at, p.rows.get(id).and_then(|(_, public)| public.clone()), p.term))
             .collect();
         events.sort_by(|a, b| a.0.total_cmp(&b.0));
         reverts.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let mut all: Vec<(f64, PublicState, Option<u64>, bool, String)> =
-            events.into_iter().map(|(at, s, acked, location)| (at, s, None, acked, location)).collect();
-        all.extend(reverts.into_iter().map(|(at, s, term)| (at, s, Some(term), true, String::new())));
+        #[allow(clippy::type_complexity)]
+        let mut all: Vec<(f64, PublicState, Option<u64>, bool, Option<IsolateName>)> =
+            events.into_iter().map(|(at, s, acked, isolate)| (at, s, None, acked, isolate)).collect();
+        all.extend(reverts.into_iter().map(|(at, s, term)| (at, s, Some(term), true, None)));
         all.sort_by(|a, b| a.0.total_cmp(&b.0));
         list.extend(all);
         // A span lasts until the next replacing event (acked write or failover); a 503'd write's
@@ -713,11 +868,12 @@ fn check_public_reads(world: &mut World) {
         let mut out = Vec::new();
         for (n, (from, state, ..)) in list.iter().enumerate() {
             let next = list[n + 1..].iter().find(|(_, _, _, replaces, _)| *replaces);
-            let (until, reverted, location) = next
-                .map_or((f64::INFINITY, None, String::new()), |(at, _, term, _, location)| {
-                    (*at, *term, location.clone())
-                });
-            out.push((*from, until, state.clone(), reverted, location));
+            let (until, reverted, isolate) =
+                next.map_or((f64::INFINITY, None, None), |(at, _, term, _, isolate)| (*at, *term, isolate.clone()));
+            out.push((*from, until, state.clone(), reverted, isolate));
+        }
+        for w in world.writes.iter().filter(|w| w.note.as_ref() == Some(id) && after_promotion(w)) {
+            out.push((w.started, w.ended, w.public.clone(), w.lost.map(|(_, term)| term), None));
         }
         spans.insert(id.clone(), out);
     }
@@ -725,7 +881,7 @@ fn check_public_reads(world: &mut World) {
     for read in &world.public_reads {
         for (id, seen) in &read.seen {
             let Some(spans) = spans.get(id) else { continue };
-            let acceptable = spans.iter().any(|(_, until, state, reverted, location)| {
+            let acceptable = spans.iter().any(|(_, until, state, reverted, isolate)| {
                 // A failover's state can also hold writes that were under way at the promotion
                 // and acknowledged after it: those replaced the state as any write does.
                 let lost_allowance = match reverted {
@@ -735,17 +891,34 @@ fn check_public_reads(world: &mut World) {
                 };
                 let after_promotion = world.promotions.iter().any(|p| (p.at..=p.at + REDISCOVER_MS).contains(until));
                 let lag = world.max_lag(*until, read.started) + if after_promotion { REDISCOVER_MS } else { 0.0 };
-                let allowance = if *location == read.location {
-                    lag
-                } else {
-                    lag.max(KV_PROPAGATION_MS + 2_000.0) + edgestack_core::cache::MEMORY_TTL_MS
+                // docs/edge-data-path.md: the isolate that made the change, other isolates in its
+                // location (the memory tier and the floor write's delay), other locations. A
+                // failover's state replaced the one before wherever a reader is.
+                // docs/edge-data-path.md, Assumptions: two isolates changing the same scope within
+                // the same second race in KV, and the lower floor can win: for other isolates
+                // the bound falls back to the entry lifetime.
+                let raced = isolate.as_ref().is_some_and(|isolate| {
+                    world.writes.iter().any(|w| {
+                        w.acked
+                            && w.isolate != *isolate
+                            && (w.ended - until).abs() <= 1_000.0
+                            && (read.feed || w.note.as_ref() == Some(id))
+                    })
+                });
+                let allowance = match isolate {
+                    Some(isolate) if *isolate == read.isolate => lag,
+                    Some(_) if raced => lag + f64::from(edgestack_core::cache::KV_TTL_SECONDS) * 1_000.0,
+                    Some(isolate) if isolate.location == read.isolate.location => {
+                        lag.max(2_000.0) + edgestack_core::cache::MEMORY_TTL_MS
+                    }
+                    _ => lag.max(KV_PROPAGATION_MS + 2_000.0) + edgestack_core::cache::MEMORY_TTL_MS,
                 };
                 state == seen && until + allowance.max(lost_allowance) > read.started
             });
             if !acceptable {
                 violations.push(format!(
-                    "public read at {:.0} (isolate knew term {:?}) saw {id} as {seen:?}; spans {spans:?}; {}",
-                    read.started, read.knew_term, read.timing
+                    "public read at {:.0} through {:?} (isolate knew term {:?}) saw {id} as {seen:?}; spans {spans:?}; {}",
+                    read.started, read.isolate, read.knew_term, read.timing
                 ));
             }
         }
@@ -760,15 +933,22 @@ const SEEDS: u64 = 2;
 fn check_random_runs(shape: Shape, locations: &[&'static str]) {
     let started = std::time::Instant::now();
     let (mut writes, mut reads, mut promotions, mut violations) = (0, 0, 0, Vec::new());
+    let (mut unfenced, mut old_branch_acks, mut ahead_of_isolate, mut public_unavailable) = (0, 0, 0, 0);
     for seed in seeds(SEEDS) {
         let run = random_run(seed, shape, locations, 30);
         writes += run.writes;
         reads += run.reads;
         promotions += run.promotions;
+        unfenced += run.unfenced;
+        old_branch_acks += run.old_branch_acks;
+        ahead_of_isolate += run.ahead_of_isolate;
+        public_unavailable += run.public_unavailable;
         violations.extend(run.violations);
     }
     println!(
-        "{shape:?} in {} location(s): {writes} writes, {reads} reads, {promotions} promotions, {} violations, {:.1} s",
+        "{shape:?} in {} location(s): {writes} writes, {reads} reads, {promotions} promotions ({unfenced} fenced late), \
+         {old_branch_acks} writes acknowledged on a left branch, {ahead_of_isolate} requests of the newer term to an isolate on the former primary, \
+         {public_unavailable} public reads 503 with the primary failed, {} violations, {:.1} s",
         locations.len(),
         violations.len(),
         started.elapsed().as_secs_f64()
