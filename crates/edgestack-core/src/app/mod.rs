@@ -687,7 +687,11 @@ async fn requirement_of<P: Platform>(
             "read-your-writes token at index {} of term {} is past the end of that term ({}): its later writes were lost in the failover",
             token.replication_index, token.term, requirement.index
         ));
-        let corrected = ConsistencyToken { term: requirement.term.unwrap_or(0), replication_index: requirement.index };
+        // Under the term the isolate knows, not the term that wrote that index: the client was
+        // seen at `token.term`, and a cookie lowered below it would let a former primary of
+        // that term, not fenced yet, answer for it again (`Failure::Superseded`).
+        let term = history.map_or(0, |history| history.term).max(token.term);
+        let corrected = ConsistencyToken { term, replication_index: requirement.index };
         let window_ms = f64::from(config.data_path.primary_deadline_ms);
         report.borrow_mut().token = Some(state.covering(corrected, platform.now_ms(), window_ms));
     }

@@ -303,7 +303,9 @@ fn a_token_of_an_older_term_asks_only_for_what_its_term_kept() {
     assert_eq!(list.status(), 200, "{}", list.text());
     assert_eq!(titles(&list), ["first", "second"]);
     assert_eq!(list.db_targets(), ["primary"], "ap is the primary now, and nothing waits for the lost index");
-    assert_eq!(token_of(&user.cookie("__Host-edgestack_consistency").unwrap()), (2, end_of_term_2));
+    // Corrected to where term 2 ended, under the term the isolate knows: never older than the
+    // client's (`a_corrected_cookie_never_names_a_term_older_than_the_clients`).
+    assert_eq!(token_of(&user.cookie("__Host-edgestack_consistency").unwrap()), (3, end_of_term_2));
     assert_eq!(stack.logs_containing("past the end of that term").len(), 1);
 }
 
@@ -731,5 +733,40 @@ fn a_former_primary_not_fenced_yet_neither_answers_nor_acknowledges_for_a_client
         assert_ne!(write.status(), 201, "acknowledged by the former primary: {}", write.text());
         assert_eq!(write.status(), 503, "{}", write.text());
         assert!(!note_titles(&stack, database, "ap").contains(&"on the old branch".to_string()));
+    });
+}
+
+/// A token of a term whose every write the next failover lost (term 2 kept nothing: the
+/// replica promoted to term 3 had applied none of them) is corrected to where term 2 began,
+/// and the index there is term 1's. The corrected cookie named term 1 (a random run found it):
+/// lower than the client had been seen at, so a former primary of term 2 not fenced yet could
+/// again answer and acknowledge for it (`Failure::Superseded` needs the newer term). It names
+/// the term the isolate knows now.
+#[test]
+fn a_corrected_cookie_never_names_a_term_older_than_the_clients() {
+    each_shape(|mut stack| {
+        let database = stack.notes_db();
+        let user = signed_up_user(&mut stack, "corrected@example.com");
+        user.create_note(&mut stack, "kept", "");
+        stack.replicate();
+        stack.set_lag(database, "eu", 60_000.0);
+        let term_2_began = stack.replication_index(database, Some("ap"));
+        assert_eq!(promote_and_publish(&mut stack, database, "ap"), 2);
+        user.create_note(&mut stack, "on term 2", "");
+        assert_eq!(token_of(&user.cookie(cookie_name(&stack)).unwrap()).0, 2);
+        // eu, which applied nothing of term 2, becomes term 3's primary; the isolate learns it
+        // through another client's write.
+        stack.advance(RECHECK_INTERVAL_MS);
+        assert_eq!(promote_and_publish(&mut stack, database, "eu"), 3);
+        let other = signed_up_user(&mut stack, "other@example.com");
+        other.create_note(&mut stack, "learns term 3", "");
+        // Past the window in which the isolate's own writes raise a token it hands out.
+        stack.advance(6_000.0);
+
+        let list = stack.send(user.get("/api/notes").send());
+
+        assert_eq!(list.status(), 200, "{}", list.text());
+        assert_eq!(titles(&list), ["kept"], "term 2's note was lost");
+        assert_eq!(token_of(&user.cookie(cookie_name(&stack)).unwrap()), (3, term_2_began));
     });
 }
