@@ -5,7 +5,7 @@
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 
 use local_stack::lock::{FolderLock, LockError};
@@ -32,11 +32,22 @@ fn a_second_user_is_refused_until_the_first_is_gone() {
         .args(["--ignored", "--exact", HOLDER, "--nocapture", "--test-threads=1"])
         .env(FOLDER, &folder)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = BufReader::new(holder.stdout.take().unwrap());
-    assert!(stdout.lines().map_while(Result::ok).any(|line| line == "locked"), "the holder never took the lock");
+    // Bytes, not lines of text: one line that is not UTF-8 must not hide the one looked for.
+    let mut printed = Vec::new();
+    let locked = BufReader::new(holder.stdout.take().unwrap()).split(b'\n').map_while(Result::ok).any(|line| {
+        printed.push(String::from_utf8_lossy(&line).into_owned());
+        line == b"locked"
+    });
+    if !locked {
+        // It ended without the lock (one CI run saw that, not reproduced since): say how.
+        let status = holder.wait().unwrap();
+        let mut errors = String::new();
+        let _ = holder.stderr.take().unwrap().read_to_string(&mut errors);
+        panic!("the holder never took the lock: {status}; its stdout {printed:?}; its stderr {errors}");
+    }
 
     let refused = FolderLock::acquire(&folder).err();
     assert_eq!(refused, Some(LockError::Held { path: folder.join("lock"), pid: Some(holder.id()) }));
