@@ -56,30 +56,45 @@ FORMAT JSON"
 }
 
 /// Reads `{"data": [{"version_id", "requests", "errors", "p95_ms"}, …]}` into (old, new) counts.
-/// Numbers may come as JSON numbers or as strings (64-bit values do).
+/// Numbers may come as JSON numbers or as strings (64-bit values do); a version without a row had
+/// no traffic.
+///
+/// Errors ([`AnalyticsError::BadAnswer`]): no `data` array; a row of either version whose
+/// `requests` or `errors` is missing, null, negative or not a finite number (read as 0, an
+/// unreadable `errors` would give a failing canary a clean record); two rows for one version.
+/// A `p95_ms` that cannot be read is `None`, which the gate never passes on (`gate::evaluate`).
 pub fn parse_window(body: &str, old_id: &str, new_id: &str) -> Result<(VersionCounts, VersionCounts), AnalyticsError> {
     let answer: Value = serde_json::from_str(body).map_err(|e| AnalyticsError::BadAnswer(e.to_string()))?;
     let rows = answer["data"].as_array().ok_or_else(|| AnalyticsError::BadAnswer("no `data` array".into()))?;
-    let (mut old, mut new) = (VersionCounts::default(), VersionCounts::default());
+    let (mut old, mut new) = (None, None);
     for row in rows {
-        let counts = VersionCounts {
-            requests: number(&row["requests"]).map(|n| n.max(0.0) as u64).unwrap_or(0),
-            errors: number(&row["errors"]).map(|n| n.max(0.0) as u64).unwrap_or(0),
-            p95_ms: number(&row["p95_ms"]).filter(|n| n.is_finite()),
-            latency_samples: 0,
+        let slot = match row["version_id"].as_str() {
+            Some(id) if id == old_id => &mut old,
+            Some(id) if id == new_id => &mut new,
+            _ => continue,
         };
-        let counts = VersionCounts { latency_samples: counts.requests, ..counts };
-        match row["version_id"].as_str() {
-            Some(id) if id == old_id => old = counts,
-            Some(id) if id == new_id => new = counts,
-            _ => {}
+        let count = |field: &str| {
+            number(&row[field]).filter(|n| *n >= 0.0).map(|n| n as u64).ok_or_else(|| {
+                AnalyticsError::BadAnswer(format!("`{field}` of version {} is {}", row["version_id"], row[field]))
+            })
+        };
+        let requests = count("requests")?;
+        let counts = VersionCounts {
+            requests,
+            errors: count("errors")?,
+            p95_ms: number(&row["p95_ms"]),
+            latency_samples: requests,
+        };
+        if slot.replace(counts).is_some() {
+            return Err(AnalyticsError::BadAnswer(format!("two rows for version {}", row["version_id"])));
         }
     }
-    Ok((old, new))
+    Ok((old.unwrap_or_default(), new.unwrap_or_default()))
 }
 
+/// A finite number, given as a JSON number or a string of one.
 fn number(value: &Value) -> Option<f64> {
-    value.as_f64().or_else(|| value.as_str().and_then(|text| text.parse().ok()))
+    value.as_f64().or_else(|| value.as_str().and_then(|text| text.trim().parse().ok())).filter(|n: &f64| n.is_finite())
 }
 
 #[cfg(test)]
@@ -119,5 +134,34 @@ mod tests {
         let (old, new) = parse_window(r#"{"data":[]}"#, OLD, NEW).unwrap();
         assert_eq!((old.requests, new.requests), (0, 0));
         assert!(parse_window(r#"{"errors":["bad token"]}"#, OLD, NEW).is_err());
+    }
+
+    /// A count the gate cannot read for one of the two versions is an unreadable answer, never
+    /// zero: an `errors` read as 0 would give a failing canary a clean record and promote it.
+    #[test]
+    fn a_count_that_cannot_be_read_is_a_bad_answer_not_zero() {
+        for bad in ["null", "\"n/a\"", "\"nan\"", "\"inf\"", "-5", "\"-5\"", "1.5e400", "[]", "{}", "true"] {
+            for field in ["requests", "errors"] {
+                let (requests, errors) = if field == "requests" { (bad, "40") } else { ("500", bad) };
+                let body = format!(
+                    r#"{{"data":[{{"version_id":"{OLD}","requests":5000,"errors":0,"p95_ms":40}},{{"version_id":"{NEW}","requests":{requests},"errors":{errors},"p95_ms":40}}]}}"#
+                );
+                let answer = parse_window(&body, OLD, NEW);
+                assert!(matches!(answer, Err(AnalyticsError::BadAnswer(_))), "{field} {bad}: {answer:?}");
+            }
+        }
+        let missing = format!(r#"{{"data":[{{"version_id":"{NEW}","requests":500,"p95_ms":40}}]}}"#);
+        assert!(parse_window(&missing, OLD, NEW).is_err(), "a row without `errors`");
+        // One version twice: which row counts would be a guess.
+        let twice = format!(
+            r#"{{"data":[{{"version_id":"{NEW}","requests":500,"errors":400}},{{"version_id":"{NEW}","requests":500,"errors":0}}]}}"#
+        );
+        assert!(parse_window(&twice, OLD, NEW).is_err(), "two rows for one version");
+        // Rows of other versions are not read at all; huge counts stay counts.
+        let other = format!(
+            r#"{{"data":[{{"version_id":"x","requests":null}},{{"version_id":"{NEW}","requests":"18446744073709551615","errors":1e30,"p95_ms":null}}]}}"#
+        );
+        let (old, new) = parse_window(&other, OLD, NEW).unwrap();
+        assert_eq!((old.requests, new.requests, new.errors, new.p95_ms), (0, u64::MAX, u64::MAX, None));
     }
 }
