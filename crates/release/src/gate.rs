@@ -61,7 +61,7 @@ pub fn evaluate(baseline: &VersionCounts, canary: &VersionCounts, thresholds: &G
     }
     // Without old-version traffic (e.g. a region at 100 %) the yardstick is a clean record, and
     // latency is not compared (docs/releases.md).
-    let baseline_usable = baseline.requests >= thresholds.min_baseline_requests;
+    let baseline_usable = baseline.requests > 0 && baseline.requests >= thresholds.min_baseline_requests;
     let baseline_rate = if baseline_usable { baseline.error_rate() } else { 0.0 };
     let allowed_rate = baseline_rate + thresholds.max_error_rate_increase;
     if canary.error_rate() > allowed_rate {
@@ -97,7 +97,15 @@ pub fn evaluate(baseline: &VersionCounts, canary: &VersionCounts, thresholds: &G
     if readable(canary).is_none() {
         return Verdict::Wait(format!("new version's p95 latency is unreadable over {} requests", canary.requests));
     }
-    if baseline_usable && enough_latency(baseline) && readable(baseline).is_none() {
+    if baseline_usable && !enough_latency(baseline) {
+        // Without the old p95 the new one was never compared: waiting is what the new version's
+        // own thin record gets too, and a stage that never gets there rolls back.
+        return Verdict::Wait(format!(
+            "old version has {} of {} latency samples",
+            baseline.latency_samples, thresholds.min_latency_samples
+        ));
+    }
+    if baseline_usable && readable(baseline).is_none() {
         return Verdict::Wait(format!("old version's p95 latency is unreadable over {} requests", baseline.requests));
     }
     if !baseline_usable && baseline.requests > 0 {
@@ -188,9 +196,25 @@ mod tests {
         assert!(matches!(evaluate(&counts(5000, 0, 40.0), &infinite, &GateThresholds::default()), Verdict::Wait(_)));
     }
 
+    /// The old version has enough requests to judge errors but too few latency samples for its
+    /// p95: the new version's latency was never compared, so the stage waits instead of passing
+    /// a canary ten times slower (as it waits for the new version's own samples).
+    #[test]
+    fn a_baseline_too_thin_to_judge_latency_is_never_passed_on() {
+        check(counts(30, 0, 10.0), counts(1000, 0, 400.0), "wait");
+        check(counts(30, 0, 10.0), counts(1000, 0, 10.0), "wait");
+        // Errors are still judged against it.
+        check(counts(30, 0, 10.0), counts(1000, 100, 10.0), "fail");
+        check(counts(40, 0, 10.0), counts(1000, 0, 12.0), "pass");
+    }
+
     #[test]
     fn without_old_traffic_the_canary_must_be_clean() {
         check(VersionCounts::default(), counts(100, 0, 10.0), "pass");
         check(VersionCounts::default(), counts(100, 5, 10.0), "fail");
+        // Also when no minimum is asked of the old version (`--min-requests 0`): no requests is
+        // no yardstick, not one whose latency samples are still to come.
+        let no_minimum = GateThresholds { min_requests: 0, min_baseline_requests: 0, ..GateThresholds::default() };
+        assert_eq!(evaluate(&VersionCounts::default(), &counts(300, 0, 10.0), &no_minimum), Verdict::Pass);
     }
 }
