@@ -144,8 +144,6 @@ impl RolloutPlan {
                     ));
                 }
                 next.default_bps = bps;
-                // Regions already at or below the new default no longer need their own entry.
-                next.regions.retain(|_, region_bps| *region_bps > bps);
             } else {
                 let region = RegionName::parse(target).ok_or_else(|| PlanError::BadRegion(target.to_string()))?;
                 let before = current.bps_for(region.as_str());
@@ -158,6 +156,10 @@ impl RolloutPlan {
                 }
                 next.regions.insert(region.as_str().to_string(), bps);
             }
+            // A region at or below the default gives nobody anything the default does not:
+            // dropped, so `eu:0` or `10,eu:10` is a stage that changes nothing.
+            let default_bps = next.default_bps;
+            next.regions.retain(|_, region_bps| *region_bps > default_bps);
             if next == current {
                 return Err(PlanError::NoProgress(stages.len() + 1));
             }
@@ -232,6 +234,11 @@ mod tests {
         assert!(matches!(described("eu:50,eu:10,100"), Err(PlanError::Lowers(..))));
         assert!(matches!(described("*:20,eu:10,100"), Err(PlanError::Lowers(..))));
         assert_eq!(described("10,10,100"), Err(PlanError::NoProgress(2)));
+        // A region given no more than the default gives nobody anything: a stage of it would
+        // wait for canary traffic that never comes until it rolls back (`eu:0`), or repeat the
+        // stage before (`*:10,eu:10`).
+        assert_eq!(described("eu:0,100"), Err(PlanError::NoProgress(1)));
+        assert_eq!(described("10,eu:10,100"), Err(PlanError::NoProgress(2)));
         assert!(matches!(described("EU West:10,100"), Err(PlanError::BadRegion(_))));
         assert!(matches!(described("a:b:c,100"), Err(PlanError::BadPercent(_))));
     }
