@@ -112,12 +112,19 @@ fn duration_arg(text: &str) -> Result<Duration, String> {
     parse_duration(text).ok_or_else(|| format!("`{text}` is not a duration like 500ms, 5s or 10m"))
 }
 
+// Finite only: an infinite bound (`inf`, `1e999`) would switch the latency check off unseen.
 fn ratio_arg(text: &str) -> Result<f64, String> {
-    text.parse::<f64>().ok().filter(|x| *x >= 1.0).ok_or_else(|| format!("`{text}` is not a ratio of at least 1"))
+    text.parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite() && *x >= 1.0)
+        .ok_or_else(|| format!("`{text}` is not a ratio of at least 1"))
 }
 
 fn slack_arg(text: &str) -> Result<f64, String> {
-    text.parse::<f64>().ok().filter(|x| *x >= 0.0).ok_or_else(|| format!("`{text}` is not a number of ms"))
+    text.parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite() && *x >= 0.0)
+        .ok_or_else(|| format!("`{text}` is not a number of ms"))
 }
 
 /// Exit codes: 0 done (promoted / checks pass), 1 rolled back or refused, 2 usage or errors.
@@ -511,6 +518,12 @@ mod tests {
         assert!(parse(&["deploy", "--dry-run", "--local", "http://x"]).is_err());
         assert!(parse(&["deploy", "--dry-run-fail-stage", "1"]).is_err(), "needs --dry-run");
         assert!(parse(&["deploy", "--dry-run", "--dry-run-fail-stage", "0"]).is_err());
+        // A bound that can never be exceeded switches the latency check off: refused, not taken.
+        for (option, value) in [("--latency-ratio", "inf"), ("--latency-ratio", "1e999"), ("--latency-slack-ms", "inf")]
+        {
+            assert!(parse(&["deploy", option, value]).is_err(), "{option} {value}");
+        }
+        assert!(parse(&["deploy", "--latency-ratio", "2.5", "--latency-slack-ms", "0"]).is_ok());
         // The gateway token never travels as an argument.
         assert!(parse(&["deploy", "--local", "http://x", "--gateway-token", "t"]).is_err());
     }
