@@ -122,7 +122,7 @@ impl Rollout<'_> {
                 // The stage before may be live, and this one half applied: unwatched, neither may
                 // stay, so a stage that cannot be applied rolls back like one that fails its gate.
                 let reason = format!("stage {stage} ({}) could not be applied: {error}", split.describe());
-                traffic.rollback(&versions)?;
+                roll_back(traffic, &versions, stage, split, &reason)?;
                 report(Event::RolledBack { stage, reason: reason.clone() });
                 return Ok(Outcome::RolledBack {
                     versions,
@@ -142,7 +142,7 @@ impl Rollout<'_> {
                     // A gate that cannot see is a failed gate: roll back rather than guess.
                     GateFailure::Error(error) => (format!("health source failed: {error}"), Window::default()),
                 };
-                traffic.rollback(&versions)?;
+                roll_back(traffic, &versions, stage, split, &reason)?;
                 report(Event::RolledBack { stage, reason: reason.clone() });
                 return Ok(Outcome::RolledBack { versions, stage, split: split.describe(), reason, window });
             }
@@ -193,6 +193,24 @@ impl Rollout<'_> {
             }
         }
     }
+}
+
+/// `traffic.rollback`; when it fails, the error keeps why the release rolled back (the release
+/// then exits 2 without its summary line), next to the traffic controller's own account of what
+/// may still be live and how to restore the old version.
+fn roll_back(
+    traffic: &mut dyn Traffic,
+    versions: &Versions,
+    stage: usize,
+    split: &Split,
+    reason: &str,
+) -> Result<(), ReleaseError> {
+    traffic.rollback(versions).map_err(|error| {
+        ReleaseError(format!(
+            "stage {stage} ({}) failed ({reason}), and rolling back failed: {error}",
+            split.describe()
+        ))
+    })
 }
 
 enum GateFailure {
@@ -312,6 +330,40 @@ mod tests {
         let Outcome::RolledBack { stage, reason, .. } = outcome else { panic!("{outcome:?}") };
         assert_eq!(stage, 2);
         assert!(reason.contains("could not be applied: wrangler versions deploy failed"), "{reason}");
+    }
+
+    /// The gate fails at stage 1 and the rollback itself fails (wrangler exits non-zero): the
+    /// error says which stage failed and why it rolled back, not only wrangler's message.
+    #[test]
+    fn a_rollback_that_fails_says_what_may_still_be_live_and_what_to_restore() {
+        struct RollbackFails;
+        impl Traffic for RollbackFails {
+            fn prepare(&mut self) -> Result<Versions, ReleaseError> {
+                Ok(Versions { old: "old-id".into(), new: "new-id".into() })
+            }
+            fn apply(&mut self, _: &Versions, _: &Split) -> Result<(), ReleaseError> {
+                Ok(())
+            }
+            fn rollback(&mut self, _: &Versions) -> Result<(), ReleaseError> {
+                Err(ReleaseError("wrangler versions deploy old-id@100% failed (exit status: 1)".into()))
+            }
+        }
+        let mut health = ScriptedHealth { polls: 0, per_poll: 10, new_errors_per_poll: 10, new_p95: 12.0 };
+        let error = Rollout {
+            plan: &RolloutPlan::parse("1,10,50,100").unwrap(),
+            thresholds: &GateThresholds { min_requests: 20, min_baseline_requests: 20, ..GateThresholds::default() },
+            timing: &StageTiming {
+                min: Duration::from_secs(3),
+                max: Duration::from_secs(30),
+                poll: Duration::from_secs(1),
+            },
+        }
+        .run(&mut RollbackFails, &mut health, &mut FakeClock(Instant::now()), &mut |_| {})
+        .unwrap_err();
+        for part in ["stage 1 (1%) failed (error rate", "and rolling back failed: wrangler versions deploy old-id@100%"]
+        {
+            assert!(error.0.contains(part), "`{part}` missing: {error}");
+        }
     }
 
     #[test]

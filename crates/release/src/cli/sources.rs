@@ -75,7 +75,12 @@ impl Traffic for LocalGateway {
     }
 
     fn rollback(&mut self, _: &Versions) -> Result<(), ReleaseError> {
-        self.set_split(&Split::all_old())
+        self.set_split(&Split::all_old()).map_err(|error| {
+            ReleaseError(format!(
+                "{error}\nThe gateway at {} may still send green its share: set it back with POST /__gateway/config {{\"split\": {{\"default_bps\": 0}}}}",
+                self.base_url
+            ))
+        })
     }
 }
 

@@ -409,7 +409,16 @@ impl<R: CommandRunner> Traffic for WranglerTraffic<R> {
         let message = format!("rollback of {}", self.tag);
         // The old version alone in the deployment: from here the front Worker's override names a
         // version outside it, which Cloudflare ignores, so everyone is back on the old version.
-        self.run(&[], &["versions", "deploy", &spec, "--message", &message, "-y"])?;
+        self.run(&[], &["versions", "deploy", &spec, "--message", &message, "-y"]).map_err(|error| {
+            let config = self.config_args.iter().map(|arg| format!(" {arg}")).collect::<String>();
+            let front = self.front.as_ref().map_or_else(String::new, |front| {
+                format!(", then clear the front Worker's rule with `npx wrangler deploy --config {}`", front.config)
+            });
+            ReleaseError(format!(
+                "{error}\nThe new version {} may still serve its share beside the old version {}: restore the old one with `npx wrangler versions deploy {spec} -y{config}`{front}",
+                versions.new, versions.old
+            ))
+        })?;
         self.applied.share = Some(0);
         if self.front.is_some() && self.applied.rule != Some(None) {
             let message = format!("rollback of {}: canary rule cleared", self.tag);
@@ -548,6 +557,37 @@ mod tests {
             printed[6],
             "npx wrangler deploy --config front/wrangler.toml --var FRONT_APP_WORKER:edgestack --var FRONT_CANARY_VERSION: --var FRONT_CANARY_REGIONS: --message 'rollback of abc123: canary rule cleared'"
         );
+    }
+
+    /// A rollback whose `versions deploy` fails says what may still be live and the commands that
+    /// restore the old version (the release exits 2 without its summary line).
+    #[test]
+    fn a_failed_rollback_names_the_commands_that_restore_the_old_version() {
+        struct DeployOldFails(DryRunner);
+        impl CommandRunner for DeployOldFails {
+            fn wrangler(&mut self, env: &[(String, String)], args: &[String]) -> Result<WranglerOutput, ReleaseError> {
+                // The rollback's deploy: the old version alone (a stage at 0 % names both).
+                let alone = !args.iter().any(|arg| arg.starts_with(DRY_RUN_NEW));
+                if alone && args.iter().any(|arg| *arg == format!("{DRY_RUN_OLD}@100%")) {
+                    return Err(ReleaseError("wrangler versions deploy failed (exit status: 1)".into()));
+                }
+                self.0.wrangler(env, args)
+            }
+        }
+        let config = vec!["--config".to_string(), "services/entry/wrangler.toml".to_string()];
+        let mut traffic =
+            WranglerTraffic::new(DeployOldFails(DryRunner::default()), config, "abc123".into(), Some(front()));
+        let versions = traffic.prepare().unwrap();
+        traffic.apply(&versions, &RolloutPlan::parse("eu:100,100").unwrap().stages[0]).unwrap();
+        let error = traffic.rollback(&versions).unwrap_err();
+        for part in [
+            "exit status: 1",
+            &format!("The new version {DRY_RUN_NEW} may still serve its share beside the old version {DRY_RUN_OLD}"),
+            &format!("`npx wrangler versions deploy {DRY_RUN_OLD}@100% -y --config services/entry/wrangler.toml`"),
+            "`npx wrangler deploy --config front/wrangler.toml`",
+        ] {
+            assert!(error.0.contains(part), "`{part}` missing: {error}");
+        }
     }
 
     /// Reading the replaced version's tag is a convenience of the upload: when wrangler cannot
