@@ -163,12 +163,27 @@ impl Rollout<'_> {
         clock: &mut dyn Clock,
         report: &mut dyn FnMut(Event),
     ) -> Result<(), GateFailure> {
-        let mut started = clock.now();
+        let stage_started = clock.now();
+        let mut started = stage_started;
         loop {
             clock.sleep(self.timing.poll);
             let elapsed = clock.now().saturating_duration_since(started);
             let window = health.window(versions, elapsed).map_err(GateFailure::Error)?;
-            if window.split.as_ref().is_some_and(|seen| seen != split) {
+            if let Some(seen) = window.split.as_ref().filter(|seen| *seen != split) {
+                // Each loss starts a new window, so the stage's own deadline bounds them: a
+                // gateway that keeps restarting, or another release setting its own split,
+                // would otherwise keep this stage going for ever.
+                if clock.now().saturating_duration_since(stage_started) >= self.timing.max {
+                    return Err(GateFailure::Unhealthy(
+                        format!(
+                            "the split in force is still {}, not {}, after {:?} of applying it again; not promoting blind",
+                            seen.describe(),
+                            split.describe(),
+                            self.timing.max
+                        ),
+                        Box::new(window),
+                    ));
+                }
                 traffic.apply(versions, split).map_err(GateFailure::Error)?;
                 report(Event::Reapplied { stage });
                 started = clock.now();
@@ -364,6 +379,32 @@ mod tests {
         {
             assert!(error.0.contains(part), "`{part}` missing: {error}");
         }
+    }
+
+    /// The health source keeps seeing another split than the stage's (a gateway that restarts
+    /// after every config change, or a second release setting its own): the stage applies it
+    /// again until its maximum, then rolls back, instead of polling for ever.
+    #[test]
+    fn a_split_that_keeps_being_lost_rolls_back_at_the_stages_maximum() {
+        struct AlwaysAllOld(u64);
+        impl HealthSource for AlwaysAllOld {
+            fn window(&mut self, _: &Versions, _: Duration) -> Result<Window, ReleaseError> {
+                self.0 += 1;
+                assert!(self.0 < 10_000, "the gate polled {} times and never ended", self.0);
+                Ok(Window { split: Some(Split::all_old()), ..Window::default() })
+            }
+        }
+        let mut traffic = FakeTraffic::default();
+        let plan = RolloutPlan::parse("10,100").unwrap();
+        let timing =
+            StageTiming { min: Duration::from_secs(3), max: Duration::from_secs(30), poll: Duration::from_secs(1) };
+        let outcome = Rollout { plan: &plan, thresholds: &GateThresholds::default(), timing: &timing }
+            .run(&mut traffic, &mut AlwaysAllOld(0), &mut FakeClock(Instant::now()), &mut |_| {})
+            .unwrap();
+        let Outcome::RolledBack { stage, reason, .. } = outcome else { panic!("{outcome:?}") };
+        assert_eq!(stage, 1);
+        assert!(reason.contains("the split in force is still 0%, not 10%"), "{reason}");
+        assert!(traffic.rolled_back);
     }
 
     #[test]
