@@ -150,7 +150,12 @@ fn main() -> ExitCode {
         Command::Build => tools::Toolchain::ensure().and_then(|toolchain| build::build_worker(&toolchain)),
         Command::BuildGateway => tools::Toolchain::ensure().and_then(|toolchain| build::build_gateway(&toolchain)),
         Command::BuildFront => tools::Toolchain::ensure().and_then(|toolchain| build::build_front(&toolchain)),
-        Command::Release { args } => run_release(&args),
+        // The release command's own exit code, not xtask's 1 for any failure: scripts tell a
+        // rollback (1) from an error that may have left a split live (2) by it.
+        Command::Release { args } => match run_release(&args) {
+            Ok(code) => return ExitCode::from(code),
+            Err(message) => Err(message),
+        },
         Command::Dev(args) => {
             let shape = if args.services { dev::Shape::Services } else { dev::Shape::Monolith };
             dev::run_dev_stack(shape, args.port, &local_stack::workspace_root().join(args.data))
@@ -221,14 +226,25 @@ fn print_identity_keys() -> Result {
 }
 
 /// `cargo xtask release …`: the release command of docs/releases.md, built and run by a
-/// nested cargo that shares the outer one's environment (so it compiles nothing twice).
-fn run_release(args: &[String]) -> Result {
-    tools::run(
+/// nested cargo that shares the outer one's environment (so it compiles nothing twice). Gives
+/// its exit code (`deploy`: 0 promoted, 1 rolled back, 2 usage or tool error; cargo's 101 when
+/// it does not build).
+fn run_release(args: &[String]) -> Result<u8> {
+    exit_code_of(
         local_stack::cargo::command()
             .current_dir(local_stack::workspace_root())
             .args(["run", "--quiet", "--package", "release", "--"])
             .args(args),
     )
+}
+
+/// Runs `command` in its own group to its end and gives its exit code; `Err` when it could not
+/// start or a signal ended it.
+fn exit_code_of(command: &mut std::process::Command) -> Result<u8> {
+    let status = local_stack::process::GroupChild::spawn_inheriting("release", command)
+        .and_then(|mut child| child.wait())
+        .map_err(|e| format!("release: {e}"))?;
+    status.code().and_then(|code| u8::try_from(code).ok()).ok_or_else(|| format!("release ended: {status}"))
 }
 
 #[cfg(test)]
@@ -246,6 +262,20 @@ mod tests {
         let cli = Cli::try_parse_from(["xtask", "release", "deploy", "--help"]).unwrap();
         let Command::Release { args } = cli.command else { panic!("not release") };
         assert_eq!(args, ["deploy", "--help"]);
+    }
+
+    /// `deploy` exits 1 after a clean rollback and 2 on an error (docs/releases.md): xtask passes
+    /// each on as it came, so a script reading `cargo xtask release deploy` can tell them apart.
+    #[test]
+    fn the_release_commands_exit_code_is_passed_on() {
+        for code in [0u8, 1, 2, 101] {
+            let mut command = std::process::Command::new("sh");
+            command.args(["-c", &format!("exit {code}")]);
+            assert_eq!(exit_code_of(&mut command), Ok(code));
+        }
+        let mut killed = std::process::Command::new("sh");
+        killed.args(["-c", "kill -9 $$"]);
+        assert!(exit_code_of(&mut killed).is_err());
     }
 
     #[test]
