@@ -8,6 +8,10 @@ fn main() -> ExitCode {
     // wrangler commands it started before it exits (the local-stack guardian covers SIGKILL).
     let interrupted = |signal| {
         eprintln!("release: stopped by {}", local_stack::process::signal_name(signal));
+        // A deploy stopped mid-rollout leaves its last stage live, with no gate watching it.
+        if let Some(state) = release::cli::interrupted_deploy_state() {
+            eprintln!("release: {state}");
+        }
         128 + signal
     };
     if let Err(error) = local_stack::process::stop_children_on_signals(interrupted) {

@@ -240,7 +240,13 @@ fn deploy(args: DeployArgs) -> Result<u8, ReleaseError> {
         )));
     }
     let rollout = Rollout { plan: &plan, thresholds: &thresholds, timing: &timing };
-    let mut report = |event: Event| eprintln!("release: {}", describe(&event, dry_run));
+    let restore = restore_commands(local.as_deref(), config.as_deref(), &plan, front_config.as_deref());
+    let mut report = |event: Event| {
+        if !dry_run {
+            track(&event, &restore);
+        }
+        eprintln!("release: {}", describe(&event, dry_run));
+    };
     let outcome = if let Some(url) = local {
         let token = token.ok_or_else(|| ReleaseError("--local needs the gateway's token in $GATEWAY_TOKEN".into()))?;
         let (mut traffic, mut health) = (LocalGateway::new(&url, &token), LocalGateway::new(&url, &token));
@@ -284,6 +290,55 @@ fn deploy(args: DeployArgs) -> Result<u8, ReleaseError> {
         Outcome::Promoted { .. } => 0,
         Outcome::RolledBack { .. } => 1,
     })
+}
+
+/// What a deploy stopped now (Ctrl-C, a CI job's SIGTERM, a closed SSH session) leaves live and
+/// how to put the old version back; `None` outside a rollout. `release`'s signal handler prints it.
+static INTERRUPTED: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// [`INTERRUPTED`]'s text, for the signal handler.
+pub fn interrupted_deploy_state() -> Option<String> {
+    INTERRUPTED.lock().ok()?.clone()
+}
+
+/// How to restore the old version by hand (`{old}` stands for its id), for the run's options.
+fn restore_commands(local: Option<&str>, config: Option<&str>, plan: &RolloutPlan, front: Option<&str>) -> String {
+    if let Some(url) = local {
+        return format!(r#"POST {url}/__gateway/config {{"split": {{"default_bps": 0}}}}"#);
+    }
+    let config = config.map_or_else(String::new, |path| format!(" --config {path}"));
+    let mut commands = format!("`npx wrangler versions deploy {{old}}@100% -y{config}`");
+    if plan.stages.iter().any(|stage| !stage.regions.is_empty()) {
+        let front = front.unwrap_or("front/wrangler.toml");
+        commands.push_str(&format!(", then clear the front Worker's rule with `npx wrangler deploy --config {front}`"));
+    }
+    commands
+}
+
+/// Keeps [`INTERRUPTED`] in step with the rollout: from the upload until it is promoted or
+/// rolled back, the new version may serve up to the share of the stage being applied.
+fn track(event: &Event, restore: &str) {
+    let Ok(mut state) = INTERRUPTED.lock() else {
+        return;
+    };
+    match event {
+        Event::Prepared(versions) => {
+            *state = Some(format!(
+                "the rollout of {new} was stopped before it finished: {new} may serve the share of the stage being applied beside {old}; restore {old} with {restore}",
+                new = versions.new,
+                old = versions.old,
+                restore = restore.replace("{old}", &versions.old),
+            ));
+        }
+        Event::StageApplied { stage, split } => {
+            if let Some(text) = state.as_mut() {
+                let base = text.split(" (last stage in force:").next().unwrap_or_default().to_string();
+                *text = format!("{base} (last stage in force: {stage}, {split})");
+            }
+        }
+        Event::RolledBack { .. } | Event::Promoted => *state = None,
+        _ => {}
+    }
 }
 
 /// Prints the query production would send, and answers it with made-up figures: healthy, or
@@ -461,6 +516,30 @@ mod tests {
         assert!(clean.len() == 12 && clean.bytes().all(|b| b.is_ascii_hexdigit()), "{clean}");
         std::fs::write(root.join("app.js"), "2").unwrap();
         assert_eq!(git_revision(root).unwrap(), format!("{clean}-dirty"));
+    }
+
+    /// A deploy stopped mid-rollout (Ctrl-C, a CI timeout's SIGTERM) says what may be live and
+    /// how to restore the old version; nothing once the rollout promoted or rolled back.
+    #[test]
+    fn an_interrupted_deploy_says_what_may_be_live_and_how_to_restore() {
+        let plan = RolloutPlan::parse("eu:100,*:10,100").unwrap();
+        let restore = restore_commands(None, Some("services/entry/wrangler.toml"), &plan, Some("front/entry.toml"));
+        let versions = Versions { old: "old-id".into(), new: "new-id".into() };
+        track(&Event::Prepared(versions.clone()), &restore);
+        track(&Event::StageApplied { stage: 2, split: "eu:100%,*:10%".into() }, &restore);
+        let state = interrupted_deploy_state().unwrap();
+        for part in [
+            "new-id may serve the share of the stage being applied beside old-id",
+            "`npx wrangler versions deploy old-id@100% -y --config services/entry/wrangler.toml`",
+            "`npx wrangler deploy --config front/entry.toml`",
+            "(last stage in force: 2, eu:100%,*:10%)",
+        ] {
+            assert!(state.contains(part), "`{part}` missing: {state}");
+        }
+        track(&Event::Promoted, &restore);
+        assert_eq!(interrupted_deploy_state(), None);
+        let local = restore_commands(Some("http://127.0.0.1:8787"), None, &plan, None);
+        assert!(local.contains(r#"http://127.0.0.1:8787/__gateway/config {"split": {"default_bps": 0}}"#), "{local}");
     }
 
     #[test]
