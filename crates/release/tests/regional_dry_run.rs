@@ -127,7 +127,13 @@ fn production_refuses_what_it_cannot_do_before_uploading_anything() {
     // A failure rehearsal must name a gated stage.
     let last = release(&["--plan", "10,100", "--dry-run-fail-stage", "2"]);
     assert_eq!(last.code, Some(2));
-    for run in [partial, entry, last] {
+    // Polling the Analytics Engine SQL API in a tight loop spends its rate limit, and a refused
+    // query rolls a healthy release back.
+    let tight = release(&["--plan", "10,100", "--poll", "1s"]);
+    assert_eq!(tight.code, Some(2));
+    assert!(tight.stderr.contains("--poll 1s"), "{}", tight.stderr);
+    assert_eq!(release(&["--plan", "10,100", "--poll", "5s"]).code, Some(0));
+    for run in [partial, entry, last, tight] {
         assert!(run.calls.iter().all(|line| !line.contains("npx wrangler")), "{:#?}", run.calls);
     }
 }

@@ -186,6 +186,12 @@ fn git_revision(root: &std::path::Path) -> Result<String, ReleaseError> {
     Ok(if status.status.success() && status.stdout.is_empty() { revision } else { format!("{revision}-dirty") })
 }
 
+/// The shortest `--poll` against production. Every poll is one Analytics Engine SQL API query,
+/// whose answer moves about once a minute (its ingestion delay); polling faster only spends the
+/// API's rate limit, and a refused query is a failed health source, which rolls a healthy
+/// release back.
+const MIN_PRODUCTION_POLL: Duration = Duration::from_secs(5);
+
 fn deploy(args: DeployArgs) -> Result<u8, ReleaseError> {
     let DeployArgs {
         plan,
@@ -204,6 +210,12 @@ fn deploy(args: DeployArgs) -> Result<u8, ReleaseError> {
         latency_ratio,
         latency_slack_ms: latency_slack,
     } = args;
+    // Production and its dry run alike: the rehearsal refuses what the release would.
+    if let Some(poll) = poll.filter(|poll| local.is_none() && *poll < MIN_PRODUCTION_POLL) {
+        return Err(ReleaseError(format!(
+            "--poll {poll:?}: against production each poll is an Analytics Engine SQL API query, and a refused one rolls the release back; poll every {MIN_PRODUCTION_POLL:?} or less often"
+        )));
+    }
     let token = std::env::var("GATEWAY_TOKEN").ok().filter(|token| !token.is_empty());
 
     let defaults = GateThresholds::default();
