@@ -178,10 +178,16 @@ impl RolloutPlan {
 
 /// `10` → 1000 bps, `0.5` → 50 bps, `12.25%` → 1225 bps.
 pub fn parse_percent(text: &str) -> Result<u16, PlanError> {
-    let text = text.trim().trim_end_matches('%');
-    let bad = || PlanError::BadPercent(text.to_string());
-    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
-    if whole.is_empty() || fraction.len() > 2 || !whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit()) {
+    let trimmed = text.trim();
+    // One `%` at most, and a point only before digits: `10%%` and `1.` are typos, not numbers.
+    let text = trimmed.strip_suffix('%').unwrap_or(trimmed);
+    let bad = || PlanError::BadPercent(trimmed.to_string());
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
+    if whole.is_empty()
+        || fraction.is_empty()
+        || fraction.len() > 2
+        || !whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit())
+    {
         return Err(bad());
     }
     let whole: u32 = whole.parse().map_err(|_| bad())?;
@@ -220,7 +226,7 @@ mod tests {
         for (text, bps) in [("0.5", 50), ("12.25%", 1225), ("100", 10_000), ("0", 0), ("1.5", 150)] {
             assert_eq!(parse_percent(text), Ok(bps), "{text}");
         }
-        for bad in ["", "x", "1.234", "-1", ".5", "1e2", "101", "100.01"] {
+        for bad in ["", "x", "1.234", "-1", ".5", "1e2", "101", "100.01", "1.", "10%%", "%"] {
             assert!(parse_percent(bad).is_err(), "{bad}");
         }
     }

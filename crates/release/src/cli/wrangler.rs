@@ -166,6 +166,10 @@ pub fn parse_current_version(json: &str) -> Result<String, ReleaseError> {
             .as_str()
             .map(str::to_string)
             .ok_or_else(|| ReleaseError("deployments status: no version_id".into())),
+        [] => Err(ReleaseError(
+            "no version of this Worker is deployed yet: deploy it once (`wrangler deploy`) before a gradual release"
+                .into(),
+        )),
         _ => Err(ReleaseError(format!(
             "the current deployment already splits traffic between {} versions; finish or roll back that rollout first",
             versions.len()
@@ -497,6 +501,8 @@ mod tests {
         let split = r#"{"versions":[{"version_id":"a","percentage":90},{"version_id":"b","percentage":10}]}"#;
         assert!(parse_current_version(split).is_err());
         assert!(parse_current_version("not json").is_err());
+        let none = parse_current_version(r#"{"versions":[]}"#).unwrap_err().to_string();
+        assert!(none.contains("no version of this Worker is deployed yet"), "{none}");
     }
 
     #[test]
