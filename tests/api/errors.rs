@@ -15,7 +15,12 @@ fn wrong_content_type_is_415_and_oversized_body_is_413() {
     assert_eq!(response.error_code(), "unsupported_media_type");
 
     let huge = format!("{{\"csp-report\": {{\"blocked-uri\": \"{}\"}}}}", "x".repeat(MAX_BODY_BYTES));
-    let response = app.post_json("/api/csp-reports", &huge);
+    // The worker answers while the client is still sending. A connection closed with input
+    // unread can be reset under its answer, cutting the body on the way (wrangler dev's proxy;
+    // seen once in CI): the answer is what is tested, so one cut short is asked for again.
+    let post =
+        || app.try_request("POST", "/api/csp-reports", &[("content-type", "application/json")], Some(huge.as_bytes()));
+    let response = (0..3).find_map(|_| post().ok()).expect("three answers, each cut short");
     assert_eq!(response.status, 413);
     assert_eq!(response.error_code(), "body_too_large");
 }

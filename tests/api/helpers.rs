@@ -197,6 +197,17 @@ impl TestApp {
     }
 
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> TestResponse {
+        self.try_request(method, path, headers, body).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `request`, with a transport failure (no answer, or one cut short) as `Err`.
+    pub fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<TestResponse, String> {
         let mut builder = ureq::http::Request::builder().method(method).uri(self.dev.url(path));
         for (name, value) in headers {
             builder = builder.header(*name, *value);
@@ -205,7 +216,7 @@ impl TestApp {
         let mut response = self
             .agent
             .run(request)
-            .unwrap_or_else(|e| panic!("{method} {path} failed: {e}\nwrangler log:\n{}", self.dev.log_tail()));
+            .map_err(|e| format!("{method} {path} failed: {e}\nwrangler log:\n{}", self.dev.log_tail()))?;
         let headers = response
             .headers()
             .iter()
@@ -216,13 +227,10 @@ impl TestApp {
         let body = if bodiless {
             Vec::new()
         } else {
-            response.body_mut().with_config().limit(10 * 1024 * 1024).read_to_vec().unwrap()
+            let read = response.body_mut().with_config().limit(10 * 1024 * 1024).read_to_vec();
+            read.map_err(|e| format!("{method} {path}: the answer's body was cut: {e}"))?
         };
-        TestResponse { status, headers, body }
-    }
-
-    pub fn post_json(&self, path: &str, body: &str) -> TestResponse {
-        self.request("POST", path, &[("content-type", "application/json")], Some(body.as_bytes()))
+        Ok(TestResponse { status, headers, body })
     }
 
     pub fn client(&self) -> TestClient<'_> {
