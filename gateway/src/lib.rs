@@ -10,6 +10,7 @@
 mod admin;
 mod state;
 
+use edgestack_core::assets::cache_control_with_cookie;
 use edgestack_core::region::{DEV_REGION_HEADER, Location, RegionName, RequestRegion};
 use release::routing::{
     Reason, SERVED_BY_HEADER, StickyKey, VERSION_KEY_HEADER, VERSION_OVERRIDE_HEADER, Version, bucket_bps, choose,
@@ -137,6 +138,10 @@ async fn forward(req: Request, env: &Env, settings: &Settings) -> Result<Respons
     }
     if let Some(key) = minted {
         headers.append("set-cookie", &key.set_cookie())?;
+        // The key is this visitor's, as the front Worker's is: kept from shared caches.
+        if let Some(private) = cache_control_with_cookie(headers.get("cache-control")?.as_deref()) {
+            headers.set("cache-control", &private)?;
+        }
     }
     response = response.with_headers(headers);
     Ok(response)

@@ -138,6 +138,13 @@ fn override_header_pins_a_request_to_a_named_version() {
     assert!(set_cookie.starts_with("edgestack_canary=") && set_cookie.contains("HttpOnly"), "{set_cookie}");
     let returning = stack.get("/api/health", &[("cookie", "edgestack_canary=load-user-0001")]);
     assert_eq!(returning.header("set-cookie"), None);
+    // A page that mints a key is for that visitor's own cache only (RFC 9111 §7.3), as the
+    // front Worker's is; a returning visitor's page stays public.
+    let page = stack.get("/", &[]);
+    assert!(page.header("set-cookie").is_some_and(|cookie| cookie.starts_with("edgestack_canary=")));
+    assert_eq!(page.header("cache-control"), Some("private, max-age=0, must-revalidate"));
+    let page_again = stack.get("/", &[("cookie", "edgestack_canary=load-user-0001")]);
+    assert_eq!(page_again.header("cache-control"), Some("public, max-age=0, must-revalidate"));
 
     // Bodies and the worker's own cookies pass through: a sign-up on green, pinned by override,
     // answers with both the session cookie and the gateway's sticky key.
