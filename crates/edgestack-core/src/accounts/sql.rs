@@ -10,10 +10,10 @@ use crate::accounts::{PendingDeletion, SessionUser, ThrottleState, TrustedDevice
 use crate::db::{Statement, Value, integer, optional_text, text};
 
 /// The id of the account signing in: `$folded` its address folded (`email::fold`), `$legacy`
-/// the same without NFC. A release before NFC stored the address as it was typed, so an
-/// account whose stored address is not in NFC is found by that form, else it could never sign
-/// in again; when both exist (sign-up finds only the folded form, so a look-alike can be made
-/// beside an older account), the one typed exactly wins.
+/// the address as typed, only trimmed and lower-cased. A release before NFC and A-labels stored
+/// the address that way, so an account whose stored address is not in folded form is found by
+/// it, else it could never sign in again; when both exist (sign-up finds only the folded form,
+/// so a look-alike can be made beside an older account), the one typed exactly wins.
 macro_rules! account_id {
     ($folded:literal, $legacy:literal) => {
         concat!(
@@ -43,9 +43,9 @@ macro_rules! trusted_device {
 pub struct SignInAttempt {
     pub device_hash: Option<String>,
     pub email: String,
-    /// The email as typed, trimmed and lower-cased but not in NFC: how a release before NFC
-    /// stored it (`account_id!`).
-    pub email_before_nfc: String,
+    /// The email as typed, trimmed and lower-cased but not folded: how a release before NFC and
+    /// A-labels stored it (`account_id!`).
+    pub email_as_typed: String,
     pub account_key: String,
     pub now: i64,
 }
@@ -58,7 +58,7 @@ impl SignInAttempt {
             text(&self.email),
             integer(DEVICE_MAX_FAILURES),
             integer(self.now - DEVICE_LIFETIME_MS),
-            text(&self.email_before_nfc),
+            text(&self.email_as_typed),
         ]
     }
 }
@@ -229,7 +229,7 @@ pub fn insert_confirmed_session(
 pub fn user_credentials(attempt: &SignInAttempt) -> Statement<UserCredentials> {
     Statement::new(
         concat!("SELECT id, email, password_hash, created_at FROM users WHERE id = ", account_id!("?1", "?2")),
-        vec![text(&attempt.email), text(&attempt.email_before_nfc)],
+        vec![text(&attempt.email), text(&attempt.email_as_typed)],
     )
 }
 

@@ -272,7 +272,7 @@ pub async fn sign_in<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespons
     let attempt = SignInAttempt {
         device_hash: device.as_ref().map(DeviceToken::hash),
         account_key: throttle::account_key(&email),
-        email_before_nfc: input.email.trim().to_lowercase(),
+        email_as_typed: input.email.trim().to_lowercase(),
         email,
         now,
     };

@@ -46,7 +46,7 @@ fn account_statements() -> Vec<Built> {
     let attempt = SignInAttempt {
         device_hash: Some("hash".into()),
         email: "a@b.c".into(),
-        email_before_nfc: "a@b.c".into(),
+        email_as_typed: "a@b.c".into(),
         account_key: "key".into(),
         now: 2_000,
     };
