@@ -6,12 +6,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use edgestack_core::accounts::email::Form;
 use edgestack_core::app::{ApiResponse, IsolateState, KvWrite, Limiter, Platform, ServiceRequest};
 use edgestack_core::datapath::HranaAnswer;
 use edgestack_core::db::DbError;
 use edgestack_core::region::Location;
 use edgestack_core::services::Service;
+use edgestack_core::text::Form;
 use futures::future::{Either, select};
 use worker::js_sys;
 use worker::wasm_bindgen::{JsCast, JsValue};

@@ -31,24 +31,28 @@ fn repeated_sign_ins_are_rate_limited() {
     assert_eq!(owner.sign_in(&email, PASSWORD).status, 200, "the device that signed up is not held up");
 }
 
-/// The address is normalized by the runtime's own `String.prototype.normalize`
-/// (`Platform::normalize`), the one part of the address rules the in-process tests cannot reach:
-/// "é" typed decomposed signs up as the composed address, and the composed one is then taken;
-/// an address with a compatibility character (the micro sign beside μ) is refused.
+/// Addresses and passwords are normalized by the runtime's own `String.prototype.normalize`
+/// (`Platform::normalize`), the one part of their rules the in-process tests cannot reach: "é"
+/// typed decomposed signs up as the composed address, and the composed one is then taken; an
+/// address with a compatibility character (the micro sign beside μ) is refused; a password typed
+/// decomposed with a no-break space signs in typed composed with a plain space (RFC 8265).
 #[test]
-fn the_worker_normalizes_an_address() {
+fn the_worker_normalizes_an_address_and_a_password() {
     let app = spawn_app();
     let local = format!("e\u{301}lise-{}", crate::helpers::random_hex(6));
     let decomposed = format!("{local}@Example.com");
     let composed = format!("{}@example.com", local.replace("e\u{301}", "\u{e9}"));
+    let password_decomposed = "Schlu\u{308}ssel\u{a0}und Tu\u{308}r";
 
-    let signed_up = app.client().sign_up(&decomposed, PASSWORD);
+    let signed_up = app.client().sign_up(&decomposed, password_decomposed);
     assert_eq!(signed_up.status, 201, "{}", signed_up.text());
     assert_eq!(signed_up.json()["user"]["email"], composed.as_str());
 
     let again = app.client().sign_up(&composed, PASSWORD);
     assert_eq!((again.status, again.error_code().as_str()), (409, "email_taken"));
-    assert_eq!(app.client().sign_in(&composed, PASSWORD).status, 200);
+    let signed_in = app.client().sign_in(&composed, "Schl\u{fc}ssel und T\u{fc}r");
+    assert_eq!(signed_in.status, 200, "{}", signed_in.text());
+    assert_eq!(app.client().sign_in(&composed, "Schlussel und Tur").status, 401);
 
     let micro = app.client().sign_up(&composed.replacen('l', "\u{b5}", 1), PASSWORD);
     assert_eq!((micro.status, micro.error_code().as_str()), (400, "invalid_email"), "{}", micro.text());

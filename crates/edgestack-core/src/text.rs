@@ -1,4 +1,17 @@
-//! What a character looks like, for the rules on user-typed text (titles, email addresses).
+//! What a character looks like and how text is normalized, for the rules on user-typed text
+//! (titles, email addresses, passwords).
+
+/// The Unicode normalization forms (UAX #15) the rules on typed text use (an account's address,
+/// `accounts::email`; a password, `accounts::password`). The caller brings them
+/// (`Platform::normalize`): the Worker has the runtime's `String.prototype.normalize`, and the
+/// tables as a crate would cost the wasm 60 KB gzip (docs/performance.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// Canonical composition: one spelling for canonically equivalent text.
+    Nfc,
+    /// Compatibility composition: also maps ligatures, width and font variants to plain letters.
+    Nfkc,
+}
 
 /// Whether `c` shows as something: not white space, not [default-ignorable](is_default_ignorable),
 /// not U+2800 BRAILLE PATTERN BLANK (a letter-like blank that fonts draw as nothing), and not

@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use crate::text::is_visible;
+use crate::text::{Form, is_visible};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
@@ -26,17 +26,6 @@ impl fmt::Display for InvalidEmail {
 }
 
 const MAX_LENGTH: usize = 254;
-
-/// The Unicode normalization forms (UAX #15) the address rules use. The caller brings them
-/// (`Platform::normalize`): the Worker has the runtime's `String.prototype.normalize`, and the
-/// tables as a crate would cost the wasm 60 KB gzip (docs/performance.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Form {
-    /// Canonical composition: one spelling for canonically equivalent text.
-    Nfc,
-    /// Compatibility composition: also maps ligatures, width and font variants to plain letters.
-    Nfkc,
-}
 
 /// What an account's address is compared as: `typed` trimmed, lower-cased (Unicode's default
 /// case conversion), put in NFC by `normalize`; then each label of the domain (after the last

@@ -10,6 +10,6 @@ pub mod sql;
 pub mod throttle;
 
 pub use email::{Email, InvalidEmail};
-pub use password::{Password, PasswordHasher, WeakPassword};
+pub use password::{Password, PasswordHasher, TypedPassword, WeakPassword};
 pub use rows::{PendingDeletion, SessionUser, ThrottleState, TrustedDevice, User, UserCredentials};
 pub use session::{SessionPolicy, SessionToken};

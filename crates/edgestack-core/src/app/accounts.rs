@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::device::{COOKIE_NAME as DEVICE_COOKIE, DeviceToken};
-use crate::accounts::password::{UNKNOWN_ACCOUNT_HASH, Verification};
+use crate::accounts::password::{TypedPassword, UNKNOWN_ACCOUNT_HASH, Verification};
 use crate::accounts::session::{SessionAuth, clear_cookie};
 use crate::accounts::sql::SignInAttempt;
 use crate::accounts::throttle::{self, DEVICE_LIFETIME_MS, DEVICES_PER_ACCOUNT};
@@ -47,6 +47,11 @@ struct UserBody<'a> {
 
 fn user_response(status: u16, user: &User) -> Result<ApiResponse, ApiError> {
     ApiResponse::json(status, &UserBody { user })
+}
+
+/// `typed` as a password, compared in its RFC 8265 form (`TypedPassword`).
+fn typed_password<'a, P: Platform>(context: &Context<'_, P>, typed: &'a str) -> TypedPassword<'a> {
+    TypedPassword::new(typed, |text, form| context.platform.normalize(text, form))
 }
 
 fn hash_failure<P: Platform>(context: &Context<'_, P>, error: String) -> ApiError {
@@ -169,7 +174,7 @@ fn seconds_until(at: i64, now: i64) -> u32 {
 pub async fn sign_up<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let input: Credentials = context.json_body()?;
     let email = Email::parse(&input.email, |text, form| context.platform.normalize(text, form))?;
-    let password = Password::parse(&input.password)?;
+    let password = Password::parse(&typed_password(context, &input.password))?;
     let key = format!("signup:{}", client_address(context));
     within_budget(context, Limiter::SignUpPerClient, &key, ApiError::SignUpRateLimited).await?;
     let database = context.database()?;
@@ -293,7 +298,8 @@ pub async fn sign_in<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespons
     }
     let stored_hash = credentials.as_ref().map_or(UNKNOWN_ACCOUNT_HASH, |found| found.password_hash.as_str());
     let hasher = context.hasher();
-    let verification = hasher.verify(&input.password, stored_hash);
+    let password = typed_password(context, &input.password);
+    let verification = hasher.verify(&password, stored_hash);
     let (Some(credentials), Verification::Match | Verification::MatchNeedsRehash) = (credentials, &verification) else {
         return Err(ApiError::InvalidCredentials);
     };
@@ -304,8 +310,8 @@ pub async fn sign_in<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespons
     // First: unless the account still has the password just verified, it rolls the write back.
     let session = pipeline.push(sql::insert_verified_session(&token.hash(), &user.id, now, expires_at, &verified_hash));
     if verification == Verification::MatchNeedsRehash {
-        let password = Password::verified(&input.password);
-        let rehashed = hasher.hash(&password, &context.random()?).map_err(|e| hash_failure(context, e))?;
+        let rehashed =
+            hasher.hash(&Password::verified(&password), &context.random()?).map_err(|e| hash_failure(context, e))?;
         pipeline.push(sql::update_password_hash(&user.id, &rehashed, now));
     }
     // A session the client already had is replaced, not kept beside the new one.
@@ -388,7 +394,8 @@ async fn confirm_password<P: Platform>(
     let mut pipeline = Pipeline::authoritative_read();
     let credentials = pipeline.push(sql::session_credentials(auth));
     let credentials = database.run(&pipeline).await?.first(credentials)?.ok_or(ApiError::Unauthenticated)?;
-    if context.hasher().verify(password, &credentials.password_hash) == Verification::Mismatch {
+    if context.hasher().verify(&typed_password(context, password), &credentials.password_hash) == Verification::Mismatch
+    {
         return Err(ApiError::InvalidCredentials);
     }
     Ok(credentials.user.id)
@@ -404,7 +411,7 @@ async fn confirm_password<P: Platform>(
 pub async fn change_password<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let input: PasswordChange = context.json_body()?;
     let (_, auth) = context.session()?;
-    let new_password = Password::parse(&input.new_password)?;
+    let new_password = Password::parse(&typed_password(context, &input.new_password))?;
     let database = context.database()?;
     let user_id = confirm_password(context, &database, &auth, &input.current_password).await?;
     let new_hash = context.hasher().hash(&new_password, &context.random()?).map_err(|e| hash_failure(context, e))?;

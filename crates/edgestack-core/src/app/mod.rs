@@ -305,7 +305,7 @@ pub trait Platform {
     /// `text` in Unicode normalization form `form` (UAX #15): the runtime's
     /// (`String.prototype.normalize` in a Worker), so the wasm carries no normalization tables
     /// (`accounts::email`).
-    fn normalize(&self, text: &str, form: crate::accounts::email::Form) -> String;
+    fn normalize(&self, text: &str, form: crate::text::Form) -> String;
     fn isolate(&self) -> &IsolateState;
     /// `POST {url}/v3/pipeline` with the bearer token: whatever the endpoint answered (any
     /// status; the core decides what it means, `datapath::failover`). `DbError::Unavailable`

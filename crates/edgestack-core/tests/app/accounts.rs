@@ -212,6 +212,87 @@ fn an_account_stored_before_addresses_were_put_in_nfc_still_signs_in() {
     });
 }
 
+/// A password with "ö" and "ü" typed as o/u + U+0308 and with no-break spaces (a keyboard's
+/// Option-space), as one device sends it; [`PASSWORD_COMPOSED`] is the same password as another
+/// device sends it. RFC 8265's OpaqueString makes them one: non-ASCII spaces become U+0020, then NFC.
+const PASSWORD_DECOMPOSED: &str = "Passwo\u{308}rt\u{a0}und\u{a0}Schlu\u{308}ssel";
+const PASSWORD_COMPOSED: &str = "Passw\u{f6}rt und Schl\u{fc}ssel";
+
+#[test]
+fn a_password_typed_composed_or_decomposed_or_with_other_spaces_is_one_password() {
+    each_shape(|mut stack| {
+        let client = stack.client("na");
+        let created = sign_up(&mut stack, &client, "keys@example.com", PASSWORD_DECOMPOSED);
+        assert_eq!(created.status(), 201, "{}", created.text());
+        for typed in [PASSWORD_COMPOSED, PASSWORD_DECOMPOSED, "Passwo\u{308}rt und Schl\u{fc}ssel"] {
+            let signed_in = sign_in_anew(&mut stack, "na", "keys@example.com", typed);
+            assert_eq!(signed_in.status(), 200, "{typed:?}: {}", signed_in.text());
+        }
+        for other in ["Passwort und Schlussel", "Passw\u{f6}rt  und Schl\u{fc}ssel", "passw\u{f6}rt und schl\u{fc}ssel"]
+        {
+            assert_eq!(sign_in_anew(&mut stack, "na", "keys@example.com", other).status(), 401, "{other:?}");
+        }
+
+        // The same rule for the current password that confirms a change, and for the new one.
+        let new_password = "ne\u{301}e\u{3000}du\u{a0}jour";
+        let change = json!({"current_password": PASSWORD_COMPOSED, "new_password": new_password});
+        let changed = stack.send(client.put("/api/me/password").json(change).send());
+        assert_eq!(changed.status(), 204, "{}", changed.text());
+        let signed_in = sign_in_anew(&mut stack, "na", "keys@example.com", "n\u{e9}e du jour");
+        assert_eq!(signed_in.status(), 200, "{}", signed_in.text());
+        // And for the password that confirms a deletion.
+        let deleted = stack.send(client.delete("/api/me").json(json!({"password": "n\u{e9}e du jour"})).send());
+        assert_eq!(deleted.status(), 204, "{}", deleted.text());
+    });
+}
+
+/// The policy's length is that of the password as compared: `e` + U+0301 is one character.
+#[test]
+fn a_password_short_once_composed_is_weak() {
+    each_shape(|mut stack| {
+        let client = stack.client("na");
+        let short = sign_up(&mut stack, &client, "short@example.com", "abcdefe\u{301}");
+        assert_eq!((short.status(), short.error_code().as_str()), (400, "weak_password"), "{}", short.text());
+        assert_eq!(stack.query_text(stack.accounts_db(), "SELECT count(*) FROM users"), ["0"]);
+    });
+}
+
+/// An Argon2id hash, with today's parameters, of `password`'s bytes exactly as given.
+fn argon2id_of(password: &str) -> String {
+    use argon2::password_hash::{PasswordHasher as _, SaltString};
+    let params = argon2::Params::new(19 * 1024, 2, 1, None).unwrap();
+    let argon2 = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let salt = SaltString::encode_b64(&[9; 16]).unwrap();
+    argon2.hash_password(password.as_bytes(), &salt).unwrap().to_string()
+}
+
+/// An earlier release hashed the password as typed. Its owner still signs in typing it that
+/// way; the hash is then made again from the compared form, so any spelling works from then on.
+#[test]
+fn a_password_hashed_as_typed_by_an_earlier_release_still_signs_in_and_is_hashed_again() {
+    each_shape(|mut stack| {
+        let client = signed_up_user(&mut stack, "legacy@example.com");
+        let legacy_hash = argon2id_of(PASSWORD_DECOMPOSED);
+        stack.query(stack.accounts_db(), &format!("UPDATE users SET password_hash = '{legacy_hash}'"));
+        stack.replicate();
+
+        // The current password that confirms a change is read the same way.
+        let change = json!({"current_password": PASSWORD_DECOMPOSED, "new_password": PASSWORD_DECOMPOSED});
+        let changed = stack.send(client.put("/api/me/password").json(change).send());
+        assert_eq!(changed.status(), 204, "{}", changed.text());
+        stack.query(stack.accounts_db(), &format!("UPDATE users SET password_hash = '{legacy_hash}'"));
+        stack.replicate();
+
+        let signed_in = sign_in_anew(&mut stack, "na", "legacy@example.com", PASSWORD_DECOMPOSED);
+        assert_eq!(signed_in.status(), 200, "{}", signed_in.text());
+        stack.replicate();
+        let stored = stack.query_text(stack.accounts_db(), "SELECT password_hash FROM users");
+        assert_ne!(stored, [legacy_hash.as_str()], "hashed again");
+        let composed = sign_in_anew(&mut stack, "na", "legacy@example.com", PASSWORD_COMPOSED);
+        assert_eq!(composed.status(), 200, "{}", composed.text());
+    });
+}
+
 #[test]
 fn sign_in_failures_do_not_say_which_field_was_wrong() {
     each_shape(|mut stack| {

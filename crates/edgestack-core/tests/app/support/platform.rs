@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use devdb::sim::Cluster;
-use edgestack_core::accounts::email::Form;
 use edgestack_core::app::{
     self, ApiRequest, ApiResponse, BodyPlan, IsolateState, KvWrite, Limiter, Platform, RequestHeaders, ServiceRequest,
 };
@@ -20,6 +19,7 @@ use edgestack_core::health::VersionInfo;
 use edgestack_core::region::{Location, RegionName};
 use edgestack_core::routes::Method;
 use edgestack_core::services::Service;
+use edgestack_core::text::Form;
 
 use super::kv::{self, Kv};
 use super::runtime::Clock;
