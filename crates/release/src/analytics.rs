@@ -30,8 +30,10 @@ impl std::fmt::Display for AnalyticsError {
 
 impl std::error::Error for AnalyticsError {}
 
-/// Version ids are UUIDs; checking the shape is what keeps the query free of injection.
-fn checked_id(id: &str) -> Result<&str, AnalyticsError> {
+/// `id` if it has the shape of a Worker version id, a UUID (8-4-4-4-12 hexadecimal digits);
+/// checking the shape is what keeps [`window_query`] free of injection, and the release command
+/// checks both versions with it before any stage (`cli::wrangler`).
+pub fn checked_id(id: &str) -> Result<&str, AnalyticsError> {
     let valid = id.len() == 36
         && id
             .bytes()

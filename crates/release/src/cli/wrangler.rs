@@ -363,6 +363,12 @@ impl<R: CommandRunner> WranglerTraffic<R> {
 impl<R: CommandRunner> Traffic for WranglerTraffic<R> {
     fn prepare(&mut self) -> Result<Versions, ReleaseError> {
         let old = parse_current_version(&self.run(&[], &["deployments", "status", "--json"])?.stdout)?;
+        // The gate can only ask Analytics Engine about UUIDs: an id of another shape stops the
+        // release here, before an upload or a stage, not at the first gate with a canary live.
+        let version_id = |id: &str, source: &str| {
+            crate::analytics::checked_id(id).map(|_| ()).map_err(|error| ReleaseError(format!("{source}: {error}")))
+        };
+        version_id(&old, "wrangler deployments status")?;
         let message = format!("release {}", self.tag);
         let tag = self.tag.clone();
         // The build names the tag on static responses too (`_headers`, release::version_tag),
@@ -378,6 +384,7 @@ impl<R: CommandRunner> Traffic for WranglerTraffic<R> {
                 uploaded.entries, uploaded.stdout
             ))
         })?;
+        version_id(&new, "wrangler versions upload")?;
         Ok(Versions { old, new })
     }
 
@@ -616,6 +623,43 @@ mod tests {
             traffic.runner.0.printed[1],
             "EDGESTACK_VERSION_TAG=abc123 npx wrangler versions upload --tag abc123 --message 'release abc123'"
         );
+    }
+
+    /// Version ids are UUIDs, and the health gate's query can only name such ids
+    /// (`analytics::window_query`). One that is not — wrangler's output read wrongly, or changed —
+    /// is refused before anything is uploaded or deployed, not at the first gate after stage 1.
+    #[test]
+    fn a_version_id_that_is_not_a_uuid_is_refused_before_any_stage() {
+        struct Answers {
+            runner: DryRunner,
+            old: &'static str,
+            new: &'static str,
+        }
+        impl CommandRunner for Answers {
+            fn wrangler(&mut self, env: &[(String, String)], args: &[String]) -> Result<WranglerOutput, ReleaseError> {
+                let mut output = self.runner.wrangler(env, args)?;
+                output.stdout = output.stdout.replace(DRY_RUN_OLD, self.old);
+                for entry in &mut output.entries {
+                    entry["version_id"] = self.new.into();
+                }
+                Ok(output)
+            }
+        }
+        for (old, new, refused) in [
+            ("4d5e", DRY_RUN_NEW, "4d5e"),
+            ("'); DROP", DRY_RUN_NEW, "'); DROP"),
+            (DRY_RUN_OLD, "Worker Version ID: 5d3e8a2c", "Worker Version ID: 5d3e8a2c"),
+        ] {
+            let runner = Answers { runner: DryRunner::default(), old, new };
+            let mut traffic = WranglerTraffic::new(runner, Vec::new(), "abc123".into(), None);
+            let error = traffic.prepare().unwrap_err().to_string();
+            assert!(error.contains(&format!("`{refused}` is not a version id")), "{error}");
+            let printed = &traffic.runner.runner.printed;
+            assert!(!printed.iter().any(|line| line.contains("versions deploy")), "{printed:?}");
+            if old != DRY_RUN_OLD {
+                assert!(!printed.iter().any(|line| line.contains("versions upload")), "nothing uploaded: {printed:?}");
+            }
+        }
     }
 
     /// The upload keeps the replaced version's static files when its tag is a revision git can
