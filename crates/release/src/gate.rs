@@ -11,6 +11,9 @@ use crate::stats::VersionCounts;
 pub struct GateThresholds {
     /// New error rate may exceed the old one by at most this (0.01 = one percentage point).
     pub max_error_rate_increase: f64,
+    /// Above this error rate the old version is no yardstick (0.05 = 5 %): an outage both
+    /// versions share would let any new version through, so the gate waits instead.
+    pub max_baseline_error_rate: f64,
     /// New p95 ≤ old p95 × this + `latency_slack_ms`.
     pub max_latency_ratio: f64,
     pub latency_slack_ms: f64,
@@ -27,6 +30,7 @@ impl Default for GateThresholds {
     fn default() -> Self {
         Self {
             max_error_rate_increase: 0.01,
+            max_baseline_error_rate: 0.05,
             max_latency_ratio: 1.5,
             latency_slack_ms: 50.0,
             min_requests: 100,
@@ -108,6 +112,14 @@ pub fn evaluate(baseline: &VersionCounts, canary: &VersionCounts, thresholds: &G
     if baseline_usable && readable(baseline).is_none() {
         return Verdict::Wait(format!("old version's p95 latency is unreadable over {} requests", baseline.requests));
     }
+    if baseline_usable && baseline_rate > thresholds.max_baseline_error_rate {
+        return Verdict::Wait(format!(
+            "old version fails {:.2} % of its {} requests, over the {:.2} % it can be judged against: an outage both share says nothing of the new one",
+            baseline_rate * 100.0,
+            baseline.requests,
+            thresholds.max_baseline_error_rate * 100.0
+        ));
+    }
     if !baseline_usable && baseline.requests > 0 {
         return Verdict::Wait(format!(
             "old version has {} of {} requests",
@@ -160,6 +172,19 @@ mod tests {
     fn slow_canary_fails_the_gate() {
         check(counts(1000, 0, 10.0), counts(50, 0, 400.0), "fail");
         check(counts(1000, 0, 100.0), counts(100, 0, 201.0), "fail");
+    }
+
+    /// An outage both versions share (the database down, a dependency failing) is no evidence
+    /// that the new version is healthy: its error rate within a point of the old one's would
+    /// have passed, and the release widened the canary in the middle of an incident. The gate
+    /// waits for the old version to be healthy again (and rolls back at `--max-stage` if it
+    /// never is); a new version worse than a failing old one still fails at once.
+    #[test]
+    fn an_outage_both_versions_share_is_no_verdict() {
+        check(counts(1000, 500, 10.0), counts(100, 50, 10.0), "wait");
+        check(counts(1000, 60, 10.0), counts(100, 6, 10.0), "wait");
+        check(counts(1000, 500, 10.0), counts(100, 100, 10.0), "fail");
+        check(counts(1000, 40, 10.0), counts(100, 4, 10.0), "pass");
     }
 
     #[test]

@@ -100,6 +100,10 @@ struct DeployArgs {
     /// Allowed error-rate increase in percentage points [default: 1].
     #[arg(long, value_name = "POINTS", value_parser = parse_percent)]
     max_error_increase: Option<u16>,
+    /// The old version's error rate, in percent, above which it is no yardstick and the gate
+    /// waits (an outage both versions share) [default: 5].
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
+    max_old_error_rate: Option<u16>,
     /// p95 bound: old × X + slack [default: 1.5].
     #[arg(long, value_name = "X", value_parser = ratio_arg)]
     latency_ratio: Option<f64>,
@@ -207,6 +211,7 @@ fn deploy(args: DeployArgs) -> Result<u8, ReleaseError> {
         min_requests,
         min_latency_samples,
         max_error_increase: error_points,
+        max_old_error_rate,
         latency_ratio,
         latency_slack_ms: latency_slack,
     } = args;
@@ -222,6 +227,8 @@ fn deploy(args: DeployArgs) -> Result<u8, ReleaseError> {
     let min_requests = min_requests.unwrap_or(if local.is_some() { 20 } else { defaults.min_requests });
     let thresholds = GateThresholds {
         max_error_rate_increase: error_points.map_or(defaults.max_error_rate_increase, |bps| f64::from(bps) / 10_000.0),
+        max_baseline_error_rate: max_old_error_rate
+            .map_or(defaults.max_baseline_error_rate, |bps| f64::from(bps) / 10_000.0),
         max_latency_ratio: latency_ratio.unwrap_or(defaults.max_latency_ratio),
         latency_slack_ms: latency_slack.unwrap_or(defaults.latency_slack_ms),
         min_requests,
@@ -615,6 +622,8 @@ mod tests {
             assert!(parse(&["deploy", option, value]).is_err(), "{option} {value}");
         }
         assert!(parse(&["deploy", "--latency-ratio", "2.5", "--latency-slack-ms", "0"]).is_ok());
+        assert!(parse(&["deploy", "--max-old-error-rate", "10%"]).is_ok());
+        assert!(parse(&["deploy", "--max-old-error-rate", "101"]).is_err());
         // The gateway token never travels as an argument.
         assert!(parse(&["deploy", "--local", "http://x", "--gateway-token", "t"]).is_err());
     }
