@@ -226,6 +226,42 @@ async function checkSession() {
   }
 }
 
+/**
+ * A page the browser's back/forward cache restores shows what it showed when it was left, and
+ * the session may have ended or changed since (it expired, or was ended or replaced elsewhere,
+ * where this page could not hear of it). So the server is asked again, as a fresh load would,
+ * with the account's notes out of view until it answers; the editor keeps its text when the
+ * account is the same.
+ */
+async function recheckRestoredPage(event) {
+  if (!event.persisted) return;
+  const shown = state.user;
+  if (!shown) return checkSession();
+  $("notes-panel").hidden = true;
+  $("loading").hidden = false;
+  let user;
+  try {
+    user = member(await api("GET", "/api/me"), "user");
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 401)) {
+      $("loading").hidden = true;
+      $("session-failed").hidden = false;
+      sayError(error);
+      return;
+    }
+    user = null;
+  }
+  if (user?.id === shown.id) {
+    $("loading").hidden = true;
+    $("notes-panel").hidden = false;
+    loadMyNotes(true);
+    return;
+  }
+  if (!user) return endSession();
+  keepDraft();
+  say(signedInMessage(`Signed in as ${user.email} since this page was left: it now shows that account.`, setUser(user)));
+}
+
 function credentials(form) {
   return { email: form.elements.email.value.trim(), password: form.elements.password.value };
 }
@@ -634,6 +670,7 @@ function start() {
   $("feed-more").addEventListener("click", () => loadFeed(false));
   $("feed-refresh").addEventListener("click", () => loadFeed(true));
   window.addEventListener("hashchange", route);
+  window.addEventListener("pageshow", recheckRestoredPage);
   $("note-form").addEventListener("input", guardUnsavedText);
   otherTabs?.addEventListener("message", followOtherTab);
   // Forms stay inert until this module runs, so nothing is ever submitted the browser's way.

@@ -612,6 +612,51 @@ async function troubles(browser, b) {
   );
 
   await step(
+    "C leaves for another page, the session ends meanwhile (as when it expires), and C goes Back",
+    "the page the back/forward cache restores asks the server again: the sign-in form, C's notes no longer shown",
+    async () => {
+      await c.page.evaluate(() => {
+        window.restoredFromCache = true;
+      });
+      await c.page.goto(`${BASE_URL}/note?id=elsewhere`);
+      const ended = await c.context.request.delete(`${BASE_URL}/api/sessions/current`, { headers: { "x-edgestack-client": "1" } });
+      if (ended.status() !== 204) throw new Error(`DELETE /api/sessions/current answered ${ended.status()}`);
+      // Not `page.goBack()`: it waits for a load event, and a page the cache restores has none.
+      await c.page.evaluate(() => history.back());
+      await c.page.waitForFunction(() => location.pathname === "/" && document.readyState === "complete");
+      if (!(await c.page.evaluate(() => window.restoredFromCache === true))) {
+        const why = await c.page.evaluate(() => JSON.stringify(performance.getEntriesByType("navigation")[0]?.notRestoredReasons ?? null));
+        throw new Error(`the page was loaded anew, not restored from the back/forward cache, so this step tests nothing (${why})`);
+      }
+      await visible(c.page, c.page.locator("#signin-form"), "the sign-in form");
+      if (await cNote(c.page, draftTitle).isVisible()) throw new Error("C's notes are still shown");
+      await c.page.fill("#signin-email", email);
+      await c.page.fill("#signin-password", PASSWORD);
+      await c.page.click("#signin-submit");
+      await visible(c.page, cNote(c.page, draftTitle), "C's notes after signing in again");
+    },
+  );
+
+  await step(
+    "C types in the editor, leaves for another page and goes Back, still signed in",
+    "the restored page still shows C's notes and the text typed",
+    async () => {
+      const typed = `Typed before leaving ${run}`;
+      await c.page.fill("#note-title", typed);
+      await c.page.evaluate(() => {
+        window.restoredFromCache = true;
+      });
+      await c.page.goto(`${BASE_URL}/note?id=elsewhere`);
+      await c.page.evaluate(() => history.back());
+      await c.page.waitForFunction(() => location.pathname === "/" && document.readyState === "complete");
+      if (!(await c.page.evaluate(() => window.restoredFromCache === true))) throw new Error("the page was loaded anew, not restored");
+      await visible(c.page, cNote(c.page, draftTitle), "C's notes");
+      if ((await c.page.inputValue("#note-title")) !== typed) throw new Error("the typed text was lost");
+      await c.page.fill("#note-title", "");
+    },
+  );
+
+  await step(
     "C's Load more with a cursor another release gave out",
     "the list starts over from the first page (no error), and Load more then goes on",
     async () => {
@@ -978,6 +1023,9 @@ async function main() {
     await checkReachable();
     browser = await chromium.launch({
       executablePath: CHROMIUM_PATH,
+      // Playwright turns the back/forward cache off; a user's browser has it on, and a page it
+      // restores must not show what the server would no longer give.
+      ignoreDefaultArgs: ["--disable-back-forward-cache"],
       args: [
         "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
