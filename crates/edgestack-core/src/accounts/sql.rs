@@ -6,7 +6,7 @@ use crate::accounts::session::SessionAuth;
 use crate::accounts::throttle::{
     DEVICE_LIFETIME_MS, DEVICE_MAX_FAILURES, FIRST_DELAY_MS, FORGET_AFTER_MS, FREE_ATTEMPTS, MAX_DELAY_MS,
 };
-use crate::accounts::{PendingDeletion, SessionUser, ThrottleState, TrustedDevice, UserCredentials};
+use crate::accounts::{PendingDeletion, SessionUser, ThrottleState, TrustedDevice, User, UserCredentials};
 use crate::db::{Statement, Value, integer, optional_text, text};
 
 /// The id of the account signing in: `$folded` its address folded (`email::fold`), `$legacy`
@@ -230,6 +230,18 @@ pub fn user_credentials(attempt: &SignInAttempt) -> Statement<UserCredentials> {
     Statement::new(
         concat!("SELECT id, email, password_hash, created_at FROM users WHERE id = ", account_id!("?1", "?2")),
         vec![text(&attempt.email), text(&attempt.email_as_typed)],
+    )
+}
+
+/// Stores account `user_id`'s address in its folded form (`email::fold`) in place of the form
+/// `stored` an earlier release kept, unless another account holds the folded form (two
+/// accounts an earlier release gave one mailbox keep their addresses: `OR IGNORE` skips the
+/// row the `UNIQUE` constraint would refuse). Answers the account as now stored, or no row.
+pub fn store_folded_email(user_id: &str, stored: &str, folded: &str, now: i64) -> Statement<User> {
+    Statement::new(
+        "UPDATE OR IGNORE users SET email = ?3, updated_at = ?4 WHERE id = ?1 AND email = ?2 \
+         RETURNING id, email, created_at",
+        vec![text(user_id), text(stored), text(folded), integer(now)],
     )
 }
 

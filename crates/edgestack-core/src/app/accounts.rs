@@ -314,6 +314,11 @@ pub async fn sign_in<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespons
             hasher.hash(&Password::verified(&password), &context.random()?).map_err(|e| hash_failure(context, e))?;
         pipeline.push(sql::update_password_hash(&user.id, &rehashed, now));
     }
+    // An account an earlier release stored under its address as typed (before NFC and
+    // A-labels) takes the folded form now, unless another account holds it: from then on a
+    // look-alike sign-up finds the address taken, as it does for accounts made since.
+    let refolded = (user.email != attempt.email)
+        .then(|| pipeline.push(sql::store_folded_email(&user.id, &user.email, &attempt.email, now)));
     // A session the client already had is replaced, not kept beside the new one.
     if let Some(previous) = context.request.session_token() {
         pipeline.push(sql::delete_session(&previous.hash()));
@@ -328,11 +333,15 @@ pub async fn sign_in<P: Platform>(context: &Context<'_, P>) -> Result<ApiRespons
             Some(new_device(context, &mut pipeline, &user.id)?)
         }
     };
-    database.run(&pipeline).await.map_err(|error| match error.of_statement(session) {
+    let outcome = database.run(&pipeline).await.map_err(|error| match error.of_statement(session) {
         // Changed or deleted since the check: the password is not the account's any more.
         Some(refused) if refused.is_not_null_violation() => ApiError::InvalidCredentials,
         _ => error.into(),
     })?;
+    let user = match refolded {
+        Some(refolded) => outcome.first(refolded)?.unwrap_or(user),
+        None => user,
+    };
     let response = with_session_cookie(context, user_response(200, &user)?, &token, &user.id);
     Ok(match device_cookie {
         Some(cookie) => response.with_header("Set-Cookie", cookie),

@@ -159,16 +159,46 @@ fn an_address_whose_domain_is_typed_as_a_u_label_or_an_a_label_is_one_account() 
 }
 
 /// An account an earlier release stored under its U-label still signs in with the address typed
-/// as it was then.
+/// as it was then, and from then on is stored under the folded form, which a look-alike sign-up
+/// then finds taken.
 #[test]
-fn an_account_stored_under_its_u_label_still_signs_in() {
+fn an_account_stored_under_its_u_label_still_signs_in_and_is_stored_folded_from_then_on() {
     each_shape(|mut stack| {
         signed_up_user(&mut stack, "legacy@example.com");
         stack.query(stack.accounts_db(), "UPDATE users SET email = 'ada@\u{e9}cole.fr'");
         stack.replicate();
         let signed_in = sign_in_anew(&mut stack, "na", "Ada@\u{e9}cole.fr", PASSWORD);
         assert_eq!(signed_in.status(), 200, "{}", signed_in.text());
-        assert_eq!(signed_in.json()["user"]["email"], "ada@\u{e9}cole.fr");
+        assert_eq!(signed_in.json()["user"]["email"], "ada@xn--cole-9oa.fr");
+        assert_eq!(stack.query_text(stack.accounts_db(), "SELECT email FROM users"), ["ada@xn--cole-9oa.fr"]);
+        let newcomer = stack.client("na");
+        let look_alike = sign_up(&mut stack, &newcomer, "ada@xn--cole-9oa.fr", PASSWORD);
+        assert_eq!((look_alike.status(), look_alike.error_code().as_str()), (409, "email_taken"));
+        assert_eq!(sign_in_anew(&mut stack, "na", "Ada@\u{e9}cole.fr", PASSWORD).status(), 200, "typed as before");
+    });
+}
+
+/// When an earlier release let two accounts take one mailbox (the typed and the folded form),
+/// each still signs in — the one typed exactly first — and neither takes the other's address.
+#[test]
+fn two_accounts_an_earlier_release_gave_one_mailbox_each_still_sign_in() {
+    each_shape(|mut stack| {
+        signed_up_user(&mut stack, "ada@xn--cole-9oa.fr");
+        let folded_id = stack.query_text(stack.accounts_db(), "SELECT id FROM users");
+        signed_up_user(&mut stack, "legacy@example.com");
+        stack.query(
+            stack.accounts_db(),
+            "UPDATE users SET email = 'ada@\u{e9}cole.fr' WHERE email = 'legacy@example.com'",
+        );
+        stack.replicate();
+
+        let legacy = sign_in_anew(&mut stack, "na", "ada@\u{e9}cole.fr", PASSWORD);
+        assert_eq!(legacy.status(), 200, "{}", legacy.text());
+        assert_eq!(legacy.json()["user"]["email"], "ada@\u{e9}cole.fr", "kept: the folded form is another account's");
+        let folded = sign_in_anew(&mut stack, "na", "ada@xn--cole-9oa.fr", PASSWORD);
+        assert_eq!(folded.json()["user"]["id"], folded_id[0].as_str());
+        let stored = stack.query_text(stack.accounts_db(), "SELECT email FROM users ORDER BY email");
+        assert_eq!(stored, ["ada@xn--cole-9oa.fr", "ada@\u{e9}cole.fr"]);
     });
 }
 
@@ -200,7 +230,8 @@ fn an_account_stored_before_addresses_were_put_in_nfc_still_signs_in() {
         let signed_in = sign_in(&mut stack, &client, DECOMPOSED, PASSWORD);
         assert_eq!(signed_in.status(), 200, "{}", signed_in.text());
         assert_eq!(signed_in.json()["user"]["id"], id[0].as_str());
-        assert_eq!(signed_in.json()["user"]["email"], stored.as_str());
+        assert_eq!(signed_in.json()["user"]["email"], COMPOSED, "stored folded from then on");
+        assert_eq!(stack.query_text(stack.accounts_db(), "SELECT email FROM users"), [COMPOSED]);
         // The browser is now a trusted device of that account: its failure counts against the
         // device, not the account's throttle (`accounts::throttle`).
         assert_eq!(sign_in(&mut stack, &client, DECOMPOSED, "wrong password").status(), 401);

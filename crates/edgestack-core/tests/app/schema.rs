@@ -56,6 +56,7 @@ fn account_statements() -> Vec<Built> {
         built("accounts::sql::insert_session", accounts_sql::insert_session("hash", "id", 1, 2)),
         built("accounts::sql::user_credentials", accounts_sql::user_credentials(&attempt)),
         built("accounts::sql::update_password_hash", accounts_sql::update_password_hash("id", "hash", 1)),
+        built("accounts::sql::store_folded_email", accounts_sql::store_folded_email("id", "stored", "folded", 1)),
         built("accounts::sql::session_user", accounts_sql::session_user(&auth)),
         built("accounts::sql::touch_session", accounts_sql::touch_session(&auth)),
         built("accounts::sql::delete_session", accounts_sql::delete_session("hash")),
