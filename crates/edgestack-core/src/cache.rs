@@ -163,9 +163,9 @@ impl Scope {
 
 /// A cacheable query: its KV key and the scope whose floor guards it.
 ///
-/// Entries are under keys of their own release: v3 of a public note and v4 of a feed page carry
-/// the term and the fill time; the release before reads its own keys and never these, during a
-/// gradual deployment as after it.
+/// Entries are under keys of their own release: v3 of a public note and v5 of a feed page carry
+/// the term and the fill time (v5 also the cursor signing key); the release before reads its
+/// own keys and never these, during a gradual deployment as after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheKey {
     pub key: String,
@@ -179,16 +179,21 @@ impl CacheKey {
         Self { key: format!("v3/public/note/{id}"), scope: Scope::Note(id.to_string()) }
     }
 
-    /// The feed page's key; none for a page after an unsigned cursor (`notes::page`), which
-    /// is never cached: its point is the client's choice, and so would be the key.
-    pub fn public_feed(page: &PageRequest) -> Option<Self> {
+    /// The feed page's key under the cursor signing key named `key_id`
+    /// (`notes::page::signing_key_id`); none for a page after an unsigned cursor
+    /// (`notes::page`), which is never cached: its point is the client's choice, and so would
+    /// be the key.
+    pub fn public_feed(page: &PageRequest, key_id: &str) -> Option<Self> {
         if page.unsigned {
             return None;
         }
         let cursor = page.after.as_ref().map_or_else(|| "first".to_string(), |cursor| cursor.encode());
         // v2: its pages hand out signed cursors, which the release before refuses. v3: as
-        // `public_note`'s v2, labelled with the index probe's index.
-        Some(Self { key: format!("v4/public/feed/{}/{cursor}", page.limit), scope: Scope::Feed })
+        // `public_note`'s v2, labelled with the index probe's index. v5: per signing key — a
+        // page read under a key that has since changed (or under the other key of a gradual
+        // deployment that changes it) handed out cursors the reader's Worker refused, and
+        // every next page was `400 invalid_cursor` until the page expired (review finding).
+        Some(Self { key: format!("v5/public/feed/{key_id}/{}/{cursor}", page.limit), scope: Scope::Feed })
     }
 }
 
@@ -535,7 +540,7 @@ mod tests {
     #[test]
     fn a_floor_hides_older_entries_and_refuses_older_fills_for_its_lifetime() {
         let mut memory = MemoryCache::default();
-        let feed_page = CacheKey::public_feed(&PageRequest { limit: 5, after: None, unsigned: false }).unwrap();
+        let feed_page = CacheKey::public_feed(&PageRequest { limit: 5, after: None, unsigned: false }, "k").unwrap();
         memory.put(&note("a"), entry(9), 0.0);
         memory.put(&feed_page, entry(9), 0.0);
         memory.raise_floor(&Scope::Feed, v(10), 0.0);
@@ -609,8 +614,11 @@ mod tests {
         assert_eq!(Scope::Feed.floor_key(), "v1/floor/feed");
         let cursor = crate::notes::Cursor { timestamp: 5, id: "x".into() };
         let later_page = PageRequest { limit: 20, after: Some(cursor), unsigned: false };
-        assert_eq!(CacheKey::public_feed(&later_page).unwrap().scope, Scope::Feed);
+        assert_eq!(CacheKey::public_feed(&later_page, "k").unwrap().scope, Scope::Feed);
+        let rotated = CacheKey::public_feed(&later_page, "other").unwrap();
+        assert_ne!(rotated.key, CacheKey::public_feed(&later_page, "k").unwrap().key, "a page per signing key");
+        assert_eq!(rotated.scope, Scope::Feed, "one floor for the pages of every key");
         let unsigned = PageRequest { unsigned: true, ..later_page };
-        assert_eq!(CacheKey::public_feed(&unsigned), None, "a point the client chose is no cache key");
+        assert_eq!(CacheKey::public_feed(&unsigned, "k"), None, "a point the client chose is no cache key");
     }
 }

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::accounts::SessionPolicy;
 use crate::datapath::{Endpoint, Role, Topology};
+use crate::notes::page::signing_key_id;
 use crate::region::RegionName;
 use crate::services::Service;
 use crate::services::identity::{IdentitySigner, IdentityVerifier, decode_key};
@@ -67,8 +68,12 @@ pub struct DataPathConfig {
     pub primary_region: RegionName,
     /// Replica URLs by region; empty means every read goes to the primary.
     pub replicas: BTreeMap<RegionName, String>,
-    /// Signs read-your-writes tokens: `CONSISTENCY_KEY`, or derived from the database token.
+    /// Signs read-your-writes tokens and page cursors: `CONSISTENCY_KEY`, or derived from the
+    /// database token.
     pub consistency_key: Vec<u8>,
+    /// Names `consistency_key` in the feed's cache keys (`notes::page::signing_key_id`), worked
+    /// out once with the configuration rather than on every feed request.
+    pub cursor_key_id: String,
     pub read_cache: bool,
     pub replica_deadline_ms: u32,
     pub primary_deadline_ms: u32,
@@ -268,19 +273,19 @@ impl Config {
             None => Service::Monolith,
             Some(value) => Service::parse(&value).ok_or(ConfigError::UnknownService(value))?,
         };
+        let consistency_key = match (lookup(CONSISTENCY_KEY_SECRET), &database) {
+            (Some(key), _) => key.into_bytes(),
+            // Only the worker knows the database token, so a key derived from it is as secret.
+            (None, Some(database)) => Sha256::digest(format!("edgestack-consistency:{}", database.auth_token)).to_vec(),
+            (None, None) => Vec::new(),
+        };
         let data_path = DataPathConfig {
             database: database_name(service),
             primary_region: region_var(&lookup, PRIMARY_REGION_VAR)?
                 .unwrap_or_else(|| RegionName::from_continent("NA")),
             replicas: parse_replicas(lookup(REPLICAS_VAR).as_deref().unwrap_or(""))?,
-            consistency_key: match (lookup(CONSISTENCY_KEY_SECRET), &database) {
-                (Some(key), _) => key.into_bytes(),
-                // Only the worker knows the database token, so a key derived from it is as secret.
-                (None, Some(database)) => {
-                    Sha256::digest(format!("edgestack-consistency:{}", database.auth_token)).to_vec()
-                }
-                (None, None) => Vec::new(),
-            },
+            cursor_key_id: signing_key_id(&consistency_key),
+            consistency_key,
             read_cache: match lookup(READ_CACHE_VAR).as_deref().map(str::trim) {
                 None | Some("on") => true,
                 Some("off") => false,

@@ -269,7 +269,8 @@ pub async fn list_public<P: Platform>(context: &Context<'_, P>) -> Result<ApiRes
     let signer = CursorSigner::new(&context.config.data_path.consistency_key, "public");
     let page = PageRequest::from_query(&context.request.query, &signer)?;
     let database = context.database()?;
-    read_through(context, CacheKey::public_feed(&page).as_ref(), |kept| async move {
+    let key = CacheKey::public_feed(&page, &context.config.data_path.cursor_key_id);
+    read_through(context, key.as_ref(), |kept| async move {
         let mut pipeline = Pipeline::cacheable_read(kept);
         let notes = pipeline.push(sql::list_public(&page.start(), page.fetch_limit()));
         let outcome = database.run(&pipeline).await?;

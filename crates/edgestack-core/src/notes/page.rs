@@ -75,6 +75,23 @@ impl<'a> CursorSigner<'a> {
 /// The MAC's length in a cursor: 128 bits.
 const MAC_BYTES: usize = 16;
 
+/// Names the key cursors are signed with, without revealing it: the first 48 bits of an
+/// HMAC-SHA256 of a fixed label under the key, in base64url (8 characters). A cached feed page
+/// holds the cursors of the key it was read under, which a Worker with another key refuses, so
+/// the page's cache key carries this name (`cache::CacheKey::public_feed`).
+pub fn signing_key_id(key: &[u8]) -> String {
+    let digest = Hmac::<Sha256>::new_from_slice(key)
+        .map(|mut mac| {
+            mac.update(b"edgestack-cursor-key-id-v1");
+            mac.finalize().into_bytes().to_vec()
+        })
+        .unwrap_or_default();
+    URL_SAFE_NO_PAD.encode(&digest[..KEY_ID_BYTES.min(digest.len())])
+}
+
+/// [`signing_key_id`]'s length: enough to tell a rotated key from the one before.
+const KEY_ID_BYTES: usize = 6;
+
 /// Which query parameter was wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PageError {
@@ -237,6 +254,15 @@ mod tests {
             let error = crate::error::ApiError::from(query(bad).unwrap_err());
             assert_eq!(error.status(), 400, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_key_is_named_without_being_revealed() {
+        let id = signing_key_id(KEY);
+        assert_eq!(id.len(), 8);
+        assert_eq!(id, signing_key_id(KEY), "the same key, the same name");
+        assert_ne!(id, signing_key_id(b"another key"));
+        assert!(!id.contains(&URL_SAFE_NO_PAD.encode(KEY)[..8]));
     }
 
     #[test]

@@ -170,6 +170,47 @@ fn made_up_cursors_are_refused_or_never_cached() {
     });
 }
 
+/// A feed page's `next_cursor` is signed with the key of the Worker that read the page, and
+/// the cache shares the page through KV with every isolate. After the key changes (a new
+/// `CONSISTENCY_KEY`, or the database token it is derived from; during a gradual deployment
+/// both keys serve at once), a page another isolate cached under the old key handed out a
+/// cursor this one refuses: every "next page" was `400 invalid_cursor`, and starting over
+/// from the first page got the same cached cursor again (review finding). A page is cached
+/// per signing key, so each key's cursors come only from pages read under it.
+#[test]
+fn a_cached_feed_page_hands_out_cursors_of_the_readers_own_key() {
+    each_shape(|mut stack| {
+        let author = signed_up_user(&mut stack, "rotation@example.com");
+        for n in 0..3 {
+            author.publish_note(&mut stack, &format!("public {n}"), "");
+        }
+        let first_page = "/api/public/notes?limit=1";
+        let old_key_reader = stack.client("na");
+        let old = stack.send(old_key_reader.get(first_page).send());
+        assert_eq!((old.status(), old.cache_status().as_str()), (200, "miss"), "{}", old.text());
+        stack.advance(100.0);
+
+        // An isolate whose notes Worker has the new key, beside the old one in the location.
+        let rotated = stack.another_isolate("na");
+        let notes_worker = rotated.services.get("notes").unwrap_or(&rotated.front);
+        notes_worker.set_var("CONSISTENCY_KEY", "a rotated consistency key");
+        let reader = stack.client("na").through(rotated.front.clone());
+        let page = stack.send(reader.get(first_page).send());
+        assert_eq!(page.status(), 200, "{}", page.text());
+        let cursor = page.json()["next_cursor"].as_str().expect("a next page").to_string();
+        let next = stack.send(reader.get(&format!("{first_page}&cursor={cursor}")).send());
+        assert_eq!(next.status(), 200, "the cursor of the page just served ({}): {}", page.cache_status(), next.text());
+        assert_eq!(ids_len(&next.json()), 1);
+        // The old key's isolate still pages with its own cursors, from its own cached pages.
+        let old_cursor = old.json()["next_cursor"].as_str().unwrap().to_string();
+        let old_next = stack.send(old_key_reader.get(&format!("{first_page}&cursor={old_cursor}")).send());
+        assert_eq!(old_next.status(), 200, "{}", old_next.text());
+        stack.advance(6_000.0);
+        let again = stack.send(old_key_reader.get(first_page).send());
+        assert_eq!(again.json()["next_cursor"], old.json()["next_cursor"], "{}", again.cache_status());
+    });
+}
+
 fn ids_len(page: &Value) -> usize {
     page["notes"].as_array().unwrap().len()
 }
