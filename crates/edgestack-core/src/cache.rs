@@ -342,11 +342,20 @@ impl MemoryCache {
     }
 
     /// Keeps `query` for `MEMORY_TTL_MS`, or less when its life ends sooner
-    /// ([`CachedQuery::expires_at_ms`]), unless it is below its scope's floor or its life has
-    /// ended; `false` if refused.
+    /// ([`CachedQuery::expires_at_ms`]), unless it is below its scope's floor, its life has
+    /// ended, or the entry served now for `key` is newer (it holds `query`'s version, and
+    /// `query` does not hold its own); `false` if refused. Two reads of one key can be under
+    /// way at once from sources that differ in freshness (the primary and a lagging replica):
+    /// the older one ending last replaced the newer entry, and readers saw a change undone
+    /// (review finding).
     pub fn put(&mut self, key: &CacheKey, query: CachedQuery, now_ms: f64) -> bool {
         let expires_at = (now_ms + MEMORY_TTL_MS).min(query.expires_at_ms());
         if !query.version.holds(&self.floor(&key.scope, now_ms)) || expires_at <= now_ms {
+            return false;
+        }
+        let newer =
+            |served: &CachedQuery| served.version.holds(&query.version) && !query.version.holds(&served.version);
+        if self.get(key, now_ms).is_some_and(newer) {
             return false;
         }
         if self.entries.len() >= MEMORY_CAPACITY && !self.entries.contains_key(&key.key) {
@@ -502,6 +511,24 @@ mod tests {
         assert!(unknown(101).is_of(Some(History { term: 2, terms: &terms })));
         assert!(unknown(10).is_fresh_for(Some(&Requirement { index: 10, term: Some(2) })));
         assert!(!unknown(9).is_fresh_for(Some(&Requirement { index: 10, term: Some(2) })));
+    }
+
+    /// A review's report: of two reads under way at once, the older one (a lagging replica's)
+    /// ended last and replaced the newer entry. Versions no read can order (two terms' rows)
+    /// replace each other as before.
+    #[test]
+    fn an_older_read_never_replaces_a_newer_entry() {
+        let mut memory = MemoryCache::default();
+        let key = note("a");
+        assert!(memory.put(&key, entry(10), 0.0));
+        assert!(!memory.put(&key, entry(9), 1.0), "older");
+        assert_eq!(memory.get(&key, 2.0).map(|kept| kept.version), Some(v(10)));
+        assert!(memory.put(&key, entry(10), 3.0) && memory.put(&key, entry(11), 4.0), "as new, or newer");
+        let other_term = CachedQuery { version: CacheVersion { term: 2, index: 3 }, ..entry(0) };
+        let mut memory = MemoryCache::default();
+        memory.put(&key, CachedQuery { version: CacheVersion { term: 3, index: 2 }, ..entry(0) }, 0.0);
+        assert!(memory.put(&key, other_term, 1.0), "neither holds the other");
+        assert!(memory.put(&key, entry(1), MEMORY_TTL_MS + 5.0), "an expired entry is no longer served");
     }
 
     /// A review's report: a KV copy read late in its life was kept in memory for a fresh 5 s.
