@@ -5,7 +5,8 @@
 //! An attempt is *trusted* when the browser holds a device cookie (`device`) that this account
 //! signed in with before and that has failed fewer than [`DEVICE_MAX_FAILURES`] times since its
 //! last success; otherwise it is *untrusted*. Every attempt counts, before the password is
-//! checked, against exactly one budget:
+//! checked, against the budgets of its kind (a trusted one against its device's; an untrusted
+//! one against its account's and its client address's):
 //!
 //! - **Untrusted attempts, per account** (global, in the accounts database): the first
 //!   [`FREE_ATTEMPTS`] are immediate; after the n-th more, the next waits
@@ -13,11 +14,12 @@
 //!   `Retry-After`, answered before any hashing). A refused attempt does not count, so
 //!   hammering does not lengthen the pause; the count is checked and raised in one statement of
 //!   a write transaction, so parallel attempts cannot slip past it; an untrusted success resets
-//!   it, a day without attempts forgets it. Keyed by the SHA-256 of the email as typed, so an
-//!   email with no account behaves exactly like one with an account.
+//!   it, a day without attempts forgets it. Keyed by the SHA-256 of the email as typed, folded
+//!   ([`account_key`]), so an email with no account behaves exactly like one with an account.
 //! - **Untrusted attempts, per client address** (`SIGNIN_PER_CLIENT`, the Workers rate-limit
 //!   binding): what one address may try across all accounts (credential stuffing). Checked
-//!   before the database when the request carries no device cookie.
+//!   before the database when the request carries no device cookie, or one the account does
+//!   not trust (then after the primary said so).
 //! - **Trusted attempts, per device** (`SIGNIN_PER_DEVICE`): neither budget above applies, so
 //!   no number of strangers' failures, from any addresses, delays the owner on a device they
 //!   signed in on before. The device's own failures are counted (in the same transaction) and
