@@ -445,8 +445,9 @@ pub async fn change_password<P: Platform>(context: &Context<'_, P>) -> Result<Ap
 
 /// `DELETE /api/me` — delete the account, its sessions and its notes (`outbox::delete_account`).
 /// Body `{"password"}`. Answers `204` with the cookies cleared.
-/// Errors: `401 unauthenticated`, `401 invalid_credentials`, `429 rate_limited`, the body
-/// errors, the database errors. [docs/api.md § Accounts](../../../../docs/api.md#accounts)
+/// Errors: `401 unauthenticated`, `401 invalid_credentials`, `429 rate_limited`,
+/// `503 rate_limiter_unavailable`, the body errors, the database errors.
+/// [docs/api.md § Accounts](../../../../docs/api.md#accounts)
 pub async fn delete_account<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let input: DeletionConfirmation = context.json_body()?;
     let (_, auth) = context.session()?;

@@ -5,7 +5,9 @@
 //! Each handler's doc gives its method, path, body, answer and errors, and links to
 //! [docs/api.md](../../../../docs/api.md). Two groups recur there: *the body errors* —
 //! `415 unsupported_media_type` / `unsupported_content_encoding`, `413 body_too_large`,
-//! `400 empty_body` / `invalid_json` / `invalid_body` — and *the database errors* — `503 database_not_configured` or
+//! `400 empty_body` / `invalid_json` / `invalid_body`, and from the worker's edge, which reads
+//! the body, `408 body_timeout` and `400 invalid_content_length` / `unreadable_body` — and
+//! *the database errors* — `503 database_not_configured` or
 //! `database_unavailable` (with `Retry-After`), `502 database_error`, `500 internal`. Before any
 //! handler, the router may answer `404 not_found`, `405 method_not_allowed` (with `Allow`),
 //! `403 csrf` (state changes), `500 misconfigured` or `500 injected_fault`; internal routes also

@@ -90,7 +90,7 @@ async fn rows_for_caller<P: Platform, R: FromRow>(
     Ok(outcome.read(rows)?)
 }
 
-/// `POST /api/notes` — create a note. Body `{"title", "body", "published"?: bool}`. Answers
+/// `POST /api/notes` — create a note. Body `{"title", "body"?, "published"?: bool}`. Answers
 /// `201 {"note"}`. Errors: `400 invalid_title` (1–200 characters, no control characters),
 /// `400 invalid_body_text` (at most 20,000; no control characters but tabs and line breaks),
 /// `403 quota_exceeded` (1,000 notes or 5 MiB of text per account, `notes::quota`),
@@ -114,7 +114,7 @@ pub async fn create<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse
 
 /// `GET /api/notes?limit=20&cursor=…` — the caller's notes, newest first. Answers
 /// `200 {"notes", "next_cursor"}`. Errors: `400 invalid_limit` (1–100), `400 invalid_cursor`,
-/// `401 unauthenticated`, the database errors. [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
+/// `400 repeated_parameter`, `401 unauthenticated`, the database errors. [docs/api.md § My notes](../../../../docs/api.md#my-notes-signed-in)
 pub async fn list_mine<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let signer = CursorSigner::new(&context.config.data_path.consistency_key, "mine");
     let page = PageRequest::from_query(&context.request.query, &signer)?;
@@ -264,7 +264,7 @@ pub async fn delete_all_of_owner<P: Platform>(
 /// `GET /api/public/notes?limit=20&cursor=…` — the public feed, newest publication first, for
 /// anyone; cached (memory, then KV) and revalidated by ETag. Answers
 /// `200 {"notes": [public_note…], "next_cursor"}` or `304`. Errors: `400 invalid_limit`,
-/// `400 invalid_cursor`, the database errors. [docs/api.md § Public notes](../../../../docs/api.md#public-notes-anyone)
+/// `400 invalid_cursor`, `400 repeated_parameter`, the database errors. [docs/api.md § Public notes](../../../../docs/api.md#public-notes-anyone)
 pub async fn list_public<P: Platform>(context: &Context<'_, P>) -> Result<ApiResponse, ApiError> {
     let signer = CursorSigner::new(&context.config.data_path.consistency_key, "public");
     let page = PageRequest::from_query(&context.request.query, &signer)?;

@@ -58,7 +58,8 @@ pub struct NoteChanges {
 /// Which rule a note's input broke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoteInputError {
-    /// Empty (after trimming), over `MAX_TITLE_CHARS`, or holding a control character.
+    /// Empty (after trimming) or with no character that shows, over `MAX_TITLE_CHARS`, or
+    /// holding a control character, a Unicode line or paragraph separator, or a bidi control.
     InvalidTitle,
     /// Over `MAX_BODY_CHARS`, or holding a control character other than tab and line breaks.
     InvalidBodyText,
