@@ -59,10 +59,59 @@ enum IdentityOutcome {
     Failed(ApiResponse),
 }
 
+/// What finding the caller's identity adds to the hop to `notes` and to the entry's answer.
+#[derive(Default)]
+struct Handover {
+    /// `Server-Timing` entries: each identity outcome (and a hop `notes` refused).
+    timing: Vec<String>,
+    /// The accounts database requests an identity refresh made.
+    extra_db_requests: u64,
+    /// The identity cookie to set or clear.
+    set_cookie: Option<String>,
+    /// What `accounts` answered when it could not issue an identity. The request still goes to
+    /// `notes`, without one: a request it refuses for its own sake (a malformed `If-Match`, a
+    /// bad limit or body: checked before the caller, as the single Worker does) gets that
+    /// refusal instead of an accounts outage's 503 telling the client to retry; one it would
+    /// serve gets 401 there, having touched nothing, and the client gets the outage.
+    failure: Option<ApiResponse>,
+}
+
+impl Handover {
+    /// Records `outcome`; answers the identity `notes` is to be given, if there is one.
+    fn take(&mut self, outcome: IdentityOutcome, request: &ApiRequest) -> Option<String> {
+        self.failure = None;
+        match outcome {
+            IdentityOutcome::Cookie(token) => {
+                self.timing.push("identity;desc=cookie".to_string());
+                Some(token)
+            }
+            IdentityOutcome::Refreshed { token, lifetime_ms, elapsed_ms, db_requests } => {
+                self.timing.push(format!("identity;desc=refreshed;dur={elapsed_ms:.1}"));
+                self.extra_db_requests += db_requests;
+                self.set_cookie = Some(set_identity_cookie(&token, lifetime_ms));
+                Some(token)
+            }
+            IdentityOutcome::Anonymous => {
+                self.timing.push("identity;desc=none".to_string());
+                if request.cookies(IDENTITY_COOKIE).any(|value| !value.is_empty()) {
+                    self.set_cookie = Some(clear_identity_cookie());
+                }
+                None
+            }
+            IdentityOutcome::Failed(response) => {
+                self.timing.push("identity;desc=failed".to_string());
+                self.failure = Some(response);
+                None
+            }
+        }
+    }
+}
+
 /// Every `/api` route a service owns (`Service::owner_of`), as [docs/api.md](../../../../docs/api.md) describes
 /// it: forwarded over the service's binding with the detected region and, for a signed-in notes
-/// route, the caller's identity. Answers what the service answers, with the hop in
-/// `Server-Timing`. Errors of its own: `503 service_unavailable` with `Retry-After` (a binding
+/// route, the caller's identity (a request whose cookie identity `notes` refuses goes once more,
+/// with one `accounts` issues after checking the session). Answers what the service answers,
+/// with the hop in `Server-Timing`. Errors of its own: `503 service_unavailable` with `Retry-After` (a binding
 /// call failed), `502 service_error` (accounts' identity answer unreadable, not verifiable by
 /// this entry, or a status the internal API does not define), and accounts' `5xx` when it cannot
 /// issue an identity.
@@ -79,42 +128,39 @@ pub async fn forward<P: Platform>(platform: &P, config: &Config, request: &ApiRe
     }
     .with_header(DEV_REGION_HEADER, request.region_name(platform).as_str())
     .with_header(internal_api::VERSION_HEADER, internal_api::CURRENT.to_string());
-    let mut timing = Vec::new();
-    let mut extra_db_requests = 0;
-    let mut set_cookie = None;
-    // What `accounts` answered when it could not issue an identity. The request still goes to
-    // `notes`, without one: a request it refuses for its own sake (a malformed `If-Match`, a bad
-    // limit or body: checked before the caller, as the single Worker does) gets that refusal
-    // instead of an accounts outage's 503 telling the client to retry; one it would serve gets
-    // 401 there, having touched nothing, and the client gets the outage.
-    let mut identity_failure = None;
+    let mut handover = Handover::default();
+    // The cookie is the entry's shortcut, checked by its own clock; `notes` checks the identity
+    // again by its clock on arrival, a hop later, so one that expired on the way is refused
+    // although the session is valid (and the browser app takes a 401 for a sign-out). On that
+    // refusal `accounts` checks the session, as for a request without the cookie, and the
+    // request goes again with what it issues: one hop more, only when `notes` refuses.
+    let mut retry_with_checked_identity = None;
     if service == Service::Notes && needs_identity(route) {
-        match identity(platform, config, request, Freshness::of(request.method)).await {
-            IdentityOutcome::Cookie(token) => {
-                timing.push("identity;desc=cookie".to_string());
-                outgoing = outgoing.with_header(IDENTITY_HEADER, token);
-            }
-            IdentityOutcome::Refreshed { token, lifetime_ms, elapsed_ms, db_requests } => {
-                timing.push(format!("identity;desc=refreshed;dur={elapsed_ms:.1}"));
-                extra_db_requests = db_requests;
-                set_cookie = Some(set_identity_cookie(&token, lifetime_ms));
-                outgoing = outgoing.with_header(IDENTITY_HEADER, token);
-            }
-            IdentityOutcome::Anonymous => {
-                timing.push("identity;desc=none".to_string());
-                if request.cookies(IDENTITY_COOKIE).any(|value| !value.is_empty()) {
-                    set_cookie = Some(clear_identity_cookie());
-                }
-            }
-            IdentityOutcome::Failed(response) => {
-                timing.push("identity;desc=failed".to_string());
-                identity_failure = Some(response);
-            }
+        let outcome = identity(platform, config, request, Freshness::of(request.method)).await;
+        if matches!(outcome, IdentityOutcome::Cookie(_)) {
+            retry_with_checked_identity = Some(outgoing.clone());
+        }
+        if let Some(token) = handover.take(outcome, request) {
+            outgoing = outgoing.with_header(IDENTITY_HEADER, token);
         }
     }
-    let started = platform.now_ms();
-    let answer = platform.call_service(service, outgoing, config.service_deadline_ms).await;
+    let mut started = platform.now_ms();
+    let mut answer = platform.call_service(service, outgoing, config.service_deadline_ms).await;
+    if let Some(outgoing) = retry_with_checked_identity
+        && let Ok(refused) = &answer
+        && refused.status == 401
+    {
+        handover.timing.push(format!("hop;desc={};dur={:.1}", service.as_str(), platform.now_ms() - started));
+        handover.extra_db_requests += db_requests_of(refused).unwrap_or(0);
+        let outcome = identity(platform, config, request, Freshness::Checked).await;
+        if let Some(token) = handover.take(outcome, request) {
+            let outgoing = outgoing.with_header(IDENTITY_HEADER, token);
+            started = platform.now_ms();
+            answer = platform.call_service(service, outgoing, config.service_deadline_ms).await;
+        }
+    }
     let hop_ms = platform.now_ms() - started;
+    let Handover { mut timing, extra_db_requests, set_cookie, failure: identity_failure } = handover;
     let mut response = match (answer, identity_failure) {
         (Ok(response), Some(failure)) if response.status == 401 => return failure,
         (Ok(response), _) => response,
@@ -125,7 +171,7 @@ pub async fn forward<P: Platform>(platform: &P, config: &Config, request: &ApiRe
     };
     timing.push(format!("hop;desc={};dur={hop_ms:.1}", service.as_str()));
     let service_timing = response.header("server-timing").map(str::to_string);
-    let db_requests = response.header("x-edgestack-db-requests").and_then(|count| count.parse::<u64>().ok());
+    let db_requests = db_requests_of(&response);
     // The entry's own edge adds who answered and the security policy to whatever it sends, so
     // the service's would repeat them (`X-Content-Type-Options: nosniff, nosniff`).
     let replaced = ["server-timing", "x-edgestack-db-requests", VERSION_ID_HEADER, VERSION_TAG_HEADER]
@@ -141,6 +187,11 @@ pub async fn forward<P: Platform>(platform: &P, config: &Config, request: &ApiRe
         Some(cookie) => response.with_header("Set-Cookie", cookie),
         None => response,
     }
+}
+
+/// The database requests a service's answer reports having made.
+fn db_requests_of(response: &ApiResponse) -> Option<u64> {
+    response.header("x-edgestack-db-requests").and_then(|count| count.parse().ok())
 }
 
 /// The public feed and public notes answer the same for everyone: no identity, no hop.
@@ -182,7 +233,7 @@ async fn identity<P: Platform>(
     let elapsed_ms = platform.now_ms() - started;
     match answer {
         Ok(response) if response.status == 200 => {
-            let db_requests = response.header("x-edgestack-db-requests").and_then(|n| n.parse().ok()).unwrap_or(0);
+            let db_requests = db_requests_of(&response).unwrap_or(0);
             let issued = serde_json::from_slice::<IssuedIdentity>(&response.body);
             // What the entry hands on (to `notes`, and to the browser as a cookie) it can
             // verify itself: a token `notes` would refuse (a key rotated on one side only)

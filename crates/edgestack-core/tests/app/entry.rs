@@ -123,6 +123,54 @@ fn an_expired_identity_is_refreshed_and_a_revoked_session_gets_none() {
     );
 }
 
+/// The identity cookie's `exp` (ms).
+fn identity_expiry(client: &Client) -> f64 {
+    let token = client.cookie(IDENTITY_COOKIE).unwrap();
+    let payload = URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap();
+    serde_json::from_slice::<serde_json::Value>(&payload).unwrap()["exp"].as_f64().unwrap()
+}
+
+/// The entry checks a cookie identity's expiry by its own clock, `notes` by its clock on
+/// arrival, a hop later. An identity that was valid at the entry and expired on the way was
+/// answered `401 unauthenticated` — which the browser app takes for a sign-out — although the
+/// session is valid. The entry now has `accounts` check the session and sends a fresh identity.
+#[test]
+fn an_identity_that_expires_on_the_way_to_notes_is_refreshed_not_a_sign_out() {
+    let mut stack = Stack::services();
+    let client = signed_up_user(&mut stack, "edge@example.com");
+    let note = client.create_note(&mut stack, "still mine", "");
+    let expiry = identity_expiry(&client);
+    stack.advance(expiry - 0.3 - stack.now_ms());
+
+    let listed = stack.send(client.get("/api/notes").send());
+
+    assert_eq!(listed.status(), 200, "{} {:?}", listed.text(), listed.timing("identity"));
+    assert_eq!(listed.json()["notes"][0]["id"], note.as_str());
+    assert_eq!(listed.timing("identity"), ["cookie", "refreshed"]);
+    assert!(identity_expiry(&client) > expiry, "the browser keeps the fresh identity");
+}
+
+/// What notes refuses for good (a deleted account's tombstone) costs one session check and
+/// stays refused: the entry asks `accounts`, which knows no session, and clears the cookie.
+#[test]
+fn an_identity_notes_refuses_for_a_deleted_account_is_still_refused_after_the_check() {
+    let mut stack = Stack::services();
+    let owner = signed_up_user(&mut stack, "deleted@example.com");
+    owner.create_note(&mut stack, "gone", "");
+    let other = stack.client("na");
+    let sign_in = json!({"email": "deleted@example.com", "password": crate::support::PASSWORD});
+    assert_eq!(stack.send(other.post("/api/sessions").json(sign_in).send()).status(), 200);
+    let deleted = stack.send(owner.delete("/api/me").json(json!({"password": crate::support::PASSWORD})).send());
+    assert_eq!(deleted.status(), 204, "{}", deleted.text());
+    stack.replicate();
+
+    let read = stack.send(other.get("/api/notes").send());
+
+    assert_eq!((read.status(), read.error_code().as_str()), (401, "unauthenticated"), "{}", read.text());
+    assert_eq!(read.timing("identity"), ["cookie", "none"]);
+    assert_eq!(other.cookie(IDENTITY_COOKIE), None, "cleared");
+}
+
 #[test]
 fn identities_are_bound_to_their_session_and_cannot_be_planted() {
     let mut stack = Stack::services();

@@ -420,12 +420,15 @@ impl Platform for Worker {
         let binding = service.binding().ok_or_else(|| format!("{} has no binding", service.as_str()))?;
         let target = self.bindings.borrow().get(binding).cloned().ok_or_else(|| format!("no {binding} binding"))?;
         let path_and_query = request.url.splitn(4, '/').nth(3).map(|rest| format!("/{rest}")).unwrap_or_default();
-        let api_request = target.api_request(request.method.as_str(), &path_and_query, &request.headers, request.body);
         let clock = self.net.clock.clone();
         // Boxed as `dyn`: the target may itself call services, and a future cannot contain itself.
         let call: std::pin::Pin<Box<dyn std::future::Future<Output = ApiResponse> + '_>> = Box::pin(async move {
             // A service binding runs in the same location: a fraction of a millisecond each way.
             clock.sleep(0.5).await;
+            // Made on arrival, as the target's edge makes it: its clock reads the time it
+            // arrived, not the time the caller sent it.
+            let api_request =
+                target.api_request(request.method.as_str(), &path_and_query, &request.headers, request.body);
             let response = target.handle(api_request).await;
             clock.sleep(0.5).await;
             response
