@@ -74,7 +74,8 @@ pub enum ApiError {
     ServiceUnavailable(Service),
     /// A service answered something this build cannot read.
     UnexpectedServiceAnswer(Service),
-    /// The configuration does not parse (logged where it is read).
+    /// The configuration does not parse (logged where it is read), or `notes` cannot verify the
+    /// identities the entry verified (`IDENTITY_PUBLIC_KEY` not the entry's; logged there).
     Misconfigured,
     /// `EDGESTACK_INJECT_FAULT=errors`.
     InjectedFault,
@@ -327,9 +328,13 @@ impl From<WeakPassword> for ApiError {
 }
 
 /// An identity that does not verify is no identity: the caller is not signed in.
+/// `notes` gets only identities the entry verified: one it refuses for what the caller's session
+/// or the time says is `401`; one it cannot read or verify at all is its configuration's fault
+/// (a public key the entry does not share), a `500` the release gate counts, never a client's
+/// `401` that signs every user out ([`IdentityError::is_about_the_caller`]).
 impl From<IdentityError> for ApiError {
-    fn from(_: IdentityError) -> Self {
-        Self::Unauthenticated
+    fn from(error: IdentityError) -> Self {
+        if error.is_about_the_caller() { Self::Unauthenticated } else { Self::Misconfigured }
     }
 }
 
@@ -389,7 +394,18 @@ mod tests {
         check(ApiError::Password(WeakPassword::Length), 400, "weak_password", None);
         check(ApiError::Password(WeakPassword::Common), 400, "weak_password", None);
         check(ApiError::Unauthenticated, 401, "unauthenticated", None);
-        check(ApiError::from(IdentityError::Expired), 401, "unauthenticated", None);
+        for about_the_caller in [IdentityError::Expired, IdentityError::OtherSession, IdentityError::NotYetValid] {
+            check(ApiError::from(about_the_caller), 401, "unauthenticated", None);
+        }
+        for unreadable in [
+            IdentityError::Malformed,
+            IdentityError::BadSignature,
+            IdentityError::UnsupportedVersion,
+            IdentityError::WrongType,
+            IdentityError::WrongAudience,
+        ] {
+            check(ApiError::from(unreadable), 500, "misconfigured", None);
+        }
         check(ApiError::InvalidCredentials, 401, "invalid_credentials", None);
         check(ApiError::RateLimited, 429, "rate_limited", retry("60"));
         check(ApiError::SignInPaused { retry_after_seconds: 16 }, 429, "rate_limited", retry("16"));

@@ -394,7 +394,14 @@ impl<P: Platform> Context<'_, P> {
         };
         let token = self.request.header(IDENTITY_HEADER).ok_or(ApiError::Unauthenticated)?;
         let session = self.request.session_token().ok_or(ApiError::Unauthenticated)?;
-        let identity = verifier.verify_for_session(token, &session.hash(), self.request.now_ms)?;
+        let identity =
+            verifier.verify_for_session(token, &session.hash(), self.request.now_ms).inspect_err(|error| {
+                if !error.is_about_the_caller() {
+                    self.platform.log(&format!(
+                        "an identity the entry forwarded was refused ({error:?}): is IDENTITY_PUBLIC_KEY the entry's?"
+                    ));
+                }
+            })?;
         Ok(Caller::Verified {
             user_id: identity.user_id,
             now: self.request.now_ms,

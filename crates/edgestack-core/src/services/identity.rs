@@ -88,6 +88,17 @@ pub enum IdentityError {
     NotYetValid,
 }
 
+impl IdentityError {
+    /// Whether the token is sound and only not (or not yet, or no longer) the caller's: it
+    /// expired, belongs to another session, or was issued in the future. The other refusals say
+    /// the token is not one this key and build accept at all — which, for an identity the entry
+    /// verified before forwarding it, means the two hold different keys (a key rotated on one
+    /// side only), not that the caller is signed out.
+    pub fn is_about_the_caller(self) -> bool {
+        matches!(self, Self::Expired | Self::OtherSession | Self::NotYetValid)
+    }
+}
+
 /// 32 bytes as unpadded base64url: how keys travel in vars and secrets.
 pub fn decode_key(value: &str) -> Option<[u8; 32]> {
     URL_SAFE_NO_PAD.decode(value.trim()).ok()?.try_into().ok()

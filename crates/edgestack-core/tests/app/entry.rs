@@ -395,6 +395,39 @@ fn an_identity_the_entry_cannot_verify_is_a_502_not_a_sign_out() {
     assert_eq!(stack.query_text("notes", "SELECT title FROM notes"), Vec::<String>::new());
 }
 
+/// The other half of a key rotated on one side only: the entry and `accounts` agree, `notes`
+/// holds another public key. Every identity the entry verified and forwarded was refused by
+/// `notes` as `401 unauthenticated` — every signed-in client told it is signed out (the browser
+/// app ends its session), and a canary of `notes` with the wrong key passed the release gate,
+/// which counts 5xx. `notes` only ever gets identities the entry verified, so one whose
+/// signature (or form, type, audience) it refuses is its configuration's fault: `500
+/// misconfigured`, logged; the session is untouched.
+#[test]
+fn an_identity_notes_cannot_verify_is_a_500_not_a_sign_out() {
+    let mut stack = Stack::services();
+    let client = signed_up_user(&mut stack, "half-rotated@example.com");
+    let note = client.create_note(&mut stack, "kept", "");
+    let other_key = edgestack_core::services::identity::IdentitySigner::from_seed(&[9; 32]).verifying_key();
+    stack.service("notes").set_var("IDENTITY_PUBLIC_KEY", &encode_key(&other_key));
+
+    let read = stack.send(client.get("/api/notes").send());
+    let write = stack.send(client.patch(&format!("/api/notes/{note}")).json(json!({"title": "changed"})).send());
+
+    for (what, response) in [("read", &read), ("write", &write)] {
+        assert_eq!(
+            (response.status(), response.error_code().as_str()),
+            (500, "misconfigured"),
+            "{what}: {} {:?}",
+            response.text(),
+            response.timing("identity")
+        );
+    }
+    assert_eq!(stack.query_text("notes", "SELECT title FROM notes"), ["kept"]);
+    assert!(!stack.logs_containing("IDENTITY_PUBLIC_KEY").is_empty());
+    assert!(client.cookie(SESSION_COOKIE).is_some());
+    assert_eq!(stack.send(client.get("/api/me").send()).status(), 200, "the session itself is valid");
+}
+
 /// The identity call answered with a 4xx other than 401 (an `accounts` that does not serve the
 /// entry's internal API version, or a binding to a Worker without the route): the client's
 /// request was fine, so it must not get that 4xx (`404 not_found` for its own notes list).
