@@ -216,12 +216,17 @@ async fn identity<P: Platform>(
     let Some(session) = request.session_token() else {
         return IdentityOutcome::Anonymous;
     };
+    // Identities are checked by the clock now, not by the request's stamp (`request.now_ms`,
+    // taken when its head arrived): the body is read in between, for up to 10 s
+    // (src/http.rs), and `accounts` signs a write's identity after it — by the stamp, one
+    // signed over 5 s later looked issued in the future, and a valid write was a 502.
+    let now_ms = || platform.now_ms() as i64;
     if freshness == Freshness::Cached
         && let Some(verifier) = &config.identity_verifier
         && let Some(token) = request
             .cookies(IDENTITY_COOKIE)
             .take(IDENTITY_COOKIES_TRIED)
-            .find(|token| verifier.verify_for_session(token, &session.hash(), request.now_ms).is_ok())
+            .find(|token| verifier.verify_for_session(token, &session.hash(), now_ms()).is_ok())
     {
         return IdentityOutcome::Cookie(token.to_string());
     }
@@ -242,7 +247,7 @@ async fn identity<P: Platform>(
                 config
                     .identity_verifier
                     .as_ref()
-                    .is_none_or(|verifier| verifier.verify_for_session(token, &session.hash(), request.now_ms).is_ok())
+                    .is_none_or(|verifier| verifier.verify_for_session(token, &session.hash(), now_ms()).is_ok())
             };
             match issued {
                 Ok(IssuedIdentity { identity, lifetime_ms }) if usable(&identity) => {

@@ -150,6 +150,24 @@ fn an_identity_that_expires_on_the_way_to_notes_is_refreshed_not_a_sign_out() {
     assert!(identity_expiry(&client) > expiry, "the browser keeps the fresh identity");
 }
 
+/// The entry stamps a request when its head arrives and reads the body after (src/http.rs:
+/// up to 10 s). `accounts` signs a write's identity when the entry asks, after the body; the
+/// entry checked it against the head's time, so a body that took over 5 s made the identity
+/// look issued in the future: a valid write from a slow uplink answered `502 service_error`.
+#[test]
+fn a_write_whose_body_arrives_slowly_still_gets_a_usable_identity() {
+    let mut stack = Stack::services();
+    let client = signed_up_user(&mut stack, "slow-uplink@example.com");
+
+    let created = stack.send(
+        client.post("/api/notes").json(json!({"title": "sent slowly", "body": "…"})).uploaded_over(6_000.0).send(),
+    );
+
+    assert_eq!(created.status(), 201, "{}", created.text());
+    assert_eq!(created.timing("identity"), ["refreshed"]);
+    assert_eq!(stack.query_text("notes", "SELECT title FROM notes"), ["sent slowly"]);
+}
+
 /// What notes refuses for good (a deleted account's tombstone) costs one session check and
 /// stays refused: the entry asks `accounts`, which knows no session, and clears the cookie.
 #[test]

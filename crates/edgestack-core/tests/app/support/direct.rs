@@ -143,7 +143,14 @@ impl Client {
     /// A request with none of the browser's defaults (no CSRF proof header), only the cookie
     /// jar and the region header.
     pub fn bare(&self, method: &'static str, path: &str) -> Call {
-        Call { client: self.clone(), method, path: path.to_string(), headers: Vec::new(), body: Vec::new() }
+        Call {
+            client: self.clone(),
+            method,
+            path: path.to_string(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            upload_ms: 0.0,
+        }
     }
 
     /// The signed-in user's id (`GET /api/me`).

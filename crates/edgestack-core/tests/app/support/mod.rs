@@ -268,6 +268,8 @@ pub struct Call {
     path: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    /// How long the body takes to arrive after the head.
+    upload_ms: f64,
 }
 
 impl Call {
@@ -287,9 +289,15 @@ impl Call {
         self
     }
 
+    /// The body arrives `ms` after the request's head (a slow uplink).
+    pub fn uploaded_over(mut self, ms: f64) -> Self {
+        self.upload_ms = ms;
+        self
+    }
+
     /// Sends it; the cookie jar takes the answer's `Set-Cookie` headers.
     pub async fn send(self) -> Response {
-        let Call { client, method, path, mut headers, body } = self;
+        let Call { client, method, path, mut headers, body, upload_ms } = self;
         let cookies = client.cookie_header();
         if !cookies.is_empty() && !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("cookie")) {
             headers.push(("cookie".to_string(), cookies));
@@ -302,7 +310,7 @@ impl Call {
             headers.push(("cf-connecting-ip".to_string(), client.address.clone()));
         }
         let request = client.front.api_request(method, &path, &headers, body);
-        let response = client.front.handle(request).await;
+        let response = client.front.handle_uploaded_over(request, upload_ms).await;
         client.keep_cookies(&response);
         Response(response)
     }
@@ -312,7 +320,7 @@ impl Client {
     fn call(&self, method: &'static str, path: &str) -> Call {
         // The browser's same-origin proof for state changes (CSRF rule): the client header.
         let headers = vec![("x-edgestack-client".to_string(), "test".to_string())];
-        Call { client: self.clone(), method, path: path.to_string(), headers, body: Vec::new() }
+        Call { client: self.clone(), method, path: path.to_string(), headers, body: Vec::new(), upload_ms: 0.0 }
     }
 
     pub fn get(&self, path: &str) -> Call {

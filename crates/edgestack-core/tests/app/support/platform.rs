@@ -286,7 +286,13 @@ impl Worker {
     /// What this Worker answers, as the edge (src/http.rs) makes it: the body plan from the
     /// request's head first — a refusal before the body is looked at, no body for a route that
     /// takes none — then `app::handle`.
-    pub async fn handle(&self, mut request: ApiRequest) -> ApiResponse {
+    pub async fn handle(&self, request: ApiRequest) -> ApiResponse {
+        self.handle_uploaded_over(request, 0.0).await
+    }
+
+    /// As [`Self::handle`], for a body that takes `upload_ms` to arrive: the edge stamps the
+    /// request (`now_ms`) when its head arrives and reads the body after (src/http.rs).
+    pub async fn handle_uploaded_over(&self, mut request: ApiRequest, upload_ms: f64) -> ApiResponse {
         let config = self.config();
         let admitted = match app::body_plan(self, config.as_ref(), &request) {
             BodyPlan::Refuse(refusal) => return refusal,
@@ -294,7 +300,10 @@ impl Worker {
                 request.body.clear();
                 admitted
             }
-            BodyPlan::Read(admitted) => admitted,
+            BodyPlan::Read(admitted) => {
+                self.net.clock.sleep(upload_ms).await;
+                admitted
+            }
         };
         app::handle(self, admitted, &request).await
     }
