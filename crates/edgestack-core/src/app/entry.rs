@@ -161,15 +161,16 @@ pub async fn forward<P: Platform>(platform: &P, config: &Config, request: &ApiRe
     }
     let hop_ms = platform.now_ms() - started;
     let Handover { mut timing, extra_db_requests, set_cookie, failure: identity_failure } = handover;
-    let mut response = match (answer, identity_failure) {
-        (Ok(response), Some(failure)) if response.status == 401 => return failure,
-        (Ok(response), _) => response,
+    timing.push(format!("hop;desc={};dur={hop_ms:.1}", service.as_str()));
+    // Whether the owning service answered: only then does the identity cookie change.
+    let (mut response, answered) = match (answer, identity_failure) {
+        (Ok(response), Some(failure)) if response.status == 401 => (failure, false),
+        (Ok(response), _) => (response, true),
         (Err(error), failure) => {
             platform.log(&format!("{} service call failed: {error}", service.as_str()));
-            return failure.unwrap_or_else(|| ApiResponse::error(&ApiError::ServiceUnavailable(service)));
+            (failure.unwrap_or_else(|| ApiResponse::error(&ApiError::ServiceUnavailable(service))), false)
         }
     };
-    timing.push(format!("hop;desc={};dur={hop_ms:.1}", service.as_str()));
     let service_timing = response.header("server-timing").map(str::to_string);
     let db_requests = db_requests_of(&response);
     // The entry's own edge adds who answered and the security policy to whatever it sends, so
@@ -179,11 +180,19 @@ pub async fn forward<P: Platform>(platform: &P, config: &Config, request: &ApiRe
         .chain(SECURITY_HEADERS.iter().map(|(name, _)| *name))
         .collect::<Vec<_>>();
     response.headers.retain(|(name, _)| !replaced.iter().any(|dropped| name.eq_ignore_ascii_case(dropped)));
-    let timing = service_timing.into_iter().chain(timing).collect::<Vec<_>>().join(", ");
+    // An answer of the entry's own (no service reached) has no service's metrics to go first:
+    // it reports those every API response does (docs/edge-data-path.md) itself.
+    let timing = match service_timing {
+        Some(service_timing) => std::iter::once(service_timing).chain(timing).collect::<Vec<_>>(),
+        None => std::iter::once("cache;desc=none".to_string())
+            .chain(timing)
+            .chain(std::iter::once(format!("total;dur={:.1}", platform.now_ms() - request.now_ms as f64)))
+            .collect(),
+    };
     response = response
-        .with_header("Server-Timing", timing)
+        .with_header("Server-Timing", timing.join(", "))
         .with_header("x-edgestack-db-requests", (db_requests.unwrap_or(0) + extra_db_requests).to_string());
-    match set_cookie {
+    match set_cookie.filter(|_| answered) {
         Some(cookie) => response.with_header("Set-Cookie", cookie),
         None => response,
     }

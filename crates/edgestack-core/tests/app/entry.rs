@@ -334,6 +334,39 @@ fn with_the_notes_binding_gone_notes_routes_answer_503() {
     assert_eq!(stack.send(client.get("/api/me").send()).status(), 200, "accounts is still reached");
 }
 
+/// docs/edge-data-path.md: every API response reports `Server-Timing` (`cache`, `total`) and
+/// `x-edgestack-db-requests`. The entry's own answers when a service call fails — an
+/// unreachable service's 503, an unusable identity answer's 502 — carried neither, in the
+/// outage where the hop's timing is what an operator needs.
+#[test]
+fn the_entrys_own_failures_report_server_timing_and_a_round_trip_count() {
+    let mut stack = Stack::services();
+    let client = signed_up_user(&mut stack, "timed-failure@example.com");
+    let fresh = session_only(&stack, &client);
+    let check = |what: &str, response: &crate::support::Response, status: u16, identity: &[&str]| {
+        assert_eq!(response.status(), status, "{what}: {}", response.text());
+        let timing = response.header("server-timing").unwrap_or_else(|| panic!("{what}: no Server-Timing"));
+        assert!(timing.contains("cache;desc=") && timing.contains("total;dur="), "{what}: {timing}");
+        assert!(timing.contains("hop;desc="), "{what}: {timing}");
+        assert_eq!(response.timing("identity"), identity, "{what}: {timing}");
+        // The identity refresh's accounts request is counted, its endpoint not named: at least.
+        assert!(response.db_requests() as usize >= response.db_targets().len(), "{what}: {timing}");
+    };
+
+    let notes = stack.service("notes");
+    stack.front().bindings.borrow_mut().remove("NOTES");
+    check("notes unreachable", &stack.send(client.get("/api/notes").send()), 503, &["cookie"]);
+    stack.front().bindings.borrow_mut().insert("NOTES", notes.clone());
+    let accounts = stack.service("accounts");
+    stack.front().bindings.borrow_mut().remove("ACCOUNTS");
+    check("accounts unreachable", &stack.send(fresh.get("/api/notes").send()), 503, &["failed"]);
+    check("me, accounts unreachable", &stack.send(client.get("/api/me").send()), 503, &[]);
+    stack.front().bindings.borrow_mut().insert("ACCOUNTS", notes);
+    check("identity answer unusable", &stack.send(fresh.get("/api/notes").send()), 502, &["failed"]);
+    stack.front().bindings.borrow_mut().insert("ACCOUNTS", accounts);
+    check("control", &stack.send(fresh.get("/api/notes").send()), 200, &["refreshed"]);
+}
+
 /// docs/api.md: a malformed `If-Match` is `400 invalid_if_match` "checked before anything else",
 /// and a bad `limit` or body is a 400 — also in the services shape while `accounts` cannot issue
 /// the caller's identity, which once answered them `503 database_unavailable` with
