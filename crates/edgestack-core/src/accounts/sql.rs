@@ -333,6 +333,33 @@ pub fn user_deletion_delivered(id: &str) -> Statement {
     Statement::new("DELETE FROM deletion_outbox WHERE id = ?1", vec![text(id)])
 }
 
+/// Once `notes` acknowledged a deletion: its delivery again at `due_at`, since a failover of
+/// the notes database to a replica that had not applied it loses it (docs/services.md).
+pub fn schedule_deletion_recheck(deletion: &PendingDeletion, due_at: i64) -> Statement {
+    Statement::new(
+        "INSERT INTO deletion_rechecks (id, user_id, due_at) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO NOTHING",
+        vec![text(&deletion.id), text(&deletion.user_id), integer(due_at)],
+    )
+}
+
+/// Up to `limit` acknowledged deletions due for their delivery again at `now`, the longest
+/// due first.
+pub fn due_deletion_rechecks(now: i64, limit: i64) -> Statement<PendingDeletion> {
+    Statement::new(
+        "SELECT id, user_id FROM deletion_rechecks WHERE due_at <= ?1 ORDER BY due_at, id LIMIT ?2",
+        vec![integer(now), integer(limit)],
+    )
+}
+
+pub fn deletion_rechecked(id: &str) -> Statement {
+    Statement::new("DELETE FROM deletion_rechecks WHERE id = ?1", vec![text(id)])
+}
+
+/// A recheck `notes` did not take: tried again on a later run, behind the rows due before `now`.
+pub fn deletion_recheck_failed(id: &str, now: i64) -> Statement {
+    Statement::new("UPDATE deletion_rechecks SET due_at = ?2 WHERE id = ?1", vec![text(id), integer(now)])
+}
+
 pub fn user_deletion_failed(id: &str, now: i64, error: &str) -> Statement {
     Statement::new(
         "UPDATE deletion_outbox SET attempts = attempts + 1, last_attempt_at = ?2, last_error = ?3 WHERE id = ?1",

@@ -48,7 +48,7 @@ use crate::services::identity::IDENTITY_HEADER;
 use crate::services::internal_api::{self, InternalRequest};
 
 pub use database::{Database, ReaderRegion, refresh_primary_record};
-pub use outbox::deliver_pending_deletions;
+pub use outbox::{DeliveryReport, RECHECK_AFTER_MS, deliver_pending_deletions};
 pub use request_headers::{HeaderSource, RequestHeaders};
 
 /// A request as the core needs it; the worker fills it from the runtime.

@@ -3,7 +3,9 @@
 //! no distributed transaction: `accounts` deletes the user and writes an outbox row in one
 //! transaction, then tells `notes` (an idempotent internal call). A delivery that fails leaves
 //! the row; the cron trigger retries every pending row until `notes` acknowledges, and only then
-//! is the row removed.
+//! is the row removed — for a recheck: `notes` acknowledges on its primary, and a failover to a
+//! replica that had not applied the deletion loses it, so the cron delivers every acknowledged
+//! deletion once more after [`RECHECK_AFTER_MS`], until `notes` takes that one too.
 
 use std::cell::RefCell;
 
@@ -21,6 +23,13 @@ use super::{Context, Database, Platform, ReaderRegion, RequestReport, ServiceReq
 
 /// Rows one cron run works through; the rest wait a minute.
 const BATCH: i64 = 100;
+
+/// How long after `notes` acknowledged a deletion it is delivered again: the replica lag the
+/// stack is sized for (`cache::MAX_TOLERATED_LAG_SECONDS`). A failover before then may promote
+/// a replica without the deletion (docs/failover.md: acknowledged writes can be lost), and the
+/// second delivery, retried until the new primary takes it, deletes the notes there; a replica
+/// promoted later has applied it.
+pub const RECHECK_AFTER_MS: i64 = crate::cache::MAX_TOLERATED_LAG_SECONDS as i64 * 1000;
 
 /// Deletes the confirmed account, its sessions and its notes. One Worker: one transaction.
 /// Services: the user and an outbox row in one `accounts` transaction, then the notes through
@@ -69,11 +78,12 @@ pub async fn delete_account<P: Platform>(
     Ok(None)
 }
 
-/// Tells `notes` and removes the row once it acknowledged (any 2xx, whatever the body says, so
-/// a notes release with another answer still acknowledges); otherwise records the attempt.
-/// Answers the `Set-Cookie` of the read-your-writes token `notes` sent with its
-/// acknowledgement, if any — also when the row could not be removed: the notes are deleted
-/// either way, and the row only brings one more (idempotent) delivery from the cron.
+/// Tells `notes` and, once it acknowledged, replaces the row by a recheck due
+/// [`RECHECK_AFTER_MS`] later (any 2xx, whatever the body says, so a notes release with another
+/// answer still acknowledges); otherwise records the attempt. Answers the `Set-Cookie` of the
+/// read-your-writes token `notes` sent with its acknowledgement, if any — also when the row
+/// could not be removed: the notes are deleted either way, and the row only brings one more
+/// (idempotent) delivery from the cron.
 pub async fn deliver<P: Platform>(
     platform: &P,
     database: &Database<'_, P>,
@@ -81,23 +91,17 @@ pub async fn deliver<P: Platform>(
     now_ms: i64,
     deadline_ms: u32,
 ) -> Result<Option<String>, String> {
-    let request = ServiceRequest::internal(InternalRequest::DeleteUserNotes { user_id: &deletion.user_id });
-    let failure = match platform.call_service(Service::Notes, request, deadline_ms).await {
-        Ok(response) if (200..300).contains(&response.status) => {
-            let notes_cookie = format!("{}=", Service::Notes.consistency_cookie());
-            let token = response
-                .headers
-                .into_iter()
-                .find(|(name, value)| name.eq_ignore_ascii_case("set-cookie") && value.starts_with(&notes_cookie));
+    let failure = match tell_notes(platform, deletion, deadline_ms).await {
+        Ok(token) => {
             let mut delivered = Pipeline::write();
             delivered.push(sql::user_deletion_delivered(&deletion.id));
+            delivered.push(sql::schedule_deletion_recheck(deletion, now_ms + RECHECK_AFTER_MS));
             if let Err(error) = database.run(&delivered).await {
                 platform.log(&format!("deletion {} delivered, its row is left for the cron: {error}", deletion.id));
             }
-            return Ok(token.map(|(_, value)| value));
+            return Ok(token);
         }
-        Ok(response) => format!("notes answered {}: {}", response.status, String::from_utf8_lossy(&response.body)),
-        Err(error) => error,
+        Err(failure) => failure,
     };
     let mut attempt = Pipeline::write();
     attempt.push(sql::user_deletion_failed(&deletion.id, now_ms, &failure));
@@ -107,14 +111,40 @@ pub async fn deliver<P: Platform>(
     Err(failure)
 }
 
+/// `DELETE /internal/users/{id}/notes`: the notes read-your-writes cookie of a 2xx, else why not.
+async fn tell_notes<P: Platform>(
+    platform: &P,
+    deletion: &PendingDeletion,
+    deadline_ms: u32,
+) -> Result<Option<String>, String> {
+    let request = ServiceRequest::internal(InternalRequest::DeleteUserNotes { user_id: &deletion.user_id });
+    match platform.call_service(Service::Notes, request, deadline_ms).await {
+        Ok(response) if (200..300).contains(&response.status) => {
+            let notes_cookie = format!("{}=", Service::Notes.consistency_cookie());
+            let token = response
+                .headers
+                .into_iter()
+                .find(|(name, value)| name.eq_ignore_ascii_case("set-cookie") && value.starts_with(&notes_cookie));
+            Ok(token.map(|(_, value)| value))
+        }
+        Ok(response) => Err(format!("notes answered {}: {}", response.status, String::from_utf8_lossy(&response.body))),
+        Err(error) => Err(error),
+    }
+}
+
 /// What a cron run did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct DeliveryReport {
     pub delivered: usize,
     pub failed: usize,
+    /// Acknowledged deletions `notes` took again ([`RECHECK_AFTER_MS`]).
+    pub rechecked: usize,
+    /// Rechecks `notes` did not take; tried again on a later run.
+    pub recheck_failed: usize,
 }
 
-/// The cron trigger's work: up to a hundred pending deletions, the least recently tried first.
+/// The cron trigger's work: up to a hundred pending deletions, the least recently tried first,
+/// then up to a hundred acknowledged ones due for their recheck.
 pub async fn deliver_pending_deletions<P: Platform>(
     platform: &P,
     config: &Config,
@@ -127,8 +157,10 @@ pub async fn deliver_pending_deletions<P: Platform>(
         Database::new(platform, database_config, &config.data_path, ReaderRegion::Known(&region), None, &report);
     let mut pipeline = Pipeline::authoritative_read();
     let pending = pipeline.push(sql::pending_user_deletions(BATCH));
+    let due = pipeline.push(sql::due_deletion_rechecks(now_ms, BATCH));
     let outcome = database.run(&pipeline).await.map_err(|error| error.to_string())?;
     let pending = outcome.read(pending).map_err(|error| error.to_string())?;
+    let due = outcome.read(due).map_err(|error| error.to_string())?;
     let mut delivery = DeliveryReport::default();
     for deletion in &pending {
         match deliver(platform, &database, deletion, now_ms, config.service_deadline_ms).await {
@@ -138,6 +170,23 @@ pub async fn deliver_pending_deletions<P: Platform>(
                 platform.log(&format!("deletion of user {} not delivered yet: {error}", deletion.user_id));
                 delivery.failed += 1;
             }
+        }
+    }
+    for recheck in &due {
+        let mut record = Pipeline::write();
+        match tell_notes(platform, recheck, config.service_deadline_ms).await {
+            Ok(_) => {
+                record.push(sql::deletion_rechecked(&recheck.id));
+                delivery.rechecked += 1;
+            }
+            Err(error) => {
+                platform.log(&format!("deletion of user {} not rechecked yet: {error}", recheck.user_id));
+                record.push(sql::deletion_recheck_failed(&recheck.id, now_ms));
+                delivery.recheck_failed += 1;
+            }
+        }
+        if let Err(error) = database.run(&record).await {
+            platform.log(&format!("could not record the recheck of {}: {error}", recheck.id));
         }
     }
     Ok(delivery)

@@ -26,13 +26,13 @@ fn cookie_name(stack: &Stack) -> &'static str {
 }
 
 /// The primary of `database` stops answering (connection refused), as when its process dies.
-fn kill_primary(stack: &Stack, database: &str) {
+pub(crate) fn kill_primary(stack: &Stack, database: &str) {
     stack.net.set_fault(database, None, EndpointFault { down: true, ..EndpointFault::default() });
 }
 
 /// `devdb promote` on replica `region` of `database`, then the operator's `wrangler kv key put`
 /// of the primary record, written in location `na` (where the test's Workers run).
-fn promote_and_publish(stack: &mut Stack, database: &str, region: &str) -> u64 {
+pub(crate) fn promote_and_publish(stack: &mut Stack, database: &str, region: &str) -> u64 {
     let now = stack.now_ms();
     let term = stack.net.cluster(database, |cluster| cluster.promote(region, now)).unwrap();
     let (_, terms) = stack.net.cluster(database, |cluster| cluster.history());
@@ -46,7 +46,7 @@ fn promote_and_publish(stack: &mut Stack, database: &str, region: &str) -> u64 {
 
 /// The first column of `sql`'s rows on node `node` of `database` (a replica's region, or the
 /// one promoted), read from the cluster itself.
-fn rows_on(stack: &Stack, database: &str, node: &str, sql: &str) -> Vec<String> {
+pub(crate) fn rows_on(stack: &Stack, database: &str, node: &str, sql: &str) -> Vec<String> {
     let body = json!({"requests": [{"type": "execute", "stmt": {"sql": sql}}, {"type": "close"}]});
     let body = serde_json::to_vec(&body).unwrap();
     let now = stack.now_ms();

@@ -3,6 +3,7 @@
 //! (`edgestack_core::app::deliver_pending_deletions`) retries every row `notes` has not
 //! acknowledged; a delivered row is removed, and the deleted user's identity is refused.
 
+use edgestack_core::app::RECHECK_AFTER_MS;
 use edgestack_core::services::Service;
 use serde_json::json;
 
@@ -377,4 +378,67 @@ fn a_note_written_while_the_deletion_could_not_be_delivered_goes_at_the_redelive
     let refused = stack.send(other.post("/api/notes").json(json!({"title": "after"})).send());
     assert_eq!(refused.status(), 401, "the tombstone: {}", refused.text());
     assert_eq!(notes_of(&stack, &user_id), Vec::<String>::new());
+}
+
+/// Found in review: `notes` acknowledged a deletion on its primary while the replicas lagged,
+/// the primary died and a replica was promoted without it (docs/failover.md: acknowledged writes
+/// can be lost at a failover). The outbox row was gone, so nothing delivered the deletion again:
+/// the deleted account's public note was served to anyone by the new primary, for good. Every
+/// acknowledged deletion is now delivered once more after the replica lag the stack is sized
+/// for, and that delivery is retried until `notes` — whichever node is primary then — takes it.
+#[test]
+fn a_deletion_a_notes_failover_lost_is_delivered_again() {
+    let mut stack = Stack::services();
+    let owner = signed_up_user(&mut stack, "erased@example.com");
+    let note = owner.publish_note(&mut stack, "personal", "data");
+    let user_id = owner.user_id(&mut stack);
+    stack.replicate();
+    stack.set_lag("notes", "eu", 60_000.0);
+    stack.set_lag("notes", "ap", 60_000.0);
+    assert_eq!(delete_account(&mut stack, &owner).status(), 204);
+    assert_eq!(outbox_rows(&stack, &user_id), Vec::<Vec<Option<String>>>::new(), "acknowledged");
+
+    crate::failover::kill_primary(&stack, "notes");
+    crate::failover::promote_and_publish(&mut stack, "notes", "eu");
+    let reader = stack.client("na");
+    let path = format!("/api/public/notes/{note}");
+    assert_eq!(stack.send(reader.get(&path).send()).status(), 200, "the promoted replica never had the deletion");
+    assert_eq!(stack.run_deletion_cron(), (0, 0), "the outbox itself is empty");
+
+    stack.advance(RECHECK_AFTER_MS as f64);
+    let report = stack.run_deletion_cron_report();
+
+    assert_eq!((report.rechecked, report.recheck_failed), (1, 0), "{report:?}");
+    assert_eq!(stack.query_text("accounts", "SELECT id FROM deletion_rechecks"), Vec::<String>::new());
+
+    let on_the_new_primary = |sql: &str| crate::failover::rows_on(&stack, "notes", "eu", sql);
+    let left = on_the_new_primary(&format!("SELECT id FROM notes WHERE owner_id = '{user_id}'"));
+    assert_eq!(left, Vec::<String>::new(), "deleted on the new primary");
+    assert_eq!(on_the_new_primary("SELECT user_id FROM deleted_owners"), std::slice::from_ref(&user_id));
+    let read = stack.send(reader.get(&path).send());
+    assert_eq!(read.status(), 404, "{} ({})", read.text(), read.cache_status());
+}
+
+/// The recheck is retried, like the first delivery, until `notes` takes it; before it is due
+/// the cron leaves it alone.
+#[test]
+fn a_recheck_notes_does_not_take_is_tried_again_on_a_later_run() {
+    let mut stack = Stack::services();
+    let owner = signed_up_user(&mut stack, "recheck@example.com");
+    owner.create_note(&mut stack, "gone", "");
+    assert_eq!(delete_account(&mut stack, &owner).status(), 204);
+    let report = stack.run_deletion_cron_report();
+    assert_eq!((report.rechecked, report.recheck_failed), (0, 0), "not due yet");
+    assert_eq!(stack.query_text("accounts", "SELECT count(*) FROM deletion_rechecks"), ["1"]);
+
+    stack.advance(RECHECK_AFTER_MS as f64);
+    stack.net.set_fault("notes", None, EndpointFault { down: true, ..EndpointFault::default() });
+    let report = stack.run_deletion_cron_report();
+    assert_eq!((report.rechecked, report.recheck_failed), (0, 1), "{report:?}");
+    assert_eq!(stack.query_text("accounts", "SELECT count(*) FROM deletion_rechecks"), ["1"], "kept");
+
+    stack.net.set_fault("notes", None, EndpointFault::default());
+    let report = stack.run_deletion_cron_report();
+    assert_eq!((report.rechecked, report.recheck_failed), (1, 0), "{report:?}");
+    assert_eq!(stack.query_text("accounts", "SELECT count(*) FROM deletion_rechecks"), ["0"]);
 }

@@ -96,6 +96,16 @@ fn outbox_statements() -> Vec<Built> {
         built("accounts::sql::pending_user_deletions", accounts_sql::pending_user_deletions(100)),
         built("accounts::sql::user_deletion_delivered", accounts_sql::user_deletion_delivered("id")),
         built("accounts::sql::user_deletion_failed", accounts_sql::user_deletion_failed("id", 1, "why")),
+        built(
+            "accounts::sql::schedule_deletion_recheck",
+            accounts_sql::schedule_deletion_recheck(
+                &edgestack_core::accounts::PendingDeletion { id: "id".into(), user_id: "user".into() },
+                1,
+            ),
+        ),
+        built("accounts::sql::due_deletion_rechecks", accounts_sql::due_deletion_rechecks(1, 100)),
+        built("accounts::sql::deletion_rechecked", accounts_sql::deletion_rechecked("id")),
+        built("accounts::sql::deletion_recheck_failed", accounts_sql::deletion_recheck_failed("id", 1)),
     ]
 }
 

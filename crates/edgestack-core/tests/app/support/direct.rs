@@ -123,14 +123,19 @@ impl Stack {
 
     /// One run of the accounts Worker's cron (`scheduled`): `(delivered, still pending)`.
     pub fn run_deletion_cron(&mut self) -> (usize, usize) {
+        let report = self.run_deletion_cron_report();
+        (report.delivered, report.failed)
+    }
+
+    /// One run of the accounts Worker's cron, its whole report (rechecks included).
+    pub fn run_deletion_cron_report(&mut self) -> edgestack_core::app::DeliveryReport {
         let accounts = self.service("accounts");
         let now = self.now_ms() as i64;
         let report = self.rt.run(async move {
             let config = accounts.config().unwrap();
             deliver_pending_deletions(&*accounts, &config, now).await
         });
-        let report = report.unwrap_or_else(|e| panic!("the cron could not read the outbox: {e}"));
-        (report.delivered, report.failed)
+        report.unwrap_or_else(|e| panic!("the cron could not read the outbox: {e}"))
     }
 
     /// Lines the Workers logged so far that contain `text`.
