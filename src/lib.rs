@@ -131,7 +131,13 @@ async fn scheduled(event: ScheduledEvent, env: Env, ctx: ScheduleContext) {
     let now_ms = edge::now_ms() as i64;
     match edgestack_core::app::deliver_pending_deletions(&platform, config, now_ms).await {
         Ok(report) => {
-            worker::console_log!("deletion outbox: {} delivered, {} pending", report.delivered, report.failed)
+            worker::console_log!(
+                "deletion outbox: {} delivered, {} pending; {} rechecked, {} rechecks pending",
+                report.delivered,
+                report.failed,
+                report.rechecked,
+                report.recheck_failed
+            )
         }
         Err(error) => worker::console_error!("deletion outbox not read: {error}"),
     }
