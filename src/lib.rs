@@ -132,11 +132,12 @@ async fn scheduled(event: ScheduledEvent, env: Env, ctx: ScheduleContext) {
     match edgestack_core::app::deliver_pending_deletions(&platform, config, now_ms).await {
         Ok(report) => {
             worker::console_log!(
-                "deletion outbox: {} delivered, {} pending; {} rechecked, {} rechecks pending",
+                "deletion outbox: {} delivered, {} pending; {} rechecked, {} rechecks pending; {} left for the next run",
                 report.delivered,
                 report.failed,
                 report.rechecked,
-                report.recheck_failed
+                report.recheck_failed,
+                report.deferred
             )
         }
         Err(error) => worker::console_error!("deletion outbox not read: {error}"),

@@ -58,7 +58,8 @@ pub async fn delete_account<P: Platform>(
         let deadline_ms = context.config.nested_service_deadline_ms();
         return Ok(match deliver(context.platform, database, &deletion, context.request.now_ms, deadline_ms).await {
             Ok(notes_token) => notes_token,
-            Err(error) => {
+            Err(failure) => {
+                let error = failure.why;
                 context.platform.log(&format!("notes of deleted user {user_id} are left for the retry: {error}"));
                 None
             }
@@ -90,7 +91,7 @@ pub async fn deliver<P: Platform>(
     deletion: &PendingDeletion,
     now_ms: i64,
     deadline_ms: u32,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, Undelivered> {
     let failure = match tell_notes(platform, deletion, deadline_ms).await {
         Ok(token) => {
             let mut delivered = Pipeline::write();
@@ -104,11 +105,32 @@ pub async fn deliver<P: Platform>(
         Err(failure) => failure,
     };
     let mut attempt = Pipeline::write();
-    attempt.push(sql::user_deletion_failed(&deletion.id, now_ms, &failure));
+    attempt.push(sql::user_deletion_failed(&deletion.id, now_ms, &failure.why));
     if let Err(error) = database.run(&attempt).await {
         platform.log(&format!("could not record the failed delivery of {}: {error}", deletion.id));
     }
     Err(failure)
+}
+
+/// Why a deletion did not reach `notes`, as the row's `last_error` keeps it.
+#[derive(Debug)]
+pub struct Undelivered {
+    pub why: String,
+    /// `notes` answered (a non-2xx). Otherwise it gave no answer — no binding, a refused call or
+    /// its deadline — and the next delivery in the same run would wait for nothing too.
+    pub answered: bool,
+}
+
+/// The most of an answer's body a row keeps: enough for an API error's JSON; a proxy's HTML
+/// error page is not worth storing in every row.
+const ERROR_BODY_CHARS: usize = 200;
+
+/// `notes answered {status}: {body}`, the body cut to [`ERROR_BODY_CHARS`] characters.
+fn answered_error(status: u16, body: &[u8]) -> String {
+    let body = String::from_utf8_lossy(body);
+    let cut = body.char_indices().nth(ERROR_BODY_CHARS).map_or(body.len(), |(at, _)| at);
+    let more = if cut < body.len() { "…" } else { "" };
+    format!("notes answered {status}: {}{more}", &body[..cut])
 }
 
 /// `DELETE /internal/users/{id}/notes`: the notes read-your-writes cookie of a 2xx, else why not.
@@ -116,7 +138,7 @@ async fn tell_notes<P: Platform>(
     platform: &P,
     deletion: &PendingDeletion,
     deadline_ms: u32,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, Undelivered> {
     let request = ServiceRequest::internal(InternalRequest::DeleteUserNotes { user_id: &deletion.user_id });
     match platform.call_service(Service::Notes, request, deadline_ms).await {
         Ok(response) if (200..300).contains(&response.status) => {
@@ -127,8 +149,8 @@ async fn tell_notes<P: Platform>(
                 .find(|(name, value)| name.eq_ignore_ascii_case("set-cookie") && value.starts_with(&notes_cookie));
             Ok(token.map(|(_, value)| value))
         }
-        Ok(response) => Err(format!("notes answered {}: {}", response.status, String::from_utf8_lossy(&response.body))),
-        Err(error) => Err(error),
+        Ok(response) => Err(Undelivered { why: answered_error(response.status, &response.body), answered: true }),
+        Err(why) => Err(Undelivered { why, answered: false }),
     }
 }
 
@@ -141,6 +163,8 @@ pub struct DeliveryReport {
     pub rechecked: usize,
     /// Rechecks `notes` did not take; tried again on a later run.
     pub recheck_failed: usize,
+    /// Deletions and rechecks left untried for the next run once `notes` gave no answer.
+    pub deferred: usize,
 }
 
 /// The cron trigger's work: up to a hundred pending deletions, the least recently tried first,
@@ -162,32 +186,63 @@ pub async fn deliver_pending_deletions<P: Platform>(
     let pending = outcome.read(pending).map_err(|error| error.to_string())?;
     let due = outcome.read(due).map_err(|error| error.to_string())?;
     let mut delivery = DeliveryReport::default();
-    for deletion in &pending {
+    // Once `notes` gives no answer, every further call would wait out the same deadline (a
+    // hundred rows: over half an hour, while the next runs take the same rows): the rest
+    // wait for the next run.
+    let give_up = |delivery: &mut DeliveryReport, tried: usize| {
+        delivery.deferred = pending.len() + due.len() - tried;
+        platform.log(&format!("notes gave no answer; {} deletions wait for the next run", delivery.deferred));
+    };
+    for (tried, deletion) in pending.iter().enumerate() {
         match deliver(platform, &database, deletion, now_ms, config.service_deadline_ms).await {
             // No client to hand the notes token to.
             Ok(_) => delivery.delivered += 1,
-            Err(error) => {
-                platform.log(&format!("deletion of user {} not delivered yet: {error}", deletion.user_id));
+            Err(failure) => {
+                platform.log(&format!("deletion of user {} not delivered yet: {}", deletion.user_id, failure.why));
                 delivery.failed += 1;
+                if !failure.answered {
+                    give_up(&mut delivery, tried + 1);
+                    return Ok(delivery);
+                }
             }
         }
     }
-    for recheck in &due {
+    for (tried, recheck) in due.iter().enumerate() {
         let mut record = Pipeline::write();
-        match tell_notes(platform, recheck, config.service_deadline_ms).await {
+        let answered = match tell_notes(platform, recheck, config.service_deadline_ms).await {
             Ok(_) => {
                 record.push(sql::deletion_rechecked(&recheck.id));
                 delivery.rechecked += 1;
+                true
             }
-            Err(error) => {
-                platform.log(&format!("deletion of user {} not rechecked yet: {error}", recheck.user_id));
+            Err(failure) => {
+                platform.log(&format!("deletion of user {} not rechecked yet: {}", recheck.user_id, failure.why));
                 record.push(sql::deletion_recheck_failed(&recheck.id, now_ms));
                 delivery.recheck_failed += 1;
+                failure.answered
             }
-        }
+        };
         if let Err(error) = database.run(&record).await {
             platform.log(&format!("could not record the recheck of {}: {error}", recheck.id));
         }
+        if !answered {
+            give_up(&mut delivery, pending.len() + tried + 1);
+            break;
+        }
     }
     Ok(delivery)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::answered_error;
+
+    #[test]
+    fn an_answers_body_is_kept_short_in_the_error() {
+        assert_eq!(answered_error(500, b"{\"error\":{}}"), "notes answered 500: {\"error\":{}}");
+        let page = "é".repeat(5_000);
+        let kept = answered_error(502, page.as_bytes());
+        assert_eq!(kept, format!("notes answered 502: {}…", "é".repeat(200)));
+        assert_eq!(answered_error(503, &[0xff, b'x']), "notes answered 503: \u{fffd}x");
+    }
 }

@@ -442,3 +442,30 @@ fn a_recheck_notes_does_not_take_is_tried_again_on_a_later_run() {
     assert_eq!((report.rechecked, report.recheck_failed), (1, 0), "{report:?}");
     assert_eq!(stack.query_text("accounts", "SELECT count(*) FROM deletion_rechecks"), ["0"]);
 }
+
+/// A notes Worker that gives no answer costs a cron run one deadline, not one per row: each of
+/// the others would wait the same 20 s (a hundred rows: over half an hour, with a new run every
+/// minute taking the same rows), so they wait for the next run; the rechecks too. Nothing is
+/// counted against the rows not tried.
+#[test]
+fn a_notes_worker_that_gives_no_answer_costs_a_cron_run_one_deadline() {
+    let mut stack = Stack::services();
+    stack.net.set_fault("notes", None, EndpointFault { down: true, ..EndpointFault::default() });
+    for n in 0..3 {
+        let client = signed_up_user(&mut stack, &format!("waiting{n}@example.com"));
+        assert_eq!(delete_account(&mut stack, &client).status(), 204);
+        stack.advance(1_000.0);
+    }
+    stack.net.set_fault("notes", None, EndpointFault::default());
+    stack.service("notes").set_var("EDGESTACK_INJECT_FAULT", "slow:600000");
+
+    let started = stack.now_ms();
+    let report = stack.run_deletion_cron_report();
+
+    assert_eq!((report.delivered, report.failed, report.deferred), (0, 1, 2), "{report:?}");
+    let took = stack.now_ms() - started;
+    assert!(took < 25_000.0, "one service deadline (20 s), not one per row: {took} ms");
+    let attempts = stack.query_text("accounts", "SELECT CAST(attempts AS TEXT) FROM deletion_outbox ORDER BY attempts");
+    assert_eq!(attempts, ["1", "1", "2"]);
+    assert_eq!(stack.logs_containing("2 deletions wait for the next run").len(), 1);
+}
