@@ -8,16 +8,25 @@
 //! session the `__Host-` prefix exists to protect. Two `Cookie` fields that a non-browser client
 //! sends, joined by the runtime with `, `, therefore read as one pair ending at the comma: a
 //! cookie in the second field is not seen (the request is treated as not carrying it).
+//!
+//! Names and values are trimmed of spaces and tabs only, as a browser trims them (RFC 6265
+//! §5.2's WSP), never of Unicode white space: the Workers runtime hands a cookie name on decoded
+//! from UTF-8, and a browser stores `\u{2000}__Host-edgestack_session`, which a sibling host may
+//! set for the parent domain, as a name without the `__Host-` prefix; trimmed of U+2000 it would
+//! name the session cookie the prefix exists to protect (a planted session: cookie tossing).
 
 /// The values of every cookie named `name` in one `Cookie` field value, in order (empty values
 /// included; callers parse and skip what is not theirs).
 pub fn values<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     header
         .split(';')
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(move |(key, _)| key.trim() == name)
-        .map(|(_, value)| value.trim().trim_matches('"'))
+        .filter_map(|pair| pair.split_once('='))
+        .filter(move |(key, _)| key.trim_matches(WSP) == name)
+        .map(|(_, value)| value.trim_matches(WSP).trim_matches('"'))
 }
+
+/// What a browser trims around a cookie's name and value (RFC 6265 §5.2, RFC 5234's WSP).
+const WSP: [char; 2] = [' ', '\t'];
 
 #[cfg(test)]
 mod tests {
@@ -50,5 +59,17 @@ mod tests {
         check("planted=1, a=evil; a=mine", "a", &["mine"]);
         check("theme=dark, a=1", "a", &[]);
         check("a=1,2", "a", &["1,2"]);
+    }
+
+    /// Only spaces and tabs are trimmed: a name behind any other white space (U+2000, a
+    /// no-break space, NEL, a line tabulation) is another cookie's, one a sibling host may plant.
+    #[test]
+    fn a_name_behind_other_white_space_is_another_cookie() {
+        check("\ta =1", "a", &["1"]);
+        for space in ['\u{2000}', '\u{a0}', '\u{85}', '\u{3000}', '\u{b}', '\u{c}', '\n'] {
+            check(&format!("{space}a=planted; a=mine"), "a", &["mine"]);
+            check(&format!("a{space}=planted; a=mine"), "a", &["mine"]);
+        }
+        check("a=\u{a0}1", "a", &["\u{a0}1"]);
     }
 }

@@ -305,6 +305,42 @@ fn a_session_cookie_inside_another_cookies_value_is_not_read() {
     });
 }
 
+/// A cookie a sibling host may plant (`Domain=` the parent) whose name is the session cookie's
+/// behind a Unicode space (`\u{2000}__Host-edgestack_session`, from `document.cookie` there): the
+/// browser sees no `__Host-` prefix and stores it, the Workers runtime hands the name on
+/// decoded from UTF-8, and a name trimmed of Unicode white space read it as the session —
+/// the victim signed into the planter's account, their next note the planter's (a cookie
+/// prefix bypass; RFC 6265 §5.2 strips only spaces and tabs from a name).
+#[test]
+fn a_session_cookie_name_behind_unicode_white_space_is_not_read() {
+    const SESSION: &str = "__Host-edgestack_session";
+    each_shape(|mut stack| {
+        let victim = signed_up_user(&mut stack, "victim@example.com");
+        let planter = signed_up_user(&mut stack, "planter@example.com");
+        let (victim_token, planter_token) = (victim.cookie(SESSION).unwrap(), planter.cookie(SESSION).unwrap());
+        for space in ['\u{2000}', '\u{a0}', '\u{85}', '\u{3000}', '\u{feff}', '\u{b}', '\u{c}'] {
+            // Sent first: a planted cookie with a longer path goes before the real one.
+            let cookie = format!("{space}{SESSION}={planter_token}; {SESSION}={victim_token}");
+            let me = stack.send(victim.bare("GET", "/api/me").header("cookie", &cookie).send());
+            assert_eq!(me.json()["user"]["email"], "victim@example.com", "{space:?}: {}", me.text());
+            let created = stack.send(
+                victim
+                    .bare("POST", "/api/notes")
+                    .header("cookie", &cookie)
+                    .header("x-edgestack-client", "1")
+                    .json(json!({"title": "victim's diary"}))
+                    .send(),
+            );
+            assert_eq!(created.status(), 201, "{space:?}: {}", created.text());
+            let planted_only = format!("{SESSION}{space}={planter_token}");
+            let anonymous = stack.send(victim.bare("GET", "/api/me").header("cookie", &planted_only).send());
+            assert_eq!(anonymous.status(), 401, "{space:?} after the name: {}", anonymous.text());
+        }
+        let planters = stack.send(planter.get("/api/notes").send()).json();
+        assert_eq!(planters["notes"], json!([]), "the victim's notes went to the planter");
+    });
+}
+
 /// `POST /api/csp-reports` takes reports from anyone, without same-origin proof, and logs their
 /// fields: a line break in a field must not start a line of the sender's choosing in the log
 /// (log forging, ASVS 5.0 16.4.1).
