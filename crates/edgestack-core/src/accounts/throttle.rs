@@ -17,7 +17,8 @@
 //!   it, a day without attempts forgets it. Keyed by the SHA-256 of the email as typed, folded
 //!   ([`account_key`]), so an email with no account behaves exactly like one with an account.
 //! - **Untrusted attempts, per client address** (`SIGNIN_PER_CLIENT`, the Workers rate-limit
-//!   binding): what one address may try across all accounts (credential stuffing). Checked
+//!   binding): what one address (an IPv6 one by its /64, [`client_network`]) may try across
+//!   all accounts (credential stuffing). Checked
 //!   before the database when the request carries no device cookie, or one the account does
 //!   not trust (then after the primary said so).
 //! - **Trusted attempts, per device** (`SIGNIN_PER_DEVICE`): neither budget above applies, so
@@ -54,6 +55,26 @@ pub const DEVICE_LIFETIME_MS: i64 = 180 * 24 * 60 * 60 * 1000;
 /// Devices an account keeps; signing in on another forgets the longest unused.
 pub const DEVICES_PER_ACCOUNT: i64 = 20;
 
+/// The client a per-client limit counts an address (`cf-connecting-ip`) against: an IPv4
+/// address itself (also written IPv4-mapped, `::ffff:192.0.2.1`), an IPv6 address by its /64,
+/// written `2001:db8:1:2::/64`. One IPv6 subscriber is handed a /64 at least (RFC 6177 § 2) and
+/// may send each request from another of its 2^64 addresses, so counted per address an IPv6
+/// client met no per-client limit at all. Text that is no IP address is its own key (the edge
+/// always names one; a local run without it shares `unknown`).
+pub fn client_network(address: &str) -> String {
+    match address.trim().parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => v4.to_string(),
+        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let network = u128::from(v6) & !(u128::MAX >> 64);
+                format!("{}/64", std::net::Ipv6Addr::from(network))
+            }
+        },
+        Err(_) => address.to_string(),
+    }
+}
+
 /// The throttle's key for what was typed as the email, given folded (`email::fold`: one
 /// account however its address is typed), hashed, so the table holds no addresses and
 /// malformed input counts too.
@@ -64,6 +85,22 @@ pub fn account_key(folded_email: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_client_is_its_network_and_an_ipv4_one_its_address() {
+        for (address, network) in [
+            ("192.0.2.1", "192.0.2.1"),
+            ("::ffff:192.0.2.1", "192.0.2.1"),
+            ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+            ("2001:DB8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+            ("2001:0db8:0001:0002:0000:0000:0000:0009", "2001:db8:1:2::/64"),
+            ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+            ("::1", "::/64"),
+            ("unknown", "unknown"),
+        ] {
+            assert_eq!(client_network(address), network, "{address}");
+        }
+    }
 
     #[test]
     fn the_key_hides_the_address() {

@@ -101,9 +101,10 @@ fn with_cookies_cleared<P: Platform>(context: &Context<'_, P>, response: ApiResp
     }
 }
 
-/// The client address the runtime saw, the key of the per-client limits.
-fn client_address<'a, P: Platform>(context: &Context<'a, P>) -> &'a str {
-    context.request.client_ip().unwrap_or("unknown")
+/// The client the per-client limits count: the address the runtime saw, an IPv6 one by its
+/// /64 (`throttle::client_network`).
+fn client_address<P: Platform>(context: &Context<'_, P>) -> String {
+    throttle::client_network(context.request.client_ip().unwrap_or("unknown"))
 }
 
 /// Counts this request against `limiter`'s budget for `key`; over budget → `over`.

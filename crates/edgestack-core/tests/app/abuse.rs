@@ -244,6 +244,34 @@ fn sign_ups_are_limited_per_client_address() {
     });
 }
 
+/// An IPv6 client holds a whole /64 (the smallest block a subscriber is handed: 2^64
+/// addresses) and may send each request from another address of it. Counted per address, the
+/// per-client limits held such a client to nothing: sign-ups and untrusted sign-ins from one
+/// /64 went on past the limits as long as each came from a new address (review finding).
+#[test]
+fn an_ipv6_client_is_limited_by_its_network_not_by_each_address() {
+    each_shape(|mut stack| {
+        let bot = stack.client("na");
+        let sign_up = |stack: &mut Stack, n: usize, ip: &str| {
+            let body = json!({"email": format!("v6bot{n}@example.com"), "password": PASSWORD});
+            stack.send(bot.post("/api/accounts").header("cf-connecting-ip", ip).json(body).send())
+        };
+        let statuses: Vec<u16> =
+            (0..6).map(|n| sign_up(&mut stack, n, &format!("2001:db8:1:2::{:x}", n + 1)).status()).collect();
+        assert_eq!(statuses, [201, 201, 201, 201, 201, 429], "sign-ups from one /64");
+        assert_eq!(sign_up(&mut stack, 6, "2001:db8:1:3::1").status(), 201, "another /64 is not held up");
+        let stuffer = stack.client("na");
+        let statuses: Vec<u16> = (0..31)
+            .map(|n| {
+                let ip = format!("2001:db8:2:2:{n:x}::1");
+                sign_in_from(&mut stack, &stuffer, &ip, &format!("v6u{n}@example.com"), "guess").status()
+            })
+            .collect();
+        assert!(statuses[..30].iter().all(|status| *status == 401), "{statuses:?}");
+        assert_eq!(statuses[30], 429, "the 31st untrusted sign-in from one /64 in a minute");
+    });
+}
+
 #[test]
 fn a_rate_limiter_that_cannot_answer_refuses_sign_in_and_sign_up() {
     each_shape(|mut stack| {
