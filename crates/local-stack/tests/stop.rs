@@ -70,14 +70,18 @@ fn start_holder_with_stderr(mode: &str, stderr: Stdio) -> (Child, Vec<inspect::P
         .map_while(Result::ok)
         .find_map(|line| line.strip_prefix("started ").and_then(|pid| pid.parse().ok()))
         .expect("the holder never started its group");
-    // The shell starts its `sleep` a moment later.
+    // The shell starts its `sleep`s a moment later: the group runs once both are `sleep`, not
+    // a fork of the shell that has yet to run it (one CI run on a machine saturated by an 8 GB
+    // copy signalled such forks, which sat in uninterruptible sleep past the 5 s allowance
+    // without having run at all).
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let tree = inspect::tree(holder.id());
         // The shell and both sleeps (the tree also holds the holder and its guardian).
         let group = tree.iter().filter(|p| p.group == leader).count();
-        if group >= 3 || Instant::now() > deadline {
-            assert_eq!(group, 3, "{tree:#?}");
+        let sleeping = tree.iter().filter(|p| p.group == leader && p.command_line == "sleep 600").count();
+        if (group >= 3 && sleeping == 2) || Instant::now() > deadline {
+            assert_eq!((group, sleeping), (3, 2), "{tree:#?}");
             return (holder, tree);
         }
         std::thread::sleep(Duration::from_millis(20));
