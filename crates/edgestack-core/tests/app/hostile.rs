@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{Stack, each_shape, signed_up_user};
+use crate::support::{Client, Stack, each_shape, signed_up_user};
 
 /// The origin the simulated Workers are reached at (`Worker::api_request`).
 const OWN_ORIGIN: &str = "https://edgestack.test";
@@ -282,17 +282,7 @@ fn a_session_cookie_inside_another_cookies_value_is_not_read() {
             format!("planted=1, {SESSION}={planter_token}; {SESSION}={victim_token}"),
             format!("planted=\"1,{SESSION}={planter_token}\"; {SESSION}={victim_token}"),
         ] {
-            let me = stack.send(victim.bare("GET", "/api/me").header("cookie", &cookie).send());
-            assert_eq!(me.json()["user"]["email"], "victim@example.com", "Cookie: {cookie}: {}", me.text());
-            let created = stack.send(
-                victim
-                    .bare("POST", "/api/notes")
-                    .header("cookie", &cookie)
-                    .header("x-edgestack-client", "1")
-                    .json(json!({"title": "victim's diary"}))
-                    .send(),
-            );
-            assert_eq!(created.status(), 201, "{}", created.text());
+            acts_as_the_victim(&mut stack, &victim, &cookie);
             // Only the planted session, inside the value: no session at all.
             let planted_only = format!("planted=1,{SESSION}={planter_token}");
             let anonymous = stack.send(victim.bare("GET", "/api/me").header("cookie", &planted_only).send());
@@ -303,6 +293,22 @@ fn a_session_cookie_inside_another_cookies_value_is_not_read() {
         let victims = stack.send(victim.get("/api/notes").send()).json();
         assert_eq!(victims["notes"].as_array().map(Vec::len), Some(3));
     });
+}
+
+/// `cookie` sent from the victim's browser: `/api/me` answers the victim, and a note written
+/// with it is the victim's (a planted session would make both the planter's).
+fn acts_as_the_victim(stack: &mut Stack, victim: &Client, cookie: &str) {
+    let me = stack.send(victim.bare("GET", "/api/me").header("cookie", cookie).send());
+    assert_eq!(me.json()["user"]["email"], "victim@example.com", "Cookie: {cookie:?}: {}", me.text());
+    let created = stack.send(
+        victim
+            .bare("POST", "/api/notes")
+            .header("cookie", cookie)
+            .header("x-edgestack-client", "1")
+            .json(json!({"title": "victim's diary"}))
+            .send(),
+    );
+    assert_eq!(created.status(), 201, "Cookie: {cookie:?}: {}", created.text());
 }
 
 /// A cookie a sibling host may plant (`Domain=` the parent) whose name is the session cookie's
@@ -321,17 +327,7 @@ fn a_session_cookie_name_behind_unicode_white_space_is_not_read() {
         for space in ['\u{2000}', '\u{a0}', '\u{85}', '\u{3000}', '\u{feff}', '\u{b}', '\u{c}'] {
             // Sent first: a planted cookie with a longer path goes before the real one.
             let cookie = format!("{space}{SESSION}={planter_token}; {SESSION}={victim_token}");
-            let me = stack.send(victim.bare("GET", "/api/me").header("cookie", &cookie).send());
-            assert_eq!(me.json()["user"]["email"], "victim@example.com", "{space:?}: {}", me.text());
-            let created = stack.send(
-                victim
-                    .bare("POST", "/api/notes")
-                    .header("cookie", &cookie)
-                    .header("x-edgestack-client", "1")
-                    .json(json!({"title": "victim's diary"}))
-                    .send(),
-            );
-            assert_eq!(created.status(), 201, "{space:?}: {}", created.text());
+            acts_as_the_victim(&mut stack, &victim, &cookie);
             let planted_only = format!("{SESSION}{space}={planter_token}");
             let anonymous = stack.send(victim.bare("GET", "/api/me").header("cookie", &planted_only).send());
             assert_eq!(anonymous.status(), 401, "{space:?} after the name: {}", anonymous.text());
